@@ -1,0 +1,39 @@
+"""fastlru: a compiled LRU map, thread-safe and safe against re-entrant keys.
+
+>>> from fastlru import LRU
+>>> cache = LRU(2)
+>>> cache["a"] = 1; cache["b"] = 2; cache["c"] = 3
+>>> list(cache)
+['c', 'b']
+
+``fastlru.LRU`` is the compiled engine unless ``FASTLRU_NO_EXTENSIONS`` is set, the
+interpreter is not CPython, or the extension is missing; ``IMPLEMENTATION`` says which
+(``"c"`` or ``"python"``).
+"""
+import os
+import platform
+from typing import TYPE_CHECKING
+
+from ._common import CacheInfo
+
+__all__ = ["LRU", "CacheInfo", "IMPLEMENTATION"]
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    # Type checkers read the pure-Python twin: no hand-kept stub of the extension can drift.
+    from ._lru_py import LRU
+
+    IMPLEMENTATION = "python"
+elif os.environ.get("FASTLRU_NO_EXTENSIONS") or platform.python_implementation() != "CPython":
+    from ._lru_py import LRU
+
+    IMPLEMENTATION = "python"
+else:
+    try:
+        from ._lru_c import LRU
+
+        IMPLEMENTATION = "c"
+    except ImportError:  # pragma: no cover - exercised only where the build failed
+        from ._lru_py import LRU
+
+        IMPLEMENTATION = "python"

@@ -1,0 +1,1 @@
+"""ormcache: Odoo-compatible method-result caches built on fastlru."""
