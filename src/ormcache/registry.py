@@ -1,0 +1,162 @@
+"""The per-database registry of named LRU caches (Odoo's ``Registry``, caches only).
+
+>>> from ormcache.registry import Registry
+>>> reg = Registry("demo")
+>>> reg is Registry("demo")
+True
+>>> reg.clear_cache("stable")          # also clears 'default' and 'templates.cached_values'
+>>> sorted(reg.cache_invalidated)
+['stable']
+>>> Registry.delete("demo")
+
+Contract relied on by the signaling and SQLAlchemy layers:
+
+- ``Registry(db_name, *, sizes=None, lru_factory=None)``: one registry per database; the keyword
+  arguments only matter at first creation. ``__init__`` runs once per database; the
+  ``RegistrySignaling`` mixin may define ``__init__(self)`` (no arguments), called after the caches
+  exist.
+- ``caches``: cache name -> ``fastlru.LRU``; the objects are never replaced (clearing is in place),
+  so decorated methods may keep a reference to them.
+- ``cache_invalidated`` (a set, per thread) and ``registry_invalidated`` (a bool, per thread).
+- ``clear_cache(*names)``, ``clear_all_caches()``, ``_clear_local(names)`` and ``signaling``.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Tuple
+
+from .signaling import RegistrySignaling
+
+__all__ = ["Registry", "CACHE_SIZES", "CACHES_BY_KEY"]
+
+#: Odoo's default size of each named cache.
+CACHE_SIZES: Dict[str, int] = {
+    "default": 8192,
+    "assets": 512,
+    "templates": 1024,
+    "routing": 1024,
+    "routing.rewrites": 8192,
+    "templates.cached_values": 2048,
+    "groups": 64,
+    "stable": 1024,
+}
+
+#: Clearing a name clears these caches (the name itself first).
+CACHES_BY_KEY: Dict[str, Tuple[str, ...]] = {name: (name,) for name in CACHE_SIZES}
+CACHES_BY_KEY["stable"] = ("stable", "default", "templates.cached_values")
+CACHES_BY_KEY["groups"] = ("groups", "default")
+
+
+class _PerDatabase(type):
+    """Metaclass: ``Registry(db_name)`` returns the existing registry, else builds it once."""
+
+    def __call__(cls, db_name: str, **kwargs: Any) -> Any:
+        registries = cls._registries
+        registry = registries.get(db_name)  # lock-free fast path: dict reads are atomic
+        if registry is not None:
+            return registry
+        with cls._lock:
+            registry = registries.get(db_name)
+            if registry is None:
+                registry = super().__call__(db_name, **kwargs)
+                registries[db_name] = registry
+            return registry
+
+
+class Registry(RegistrySignaling, metaclass=_PerDatabase):
+    """The caches of one database, shared by every thread of the process."""
+
+    _registries: ClassVar[Dict[str, "Registry"]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        db_name: str,
+        *,
+        sizes: Optional[Dict[str, int]] = None,
+        lru_factory: Optional[Callable[[int], Any]] = None,
+    ) -> None:
+        if lru_factory is None:
+            from fastlru import LRU as lru_factory
+        counts = dict(CACHE_SIZES)
+        for name, count in (sizes or {}).items():
+            if name not in counts:
+                raise ValueError(f"unknown cache name {name!r}; known: {sorted(counts)}")
+            counts[name] = count
+        self.db_name = db_name
+        self.caches: Dict[str, Any] = {name: lru_factory(count) for name, count in counts.items()}
+        #: (model name, method qualname) -> counter; filled by the decorators.
+        self.counters: Dict[Tuple[str, str], Any] = {}
+        #: the signaling backend (set by the signaling layer), None when signaling is off.
+        self.signaling: Any = None
+        self._invalidation_flags = threading.local()
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"<Registry {self.db_name!r}>"
+
+    @classmethod
+    def delete(cls, db_name: str) -> None:
+        """Forget the registry of ``db_name`` (no error if there is none)."""
+        with cls._lock:
+            cls._registries.pop(db_name, None)
+
+    @classmethod
+    def registries(cls) -> List["Registry"]:
+        """The registries alive in this process."""
+        return list(cls._registries.values())
+
+    # -- per-thread invalidation flags -------------------------------------------------------
+
+    @property
+    def cache_invalidated(self) -> set:
+        """Names cleared by this thread since the last signal/reset (per thread)."""
+        try:
+            return self._invalidation_flags.cache_invalidated
+        except AttributeError:
+            names = self._invalidation_flags.cache_invalidated = set()
+            return names
+
+    @cache_invalidated.setter
+    def cache_invalidated(self, names: Iterable[str]) -> None:
+        self._invalidation_flags.cache_invalidated = set(names)
+
+    @property
+    def registry_invalidated(self) -> bool:
+        """Whether this thread changed the registry itself (per thread)."""
+        return getattr(self._invalidation_flags, "registry_invalidated", False)
+
+    @registry_invalidated.setter
+    def registry_invalidated(self, value: bool) -> None:
+        self._invalidation_flags.registry_invalidated = bool(value)
+
+    # -- clearing ----------------------------------------------------------------------------
+
+    def _expand(self, names: Iterable[str]) -> List[str]:
+        caches: List[str] = []
+        for name in names:
+            try:
+                expansion = CACHES_BY_KEY[name]
+            except (KeyError, TypeError):
+                raise ValueError(f"unknown cache name {name!r}; known: {sorted(CACHES_BY_KEY)}") from None
+            caches.extend(cache for cache in expansion if cache not in caches)
+        return caches
+
+    def _clear_local(self, names: Iterable[str]) -> List[str]:
+        """Clear the caches ``names`` expand to, without recording them; returns those caches."""
+        caches = self._expand(names)
+        for cache in caches:
+            self.caches[cache].clear()
+        return caches
+
+    def clear_cache(self, *names: str) -> None:
+        """Clear the named caches (default ``'default'``) and record the names for signaling."""
+        names = names or ("default",)
+        self._clear_local(names)
+        self.cache_invalidated.update(names)
+
+    def clear_all_caches(self) -> None:
+        """Clear every cache of this registry and record every name."""
+        for cache in self.caches.values():
+            cache.clear()
+        self.cache_invalidated.update(self.caches)
