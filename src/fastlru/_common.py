@@ -1,4 +1,5 @@
 """What both engines share: the statistics tuple."""
+import abc
 from typing import NamedTuple
 
 
@@ -10,3 +11,12 @@ class CacheInfo(NamedTuple):
     evictions: int
     size: int
     count: int
+
+
+class LRUType(abc.ABC):
+    """Both engines' LRU classes register here, so either compares by order with the other."""
+
+
+def rebuild(cls, count, pairs, on_evict, maxweight, getsizeof):
+    """Unpickles an LRU of either engine (module-level so pickle can name it)."""
+    return cls(count, pairs, on_evict=on_evict, maxweight=maxweight, getsizeof=getsizeof)

@@ -1,0 +1,626 @@
+"""Pure-Python twin of the compiled engine (``_lru_c.pyx``): the same algorithm and names.
+
+Entries live in parallel lists indexed by an entry number (key, value, hash, prev, next); an
+open-addressing table (linear probing, Fibonacci hashing, backward-shift deletion, so no
+tombstones) maps hashes to entry numbers; a circular doubly-linked list through ``prev``/``next``
+orders them, ``head`` being the most recent.
+
+Rules that make it safe against threads and re-entrant keys (see CPython's lru_cache):
+- a key's ``__hash__`` runs once per operation, before any state is touched;
+- ``self._lock`` guards pointer updates only: it is released while a key's ``__eq__`` runs, and
+  no user code (``on_evict``, ``getsizeof``, a dropped value's ``__del__``, a GC pass triggered
+  by allocating a container) ever runs while it is held;
+- references that an operation drops are kept in locals until the lock is released;
+- after a key's ``__eq__`` ran, the probe restarts if the cache changed meanwhile.
+"""
+import sys
+import threading
+from array import array
+from collections.abc import Mapping, MutableMapping
+from types import GenericAlias
+
+from ._common import CacheInfo, LRUType, rebuild
+
+__all__ = ["LRU"]
+
+_EMPTY = -1
+_M64 = (1 << 64) - 1
+_FIB = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads sequential hashes over the table
+_MIN_TABLE = 8
+_MAX_RESTARTS = 1000
+# Exact types whose __eq__ runs no Python code: comparing them under the lock is safe.
+_PLAIN = frozenset({int, str, bytes, float, bool, type(None)})
+_MISSING = object()
+
+
+def _is_plain(key):
+    t = type(key)
+    if t in _PLAIN:
+        return True
+    if t is tuple:
+        for item in key:
+            if type(item) not in _PLAIN:
+                return False
+        return True
+    return False
+
+
+class _Unraisable:
+    """Hands an exception to ``sys.unraisablehook`` the only way pure Python can: from __del__."""
+
+    __slots__ = ("exc",)
+
+    def __del__(self):
+        raise self.exc
+
+
+def _report(exc):
+    reporter = _Unraisable()
+    reporter.exc = exc
+    del reporter
+
+
+_EMPTY_ROW = array("q", [_EMPTY])
+
+
+def _new_table(size):
+    return _EMPTY_ROW * size  # an array is not tracked by the GC: safe to allocate under the lock
+
+
+def _check_count(count):
+    if not isinstance(count, int):
+        raise TypeError(f"count must be an int, not {type(count).__name__}")
+    return max(count, 1)
+
+
+class LRU:
+    """A bounded mapping that forgets its least recently used entries.
+
+    >>> cache = LRU(2)
+    >>> cache["a"] = 1; cache["b"] = 2
+    >>> cache["a"]
+    1
+    >>> cache["c"] = 3  # evicts "b", the least recent
+    >>> cache.keys()
+    ['c', 'a']
+    """
+
+    __slots__ = (
+        "_keys", "_values", "_hashes", "_plain", "_prev", "_next", "_weights",
+        "_table", "_mask", "_shift", "_head", "_size", "_free",
+        "_count", "_version", "_hits", "_misses", "_evictions",
+        "_weight", "_maxweight", "_getsizeof", "_on_evict", "_lock", "__weakref__",
+    )
+
+    __class_getitem__ = classmethod(GenericAlias)
+    __hash__ = None
+
+    def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None):
+        count = _check_count(count)
+        if on_evict is not None and not callable(on_evict):
+            raise TypeError("on_evict must be callable")
+        if getsizeof is not None and not callable(getsizeof):
+            raise TypeError("getsizeof must be callable")
+        if maxweight is not None:
+            if not isinstance(maxweight, int):
+                raise TypeError(f"maxweight must be an int, not {type(maxweight).__name__}")
+            if maxweight < 0:
+                raise ValueError("maxweight must be >= 0")
+        elif getsizeof is not None:
+            raise TypeError("getsizeof needs maxweight")
+        self._lock = threading.Lock()
+        self._count = count
+        self._on_evict = on_evict
+        self._maxweight = maxweight
+        self._getsizeof = getsizeof
+        self._hits = self._misses = self._evictions = 0
+        self._version = 0
+        self._reset()
+        for key, value in pairs:
+            self[key] = value
+
+    def _reset(self):
+        self._keys = []
+        self._values = []
+        self._hashes = []
+        self._plain = []
+        self._prev = []
+        self._next = []
+        self._weights = [] if self._maxweight is not None else None
+        self._table = _new_table(_MIN_TABLE)
+        self._mask = _MIN_TABLE - 1
+        self._shift = 64 - (_MIN_TABLE.bit_length() - 1)
+        self._head = _EMPTY
+        self._size = 0
+        self._free = _EMPTY
+        self._weight = 0
+
+    # -- hash table (lock held, no user code) ---------------------------------------------
+
+    def _find(self, key, h, plain):
+        """With the lock held: the entry holding ``key``, or -1.
+
+        The lock is released only while a key's ``__eq__`` runs; it is held again on return,
+        also when that ``__eq__`` raised.
+        """
+        restarts = 0
+        while True:
+            version = self._version
+            table = self._table
+            keys = self._keys
+            mask = self._mask
+            i = ((h & _M64) * _FIB & _M64) >> self._shift
+            while True:
+                e = table[i]
+                if e == _EMPTY:
+                    return _EMPTY
+                k = keys[e]
+                if k is key:
+                    return e
+                if self._hashes[e] == h:
+                    if plain and self._plain[e]:
+                        if k == key:
+                            return e
+                    else:
+                        self._lock.release()
+                        try:
+                            if restarts > _MAX_RESTARTS:  # raised unlocked: allocating may run the GC
+                                raise RuntimeError("LRU mutated during key comparison")
+                            equal = bool(k == key)
+                        finally:
+                            self._lock.acquire()
+                        if self._version != version:
+                            # The cache changed while __eq__ ran: trust a match only if the
+                            # entry still holds the very key we compared, else probe again.
+                            if equal and e < len(self._keys) and self._keys[e] is k:
+                                return e
+                            restarts += 1
+                            break
+                        if equal:
+                            return e
+                i = (i + 1) & mask
+
+    def _table_insert(self, e, h):
+        table = self._table
+        mask = self._mask
+        i = ((h & _M64) * _FIB & _M64) >> self._shift
+        while table[i] != _EMPTY:
+            i = (i + 1) & mask
+        table[i] = e
+
+    def _table_remove(self, e):
+        table = self._table
+        mask = self._mask
+        shift = self._shift
+        hashes = self._hashes
+        i = ((hashes[e] & _M64) * _FIB & _M64) >> shift
+        while table[i] != e:
+            i = (i + 1) & mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            f = table[j]
+            if f == _EMPTY:
+                break
+            home = ((hashes[f] & _M64) * _FIB & _M64) >> shift
+            if (j - home) & mask >= (j - i) & mask:
+                table[i] = f
+                i = j
+        table[i] = _EMPTY
+
+    def _resize_table(self, size):
+        self._table = _new_table(size)
+        self._mask = size - 1
+        self._shift = 64 - (size.bit_length() - 1)
+        if self._head == _EMPTY:
+            return
+        e = self._head
+        while True:
+            self._table_insert(e, self._hashes[e])
+            e = self._next[e]
+            if e == self._head:
+                break
+
+    # -- linked list (lock held, no user code) ---------------------------------------------
+
+    def _link_front(self, e):
+        head = self._head
+        if head == _EMPTY:
+            self._prev[e] = self._next[e] = e
+        else:
+            prev = self._prev
+            tail = prev[head]
+            self._next[e] = head
+            prev[e] = tail
+            self._next[tail] = e
+            prev[head] = e
+        self._head = e
+
+    def _unlink(self, e):
+        nxt = self._next[e]
+        if nxt == e:
+            self._head = _EMPTY
+            return
+        prv = self._prev[e]
+        self._next[prv] = nxt
+        self._prev[nxt] = prv
+        if self._head == e:
+            self._head = nxt
+
+    def _promote(self, e):
+        head = self._head
+        if e == head:
+            return
+        if e == self._prev[head]:
+            self._head = e  # the tail of a circular list becomes its head by moving the head
+            return
+        self._unlink(e)
+        self._link_front(e)
+
+    def _detach(self, e, dropped):
+        """Removes entry ``e``; its key and value go to ``dropped`` (released by the caller)."""
+        self._unlink(e)
+        self._table_remove(e)
+        dropped.append(self._keys[e])
+        dropped.append(self._values[e])
+        self._keys[e] = self._values[e] = None
+        self._next[e] = self._free
+        self._free = e
+        self._size -= 1
+        if self._weights is not None:
+            self._weight -= self._weights[e]
+        self._version += 1
+
+    def _evict_until(self, count, weight, dropped):
+        """Evicts least-recent entries until at most ``count`` remain and weigh <= ``weight``."""
+        while self._size > count or (self._weights is not None and self._weight > weight):
+            self._detach(self._prev[self._head], dropped)
+            self._evictions += 1
+
+    # -- user callbacks (lock released) ---------------------------------------------------
+
+    def _weigh(self, value):
+        if self._getsizeof is None:
+            return 1
+        w = self._getsizeof(value)
+        if not isinstance(w, int):
+            raise TypeError(f"getsizeof must return an int, not {type(w).__name__}")
+        if w < 0:
+            raise ValueError(f"getsizeof returned a negative weight: {w}")
+        return w
+
+    def _release_evicted(self, evicted):
+        on_evict = self._on_evict
+        if on_evict is not None:
+            for i in range(0, len(evicted), 2):
+                try:
+                    on_evict(evicted[i], evicted[i + 1])
+                except BaseException as exc:  # noqa: BLE001 - reported, never raised mid-call
+                    _report(exc)
+        evicted.clear()
+
+    # -- mapping --------------------------------------------------------------------------
+
+    def __getitem__(self, key):
+        h = hash(key)
+        plain = _is_plain(key)
+        with self._lock:
+            e = self._find(key, h, plain)
+            if e == _EMPTY:
+                self._misses += 1
+                value = _MISSING
+            else:
+                self._hits += 1
+                self._promote(e)
+                self._version += 1
+                value = self._values[e]
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key, default=None):
+        h = hash(key)
+        plain = _is_plain(key)
+        with self._lock:
+            e = self._find(key, h, plain)
+            if e == _EMPTY:
+                self._misses += 1
+                return default
+            self._hits += 1
+            self._promote(e)
+            self._version += 1
+            return self._values[e]
+
+    def peek(self, key, default=None):
+        h = hash(key)
+        plain = _is_plain(key)
+        with self._lock:
+            e = self._find(key, h, plain)
+            return default if e == _EMPTY else self._values[e]
+
+    def __contains__(self, key):
+        h = hash(key)
+        plain = _is_plain(key)
+        with self._lock:
+            return self._find(key, h, plain) != _EMPTY
+
+    def __setitem__(self, key, value):
+        self._store(key, value, False)
+
+    def setdefault(self, key, default=None):
+        return self._store(key, default, True)
+
+    def _store(self, key, value, keep):
+        """Sets ``key``; with ``keep`` an existing value wins and is returned (setdefault)."""
+        h = hash(key)
+        plain = _is_plain(key)
+        w = self._weigh(value)
+        if self._maxweight is not None and w > self._maxweight:
+            raise ValueError(f"item weighs {w}, more than maxweight {self._maxweight}")
+        # Allocated before the lock (allocating may run the GC, i.e. user code); they keep
+        # what the store drops alive until the lock is released.
+        evicted = []
+        replaced = []
+        with self._lock:
+            e = self._find(key, h, plain)
+            if e != _EMPTY:
+                self._promote(e)
+                self._version += 1
+                if keep:
+                    return self._values[e]
+                replaced.append(self._values[e])
+                self._values[e] = value
+                if self._weights is not None:
+                    self._weight += w - self._weights[e]
+                    self._weights[e] = w
+                    self._evict_until(self._count, self._maxweight, evicted)
+            else:
+                self._evict_until(self._count - 1, (self._maxweight or 0) - w, evicted)
+                self._insert(key, value, h, plain, w)
+        self._release_evicted(evicted)
+        return value
+
+    def _insert(self, key, value, h, plain, w):
+        if (self._size + 1) * 2 > len(self._table):
+            self._resize_table(len(self._table) * 2)
+        e = self._free
+        if e != _EMPTY:
+            self._free = self._next[e]
+            self._keys[e] = key
+            self._values[e] = value
+            self._hashes[e] = h
+            self._plain[e] = plain
+            if self._weights is not None:
+                self._weights[e] = w
+        else:
+            e = len(self._keys)
+            self._keys.append(key)
+            self._values.append(value)
+            self._hashes.append(h)
+            self._plain.append(plain)
+            self._prev.append(e)
+            self._next.append(e)
+            if self._weights is not None:
+                self._weights.append(w)
+        self._table_insert(e, h)
+        self._link_front(e)
+        self._size += 1
+        if self._weights is not None:
+            self._weight += w
+        self._version += 1
+
+    def __delitem__(self, key):
+        self._pop(key, _MISSING)
+
+    def pop(self, key, default=_MISSING):
+        return self._pop(key, default)
+
+    def _pop(self, key, default):
+        h = hash(key)
+        plain = _is_plain(key)
+        dropped = []
+        with self._lock:
+            e = self._find(key, h, plain)
+            if e != _EMPTY:
+                self._detach(e, dropped)
+        if not dropped:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return dropped[1]
+
+    def popitem(self):
+        """Removes and returns the least recent ``(key, value)``."""
+        dropped = []
+        with self._lock:
+            if self._head != _EMPTY:
+                self._detach(self._prev[self._head], dropped)
+        if not dropped:
+            raise KeyError("popitem(): LRU is empty")
+        return dropped[0], dropped[1]
+
+    def clear(self):
+        fresh = LRU.__new__(LRU)
+        fresh._maxweight = self._maxweight
+        fresh._reset()  # new containers built before the lock: allocating may run the GC
+        with self._lock:
+            old_keys = self._keys
+            old_values = self._values
+            self._adopt(fresh)
+            self._version += 1
+        del old_keys, old_values  # keys' and values' __del__ run here, the cache consistent
+
+    def _adopt(self, other):
+        self._keys = other._keys
+        self._values = other._values
+        self._hashes = other._hashes
+        self._plain = other._plain
+        self._prev = other._prev
+        self._next = other._next
+        self._weights = other._weights
+        self._table = other._table
+        self._mask = other._mask
+        self._shift = other._shift
+        self._head = other._head
+        self._size = other._size
+        self._free = other._free
+        self._weight = other._weight
+
+    def update(self, other=(), **kwargs):
+        if isinstance(other, Mapping):
+            for key in other:
+                self[key] = other[key]
+        elif hasattr(other, "keys"):
+            for key in other.keys():
+                self[key] = other[key]
+        else:
+            for key, value in other:
+                self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def __len__(self):
+        return self._size
+
+    # -- capacity -------------------------------------------------------------------------
+
+    @property
+    def count(self):
+        return self._count
+
+    @count.setter
+    def count(self, count):
+        count = _check_count(count)
+        evicted = []
+        with self._lock:
+            self._count = count
+            self._evict_until(count, self._maxweight or 0, evicted)
+        self._release_evicted(evicted)
+
+    @property
+    def maxweight(self):
+        return self._maxweight
+
+    @property
+    def weight(self):
+        return self._weight if self._weights is not None else self._size
+
+    def info(self):
+        return CacheInfo(self._hits, self._misses, self._evictions, self._size, self._count)
+
+    # -- views ----------------------------------------------------------------------------
+
+    def _snapshot(self, keys, values):
+        """Fills the given lists with keys and/or values, most recent first, under the lock."""
+        with self._lock:
+            e = self._head
+            if e != _EMPTY:
+                while True:
+                    if keys is not None:
+                        keys.append(self._keys[e])
+                    if values is not None:
+                        values.append(self._values[e])
+                    e = self._next[e]
+                    if e == self._head:
+                        break
+
+    def keys(self):
+        keys = []
+        self._snapshot(keys, None)
+        return keys
+
+    def values(self):
+        values = []
+        self._snapshot(None, values)
+        return values
+
+    def items(self):
+        keys = []
+        values = []
+        self._snapshot(keys, values)
+        return list(zip(keys, values))
+
+    def _walk(self, forward):
+        version = self._version
+        e = _EMPTY
+        for _ in range(self._size):
+            with self._lock:
+                if self._version != version:
+                    key = _MISSING
+                else:
+                    if e == _EMPTY:
+                        e = self._head if forward else self._prev[self._head]
+                    key = self._keys[e]
+                    e = self._next[e] if forward else self._prev[e]
+            if key is _MISSING:
+                raise RuntimeError("LRU mutated during iteration")
+            yield key
+        if self._version != version:
+            raise RuntimeError("LRU mutated during iteration")
+
+    def __iter__(self):
+        return self._walk(True)
+
+    def __reversed__(self):
+        return self._walk(False)
+
+    # -- whole-object protocols ------------------------------------------------------------
+
+    def copy(self):
+        return type(self)(
+            self._count, reversed(self.items()), on_evict=self._on_evict,
+            maxweight=self._maxweight, getsizeof=self._getsizeof,
+        )
+
+    __copy__ = copy
+
+    def __reduce__(self):
+        return rebuild, (
+            type(self), self._count, self.items()[::-1], self._on_evict,
+            self._maxweight, self._getsizeof,
+        )
+
+    def __eq__(self, other):
+        if isinstance(other, LRUType):
+            return self.items() == other.items()
+        if isinstance(other, Mapping):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._count}, {self.items()[::-1]!r})"
+
+    def _check(self):
+        """Debug: asserts that the list, the table and the counters agree."""
+        with self._lock:
+            n = 0
+            if self._head != _EMPTY:
+                e = self._head
+                while True:
+                    n += 1
+                    assert n <= self._size, "list longer than size"
+                    assert self._prev[self._next[e]] == e, "broken back link"
+                    e = self._next[e]
+                    if e == self._head:
+                        break
+            assert n == self._size, "list and size disagree"
+            assert self._size <= self._count, "size above count"
+            n = 0
+            total = 0
+            for e in self._table:
+                if e != _EMPTY:
+                    n += 1
+                    i = ((self._hashes[e] & _M64) * _FIB & _M64) >> self._shift
+                    while self._table[i] != e:
+                        assert self._table[i] != _EMPTY, "entry unreachable from its home slot"
+                        i = (i + 1) & self._mask
+                    if self._weights is not None:
+                        total += self._weights[e]
+            assert n == self._size, "table and list disagree"
+            if self._weights is not None:
+                assert total == self._weight, "weight total drifted"
+                assert self._weight <= self._maxweight, "weight above maxweight"
+
+
+MutableMapping.register(LRU)
+LRUType.register(LRU)
