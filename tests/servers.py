@@ -1,0 +1,338 @@
+"""Private PostgreSQL and Redis servers for tests and benchmarks, on free loopback ports.
+
+Load as a pytest plugin (``-p servers`` or ``pytest_plugins = ("servers",)``) to get the fixtures
+``postgres_server``/``redis_server`` (one per session) and ``pg_dsn``/``redis_prefix`` (fresh per
+test). The classes work outside pytest too::
+
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+
+The servers run with throw-away settings (no fsync, no snapshots): they hold test data only.
+"""
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "free_port",
+    "postgres_server",
+    "redis_server",
+    "pg_dsn",
+    "redis_prefix",
+]
+
+STARTUP_TIMEOUT = 30.0
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port, proc=None, timeout=STARTUP_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} while starting")
+        with contextlib.suppress(OSError):
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _tail(path, lines=30):
+    with contextlib.suppress(OSError), open(path, errors="replace") as file:
+        return "".join(file.readlines()[-lines:])
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------------------------
+
+def postgres_bindir():
+    """Directory of initdb/pg_ctl: ``$PG_BINDIR``, the newest /usr/lib/postgresql/*/bin, or
+    ``pg_config --bindir``."""
+    candidates = []
+    if os.environ.get("PG_BINDIR"):
+        candidates.append(os.environ["PG_BINDIR"])
+    candidates += sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda path: [int(part) for part in path.split("/")[-2].split(".") if part.isdigit()],
+        reverse=True,
+    )
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            candidates.append(
+                subprocess.run([pg_config, "--bindir"], check=True, capture_output=True, text=True)
+                .stdout.strip()
+            )
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(os.path.dirname(initdb))
+    for path in candidates:
+        if os.path.exists(os.path.join(path, "initdb")) and os.path.exists(os.path.join(path, "pg_ctl")):
+            return path
+    raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found; set PG_BINDIR")
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only.
+
+    initdb and pg_ctl refuse to run as root, so as root they run as the ``postgres`` user (the
+    directory is chowned to it). ``stop()``/``start()`` restart it on the same port and data.
+    """
+
+    def __init__(self, *, user="postgres"):
+        self.bindir = postgres_bindir()
+        self.port = None
+        self.user = user
+        self.basedir = None
+        self.running = False
+
+    @property
+    def datadir(self):
+        return os.path.join(self.basedir, "data")
+
+    @property
+    def logfile(self):
+        return os.path.join(self.basedir, "postgres.log")
+
+    @property
+    def dsn(self):
+        """DSN of the maintenance database ``postgres``."""
+        return self.dsn_for("postgres")
+
+    def dsn_for(self, dbname):
+        return f"host=127.0.0.1 port={self.port} user={self.user} dbname={dbname} connect_timeout=5"
+
+    def _run(self, *args, check=True):
+        cmd = [os.path.join(self.bindir, args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.basedir)
+        if check and result.returncode:
+            raise RuntimeError(
+                f"{args[0]} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+                f"\n--- server log ---\n{_tail(self.logfile)}"
+            )
+        return result
+
+    def setup(self):
+        """initdb then start. The data directory is created under the system temp dir, because
+        pytest's own tmp dirs are private to root."""
+        self.basedir = tempfile.mkdtemp(prefix="ormcache-pg-")
+        if os.geteuid() == 0:
+            import pwd
+
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.basedir, pw.pw_uid, pw.pw_gid)
+        self._run("initdb", "-D", self.datadir, "-U", self.user, "--auth=trust",
+                  "--no-sync", "-E", "UTF8", "--locale=C")
+        self.port = free_port()
+        self.start()
+        return self
+
+    def start(self):
+        """Start (or restart after stop()) on the same port and data directory."""
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.basedir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=100 -c shared_buffers=32MB"
+        )
+        self._run("pg_ctl", "start", "-D", self.datadir, "-l", self.logfile, "-w",
+                  "-t", str(int(STARTUP_TIMEOUT)), "-o", options)
+        self.running = True
+
+    def stop(self, mode="fast"):
+        """Stop the server; its clients see their connections dropped."""
+        if self.running:
+            self._run("pg_ctl", "stop", "-D", self.datadir, "-m", mode, "-w")
+            self.running = False
+
+    def create_database(self, name):
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.dsn_for(name)
+
+    def drop_database(self, name):
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def teardown(self):
+        try:
+            if self.basedir and os.path.exists(self.datadir):
+                self._run("pg_ctl", "stop", "-D", self.datadir, "-m", "immediate", "-w", check=False)
+        finally:
+            self.running = False
+            if self.basedir:
+                shutil.rmtree(self.basedir, ignore_errors=True)
+                self.basedir = None
+
+    def __enter__(self):
+        return self.setup()
+
+    def __exit__(self, *exc):
+        self.teardown()
+
+
+# --------------------------------------------------------------------------------------------
+# Redis
+# --------------------------------------------------------------------------------------------
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1, without persistence (a restart loses every key, as a
+    production Redis without snapshots does). ``kill()`` is SIGKILL, ``stop()`` a clean shutdown,
+    ``start()`` restarts on the same port."""
+
+    def __init__(self, *, binary=None):
+        self.binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not os.path.exists(self.binary):
+            raise RuntimeError("redis-server not found; install it (apt-get install redis-server)")
+        self.port = None
+        self.basedir = None
+        self.proc = None
+        self._log = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def setup(self):
+        self.basedir = tempfile.mkdtemp(prefix="ormcache-redis-")
+        self.port = free_port()
+        self.start()
+        return self
+
+    def start(self):
+        if self.running:
+            return
+        self._close_log()
+        self._log = open(os.path.join(self.basedir, "redis.log"), "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.basedir, "--daemonize", "no",
+             "--protected-mode", "yes"],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for_port(self.port, self.proc)
+        except Exception as exc:
+            self._reap(signal.SIGKILL)
+            raise RuntimeError(f"{exc}\n{_tail(os.path.join(self.basedir, 'redis.log'))}") from exc
+
+    def kill(self):
+        """SIGKILL: the abrupt crash of a fault test."""
+        self._reap(signal.SIGKILL)
+
+    def stop(self):
+        self._reap(signal.SIGTERM)
+
+    def _reap(self, sig):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+            self.proc.wait(timeout=STARTUP_TIMEOUT)
+            self.proc = None
+
+    def _close_log(self):
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def teardown(self):
+        try:
+            self._reap(signal.SIGKILL)
+        finally:
+            self._close_log()
+            if self.basedir:
+                shutil.rmtree(self.basedir, ignore_errors=True)
+                self.basedir = None
+
+    def __enter__(self):
+        return self.setup()
+
+    def __exit__(self, *exc):
+        self.teardown()
+
+
+# --------------------------------------------------------------------------------------------
+# pytest fixtures
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One private PostgreSQL for the session. A test that stops it must start it again."""
+    server = PostgresServer()
+    server.setup()
+    try:
+        yield server
+    finally:
+        server.teardown()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One private redis-server for the session. A test that kills it must start it again."""
+    server = RedisServer()
+    server.setup()
+    try:
+        yield server
+    finally:
+        server.teardown()
+
+
+@pytest.fixture
+def pg_dsn(postgres_server):
+    """DSN of a fresh, empty database, dropped after the test."""
+    if not postgres_server.running:
+        postgres_server.start()
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    dsn = postgres_server.create_database(name)
+    yield dsn
+    if not postgres_server.running:
+        postgres_server.start()
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def redis_prefix(redis_server):
+    """A fresh key prefix on the session's Redis; its keys are deleted after the test."""
+    if not redis_server.running:
+        redis_server.start()
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    if not redis_server.running:
+        redis_server.start()
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
