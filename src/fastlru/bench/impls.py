@@ -1,0 +1,125 @@
+"""The contenders: how to build each cache, by name, and which ones this interpreter can import.
+
+Every contender is built by ``make(capacity)``. A ``"mapping"`` contender is used as
+``c[k]``, ``c[k] = v`` and ``c.get(k)``; a ``"function"`` contender (``functools.lru_cache``)
+is a cached identity function, called ``f(k)``: a hit is a call with a cached argument, a store
+is a call that misses.
+
+>>> [impl.name for impl in available()[0]][:2]
+['dict', 'fastlru']
+"""
+import functools
+import importlib
+from dataclasses import dataclass
+from typing import Callable, List, Tuple
+
+DICT = "dict"
+FASTLRU = "fastlru"
+FASTLRU_PY = "fastlru-py"
+ODOO = "odoo-lru"
+FUNCTOOLS = "functools.lru_cache"
+LRU_DICT = "lru-dict"
+CACHEBOX = "cachebox"
+CACHETOOLS = "cachetools"
+
+
+@dataclass(frozen=True)
+class Impl:
+    name: str
+    make: Callable[[int], object]
+    kind: str = "mapping"  # or "function"
+    note: str = ""
+    thread_safe: bool = True  # False: the threaded workload wraps each access in a lock
+
+
+def _identity(key):
+    return key
+
+
+def _make_dict(capacity):
+    return {}  # no capacity: the baseline never evicts
+
+
+def _make_functools(capacity):
+    return functools.lru_cache(maxsize=capacity)(_identity)
+
+
+def _fastlru():
+    import fastlru
+
+    if fastlru.IMPLEMENTATION == "c":
+        note = "compiled"
+    else:
+        note = "NOT COMPILED: fastlru.IMPLEMENTATION == %r" % fastlru.IMPLEMENTATION
+    return Impl(FASTLRU, fastlru.LRU, note=note)
+
+
+def _fastlru_py():
+    from fastlru._lru_py import LRU
+
+    return Impl(FASTLRU_PY, LRU, note="pure-Python twin")
+
+
+def _odoo():
+    from .odoo_lru import LRU
+
+    return Impl(ODOO, LRU, note="OrderedDict + RLock (the code being replaced)")
+
+
+def _functools():
+    return Impl(FUNCTOOLS, _make_functools, kind="function", note="f(k) on a cached identity")
+
+
+def _lru_dict():
+    from lru import LRU
+
+    return Impl(LRU_DICT, LRU, note="lru.LRU")
+
+
+def _cachebox():
+    from cachebox import LRUCache
+
+    return Impl(CACHEBOX, LRUCache, note="cachebox.LRUCache")
+
+
+def _cachetools():
+    from cachetools import LRUCache
+
+    return Impl(CACHETOOLS, LRUCache, note="cachetools.LRUCache", thread_safe=False)
+
+
+# Order of the tables: the baseline, ours, the code being replaced, then the peers.
+_LOADERS = [
+    (DICT, lambda: Impl(DICT, _make_dict, note="baseline, no eviction")),
+    (FASTLRU, _fastlru),
+    (FASTLRU_PY, _fastlru_py),
+    (ODOO, _odoo),
+    (FUNCTOOLS, _functools),
+    (LRU_DICT, _lru_dict),
+    (CACHEBOX, _cachebox),
+    (CACHETOOLS, _cachetools),
+]
+NAMES = [name for name, _ in _LOADERS]
+# Contenders that are ours or the baseline: their absence is an error, not a skip.
+REQUIRED = {DICT, FASTLRU, FASTLRU_PY, ODOO}
+
+
+def get(name: str) -> Impl:
+    """The contender called ``name`` (ImportError if its library is missing)."""
+    for known, loader in _LOADERS:
+        if known == name:
+            return loader()
+    raise KeyError(name)
+
+
+def available() -> Tuple[List[Impl], List[Tuple[str, str]]]:
+    """(importable contenders, [(name, why skipped)])."""
+    found, skipped = [], []
+    for name, loader in _LOADERS:
+        try:
+            found.append(loader())
+        except ImportError as exc:
+            if name in REQUIRED:
+                raise
+            skipped.append((name, "not importable: %s" % exc))
+    return found, skipped
