@@ -1,0 +1,70 @@
+"""Interleaved, GC-free timing (timeit-style: keep every pass, report the min and the median).
+
+Each repeat runs every contender once, in a rotated order, so slow drifts of a noisy machine
+(frequency scaling, a neighbour's burst) spread over all contenders instead of biasing one.
+"""
+import gc
+import statistics
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+# prepare() does the untimed setup (fresh or pre-filled cache) and returns run(); run() does one
+# timed pass and returns None (timed here) or its own elapsed ns (when only part of it counts,
+# as with threads that must be started first).
+Prepare = Callable[[], Callable[[], Optional[int]]]
+
+
+@dataclass
+class Samples:
+    ns: List[int] = field(default_factory=list)  # elapsed ns of each pass
+    error: str = ""
+
+    def min(self):
+        return min(self.ns) if self.ns else float("nan")
+
+    def median(self):
+        return statistics.median(self.ns) if self.ns else float("nan")
+
+
+def _one_pass(prepare: Prepare) -> int:
+    run = prepare()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        own = run()
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        if enabled:
+            gc.enable()
+    return elapsed if own is None else own
+
+
+def interleaved(cases: Dict[str, Prepare], repeats: int, warmup: int = 1,
+                tick: Callable[[str], None] = lambda s: None) -> Dict[str, Samples]:
+    """Time every case ``repeats`` times (after ``warmup`` untimed passes), interleaved.
+
+    A case that raises is dropped from the remaining passes; its error is kept in the result.
+    """
+    names = list(cases)
+    result = {name: Samples() for name in names}
+    for r in range(-warmup, repeats):
+        tick("w" if r < 0 else str(r + 1))
+        gc.collect()  # start each round with no garbage left by the previous one's setups
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples = result[name]
+            if samples.error:
+                continue
+            try:
+                elapsed = _one_pass(cases[name])
+            except Exception as exc:  # an engine bug must not kill the whole comparison
+                samples.error = "%s: %s" % (type(exc).__name__, exc)
+                samples.ns.clear()
+                traceback.print_exc()
+                continue
+            if r >= 0:
+                samples.ns.append(elapsed)
+    return result
