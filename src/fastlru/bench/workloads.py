@@ -1,0 +1,290 @@
+"""The workloads: what each one times, with which sizes, and how its samples become rows.
+
+A row is a dict: ``workload``, ``impl``, ``ns`` (min ns/op), ``ns_median``, ``baseline``
+(``"dict"``), ``ratio`` (``ns`` / dict's ``ns`` from the same run), ``note``, and per-workload
+extras (``hit_ratio`` for the Zipf mixes, ``bytes_per_entry`` for memory).
+"""
+import functools
+import threading
+import time
+from dataclasses import dataclass
+
+from . import data, loops, memory
+from .impls import DICT, ODOO
+from .timing import interleaved
+
+VALUE = object()  # the value stored by the set workload
+
+
+@dataclass(frozen=True)
+class Sizes:
+    repeats: int
+    get_keys: int  # keys in the pre-filled cache (capacity too)
+    get_lookups: int  # timed lookups per pass
+    capacity: int  # capacity of the set and Zipf caches
+    set_keys: int  # distinct keys stored per pass, each one evicting
+    zipf_space: int
+    zipf_s: float
+    zipf_warm: int  # untimed accesses that bring the cache to steady state
+    zipf_ops: int  # timed accesses per pass (split over the threads when threaded)
+    threads: int
+    memory_entries: int
+
+
+FULL = Sizes(repeats=7, get_keys=8192, get_lookups=200_000, capacity=8192, set_keys=100_000,
+             zipf_space=100_000, zipf_s=1.1, zipf_warm=100_000, zipf_ops=300_000, threads=4,
+             memory_entries=100_000)
+QUICK = Sizes(repeats=3, get_keys=8192, get_lookups=30_000, capacity=8192, set_keys=30_000,
+              zipf_space=100_000, zipf_s=1.1, zipf_warm=30_000, zipf_ops=30_000, threads=4,
+              memory_entries=100_000)
+
+WORKLOADS = ["get-hit-int", "get-hit-tuple", "set-evict", "zipf", "threads", "memory"]
+
+
+def describe(name, sz: Sizes) -> str:
+    return {
+        "get-hit-int": "get-hit, int keys: %s lookups of %s pre-filled keys, `c[k]`"
+        % (f"{sz.get_lookups:,}", f"{sz.get_keys:,}"),
+        "get-hit-tuple": "get-hit, (model, method, id) keys: %s lookups of %s pre-filled keys, `c[k]`"
+        % (f"{sz.get_lookups:,}", f"{sz.get_keys:,}"),
+        "set-evict": "set with eviction: capacity %s, full, %s new keys stored, `c[k] = v`"
+        % (f"{sz.capacity:,}", f"{sz.set_keys:,}"),
+        "zipf": "Zipf(s=%s) get-or-set over %s keys, capacity %s, %s ops after %s warm-up"
+        % (sz.zipf_s, f"{sz.zipf_space:,}", f"{sz.capacity:,}", f"{sz.zipf_ops:,}",
+           f"{sz.zipf_warm:,}"),
+        "threads": "%d threads on one cache, the Zipf mix: wall time / %s total ops"
+        % (sz.threads, f"{sz.zipf_ops:,}"),
+        "memory": "bytes per entry, %s entries, fresh subprocess each (RSS delta; tracemalloc)"
+        % f"{sz.memory_entries:,}",
+    }[name]
+
+
+def _fill(impl, c, keys):
+    if impl.kind == "function":
+        loops.call_each(c, keys)
+    else:
+        for k in keys:
+            c[k] = k
+
+
+def _size(impl, c):
+    return c.cache_info().currsize if impl.kind == "function" else len(c)
+
+
+def _consistency(impl, c, capacity):
+    """Untimed sanity check of a cache after a workload: '' or what is wrong."""
+    if impl.name == DICT:
+        return ""
+    size = _size(impl, c)
+    if size > capacity:
+        return "BUG: %d entries > capacity %d" % (size, capacity)
+    check = getattr(c, "_check", None)
+    if check is not None:
+        try:
+            check()
+        except AssertionError as exc:
+            return "BUG: _check() failed: %s" % exc
+    return ""
+
+
+def _rows(workload, impls, samples, ops, sizes, notes=None, extra=None):
+    base = samples[DICT].min() if DICT in samples and not samples[DICT].error else float("nan")
+    rows = []
+    for impl in impls:
+        s = samples[impl.name]
+        note = [impl.note] + ([s.error] if s.error else []) + (notes or {}).get(impl.name, [])
+        row = {
+            "workload": workload,
+            "impl": impl.name,
+            "ns": s.min() / ops,
+            "ns_median": s.median() / ops,
+            "baseline": DICT,
+            "ratio": (s.min() / ops) / (base / ops),
+            "note": "; ".join(n for n in note if n),
+            "ops": ops,
+            "repeats": len(s.ns),
+        }
+        row.update((extra or {}).get(impl.name, {}))
+        rows.append(row)
+    return rows
+
+
+# --- get-hit --------------------------------------------------------------------------------
+
+def _get_hit(workload, impls, sz, tick, keys):
+    lookups = data.uniform_sequence(keys, sz.get_lookups)
+
+    def case(impl):
+        ready = []
+
+        def prepare():  # fill once: hits do not change which keys are cached
+            if not ready:
+                c = impl.make(len(keys))
+                _fill(impl, c, keys)
+                loop = loops.call_each if impl.kind == "function" else loops.get_each
+                ready.append(functools.partial(loop, c, lookups))
+            return ready[0]
+
+        return prepare
+
+    samples = interleaved({i.name: case(i) for i in impls}, sz.repeats, tick=tick)
+    return _rows(workload, impls, samples, len(lookups), sz)
+
+
+def get_hit_int(impls, sz, tick):
+    return _get_hit("get-hit-int", impls, sz, tick, data.int_keys(sz.get_keys))
+
+
+def get_hit_tuple(impls, sz, tick):
+    return _get_hit("get-hit-tuple", impls, sz, tick, data.tuple_keys(sz.get_keys))
+
+
+# --- set with eviction ----------------------------------------------------------------------
+
+def set_evict(impls, sz, tick):
+    keys = data.int_keys(sz.capacity + sz.set_keys)
+    warm, timed = keys[: sz.capacity], keys[sz.capacity:]  # disjoint: every timed store is new
+
+    def build(impl):
+        c = impl.make(sz.capacity)
+        _fill(impl, c, warm)  # full from the start, so every timed store evicts
+        return c
+
+    def bind(impl, c):
+        if impl.kind == "function":
+            return functools.partial(loops.call_each, c, timed)
+        return functools.partial(loops.set_each, c, timed, VALUE)
+
+    samples = interleaved({i.name: (lambda i=i: bind(i, build(i))) for i in impls},
+                          sz.repeats, tick=tick)
+    notes = {}
+    for impl in impls:
+        if samples[impl.name].error or impl.name == DICT:
+            continue
+        c = build(impl)
+        bind(impl, c)()  # one more pass, to check what it leaves
+        notes[impl.name] = [_consistency(impl, c, sz.capacity)]
+    return _rows("set-evict", impls, samples, len(timed), sz, notes)
+
+
+# --- Zipf get-or-set, one thread and several --------------------------------------------------
+
+def _zipf_sequence(sz):
+    seq = data.zipf_sequence(sz.zipf_space, sz.zipf_s, sz.zipf_warm + sz.zipf_ops)
+    return seq[: sz.zipf_warm], seq[sz.zipf_warm:]
+
+
+def _warm_cache(impl, sz, warm):
+    c = impl.make(sz.capacity)
+    if impl.kind == "function":
+        loops.call_each(c, warm)
+    else:
+        loops.get_or_set_each(c, warm)
+    return c
+
+
+def _hit_ratio(impl, sz, warm, timed):
+    c = _warm_cache(impl, sz, warm)
+    if impl.kind == "function":
+        before = c.cache_info()
+        loops.call_each(c, timed)
+        after = c.cache_info()
+        return (after.hits - before.hits) / len(timed)
+    return 1 - loops.count_misses(c, timed) / len(timed)
+
+
+def zipf(impls, sz, tick):
+    warm, timed = _zipf_sequence(sz)
+
+    def case(impl):
+        def prepare():
+            c = _warm_cache(impl, sz, warm)
+            loop = loops.call_each if impl.kind == "function" else loops.get_or_set_each
+            return functools.partial(loop, c, timed)
+
+        return prepare
+
+    samples = interleaved({i.name: case(i) for i in impls}, sz.repeats, tick=tick)
+    extra, notes = {}, {}
+    for impl in impls:
+        if not samples[impl.name].error:
+            ratio = _hit_ratio(impl, sz, warm, timed)
+            extra[impl.name] = {"hit_ratio": ratio}
+            notes[impl.name] = ["hit %.1f%%" % (100 * ratio)]
+    # Every exact LRU must see the same hits as the code being replaced.
+    reference = extra.get(ODOO, {}).get("hit_ratio")
+    for name, values in extra.items():
+        if name not in (DICT, ODOO) and reference is not None:
+            if abs(values["hit_ratio"] - reference) > 1e-9:
+                notes[name].append("hit ratio differs from %s" % ODOO)
+    return _rows("zipf", impls, samples, len(timed), sz, notes, extra)
+
+
+def _threaded_run(impl, c, chunks):
+    if impl.kind == "function":
+        loop, args = loops.call_each, ()
+    elif impl.thread_safe:
+        loop, args = loops.get_or_set_each, ()
+    else:
+        loop, args = loops.get_or_set_each_locked, (threading.Lock(),)
+    barrier = threading.Barrier(len(chunks) + 1)
+    errors = []
+
+    def worker(chunk):
+        barrier.wait()
+        try:
+            loop(c, chunk, *args)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(chunk,)) for chunk in chunks]
+    for t in threads:
+        t.start()
+    barrier.wait()  # all started: time from the common release to the last join
+    start = time.perf_counter_ns()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter_ns() - start
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def threads(impls, sz, tick):
+    warm, timed = _zipf_sequence(sz)
+    chunks = [timed[i:: sz.threads] for i in range(sz.threads)]
+    last = {}
+
+    def case(impl):
+        def prepare():
+            c = _warm_cache(impl, sz, warm)
+            last[impl.name] = c
+            return functools.partial(_threaded_run, impl, c, chunks)
+
+        return prepare
+
+    samples = interleaved({i.name: case(i) for i in impls}, sz.repeats, tick=tick)
+    notes = {}
+    for impl in impls:
+        n = []
+        if not impl.thread_safe:
+            n.append("each access under an external threading.Lock (not thread-safe)")
+        if impl.name in last and not samples[impl.name].error:
+            n.append(_consistency(impl, last[impl.name], sz.capacity))
+        notes[impl.name] = n
+    return _rows("threads", impls, samples, len(timed), sz, notes)
+
+
+def memory_rows(impls, sz, tick):
+    return memory.rows(impls, sz.memory_entries, tick)
+
+
+RUNNERS = {
+    "get-hit-int": get_hit_int,
+    "get-hit-tuple": get_hit_tuple,
+    "set-evict": set_evict,
+    "zipf": zipf,
+    "threads": threads,
+    "memory": memory_rows,
+}
+assert list(RUNNERS) == WORKLOADS
