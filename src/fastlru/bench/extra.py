@@ -1,0 +1,55 @@
+"""Sections added by other layers: each module named in ``EXTRA_SECTIONS`` that imports provides
+``rows(quick: bool) -> list[dict]`` with ``workload``, ``impl``, ``ns``, ``baseline``, ``ratio``
+and ``note``. A missing module is skipped silently; a failing one is reported, never fatal."""
+import importlib
+import traceback
+
+REQUIRED_KEYS = {"workload": str, "impl": str, "ns": (int, float), "baseline": str,
+                 "ratio": (int, float), "note": str}
+
+
+def _missing(exc, name):
+    # Only the section module itself (or its package) being absent counts as "not installed";
+    # a section that exists but fails on one of its own imports is reported.
+    return exc.name is not None and (name == exc.name or name.startswith(exc.name + "."))
+
+
+def _check_row(row):
+    if not isinstance(row, dict):
+        return "row is %s, not a dict" % type(row).__name__
+    for key, kind in REQUIRED_KEYS.items():
+        if key not in row:
+            return "row lacks %r" % key
+        if not isinstance(row[key], kind) or isinstance(row[key], bool):
+            return "row[%r] is %r" % (key, row[key])
+    return ""
+
+
+def collect(modules, quick, tick=lambda s: None):
+    """(rows, errors): rows tagged with ``section``; errors as ``"module: message"`` strings."""
+    rows, errors = [], []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if _missing(exc, name):
+                continue
+            errors.append("%s: import failed: %s" % (name, exc))
+            continue
+        except Exception as exc:
+            errors.append("%s: import failed: %s: %s" % (name, type(exc).__name__, exc))
+            continue
+        tick(name)
+        try:
+            got = list(module.rows(quick))
+        except Exception as exc:
+            traceback.print_exc()
+            errors.append("%s: rows() raised %s: %s" % (name, type(exc).__name__, exc))
+            continue
+        for row in got:
+            problem = _check_row(row)
+            if problem:
+                errors.append("%s: bad row skipped: %s" % (name, problem))
+                continue
+            rows.append(dict(row, section=name))
+    return rows, errors

@@ -1,0 +1,51 @@
+"""The PNG bar chart: one panel per workload, ratio to dict (bytes/entry for memory)."""
+import math
+
+
+def require_matplotlib():
+    """Fail early, before minutes of measuring, if the chart cannot be drawn."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install matplotlib (or fastlru[bench])")
+
+
+def write(path, rows, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    if not workloads:
+        raise SystemExit("--plot: nothing was measured")
+    cols = min(3, len(workloads))
+    nrows = math.ceil(len(workloads) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 4 * nrows), squeeze=False)
+    for ax, workload in zip(axes.flat, workloads):
+        these = [r for r in rows if r["workload"] == workload]
+        memory = workload == "memory"
+        values = [r.get("bytes_per_entry") if memory else r.get("ratio") for r in these]
+        values = [v if v is not None and not math.isnan(v) else 0.0 for v in values]
+        names = [r["impl"] for r in these]
+        colours = ["tab:green" if n == "fastlru" else "tab:gray" if n == "dict" else
+                   "tab:red" if n == "odoo-lru" else "tab:blue" for n in names]
+        ax.barh(names, values, color=colours)
+        ax.invert_yaxis()
+        ax.set_title(workload)
+        if memory:
+            ax.set_xlabel("bytes per entry (RSS)")
+        else:
+            ax.set_xlabel("ns/op relative to %s (lower is better)" % these[0].get("baseline", "dict"))
+            if max(values, default=0) > 20:
+                ax.set_xscale("log")
+            ax.axvline(1.0, color="black", linewidth=0.8)
+        for y, v in enumerate(values):
+            ax.annotate("%.1f" % v if memory else "%.2fx" % v, (v, y), fontsize=7,
+                        xytext=(3, 0), textcoords="offset points", va="center")
+    for ax in list(axes.flat)[len(workloads):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
