@@ -1,0 +1,155 @@
+"""``python -m fastlru.bench``: run the workloads, print the tables and the targets, optionally
+write JSON and a PNG chart. Always exits 0 once it has measured: the targets are informational."""
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+from . import EXTRA_SECTIONS, extra, impls, plot, report
+from .workloads import FULL, QUICK, RUNNERS, WORKLOADS, describe
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="python -m fastlru.bench",
+        description="Compare fastlru.LRU with dict, its pure-Python twin, Odoo's LRU and peer "
+                    "caches: ns/op and the ratio to dict measured in the same run.")
+    p.add_argument("--quick", action="store_true",
+                   help="reduced sizes and repeats (a smoke test, well under a minute)")
+    p.add_argument("--json", metavar="PATH", help="write every result to PATH as JSON")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG bar chart to PATH (matplotlib)")
+    p.add_argument("--only", metavar="WORKLOAD", action="append", default=[],
+                   help="run only these workloads (repeatable or comma-separated): %s, or a "
+                        "workload of an extra section" % ", ".join(WORKLOADS))
+    p.add_argument("--repeats", type=int, metavar="N", help="timed passes per contender")
+    return p
+
+
+def _progress(text, end=""):
+    sys.stderr.write(text + end)
+    sys.stderr.flush()
+
+
+def _version(name):
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:
+        return None
+
+
+def _clean(value):
+    """JSON has no NaN: write null instead."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    only = [w.strip() for item in args.only for w in item.split(",") if w.strip()]
+    builtin = [w for w in WORKLOADS if not only or w in only]
+    wanted_extra = [w for w in only if w not in WORKLOADS]  # names of extra-section workloads
+    run_extras = not only or bool(wanted_extra)
+    if args.plot:
+        plot.require_matplotlib()
+    sizes = QUICK if args.quick else FULL
+    if args.repeats:
+        sizes = dataclasses.replace(sizes, repeats=max(1, args.repeats))
+
+    import fastlru
+
+    contenders, skipped = impls.available()
+    implementation = ("compiled engine" if fastlru.IMPLEMENTATION == "c" else
+                      "WARNING: NOT the compiled engine, fastlru.IMPLEMENTATION == %r"
+                      % fastlru.IMPLEMENTATION)
+    print("fastlru benchmark%s: Python %s (%s), %s, %s CPUs" % (
+        " (--quick)" if args.quick else "", platform.python_version(),
+        platform.python_implementation(), platform.machine(), os.cpu_count()))
+    print("fastlru.LRU = %s.%s: %s" % (fastlru.LRU.__module__, fastlru.LRU.__qualname__,
+                                        implementation))
+    print("min of %d interleaved passes per contender, GC off while timed; ratios vs dict "
+          "from the same run" % sizes.repeats)
+    for name, why in skipped:
+        print("skipped %s: %s" % (name, why))
+    print(flush=True)
+
+    rows, errors = [], []
+    started = time.perf_counter()
+    for workload in builtin:
+        t0 = time.perf_counter()
+        _progress("%-14s" % workload)
+        try:
+            got = RUNNERS[workload](contenders, sizes, lambda s: _progress(" " + s))
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            errors.append("%s: %s: %s" % (workload, type(exc).__name__, exc))
+            _progress("  FAILED", "\n")
+            continue
+        _progress("  (%.1fs)" % (time.perf_counter() - t0), "\n")
+        rows.extend(got)
+        print(report.table("%s — %s" % (workload, describe(workload, sizes)), got))
+        print(flush=True)
+
+    extra_rows = []
+    if run_extras and EXTRA_SECTIONS:
+        _progress("%-14s" % "extra")
+        extra_rows, extra_errors = extra.collect(EXTRA_SECTIONS, args.quick,
+                                                 lambda s: _progress(" " + s))
+        _progress("", "\n")
+        if wanted_extra:
+            extra_rows = [r for r in extra_rows if r["workload"] in wanted_extra]
+        errors.extend(extra_errors)
+        for key in dict.fromkeys((r["section"], r["workload"]) for r in extra_rows):
+            these = [r for r in extra_rows if (r["section"], r["workload"]) == key]
+            print(report.table("%s — from %s" % (key[1], key[0]), these))
+            print(flush=True)
+    for name in wanted_extra:
+        if not any(r["workload"] == name for r in extra_rows):
+            errors.append("--only %s: no such workload (built in: %s)"
+                          % (name, ", ".join(WORKLOADS)))
+
+    found = report.targets(rows)
+    if found:
+        print(report.targets_text(found, implementation))
+    for error in errors:
+        print("ERROR: " + error)
+    _progress("done in %.1fs" % (time.perf_counter() - started), "\n")
+
+    if args.json:
+        result = {
+            "meta": {
+                "python": platform.python_version(),
+                "python_implementation": platform.python_implementation(),
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "fastlru_implementation": fastlru.IMPLEMENTATION,
+                "quick": args.quick,
+                "sizes": dataclasses.asdict(sizes),
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "versions": {n: _version(n) for n in ("lru-dict", "cachebox", "cachetools")},
+                "skipped": dict(skipped),
+            },
+            "rows": rows + extra_rows,
+            "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in found],
+            "errors": errors,
+        }
+        with open(args.json, "w") as f:
+            json.dump(_clean(result), f, indent=1)
+    if args.plot:
+        plot.write(args.plot, rows + extra_rows, "fastlru.LRU (%s) vs peers, %s" % (
+            fastlru.IMPLEMENTATION, "quick" if args.quick else "full run"))
+    if only and not rows and not extra_rows:
+        return 2  # asked for nothing that exists
+    return 0
