@@ -1003,3 +1003,13 @@ def test_on_evict_none_is_fine(LRU):
     lru[1] = 1
     lru[2] = 2
     assert lru.items() == [(2, 2)]
+
+
+def test_setdefault_present_does_not_weigh_the_default(LRU):
+    # Present: "returns value and promotes"; the default is not stored, so it is not weighed.
+    lru = LRU(5, [("a", "aa"), ("b", "bb")], maxweight=5, getsizeof=weigh_len)
+    assert lru.setdefault("a") == "aa"  # len(None) would raise TypeError
+    assert lru.setdefault("b", "far-too-heavy") == "bb"
+    assert lru.items() == [("b", "bb"), ("a", "aa")]
+    assert lru.weight == 4
+    lru._check()
