@@ -1,0 +1,4 @@
+"""SQLAlchemy integration (placeholder, filled in below)."""
+from .records import MissingRecord, RecordCache
+
+__all__ = ["RecordCache", "MissingRecord"]

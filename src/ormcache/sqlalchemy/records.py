@@ -1,0 +1,263 @@
+"""Per-session record cache with Odoo-style prefetch: N records x M fields in one SELECT.
+
+>>> cache = RecordCache.of(session)
+>>> cache.prefetch(User, user_ids, ["name", "email"])      # one SELECT for every missing pair
+>>> [cache.get(User, uid, "name") for uid in user_ids]      # no SQL
+>>> cache.get(Group, 7, "label")   # a miss loads the field for the whole prefetch group of 7
+
+The cache is ``{model: {id: {field: value}}}``; a field is loaded when it is a key of the record's
+dict. It lives in ``session.info`` and ends with the session's transaction (commit or rollback), as
+the session's own identity map expires then. Inserts, updates and deletes flushed by the session
+drop the records they touch; ORM bulk ``insert()/update()/delete()`` statements drop the model.
+Writes that bypass the session (``text()`` SQL, another connection) are not seen.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Mapper, Session
+
+from ._changes import changed_instances, statement_tables
+
+__all__ = ["RecordCache", "MissingRecord"]
+
+_INFO_KEY = "ormcache.sqlalchemy.records"
+
+
+class MissingRecord(KeyError):
+    """The record does not exist in the database (as Odoo's MissingError)."""
+
+
+class _Group:
+    """Records prefetched together: a miss on one loads the same fields for all of them."""
+
+    __slots__ = ("ids", "fields")
+
+    def __init__(self, ids: Tuple[Any, ...], fields: Set[str]) -> None:
+        self.ids = ids
+        self.fields = fields
+
+
+class _Model:
+    """What the cache knows about one mapped class: its key column and its loadable fields."""
+
+    __slots__ = ("cls", "mapper", "pk", "pk_name", "columns")
+
+    def __init__(self, cls: type) -> None:
+        mapper: Optional[Mapper] = inspect(cls, raiseerr=False)
+        if not isinstance(mapper, Mapper):
+            raise TypeError(f"RecordCache: {cls!r} is not a mapped class")
+        if len(mapper.primary_key) != 1:
+            raise ValueError(
+                f"RecordCache: {cls.__name__} has a composite primary key; only single-column keys are supported"
+            )
+        self.cls = cls
+        self.mapper = mapper
+        pk_column = mapper.primary_key[0]
+        self.pk_name = mapper.get_property_by_column(pk_column).key
+        self.pk = getattr(cls, self.pk_name)
+        self.columns: Dict[str, Any] = {prop.key: getattr(cls, prop.key) for prop in mapper.column_attrs}
+
+    def check_fields(self, fields: Iterable[str]) -> FrozenSet[str]:
+        if isinstance(fields, str):
+            fields = (fields,)
+        fields = frozenset(fields)
+        unknown = fields - self.columns.keys()
+        if unknown:
+            raise ValueError(
+                f"RecordCache: {self.cls.__name__} has no column attribute {sorted(unknown)}; "
+                f"known: {sorted(self.columns)}"
+            )
+        return fields
+
+
+class RecordCache:
+    """Field values of records read through one session, loaded in batches."""
+
+    #: ids per SELECT; far below SQLite's and PostgreSQL's bound-parameter limits.
+    chunk_size = 5000
+
+    def __init__(self, session: Session) -> None:
+        _install_listeners()
+        self.session = session
+        self._data: Dict[type, Dict[Any, Dict[str, Any]]] = {}
+        self._missing: Dict[type, Set[Any]] = {}
+        self._groups: Dict[type, Dict[Any, _Group]] = {}
+        self._models: Dict[type, _Model] = {}
+        #: SELECT statements this cache issued (for tests and statistics).
+        self.queries = 0
+
+    @classmethod
+    def of(cls, session: Session) -> "RecordCache":
+        """The record cache of ``session`` (created on first use)."""
+        cache = session.info.get(_INFO_KEY)
+        if cache is None:
+            cache = session.info[_INFO_KEY] = cls(session)
+        return cache
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _model(self, cls: type) -> _Model:
+        model = self._models.get(cls)
+        if model is None:
+            model = self._models[cls] = _Model(cls)
+        return model
+
+    def prefetch(self, cls: type, ids: Iterable[Any], fields: Optional[Iterable[str]] = None) -> None:
+        """Load every missing (id, field) pair in one SELECT; ``fields=None`` means every column.
+
+        The ids form a prefetch group: a later miss on one of them loads the missing fields of all.
+        """
+        model = self._model(cls)
+        wanted = model.check_fields(model.columns if fields is None else fields)
+        ids = tuple(dict.fromkeys(ids))
+        group = _Group(ids, set(wanted))
+        groups = self._groups.setdefault(cls, {})
+        for id_ in ids:
+            groups[id_] = group
+        self.session.flush()  # pending writes invalidate what they touch before we look
+        self._load(model, ids, wanted)
+
+    def get(self, cls: type, id: Any, field: str) -> Any:
+        """The value of ``field`` of record ``id``; a miss loads its prefetch group in one SELECT."""
+        self.session.flush()  # never serve a value the session's unflushed changes made stale
+        record = self._data.get(cls, {}).get(id)
+        if record is not None:
+            try:
+                return record[field]
+            except KeyError:
+                pass
+        model = self._model(cls)
+        model.check_fields((field,))
+        group = self._groups.get(cls, {}).get(id)
+        if group is None:
+            group = _Group((id,), {field})
+            self._groups.setdefault(cls, {})[id] = group
+        else:
+            group.fields.add(field)
+        self._load(model, group.ids if id in group.ids else (id,), group.fields)
+        try:
+            return self._data[cls][id][field]
+        except KeyError:
+            raise MissingRecord(f"{cls.__name__} {id!r} does not exist") from None
+
+    def read(self, cls: type, ids: Sequence[Any], fields: Iterable[str]) -> List[Dict[str, Any]]:
+        """Prefetch, then return ``[{field: value}]`` in the order of ``ids`` (missing ids raise)."""
+        fields = tuple(fields)
+        self.prefetch(cls, ids, fields)
+        return [{field: self.get(cls, id_, field) for field in fields} for id_ in ids]
+
+    def _load(self, model: _Model, ids: Sequence[Any], fields: Iterable[str]) -> None:
+        cls = model.cls
+        data = self._data.setdefault(cls, {})
+        missing_ids = self._missing.setdefault(cls, set())
+        todo: List[Any] = []
+        columns: Set[str] = set()
+        for id_ in ids:
+            if id_ in missing_ids:
+                continue
+            record = data.get(id_)
+            absent = [f for f in fields if record is None or f not in record]
+            if absent:
+                todo.append(id_)
+                columns.update(absent)
+        if not todo:
+            return
+        names = sorted(columns)
+        attrs = [model.columns[name] for name in names]
+        for start in range(0, len(todo), self.chunk_size):
+            chunk = todo[start:start + self.chunk_size]
+            rows = self.session.execute(select(model.pk, *attrs).where(model.pk.in_(chunk))).all()
+            self.queries += 1
+            found = set()
+            for row in rows:
+                id_ = row[0]
+                found.add(id_)
+                record = data.get(id_)
+                if record is None:
+                    record = data[id_] = {}
+                record.update(zip(names, row[1:]))
+            missing_ids.update(id_ for id_ in chunk if id_ not in found)
+
+    def __contains__(self, item: Tuple[type, Any, str]) -> bool:
+        """``(Model, id, field) in cache``: whether the value is loaded (no SQL)."""
+        cls, id_, field = item
+        return field in self._data.get(cls, {}).get(id_, ())
+
+    # -- invalidation ------------------------------------------------------------------------
+
+    def invalidate(self, cls: Optional[type] = None, id: Any = None) -> None:
+        """Forget record ``id`` of ``cls`` (every record when ``id`` is None; everything when
+        ``cls`` is None). Classes sharing tables through inheritance are forgotten together."""
+        if cls is None:
+            self.clear()
+            return
+        base = inspect(cls).base_mapper
+        for known in [c for c in self._data.keys() | self._missing.keys() if inspect(c).base_mapper is base]:
+            if id is None:
+                self._data.pop(known, None)
+                self._missing.pop(known, None)
+                self._groups.pop(known, None)
+            else:
+                self._data.get(known, {}).pop(id, None)
+                self._missing.get(known, set()).discard(id)
+
+    def _invalidate_tables(self, tables: Set[str]) -> None:
+        for cls in list(self._data.keys() | self._missing.keys()):
+            if any(table.name in tables for table in inspect(cls).tables):
+                self.invalidate(cls)
+
+    def clear(self) -> None:
+        """Forget everything (the end of the unit of work)."""
+        self._data.clear()
+        self._missing.clear()
+        self._groups.clear()
+
+
+# -- session events: one set of listeners on Session serves every record cache -----------------
+
+_installed = False
+
+
+def _install_listeners() -> None:
+    global _installed
+    if _installed:
+        return
+    event.listen(Session, "after_flush", _after_flush)
+    event.listen(Session, "do_orm_execute", _do_orm_execute)
+    event.listen(Session, "after_commit", _end_of_transaction)
+    event.listen(Session, "after_rollback", _end_of_transaction)
+    _installed = True
+
+
+def _after_flush(session: Session, flush_context: Any) -> None:
+    cache = session.info.get(_INFO_KEY)
+    if cache is None or not (cache._data or cache._missing):
+        return
+    for obj in changed_instances(session):
+        state = inspect(obj)
+        try:
+            mapper_pk = state.mapper.primary_key_from_instance(obj)
+        except Exception:  # noqa: BLE001 - an object without a usable key: forget its model
+            cache.invalidate(type(obj))
+            continue
+        if len(mapper_pk) == 1:
+            cache.invalidate(type(obj), mapper_pk[0])
+        else:
+            cache.invalidate(type(obj))
+
+
+def _do_orm_execute(orm_execute_state: Any) -> None:
+    cache = orm_execute_state.session.info.get(_INFO_KEY)
+    if cache is None:
+        return
+    tables = statement_tables(orm_execute_state)
+    if tables:
+        cache._invalidate_tables(tables)
+
+
+def _end_of_transaction(session: Session) -> None:
+    cache = session.info.get(_INFO_KEY)
+    if cache is not None:
+        cache.clear()
