@@ -107,7 +107,7 @@ def main(argv=None):
         _progress("%-14s" % "extra")
         extra_rows, extra_errors = extra.collect(EXTRA_SECTIONS, args.quick,
                                                  lambda s: _progress(" " + s))
-        _progress("", "\n")
+        _progress("" if extra_rows or extra_errors else " (none installed)", "\n")
         if wanted_extra:
             extra_rows = [r for r in extra_rows if r["workload"] in wanted_extra]
         errors.extend(extra_errors)
