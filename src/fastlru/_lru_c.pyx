@@ -1,0 +1,1010 @@
+# cython: language_level=3, freethreading_compatible=True
+"""Compiled LRU engine; ``_lru_py.py`` is its pure-Python twin with the same names.
+
+Entries live in a C arena of structs (key, value, hash, prev, next) indexed by int32 entry
+numbers; an open-addressing table (linear probing, Fibonacci hashing, backward-shift deletion,
+so no tombstones) maps hashes to entry numbers; a circular doubly-linked list through
+``prev``/``next`` orders them, ``head`` being the most recent. An eviction reuses the evicted
+entry in place.
+
+Re-entrancy and threads follow CPython's lru_cache: a key's hash is computed once, before any
+state is touched; pointer updates run no Python code and sit inside a critical section (a no-op
+under the GIL); the section is ended while a key's ``__eq__`` runs, and the probe restarts if
+the cache changed meanwhile; references an operation drops are released, and ``on_evict`` is
+called, only once the cache is consistent and the section ended.
+"""
+cimport cython
+from cpython.object cimport PyObject
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from libc.stdint cimport int32_t, uint64_t, INT32_MAX
+
+import collections.abc
+from types import GenericAlias
+
+from ._common import CacheInfo, LRUType, rebuild
+
+
+cdef extern from "Python.h":
+    void _incref "Py_INCREF"(PyObject*)
+    void _decref "Py_DECREF"(PyObject*)
+    void _xdecref "Py_XDECREF"(PyObject*)
+    int _richcmp_bool "PyObject_RichCompareBool"(PyObject*, PyObject*, int)
+    int Py_EQ
+    PyObject* _list_new "PyList_New"(Py_ssize_t) except NULL
+    void _list_set_item "PyList_SET_ITEM"(PyObject*, Py_ssize_t, PyObject*)
+    void PyErr_WriteUnraisable(object)
+    int Py_ReprEnter(object) except -1
+    void Py_ReprLeave(object)
+    ctypedef int (*visitproc)(PyObject*, void*)
+    ctypedef int (*traverseproc)(PyObject*, visitproc, void*)
+    ctypedef int (*inquiry)(PyObject*)
+    ctypedef struct _TypeSlots "PyTypeObject":
+        traverseproc tp_traverse
+        inquiry tp_clear
+
+
+cdef extern from "_lru_sync.h":
+    ctypedef struct fastlru_cs:
+        pass
+    void fastlru_cs_begin(fastlru_cs*, object) noexcept
+    void fastlru_cs_end(fastlru_cs*) noexcept
+    const uint64_t FIB "FASTLRU_FIB"
+
+
+ctypedef struct Entry:
+    PyObject* key      # NULL when the entry is free
+    PyObject* value
+    Py_hash_t hash
+    int32_t prev
+    int32_t next
+
+
+cdef enum:
+    EMPTY = -1
+    MIN_TABLE_BITS = 3
+    MAX_RESTARTS = 1000   # restarts of one lookup before it gives up (an __eq__ that always mutates)
+    INLINE_DROPS = 4      # references an operation can drop without a heap buffer
+
+
+cdef inline size_t _home(Py_hash_t h, int shift) noexcept nogil:
+    return <size_t>((<uint64_t>h * <uint64_t>FIB) >> shift)
+
+
+cdef struct Dropped:
+    # References an operation removed, released once the cache is consistent again.
+    PyObject** items
+    Py_ssize_t n
+    PyObject* inline_items[INLINE_DROPS]
+
+
+cdef inline void _dropped_init(Dropped* d) noexcept:
+    d.items = d.inline_items
+    d.n = 0
+
+
+cdef int _dropped_reserve(Dropped* d, Py_ssize_t extra) except -1:
+    """Makes room for ``extra`` more references (allocated before any state changes)."""
+    cdef PyObject** items
+    if d.n + extra <= INLINE_DROPS:
+        return 0
+    items = <PyObject**>PyMem_Malloc((d.n + extra) * sizeof(PyObject*))
+    if items == NULL:
+        raise MemoryError()
+    for i in range(d.n):
+        items[i] = d.items[i]
+    if d.items != d.inline_items:
+        PyMem_Free(d.items)
+    d.items = items
+    return 0
+
+
+cdef int _check_count(object count) except -1:
+    if not isinstance(count, int):
+        raise TypeError(f"count must be an int, not {type(count).__name__}")
+    if count < 1:
+        return 1
+    if count > INT32_MAX - 1:
+        return INT32_MAX - 1  # entry numbers are int32: a larger bound is unreachable anyway
+    return count
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class LRU:
+    """A bounded mapping that forgets its least recently used entries.
+
+    >>> cache = LRU(2)
+    >>> cache["a"] = 1; cache["b"] = 2
+    >>> cache["a"]
+    1
+    >>> cache["c"] = 3  # evicts "b", the least recent
+    >>> cache.keys()
+    ['c', 'a']
+    """
+
+    cdef Entry* entries
+    cdef Py_ssize_t* weights      # per entry, only when maxweight is set
+    cdef int32_t* table
+    cdef size_t tmask
+    cdef int shift
+    cdef Py_ssize_t alloc         # entries allocated
+    cdef Py_ssize_t fill          # entries ever handed out (live or on the free list)
+    cdef int32_t free_head
+    cdef int32_t head             # most recent entry; its prev is the least recent
+    cdef Py_ssize_t size
+    cdef Py_ssize_t _count
+    cdef size_t version           # bumped by every change, promotions included
+    cdef Py_ssize_t hits, misses, evictions
+    cdef Py_ssize_t total_weight
+    cdef Py_ssize_t _maxweight
+    cdef object on_evict
+    cdef object getsizeof
+    cdef object __weakref__
+
+    def __cinit__(self, *args, **kwargs):
+        self.head = EMPTY
+        self.free_head = EMPTY
+        self._count = 1
+        self._maxweight = -1
+        self.table = self._new_table(MIN_TABLE_BITS)
+        self.tmask = (1 << MIN_TABLE_BITS) - 1
+        self.shift = 64 - MIN_TABLE_BITS
+
+    def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None):
+        cdef Py_ssize_t c = _check_count(count)
+        if on_evict is not None and not callable(on_evict):
+            raise TypeError("on_evict must be callable")
+        if getsizeof is not None and not callable(getsizeof):
+            raise TypeError("getsizeof must be callable")
+        if maxweight is not None:
+            if not isinstance(maxweight, int):
+                raise TypeError(f"maxweight must be an int, not {type(maxweight).__name__}")
+            if maxweight < 0:
+                raise ValueError("maxweight must be >= 0")
+        elif getsizeof is not None:
+            raise TypeError("getsizeof needs maxweight")
+        if self.size:
+            raise RuntimeError("LRU.__init__ called twice")
+        self._count = c
+        self.on_evict = on_evict
+        self.getsizeof = getsizeof
+        if maxweight is not None:
+            self._maxweight = maxweight
+            self.weights = <Py_ssize_t*>PyMem_Malloc(1)  # marks the cache weighted
+            if self.weights == NULL:
+                raise MemoryError()
+        for key, value in pairs:
+            self[key] = value
+
+    def __dealloc__(self):
+        self._free_entries(self.entries, self.fill)
+        self.entries = NULL
+        PyMem_Free(self.weights)
+        PyMem_Free(self.table)
+
+    # -- arena and table (critical section held, no Python code) -------------------------
+
+    cdef int32_t* _new_table(self, int bits) except NULL:
+        cdef size_t n = (<size_t>1) << bits
+        cdef int32_t* table = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
+        if table == NULL:
+            raise MemoryError()
+        for i in range(n):
+            table[i] = EMPTY
+        return table
+
+    cdef inline void _table_insert(self, int32_t e, Py_hash_t h) noexcept:
+        cdef size_t i = _home(h, self.shift)
+        while self.table[i] != EMPTY:
+            i = (i + 1) & self.tmask
+        self.table[i] = e
+
+    cdef void _table_remove(self, int32_t e) noexcept:
+        cdef size_t mask = self.tmask
+        cdef int32_t* table = self.table
+        cdef size_t i = _home(self.entries[e].hash, self.shift)
+        cdef size_t j
+        cdef int32_t f
+        while table[i] != e:
+            i = (i + 1) & mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            f = table[j]
+            if f == EMPTY:
+                break
+            # f may fill the hole at i if its home slot does not lie in (i, j]
+            if ((j - _home(self.entries[f].hash, self.shift)) & mask) >= ((j - i) & mask):
+                table[i] = f
+                i = j
+        table[i] = EMPTY
+
+    cdef int _rebuild_table(self, int bits) except -1:
+        """Rehashes every live entry into a table of 2**bits slots (no key compares)."""
+        cdef int32_t* table = self._new_table(bits)
+        cdef int32_t e
+        PyMem_Free(self.table)
+        self.table = table
+        self.tmask = ((<size_t>1) << bits) - 1
+        self.shift = 64 - bits
+        if self.head != EMPTY:
+            e = self.head
+            while True:
+                self._table_insert(e, self.entries[e].hash)
+                e = self.entries[e].next
+                if e == self.head:
+                    break
+        return 0
+
+    cdef int _reserve(self) except -1:
+        """Makes room for one more entry: a free entry and a table at most half full."""
+        cdef Py_ssize_t new_alloc
+        cdef Entry* entries
+        cdef Py_ssize_t* weights
+        cdef int bits
+        if (<size_t>self.size + 1) * 2 > self.tmask + 1:
+            bits = 64 - self.shift + 1
+            self._rebuild_table(bits)
+        if self.free_head != EMPTY or self.fill < self.alloc:
+            return 0
+        new_alloc = self.alloc * 2 if self.alloc < 1024 else self.alloc + self.alloc // 2
+        if new_alloc < 8:
+            new_alloc = 8
+        if new_alloc > self._count:
+            new_alloc = self._count if self._count > self.alloc else self.alloc + 1
+        if new_alloc > INT32_MAX - 1:
+            raise MemoryError("LRU cannot hold more than 2**31 - 2 entries")
+        entries = <Entry*>PyMem_Realloc(self.entries, new_alloc * sizeof(Entry))
+        if entries == NULL:
+            raise MemoryError()
+        self.entries = entries
+        if self.weights != NULL:
+            weights = <Py_ssize_t*>PyMem_Realloc(self.weights, new_alloc * sizeof(Py_ssize_t))
+            if weights == NULL:
+                raise MemoryError()
+            self.weights = weights
+        self.alloc = new_alloc
+        return 0
+
+    cdef inline int32_t _take_entry(self) noexcept:
+        cdef int32_t e = self.free_head
+        if e != EMPTY:
+            self.free_head = self.entries[e].next
+            return e
+        e = <int32_t>self.fill
+        self.fill += 1
+        return e
+
+    # -- linked list (critical section held, no Python code) ------------------------------
+
+    cdef inline void _link_front(self, int32_t e) noexcept:
+        cdef Entry* ents = self.entries
+        cdef int32_t head = self.head
+        cdef int32_t tail
+        if head == EMPTY:
+            ents[e].prev = e
+            ents[e].next = e
+        else:
+            tail = ents[head].prev
+            ents[e].next = head
+            ents[e].prev = tail
+            ents[tail].next = e
+            ents[head].prev = e
+        self.head = e
+
+    cdef inline void _unlink(self, int32_t e) noexcept:
+        cdef Entry* ents = self.entries
+        cdef int32_t nxt = ents[e].next
+        cdef int32_t prv
+        if nxt == e:
+            self.head = EMPTY
+            return
+        prv = ents[e].prev
+        ents[prv].next = nxt
+        ents[nxt].prev = prv
+        if self.head == e:
+            self.head = nxt
+
+    cdef inline void _promote(self, int32_t e) noexcept:
+        cdef int32_t head = self.head
+        if e == head:
+            return
+        if e == self.entries[head].prev:
+            self.head = e  # the tail of a circular list becomes its head by moving the head
+            return
+        self._unlink(e)
+        self._link_front(e)
+
+    cdef void _detach(self, int32_t e, Dropped* dropped) noexcept:
+        """Removes entry ``e``; its references move to ``dropped`` (room reserved)."""
+        cdef Entry* ep = &self.entries[e]
+        self._unlink(e)
+        self._table_remove(e)
+        dropped.items[dropped.n] = ep.key
+        dropped.items[dropped.n + 1] = ep.value
+        dropped.n += 2
+        ep.key = NULL
+        ep.value = NULL
+        ep.next = self.free_head
+        self.free_head = e
+        self.size -= 1
+        if self.weights != NULL:
+            self.total_weight -= self.weights[e]
+        self.version += 1
+
+    cdef Py_ssize_t _count_evictions(self, Py_ssize_t count, Py_ssize_t weight) noexcept:
+        """How many least-recent entries must go for <= count entries weighing <= weight."""
+        cdef Py_ssize_t n = 0
+        cdef Py_ssize_t size = self.size
+        cdef Py_ssize_t total = self.total_weight
+        cdef int32_t e
+        if size <= count and (self.weights == NULL or total <= weight):
+            return 0
+        e = self.entries[self.head].prev
+        while size > 0 and (size > count or (self.weights != NULL and total > weight)):
+            n += 1
+            size -= 1
+            if self.weights != NULL:
+                total -= self.weights[e]
+            e = self.entries[e].prev
+        return n
+
+    cdef void _evict(self, Py_ssize_t n, Dropped* dropped) noexcept:
+        for _ in range(n):
+            self._detach(self.entries[self.head].prev, dropped)
+            self.evictions += 1
+
+    # -- Python code, critical section ended ------------------------------------------------
+
+    cdef Py_ssize_t _lookup(self, object key, Py_hash_t h, fastlru_cs* cs,
+                            PyObject** hold) except -2:
+        """The entry holding ``key``, or -1; called and returning with the section held.
+
+        The section is ended while a key's ``__eq__`` runs; the compared key is kept alive in
+        ``*hold`` (released by the caller after ending the section). On error the section is
+        ended and ``*hold`` released.
+        """
+        cdef size_t i
+        cdef size_t version
+        cdef int32_t e
+        cdef Entry* ep
+        cdef PyObject* k
+        cdef PyObject* old
+        cdef int restarts = 0
+        cdef int equal
+        while True:
+            version = self.version
+            i = _home(h, self.shift)
+            while True:
+                e = self.table[i]
+                if e == EMPTY:
+                    return -1
+                ep = &self.entries[e]
+                if ep.key == <PyObject*>key:
+                    return e
+                if ep.hash == h:
+                    k = ep.key
+                    _incref(k)
+                    fastlru_cs_end(cs)
+                    old = hold[0]
+                    hold[0] = k
+                    _xdecref(old)
+                    if restarts > MAX_RESTARTS:
+                        hold[0] = NULL
+                        _decref(k)
+                        raise RuntimeError("LRU mutated during key comparison")
+                    equal = _richcmp_bool(k, <PyObject*>key, Py_EQ)
+                    if equal < 0:
+                        hold[0] = NULL
+                        _decref(k)
+                        return -2
+                    fastlru_cs_begin(cs, self)
+                    if self.version != version:
+                        # The cache changed while __eq__ ran: trust a match only if the entry
+                        # still holds the very key we compared, else probe again.
+                        if equal and e < self.fill and self.entries[e].key == k:
+                            return e
+                        restarts += 1
+                        break
+                    if equal:
+                        return e
+                i = (i + 1) & self.tmask
+
+    cdef void _release(self, Dropped* dropped, bint evicted) noexcept:
+        """Calls on_evict for evicted pairs, then drops the references (section ended)."""
+        cdef Py_ssize_t i
+        cdef object on_evict = self.on_evict
+        if evicted and on_evict is not None:
+            for i in range(0, dropped.n, 2):
+                try:
+                    on_evict(<object>dropped.items[i], <object>dropped.items[i + 1])
+                except BaseException:
+                    PyErr_WriteUnraisable(on_evict)
+        for i in range(dropped.n):
+            _decref(dropped.items[i])
+        dropped.n = 0
+        if dropped.items != dropped.inline_items:
+            PyMem_Free(dropped.items)
+            dropped.items = dropped.inline_items
+
+    cdef Py_ssize_t _weigh(self, object value) except -1:
+        if self.getsizeof is None:
+            return 1
+        w = self.getsizeof(value)
+        if not isinstance(w, int):
+            raise TypeError(f"getsizeof must return an int, not {type(w).__name__}")
+        if w < 0:
+            raise ValueError(f"getsizeof returned a negative weight: {w}")
+        return w
+
+    # -- mapping ------------------------------------------------------------------------
+
+    def __getitem__(self, key):
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef object value
+        fastlru_cs_begin(&cs, self)
+        e = self._lookup(key, h, &cs, &hold)
+        if e < 0:
+            self.misses += 1
+            fastlru_cs_end(&cs)
+            _xdecref(hold)
+            raise KeyError(key)
+        self.hits += 1
+        self._promote(<int32_t>e)
+        self.version += 1
+        value = <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return value
+
+    def get(self, key, default=None):
+        """The value of ``key`` (made most recent), or ``default``."""
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef object value
+        fastlru_cs_begin(&cs, self)
+        e = self._lookup(key, h, &cs, &hold)
+        if e < 0:
+            self.misses += 1
+            value = default
+        else:
+            self.hits += 1
+            self._promote(<int32_t>e)
+            self.version += 1
+            value = <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return value
+
+    def peek(self, key, default=None):
+        """The value of ``key`` without making it most recent, or ``default``."""
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef object value
+        fastlru_cs_begin(&cs, self)
+        e = self._lookup(key, h, &cs, &hold)
+        value = default if e < 0 else <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return value
+
+    def __contains__(self, key):
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        fastlru_cs_begin(&cs, self)
+        e = self._lookup(key, h, &cs, &hold)
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return e >= 0
+
+    def __setitem__(self, key, value):
+        self._store(key, value, False)
+
+    def setdefault(self, key, default=None):
+        """The value of ``key`` (made most recent); if absent, stores and returns ``default``."""
+        return self._store(key, default, True)
+
+    cdef object _store(self, object key, object value, bint keep):
+        cdef Py_hash_t h = hash(key)
+        cdef Py_ssize_t w = 1
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef PyObject* replaced = NULL
+        cdef Py_ssize_t e
+        cdef Py_ssize_t n
+        cdef int32_t t
+        cdef Entry* ep
+        cdef Dropped evicted
+        cdef object result = value
+        if self.weights != NULL:
+            w = self._weigh(value)
+            if w > self._maxweight:
+                raise ValueError(f"item weighs {w}, more than maxweight {self._maxweight}")
+        _dropped_init(&evicted)
+        fastlru_cs_begin(&cs, self)
+        e = self._lookup(key, h, &cs, &hold)
+        if e >= 0:
+            self._promote(<int32_t>e)
+            self.version += 1
+            if keep:
+                result = <object>self.entries[e].value
+            else:
+                if self.weights != NULL:
+                    n = self._count_evictions(
+                        self._count, self._maxweight - w + self.weights[e])
+                    try:
+                        _dropped_reserve(&evicted, 2 * n)
+                    except MemoryError:
+                        fastlru_cs_end(&cs)
+                        _xdecref(hold)
+                        raise
+                    self.total_weight += w - self.weights[e]
+                    self.weights[e] = w
+                    self._evict(n, &evicted)
+                ep = &self.entries[e]
+                replaced = ep.value
+                _incref(<PyObject*>value)
+                ep.value = <PyObject*>value
+        else:
+            n = self._count_evictions(self._count - 1, self._maxweight - w)
+            if n == 1 and self.weights == NULL:
+                # The hot path of a full cache: reuse the least-recent entry in place. It is
+                # the prev of head, so making it the head makes it the most recent.
+                t = self.entries[self.head].prev
+                ep = &self.entries[t]
+                self._table_remove(t)
+                evicted.items[0] = ep.key
+                evicted.items[1] = ep.value
+                evicted.n = 2
+                self.evictions += 1
+                _incref(<PyObject*>key)
+                _incref(<PyObject*>value)
+                ep.key = <PyObject*>key
+                ep.value = <PyObject*>value
+                ep.hash = h
+                self._table_insert(t, h)
+                self.head = t
+            else:
+                try:
+                    _dropped_reserve(&evicted, 2 * n)
+                    self._evict(n, &evicted)
+                    self._reserve()
+                except MemoryError:
+                    fastlru_cs_end(&cs)
+                    _xdecref(hold)
+                    self._release(&evicted, True)
+                    raise
+                t = self._take_entry()
+                ep = &self.entries[t]
+                _incref(<PyObject*>key)
+                _incref(<PyObject*>value)
+                ep.key = <PyObject*>key
+                ep.value = <PyObject*>value
+                ep.hash = h
+                if self.weights != NULL:
+                    self.weights[t] = w
+                    self.total_weight += w
+                self._table_insert(t, h)
+                self._link_front(t)
+                self.size += 1
+            self.version += 1
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        _xdecref(replaced)
+        if evicted.n:
+            self._release(&evicted, True)
+        return result
+
+    def __delitem__(self, key):
+        self._pop(key, None, True)
+
+    def pop(self, key, *default):
+        """Removes ``key`` and returns its value; ``default`` if given and ``key`` is absent."""
+        if len(default) > 1:
+            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
+        return self._pop(key, default[0] if default else None, not default)
+
+    cdef object _pop(self, object key, object default, bint required):
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef Dropped dropped
+        cdef object value = default
+        _dropped_init(&dropped)
+        fastlru_cs_begin(&cs, self)
+        e = self._lookup(key, h, &cs, &hold)
+        if e >= 0:
+            self._detach(<int32_t>e, &dropped)
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        if e < 0:
+            if required:
+                raise KeyError(key)
+            return default
+        value = <object>dropped.items[1]
+        self._release(&dropped, False)
+        return value
+
+    def popitem(self):
+        """Removes and returns the least recent ``(key, value)``."""
+        cdef fastlru_cs cs
+        cdef Dropped dropped
+        _dropped_init(&dropped)
+        fastlru_cs_begin(&cs, self)
+        if self.head != EMPTY:
+            self._detach(self.entries[self.head].prev, &dropped)
+        fastlru_cs_end(&cs)
+        if not dropped.n:
+            raise KeyError("popitem(): LRU is empty")
+        item = (<object>dropped.items[0], <object>dropped.items[1])
+        self._release(&dropped, False)
+        return item
+
+    def clear(self):
+        """Removes every entry."""
+        cdef fastlru_cs cs
+        cdef int32_t* table = self._new_table(MIN_TABLE_BITS)
+        cdef Entry* entries
+        cdef Py_ssize_t fill
+        fastlru_cs_begin(&cs, self)
+        entries = self.entries
+        fill = self.fill
+        PyMem_Free(self.table)
+        self.table = table
+        self.tmask = (1 << MIN_TABLE_BITS) - 1
+        self.shift = 64 - MIN_TABLE_BITS
+        self.entries = NULL
+        self.alloc = 0
+        self.fill = 0
+        self.free_head = EMPTY
+        self.head = EMPTY
+        self.size = 0
+        self.total_weight = 0
+        self.version += 1
+        fastlru_cs_end(&cs)
+        # The chain is detached: keys' and values' __del__ may now use the (empty) cache.
+        self._free_entries(entries, fill)
+
+    cdef void _free_entries(self, Entry* entries, Py_ssize_t fill) noexcept:
+        if entries == NULL:
+            return
+        for i in range(fill):
+            _xdecref(entries[i].key)
+            _xdecref(entries[i].value)
+        PyMem_Free(entries)
+
+    def update(self, other=(), **kwargs):
+        """Stores every pair of a mapping, of an object with ``keys()``, or of an iterable."""
+        if isinstance(other, collections.abc.Mapping):
+            for key in other:
+                self[key] = other[key]
+        elif hasattr(other, "keys"):
+            for key in other.keys():
+                self[key] = other[key]
+        else:
+            for key, value in other:
+                self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def __len__(self):
+        return self.size
+
+    # -- capacity ---------------------------------------------------------------------
+
+    @property
+    def count(self):
+        """The most entries the cache holds; assigning a smaller one evicts at once."""
+        return self._count
+
+    @count.setter
+    def count(self, count):
+        cdef Py_ssize_t c = _check_count(count)
+        cdef fastlru_cs cs
+        cdef Dropped evicted
+        cdef Py_ssize_t n
+        _dropped_init(&evicted)
+        fastlru_cs_begin(&cs, self)
+        n = self._count_evictions(c, self._maxweight)
+        try:
+            _dropped_reserve(&evicted, 2 * n)
+            self._count = c
+            self._evict(n, &evicted)
+            if self.alloc > 2 * c and self.alloc > 64:
+                self._compact(c)
+        finally:
+            fastlru_cs_end(&cs)
+        self._release(&evicted, True)
+
+    cdef int _compact(self, Py_ssize_t new_alloc) except -1:
+        """Moves the live entries, most recent first, into a smaller arena."""
+        cdef Entry* entries = <Entry*>PyMem_Malloc(new_alloc * sizeof(Entry))
+        cdef Py_ssize_t* weights = NULL
+        cdef int32_t e = self.head
+        cdef int32_t j = 0
+        cdef int bits = MIN_TABLE_BITS
+        if entries == NULL:
+            raise MemoryError()
+        if self.weights != NULL:
+            weights = <Py_ssize_t*>PyMem_Malloc(new_alloc * sizeof(Py_ssize_t))
+            if weights == NULL:
+                PyMem_Free(entries)
+                raise MemoryError()
+        while ((<Py_ssize_t>1) << bits) < 2 * self.size:
+            bits += 1
+        for j in range(self.size):
+            entries[j] = self.entries[e]
+            entries[j].prev = j - 1 if j else <int32_t>(self.size - 1)
+            entries[j].next = j + 1 if j + 1 < self.size else 0
+            if weights != NULL:
+                weights[j] = self.weights[e]
+            e = self.entries[e].next
+        PyMem_Free(self.entries)
+        self.entries = entries
+        if weights != NULL:
+            PyMem_Free(self.weights)
+            self.weights = weights
+        self.alloc = new_alloc
+        self.fill = self.size
+        self.free_head = EMPTY
+        self.head = 0 if self.size else EMPTY
+        self.version += 1
+        self._rebuild_table(bits)
+        return 0
+
+    @property
+    def maxweight(self):
+        """The weight bound, or None."""
+        return self._maxweight if self.weights != NULL else None
+
+    @property
+    def weight(self):
+        """The total weight of the entries (their number without a weight bound)."""
+        return self.total_weight if self.weights != NULL else self.size
+
+    def info(self):
+        """``CacheInfo(hits, misses, evictions, size, count)``."""
+        return CacheInfo(self.hits, self.misses, self.evictions, self.size, self._count)
+
+    # -- views ------------------------------------------------------------------------
+
+    cdef list _snapshot(self, bint keys, bint values):
+        """New list(s) of keys and/or values, most recent first."""
+        cdef fastlru_cs cs
+        cdef PyObject* klist = NULL
+        cdef PyObject* vlist = NULL
+        cdef Py_ssize_t n, i
+        cdef int32_t e
+        while True:
+            n = self.size
+            # Allocated before the section (allocation may run the GC, i.e. Python code),
+            # then filled only if nothing changed meanwhile.
+            if keys:
+                klist = _list_new(n)
+            if values:
+                try:
+                    vlist = _list_new(n)
+                except MemoryError:
+                    _xdecref(klist)
+                    raise
+            fastlru_cs_begin(&cs, self)
+            if self.size == n:
+                break
+            fastlru_cs_end(&cs)
+            _xdecref(klist)
+            _xdecref(vlist)
+        e = self.head
+        for i in range(n):
+            if keys:
+                _incref(self.entries[e].key)
+                _list_set_item(klist, i, self.entries[e].key)
+            if values:
+                _incref(self.entries[e].value)
+                _list_set_item(vlist, i, self.entries[e].value)
+            e = self.entries[e].next
+        fastlru_cs_end(&cs)
+        result = [<object>klist if keys else None, <object>vlist if values else None]
+        _xdecref(klist)
+        _xdecref(vlist)
+        return result
+
+    def keys(self):
+        """Keys, most recent first (a list)."""
+        return self._snapshot(True, False)[0]
+
+    def values(self):
+        """Values, most recent first (a list)."""
+        return self._snapshot(False, True)[1]
+
+    def items(self):
+        """``(key, value)`` pairs, most recent first (a list)."""
+        keys, values = self._snapshot(True, True)
+        return list(zip(keys, values))
+
+    def __iter__(self):
+        return _Iterator(self, True)
+
+    def __reversed__(self):
+        return _Iterator(self, False)
+
+    # -- whole-object protocols ----------------------------------------------------------
+
+    @classmethod
+    def __class_getitem__(cls, item):
+        return GenericAlias(cls, item)
+
+    def copy(self):
+        """A new LRU with the same bound, callbacks, items and order (fresh statistics)."""
+        return type(self)(self._count, reversed(self.items()), on_evict=self.on_evict,
+                          maxweight=self.maxweight, getsizeof=self.getsizeof)
+
+    def __copy__(self):
+        return self.copy()
+
+    def __reduce__(self):
+        return rebuild, (type(self), self._count, self.items()[::-1], self.on_evict,
+                         self.maxweight, self.getsizeof)
+
+    def __eq__(self, other):
+        if isinstance(other, LRUType):
+            return self.items() == other.items()
+        if isinstance(other, collections.abc.Mapping):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        if Py_ReprEnter(self):
+            return "..."
+        try:
+            return f"{type(self).__name__}({self._count}, {self.items()[::-1]!r})"
+        finally:
+            Py_ReprLeave(self)
+
+    def _check(self):
+        """Debug: raises AssertionError unless the list, the table and the counters agree."""
+        cdef fastlru_cs cs
+        cdef Py_ssize_t n = 0, total = 0
+        cdef int32_t e
+        cdef size_t i, s
+        cdef str problem = None
+        fastlru_cs_begin(&cs, self)
+        if self.head != EMPTY:
+            e = self.head
+            while problem is None:
+                n += 1
+                if n > self.size:
+                    problem = "list longer than size"
+                elif self.entries[self.entries[e].next].prev != e:
+                    problem = "broken back link"
+                elif self.entries[e].key == NULL:
+                    problem = "free entry in the list"
+                e = self.entries[e].next
+                if e == self.head:
+                    break
+        if problem is None and n != self.size:
+            problem = "list and size disagree"
+        if problem is None and self.size > self._count:
+            problem = "size above count"
+        if problem is None:
+            n = 0
+            for s in range(self.tmask + 1):
+                e = self.table[s]
+                if e == EMPTY:
+                    continue
+                n += 1
+                i = _home(self.entries[e].hash, self.shift)
+                while self.table[i] != e:
+                    if self.table[i] == EMPTY:
+                        problem = "entry unreachable from its home slot"
+                        break
+                    i = (i + 1) & self.tmask
+                if self.weights != NULL:
+                    total += self.weights[e]
+            if problem is None and n != self.size:
+                problem = "table and list disagree"
+            if problem is None and self.weights != NULL:
+                if total != self.total_weight:
+                    problem = "weight total drifted"
+                elif self.total_weight > self._maxweight:
+                    problem = "weight above maxweight"
+        fastlru_cs_end(&cs)
+        if problem is not None:
+            raise AssertionError(problem)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class _Iterator:
+    """Keys in recency order; raises RuntimeError once the cache changed."""
+
+    cdef LRU lru
+    cdef int32_t e
+    cdef Py_ssize_t remaining
+    cdef size_t version
+    cdef bint forward
+
+    def __cinit__(self, LRU lru, bint forward):
+        self.lru = lru
+        self.forward = forward
+        self.version = lru.version
+        self.remaining = lru.size
+        self.e = EMPTY
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef fastlru_cs cs
+        cdef LRU lru = self.lru
+        cdef object key = None
+        cdef bint changed
+        cdef bint got = False
+        fastlru_cs_begin(&cs, lru)
+        changed = lru.version != self.version
+        if not changed and self.remaining > 0:
+            if self.e == EMPTY:
+                self.e = lru.head if self.forward else lru.entries[lru.head].prev
+            key = <object>lru.entries[self.e].key
+            got = True
+            self.e = lru.entries[self.e].next if self.forward else lru.entries[self.e].prev
+            self.remaining -= 1
+        fastlru_cs_end(&cs)
+        if changed:
+            raise RuntimeError("LRU mutated during iteration")
+        if not got:
+            raise StopIteration
+        return key
+
+
+# The arena holds Python references in C memory: teach the GC to see and break cycles there.
+cdef traverseproc _base_traverse = (<_TypeSlots*>LRU).tp_traverse
+cdef inquiry _base_clear = (<_TypeSlots*>LRU).tp_clear
+
+
+cdef int _lru_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
+    cdef LRU self = <LRU>o
+    cdef int r
+    cdef Py_ssize_t i
+    if _base_traverse != NULL:
+        r = _base_traverse(o, visit, arg)
+        if r:
+            return r
+    for i in range(self.fill):
+        if self.entries[i].key != NULL:
+            r = visit(self.entries[i].key, arg)
+            if r:
+                return r
+            r = visit(self.entries[i].value, arg)
+            if r:
+                return r
+    return 0
+
+
+cdef int _lru_clear(PyObject* o) noexcept:
+    cdef LRU self = <LRU>o
+    try:
+        self.clear()
+    except BaseException:
+        PyErr_WriteUnraisable(self)
+    if _base_clear != NULL:
+        return _base_clear(o)
+    return 0
+
+
+(<_TypeSlots*>LRU).tp_traverse = <traverseproc>_lru_traverse
+(<_TypeSlots*>LRU).tp_clear = <inquiry>_lru_clear
+
+collections.abc.MutableMapping.register(LRU)
+LRUType.register(LRU)
