@@ -1,5 +1,666 @@
-"""Cross-process cache invalidation (filled in by the signaling work)."""
+"""Cross-process cache invalidation: Odoo's registry signaling over a pluggable backend.
+
+Every registry has one version counter per cache name plus one for the registry itself, kept in
+a backend all worker processes share. A unit of work (request, job) runs as::
+
+    with registry.cursor_scope():      # check_signaling(): drop what others invalidated
+        ...                            # work; registry.clear_cache("default") records the name
+                                       # success: signal_changes(); failure: reset_changes()
+
+>>> from ormcache.registry import Registry
+>>> registry = Registry("signaling-doc")          # LocalSignaling: this process only
+>>> registry.check_signaling()                    # first contact: adopt the counters
+[]
+>>> with registry.cursor_scope():
+...     registry.clear_cache("assets")
+>>> registry.check_signaling()                    # our own signal is not an invalidation
+[]
+>>> Registry.delete("signaling-doc")
+
+Backends: ``LocalSignaling`` (in process, the default), ``PostgresSignaling(dsn)`` and
+``RedisSignaling(url, pubsub=False)``; set one with ``registry.signaling = backend``.
+
+The rules are Odoo's (odoo/modules/registry.py): a moved counter clears the caches of that name
+without signaling again; after publishing, the local counter is incremented rather than set to the
+backend's value, so a process that raced another writer invalidates once more instead of missing a
+change. Added here: when the backend is unreachable, ``check_signaling()`` clears every local cache
+and keeps serving (a stale answer is worse than a miss), and ``signal_changes()`` raises
+``SignalingError`` and keeps the names, which the next ``signal_changes()`` or
+``check_signaling()`` of any thread publishes.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+import weakref
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+__all__ = [
+    "REGISTRY",
+    "SignalingError",
+    "SignalingUnavailable",
+    "ReadOnlyBackendError",
+    "LocalSignaling",
+    "PostgresSignaling",
+    "RedisSignaling",
+    "RegistrySignaling",
+]
+
+_logger = logging.getLogger(__name__)
+
+#: The counter of the registry itself (moves when models change: the registry must reload).
+REGISTRY = "registry"
+
+#: What a backend's read() returns: an epoch (changes when the backend lost its counters, e.g.
+#: a Redis restarted without persistence) and the version of each name.
+Versions = Tuple[Any, Dict[str, int]]
+
+
+class SignalingError(Exception):
+    """The signaling backend failed: nothing was published."""
+
+
+class SignalingUnavailable(SignalingError):
+    """The signaling backend cannot be reached (down, restarting, network)."""
+
+
+class ReadOnlyBackendError(SignalingError):
+    """The signaling backend is read-only (a replica, or a read-only transaction/connection)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Backends. Each has read(db_name, names) -> (epoch, {name: version}) in one round trip,
+# bump(db_name, names) in one round trip, and close().
+# --------------------------------------------------------------------------------------------
+
+class LocalSignaling:
+    """Counters in this process only: the embedded default, when there is one worker process.
+
+    >>> backend = LocalSignaling()
+    >>> backend.bump("db", ["default"])
+    >>> backend.read("db", ["default", "assets"])
+    (None, {'default': 1, 'assets': 0})
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: Dict[Tuple[str, str], int] = {}
+
+    def read(self, db_name: str, names: Sequence[str]) -> Versions:
+        counters = self._counters
+        return None, {name: counters.get((db_name, name), 0) for name in names}
+
+    def bump(self, db_name: str, names: Iterable[str]) -> None:
+        with self._lock:
+            for name in names:
+                key = (db_name, name)
+                self._counters[key] = self._counters.get(key, 0) + 1
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "LocalSignaling()"
+
+
+_local_signaling = LocalSignaling()
+
+
+def local_signaling() -> LocalSignaling:
+    """The process-wide ``LocalSignaling`` used by registries whose ``signaling`` is None."""
+    return _local_signaling
+
+
+class PostgresSignaling:
+    """Counters as PostgreSQL sequences ``ormcache_signaling_<name>`` in the database of ``dsn``.
+
+    Sequences are created on first use; all versions are read in one SELECT and bumped with one
+    SELECT of ``nextval()`` (outside any transaction, so a bump is visible at once). The dsn
+    names the database of the registry, so ``db_name`` is not part of the sequence names. The
+    connection must be read-write: a hot standby or a read-only default transaction is refused
+    with ``ReadOnlyBackendError``. After a lost connection the next call reconnects.
+
+    One connection is shared by the threads of the process (calls are serialised). Create the
+    backend in the worker process (after any fork), never before.
+    """
+
+    SEQUENCE_PREFIX = "ormcache_signaling_"
+
+    def __init__(self, dsn: str, *, connect_timeout: int = 5) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        self._psycopg = psycopg
+        self.dsn = dsn
+        params = conninfo_to_dict(dsn)
+        self._connect_kwargs: Dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:
+            self._connect_kwargs["connect_timeout"] = connect_timeout
+        self._where = "{}:{}/{}".format(
+            params.get("host", "localhost"), params.get("port", 5432), params.get("dbname", "")
+        )
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._ensured: set = set()
+        self._queries: Dict[Tuple[str, Tuple[str, ...]], str] = {}
+
+    def __repr__(self) -> str:
+        return f"PostgresSignaling({self._where!r})"
+
+    def _sequence(self, name: str) -> Any:
+        return self._psycopg.sql.Identifier(self.SEQUENCE_PREFIX + name)
+
+    def _connect(self) -> Any:
+        psycopg = self._psycopg
+        try:
+            conn = psycopg.connect(self.dsn, **self._connect_kwargs)
+        except psycopg.OperationalError as exc:
+            raise SignalingUnavailable(f"PostgreSQL signaling at {self._where} is unreachable: {exc}") from exc
+        try:
+            in_recovery, read_only = conn.execute(
+                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
+            ).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if in_recovery or read_only:
+            conn.close()
+            what = "a read-only replica (in recovery)" if in_recovery else "read-only (default_transaction_read_only)"
+            raise ReadOnlyBackendError(
+                f"PostgreSQL signaling at {self._where} is {what}; signaling needs the read-write primary"
+            )
+        return conn
+
+    def _ensure(self, conn: Any, names: Iterable[str]) -> None:
+        missing = [name for name in names if name not in self._ensured]
+        if not missing:
+            return
+        sql = self._psycopg.sql
+        # concurrent CREATE ... IF NOT EXISTS can still collide in the catalogs: serialise them
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('ormcache_signaling'))")
+            for name in missing:
+                conn.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(self._sequence(name)))
+        self._ensured.update(missing)
+
+    def _query(self, conn: Any, kind: str, names: Tuple[str, ...]) -> str:
+        try:
+            return self._queries[kind, names]
+        except KeyError:
+            pass
+        sql = self._psycopg.sql
+        if kind == "read":
+            # one scalar subquery per sequence: no join to plan, one row back
+            parts = [
+                sql.SQL("(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {})").format(
+                    self._sequence(name))
+                for name in names
+            ]
+        else:
+            parts = [
+                sql.SQL("nextval({})").format(sql.Literal(self._sequence(name).as_string(conn)))
+                for name in names
+            ]
+        query = self._queries[kind, names] = sql.SQL("SELECT {}").format(sql.SQL(", ").join(parts)).as_string(conn)
+        return query
+
+    def _run(self, kind: str, names: Tuple[str, ...]) -> Any:
+        psycopg = self._psycopg
+        with self._lock:
+            for attempt in (1, 2):
+                fresh = self._conn is None or self._conn.closed
+                if fresh:
+                    self._conn = None
+                    self._conn = self._connect()
+                conn = self._conn
+                try:
+                    self._ensure(conn, names)
+                    return conn.execute(self._query(conn, kind, names)).fetchone()
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    self._drop()
+                    if fresh or attempt == 2:
+                        raise SignalingUnavailable(
+                            f"PostgreSQL signaling at {self._where} is unreachable: {exc}") from exc
+                    # an old connection died (server restarted): one retry on a new one
+                except psycopg.errors.ReadOnlySqlTransaction as exc:
+                    self._drop()
+                    raise ReadOnlyBackendError(
+                        f"PostgreSQL signaling at {self._where} became read-only: {exc}") from exc
+                except psycopg.errors.UndefinedTable as exc:
+                    self._ensured.clear()   # someone dropped our sequences: recreate next time
+                    raise SignalingError(f"PostgreSQL signaling at {self._where}: {exc}") from exc
+                except psycopg.Error as exc:
+                    self._drop()
+                    raise SignalingError(f"PostgreSQL signaling at {self._where}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def read(self, db_name: str, names: Sequence[str]) -> Versions:
+        names = tuple(names)
+        row = self._run("read", names)
+        return None, dict(zip(names, row))
+
+    def bump(self, db_name: str, names: Iterable[str]) -> None:
+        self._run("bump", tuple(names))
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+class RedisSignaling:
+    """Counters as Redis keys ``<key_prefix><name>``; ``key_prefix`` is formatted with the
+    registry's ``db_name`` (default ``"ormcache:{db_name}:"``).
+
+    Versions are read with one ``MGET`` and bumped with ``INCR``s in one MULTI/EXEC pipeline.
+    The key ``<key_prefix>epoch`` holds a random token: when Redis loses its data (restart
+    without persistence, FLUSHALL) the token changes and every registry resynchronises, so a
+    counter that went back to an old value can never hide a change.
+
+    With ``pubsub=True`` each bump is also published on ``<key_prefix>signal`` and a listener
+    thread makes every attached registry check its counters at once, so idle workers drop
+    invalidated caches without waiting for their next unit of work. ``check_signaling()`` still
+    reads the counters: a message in flight never decides whether a cache is fresh.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "ormcache:{db_name}:",
+        pubsub: bool = False,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self._redis = redis
+        self.url = url
+        self.key_prefix = key_prefix
+        # one retry: a pooled connection that died with the server is replaced once
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._keys: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
+        self._listener: Optional[_RedisListener] = _RedisListener(self) if pubsub else None
+
+    def __repr__(self) -> str:
+        return f"RedisSignaling({self.url!r}, key_prefix={self.key_prefix!r}, pubsub={self.pubsub})"
+
+    @property
+    def pubsub(self) -> bool:
+        return self._listener is not None
+
+    def prefix(self, db_name: str) -> str:
+        return self.key_prefix.format(db_name=db_name)
+
+    def channel(self, db_name: str) -> str:
+        return self.prefix(db_name) + "signal"
+
+    def _call(self, func: Callable[[], Any]) -> Any:
+        exceptions = self._redis.exceptions
+        try:
+            return func()
+        except (exceptions.ConnectionError, exceptions.TimeoutError) as exc:
+            raise SignalingUnavailable(f"Redis signaling at {self.url} is unreachable: {exc}") from exc
+        except exceptions.ReadOnlyError as exc:
+            raise ReadOnlyBackendError(f"Redis signaling at {self.url} is a read-only replica: {exc}") from exc
+        except exceptions.RedisError as exc:
+            raise SignalingError(f"Redis signaling at {self.url}: {exc}") from exc
+
+    def read(self, db_name: str, names: Sequence[str]) -> Versions:
+        names = tuple(names)
+        try:
+            keys = self._keys[db_name, names]
+        except KeyError:
+            prefix = self.prefix(db_name)
+            keys = self._keys[db_name, names] = [prefix + "epoch"] + [prefix + name for name in names]
+        values = self._call(lambda: self.client.mget(keys))
+        epoch = values[0]
+        if epoch is None:
+            epoch = self._call(lambda: self._new_epoch(keys[0]))
+        return epoch, {name: int(value or 0) for name, value in zip(names, values[1:])}
+
+    def _new_epoch(self, key: str) -> bytes:
+        # the first process to see the counters missing sets the token; all of them read it back
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(key, uuid.uuid4().hex, nx=True)
+        pipe.get(key)
+        return pipe.execute()[1]
+
+    def bump(self, db_name: str, names: Iterable[str]) -> None:
+        names = list(names)
+        prefix = self.prefix(db_name)
+
+        def run() -> Any:
+            pipe = self.client.pipeline(transaction=True)
+            for name in names:
+                pipe.execute_command("INCR", prefix + name)
+            if self._listener is not None:
+                pipe.publish(prefix + "signal", ",".join(names))
+            return pipe.execute()
+
+        self._call(run)
+
+    def attach(self, registry: Any) -> None:
+        """Called by a registry that uses this backend (pub/sub: listen on its channel)."""
+        if self._listener is not None:
+            self._listener.attach(self.channel(registry.db_name), registry)
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+        self.client.close()
+
+
+class _RedisListener:
+    """The pub/sub thread of a RedisSignaling: on a message (or after (re)subscribing, when
+    messages may have been missed) the registries of that channel check their counters."""
+
+    POLL = 0.5  # seconds between looks at the stop flag and at new channels
+
+    def __init__(self, backend: RedisSignaling) -> None:
+        self.backend = backend
+        self._lock = threading.Lock()
+        self._registries: Dict[str, weakref.WeakSet] = {}
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        #: set once the listener is subscribed to every attached channel (tests, benchmarks)
+        self.ready = threading.Event()
+
+    def attach(self, channel: str, registry: Any) -> None:
+        with self._lock:
+            self._registries.setdefault(channel, weakref.WeakSet()).add(registry)
+            self.ready.clear()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ormcache-signaling-listener", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+
+    def _refresh(self, channel: Any) -> None:
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        with self._lock:
+            registries = list(self._registries.get(channel, ()))
+        for registry in registries:
+            try:
+                registry._signaling_refresh()
+            except Exception:
+                _logger.exception("Signaling listener: refreshing %r failed", registry)
+
+    def _run(self) -> None:
+        redis = self.backend._redis
+        pubsub = None
+        subscribed: set = set()
+        delay = 0.05
+        try:
+            while not self._stop.is_set():
+                try:
+                    if pubsub is None:
+                        pubsub = self.backend.client.pubsub()
+                        subscribed = set()
+                    with self._lock:
+                        wanted = set(self._registries)
+                    if wanted - subscribed:
+                        pubsub.subscribe(*(wanted - subscribed))
+                        subscribed |= wanted
+                    message = pubsub.get_message(timeout=self.POLL)
+                    delay = 0.05
+                    if message is None:
+                        if subscribed and pubsub.subscribed and not (wanted - subscribed):
+                            self.ready.set()
+                        continue
+                    if message["type"] in ("message", "subscribe"):
+                        # after a subscribe, messages published meanwhile were lost: check anyway
+                        self._refresh(message["channel"])
+                        if message["type"] == "subscribe" and len(subscribed) == message["data"]:
+                            self.ready.set()
+                except (redis.exceptions.RedisError, OSError, ValueError) as exc:
+                    self.ready.clear()
+                    _logger.debug("Signaling listener: %s; reconnecting in %.2fs", exc, delay)
+                    if pubsub is not None:
+                        pubsub.close()
+                        pubsub = None
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 2.0)
+        finally:
+            if pubsub is not None:
+                pubsub.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The Registry mixin
+# --------------------------------------------------------------------------------------------
+
+_UNSYNCED = object()  # epoch of a registry that has not read the backend yet
 
 
 class RegistrySignaling:
-    """Mixin of Registry: check_signaling / signal_changes / reset_changes / cursor_scope."""
+    """Mixin of ``ormcache.registry.Registry``: check_signaling / signal_changes / reset_changes
+    / cursor_scope. Uses the Registry's ``db_name``, ``caches``, ``cache_invalidated``,
+    ``registry_invalidated``, ``_clear_local()`` and ``signaling`` (a backend, or None for the
+    process-wide ``LocalSignaling``).
+
+    ``on_reload`` (None, or a callable taking the registry) is called when another process
+    changed the registry itself, after every local cache was cleared; it may be set per instance.
+    """
+
+    on_reload: Optional[Callable[[Any], None]] = None
+
+    def __init__(self) -> None:
+        self._signaling_lock = threading.Lock()
+        self._signaling_backend_seen: Any = None
+        self._signaling_epoch: Any = _UNSYNCED
+        #: per-process local counters: name -> version this process has caught up with
+        self._signaling_versions: Dict[str, int] = {}
+        self._signaling_outage = False
+        #: names whose publication failed (any thread); published by the next signal or check
+        self._signaling_pending: set = set()
+        self._signaling_pending_registry = False
+        super().__init__()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _signaling_backend(self) -> Any:
+        backend = self.signaling
+        if backend is None:
+            backend = _local_signaling
+        if backend is not self._signaling_backend_seen:
+            with self._signaling_lock:
+                if backend is not self._signaling_backend_seen:
+                    # new backend: its counters say nothing about ours; resync on next read
+                    self._signaling_backend_seen = backend
+                    self._signaling_epoch = _UNSYNCED
+                    self._signaling_versions = {}
+                    attach = getattr(backend, "attach", None)
+                    if attach is not None:
+                        attach(self)
+        return backend
+
+    def _signaling_names(self) -> Tuple[str, ...]:
+        from .registry import CACHES_BY_KEY
+
+        return (REGISTRY, *CACHES_BY_KEY)
+
+    def _signaling_clear_all(self) -> List[str]:
+        for cache in self.caches.values():
+            cache.clear()
+        return sorted(self.caches)
+
+    def _signaling_reload(self) -> None:
+        self._signaling_clear_all()
+        if self.on_reload is not None:
+            self.on_reload(self)
+
+    def _signaling_publish_pending(self, backend: Any) -> None:
+        with self._signaling_lock:
+            registry_changed = self._signaling_pending_registry
+            names = set(self._signaling_pending)
+        if not (registry_changed or names):
+            return
+        try:
+            self._signaling_publish(backend, registry_changed, names)
+        except SignalingUnavailable:
+            pass  # still down: the read below fails too and clears everything
+        else:
+            _logger.info("Published invalidations kept during the signaling outage: %s",
+                         ["registry"] if registry_changed else sorted(names))
+
+    def _signaling_publish(self, backend: Any, registry_changed: bool, names: set) -> None:
+        # no need to signal caches with the registry: reloading starts with empty caches
+        bumped = [REGISTRY] if registry_changed else sorted(names)
+        try:
+            backend.bump(self.db_name, bumped)
+        except SignalingError as exc:
+            with self._signaling_lock:
+                self._signaling_pending |= names
+                self._signaling_pending_registry |= registry_changed
+            what = "the registry change" if registry_changed else f"the invalidation of {sorted(names)}"
+            raise type(exc)(f"{exc}; {what} is kept and will be published by the next "
+                            "signal_changes() or check_signaling()") from exc
+        with self._signaling_lock:
+            if self._signaling_epoch is not _UNSYNCED:
+                # Odoo's rule: increment, never set to the backend's value, so that a race with
+                # another writer shows up as one more invalidation at the next check
+                versions = self._signaling_versions
+                for name in bumped:
+                    versions[name] = versions.get(name, 0) + 1
+            self._signaling_pending -= names
+            if registry_changed:
+                self._signaling_pending_registry = False
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def check_signaling(self) -> List[str]:
+        """Catch up with the other processes; call at the start of a unit of work.
+
+        Reads every counter in one round trip; clears (without signaling again) the local caches
+        of each name whose counter moved since this process last saw it; if the registry's
+        counter moved, clears every cache and calls ``on_reload``. Returns the caches cleared.
+        An unreachable backend clears every local cache, logs a warning, and returns them all.
+        """
+        return self._signaling_check(reload=True)
+
+    def _signaling_refresh(self) -> List[str]:
+        """check_signaling() from a pub/sub listener: never runs the reload hook in that thread
+        (a registry change is left for the next check_signaling())."""
+        return self._signaling_check(reload=False)
+
+    def _signaling_check(self, reload: bool) -> List[str]:
+        backend = self._signaling_backend()
+        names = self._signaling_names()
+        if self._signaling_pending or self._signaling_pending_registry:
+            self._signaling_publish_pending(backend)
+        try:
+            epoch, versions = backend.read(self.db_name, names)
+        except SignalingUnavailable as exc:
+            with self._signaling_lock:
+                first = not self._signaling_outage
+                self._signaling_outage = True
+                cleared = self._signaling_clear_all()
+            if first:
+                _logger.warning("Signaling unavailable, clearing all caches of %r at every check "
+                                "until it is back: %s", self.db_name, exc)
+            return cleared
+
+        call_reload = False
+        with self._signaling_lock:
+            local = self._signaling_versions
+            if self._signaling_epoch is _UNSYNCED or backend is not self._signaling_backend_seen:
+                # first contact: whatever the caches hold predates it
+                self._signaling_clear_all()
+                self._signaling_versions = dict(versions)
+                self._signaling_epoch = epoch
+                self._signaling_outage = False
+                return []
+            if self._signaling_outage or epoch != self._signaling_epoch:
+                # changes may have been missed (outage) or counters lost (new epoch): start over
+                registry_moved = epoch != self._signaling_epoch or versions[REGISTRY] != local.get(REGISTRY)
+                cleared = self._signaling_clear_all()
+                _logger.info("Signaling of %r %s: all caches cleared", self.db_name,
+                             "is back" if self._signaling_outage else "lost its counters (new epoch)")
+                self._signaling_outage = False
+                self._signaling_epoch = epoch
+                if registry_moved and not reload:
+                    versions = dict(versions, **{REGISTRY: local.get(REGISTRY, -1)})
+                self._signaling_versions = dict(versions)
+                call_reload = registry_moved and reload
+            elif versions[REGISTRY] != local.get(REGISTRY):
+                cleared = self._signaling_clear_all()
+                keep = local.get(REGISTRY)
+                self._signaling_versions = dict(versions)
+                if reload:
+                    _logger.info("Reloading the registry %r after signaling", self.db_name)
+                    call_reload = True
+                else:
+                    self._signaling_versions[REGISTRY] = keep  # the next check_signaling() reloads
+            else:
+                moved = [name for name in names if versions[name] != local.get(name)]
+                if not moved:
+                    return []
+                for name in moved:
+                    local[name] = versions[name]
+                # clear, never clear_cache(): that would record the names and signal them back
+                cleared = self._clear_local(moved)
+                _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
+        if call_reload and self.on_reload is not None:
+            self.on_reload(self)
+        return cleared
+
+    def signal_changes(self) -> None:
+        """Publish this thread's invalidations; call at the end of a successful unit of work.
+
+        Bumps the registry's counter if this thread invalidated the registry, else the counter
+        of each name in ``cache_invalidated``, in one round trip, then resets both. On failure
+        raises ``SignalingError`` and keeps the names: the next signal_changes() or
+        check_signaling() (of any thread) publishes them.
+        """
+        registry_changed = self.registry_invalidated or self._signaling_pending_registry
+        names = set(self.cache_invalidated) | self._signaling_pending
+        if not (registry_changed or names):
+            return
+        self._signaling_publish(self._signaling_backend(), registry_changed, names)
+        self.registry_invalidated = False
+        self.cache_invalidated.clear()
+
+    def reset_changes(self) -> None:
+        """Cancel this thread's invalidations; call when a unit of work fails.
+
+        The caches of the invalidated names are cleared again (they may hold values computed
+        from the rolled-back work) and nothing is published.
+        """
+        if self.registry_invalidated:
+            self._signaling_reload()
+            self.registry_invalidated = False
+        names = self.cache_invalidated
+        if names:
+            self._clear_local(names)
+            names.clear()
+
+    @contextmanager
+    def cursor_scope(self) -> Iterator[Any]:
+        """``check_signaling()``, the work, then ``signal_changes()`` on success or
+        ``reset_changes()`` if the work raised."""
+        self.check_signaling()
+        try:
+            yield self
+        except BaseException:
+            self.reset_changes()
+            raise
+        self.signal_changes()

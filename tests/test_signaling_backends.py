@@ -1,0 +1,238 @@
+"""The signaling backends on their own, against real servers (see servers.py)."""
+import tempfile
+import threading
+
+import psycopg
+from psycopg import pq
+import pytest
+import redis
+
+from ormcache.signaling import (
+    LocalSignaling,
+    PostgresSignaling,
+    ReadOnlyBackendError,
+    RedisSignaling,
+    SignalingError,
+    SignalingUnavailable,
+)
+
+NAMES = ("registry", "default", "assets", "routing.rewrites")
+
+
+@pytest.fixture
+def pg_backend(pg_dsn):
+    backend = PostgresSignaling(pg_dsn)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def redis_backend(redis_server, redis_prefix):
+    backend = RedisSignaling(redis_server.url, key_prefix=redis_prefix + "{db_name}:")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+# -- LocalSignaling --------------------------------------------------------------------------
+
+def test_local_counts_per_database_and_name():
+    backend = LocalSignaling()
+    assert backend.read("db", NAMES) == (None, dict.fromkeys(NAMES, 0))
+    backend.bump("db", ["default", "assets"])
+    backend.bump("db", ["default"])
+    backend.bump("other", ["default"])
+    assert backend.read("db", NAMES)[1] == {"registry": 0, "default": 2, "assets": 1, "routing.rewrites": 0}
+    assert backend.read("other", ["default"])[1] == {"default": 1}
+
+
+def test_local_bumps_from_threads_are_not_lost():
+    backend = LocalSignaling()
+
+    def bump():
+        for _ in range(1000):
+            backend.bump("db", ["default"])
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert backend.read("db", ["default"])[1] == {"default": 8000}
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+def test_postgres_creates_sequences_on_first_use(pg_backend, pg_dsn):
+    assert pg_backend.read("ignored", NAMES) == (None, dict.fromkeys(NAMES, 0))
+    with psycopg.connect(pg_dsn) as conn:
+        sequences = {row[0] for row in conn.execute("SELECT relname FROM pg_class WHERE relkind = 'S'")}
+    assert sequences == {f"ormcache_signaling_{name}" for name in NAMES}
+
+
+def test_postgres_bump_and_read(pg_backend, pg_dsn):
+    pg_backend.bump("ignored", ["default", "routing.rewrites"])
+    pg_backend.bump("ignored", ["default"])
+    other = PostgresSignaling(pg_dsn)
+    try:
+        assert other.read("ignored", NAMES)[1] == {
+            "registry": 0, "default": 2, "assets": 0, "routing.rewrites": 1}
+    finally:
+        other.close()
+
+
+def test_postgres_concurrent_first_use(pg_dsn):
+    """Several connections creating the same sequences at once: no catalog collision."""
+    backends = [PostgresSignaling(pg_dsn) for _ in range(6)]
+    errors = []
+    barrier = threading.Barrier(len(backends))
+
+    def first_use(backend):
+        try:
+            barrier.wait()
+            backend.bump("db", NAMES)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(b,)) for b in backends]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert backends[0].read("db", NAMES)[1] == dict.fromkeys(NAMES, 6)
+    finally:
+        for backend in backends:
+            backend.close()
+
+
+def _round_trips(backend, func, times):
+    """Run ``func`` ``times`` times under libpq's protocol trace; count the server's
+    ReadyForQuery messages (one per round trip)."""
+    with tempfile.TemporaryFile() as trace:
+        pgconn = backend._conn.pgconn
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            for _ in range(times):
+                func()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        return sum(line.split(b"\t")[2:3] == [b"ReadyForQuery"] for line in trace)
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_postgres_read_and_bump_are_one_round_trip(pg_backend, count):
+    names = tuple(f"name{i}" for i in range(count))
+    for _ in range(10):  # create the sequences, let psycopg prepare the statements
+        pg_backend.read("db", names)
+        pg_backend.bump("db", names)
+    assert _round_trips(pg_backend, lambda: pg_backend.read("db", names), 10) == 10
+    assert _round_trips(pg_backend, lambda: pg_backend.bump("db", names), 10) == 10
+    assert pg_backend.read("db", names)[1] == dict.fromkeys(names, 20)
+
+
+def test_postgres_refuses_read_only_transactions(pg_dsn):
+    backend = PostgresSignaling(pg_dsn + " options='-c default_transaction_read_only=on'")
+    try:
+        with pytest.raises(ReadOnlyBackendError, match="read-only"):
+            backend.read("db", NAMES)
+        with pytest.raises(ReadOnlyBackendError, match="read-write primary"):
+            backend.bump("db", ["default"])
+    finally:
+        backend.close()
+
+
+def test_postgres_unreachable_then_reconnects(postgres_server, pg_dsn, pg_backend):
+    pg_backend.bump("db", ["default"])
+    postgres_server.stop()
+    try:
+        with pytest.raises(SignalingUnavailable, match="unreachable"):
+            pg_backend.read("db", NAMES)
+        with pytest.raises(SignalingError):
+            pg_backend.bump("db", ["default"])
+    finally:
+        postgres_server.start()
+    # the first call after the restart succeeds: a dead connection is replaced once
+    assert pg_backend.read("db", NAMES)[1]["default"] == 1
+    pg_backend.bump("db", ["default"])
+    assert pg_backend.read("db", NAMES)[1]["default"] == 2
+
+
+def test_postgres_survives_a_restart_under_an_open_connection(postgres_server, pg_backend):
+    pg_backend.bump("db", ["assets"])
+    postgres_server.stop()
+    postgres_server.start()
+    assert pg_backend.read("db", NAMES)[1]["assets"] == 1
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+def test_redis_keys_under_the_prefix_with_the_database_name(redis_backend, redis_client, redis_prefix):
+    epoch, versions = redis_backend.read("db1", NAMES)
+    assert versions == dict.fromkeys(NAMES, 0)
+    redis_backend.bump("db1", ["default", "routing.rewrites"])
+    redis_backend.bump("db2", ["default"])
+    assert redis_client.get(redis_prefix + "db1:default") == b"1"
+    assert redis_client.get(redis_prefix + "db1:routing.rewrites") == b"1"
+    assert redis_client.get(redis_prefix + "db2:default") == b"1"
+    assert redis_client.get(redis_prefix + "db1:epoch") == epoch
+    assert redis_backend.read("db1", NAMES) == (epoch, {**dict.fromkeys(NAMES, 0), "default": 1, "routing.rewrites": 1})
+
+
+def test_redis_default_prefix_includes_the_database_name(redis_server):
+    backend = RedisSignaling(redis_server.url)
+    try:
+        assert backend.prefix("shop") == "ormcache:shop:"
+        assert backend.channel("shop") == "ormcache:shop:signal"
+    finally:
+        backend.close()
+
+
+def test_redis_read_is_one_mget_and_bump_one_transaction(redis_backend, redis_client):
+    names = tuple(f"name{i}" for i in range(50))
+    redis_backend.read("db", names)
+    redis_client.config_resetstat()
+    redis_backend.read("db", names)
+    redis_backend.bump("db", names)
+    stats = redis_client.info("commandstats")
+    assert stats["cmdstat_mget"]["calls"] == 1
+    assert stats["cmdstat_incr"]["calls"] == 50
+    assert stats["cmdstat_exec"]["calls"] == 1  # the INCRs went in one MULTI/EXEC pipeline
+    assert "cmdstat_get" not in stats
+
+
+def test_redis_epoch_changes_when_the_data_is_lost(redis_backend, redis_server):
+    epoch, _ = redis_backend.read("db", NAMES)
+    redis_backend.bump("db", ["default"])
+    redis_server.kill()
+    try:
+        with pytest.raises(SignalingUnavailable, match="unreachable"):
+            redis_backend.read("db", NAMES)
+        with pytest.raises(SignalingUnavailable):
+            redis_backend.bump("db", ["default"])
+    finally:
+        redis_server.start()
+    new_epoch, versions = redis_backend.read("db", NAMES)
+    assert new_epoch != epoch
+    assert versions == dict.fromkeys(NAMES, 0)
+    assert redis_backend.read("db", NAMES)[0] == new_epoch
+
+
+def test_redis_unreachable_url_is_a_clear_error():
+    from servers import free_port
+
+    backend = RedisSignaling(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=1)
+    try:
+        with pytest.raises(SignalingUnavailable, match=r"Redis signaling at redis://127\.0\.0\.1:\d+/0 is unreachable"):
+            backend.read("db", NAMES)
+    finally:
+        backend.close()
