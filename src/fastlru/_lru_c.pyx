@@ -66,6 +66,9 @@ cdef enum:
     INLINE_DROPS = 4      # references an operation can drop without a heap buffer
 
 
+cdef size_t _NO_SLOT = <size_t>-1
+
+
 cdef inline size_t _home(Py_hash_t h, int shift) noexcept nogil:
     return <size_t>((<uint64_t>h * <uint64_t>FIB) >> shift)
 
@@ -126,6 +129,7 @@ cdef class LRU:
     cdef Py_ssize_t* weights      # per entry, only when maxweight is set
     cdef int32_t* table
     cdef size_t tmask
+    cdef size_t miss_slot         # where the last failed lookup ended: an EMPTY slot
     cdef int shift
     cdef Py_ssize_t alloc         # entries allocated
     cdef Py_ssize_t fill          # entries ever handed out (live or on the free list)
@@ -199,7 +203,9 @@ cdef class LRU:
             i = (i + 1) & self.tmask
         self.table[i] = e
 
-    cdef void _table_remove(self, int32_t e) noexcept:
+    cdef size_t _table_remove(self, int32_t e) noexcept:
+        """Frees the slot of ``e``, shifting its cluster back; returns the EMPTY slot that
+        ended the cluster (the only one whose probe paths the shift may have changed)."""
         cdef size_t mask = self.tmask
         cdef int32_t* table = self.table
         cdef size_t i = _home(self.entries[e].hash, self.shift)
@@ -218,6 +224,7 @@ cdef class LRU:
                 table[i] = f
                 i = j
         table[i] = EMPTY
+        return j
 
     cdef int _rebuild_table(self, int bits) except -1:
         """Rehashes every live entry into a table of 2**bits slots (no key compares)."""
@@ -356,6 +363,19 @@ cdef class LRU:
 
     # -- Python code, critical section ended ------------------------------------------------
 
+    cdef inline Py_ssize_t _find(self, object key, Py_hash_t h, fastlru_cs* cs,
+                                 PyObject** hold) except -2:
+        """``_lookup`` with its two commonest outcomes inlined: an empty home slot, or the
+        very same key object in it."""
+        cdef size_t i = _home(h, self.shift)
+        cdef int32_t e = self.table[i]
+        if e == EMPTY:
+            self.miss_slot = i
+            return -1
+        if self.entries[e].key == <PyObject*>key:
+            return e
+        return self._lookup(key, h, cs, hold)
+
     cdef Py_ssize_t _lookup(self, object key, Py_hash_t h, fastlru_cs* cs,
                             PyObject** hold) except -2:
         """The entry holding ``key``, or -1; called and returning with the section held.
@@ -378,6 +398,7 @@ cdef class LRU:
             while True:
                 e = self.table[i]
                 if e == EMPTY:
+                    self.miss_slot = i
                     return -1
                 ep = &self.entries[e]
                 if ep.key == <PyObject*>key:
@@ -446,7 +467,7 @@ cdef class LRU:
         cdef Py_ssize_t e
         cdef object value
         fastlru_cs_begin(&cs, self)
-        e = self._lookup(key, h, &cs, &hold)
+        e = self._find(key, h, &cs, &hold)
         if e < 0:
             self.misses += 1
             fastlru_cs_end(&cs)
@@ -468,7 +489,7 @@ cdef class LRU:
         cdef Py_ssize_t e
         cdef object value
         fastlru_cs_begin(&cs, self)
-        e = self._lookup(key, h, &cs, &hold)
+        e = self._find(key, h, &cs, &hold)
         if e < 0:
             self.misses += 1
             value = default
@@ -489,7 +510,7 @@ cdef class LRU:
         cdef Py_ssize_t e
         cdef object value
         fastlru_cs_begin(&cs, self)
-        e = self._lookup(key, h, &cs, &hold)
+        e = self._find(key, h, &cs, &hold)
         value = default if e < 0 else <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
@@ -501,7 +522,7 @@ cdef class LRU:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         fastlru_cs_begin(&cs, self)
-        e = self._lookup(key, h, &cs, &hold)
+        e = self._find(key, h, &cs, &hold)
         fastlru_cs_end(&cs)
         _xdecref(hold)
         return e >= 0
@@ -522,6 +543,7 @@ cdef class LRU:
         cdef Py_ssize_t e
         cdef Py_ssize_t n
         cdef int32_t t
+        cdef size_t miss_slot
         cdef Entry* ep
         cdef Dropped evicted
         cdef object result = value
@@ -531,7 +553,7 @@ cdef class LRU:
                 raise ValueError(f"item weighs {w}, more than maxweight {self._maxweight}")
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
-        e = self._lookup(key, h, &cs, &hold)
+        e = self._find(key, h, &cs, &hold)
         if e >= 0:
             self._promote(<int32_t>e)
             self.version += 1
@@ -555,13 +577,18 @@ cdef class LRU:
                 _incref(<PyObject*>value)
                 ep.value = <PyObject*>value
         else:
-            n = self._count_evictions(self._count - 1, self._maxweight - w)
+            if self.weights == NULL:
+                n = self.size - self._count + 1  # size <= count always holds: n is 0 or 1
+            else:
+                n = self._count_evictions(self._count - 1, self._maxweight - w)
             if n == 1 and self.weights == NULL:
                 # The hot path of a full cache: reuse the least-recent entry in place. It is
                 # the prev of head, so making it the head makes it the most recent.
                 t = self.entries[self.head].prev
                 ep = &self.entries[t]
-                self._table_remove(t)
+                miss_slot = self.miss_slot
+                if self._table_remove(t) == miss_slot:
+                    miss_slot = _NO_SLOT  # the removal shifted our cluster: probe again
                 evicted.items[0] = ep.key
                 evicted.items[1] = ep.value
                 evicted.n = 2
@@ -571,7 +598,10 @@ cdef class LRU:
                 ep.key = <PyObject*>key
                 ep.value = <PyObject*>value
                 ep.hash = h
-                self._table_insert(t, h)
+                if miss_slot != _NO_SLOT:
+                    self.table[miss_slot] = t
+                else:
+                    self._table_insert(t, h)
                 self.head = t
             else:
                 try:
@@ -600,7 +630,10 @@ cdef class LRU:
         fastlru_cs_end(&cs)
         _xdecref(hold)
         _xdecref(replaced)
-        if evicted.n:
+        if evicted.n == 2 and self.on_evict is None:
+            _decref(evicted.items[0])
+            _decref(evicted.items[1])
+        elif evicted.n:
             self._release(&evicted, True)
         return result
 
@@ -622,7 +655,7 @@ cdef class LRU:
         cdef object value = default
         _dropped_init(&dropped)
         fastlru_cs_begin(&cs, self)
-        e = self._lookup(key, h, &cs, &hold)
+        e = self._find(key, h, &cs, &hold)
         if e >= 0:
             self._detach(<int32_t>e, &dropped)
         fastlru_cs_end(&cs)
