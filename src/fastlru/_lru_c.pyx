@@ -254,7 +254,8 @@ cdef class LRU:
             self._rebuild_table(bits)
         if self.free_head != EMPTY or self.fill < self.alloc:
             return 0
-        new_alloc = self.alloc * 2 if self.alloc < 1024 else self.alloc + self.alloc // 2
+        # Doubling while small, then +25%: at most a quarter of the arena is ever unused.
+        new_alloc = self.alloc * 2 if self.alloc < 1024 else self.alloc + self.alloc // 4
         if new_alloc < 8:
             new_alloc = 8
         if new_alloc > self._count:
