@@ -367,7 +367,7 @@ class _RedisListener:
     """The pub/sub thread of a RedisSignaling: on a message (or after (re)subscribing, when
     messages may have been missed) the registries of that channel check their counters."""
 
-    POLL = 0.5  # seconds between looks at the stop flag and at new channels
+    POLL = 0.2  # seconds between looks at the stop flag and at new channels
 
     def __init__(self, backend: RedisSignaling) -> None:
         self.backend = backend
@@ -470,6 +470,8 @@ class RegistrySignaling:
         #: per-process local counters: name -> version this process has caught up with
         self._signaling_versions: Dict[str, int] = {}
         self._signaling_outage = False
+        #: bumped whenever the local counters change: a read older than that is read again
+        self._signaling_generation = 0
         #: names whose publication failed (any thread); published by the next signal or check
         self._signaling_pending: set = set()
         self._signaling_pending_registry = False
@@ -525,25 +527,33 @@ class RegistrySignaling:
     def _signaling_publish(self, backend: Any, registry_changed: bool, names: set) -> None:
         # no need to signal caches with the registry: reloading starts with empty caches
         bumped = [REGISTRY] if registry_changed else sorted(names)
-        try:
-            backend.bump(self.db_name, bumped)
-        except SignalingError as exc:
-            with self._signaling_lock:
+        # The lock is held across the round trip so that no check of another thread (or of the
+        # pub/sub listener) applies a read taken between the bump and the local increment.
+        with self._signaling_lock:
+            try:
+                backend.bump(self.db_name, bumped)
+            except SignalingError as exc:
                 self._signaling_pending |= names
                 self._signaling_pending_registry |= registry_changed
+                if isinstance(exc, SignalingUnavailable):
+                    self._signaling_outage = True  # resync at the first check that succeeds
+                failure = exc
+            else:
+                failure = None
+                if self._signaling_epoch is not _UNSYNCED:
+                    # Odoo's rule: increment, never set to the backend's value, so that a race
+                    # with another writer shows up as one more invalidation at the next check
+                    versions = self._signaling_versions
+                    for name in bumped:
+                        versions[name] = versions.get(name, 0) + 1
+                self._signaling_generation += 1
+                self._signaling_pending -= names
+                if registry_changed:
+                    self._signaling_pending_registry = False
+        if failure is not None:
             what = "the registry change" if registry_changed else f"the invalidation of {sorted(names)}"
-            raise type(exc)(f"{exc}; {what} is kept and will be published by the next "
-                            "signal_changes() or check_signaling()") from exc
-        with self._signaling_lock:
-            if self._signaling_epoch is not _UNSYNCED:
-                # Odoo's rule: increment, never set to the backend's value, so that a race with
-                # another writer shows up as one more invalidation at the next check
-                versions = self._signaling_versions
-                for name in bumped:
-                    versions[name] = versions.get(name, 0) + 1
-            self._signaling_pending -= names
-            if registry_changed:
-                self._signaling_pending_registry = False
+            raise type(failure)(f"{failure}; {what} is kept and will be published by the next "
+                                "signal_changes() or check_signaling()") from failure
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -567,61 +577,74 @@ class RegistrySignaling:
         names = self._signaling_names()
         if self._signaling_pending or self._signaling_pending_registry:
             self._signaling_publish_pending(backend)
-        try:
-            epoch, versions = backend.read(self.db_name, names)
-        except SignalingUnavailable as exc:
+        for attempt in range(3):
+            generation = self._signaling_generation
+            try:
+                epoch, versions = backend.read(self.db_name, names)
+            except SignalingUnavailable as exc:
+                with self._signaling_lock:
+                    first = not self._signaling_outage
+                    self._signaling_outage = True
+                    self._signaling_generation += 1
+                    cleared = self._signaling_clear_all()
+                if first:
+                    _logger.warning("Signaling unavailable, clearing all caches of %r at every "
+                                    "check until it is back: %s", self.db_name, exc)
+                return cleared
             with self._signaling_lock:
-                first = not self._signaling_outage
-                self._signaling_outage = True
-                cleared = self._signaling_clear_all()
-            if first:
-                _logger.warning("Signaling unavailable, clearing all caches of %r at every check "
-                                "until it is back: %s", self.db_name, exc)
-            return cleared
-
-        call_reload = False
-        with self._signaling_lock:
-            local = self._signaling_versions
-            if self._signaling_epoch is _UNSYNCED or backend is not self._signaling_backend_seen:
-                # first contact: whatever the caches hold predates it
-                self._signaling_clear_all()
-                self._signaling_versions = dict(versions)
-                self._signaling_epoch = epoch
-                self._signaling_outage = False
-                return []
-            if self._signaling_outage or epoch != self._signaling_epoch:
-                # changes may have been missed (outage) or counters lost (new epoch): start over
-                registry_moved = epoch != self._signaling_epoch or versions[REGISTRY] != local.get(REGISTRY)
-                cleared = self._signaling_clear_all()
-                _logger.info("Signaling of %r %s: all caches cleared", self.db_name,
-                             "is back" if self._signaling_outage else "lost its counters (new epoch)")
-                self._signaling_outage = False
-                self._signaling_epoch = epoch
-                if registry_moved and not reload:
-                    versions = dict(versions, **{REGISTRY: local.get(REGISTRY, -1)})
-                self._signaling_versions = dict(versions)
-                call_reload = registry_moved and reload
-            elif versions[REGISTRY] != local.get(REGISTRY):
-                cleared = self._signaling_clear_all()
-                keep = local.get(REGISTRY)
-                self._signaling_versions = dict(versions)
-                if reload:
-                    _logger.info("Reloading the registry %r after signaling", self.db_name)
-                    call_reload = True
-                else:
-                    self._signaling_versions[REGISTRY] = keep  # the next check_signaling() reloads
-            else:
-                moved = [name for name in names if versions[name] != local.get(name)]
-                if not moved:
-                    return []
-                for name in moved:
-                    local[name] = versions[name]
-                # clear, never clear_cache(): that would record the names and signal them back
-                cleared = self._clear_local(moved)
-                _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
+                # Another thread moved the local counters while we read (a signal, a check):
+                # our read may predate it, and applying it would go backwards. Read again;
+                # after three tries apply anyway (the worst is one extra invalidation).
+                if self._signaling_generation != generation and attempt < 2:
+                    continue
+                cleared, call_reload = self._signaling_apply(backend, names, epoch, versions, reload)
+                break
         if call_reload and self.on_reload is not None:
             self.on_reload(self)
         return cleared
+
+    def _signaling_apply(self, backend: Any, names: Sequence[str], epoch: Any,
+                         versions: Dict[str, int], reload: bool) -> Tuple[List[str], bool]:
+        """Compare a read with the local counters (under the lock): clear what moved."""
+        local = self._signaling_versions
+        if self._signaling_epoch is _UNSYNCED or backend is not self._signaling_backend_seen:
+            # first contact: adopt the counters; whatever the caches hold predates it
+            self._signaling_clear_all()
+            self._signaling_versions = dict(versions)
+            self._signaling_epoch = epoch
+            self._signaling_outage = False
+            self._signaling_generation += 1
+            return [], False
+        if self._signaling_outage or epoch != self._signaling_epoch:
+            # changes may have been missed (outage) or the counters were lost (new epoch)
+            registry_moved = epoch != self._signaling_epoch or versions[REGISTRY] != local.get(REGISTRY)
+            _logger.info("Signaling of %r %s: all caches cleared", self.db_name,
+                         "is back" if self._signaling_outage else "lost its counters (new epoch)")
+            self._signaling_outage = False
+            self._signaling_epoch = epoch
+        else:
+            registry_moved = versions[REGISTRY] != local.get(REGISTRY)
+            if not registry_moved:
+                moved = [name for name in names if versions[name] != local.get(name)]
+                if not moved:
+                    return [], False
+                for name in moved:
+                    local[name] = versions[name]
+                self._signaling_generation += 1
+                # clear, never clear_cache(): that would record the names and signal them back
+                cleared = self._clear_local(moved)
+                _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
+                return cleared, False
+            if reload:
+                _logger.info("Reloading the registry %r after signaling", self.db_name)
+        cleared = self._signaling_clear_all()
+        previous = local.get(REGISTRY)
+        self._signaling_versions = dict(versions)
+        if registry_moved and not reload:
+            # a listener thread: leave the reload to the next check_signaling()
+            self._signaling_versions[REGISTRY] = previous
+        self._signaling_generation += 1
+        return cleared, registry_moved and reload
 
     def signal_changes(self) -> None:
         """Publish this thread's invalidations; call at the end of a successful unit of work.
