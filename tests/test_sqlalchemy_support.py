@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import ForeignKey, String, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ormcache.sqlalchemy import FullTableCache
+
 
 class Base(DeclarativeBase):
     pass
@@ -40,6 +42,18 @@ class Post(Base):
     title: Mapped[str] = mapped_column(String(100))
 
 
+class Country(FullTableCache, Base):
+    __tablename__ = "countries"
+    __cache_key__ = "code"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(2), unique=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+    @classmethod
+    def cache_create(cls, session, key):
+        return cls(code=key, name=f"created {key}")
+
+
 def make_engine(kind: str, where: str):
     """An engine on SQLite (``where`` is a file path) or PostgreSQL (``where`` is a DSN)."""
     if kind == "sqlite":
@@ -52,7 +66,7 @@ def make_engine(kind: str, where: str):
 def engine_url(request, tmp_path, kind: str) -> str:
     if kind == "sqlite":
         return str(tmp_path / "test.sqlite")
-    return request.getfixturevalue("postgres_server").dsn
+    return request.getfixturevalue("pg_dsn")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -61,7 +75,6 @@ def db(request, tmp_path):
     kind = request.param
     where = engine_url(request, tmp_path, kind)
     engine = make_engine(kind, where)
-    Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     engine.dispose()
     yield kind, where

@@ -1,4 +1,33 @@
-"""SQLAlchemy integration (placeholder, filled in below)."""
-from .records import MissingRecord, RecordCache
+"""SQLAlchemy integration: caches invalidated by table changes (``pip install fastlru[sqlalchemy]``).
 
-__all__ = ["RecordCache", "MissingRecord"]
+>>> from ormcache import Registry
+>>> from ormcache.sqlalchemy import OrmCache, orm_cached, request_cached, FullTableCache, RecordCache
+>>> orm_cache = OrmCache(Registry("shop"), Base.metadata)     # redis_url=... for a shared tier
+>>> orm_cache.watch(SessionFactory)                             # hooks the session events
+>>> orm_cache.register(App)                                     # classes with @orm_cached members
+
+The layers, one module each:
+
+- ``records``: ``RecordCache``, a per-session ``{model: {id: {field: value}}}`` cache with Odoo's
+  prefetch (N records x M fields in one SELECT); needs no set-up.
+- ``binding``: ``OrmCache``, which turns what sessions flush and commit into invalidations of the
+  registry cache and publishes them through the registry's signaling on commit.
+- ``cached``: ``orm_cached`` (values invalidated by a policy) and ``request_cached``.
+- ``tables``: ``FullTableCache``, a mixin holding a small table whole in memory.
+- ``shared``: the optional Redis tier of ``orm_cached`` values.
+"""
+from .binding import OrmCache
+from .cached import orm_cached, request_cached
+from .records import MissingRecord, RecordCache
+from .shared import SharedCacheWarning
+from .tables import FullTableCache
+
+__all__ = [
+    "OrmCache",
+    "orm_cached",
+    "request_cached",
+    "FullTableCache",
+    "RecordCache",
+    "MissingRecord",
+    "SharedCacheWarning",
+]

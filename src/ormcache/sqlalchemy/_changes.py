@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any, Iterator, Set
+from typing import Any, Dict, Iterator, Set
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
+
+#: first element of every key this package puts in a registry cache (shared with ormcache).
+KEY_PREFIX = "ormcache.sqlalchemy"
+
+#: table name -> model class using the full-table cache (filled by ``FullTableCache``).
+FULL_TABLE_MODELS: Dict[str, type] = {}
 
 
 def changed_instances(session: Session) -> Iterator[Any]:

@@ -1,0 +1,283 @@
+"""``OrmCache``: binds cached values to a registry and to the changes sessions make.
+
+>>> registry = Registry("shop")
+>>> orm_cache = OrmCache(registry, Base.metadata)   # redis_url="redis://..." adds a shared tier
+>>> orm_cache.watch(SessionFactory)                  # a sessionmaker, Session class or session
+>>> orm_cache.register(App)                          # the classes with @orm_cached members
+
+Per session transaction:
+
+- start (root transaction created): ``registry.check_signaling()`` drops what other processes
+  invalidated;
+- every flush: each inserted, updated or deleted object is shown to every policy; ORM bulk
+  ``insert()/update()/delete()`` statements invalidate by table (and every callable policy, as
+  there is no object to show it: a miss is better than a stale answer). Invalidated values are
+  dropped from the local tier at once and, until the transaction ends, computed without being
+  stored, so no other thread can see values built from uncommitted rows;
+- commit: local values dropped again (another thread may have stored old rows meanwhile), the
+  shared tier's versions moved, the registry cache name recorded and ``registry.signal_changes()``
+  publishes it to the other processes;
+- rollback (or close without commit): local values dropped again, ``registry.reset_changes()``,
+  nothing published.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.orm import Session
+
+from ._changes import FULL_TABLE_MODELS, KEY_PREFIX, changed_instances, instance_tables, statement_tables
+from .shared import SharedTier, shared_tier
+
+__all__ = ["OrmCache"]
+
+_logger = logging.getLogger(__name__)
+
+#: ``session.info`` key of the OrmCache watching a session (found by the full-table cache).
+OWNER_KEY = "ormcache.sqlalchemy.owner"
+#: ``session.info`` flag of the sessions this package opens for itself (never watched).
+INTERNAL_KEY = "ormcache.sqlalchemy.internal"
+
+_EVENTS = ("after_transaction_create", "after_flush", "do_orm_execute", "after_commit",
+           "after_rollback", "after_transaction_end")
+
+
+def table_key(table: str) -> Tuple[str, str, str]:
+    """Key of a full-table cache in the registry cache."""
+    return (KEY_PREFIX, "table", table)
+
+
+def begin(session: Session) -> None:
+    """Start the session's transaction if it has none (no SQL, no connection): a unit of work
+    that only reads cached values still starts with ``check_signaling()``."""
+    if session._transaction is None:
+        session._autobegin_t()  # what any query would do first; fires after_transaction_create
+
+
+def _default_session(owner: Any) -> Session:
+    session = owner.session
+    return session if isinstance(session, Session) else session()
+
+
+def _default_role(owner: Any) -> Any:
+    return getattr(owner, "role", None)
+
+
+class _Pending:
+    """What one session's transaction invalidated (its keys are computed, never stored)."""
+
+    __slots__ = ("keys", "shared")
+
+    def __init__(self) -> None:
+        self.keys: Set[Tuple[str, ...]] = set()
+        self.shared: Set[str] = set()
+
+
+class OrmCache:
+    """Cached values of one database: a registry cache, policies, optional Redis tier.
+
+    ``cache`` is the registry cache name holding the values (its name is what other processes
+    are signalled); ``session(owner)`` and ``role(owner)`` find the session and the role of the
+    object a cached member is read on (defaults: ``owner.session``, called if it is not a
+    Session, and ``owner.role``).
+    """
+
+    def __init__(
+        self,
+        registry: Any,
+        metadata: Any = None,
+        *,
+        cache: str = "default",
+        redis_url: Optional[str] = None,
+        serializer: str = "pickle",
+        session: Callable[[Any], Session] = _default_session,
+        role: Callable[[Any], Any] = _default_role,
+        check_signaling: bool = True,
+    ) -> None:
+        if cache not in registry.caches:
+            raise ValueError(f"registry {registry.db_name!r} has no cache {cache!r}; known: {sorted(registry.caches)}")
+        if metadata is not None and not isinstance(metadata, MetaData):
+            metadata = getattr(metadata, "metadata", None)
+            if not isinstance(metadata, MetaData):
+                raise TypeError("metadata must be a MetaData or a declarative base with .metadata")
+        self.registry = registry
+        self.metadata = metadata
+        self.cache_name = cache
+        self.lru = registry.caches[cache]
+        self.shared: Optional[SharedTier] = shared_tier(redis_url, registry.db_name, serializer)
+        self.session_of = session
+        self.role_of = role
+        self.check_signaling = check_signaling
+        self._pending_key = ("ormcache.sqlalchemy.pending", id(self))
+        self._descriptors: Set[Any] = set()
+        self._by_table: Dict[str, Set[Any]] = {}
+        self._callables: List[Any] = []
+        self._tables_of_class: Dict[type, FrozenSet[str]] = {}
+        self._watched: List[Any] = []
+
+    def __repr__(self) -> str:
+        return f"<OrmCache {self.registry.db_name!r} cache={self.cache_name!r} shared={self.shared!r}>"
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def register(self, *owners: type) -> None:
+        """Register the ``orm_cached`` members of ``owners`` (classes). A policy naming a table
+        that ``metadata`` does not know raises ValueError here, at start-up."""
+        from .cached import OrmCachedDescriptor
+
+        found = []
+        for owner in owners:
+            for klass in owner.__mro__:
+                found.extend(v for v in vars(klass).values() if isinstance(v, OrmCachedDescriptor))
+        for descriptor in found:
+            if descriptor.tables is not None and self.metadata is not None:
+                unknown = sorted(set(descriptor.tables) - set(self.metadata.tables))
+                if unknown:
+                    raise ValueError(
+                        f"orm_cached {descriptor.name}: policy {descriptor.policy!r} names unknown "
+                        f"table(s) {unknown}; known: {sorted(self.metadata.tables)}"
+                    )
+        for descriptor in found:
+            if descriptor in self._descriptors:
+                continue
+            self._descriptors.add(descriptor)
+            if descriptor.tables is None:
+                self._callables.append(descriptor)
+            else:
+                for table in descriptor.tables:
+                    self._by_table.setdefault(table, set()).add(descriptor)
+
+    def watch(self, target: Any) -> Any:
+        """Listen to the sessions of ``target`` (Session class, sessionmaker, scoped_session or a
+        session); returns ``target``."""
+        for name in _EVENTS:
+            event.listen(target, name, getattr(self, "_on_" + name))
+        self._watched.append(target)
+        return target
+
+    def close(self) -> None:
+        """Stop listening and close the shared tier's connections."""
+        for target in self._watched:
+            for name in _EVENTS:
+                event.remove(target, name, getattr(self, "_on_" + name))
+        self._watched.clear()
+        if self.shared is not None:
+            self.shared.close()
+
+    # -- invalidation ------------------------------------------------------------------------
+
+    def pending(self, session: Session) -> Optional[_Pending]:
+        """What the current transaction of ``session`` invalidated so far (None: nothing)."""
+        return session.info.get(self._pending_key)
+
+    def _invalidate(self, session: Session, descriptors: Iterable[Any], tables: Iterable[str]) -> None:
+        keys = [d.key for d in descriptors] + [table_key(t) for t in tables if t in FULL_TABLE_MODELS]
+        if not keys:
+            return
+        pending = session.info.get(self._pending_key)
+        if pending is None:
+            pending = session.info[self._pending_key] = _Pending()
+        pending.keys.update(keys)
+        pending.shared.update(d.name for d in descriptors)
+        lru = self.lru
+        for key in keys:
+            lru.pop(key, None)
+
+    def invalidate(self, *descriptors: Any) -> None:
+        """Drop ``orm_cached`` values everywhere, now (outside of any transaction)."""
+        for descriptor in descriptors:
+            self.lru.pop(descriptor.key, None)
+        if self.shared is not None:
+            self.shared.invalidate(d.name for d in descriptors)
+        self.registry.clear_cache(self.cache_name)
+        self.registry.signal_changes()
+
+    def _tables(self, obj: Any) -> FrozenSet[str]:
+        cls = type(obj)
+        tables = self._tables_of_class.get(cls)
+        if tables is None:
+            tables = self._tables_of_class[cls] = frozenset(instance_tables(obj))
+        return tables
+
+    # -- session events ----------------------------------------------------------------------
+
+    def _on_after_transaction_create(self, session: Session, transaction: Any) -> None:
+        if transaction.parent is not None or session.info.get(INTERNAL_KEY):
+            return
+        session.info[OWNER_KEY] = self
+        if self.check_signaling:
+            self.registry.check_signaling()
+
+    def _on_after_flush(self, session: Session, flush_context: Any) -> None:
+        if session.info.get(INTERNAL_KEY):
+            return
+        descriptors: Set[Any] = set()
+        tables: Set[str] = set()
+        by_table = self._by_table
+        callables = self._callables
+        for obj in changed_instances(session):
+            obj_tables = self._tables(obj)
+            tables |= obj_tables
+            for table in obj_tables:
+                descriptors.update(by_table.get(table, ()))
+            for descriptor in callables:
+                if descriptor not in descriptors and descriptor.policy(obj):
+                    descriptors.add(descriptor)
+        self._invalidate(session, descriptors, tables)
+
+    def _on_do_orm_execute(self, orm_execute_state: Any) -> None:
+        session = orm_execute_state.session
+        if session.info.get(INTERNAL_KEY):
+            return
+        tables = statement_tables(orm_execute_state)
+        if not tables:
+            return
+        descriptors: Set[Any] = set(self._callables)  # no objects to show them: invalidate
+        for table in tables:
+            descriptors.update(self._by_table.get(table, ()))
+        self._invalidate(session, descriptors, tables)
+
+    def _on_after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction() or session.info.get(INTERNAL_KEY):
+            return  # a released savepoint: the work is not committed yet
+        pending = session.info.pop(self._pending_key, None)
+        registry = self.registry
+        if pending is not None:
+            lru = self.lru
+            for key in pending.keys:
+                lru.pop(key, None)
+            if self.shared is not None and pending.shared:
+                try:
+                    self.shared.invalidate(pending.shared)
+                except Exception:  # noqa: BLE001 - the commit happened; retried on next use
+                    _logger.exception("Shared tier unreachable: invalidation of %s kept for the next try",
+                                      sorted(pending.shared))
+            registry.cache_invalidated.add(self.cache_name)
+        try:
+            registry.signal_changes()
+        except Exception:  # noqa: BLE001 - the commit happened; signaling keeps the names
+            _logger.exception("Publishing the invalidations of %r failed; they are kept and "
+                              "published by the next signal_changes() or check_signaling()",
+                              registry.db_name)
+
+    def _on_after_rollback(self, session: Session) -> None:
+        if session.info.get(INTERNAL_KEY):
+            return
+        if session.in_nested_transaction():
+            pending = session.info.get(self._pending_key)  # the outer work goes on
+        else:
+            pending = session.info.pop(self._pending_key, None)
+            self.registry.reset_changes()
+        if pending is not None:
+            for key in pending.keys:
+                self.lru.pop(key, None)
+
+    def _on_after_transaction_end(self, session: Session, transaction: Any) -> None:
+        if transaction.parent is None and self._pending_key in session.info:
+            # closed without commit or rollback event (e.g. Session.close()): nothing committed
+            pending = session.info.pop(self._pending_key)
+            for key in pending.keys:
+                self.lru.pop(key, None)
+            self.registry.reset_changes()

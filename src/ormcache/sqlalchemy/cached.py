@@ -1,0 +1,335 @@
+"""``orm_cached`` (values invalidated by table changes) and ``request_cached`` (per request).
+
+>>> class App:
+...     orm_cache = OrmCache(registry, Base.metadata)
+...     def __init__(self, session, role=None):
+...         self.session, self.role = session, role
+...
+...     @orm_cached(policy="on-table-change:settings")
+...     def setting(self, key):                       # a method: arguments are part of the key
+...         return self.session.scalar(select(Setting.value).where(Setting.key == key))
+...
+...     @orm_cached(policy=lambda obj: isinstance(obj, User) and obj.role == "admin", by_role=True)
+...     @property
+...     def admin_names(self):                        # a property; one value per role
+...         return select(User.name).where(User.role == "admin")   # executed: a tuple of names
+...
+...     @request_cached
+...     def current_user(self):                       # may hold ORM instances
+...         return self.session.get(User, self.user_id)
+>>> App.orm_cache.register(App)
+
+Policies: ``"on-table-change:users"`` (several tables: ``"on-table-change:users,groups"``) or a
+callable receiving each changed object and returning whether the value is stale. Before a value is
+read, the session's pending changes are flushed, so its own unflushed writes invalidate first.
+
+Values are shared and must not be mutated. ORM instances (or containers of them, one level deep)
+are refused with a TypeError: they belong to one session; cache ids or plain data, or use
+``request_cached``. A ``Select`` is executed and a result materialised into a tuple.
+"""
+from __future__ import annotations
+
+import functools
+import inspect as inspect_module
+import logging
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import Result, Row
+from sqlalchemy.orm import Query, Session
+from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.sql import Select
+
+from ._changes import KEY_PREFIX
+from .binding import begin
+from .shared import MOVED, NOT_FOUND
+
+__all__ = ["orm_cached", "request_cached", "OrmCachedDescriptor", "RequestCachedDescriptor"]
+
+_logger = logging.getLogger(__name__)
+
+_TABLE_POLICY = "on-table-change:"
+_REQUEST_KEY = "ormcache.sqlalchemy.request"
+
+
+def _is_instance(obj: Any) -> bool:
+    return isinstance(inspect(obj, raiseerr=False), InstanceState)
+
+
+def _refuse_instances(name: str, value: Any) -> None:
+    """TypeError if ``value`` is an ORM instance or holds one, one level deep (keys included)."""
+    if _is_instance(value):
+        raise TypeError(f"orm_cached {name}: cannot cache an ORM instance ({value!r}); it belongs to "
+                        "one session. Cache ids or plain values, or use request_cached")
+    if isinstance(value, (str, bytes)):
+        return
+    if isinstance(value, dict):
+        children = [*value.keys(), *value.values()]
+    elif isinstance(value, (tuple, list, set, frozenset)):
+        children = value
+    else:
+        return
+    for child in children:
+        if _is_instance(child):
+            raise TypeError(f"orm_cached {name}: cannot cache a {type(value).__name__} holding an ORM "
+                            f"instance ({child!r}); cache ids or plain values, or use request_cached")
+
+
+def _materialise(session: Session, value: Any) -> Any:
+    """A Select is executed; results become tuples (one column: its values; else plain tuples)."""
+    if isinstance(value, Select):
+        value = session.execute(value)
+    if isinstance(value, Query):
+        value = value.all()
+    if isinstance(value, Result):
+        if len(value.keys()) == 1:
+            return tuple(value.scalars().all())
+        return tuple(tuple(row) for row in value.all())
+    if isinstance(value, list) and value and isinstance(value[0], Row):
+        return tuple(tuple(row) if len(row) > 1 else row[0] for row in value)
+    return value
+
+
+def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., tuple]]:
+    """A function of the same signature returning its arguments after ``self`` as a tuple, so
+    positional, keyword and default calls give one key (compiled once, as Odoo's ormcache);
+    None when the method takes nothing but ``self``."""
+    parameters = list(inspect_module.signature(fn).parameters.values())[1:]
+    if not parameters:
+        return None
+    defaults: Dict[str, Any] = {}
+    params, values = ["__self"], []
+    for p in parameters:
+        if p.kind is p.VAR_POSITIONAL:
+            params.append(f"*{p.name}")
+            values.append(p.name)
+        elif p.kind is p.VAR_KEYWORD:
+            params.append(f"**{p.name}")
+            values.append(f"tuple(sorted({p.name}.items()))")
+        else:
+            if p.kind is p.KEYWORD_ONLY and not any(x.startswith("*") for x in params):
+                params.append("*")
+            if p.kind is p.POSITIONAL_ONLY:
+                pass  # written as a normal parameter: calls still bind the same way
+            if p.default is p.empty:
+                params.append(p.name)
+            else:
+                defaults[f"__default_{p.name}"] = p.default
+                params.append(f"{p.name}=__default_{p.name}")
+            values.append(p.name)
+    source = f"lambda {', '.join(params)}: ({', '.join(values)},)"
+    return eval(source, {"__builtins__": {"tuple": tuple, "sorted": sorted}, **defaults})  # noqa: S307
+
+
+def _flush(session: Session) -> None:
+    # read-your-own-writes: pending changes invalidate before anything cached is read
+    if not session._flushing:  # never from inside a flush (an event handler reading a value)
+        session.flush()
+
+
+class OrmCachedDescriptor:
+    """The member created by ``@orm_cached``: a property or a method whose values are cached."""
+
+    def __init__(self, fn: Any, policy: Union[str, Callable[[Any], bool]], by_role: bool) -> None:
+        self.is_property = isinstance(fn, property)
+        self.fn = fn.fget if self.is_property else fn
+        if self.fn is None:
+            raise TypeError("orm_cached: the property has no getter")
+        self.policy = policy
+        self.by_role = bool(by_role)
+        if isinstance(policy, str):
+            if not policy.startswith(_TABLE_POLICY):
+                raise ValueError(f"orm_cached {self.fn.__qualname__}: unknown policy {policy!r}; "
+                                 f"use '{_TABLE_POLICY}<table>[,<table>...]' or a callable")
+            tables = tuple(t.strip() for t in policy[len(_TABLE_POLICY):].split(","))
+            if not all(tables):
+                raise ValueError(f"orm_cached {self.fn.__qualname__}: policy {policy!r} names no table")
+            self.tables: Optional[Tuple[str, ...]] = tables
+        elif callable(policy):
+            self.tables = None
+        else:
+            raise TypeError(f"orm_cached {self.fn.__qualname__}: policy must be a string or a callable, "
+                            f"not {type(policy).__name__}")
+        self.name = f"{self.fn.__module__}.{self.fn.__qualname__}"
+        self.key = (KEY_PREFIX, "orm_cached", self.name)
+        self.arguments_key = None if self.is_property else arguments_key(self.fn)
+        functools.update_wrapper(self, self.fn)
+
+    def __repr__(self) -> str:
+        return f"<orm_cached {self.name} policy={self.policy!r}>"
+
+    def __get__(self, owner: Any, owner_type: Any = None) -> Any:
+        if owner is None:
+            return self
+        if self.is_property:
+            return self.load(owner)
+        return functools.partial(self.load, owner)
+
+    def create(self, owner: Any, session: Session, args: tuple, kwargs: dict) -> Any:
+        """Compute the value (materialised, checked for ORM instances)."""
+        value = _materialise(session, self.fn(owner, *args, **kwargs))
+        _refuse_instances(self.name, value)
+        return value
+
+    def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
+        """The value for ``owner`` (and the method's arguments), from a tier or computed."""
+        cache = owner.orm_cache
+        if self not in cache._descriptors:
+            raise RuntimeError(f"orm_cached {self.name} is not registered with {cache!r}: call "
+                               f"orm_cache.register({type(owner).__name__}) at start-up, so that "
+                               "changes made before its first read invalidate it too")
+        session = cache.session_of(owner)
+        begin(session)
+        _flush(session)
+        role = cache.role_of(owner) if self.by_role else None
+        subkey = (role, self.arguments_key(owner, *args, **kwargs)) if self.arguments_key else role
+        try:
+            hash(subkey)
+        except TypeError:
+            _logger.warning("orm_cached %s: unhashable arguments %r, computed without caching", self.name, subkey)
+            return self.create(owner, session, args, kwargs)
+        pending = session.info.get(cache._pending_key)
+        if pending is not None and self.key in pending.keys:
+            # this transaction changed what the value depends on: never store it for others
+            return self.create(owner, session, args, kwargs)
+        lru = cache.lru
+        # the entry is created before computing: an invalidation meanwhile detaches it, so a
+        # value computed from old rows is never stored where later readers look
+        entry = lru.get(self.key)
+        if entry is None:
+            entry = lru.setdefault(self.key, {})
+        shared = cache.shared
+        if shared is None:
+            try:
+                return entry[subkey]
+            except KeyError:
+                value = entry[subkey] = self.create(owner, session, args, kwargs)
+                return value
+        return self._load_shared(cache, shared, entry, subkey, owner, session, args, kwargs)
+
+    def _load_shared(self, cache: Any, shared: Any, entry: Dict[Any, Any], subkey: Any, owner: Any,
+                     session: Session, args: tuple, kwargs: dict) -> Any:
+        import redis
+
+        local = entry.get(subkey)
+        try:
+            if local is not None and local[0] == shared.version(self.name):
+                return local[1]
+            version, value = shared.get(self.name, subkey)
+        except redis.RedisError as exc:
+            _logger.warning("orm_cached %s: shared tier unreachable (%s), computed without caching", self.name, exc)
+            return self.create(owner, session, args, kwargs)
+        if value is NOT_FOUND:
+            value = self.create(owner, session, args, kwargs)
+            try:
+                outcome = shared.store(self.name, subkey, version, value)
+            except redis.RedisError as exc:
+                _logger.warning("orm_cached %s: shared tier unreachable (%s), not cached", self.name, exc)
+                return value
+            if outcome == MOVED:
+                return value  # invalidated while computing: maybe built from old rows, keep nothing
+            # STORED, or LOCAL_ONLY: kept here, still validated by the shared version
+        entry[subkey] = (version, value)
+        return value
+
+
+def orm_cached(policy: Union[str, Callable[[Any], bool]], by_role: bool = False) -> Callable[[Any], OrmCachedDescriptor]:
+    """Cache a method's or property's value until a change its ``policy`` matches is committed."""
+
+    def decorate(fn: Any) -> OrmCachedDescriptor:
+        return OrmCachedDescriptor(fn, policy, by_role)
+
+    return decorate
+
+
+# -- request_cached ------------------------------------------------------------------------------
+
+def _merge(session: Session, value: Any) -> Any:
+    """``value`` with its ORM instances (one level deep) attached to ``session``."""
+    if _is_instance(value):
+        return _attach(session, value)
+    if isinstance(value, (str, bytes)):
+        return value
+    if isinstance(value, (tuple, list)):
+        merged = [_attach(session, v) if _is_instance(v) else v for v in value]
+        return type(value)(merged) if any(m is not v for m, v in zip(merged, value)) else value
+    if isinstance(value, dict):
+        if any(_is_instance(v) for v in value.values()):
+            return {k: _attach(session, v) if _is_instance(v) else v for k, v in value.items()}
+    return value
+
+
+def _attach(session: Session, obj: Any) -> Any:
+    if obj in session:
+        return obj
+    state = inspect(obj)
+    if state.key is not None:
+        existing = session.identity_map.get(state.key)
+        if existing is not None:
+            return existing
+    return session.merge(obj, load=not (state.key is not None and not state.modified))
+
+
+class RequestCachedDescriptor:
+    """The member created by ``@request_cached``: one value per request (or per transaction).
+
+    Values live in ``owner.request_cache`` (a dict the framework renews per request) when the owner
+    has one, else in the session, where they end with the transaction. On a hit, ORM instances not
+    in the current session are merged into it (without a query when they are clean).
+    """
+
+    def __init__(self, fn: Any) -> None:
+        self.is_property = isinstance(fn, property)
+        self.fn = fn.fget if self.is_property else fn
+        self.key = (KEY_PREFIX, "request_cached", f"{self.fn.__module__}.{self.fn.__qualname__}")
+        functools.update_wrapper(self, self.fn)
+        _install_listeners()
+
+    def __get__(self, owner: Any, owner_type: Any = None) -> Any:
+        if owner is None:
+            return self
+        if self.is_property:
+            return self.load(owner)
+        return functools.partial(self.load, owner)
+
+    def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
+        cache = getattr(owner, "orm_cache", None)
+        session = cache.session_of(owner) if cache is not None else _default_session(owner)
+        _flush(session)
+        store = getattr(owner, "request_cache", None)
+        if store is None:
+            store = session.info.get(_REQUEST_KEY)
+            if store is None:
+                store = session.info[_REQUEST_KEY] = {}
+        key = (self.key, args, tuple(sorted(kwargs.items()))) if (args or kwargs) else self.key
+        try:
+            value = store[key]
+        except KeyError:
+            value = store[key] = _materialise(session, self.fn(owner, *args, **kwargs))
+            return value
+        return _merge(session, value)
+
+
+def request_cached(fn: Any) -> RequestCachedDescriptor:
+    """Cache a method's or property's value for the current request; ORM instances allowed."""
+    return RequestCachedDescriptor(fn)
+
+
+def _default_session(owner: Any) -> Session:
+    session = owner.session
+    return session if isinstance(session, Session) else session()
+
+
+_installed = False
+
+
+def _install_listeners() -> None:
+    global _installed
+    if not _installed:
+        event.listen(Session, "after_transaction_end", _end_of_transaction)
+        _installed = True
+
+
+def _end_of_transaction(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_REQUEST_KEY, None)

@@ -1,0 +1,168 @@
+"""``FullTableCache``: small reference tables held whole in memory.
+
+>>> class Country(FullTableCache, Base):
+...     __tablename__ = "countries"
+...     __cache_key__ = "code"                        # the column by_key looks up
+...     id: Mapped[int] = mapped_column(primary_key=True)
+...     code: Mapped[str] = mapped_column(unique=True)
+...
+...     @classmethod
+...     def cache_create(cls, session, key):           # optional: by_key(..., create=True)
+...         return cls(code=key)
+>>> Country.by_id(session, 3), Country.by_key(session, "CH")
+
+The first lookup loads the whole table in one SELECT into the registry cache of the ``OrmCache``
+watching the session; later lookups answer from memory and return instances merged into the
+caller's session (the caller's own instance when the session already has that row). A lookup
+that misses asks the database (a row added since the load) and keeps what it finds. Any insert,
+update or delete of the table (flushed or bulk) resets the cache here at once and, when the
+transaction commits, in the other processes through the registry's signaling. While a transaction
+has changed the table, its lookups go to the database: uncommitted rows are never cached.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict, Optional
+
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
+
+from ._changes import FULL_TABLE_MODELS
+from .binding import INTERNAL_KEY, OWNER_KEY, begin, table_key
+
+__all__ = ["FullTableCache"]
+
+
+class _Snapshot:
+    """The rows of one table: detached instances by primary key, and key -> primary key."""
+
+    __slots__ = ("by_id", "by_key", "loaded")
+
+    def __init__(self) -> None:
+        self.by_id: Dict[Any, Any] = {}
+        self.by_key: Dict[Any, Any] = {}
+        self.loaded = False
+
+
+def _orm_cache(session: Session) -> Any:
+    begin(session)  # a watching OrmCache registers itself and checks signaling
+    cache = session.info.get(OWNER_KEY)
+    if cache is None:
+        raise RuntimeError("FullTableCache: this session is not watched by an OrmCache; call "
+                           "orm_cache.watch(<sessionmaker or Session class>) at start-up")
+    return cache
+
+
+class FullTableCache:
+    """Mixin of a mapped class whose whole table is cached in memory."""
+
+    #: column (attribute name) ``by_key`` looks up; None: by_key is not available.
+    __cache_key__: ClassVar[Optional[str]] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = getattr(cls, "__table__", None)
+        if table is not None:
+            FULL_TABLE_MODELS[table.name] = cls
+
+    # -- loading -----------------------------------------------------------------------------
+
+    @classmethod
+    def _detached(cls, session: Session, where: Any = None) -> list:
+        """Instances of ``cls`` loaded on the caller's connection, detached from any session."""
+        connection = session.connection(bind_arguments={"mapper": inspect(cls)})
+        with Session(bind=connection, expire_on_commit=False, info={INTERNAL_KEY: True}) as loader:
+            statement = select(cls) if where is None else select(cls).where(where)
+            rows = list(loader.scalars(statement))
+            loader.expunge_all()
+        return rows
+
+    @classmethod
+    def _add(cls, snapshot: _Snapshot, obj: Any) -> None:
+        mapper = inspect(cls)
+        id_ = mapper.primary_key_from_instance(obj)
+        id_ = id_[0] if len(id_) == 1 else tuple(id_)
+        snapshot.by_id[id_] = obj
+        if cls.__cache_key__ is not None:
+            snapshot.by_key[getattr(obj, cls.__cache_key__)] = id_
+
+    @classmethod
+    def _snapshot(cls, session: Session) -> Optional[_Snapshot]:
+        """The cached table, loaded if needed; None while this transaction has changed it."""
+        cache = _orm_cache(session)
+        if not session._flushing:
+            session.flush()  # our own pending writes reset the cache before we read it
+        key = table_key(cls.__table__.name)
+        pending = cache.pending(session)
+        if pending is not None and key in pending.keys:
+            return None
+        # created before loading: a reset meanwhile detaches it, so old rows are never kept
+        snapshot = cache.lru.get(key)
+        if snapshot is None:
+            snapshot = cache.lru.setdefault(key, _Snapshot())
+        if not snapshot.loaded:
+            for obj in cls._detached(session):
+                cls._add(snapshot, obj)
+            snapshot.loaded = True
+        return snapshot
+
+    @staticmethod
+    def _attach(session: Session, obj: Any) -> Any:
+        existing = session.identity_map.get(inspect(obj).key)
+        if existing is not None:
+            return existing  # the caller's instance, with whatever it changed in it
+        return session.merge(obj, load=False)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    @classmethod
+    def by_id(cls, session: Session, id: Any) -> Any:
+        """The row with primary key ``id`` (an instance in ``session``), or None."""
+        snapshot = cls._snapshot(session)
+        if snapshot is None:
+            return session.get(cls, id)
+        obj = snapshot.by_id.get(id)
+        if obj is None:
+            pk = inspect(cls).primary_key[0]
+            found = cls._detached(session, pk == id)
+            if not found:
+                return None
+            obj = found[0]
+            cls._add(snapshot, obj)
+        return cls._attach(session, obj)
+
+    @classmethod
+    def by_key(cls, session: Session, key: Any, create: bool = False) -> Any:
+        """The row whose ``__cache_key__`` column equals ``key``, or None; with ``create=True`` a
+        missing row is made by ``cls.cache_create(session, key)``, added and flushed."""
+        if cls.__cache_key__ is None:
+            raise TypeError(f"{cls.__name__}.by_key: set __cache_key__ to the column to look up")
+        column = getattr(cls, cls.__cache_key__)
+        snapshot = cls._snapshot(session)
+        if snapshot is None:
+            obj = session.scalars(select(cls).where(column == key)).first()
+        else:
+            id_ = snapshot.by_key.get(key)
+            if id_ is not None:
+                return cls._attach(session, snapshot.by_id[id_])
+            found = cls._detached(session, column == key)
+            obj = None
+            if found:
+                cls._add(snapshot, found[0])
+                obj = cls._attach(session, found[0])
+        if obj is None and create:
+            creator = getattr(cls, "cache_create", None)
+            if creator is None:
+                raise TypeError(f"{cls.__name__}.by_key(create=True): define a classmethod "
+                                "cache_create(cls, session, key) returning the new instance")
+            obj = creator(session, key)
+            session.add(obj)
+            session.flush()
+        return obj
+
+    @classmethod
+    def cached_rows(cls, session: Session) -> list:
+        """Every row, from memory (instances in ``session``)."""
+        snapshot = cls._snapshot(session)
+        if snapshot is None:
+            return list(session.scalars(select(cls)))
+        return [cls._attach(session, obj) for obj in list(snapshot.by_id.values())]
