@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import ForeignKey, String, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ormcache.sqlalchemy import FullTableCache
+from ormcache.sqlalchemy import FullTableCache, OrmCache, orm_cached
 
 
 class Base(DeclarativeBase):
@@ -127,3 +127,138 @@ def add_users(session, n: int, start: int = 1) -> List[int]:
     session.add_all(User(id=i, name=f"user{i}", email=f"u{i}@example.org", karma=i) for i in ids)
     session.commit()
     return ids
+
+
+# -- another process: a worker answering commands over a pipe (multiprocessing, spawn) -----------
+
+class SharedApp:
+    """The application object of the cross-process tests."""
+
+    computed = 0
+
+    def __init__(self, orm_cache, session):
+        self.orm_cache, self.session = orm_cache, session
+
+    @orm_cached(policy="on-table-change:users")
+    @property
+    def user_names(self):
+        import os
+
+        from sqlalchemy import select
+
+        SharedApp.computed += 1
+        names = tuple(self.session.scalars(select(User.name).order_by(User.id)))
+        return {"pid": os.getpid(), "names": names}
+
+
+def open_cache(kind, where, db_name, redis_url, signaling, shared, serializer="pickle", redis_prefix=None):
+    """Engine, sessionmaker and OrmCache of one process, as an application would set them up."""
+    from sqlalchemy.orm import sessionmaker
+
+    from ormcache.registry import Registry
+    from ormcache.signaling import PostgresSignaling, RedisSignaling
+
+    registry = Registry(db_name)
+    if signaling == "redis":
+        registry.signaling = RedisSignaling(redis_url, key_prefix=f"{redis_prefix}{{db_name}}:")
+    else:
+        registry.signaling = PostgresSignaling(where)
+    engine = make_engine(kind, where)
+    factory = sessionmaker(engine)
+    cache = OrmCache(registry, Base.metadata, redis_url=redis_url if shared else None, serializer=serializer,
+                     redis_prefix=f"{redis_prefix}{{db_name}}:orm_cached:")
+    cache.watch(factory)
+    cache.register(SharedApp)
+    return engine, factory, cache
+
+
+def close_cache(engine, cache):
+    cache.close()
+    cache.registry.signaling.close()
+    engine.dispose()
+    from ormcache.registry import Registry
+
+    Registry.delete(cache.registry.db_name)
+
+
+def run_command(factory, cache, counter, command):
+    """One unit of work; returns what it saw and how many SQL statements it sent."""
+    name, *args = command
+    counter.statements.clear()
+    with factory() as session:
+        if name == "user_names":
+            before = SharedApp.computed
+            value = SharedApp(cache, session).user_names
+            result = (value, SharedApp.computed - before)
+        elif name == "country":
+            result = Country.by_key(session, args[0]).name
+        elif name == "rename_user":
+            session.get(User, args[0]).name = args[1]
+            session.commit()
+            result = None
+        elif name == "rename_country":
+            Country.by_key(session, args[0]).name = args[1]
+            session.commit()
+            result = None
+        else:
+            raise ValueError(name)
+    return result, counter.count
+
+
+def worker(conn, *args):
+    """Child process main: answer commands until ``None``."""
+    engine, factory, cache = open_cache(*args)
+    counter = QueryCounter(engine)
+    try:
+        conn.send("ready")
+        while True:
+            command = conn.recv()
+            if command is None:
+                break
+            try:
+                conn.send(("ok", run_command(factory, cache, counter, command)))
+            except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+                conn.send(("error", repr(exc)))
+    finally:
+        counter.close()
+        close_cache(engine, cache)
+        conn.close()
+
+
+class Worker:
+    """The parent's handle on a worker process; every wait is bounded."""
+
+    TIMEOUT = 60
+
+    def __init__(self, *args):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=worker, args=(child, *args), daemon=True)
+        self.process.start()
+        child.close()
+        assert self._recv() == "ready"
+
+    def _recv(self):
+        if not self.conn.poll(self.TIMEOUT):
+            raise TimeoutError("worker process did not answer")
+        return self.conn.recv()
+
+    def __call__(self, *command):
+        self.conn.send(command)
+        status, result = self._recv()
+        if status != "ok":
+            raise AssertionError(f"worker failed on {command}: {result}")
+        return result
+
+    def stop(self):
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(self.TIMEOUT)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()

@@ -29,7 +29,7 @@ from sqlalchemy import MetaData, event
 from sqlalchemy.orm import Session
 
 from ._changes import FULL_TABLE_MODELS, KEY_PREFIX, changed_instances, instance_tables, statement_tables
-from .shared import SharedTier, shared_tier
+from .shared import SharedTier
 
 __all__ = ["OrmCache"]
 
@@ -81,7 +81,9 @@ class OrmCache:
     ``cache`` is the registry cache name holding the values (its name is what other processes
     are signalled); ``session(owner)`` and ``role(owner)`` find the session and the role of the
     object a cached member is read on (defaults: ``owner.session``, called if it is not a
-    Session, and ``owner.role``).
+    Session, and ``owner.role``). ``redis_url`` adds the shared tier (keys under
+    ``redis_prefix``, values serialised with ``serializer``: ``"pickle"`` or ``"msgpack"``);
+    ``check_signaling=False`` leaves ``registry.check_signaling()`` to the caller.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class OrmCache:
         *,
         cache: str = "default",
         redis_url: Optional[str] = None,
+        redis_prefix: str = "ormcache:{db_name}:orm_cached:",
         serializer: str = "pickle",
         session: Callable[[Any], Session] = _default_session,
         role: Callable[[Any], Any] = _default_role,
@@ -106,7 +109,10 @@ class OrmCache:
         self.metadata = metadata
         self.cache_name = cache
         self.lru = registry.caches[cache]
-        self.shared: Optional[SharedTier] = shared_tier(redis_url, registry.db_name, serializer)
+        self.shared: Optional[SharedTier] = None
+        if redis_url is not None:
+            self.shared = SharedTier(redis_url, prefix=redis_prefix.format(db_name=registry.db_name),
+                                     serializer=serializer)
         self.session_of = session
         self.role_of = role
         self.check_signaling = check_signaling

@@ -149,9 +149,3 @@ class SharedTier:
     def _send_backlog(self) -> None:
         if self._backlog:
             self.invalidate(())
-
-
-def shared_tier(url: Optional[str], db_name: str, serializer: str) -> Optional[SharedTier]:
-    if url is None:
-        return None
-    return SharedTier(url, prefix=f"ormcache:{db_name}:orm_cached:", serializer=serializer)
