@@ -9,6 +9,8 @@ from collections import OrderedDict
 
 import pytest
 
+from fastlru._common import MAX_RESTARTS
+
 RESTART_MESSAGE = "LRU mutated during key comparison"
 COLLIDING_HASH = 7
 
@@ -251,16 +253,16 @@ def test_eq_always_mutating_ends_in_runtimeerror(LRU, op, kind):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("op", sorted(OPS))
-def test_restart_limit_is_sixteen(LRU, op):
-    # "after 16 consecutive restarts in one lookup raises RuntimeError": the probe's __eq__ runs
-    # once, then once per restart (16 or 17 calls, not hundreds).
+def test_restart_limit(LRU, op):
+    # "after MAX_RESTARTS consecutive restarts in one lookup raises RuntimeError": __eq__ runs
+    # once, then once per restart (MAX_RESTARTS or one more calls, never unbounded).
     lru = LRU(100000, [(Key("A"), 2)])
     stored = lru.keys()[0]
     probe = Key("B", eq_hook=_always("reinsert-compared", lru, stored), once=False)
     with pytest.raises(RuntimeError, match=RESTART_MESSAGE):
         OPS[op][0](lru, probe)
     probe.eq_hook = None
-    assert 16 <= probe.eq_calls <= 17, probe.eq_calls
+    assert MAX_RESTARTS <= probe.eq_calls <= MAX_RESTARTS + 1, probe.eq_calls
     consistent(lru)
 
 

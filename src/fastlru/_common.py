@@ -2,6 +2,11 @@
 import abc
 from typing import NamedTuple
 
+# A lookup whose key's __eq__ keeps changing the cache restarts at most this often, then raises
+# RuntimeError instead of looping forever. Large enough that contention from other threads
+# (which also forces restarts) never reaches it; small enough to end a pathological key fast.
+MAX_RESTARTS = 1000
+
 
 class CacheInfo(NamedTuple):
     """Counters of an LRU: ``hits``/``misses`` count ``lru[key]`` and ``lru.get(key)``."""

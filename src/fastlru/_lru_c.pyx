@@ -21,7 +21,9 @@ from libc.stdint cimport int32_t, uint64_t, INT32_MAX
 import collections.abc
 from types import GenericAlias
 
-from ._common import CacheInfo, LRUType, rebuild
+from ._common import MAX_RESTARTS, CacheInfo, LRUType, rebuild
+
+assert MAX_RESTARTS == RESTART_LIMIT
 
 
 cdef extern from "Python.h":
@@ -31,6 +33,7 @@ cdef extern from "Python.h":
     int _richcmp_bool "PyObject_RichCompareBool"(PyObject*, PyObject*, int)
     int Py_EQ
     PyObject* _list_new "PyList_New"(Py_ssize_t) except NULL
+    PyObject* _call2 "PyObject_CallFunctionObjArgs"(PyObject*, PyObject*, PyObject*, void*)
     void _list_set_item "PyList_SET_ITEM"(PyObject*, Py_ssize_t, PyObject*)
     void PyErr_WriteUnraisable(object)
     int Py_ReprEnter(object) except -1
@@ -62,7 +65,7 @@ ctypedef struct Entry:
 cdef enum:
     EMPTY = -1
     MIN_TABLE_BITS = 3
-    MAX_RESTARTS = 1000   # restarts of one lookup before it gives up (an __eq__ that always mutates)
+    RESTART_LIMIT = 1000  # = _common.MAX_RESTARTS: restarts of one lookup before it gives up
     INLINE_DROPS = 4      # references an operation can drop without a heap buffer
 
 
@@ -177,6 +180,9 @@ cdef class LRU:
             self.weights = <Py_ssize_t*>PyMem_Malloc(1)  # marks the cache weighted
             if self.weights == NULL:
                 raise MemoryError()
+        if isinstance(pairs, collections.abc.Mapping):
+            # iterating a mapping yields keys, which would unpack into nonsense pairs
+            raise TypeError("pairs must be (key, value) pairs; use update() for a mapping")
         for key, value in pairs:
             self[key] = value
 
@@ -411,7 +417,7 @@ cdef class LRU:
                     old = hold[0]
                     hold[0] = k
                     _xdecref(old)
-                    if restarts > MAX_RESTARTS:
+                    if restarts > RESTART_LIMIT:
                         hold[0] = NULL
                         _decref(k)
                         raise RuntimeError("LRU mutated during key comparison")
@@ -436,12 +442,14 @@ cdef class LRU:
         """Calls on_evict for evicted pairs, then drops the references (section ended)."""
         cdef Py_ssize_t i
         cdef object on_evict = self.on_evict
+        cdef PyObject* result
         if evicted and on_evict is not None:
             for i in range(0, dropped.n, 2):
-                try:
-                    on_evict(<object>dropped.items[i], <object>dropped.items[i + 1])
-                except BaseException:
+                result = _call2(<PyObject*>on_evict, dropped.items[i], dropped.items[i + 1], NULL)
+                if result == NULL:
                     PyErr_WriteUnraisable(on_evict)
+                else:
+                    _decref(result)
         for i in range(dropped.n):
             _decref(dropped.items[i])
         dropped.n = 0
@@ -451,12 +459,15 @@ cdef class LRU:
 
     cdef Py_ssize_t _weigh(self, object value) except -1:
         if self.getsizeof is None:
-            return 1
-        w = self.getsizeof(value)
-        if not isinstance(w, int):
-            raise TypeError(f"getsizeof must return an int, not {type(w).__name__}")
-        if w < 0:
-            raise ValueError(f"getsizeof returned a negative weight: {w}")
+            w = 1
+        else:
+            w = self.getsizeof(value)
+            if not isinstance(w, int):
+                raise TypeError(f"getsizeof must return an int, not {type(w).__name__}")
+            if w < 0:
+                raise ValueError(f"getsizeof returned a negative weight: {w}")
+        if w > self._maxweight:
+            raise ValueError(f"item weighs {w}, more than maxweight {self._maxweight}")
         return w
 
     # -- mapping ------------------------------------------------------------------------
@@ -549,9 +560,20 @@ cdef class LRU:
         cdef Dropped evicted
         cdef object result = value
         if self.weights != NULL:
+            if keep:
+                # setdefault of a present key stores nothing, so weighs nothing
+                fastlru_cs_begin(&cs, self)
+                e = self._find(key, h, &cs, &hold)
+                if e >= 0:
+                    self._promote(<int32_t>e)
+                    self.version += 1
+                    result = <object>self.entries[e].value
+                fastlru_cs_end(&cs)
+                _xdecref(hold)
+                hold = NULL
+                if e >= 0:
+                    return result
             w = self._weigh(value)
-            if w > self._maxweight:
-                raise ValueError(f"item weighs {w}, more than maxweight {self._maxweight}")
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
@@ -719,7 +741,12 @@ cdef class LRU:
 
     def update(self, other=(), **kwargs):
         """Stores every pair of a mapping, of an object with ``keys()``, or of an iterable."""
-        if isinstance(other, collections.abc.Mapping):
+        if isinstance(other, LRUType):
+            # other[key] would promote, i.e. mutate other while iterating it; oldest first
+            # keeps other's recency order
+            for key, value in reversed(other.items()):
+                self[key] = value
+        elif isinstance(other, collections.abc.Mapping):
             for key in other:
                 self[key] = other[key]
         elif hasattr(other, "keys"):
@@ -759,6 +786,10 @@ cdef class LRU:
         finally:
             fastlru_cs_end(&cs)
         self._release(&evicted, True)
+
+    @count.deleter
+    def count(self):
+        raise AttributeError("count cannot be deleted")
 
     cdef int _compact(self, Py_ssize_t new_alloc) except -1:
         """Moves the live entries, most recent first, into a smaller arena."""

@@ -16,10 +16,11 @@ Rules that make it safe against threads and re-entrant keys (see CPython's lru_c
 import sys
 import threading
 from array import array
+import collections.abc
 from collections.abc import Mapping, MutableMapping
 from types import GenericAlias
 
-from ._common import CacheInfo, LRUType, rebuild
+from ._common import MAX_RESTARTS, CacheInfo, LRUType, rebuild
 
 __all__ = ["LRU"]
 
@@ -27,7 +28,6 @@ _EMPTY = -1
 _M64 = (1 << 64) - 1
 _FIB = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads sequential hashes over the table
 _MIN_TABLE = 8
-_MAX_RESTARTS = 1000
 # Exact types whose __eq__ runs no Python code: comparing them under the lock is safe.
 _PLAIN = frozenset({int, str, bytes, float, bool, type(None)})
 _MISSING = object()
@@ -116,6 +116,9 @@ class LRU:
         self._hits = self._misses = self._evictions = 0
         self._version = 0
         self._reset()
+        if isinstance(pairs, collections.abc.Mapping):
+            # iterating a mapping yields keys, which would unpack into nonsense pairs
+            raise TypeError("pairs must be (key, value) pairs; use update() for a mapping")
         for key, value in pairs:
             self[key] = value
 
@@ -164,7 +167,7 @@ class LRU:
                     else:
                         self._lock.release()
                         try:
-                            if restarts > _MAX_RESTARTS:  # raised unlocked: allocating may run the GC
+                            if restarts > MAX_RESTARTS:  # raised unlocked: allocating may run the GC
                                 raise RuntimeError("LRU mutated during key comparison")
                             equal = bool(k == key)
                         finally:
@@ -281,12 +284,15 @@ class LRU:
 
     def _weigh(self, value):
         if self._getsizeof is None:
-            return 1
-        w = self._getsizeof(value)
-        if not isinstance(w, int):
-            raise TypeError(f"getsizeof must return an int, not {type(w).__name__}")
-        if w < 0:
-            raise ValueError(f"getsizeof returned a negative weight: {w}")
+            w = 1
+        else:
+            w = self._getsizeof(value)
+            if not isinstance(w, int):
+                raise TypeError(f"getsizeof must return an int, not {type(w).__name__}")
+            if w < 0:
+                raise ValueError(f"getsizeof returned a negative weight: {w}")
+        if w > self._maxweight:
+            raise ValueError(f"item weighs {w}, more than maxweight {self._maxweight}")
         return w
 
     def _release_evicted(self, evicted):
@@ -354,9 +360,17 @@ class LRU:
         """Sets ``key``; with ``keep`` an existing value wins and is returned (setdefault)."""
         h = hash(key)
         plain = _is_plain(key)
-        w = self._weigh(value)
-        if self._maxweight is not None and w > self._maxweight:
-            raise ValueError(f"item weighs {w}, more than maxweight {self._maxweight}")
+        w = 1
+        if self._weights is not None:
+            if keep:
+                # setdefault of a present key stores nothing, so weighs nothing
+                with self._lock:
+                    e = self._find(key, h, plain)
+                    if e != _EMPTY:
+                        self._promote(e)
+                        self._version += 1
+                        return self._values[e]
+            w = self._weigh(value)
         # Allocated before the lock (allocating may run the GC, i.e. user code); they keep
         # what the store drops alive until the lock is released.
         evicted = []
@@ -467,7 +481,12 @@ class LRU:
         self._weight = other._weight
 
     def update(self, other=(), **kwargs):
-        if isinstance(other, Mapping):
+        if isinstance(other, LRUType):
+            # other[key] would promote, i.e. mutate other while iterating it; oldest first
+            # keeps other's recency order
+            for key, value in reversed(other.items()):
+                self[key] = value
+        elif isinstance(other, Mapping):
             for key in other:
                 self[key] = other[key]
         elif hasattr(other, "keys"):
@@ -496,6 +515,10 @@ class LRU:
             self._count = count
             self._evict_until(count, self._maxweight or 0, evicted)
         self._release_evicted(evicted)
+
+    @count.deleter
+    def count(self):
+        raise AttributeError("count cannot be deleted")
 
     @property
     def maxweight(self):
