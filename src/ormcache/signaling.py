@@ -264,8 +264,8 @@ class RedisSignaling:
     counter that went back to an old value can never hide a change.
 
     With ``pubsub=True`` each bump is also published on ``<key_prefix>signal`` and a listener
-    thread makes every attached registry check its counters at once, so idle workers drop
-    invalidated caches without waiting for their next unit of work. ``check_signaling()`` still
+    thread clears the named caches of every attached registry at once, so idle workers drop
+    invalidated entries without waiting for their next unit of work. ``check_signaling()`` still
     reads the counters: a message in flight never decides whether a cache is fresh.
     """
 
@@ -293,6 +293,8 @@ class RedisSignaling:
         )
         self._keys: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
         self._listener: Optional[_RedisListener] = _RedisListener(self) if pubsub else None
+        #: identifies our own messages on the pub/sub channel
+        self.token = uuid.uuid4().hex
 
     def __repr__(self) -> str:
         return f"RedisSignaling({self.url!r}, key_prefix={self.key_prefix!r}, pubsub={self.pubsub})"
@@ -347,7 +349,7 @@ class RedisSignaling:
             for name in names:
                 pipe.execute_command("INCR", prefix + name)
             if self._listener is not None:
-                pipe.publish(prefix + "signal", ",".join(names))
+                pipe.publish(prefix + "signal", f"{self.token} {','.join(names)}")
             return pipe.execute()
 
         self._call(run)
@@ -364,8 +366,15 @@ class RedisSignaling:
 
 
 class _RedisListener:
-    """The pub/sub thread of a RedisSignaling: on a message (or after (re)subscribing, when
-    messages may have been missed) the registries of that channel check their counters."""
+    """The pub/sub thread of a RedisSignaling: a message names the bumped counters, and the
+    registries of that channel (in other processes) clear those caches at once.
+
+    It never touches the local counters: a value computed before the change could be stored
+    after the listener's clear, and only the foreground check_signaling(), which compares the
+    counters, can catch that. So pub/sub makes idle workers drop stale entries early; the next
+    check clears those names once more (an extra miss at worst), and correctness never depends
+    on a message arriving.
+    """
 
     POLL = 0.2  # seconds between looks at the stop flag and at new channels
 
@@ -393,16 +402,17 @@ class _RedisListener:
         if thread is not None:
             thread.join()
 
-    def _refresh(self, channel: Any) -> None:
-        if isinstance(channel, bytes):
-            channel = channel.decode()
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        sender, _, names = data.decode().partition(" ")
+        if sender == self.backend.token:
+            return  # our own bump: this process already cleared those caches
         with self._lock:
-            registries = list(self._registries.get(channel, ()))
+            registries = list(self._registries.get(channel.decode(), ()))
         for registry in registries:
             try:
-                registry._signaling_refresh()
+                registry._signaling_notified(names.split(","))
             except Exception:
-                _logger.exception("Signaling listener: refreshing %r failed", registry)
+                _logger.exception("Signaling listener: clearing caches of %r failed", registry)
 
     def _run(self) -> None:
         redis = self.backend._redis
@@ -426,11 +436,10 @@ class _RedisListener:
                         if subscribed and pubsub.subscribed and not (wanted - subscribed):
                             self.ready.set()
                         continue
-                    if message["type"] in ("message", "subscribe"):
-                        # after a subscribe, messages published meanwhile were lost: check anyway
-                        self._refresh(message["channel"])
-                        if message["type"] == "subscribe" and len(subscribed) == message["data"]:
-                            self.ready.set()
+                    if message["type"] == "message":
+                        self._dispatch(message["channel"], message["data"])
+                    elif message["type"] == "subscribe" and len(subscribed) == message["data"]:
+                        self.ready.set()
                 except (redis.exceptions.RedisError, OSError, ValueError) as exc:
                     self.ready.clear()
                     _logger.debug("Signaling listener: %s; reconnecting in %.2fs", exc, delay)
@@ -565,14 +574,6 @@ class RegistrySignaling:
         counter moved, clears every cache and calls ``on_reload``. Returns the caches cleared.
         An unreachable backend clears every local cache, logs a warning, and returns them all.
         """
-        return self._signaling_check(reload=True)
-
-    def _signaling_refresh(self) -> List[str]:
-        """check_signaling() from a pub/sub listener: never runs the reload hook in that thread
-        (a registry change is left for the next check_signaling())."""
-        return self._signaling_check(reload=False)
-
-    def _signaling_check(self, reload: bool) -> List[str]:
         backend = self._signaling_backend()
         names = self._signaling_names()
         if self._signaling_pending or self._signaling_pending_registry:
@@ -597,14 +598,14 @@ class RegistrySignaling:
                 # after three tries apply anyway (the worst is one extra invalidation).
                 if self._signaling_generation != generation and attempt < 2:
                     continue
-                cleared, call_reload = self._signaling_apply(backend, names, epoch, versions, reload)
+                cleared, call_reload = self._signaling_apply(backend, names, epoch, versions)
                 break
         if call_reload and self.on_reload is not None:
             self.on_reload(self)
         return cleared
 
     def _signaling_apply(self, backend: Any, names: Sequence[str], epoch: Any,
-                         versions: Dict[str, int], reload: bool) -> Tuple[List[str], bool]:
+                         versions: Dict[str, int]) -> Tuple[List[str], bool]:
         """Compare a read with the local counters (under the lock): clear what moved."""
         local = self._signaling_versions
         if self._signaling_epoch is _UNSYNCED or backend is not self._signaling_backend_seen:
@@ -635,16 +636,21 @@ class RegistrySignaling:
                 cleared = self._clear_local(moved)
                 _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
                 return cleared, False
-            if reload:
-                _logger.info("Reloading the registry %r after signaling", self.db_name)
+            _logger.info("Reloading the registry %r after signaling", self.db_name)
         cleared = self._signaling_clear_all()
-        previous = local.get(REGISTRY)
         self._signaling_versions = dict(versions)
-        if registry_moved and not reload:
-            # a listener thread: leave the reload to the next check_signaling()
-            self._signaling_versions[REGISTRY] = previous
         self._signaling_generation += 1
-        return cleared, registry_moved and reload
+        return cleared, registry_moved
+
+    def _signaling_notified(self, names: Sequence[str]) -> None:
+        """A pub/sub listener heard that ``names`` were bumped: clear their caches now, leave
+        the counters (and a registry reload) to the next check_signaling()."""
+        if REGISTRY in names:
+            self._signaling_clear_all()
+        else:
+            from .registry import CACHES_BY_KEY
+
+            self._clear_local([name for name in names if name in CACHES_BY_KEY])
 
     def signal_changes(self) -> None:
         """Publish this thread's invalidations; call at the end of a successful unit of work.

@@ -1,0 +1,137 @@
+"""Worker processes of the signaling tests (a module of its own: 'spawn' children import it).
+
+Each worker owns a registry on the shared signaling backend and reads a "config parameter" row
+of PostgreSQL through the registry's ``default`` cache, the way Odoo's ``get_param`` does.
+"""
+import logging
+import random
+import time
+
+import psycopg
+
+from ormcache.registry import Registry
+from ormcache.signaling import PostgresSignaling, RedisSignaling, SignalingError
+
+CONFIG_DDL = """
+CREATE TABLE IF NOT EXISTS config (key text PRIMARY KEY, value bigint NOT NULL);
+INSERT INTO config VALUES ('counter', 0) ON CONFLICT DO NOTHING;
+"""
+
+
+def make_backend(kind, target, key_prefix=None):
+    """``kind`` is 'postgres', 'redis' or 'redis-pubsub'; ``target`` a dsn or url."""
+    if kind == "postgres":
+        return PostgresSignaling(target)
+    return RedisSignaling(target, key_prefix=key_prefix, pubsub=kind == "redis-pubsub")
+
+
+def get_param(registry, conn, key):
+    """The cached read under test: the 'default' cache in front of a SELECT."""
+    cache = registry.caches["default"]
+    try:
+        return cache[("config", key)]
+    except KeyError:
+        value = conn.execute("SELECT value FROM config WHERE key = %s", (key,)).fetchone()[0]
+        cache[("config", key)] = value
+        return value
+
+
+def _connect(dsn, stop):
+    while True:
+        try:
+            return psycopg.connect(dsn, autocommit=True, connect_timeout=2)
+        except psycopg.OperationalError:
+            if stop.is_set():
+                raise
+            time.sleep(0.05)
+
+
+def run_worker(index, kind, target, key_prefix, data_dsn, db_name, published, progress, stop,
+               barrier, results, min_iterations, write_ratio):
+    """Loop units of work until ``stop`` is set (and at least ``min_iterations`` are done).
+
+    A writer unit increments the counter row and clears 'default'; once signal_changes()
+    returned it raises the shared ``published`` floor. A reader unit notes the floor, then
+    checks signaling and reads the parameter three times: every read must be >= the floor.
+    At the end: publish what is pending, wait for the others, check once more, and compare
+    with the database (all signals must have been delivered).
+    """
+    logging.basicConfig(level=logging.ERROR)
+    registry = Registry(db_name)
+    registry.signaling = make_backend(kind, target, key_prefix)
+    stats = dict(index=index, reads=0, writes=0, stale=[], signal_errors=0, db_errors=0,
+                 invalidations=0, iterations=0)
+    rng = random.Random(index)
+    conn = _connect(data_dsn, stop)
+    try:
+        while stats["iterations"] < min_iterations or not stop.is_set():
+            stats["iterations"] += 1
+            with progress.get_lock():
+                progress.value += 1
+            try:
+                if rng.random() < write_ratio:
+                    with registry.cursor_scope():
+                        value = conn.execute(
+                            "UPDATE config SET value = value + 1 WHERE key = 'counter' RETURNING value"
+                        ).fetchone()[0]
+                        registry.clear_cache("default")
+                    with published.get_lock():
+                        published.value = max(published.value, value)
+                    stats["writes"] += 1
+                else:
+                    floor = published.value
+                    if registry.check_signaling():
+                        stats["invalidations"] += 1
+                    for _ in range(3):
+                        value = get_param(registry, conn, "counter")
+                        stats["reads"] += 1
+                        if value < floor:
+                            stats["stale"].append((floor, value))
+                    registry.signal_changes()  # nothing to publish, unless kept from an outage
+            except SignalingError:
+                stats["signal_errors"] += 1
+            except psycopg.OperationalError:
+                stats["db_errors"] += 1
+                conn.close()
+                conn = _connect(data_dsn, stop)
+        # publish anything kept during an outage, then all must agree with the database
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                registry.signal_changes()
+                break
+            except SignalingError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        barrier.wait(timeout=60)
+        registry.check_signaling()
+        stats["final_cached"] = get_param(registry, conn, "counter")
+        stats["final_db"] = conn.execute("SELECT value FROM config WHERE key = 'counter'").fetchone()[0]
+        barrier.wait(timeout=60)
+    finally:
+        conn.close()
+        registry.signaling.close()
+    results.put(stats)
+
+
+def run_names_worker(index, kind, target, key_prefix, db_name, barrier, results):
+    """Warm 'default' and 'assets'; worker 0 clears 'assets' and signals; the others check and
+    report what they cleared and whether 'default' is still warm."""
+    registry = Registry(db_name)
+    registry.signaling = make_backend(kind, target, key_prefix)
+    try:
+        registry.check_signaling()
+        registry.caches["default"]["param"] = "warm"
+        registry.caches["assets"]["bundle"] = "warm"
+        barrier.wait(timeout=60)
+        if index == 0:
+            with registry.cursor_scope():
+                registry.clear_cache("assets")
+        barrier.wait(timeout=60)
+        cleared = registry.check_signaling()
+        results.put(dict(index=index, cleared=cleared,
+                         default=registry.caches["default"].get("param"),
+                         assets=registry.caches["assets"].get("bundle")))
+    finally:
+        registry.signaling.close()
