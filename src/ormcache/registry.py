@@ -27,7 +27,7 @@ from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Tupl
 
 from .signaling import RegistrySignaling
 
-__all__ = ["Registry", "CACHE_SIZES", "CACHES_BY_KEY"]
+__all__ = ["Registry", "CACHE_SIZES", "CACHES_BY_KEY", "default_registry"]
 
 #: Odoo's default size of each named cache.
 CACHE_SIZES: Dict[str, int] = {
@@ -85,10 +85,12 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
             counts[name] = count
         self.db_name = db_name
         self.caches: Dict[str, Any] = {name: lru_factory(count) for name, count in counts.items()}
-        #: (model name, method qualname) -> counter; filled by the decorators.
+        #: (model name, method) -> counter (hit, miss, err, gen_time); filled by the decorators.
         self.counters: Dict[Tuple[str, str], Any] = {}
         #: the signaling backend (set by the signaling layer), None when signaling is off.
         self.signaling: Any = None
+        #: bumped by every clear; a value computed across a clear is not stored
+        self.generation = 0
         self._invalidation_flags = threading.local()
         super().__init__()
 
@@ -145,6 +147,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
     def _clear_local(self, names: Iterable[str]) -> List[str]:
         """Clear the caches ``names`` expand to, without recording them; returns those caches."""
         caches = self._expand(names)
+        self.generation += 1
         for cache in caches:
             self.caches[cache].clear()
         return caches
@@ -157,6 +160,11 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
 
     def clear_all_caches(self) -> None:
         """Clear every cache of this registry and record every name."""
+        self.generation += 1
         for cache in self.caches.values():
             cache.clear()
         self.cache_invalidated.update(self.caches)
+
+
+#: The registry of owners without a ``pool`` (plain classes, functions).
+default_registry = Registry("<default>")

@@ -1,0 +1,89 @@
+"""The hit path in pure Python: the readable twin of ``_cache_c`` (same names, same keys).
+
+``cached_method(spec)`` returns the wrapper of ``spec.func``. A hit costs two attribute reads on
+the owner, one key tuple, one LRU lookup and one integer increment; everything else (first call
+from a new registry or model, misses, errors) goes to ``_lookup``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from ._lookup import miss, resolve, uncached
+
+__all__ = ["Counter", "cached_method"]
+
+_UNSET = object()
+
+
+class Counter:
+    """Statistics of one (database, model, method)."""
+
+    __slots__ = ("cache_name", "hit", "miss", "err", "gen_time")
+
+    def __init__(self, cache_name: str = "") -> None:
+        self.cache_name = cache_name
+        self.hit = 0
+        self.miss = 0
+        self.err = 0
+        self.gen_time = 0.0
+
+    @property
+    def ratio(self) -> float:
+        """Hits in percent of lookups."""
+        return 100.0 * self.hit / ((self.hit + self.miss) or 1)
+
+    def __repr__(self) -> str:
+        return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"
+
+
+def cached_method(spec: Any) -> Callable:
+    """The caching wrapper described by ``spec`` (an ``ormcache`` decorator, once bound)."""
+    func = spec.func
+    key_function = spec.key.function
+    indices = spec.key.indices
+    min_args, max_args = spec.key.min_args, spec.key.max_args
+    if max_args < 0:
+        max_args = 1 << 62
+    cache_name = spec.cache_name
+    has_owner = spec.has_owner
+    static_model = spec.model
+    flights: dict = {}
+    # (pool, model key) -> (registry, model name, LRU, counter) of the last call; one tuple,
+    # replaced whole, so a thread never sees one call's pool with another's LRU
+    slot: tuple = (_UNSET, _UNSET, None, None, None, None)
+
+    def wrapper(*args, **kwargs):
+        nonlocal slot
+        if has_owner:
+            if not args:
+                return func(*args, **kwargs)  # let the method report the missing argument
+            owner = args[0]
+            pool = getattr(owner, "pool", None)
+            mkey = getattr(owner, "_name", None)
+            if mkey is None:
+                mkey = owner if isinstance(owner, type) else type(owner)
+        else:
+            pool = None
+            mkey = static_model
+        current = slot
+        if current[0] is not pool or current[1] is not mkey:
+            current = slot = (pool, mkey, *resolve(pool, mkey, func, cache_name, Counter))
+        if indices is not None and not kwargs and min_args <= len(args) <= max_args:
+            key = (current[3], func, *[args[i] for i in indices])
+        else:
+            key = (current[3], func, *key_function(*args, **kwargs))
+        try:
+            value = current[4].get(key, _UNSET)
+        except Exception as exc:  # noqa: BLE001 - unhashable key...: the cache never fails the call
+            error = exc
+        else:
+            if value is not _UNSET:
+                current[5].hit += 1
+                return value
+            return miss(func, flights, current[2], current[4], current[5], key, args, kwargs)
+        # outside the except clause, so the method's own errors do not chain to the lookup's
+        return uncached(func, current[5], key, error, args, kwargs)
+
+    functools.update_wrapper(wrapper, func)
+    return wrapper

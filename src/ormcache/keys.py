@@ -1,0 +1,154 @@
+"""Key functions compiled once, at decoration time, from the method's signature.
+
+>>> def get(self, key, default=None): ...
+>>> kf = compile_key(get, ("key",))
+>>> kf.function(None, "a"), kf.function(None, key="a"), kf.indices
+(('a',), ('a',), (1,))
+
+As in Odoo, ``lambda <signature>: (<exprs>,)`` resolves defaults, keywords and positional
+arguments exactly as a real call would. The expressions see the parameters and the builtins,
+never the module's globals, and a bad expression fails here, naming the method and the expression.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+
+__all__ = ["KeyFunction", "compile_key", "context_of"]
+
+_P = inspect.Parameter
+_BUILTINS = frozenset(dir(builtins))
+# the eval'd lambda sees only these names (plus its parameters)
+_CTX = "_ormcache_ctx"
+_DEFAULT = "_ormcache_default_"
+
+
+class KeyFunction(NamedTuple):
+    """How to build the variable part of a key from a call's arguments."""
+
+    #: ``function(*args, **kwargs) -> tuple``: the key's expressions, evaluated as by a real call.
+    function: Callable[..., tuple]
+    #: positions of the arguments when every expression is a plain positional parameter name
+    #: (the fast path: the key is taken straight from the positional arguments), else None.
+    indices: Optional[Tuple[int, ...]]
+    #: a positional call with ``min_args <= len(args) <= max_args`` and no keywords binds
+    #: exactly like the signature (max_args is -1 when there is a ``*args``).
+    min_args: int
+    max_args: int
+
+
+def context_of(owner: Any) -> Any:
+    """The context of an owner without a ``context`` parameter: ``env.context`` or ``_context``."""
+    env = getattr(owner, "env", None)
+    context = getattr(env, "context", None) if env is not None else None
+    if context is None:
+        context = getattr(owner, "_context", None)
+    return context if context is not None else {}
+
+
+def _lambda_parameters(sig: inspect.Signature, namespace: Dict[str, Any]) -> str:
+    """The parameter list of ``sig`` as source, defaults referenced by name (any object works)."""
+    parts = []
+    seen_kwonly = seen_posonly = False
+    for index, param in enumerate(sig.parameters.values()):
+        if param.kind is _P.POSITIONAL_ONLY:
+            seen_posonly = True
+        elif seen_posonly:
+            parts.append("/")
+            seen_posonly = False
+        if param.kind is _P.KEYWORD_ONLY and not seen_kwonly:
+            parts.append("*")
+        if param.kind in (_P.VAR_POSITIONAL, _P.KEYWORD_ONLY):
+            seen_kwonly = True
+        text = param.name
+        if param.kind is _P.VAR_POSITIONAL:
+            text = "*" + text
+        elif param.kind is _P.VAR_KEYWORD:
+            text = "**" + text
+        if param.default is not _P.empty:
+            namespace[f"{_DEFAULT}{index}"] = param.default
+            text += f"={_DEFAULT}{index}"
+        parts.append(text)
+    if seen_posonly:
+        parts.append("/")
+    return ", ".join(parts)
+
+
+def _free_names(tree: ast.AST) -> set:
+    """Names an expression reads that it does not bind itself (comprehensions, lambdas)."""
+    read, bound = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return read - bound
+
+
+def _check_expression(where: str, expr: Any, names: set) -> None:
+    if not isinstance(expr, str):
+        raise TypeError(f"{where}: key expression {expr!r} must be a string")
+    try:
+        tree = ast.parse(expr.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"{where}: invalid key expression {expr!r}: {exc.msg}") from None
+    unknown = sorted(_free_names(tree) - names - _BUILTINS)
+    if unknown:
+        raise ValueError(
+            f"{where}: key expression {expr!r} uses {', '.join(unknown)}, which is neither a "
+            f"parameter nor a builtin (key expressions do not see module globals)"
+        )
+
+
+def compile_key(
+    func: Callable,
+    exprs: Sequence[str],
+    *,
+    context_keys: Optional[Sequence[str]] = None,
+    where: Optional[str] = None,
+) -> KeyFunction:
+    """Compile ``exprs`` (and, for ormcache_context, the context keys) over ``func``'s signature."""
+    where = where or f"ormcache on {getattr(func, '__qualname__', func)!r}"
+    sig = inspect.signature(func)
+    params = sig.parameters
+    names = set(params)
+    for expr in exprs:
+        _check_expression(where, expr, names)
+    namespace: Dict[str, Any] = {"__builtins__": builtins, _CTX: context_of}
+    values = [f"({expr.strip()})" for expr in exprs]
+    if context_keys is not None:
+        if isinstance(context_keys, str):
+            raise TypeError(f"{where}: keys must be a sequence of names, not a string")
+        context_keys = tuple(context_keys)
+        if "context" in params:
+            context = "(context or {})"
+        elif params:
+            context = f"{_CTX}({next(iter(params))})"
+        else:
+            raise ValueError(f"{where}: ormcache_context needs a 'context' parameter or an owner")
+        values.append(f"tuple({context}.get(k) for k in {context_keys!r})")
+    code = f"lambda {_lambda_parameters(sig, namespace)}: ({''.join(v + ', ' for v in values)})"
+    try:
+        function = eval(code, namespace)  # noqa: S307 - source built from the signature, checked above
+    except SyntaxError as exc:  # e.g. an expression that is valid alone but not inside the tuple
+        raise ValueError(f"{where}: invalid key expressions {tuple(exprs)!r}: {exc.msg}") from None
+    function.__qualname__ = function.__name__ = f"{getattr(func, '__name__', 'key')}_key"
+    return KeyFunction(function, *_fast_path(params, exprs, context_keys))
+
+
+def _fast_path(params, exprs, context_keys) -> Tuple[Optional[Tuple[int, ...]], int, int]:
+    positional = [p for p in params.values() if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
+    position = {p.name: i for i, p in enumerate(positional)}
+    min_args = sum(1 for p in positional if p.default is _P.empty)
+    varargs = any(p.kind is _P.VAR_POSITIONAL for p in params.values())
+    max_args = -1 if varargs else len(positional)
+    required_kwonly = any(p.kind is _P.KEYWORD_ONLY and p.default is _P.empty for p in params.values())
+    plain = [e.strip() for e in exprs]
+    if context_keys is not None or required_kwonly or not all(e in position for e in plain):
+        return None, min_args, max_args
+    indices = tuple(position[e] for e in plain)
+    # every indexed argument must be given positionally
+    min_args = max([min_args, *(i + 1 for i in indices)])
+    return indices, min_args, max_args
