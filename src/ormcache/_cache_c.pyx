@@ -1,0 +1,254 @@
+# cython: language_level=3, freethreading_compatible=True
+"""The hit path, compiled: the twin of ``_cache_py`` (same names, same keys, same behaviour).
+
+``cached_method(spec)`` returns a ``CachedMethod``: a callable extension type with vectorcall,
+flagged as a method descriptor, so ``model.get_param(key)`` reaches the C hit path without a
+bound method, an argument tuple or a keyword dict. A hit costs two attribute reads on the owner,
+one key tuple, one ``PyObject_GetItem`` on the LRU and one C integer increment. Anything else
+(a new registry or model, a miss, an error) goes to the shared Python code in ``_lookup``.
+"""
+cimport cython
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+
+import functools
+
+from ormcache._lookup import miss as _miss, resolve as _resolve, uncached as _uncached
+
+cdef extern from "Python.h":
+    Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
+    # raw returns (NULL + exception) so the hit path can tell a miss from an error itself
+    PyObject* PyObject_GetItem(object o, object key)
+    PyObject** PySequence_Fast_ITEMS(object o)
+    object PyMethod_New(object func, object self)
+    int PyErr_ExceptionMatches(object exc)
+    void PyErr_Clear()
+
+cdef extern from *:
+    """
+    /* Vectorcall for a Cython type: set the instance slot offset and the flags once, at import.
+       METHOD_DESCRIPTOR lets obj.meth(...) call us with obj first, without a bound method. */
+    static void ormcache_enable_vectorcall(PyObject *type, Py_ssize_t offset) {
+        PyTypeObject *tp = (PyTypeObject *)type;
+        tp->tp_vectorcall_offset = offset;
+        tp->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR;
+        PyType_Modified(tp);
+    }
+    """
+    void ormcache_enable_vectorcall(object type, Py_ssize_t offset)
+
+cdef extern from *:
+    """
+    #define ormcache_steal(o) (o)
+
+    /* The pending exception as an object (a new reference), leaving none set. */
+    static PyObject *ormcache_fetch_error(void) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        if (value == NULL) { Py_INCREF(Py_None); value = Py_None; }
+        return value;
+    }
+    """
+    object ormcache_steal(PyObject* o)  # a new reference, handed to Cython as is
+    object ormcache_fetch_error()
+
+cdef enum:
+    # at most this many plain parameter names take the fast key path (more use the key function)
+    MAX_INDICES = 8
+
+
+@cython.final
+cdef class Counter:
+    """Statistics of one (database, model, method)."""
+
+    cdef public str cache_name
+    cdef public Py_ssize_t hit
+    cdef public Py_ssize_t miss
+    cdef public Py_ssize_t err
+    cdef public double gen_time
+
+    def __init__(self, cache_name=""):
+        self.cache_name = cache_name
+
+    @property
+    def ratio(self):
+        """Hits in percent of lookups."""
+        return 100.0 * self.hit / ((self.hit + self.miss) or 1)
+
+    def __repr__(self):
+        return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"
+
+
+@cython.final
+cdef class _Slot:
+    """The caches of the last call's (pool, model key): replaced whole, read as one pointer."""
+
+    cdef object pool, mkey, registry, model, lru
+    cdef Counter counter
+
+
+cdef object _UNSET = object()
+
+
+cdef inline tuple _positional(PyObject** args, Py_ssize_t n):
+    cdef tuple result = PyTuple_New(n)
+    cdef Py_ssize_t i
+    cdef object item
+    for i in range(n):
+        item = <object>args[i]
+        Py_INCREF(item)
+        PyTuple_SET_ITEM(result, i, item)
+    return result
+
+
+cdef dict _keywords(PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    cdef dict result = {}
+    cdef Py_ssize_t i
+    if kwnames != NULL:
+        names = <tuple>kwnames
+        for i in range(len(names)):
+            result[names[i]] = <object>args[nargs + i]
+    return result
+
+
+@cython.final
+cdef class CachedMethod:
+    """A method wrapped by ``ormcache`` (``__wrapped__``, ``clear_cache``, ``__cache__``)."""
+
+    cdef void* _vectorcall
+    cdef dict __dict__
+    cdef object __weakref__
+    cdef readonly object func
+    cdef readonly dict flights
+    cdef object key_function
+    cdef object cache_name
+    cdef object static_model
+    cdef bint has_owner
+    cdef bint fast
+    cdef Py_ssize_t n_indices
+    cdef Py_ssize_t indices[MAX_INDICES]
+    cdef Py_ssize_t min_args
+    cdef Py_ssize_t max_args
+    cdef _Slot slot
+
+    def __cinit__(self):
+        self._vectorcall = <void*>_cached_vectorcall
+        self.flights = {}
+        self.slot = _Slot.__new__(_Slot)
+        self.slot.pool = self.slot.mkey = _UNSET
+
+    def __init__(self, spec):
+        key = spec.key
+        self.func = spec.func
+        self.key_function = key.function
+        self.cache_name = spec.cache_name
+        self.static_model = spec.model
+        self.has_owner = spec.has_owner
+        self.min_args = key.min_args
+        self.max_args = key.max_args if key.max_args >= 0 else (<Py_ssize_t>1 << 62)
+        self.fast = key.indices is not None and len(key.indices) <= MAX_INDICES
+        if self.fast:
+            self.n_indices = len(key.indices)
+            for i, index in enumerate(key.indices):
+                self.indices[i] = index
+
+    def __get__(self, obj, objtype):
+        if obj is None:
+            return self
+        return PyMethod_New(self, obj)
+
+    def __call__(self, *args, **kwargs):
+        # tp_call (rarely used: CPython prefers vectorcall); same path through a flat vector
+        cdef tuple vector, names
+        if not kwargs:
+            return _cached_call(self, PySequence_Fast_ITEMS(args), len(args), NULL)
+        vector = args + tuple(kwargs.values())
+        names = tuple(kwargs)
+        return _cached_call(self, PySequence_Fast_ITEMS(vector), len(args), <PyObject*>names)
+
+    def __repr__(self):
+        return f"<ormcache wrapper of {getattr(self.func, '__qualname__', self.func)!r}>"
+
+    cdef _Slot _resolve(self, object pool, object mkey):
+        cdef _Slot slot = _Slot.__new__(_Slot)
+        slot.pool = pool
+        slot.mkey = mkey
+        slot.registry, slot.model, slot.lru, slot.counter = _resolve(pool, mkey, self.func, self.cache_name, Counter)
+        with cython.critical_section(self):
+            self.slot = slot
+        return slot
+
+
+cdef object _cached_vectorcall(PyObject* callable, PyObject** args, size_t nargsf, PyObject* kwnames):
+    # the C signature of vectorcall: a "cdef object" function returns a new reference, or NULL
+    # with the exception set
+    return _cached_call(<CachedMethod>callable, args, PyVectorcall_NARGS(nargsf), kwnames)
+
+
+cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    cdef object owner, pool, mkey, key, tail, item
+    cdef _Slot slot
+    cdef PyObject* found
+    cdef Py_ssize_t i, n
+    cdef bint keywords = kwnames != NULL and len(<tuple>kwnames) > 0
+    if self.has_owner:
+        if nargs == 0:  # no owner: let the method report the missing argument
+            return self.func(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
+        owner = <object>args[0]
+        pool = getattr(owner, "pool", None)
+        mkey = getattr(owner, "_name", None)
+        if mkey is None:
+            mkey = owner if isinstance(owner, type) else type(owner)
+    else:
+        pool = None
+        mkey = self.static_model
+    with cython.critical_section(self):
+        slot = self.slot
+    if slot.pool is not pool or slot.mkey is not mkey:
+        slot = self._resolve(pool, mkey)
+    if self.fast and not keywords and self.min_args <= nargs <= self.max_args:
+        n = self.n_indices
+        key = PyTuple_New(n + 2)
+        Py_INCREF(slot.model)
+        PyTuple_SET_ITEM(key, 0, slot.model)
+        Py_INCREF(self.func)
+        PyTuple_SET_ITEM(key, 1, self.func)
+        for i in range(n):
+            item = <object>args[self.indices[i]]
+            Py_INCREF(item)
+            PyTuple_SET_ITEM(key, i + 2, item)
+    else:
+        tail = self.key_function(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
+        key = (slot.model, self.func) + tuple(tail)
+    found = PyObject_GetItem(slot.lru, key)
+    if found != NULL:
+        slot.counter.hit += 1
+        return ormcache_steal(found)
+    if PyErr_ExceptionMatches(KeyError):
+        PyErr_Clear()
+        return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
+                     _positional(args, nargs), _keywords(args, nargs, kwnames))
+    # taken off the error indicator, so the method's own errors do not chain to the lookup's
+    error = ormcache_fetch_error()
+    return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
+
+
+def cached_method(spec):
+    """The caching wrapper described by ``spec`` (an ``ormcache`` decorator, once bound)."""
+    wrapper = CachedMethod(spec)
+    functools.update_wrapper(wrapper, spec.func)
+    return wrapper
+
+
+cdef void _enable_vectorcall():
+    # the offset of the function pointer in an instance, measured on one
+    cdef CachedMethod probe = CachedMethod.__new__(CachedMethod)
+    ormcache_enable_vectorcall(CachedMethod, <Py_ssize_t>(<char*>&probe._vectorcall - <char*><void*>probe))
+
+
+_enable_vectorcall()
