@@ -18,7 +18,9 @@ Contract relied on by the signaling and SQLAlchemy layers:
 - ``caches``: cache name -> ``fastlru.LRU``; the objects are never replaced (clearing is in place),
   so decorated methods may keep a reference to them.
 - ``cache_invalidated`` (a set, per thread) and ``registry_invalidated`` (a bool, per thread).
-- ``clear_cache(*names)``, ``clear_all_caches()``, ``_clear_local(names)`` and ``signaling``.
+- ``clear_cache(*names)``, ``clear_all_caches()``, ``_clear_local(names)``, ``_clear_all_local()``
+  and ``signaling``. Clear through these (not ``caches[name].clear()``): they bump
+  ``generation``, so a value computed across the clear is not stored afterwards.
 """
 from __future__ import annotations
 
@@ -152,6 +154,13 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
             self.caches[cache].clear()
         return caches
 
+    def _clear_all_local(self) -> List[str]:
+        """Clear every cache without recording anything (for signaling); returns their names."""
+        self.generation += 1
+        for cache in self.caches.values():
+            cache.clear()
+        return sorted(self.caches)
+
     def clear_cache(self, *names: str) -> None:
         """Clear the named caches (default ``'default'``) and record the names for signaling."""
         names = names or ("default",)
@@ -160,9 +169,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
 
     def clear_all_caches(self) -> None:
         """Clear every cache of this registry and record every name."""
-        self.generation += 1
-        for cache in self.caches.values():
-            cache.clear()
+        self._clear_all_local()
         self.cache_invalidated.update(self.caches)
 
 
