@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import bindparam, event, inspect, select
 from sqlalchemy.orm import Mapper, Session
 
 from ._changes import changed_instances, statement_tables
@@ -42,7 +42,7 @@ class _Group:
 class _Model:
     """What the cache knows about one mapped class: its key column and its loadable fields."""
 
-    __slots__ = ("cls", "mapper", "pk", "pk_name", "columns")
+    __slots__ = ("cls", "mapper", "pk", "pk_name", "columns", "statements")
 
     def __init__(self, cls: type) -> None:
         mapper: Optional[Mapper] = inspect(cls, raiseerr=False)
@@ -58,6 +58,16 @@ class _Model:
         self.pk_name = mapper.get_property_by_column(pk_column).key
         self.pk = getattr(cls, self.pk_name)
         self.columns: Dict[str, Any] = {prop.key: getattr(cls, prop.key) for prop in mapper.column_attrs}
+        self.statements: Dict[Tuple[str, ...], Any] = {}
+
+    def select(self, names: Tuple[str, ...]) -> Any:
+        """``SELECT pk, <names> WHERE pk IN :ids``, built once per set of fields."""
+        statement = self.statements.get(names)
+        if statement is None:
+            statement = select(self.pk, *(self.columns[n] for n in names)).where(
+                self.pk.in_(bindparam("ids", expanding=True)))
+            self.statements[names] = statement
+        return statement
 
     def check_fields(self, fields: Iterable[str]) -> FrozenSet[str]:
         if isinstance(fields, str):
@@ -164,11 +174,12 @@ class RecordCache:
                 columns.update(absent)
         if not todo:
             return
-        names = sorted(columns)
-        attrs = [model.columns[name] for name in names]
+        names = tuple(sorted(columns))
+        statement = model.select(names)
         for start in range(0, len(todo), self.chunk_size):
             chunk = todo[start:start + self.chunk_size]
-            rows = self.session.execute(select(model.pk, *attrs).where(model.pk.in_(chunk))).all()
+            # through the session: the application's do_orm_execute hooks (tenant criteria...) apply
+            rows = self.session.execute(statement, {"ids": chunk}).all()
             self.queries += 1
             found = set()
             for row in rows:

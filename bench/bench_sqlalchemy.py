@@ -1,0 +1,236 @@
+"""A request loop on SQLAlchemy, with and without the ormcache.sqlalchemy caches.
+
+Each request is one unit of work (a new session, committed at the end): it reads one
+configuration value and three fields of 100 records. SQL statements are counted with an engine
+event; the time is the mean wall time per request after a warm-up.
+
+    python bench/bench_sqlalchemy.py                  # SQLite file + a private PostgreSQL
+    python bench/bench_sqlalchemy.py --postgres DSN   # an existing PostgreSQL database
+    python bench/bench_sqlalchemy.py --no-postgres --requests 500
+
+Variants:
+  no cache, N+1      session.get() per record (what a naive loop does), config by query
+  no cache, batched  one SELECT for the 100 records, config by query
+  orm_cached+record  config from @orm_cached, fields through RecordCache.prefetch()
+  full-table+record  config from FullTableCache.by_key(), fields through RecordCache
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import uuid
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+try:
+    import ormcache  # noqa: F401  (installed, or src already on the path)
+except ImportError:  # a plain checkout
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+
+from sqlalchemy import String, create_engine, event, select  # noqa: E402
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker  # noqa: E402
+
+from ormcache.registry import Registry  # noqa: E402
+from ormcache.sqlalchemy import FullTableCache, OrmCache, RecordCache, orm_cached  # noqa: E402
+
+RECORDS = 1000
+PER_REQUEST = 100
+FIELDS = ("name", "email", "city")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Setting(FullTableCache, Base):
+    __tablename__ = "bench_settings"
+    __cache_key__ = "key"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(50), unique=True)
+    value: Mapped[str] = mapped_column(String(100))
+
+
+class Partner(Base):
+    __tablename__ = "bench_partners"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    email: Mapped[str] = mapped_column(String(100))
+    city: Mapped[str] = mapped_column(String(50))
+    notes: Mapped[str] = mapped_column(String(500), default="")
+
+
+class App:
+    """The application object: config values cached until the settings table changes."""
+
+    def __init__(self, orm_cache: OrmCache, session) -> None:
+        self.orm_cache, self.session = orm_cache, session
+
+    @orm_cached(policy="on-table-change:bench_settings")
+    def config(self, key: str) -> Optional[str]:
+        return self.session.scalar(select(Setting.value).where(Setting.key == key))
+
+
+# -- the requests ---------------------------------------------------------------------------------
+
+def page(n: int) -> List[int]:
+    start = (n * 37) % (RECORDS - PER_REQUEST)
+    return list(range(start + 1, start + 1 + PER_REQUEST))
+
+
+def request_nplus1(factory, cache, n: int) -> int:
+    with factory() as session:
+        title = session.scalar(select(Setting.value).where(Setting.key == "site.title"))
+        total = len(title)
+        for id_ in page(n):
+            partner = session.get(Partner, id_)
+            total += len(partner.name) + len(partner.email) + len(partner.city)
+        session.commit()
+    return total
+
+
+def request_batched(factory, cache, n: int) -> int:
+    with factory() as session:
+        title = session.scalar(select(Setting.value).where(Setting.key == "site.title"))
+        total = len(title)
+        for partner in session.scalars(select(Partner).where(Partner.id.in_(page(n)))):
+            total += len(partner.name) + len(partner.email) + len(partner.city)
+        session.commit()
+    return total
+
+
+def request_orm_cached(factory, cache, n: int) -> int:
+    with factory() as session:
+        total = len(App(cache, session).config("site.title"))
+        records = RecordCache.of(session)
+        ids = page(n)
+        records.prefetch(Partner, ids, FIELDS)
+        get = records.get
+        for id_ in ids:
+            total += len(get(Partner, id_, "name")) + len(get(Partner, id_, "email")) + len(get(Partner, id_, "city"))
+        session.commit()
+    return total
+
+
+def request_full_table(factory, cache, n: int) -> int:
+    with factory() as session:
+        total = len(Setting.by_key(session, "site.title").value)
+        records = RecordCache.of(session)
+        ids = page(n)
+        records.prefetch(Partner, ids, FIELDS)
+        get = records.get
+        for id_ in ids:
+            total += len(get(Partner, id_, "name")) + len(get(Partner, id_, "email")) + len(get(Partner, id_, "city"))
+        session.commit()
+    return total
+
+
+VARIANTS: List[Tuple[str, Callable]] = [
+    ("no cache, N+1", request_nplus1),
+    ("no cache, batched", request_batched),
+    ("orm_cached+record", request_orm_cached),
+    ("full-table+record", request_full_table),
+]
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+def seed(engine) -> None:
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    with sessionmaker(engine)() as session:
+        session.add_all(Setting(key=f"setting.{i}", value=f"value {i}") for i in range(20))
+        session.add(Setting(key="site.title", value="The benchmark shop"))
+        session.add_all(
+            Partner(id=i, name=f"partner {i}", email=f"p{i}@example.org", city=f"city {i % 50}")
+            for i in range(1, RECORDS + 1)
+        )
+        session.commit()
+
+
+def run_backend(label: str, url: str, requests: int, creator=None) -> List[Dict[str, object]]:
+    engine = create_engine(url, creator=creator) if creator else create_engine(url)
+    statements = [0]
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def count(*args) -> None:
+        statements[0] += 1
+
+    registry = Registry(f"bench-{uuid.uuid4().hex[:8]}")
+    orm_cache = OrmCache(registry, Base.metadata)
+    factory = sessionmaker(engine)
+    orm_cache.watch(factory)
+    orm_cache.register(App)
+    rows = []
+    try:
+        seed(engine)
+        for name, run in VARIANTS:
+            expected = run(factory, orm_cache, 0)
+            for n in range(min(20, requests)):  # warm-up: pool, caches, statement cache
+                run(factory, orm_cache, n)
+            statements[0] = 0
+            start = time.perf_counter()
+            for n in range(requests):
+                run(factory, orm_cache, n)
+            elapsed = time.perf_counter() - start
+            queries = statements[0] / requests
+            assert run(factory, orm_cache, 0) == expected
+            rows.append({"backend": label, "variant": name, "queries": queries, "us": elapsed / requests * 1e6})
+    finally:
+        orm_cache.close()
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+        Registry.delete(registry.db_name)
+    return rows
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[str]:
+    """A throw-away PostgreSQL from tests/servers.py (Debian binaries)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+    from servers import PostgresServer
+
+    server = PostgresServer()
+    server.setup()
+    try:
+        yield server.dsn
+    finally:
+        server.teardown()
+
+
+def print_table(rows: List[Dict[str, object]]) -> None:
+    print(f"{'backend':<11} {'variant':<19} {'queries/request':>16} {'us/request':>11} {'vs N+1':>7}")
+    base: Dict[str, float] = {}
+    for row in rows:
+        if row["variant"] == VARIANTS[0][0]:
+            base[row["backend"]] = row["us"]
+        speedup = base[row["backend"]] / row["us"]
+        print(f"{row['backend']:<11} {row['variant']:<19} {row['queries']:>16.1f} {row['us']:>11.0f} {speedup:>6.1f}x")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per variant")
+    parser.add_argument("--postgres", metavar="DSN", help="use this PostgreSQL instead of a private one")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    args = parser.parse_args(argv)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += run_backend("sqlite", f"sqlite:///{os.path.join(tmp, 'bench.sqlite')}", args.requests)
+    if not args.no_postgres:
+        import psycopg
+
+        with contextlib.ExitStack() as stack:
+            dsn = args.postgres or stack.enter_context(private_postgres())
+            rows += run_backend("postgresql", "postgresql+psycopg://", args.requests,
+                                creator=lambda: psycopg.connect(dsn))
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
