@@ -46,6 +46,10 @@ cdef extern from "Python.h":
         inquiry tp_clear
 
 
+cdef extern from *:
+    void _prefetch "__builtin_prefetch"(const void*)
+
+
 cdef extern from "_lru_sync.h":
     ctypedef struct fastlru_cs:
         pass
@@ -147,6 +151,7 @@ cdef class LRU:
     cdef object on_evict
     cdef object getsizeof
     cdef object __weakref__
+    cdef bint ready               # __init__ ran (it may run only once)
 
     def __cinit__(self, *args, **kwargs):
         self.head = EMPTY
@@ -170,8 +175,9 @@ cdef class LRU:
                 raise ValueError("maxweight must be >= 0")
         elif getsizeof is not None:
             raise TypeError("getsizeof needs maxweight")
-        if self.size:
+        if self.ready:
             raise RuntimeError("LRU.__init__ called twice")
+        self.ready = True
         self._count = c
         self.on_evict = on_evict
         self.getsizeof = getsizeof
@@ -576,6 +582,11 @@ cdef class LRU:
             w = self._weigh(value)
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
+        if self.size >= self._count:
+            # A full cache will likely evict its tail: start loading the tail's table slot
+            # now, so that the latency overlaps the lookup of the new key.
+            t = self.entries[self.head].prev
+            _prefetch(&self.table[_home(self.entries[t].hash, self.shift)])
         e = self._find(key, h, &cs, &hold)
         if e >= 0:
             self._promote(<int32_t>e)

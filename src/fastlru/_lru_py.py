@@ -93,6 +93,10 @@ class LRU:
     )
 
     __class_getitem__ = classmethod(GenericAlias)
+
+    def __init_subclass__(cls, **kwargs):
+        # The compiled class is final; the twin behaves the same.
+        raise TypeError("type 'LRU' is not an acceptable base type")
     __hash__ = None
 
     def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None):
@@ -108,7 +112,12 @@ class LRU:
                 raise ValueError("maxweight must be >= 0")
         elif getsizeof is not None:
             raise TypeError("getsizeof needs maxweight")
-        self._lock = threading.Lock()
+        try:
+            self._lock
+        except AttributeError:
+            self._lock = threading.Lock()
+        else:
+            raise RuntimeError("LRU.__init__ called twice")
         self._count = count
         self._on_evict = on_evict
         self._maxweight = maxweight
