@@ -1,0 +1,43 @@
+"""Object lifecycle: __init__ runs once, the class is final, and the chooser picks an engine."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def test_init_twice_is_refused_and_changes_nothing(LRU):
+    lru = LRU(3, [("a", 1)])
+    with pytest.raises(RuntimeError, match="called twice"):
+        lru.__init__(5, maxweight=3)
+    assert lru.count == 3
+    assert lru.maxweight is None
+    lru["b"] = 2
+    assert lru.items() == [("b", 2), ("a", 1)]
+    lru._check()
+
+
+def test_init_twice_on_an_empty_cache_is_refused_too(LRU):
+    lru = LRU(3)
+    with pytest.raises(RuntimeError, match="called twice"):
+        lru.__init__(5, maxweight=3)
+    for i in range(10):
+        lru[i] = i  # without a weight array: a re-init must not have half-enabled weights
+    assert lru.keys() == [9, 8, 7]
+    lru._check()
+
+
+def test_class_is_final(LRU):
+    with pytest.raises(TypeError, match="not an acceptable base type"):
+        type("Sub", (LRU,), {})
+
+
+@pytest.mark.parametrize("env, expected", [({}, "c"), ({"FASTLRU_NO_EXTENSIONS": "1"}, "python")])
+def test_chooser(env, expected):
+    code = "import fastlru; print(fastlru.IMPLEMENTATION, fastlru.LRU.__module__)"
+    base = {k: v for k, v in os.environ.items() if k != "FASTLRU_NO_EXTENSIONS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**base, **env},
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert out == [expected, {"c": "fastlru._lru_c", "python": "fastlru._lru_py"}[expected]]
