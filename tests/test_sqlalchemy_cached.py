@@ -56,6 +56,11 @@ class App:
         counts = Counter(users[p.user_id] for p in self.session.scalars(select(Post)))
         return {name: counts[name] for name in users.values()}
 
+    @orm_cached(policy="on-table-change:users")
+    @property
+    def legacy_query(self):
+        return self.session.query(User.name, User.karma).order_by(User.id)  # a Query: materialised
+
     @request_cached
     @property
     def first_user(self):
@@ -305,6 +310,7 @@ def test_select_results_are_materialised(session, orm_cache):
     assert isinstance(app.user_names, tuple)
     admin = App(orm_cache, session, role="admin")
     assert admin.admins == () and isinstance(admin.admins, tuple)
+    assert app.legacy_query == (("user1", 1), ("user2", 2))
 
 
 def test_request_cached(Session, orm_cache, queries):
@@ -380,3 +386,35 @@ def test_unregistered_owner_gets_a_clear_error(session, registry):
     cache = OrmCache(registry, Base)
     with pytest.raises(RuntimeError, match=r"App.user_names is not registered .* orm_cache.register\(App\)"):
         App(cache, session).user_names
+
+
+def test_invalidate_by_hand(session, orm_cache, registry):
+    add_users(session, 1)
+    app = App(orm_cache, session)
+    assert app.user_names == ("user1",)
+    registry.signaling.bumped.clear()
+    orm_cache.invalidate(App.user_names)
+    assert registry.signaling.bumped == [["default"]]
+    assert app.user_names == ("user1",) and CALLS["user_names"] == 2
+
+
+def test_unreachable_shared_tier_computes_and_commits(engine, registry, caplog):
+    cache = OrmCache(registry, Base.metadata, redis_url="redis://127.0.0.1:1/0")
+    cache.shared.client.connection_pool.connection_kwargs["socket_connect_timeout"] = 0.5
+    cache.register(App)
+    factory = sessionmaker(engine)
+    cache.watch(factory)
+    CALLS.clear()
+    try:
+        with factory() as session:
+            add_users(session, 1)
+            app = App(cache, session)
+            assert app.user_names == ("user1",) and app.user_names == ("user1",)
+            assert CALLS["user_names"] == 2  # nothing trusted without the shared versions
+            session.get(User, 1).name = "renamed"
+            session.commit()  # committed; the shared invalidation is kept for later
+            assert App.user_names.name in cache.shared._backlog
+            assert app.user_names == ("renamed",)
+        assert "shared tier unreachable" in caplog.text.lower()
+    finally:
+        cache.close()

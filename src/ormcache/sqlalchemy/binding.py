@@ -52,7 +52,7 @@ def table_key(table: str) -> Tuple[str, str, str]:
 def begin(session: Session) -> None:
     """Start the session's transaction if it has none (no SQL, no connection): a unit of work
     that only reads cached values still starts with ``check_signaling()``."""
-    if session._transaction is None:
+    if session._transaction is None and session.autobegin:
         session._autobegin_t()  # what any query would do first; fires after_transaction_create
 
 
@@ -257,9 +257,9 @@ class OrmCache:
             if self.shared is not None and pending.shared:
                 try:
                     self.shared.invalidate(pending.shared)
-                except Exception:  # noqa: BLE001 - the commit happened; retried on next use
-                    _logger.exception("Shared tier unreachable: invalidation of %s kept for the next try",
-                                      sorted(pending.shared))
+                except Exception as exc:  # noqa: BLE001 - the commit happened; retried on next use
+                    _logger.error("Shared tier unreachable (%s): invalidation of %s kept, sent before "
+                                  "the next use of the tier", exc, sorted(pending.shared))
             registry.cache_invalidated.add(self.cache_name)
         try:
             registry.signal_changes()
