@@ -231,11 +231,15 @@ def test_flush_before_read_and_uncommitted_values_are_not_shared(Session, orm_ca
         s1.add(User(id=2, name="pending"))  # not flushed
         assert writer.user_names == ("user1", "pending")  # flushed first, then computed
         assert writer.user_names == ("user1", "pending")
-        assert CALLS["user_names"] == 3  # computed on every read while the change is uncommitted
+        assert CALLS["user_names"] == 2  # kept for this transaction only
+        s1.add(User(id=3, name="more"))
+        assert writer.user_names == ("user1", "pending", "more")  # a new change: computed again
+        assert CALLS["user_names"] == 3
         # another session does not see the uncommitted row, and gets no value built from it
         assert reader.user_names == ("user1",)
+        assert CALLS["user_names"] == 4
         s1.commit()
-        assert reader.user_names == ("user1", "pending")
+        assert reader.user_names == ("user1", "pending", "more")
         s2.commit()
 
 

@@ -146,3 +146,11 @@ def test_unwatched_session_and_missing_hook_get_clear_errors(engine, Session, mo
     with Session() as session:
         with pytest.raises(TypeError, match="define a classmethod cache_create"):
             Country.by_key(session, "ZZ", create=True)
+
+
+def test_a_miss_right_after_loading_asks_nothing_more(Session, queries):
+    with Session() as session:
+        with queries.counting():
+            assert Country.by_key(session, "XX") is None
+            assert Country.by_id(session, 999) is None  # loaded earlier: asks the database
+        assert queries.count == 2

@@ -66,13 +66,15 @@ def _default_role(owner: Any) -> Any:
 
 
 class _Pending:
-    """What one session's transaction invalidated (its keys are computed, never stored)."""
+    """What one session's transaction invalidated. Values of those keys are kept in ``local``
+    for this transaction only (until its next change of them), never in the shared tiers."""
 
-    __slots__ = ("keys", "shared")
+    __slots__ = ("keys", "shared", "local")
 
     def __init__(self) -> None:
         self.keys: Set[Tuple[str, ...]] = set()
         self.shared: Set[str] = set()
+        self.local: Dict[Tuple[str, ...], Dict[Any, Any]] = {}
 
 
 class OrmCache:
@@ -190,6 +192,7 @@ class OrmCache:
         lru = self.lru
         for key in keys:
             lru.pop(key, None)
+            pending.local.pop(key, None)
 
     def invalidate(self, *descriptors: Any) -> None:
         """Drop ``orm_cached`` values everywhere, now (outside of any transaction)."""

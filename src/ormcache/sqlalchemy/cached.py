@@ -190,8 +190,13 @@ class OrmCachedDescriptor:
             return self.create(owner, session, args, kwargs)
         pending = session.info.get(cache._pending_key)
         if pending is not None and self.key in pending.keys:
-            # this transaction changed what the value depends on: never store it for others
-            return self.create(owner, session, args, kwargs)
+            # this transaction changed what the value depends on: keep it for this transaction only
+            local = pending.local.setdefault(self.key, {})
+            try:
+                return local[subkey]
+            except KeyError:
+                value = local[subkey] = self.create(owner, session, args, kwargs)
+                return value
         lru = cache.lru
         # the entry is created before computing: an invalidation meanwhile detaches it, so a
         # value computed from old rows is never stored where later readers look

@@ -21,7 +21,7 @@ has changed the table, its lookups go to the database: uncommitted rows are neve
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
@@ -86,24 +86,26 @@ class FullTableCache:
             snapshot.by_key[getattr(obj, cls.__cache_key__)] = id_
 
     @classmethod
-    def _snapshot(cls, session: Session) -> Optional[_Snapshot]:
-        """The cached table, loaded if needed; None while this transaction has changed it."""
+    def _snapshot(cls, session: Session) -> Tuple[Optional[_Snapshot], bool]:
+        """The cached table, loaded if needed, and whether it was loaded by this call; None
+        while this transaction has changed the table."""
         cache = _orm_cache(session)
         if not session._flushing:
             session.flush()  # our own pending writes reset the cache before we read it
         key = table_key(cls.__table__.name)
         pending = cache.pending(session)
         if pending is not None and key in pending.keys:
-            return None
+            return None, False
         # created before loading: a reset meanwhile detaches it, so old rows are never kept
         snapshot = cache.lru.get(key)
         if snapshot is None:
             snapshot = cache.lru.setdefault(key, _Snapshot())
-        if not snapshot.loaded:
-            for obj in cls._detached(session):
-                cls._add(snapshot, obj)
-            snapshot.loaded = True
-        return snapshot
+        if snapshot.loaded:
+            return snapshot, False
+        for obj in cls._detached(session):
+            cls._add(snapshot, obj)
+        snapshot.loaded = True
+        return snapshot, True
 
     @staticmethod
     def _attach(session: Session, obj: Any) -> Any:
@@ -117,11 +119,13 @@ class FullTableCache:
     @classmethod
     def by_id(cls, session: Session, id: Any) -> Any:
         """The row with primary key ``id`` (an instance in ``session``), or None."""
-        snapshot = cls._snapshot(session)
+        snapshot, fresh = cls._snapshot(session)
         if snapshot is None:
             return session.get(cls, id)
         obj = snapshot.by_id.get(id)
         if obj is None:
+            if fresh:
+                return None  # the table was read just now
             pk = inspect(cls).primary_key[0]
             found = cls._detached(session, pk == id)
             if not found:
@@ -137,14 +141,14 @@ class FullTableCache:
         if cls.__cache_key__ is None:
             raise TypeError(f"{cls.__name__}.by_key: set __cache_key__ to the column to look up")
         column = getattr(cls, cls.__cache_key__)
-        snapshot = cls._snapshot(session)
+        snapshot, fresh = cls._snapshot(session)
         if snapshot is None:
             obj = session.scalars(select(cls).where(column == key)).first()
         else:
             id_ = snapshot.by_key.get(key)
             if id_ is not None:
                 return cls._attach(session, snapshot.by_id[id_])
-            found = cls._detached(session, column == key)
+            found = [] if fresh else cls._detached(session, column == key)
             obj = None
             if found:
                 cls._add(snapshot, found[0])
@@ -162,7 +166,7 @@ class FullTableCache:
     @classmethod
     def cached_rows(cls, session: Session) -> list:
         """Every row, from memory (instances in ``session``)."""
-        snapshot = cls._snapshot(session)
+        snapshot, _ = cls._snapshot(session)
         if snapshot is None:
             return list(session.scalars(select(cls)))
         return [cls._attach(session, obj) for obj in list(snapshot.by_id.values())]
