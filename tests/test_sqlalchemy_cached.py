@@ -422,3 +422,17 @@ def test_unreachable_shared_tier_computes_and_commits(engine, registry, caplog):
         assert "shared tier unreachable" in caplog.text.lower()
     finally:
         cache.close()
+
+
+def test_arguments_key_binds_calls_like_the_method():
+    from ormcache.sqlalchemy.cached import arguments_key
+
+    def method(self, a, b=2, *rest, c, d=4, **extra):
+        pass
+
+    key = arguments_key(method)
+    assert key(None, 1, c=3) == key(None, a=1, b=2, c=3, d=4) == (1, 2, (), 3, 4, ())
+    assert key(None, 1, 2, 9, c=3, z=0) == (1, 2, (9,), 3, 4, (("z", 0),))
+    with pytest.raises(TypeError):
+        key(None, 1)  # c is missing, as in a real call
+    assert arguments_key(lambda self: 1) is None

@@ -1,10 +1,12 @@
 """SQLAlchemy integration: caches invalidated by table changes (``pip install fastlru[sqlalchemy]``).
 
->>> from ormcache import Registry
->>> from ormcache.sqlalchemy import OrmCache, orm_cached, request_cached, FullTableCache, RecordCache
->>> orm_cache = OrmCache(Registry("shop"), Base.metadata)     # redis_url=... for a shared tier
->>> orm_cache.watch(SessionFactory)                             # hooks the session events
->>> orm_cache.register(App)                                     # classes with @orm_cached members
+Example::
+
+    from ormcache import Registry
+    from ormcache.sqlalchemy import OrmCache, orm_cached, request_cached, FullTableCache, RecordCache
+    orm_cache = OrmCache(Registry("shop"), Base.metadata)     # redis_url=... for a shared tier
+    orm_cache.watch(SessionFactory)                             # hooks the session events
+    orm_cache.register(App)                                     # classes with @orm_cached members
 
 The layers, one module each:
 

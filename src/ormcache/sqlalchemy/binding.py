@@ -1,9 +1,11 @@
 """``OrmCache``: binds cached values to a registry and to the changes sessions make.
 
->>> registry = Registry("shop")
->>> orm_cache = OrmCache(registry, Base.metadata)   # redis_url="redis://..." adds a shared tier
->>> orm_cache.watch(SessionFactory)                  # a sessionmaker, Session class or session
->>> orm_cache.register(App)                          # the classes with @orm_cached members
+Example::
+
+    registry = Registry("shop")
+    orm_cache = OrmCache(registry, Base.metadata)   # redis_url="redis://..." adds a shared tier
+    orm_cache.watch(SessionFactory)                  # a sessionmaker, Session class or session
+    orm_cache.register(App)                          # the classes with @orm_cached members
 
 Per session transaction:
 
@@ -12,8 +14,8 @@ Per session transaction:
 - every flush: each inserted, updated or deleted object is shown to every policy; ORM bulk
   ``insert()/update()/delete()`` statements invalidate by table (and every callable policy, as
   there is no object to show it: a miss is better than a stale answer). Invalidated values are
-  dropped from the local tier at once and, until the transaction ends, computed without being
-  stored, so no other thread can see values built from uncommitted rows;
+  dropped from the local tier at once and, until the transaction ends, kept for that transaction
+  only, so no other thread or process can see values built from uncommitted rows;
 - commit: local values dropped again (another thread may have stored old rows meanwhile), the
   shared tier's versions moved, the registry cache name recorded and ``registry.signal_changes()``
   publishes it to the other processes;

@@ -1,23 +1,25 @@
 """``orm_cached`` (values invalidated by table changes) and ``request_cached`` (per request).
 
->>> class App:
-...     orm_cache = OrmCache(registry, Base.metadata)
-...     def __init__(self, session, role=None):
-...         self.session, self.role = session, role
-...
-...     @orm_cached(policy="on-table-change:settings")
-...     def setting(self, key):                       # a method: arguments are part of the key
-...         return self.session.scalar(select(Setting.value).where(Setting.key == key))
-...
-...     @orm_cached(policy=lambda obj: isinstance(obj, User) and obj.role == "admin", by_role=True)
-...     @property
-...     def admin_names(self):                        # a property; one value per role
-...         return select(User.name).where(User.role == "admin")   # executed: a tuple of names
-...
-...     @request_cached
-...     def current_user(self):                       # may hold ORM instances
-...         return self.session.get(User, self.user_id)
->>> App.orm_cache.register(App)
+Example::
+
+    class App:
+        orm_cache = OrmCache(registry, Base.metadata)
+        def __init__(self, session, role=None):
+            self.session, self.role = session, role
+
+        @orm_cached(policy="on-table-change:settings")
+        def setting(self, key):                       # a method: arguments are part of the key
+            return self.session.scalar(select(Setting.value).where(Setting.key == key))
+
+        @orm_cached(policy=lambda obj: isinstance(obj, User) and obj.role == "admin", by_role=True)
+        @property
+        def admin_names(self):                        # a property; one value per role
+            return select(User.name).where(User.role == "admin")   # executed: a tuple of names
+
+        @request_cached
+        def current_user(self):                       # may hold ORM instances
+            return self.session.get(User, self.user_id)
+    App.orm_cache.register(App)
 
 Policies: ``"on-table-change:users"`` (several tables: ``"on-table-change:users,groups"``) or a
 callable receiving each changed object and returning whether the value is stale. Before a value is
@@ -109,8 +111,6 @@ def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., tuple]]:
         else:
             if p.kind is p.KEYWORD_ONLY and not any(x.startswith("*") for x in params):
                 params.append("*")
-            if p.kind is p.POSITIONAL_ONLY:
-                pass  # written as a normal parameter: calls still bind the same way
             if p.default is p.empty:
                 params.append(p.name)
             else:

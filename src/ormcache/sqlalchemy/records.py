@@ -1,9 +1,11 @@
 """Per-session record cache with Odoo-style prefetch: N records x M fields in one SELECT.
 
->>> cache = RecordCache.of(session)
->>> cache.prefetch(User, user_ids, ["name", "email"])      # one SELECT for every missing pair
->>> [cache.get(User, uid, "name") for uid in user_ids]      # no SQL
->>> cache.get(Group, 7, "label")   # a miss loads the field for the whole prefetch group of 7
+Example::
+
+    cache = RecordCache.of(session)
+    cache.prefetch(User, user_ids, ["name", "email"])      # one SELECT for every missing pair
+    [cache.get(User, uid, "name") for uid in user_ids]      # no SQL
+    cache.get(Group, 7, "label")   # a miss loads the field for the whole prefetch group of 7
 
 The cache is ``{model: {id: {field: value}}}``; a field is loaded when it is a key of the record's
 dict. It lives in ``session.info`` and ends with the session's transaction (commit or rollback), as

@@ -43,7 +43,9 @@ def _serializer(name: str) -> Tuple[Callable[[Any], bytes], Callable[[bytes], An
 class SharedTier:
     """Redis storage for cached values, validated by a version counter per value.
 
-    >>> tier = SharedTier("redis://127.0.0.1:6379/0", prefix="ormcache:shop:")
+    Example::
+
+        tier = SharedTier("redis://127.0.0.1:6379/0", prefix="ormcache:shop:")
     """
 
     def __init__(self, url: str, *, prefix: str = "ormcache:", serializer: str = "pickle",

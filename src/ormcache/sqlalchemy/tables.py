@@ -1,15 +1,17 @@
 """``FullTableCache``: small reference tables held whole in memory.
 
->>> class Country(FullTableCache, Base):
-...     __tablename__ = "countries"
-...     __cache_key__ = "code"                        # the column by_key looks up
-...     id: Mapped[int] = mapped_column(primary_key=True)
-...     code: Mapped[str] = mapped_column(unique=True)
-...
-...     @classmethod
-...     def cache_create(cls, session, key):           # optional: by_key(..., create=True)
-...         return cls(code=key)
->>> Country.by_id(session, 3), Country.by_key(session, "CH")
+Example::
+
+    class Country(FullTableCache, Base):
+        __tablename__ = "countries"
+        __cache_key__ = "code"                        # the column by_key looks up
+        id: Mapped[int] = mapped_column(primary_key=True)
+        code: Mapped[str] = mapped_column(unique=True)
+
+        @classmethod
+        def cache_create(cls, session, key):           # optional: by_key(..., create=True)
+            return cls(code=key)
+    Country.by_id(session, 3), Country.by_key(session, "CH")
 
 The first lookup loads the whole table in one SELECT into the registry cache of the ``OrmCache``
 watching the session; later lookups answer from memory and return instances merged into the
