@@ -93,6 +93,12 @@ class BadApp:
         return select(User)
 
 
+    @orm_cached(policy="on-table-change:users")
+    @property
+    def entity_rows(self):
+        return select(User, User.name)
+
+
 class SpySignaling(LocalSignaling):
     """The in-process backend, recording what is published."""
 
@@ -361,6 +367,8 @@ def test_orm_instances_are_refused(session, orm_cache):
         bad.by_name
     with pytest.raises(TypeError, match=r"cannot cache a tuple holding an ORM instance"):
         bad.entity_select
+    with pytest.raises(TypeError, match=r"cannot cache a tuple holding an ORM instance"):
+        bad.entity_rows
     assert not any(key[1] == "orm_cached" for key in orm_cache.lru.keys() if key[0] == "ormcache.sqlalchemy"
                    and orm_cache.lru[key])
 

@@ -167,8 +167,13 @@ class OrmCachedDescriptor:
 
     def create(self, owner: Any, session: Session, args: tuple, kwargs: dict) -> Any:
         """Compute the value (materialised, checked for ORM instances)."""
-        value = _materialise(session, self.fn(owner, *args, **kwargs))
+        raw = self.fn(owner, *args, **kwargs)
+        value = _materialise(session, raw)
         _refuse_instances(self.name, value)
+        if value is not raw:  # rows of a statement: look inside each row too
+            for row in value:
+                if isinstance(row, tuple):
+                    _refuse_instances(self.name, row)
         return value
 
     def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
