@@ -14,7 +14,7 @@
 """
 from .decorators import IMPLEMENTATION, ormcache, ormcache_context, ormcache_multi
 from .registry import CACHE_SIZES, CACHES_BY_KEY, Registry, default_registry
-from .stats import enable_signal_handlers, get_cache_key_counter, log_ormcache_stats, stats
+from .statistics import enable_signal_handlers, get_cache_key_counter, log_ormcache_stats, stats
 
 __all__ = [
     "ormcache",
