@@ -1013,3 +1013,40 @@ def test_setdefault_present_does_not_weigh_the_default(LRU):
     assert lru.items() == [("b", "bb"), ("a", "aa")]
     assert lru.weight == 4
     lru._check()
+
+
+def test_large_count_reads_back(LRU):
+    # "values < 1 become 1" is the only normalisation of count: ``LRU(sys.maxsize)`` is the
+    # usual way to ask for an (in practice) unbounded cache, and reads back as given.
+    big = LRU(sys.maxsize)
+    assert big.count == sys.maxsize
+    assert big.info().count == sys.maxsize
+    big.count = 2**40
+    assert big.count == 2**40
+    big.update((i, i) for i in range(100))
+    assert len(big) == 100
+    assert big.info().evictions == 0
+
+
+def test_repr_of_a_cache_containing_itself(LRU):
+    lru = LRU(3)
+    lru["s"] = lru
+    assert repr(lru) == "LRU(3, [('s', ...)])"
+    lru["t"] = [lru]
+    assert repr(lru) == "LRU(3, [('s', ...), ('t', [...])])"
+
+
+def test_iterator_outlives_its_name(LRU):
+    lru = filled(LRU, 3, [1, 2, 3])
+    it = iter(lru)
+    rit = reversed(lru)
+    del lru
+    assert list(it) == [3, 2, 1]
+    assert list(rit) == [1, 2, 3]
+
+
+def test_constructor_pairs_not_iterable(LRU):
+    with pytest.raises(TypeError):
+        LRU(3, 5)
+    with pytest.raises(TypeError):
+        LRU(3, None)
