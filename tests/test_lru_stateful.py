@@ -13,10 +13,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import fastlru
 
-KEYS = st.sampled_from([0, 1, 2, 3, 4, 5, "a", "b", (1, "t")])
+SMALL_KEYS = st.sampled_from([0, 1, 2, 3, 4, 5, "a", "b", (1, "t")])
 STR_KEYS = st.sampled_from(["a", "b", "c"])
 VALUES = st.integers(min_value=0, max_value=12)
-COUNTS = st.integers(min_value=-1, max_value=7)
+SMALL_COUNTS = st.integers(min_value=-1, max_value=7)
 MISSING = object()
 
 SETTINGS = settings(
@@ -25,6 +25,29 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+class Collide:
+    """A key whose hash collides with a third of the others: long probe chains, deletions in
+    the middle of clusters, table growth."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __hash__(self):
+        return self.n % 3
+
+    def __eq__(self, other):
+        return isinstance(other, Collide) and other.n == self.n
+
+    def __repr__(self):
+        return f"Collide({self.n})"
+
+
+COLLIDING_KEYS = st.builds(Collide, st.integers(min_value=0, max_value=40))
+BIG_COUNTS = st.integers(min_value=-1, max_value=30)
 
 
 def weigh_value(value):
@@ -92,8 +115,12 @@ def outcome(fn, *args, **kwargs):
 
 
 def make_machine(LRU, variant):
+    # The rules below draw keys and counts from the variant's domain.
+    KEYS = COLLIDING_KEYS if variant == "colliding" else SMALL_KEYS  # noqa: N806
+    COUNTS = BIG_COUNTS if variant == "colliding" else SMALL_COUNTS  # noqa: N806
+
     class LRUMachine(RuleBasedStateMachine):
-        @initialize(count=COUNTS, pairs=st.lists(st.tuples(KEYS, VALUES), max_size=8))
+        @initialize(count=COUNTS, pairs=st.lists(st.tuples(KEYS, VALUES), max_size=40 if variant == "colliding" else 8))
         def start(self, count, pairs):
             if variant == "weighted":
                 maxweight, getsizeof = 10, weigh_value
@@ -248,6 +275,6 @@ def make_machine(LRU, variant):
     return LRUMachine
 
 
-@pytest.mark.parametrize("variant", ["plain", "weighted", "maxweight-only"])
+@pytest.mark.parametrize("variant", ["plain", "weighted", "maxweight-only", "colliding"])
 def test_stateful_against_model(LRU, variant):
     run_state_machine_as_test(make_machine(LRU, variant), settings=SETTINGS)
