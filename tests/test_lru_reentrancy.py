@@ -510,3 +510,127 @@ def test_no_system_error_on_reentrant_del_during_update(LRU):
     assert log
     consistent(lru)
     assert sys.exc_info() == (None, None, None)
+
+
+# ------------------------------------------------------------------ whole-cache operations running user code
+
+class Loud:
+    """A key or value whose ``__repr__`` / ``__reduce__`` mutates the cache it sits in."""
+
+    def __init__(self, name, lru_box, action):
+        self.name = name
+        self.lru_box = lru_box
+        self.action = action
+
+    def _mutate(self):
+        lru = self.lru_box[0]
+        if self.action == "clear":
+            lru.clear()
+        elif self.action == "insert":
+            for i in range(20):
+                lru[("ins", self.name, i)] = i
+        elif self.action == "delete":
+            for k in lru.keys():
+                if k is not self:
+                    lru.pop(k, None)
+                    break
+        elif self.action == "resize":
+            lru.count = 1
+
+    def __repr__(self):
+        self._mutate()
+        return f"Loud({self.name!r})"
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __eq__(self, other):
+        return isinstance(other, Loud) and other.name == self.name
+
+
+@pytest.mark.parametrize("where", ["key", "value"])
+@pytest.mark.parametrize("action", ["clear", "insert", "delete", "resize"])
+def test_repr_whose_items_mutate_the_cache(LRU, action, where):
+    box = []
+    lru = LRU(30)
+    box.append(lru)
+    for i in range(8):
+        loud = Loud(i, box, action)
+        if where == "key":
+            lru[loud] = i
+        else:
+            lru[i] = loud
+    try:
+        text = repr(lru)
+    except RuntimeError:
+        pass  # the cache changed under repr: an honest answer
+    else:
+        assert text.startswith("LRU(")
+    consistent(lru)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("action", ["insert", "delete", "clear"])
+def test_copy_while_colliding_keys_mutate_the_source(LRU, action):
+    # copy() inserts into the new cache; colliding keys' __eq__ then mutates the source.
+    source = LRU(100)
+    seen = []
+    armed = []
+
+    def hook():
+        if not armed:
+            return
+        seen.append(1)
+        if len(seen) > 200:
+            return
+        if action == "insert":
+            source[("extra", len(seen))] = 0
+        elif action == "delete":
+            if len(source) > 2:
+                source.popitem()
+        else:
+            source.clear()
+
+    keys = [Key(str(i), eq_hook=hook, once=False) for i in range(10)]
+    for i, k in enumerate(keys):
+        source[k] = i
+    armed.append(True)
+    try:
+        dup = source.copy()
+    except RuntimeError:
+        pass
+    else:
+        assert seen, "no __eq__ ran during copy(): the test proves nothing"
+        consistent(dup)
+        for k, v in dup.items():
+            assert not isinstance(k, Key) or v == int(k.name)
+    consistent(source)
+
+
+def test_update_from_itself(LRU):
+    lru = LRU(5, [(i, i * 10) for i in range(5)])
+    lru.update(lru)
+    assert sorted(lru.items()) == [(i, i * 10) for i in range(5)]
+    assert lru == lru
+    consistent(lru)
+
+
+@pytest.mark.timeout(60)
+def test_restart_error_releases_references(LRU):
+    lru = LRU(100000, [("x", 1), (Key("A"), 2)])
+    stored = [k for k in lru.keys() if isinstance(k, Key)][0]
+    value = object()
+    probe = Key("B", eq_hook=_always("reinsert-compared", lru, stored), once=False)
+    base = sys.getrefcount(probe), sys.getrefcount(value)
+    for op in ("set", "setdefault"):
+        try:
+            if op == "set":
+                lru[probe] = value
+            else:
+                lru.setdefault(probe, value)
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("no RuntimeError")
+    assert (sys.getrefcount(probe), sys.getrefcount(value)) == base
+    consistent(lru)
