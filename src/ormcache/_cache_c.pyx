@@ -10,11 +10,12 @@ one key tuple, one ``PyObject_GetItem`` on the LRU and one C integer increment. 
 cimport cython
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM
 
 import functools
 
 from ormcache._lookup import miss as _miss, resolve as _resolve, uncached as _uncached
+from ormcache.registry import DELETE_HOOKS
 
 cdef extern from "Python.h":
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
@@ -40,6 +41,27 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    /* Can instances of tp see only the class attribute `name` (generic getattr, no instance
+       dict, not a descriptor)? Then it is cached per type, checked by the type's version tag,
+       as CPython's own attribute caches do. *value: the attribute (borrowed) or NULL. */
+    static int ormcache_class_attr(PyObject *type, PyObject *name, PyObject **value) {
+        PyTypeObject *tp = (PyTypeObject *)type;
+        PyObject *v;
+        if (tp->tp_getattro != PyObject_GenericGetAttr || tp->tp_dictoffset != 0) return 0;
+    #ifdef Py_TPFLAGS_MANAGED_DICT
+        if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return 0;
+    #endif
+        v = _PyType_Lookup(tp, name);  /* also gives the type a version tag */
+        if (v != NULL && Py_TYPE(v)->tp_descr_get != NULL) return 0;
+        *value = v;
+        return 1;
+    }
+    /* The version tag of tp, 0 when it has none (then nothing is cached for it). */
+    static unsigned int ormcache_type_tag(PyObject *type) {
+        PyTypeObject *tp = (PyTypeObject *)type;
+        return PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) ? tp->tp_version_tag : 0;
+    }
+
     #define ormcache_steal(o) (o)
 
     /* The pending exception as an object (a new reference), leaving none set. */
@@ -55,11 +77,25 @@ cdef extern from *:
     }
     """
     object ormcache_steal(PyObject* o)  # a new reference, handed to Cython as is
+    int ormcache_class_attr(object type, object name, PyObject** value) except -1
+    unsigned int ormcache_type_tag(object type)
+    PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
     object ormcache_fetch_error()
 
 cdef enum:
     # at most this many plain parameter names take the fast key path (more use the key function)
     MAX_INDICES = 8
+    # the (pool, model) pairs a method remembers (an inherited method serves several models)
+    MAX_SLOTS = 8
+
+# bumped when a registry is deleted: wrappers then drop their slots (and the registries in them)
+cdef unsigned long _epoch = 0
+
+
+def forget_registries():
+    """Make every wrapper drop the registries it remembers (called by ``Registry.delete``)."""
+    global _epoch
+    _epoch += 1
 
 
 @cython.final
@@ -86,10 +122,13 @@ cdef class Counter:
 
 @cython.final
 cdef class _Slot:
-    """The caches of the last call's (pool, model key): replaced whole, read as one pointer."""
+    """What serves the calls from one (pool, model key): immutable once published."""
 
     cdef object pool, mkey, registry, model, lru
     cdef Counter counter
+    # set when the owner's type alone decides pool and model (see ormcache_class_attr)
+    cdef object owner_type
+    cdef unsigned int tag
 
 
 cdef object _UNSET = object()
@@ -134,13 +173,15 @@ cdef class CachedMethod:
     cdef Py_ssize_t indices[MAX_INDICES]
     cdef Py_ssize_t min_args
     cdef Py_ssize_t max_args
-    cdef _Slot slot
+    # most recently resolved first; replaced whole, never mutated
+    cdef tuple slots
+    cdef unsigned long epoch
 
     def __cinit__(self):
         self._vectorcall = <void*>_cached_vectorcall
         self.flights = {}
-        self.slot = _Slot.__new__(_Slot)
-        self.slot.pool = self.slot.mkey = _UNSET
+        self.slots = ()
+        self.epoch = _epoch
 
     def __init__(self, spec):
         key = spec.key
@@ -174,13 +215,27 @@ cdef class CachedMethod:
     def __repr__(self):
         return f"<ormcache wrapper of {getattr(self.func, '__qualname__', self.func)!r}>"
 
-    cdef _Slot _resolve(self, object pool, object mkey):
+    cdef _Slot _resolve(self, object owner, object pool, object mkey):
         cdef _Slot slot = _Slot.__new__(_Slot)
+        cdef PyObject* class_pool = NULL
+        cdef PyObject* class_name = NULL
         slot.pool = pool
         slot.mkey = mkey
         slot.registry, slot.model, slot.lru, slot.counter = _resolve(pool, mkey, self.func, self.cache_name, Counter)
+        owner_type = type(owner)
+        if (self.has_owner and not isinstance(owner, type)
+                and ormcache_class_attr(owner_type, "pool", &class_pool)
+                and ormcache_class_attr(owner_type, "_name", &class_name)
+                and (<object>class_pool if class_pool != NULL else None) is pool
+                and (<object>class_name if class_name != NULL else owner_type) is mkey):
+            slot.tag = ormcache_type_tag(owner_type)
+            if slot.tag:
+                slot.owner_type = owner_type
         with cython.critical_section(self):
-            self.slot = slot
+            if self.epoch != _epoch:
+                self.slots = ()
+                self.epoch = _epoch
+            self.slots = (slot,) + self.slots[:MAX_SLOTS - 1]
         return slot
 
 
@@ -191,26 +246,46 @@ cdef object _cached_vectorcall(PyObject* callable, PyObject** args, size_t nargs
 
 
 cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef object owner, pool, mkey, key, tail, item
-    cdef _Slot slot
+    cdef object owner, owner_type, pool, mkey, key, tail, item
+    cdef tuple slots
+    cdef _Slot slot, candidate
     cdef PyObject* found
     cdef Py_ssize_t i, n
     cdef bint keywords = kwnames != NULL and len(<tuple>kwnames) > 0
+    with cython.critical_section(self):
+        slots = self.slots
+        if self.epoch != _epoch:  # a registry was deleted: forget them all
+            slots = self.slots = ()
+            self.epoch = _epoch
+    n = len(slots)
+    slot = None
     if self.has_owner:
         if nargs == 0:  # no owner: let the method report the missing argument
             return self.func(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
         owner = <object>args[0]
-        pool = getattr(owner, "pool", None)
-        mkey = getattr(owner, "_name", None)
-        if mkey is None:
-            mkey = owner if isinstance(owner, type) else type(owner)
+        owner_type = <object>Py_TYPE_raw(args[0])
+        for i in range(n):  # the owner's type decides: no attribute lookup at all
+            candidate = <_Slot>PyTuple_GET_ITEM(slots, i)
+            if candidate.owner_type is owner_type and candidate.tag == ormcache_type_tag(owner_type):
+                slot = candidate
+                break
+        if slot is None:
+            pool = getattr(owner, "pool", None)
+            mkey = getattr(owner, "_name", None)
+            if mkey is None:
+                mkey = owner if isinstance(owner, type) else owner_type
     else:
+        owner = None
         pool = None
         mkey = self.static_model
-    with cython.critical_section(self):
-        slot = self.slot
-    if slot.pool is not pool or slot.mkey is not mkey:
-        slot = self._resolve(pool, mkey)
+    if slot is None:
+        for i in range(n):
+            candidate = <_Slot>PyTuple_GET_ITEM(slots, i)
+            if candidate.pool is pool and candidate.mkey is mkey:
+                slot = candidate
+                break
+        else:
+            slot = self._resolve(owner, pool, mkey)
     if self.fast and not keywords and self.min_args <= nargs <= self.max_args:
         n = self.n_indices
         key = PyTuple_New(n + 2)
@@ -252,3 +327,4 @@ cdef void _enable_vectorcall():
 
 
 _enable_vectorcall()
+DELETE_HOOKS.append(forget_registries)

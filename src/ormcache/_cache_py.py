@@ -10,10 +10,21 @@ import functools
 from typing import Any, Callable
 
 from ._lookup import miss, resolve, uncached
+from .registry import DELETE_HOOKS
 
-__all__ = ["Counter", "cached_method"]
+__all__ = ["Counter", "cached_method", "forget_registries"]
 
 _UNSET = object()
+# bumped when a registry is deleted: wrappers then drop the registries they remember
+_epoch = [0]
+
+
+def forget_registries() -> None:
+    """Make every wrapper drop the registries it remembers (called by ``Registry.delete``)."""
+    _epoch[0] += 1
+
+
+DELETE_HOOKS.append(forget_registries)
 
 
 class Counter:
@@ -49,12 +60,15 @@ def cached_method(spec: Any) -> Callable:
     has_owner = spec.has_owner
     static_model = spec.model
     flights: dict = {}
-    # (pool, model key) -> (registry, model name, LRU, counter) of the last call; one tuple,
+    # (pool, model key, registry, model name, LRU, counter) of the last call; one tuple,
     # replaced whole, so a thread never sees one call's pool with another's LRU
     slot: tuple = (_UNSET, _UNSET, None, None, None, None)
+    # every (pool, model key) seen since the last Registry.delete, by identities
+    known: dict = {}
+    epoch = _epoch[0]
 
     def wrapper(*args, **kwargs):
-        nonlocal slot
+        nonlocal slot, known, epoch
         if has_owner:
             if not args:
                 return func(*args, **kwargs)  # let the method report the missing argument
@@ -67,8 +81,14 @@ def cached_method(spec: Any) -> Callable:
             pool = None
             mkey = static_model
         current = slot
-        if current[0] is not pool or current[1] is not mkey:
-            current = slot = (pool, mkey, *resolve(pool, mkey, func, cache_name, Counter))
+        if current[0] is not pool or current[1] is not mkey or epoch != _epoch[0]:
+            if epoch != _epoch[0]:  # a registry was deleted: forget them all
+                known, epoch = {}, _epoch[0]
+            current = known.get((id(pool), id(mkey)))
+            if current is None or current[0] is not pool or current[1] is not mkey:
+                current = (pool, mkey, *resolve(pool, mkey, func, cache_name, Counter))
+                known[(id(pool), id(mkey))] = current
+            slot = current
         if indices is not None and not kwargs and min_args <= len(args) <= max_args:
             key = (current[3], func, *[args[i] for i in indices])
         else:

@@ -49,6 +49,10 @@ CACHES_BY_KEY["stable"] = ("stable", "default", "templates.cached_values")
 CACHES_BY_KEY["groups"] = ("groups", "default")
 
 
+#: called without arguments after a registry is deleted (hit paths drop the registries they keep)
+DELETE_HOOKS: List[Callable[[], None]] = []
+
+
 class _PerDatabase(type):
     """Metaclass: ``Registry(db_name)`` returns the existing registry, else builds it once."""
 
@@ -104,6 +108,8 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         """Forget the registry of ``db_name`` (no error if there is none)."""
         with cls._lock:
             cls._registries.pop(db_name, None)
+        for hook in list(DELETE_HOOKS):
+            hook()
 
     @classmethod
     def registries(cls) -> List["Registry"]:
