@@ -290,3 +290,58 @@ def test_iterators_in_threads_raise_only_runtimeerror(LRU, fast_switching):
     assert errors == []
     assert raised, "iteration never observed a concurrent mutation"
     check_after(lru)
+
+
+class SlowKey:
+    """Colliding hashes and a Python ``__eq__``: the GIL changes hands during comparisons, so
+    lookups see other threads' mutations and restart."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __hash__(self):
+        return self.n % 4
+
+    def __eq__(self, other):
+        return isinstance(other, SlowKey) and other.n == self.n
+
+
+@pytest.mark.timeout(600)
+def test_colliding_python_keys_from_many_threads(LRU, fast_switching):
+    lru = LRU(48)
+    gave_up = []
+
+    def work(tid):
+        rnd = random.Random(tid)
+        for _ in range(15_000):
+            k = SlowKey(rnd.randrange(100))
+            op = rnd.randrange(5)
+            try:
+                if op <= 1:
+                    lru[k] = (k.n, tid)
+                elif op == 2:
+                    v = lru.get(k)
+                    if v is not None and v[0] != k.n:
+                        raise AssertionError(f"{k.n} -> {v}")
+                elif op == 3:
+                    v = lru.pop(k, None)
+                    if v is not None and v[0] != k.n:
+                        raise AssertionError(f"popped {v} under {k.n}")
+                else:
+                    k in lru
+            except RuntimeError as exc:
+                # Allowed by the contract only as the restart bound, with its message.
+                if str(exc) != "LRU mutated during key comparison":
+                    raise
+                gave_up.append(tid)
+
+    errors = run_threads([work] * 4)
+    assert errors == []
+    check_after(lru)
+    assert all(k.n == v[0] for k, v in lru.items())
+    ns = [k.n for k in lru.keys()]
+    assert len(ns) == len(set(ns)), "one key stored twice"
+    # Contention alone must not routinely exhaust the restart bound.
+    assert len(gave_up) < 4 * 15_000 // 100
