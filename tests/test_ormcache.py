@@ -784,3 +784,102 @@ def test_lru_cache_like_wrapping_keeps_descriptors_working(registry):
     assert method(1) == (m, 1)
     assert functools.partial(Model.f, m)(1) == (m, 1)
     assert Model.f.__get__(None, Model) is Model.__dict__["f"]
+
+
+# -- how a method finds its registry: slotted records, class changes, many models --------------
+
+
+def test_slotted_records_follow_class_attribute_changes(registry, LRU):
+    other = Registry(f"test-ormcache-{next(_names)}", lru_factory=LRU)
+    try:
+        calls = []
+
+        class Model:
+            __slots__ = ()  # as Odoo's BaseModel: pool and _name can only come from the class
+            _name = "m"
+            pool = registry
+
+            @cached("x")
+            def f(self, x):
+                calls.append((self._name, self.pool.db_name))
+                return x
+
+        m = Model()
+        assert m.f(1) == m.f(1) == 1
+        Model.pool = other  # the registry of a model class is replaced (as on a module update)
+        assert m.f(1) == m.f(1) == 1
+        Model._name = "renamed"
+        assert m.f(1) == 1
+        assert calls == [("m", registry.db_name), ("m", other.db_name), ("renamed", other.db_name)]
+        assert len(registry.caches["default"]) == 1 and len(other.caches["default"]) == 2
+    finally:
+        Registry.delete(other.db_name)
+
+
+def test_slots_holding_pool_are_read_per_record(registry, LRU):
+    other = Registry(f"test-ormcache-{next(_names)}", lru_factory=LRU)
+    try:
+
+        class Model:
+            __slots__ = ("pool",)
+            _name = "m"
+
+            def __init__(self, pool):
+                self.pool = pool
+
+            @cached("x")
+            def f(self, x):
+                return (self.pool.db_name, x)
+
+        a, b = Model(registry), Model(other)
+        for _ in range(2):
+            assert a.f(1) == (registry.db_name, 1) and b.f(1) == (other.db_name, 1)
+        assert len(registry.caches["default"]) == len(other.caches["default"]) == 1
+    finally:
+        Registry.delete(other.db_name)
+
+
+def test_one_method_serving_many_models(registry):
+    calls = []
+
+    class Base:
+        __slots__ = ()
+        pool = registry
+
+        @cached("x")
+        def f(self, x):
+            calls.append(self._name)
+            return (self._name, x)
+
+    models = [type(f"M{i}", (Base,), {"__slots__": (), "_name": f"m{i}"})() for i in range(20)]
+    for _ in range(3):  # more models than a method remembers: every answer still right
+        for m in models:
+            assert m.f(7) == (m._name, 7)
+    assert sorted(calls) == sorted(m._name for m in models)
+    assert len(registry.caches["default"]) == 20
+
+
+def test_deleted_registries_are_not_kept_alive(LRU, hit_path):
+    import gc
+    import weakref
+
+    class Model:
+        _name = "m"
+        pool = None
+
+        @cached("x")
+        def f(self, x):
+            return x
+
+    name = f"test-ormcache-{next(_names)}"
+    Model.pool = Registry(name, lru_factory=LRU)
+    assert Model().f(1) == 1
+    ref = weakref.ref(Model.pool)
+    Registry.delete(name)
+    Model.pool = Registry(name, lru_factory=LRU)  # the new registry of that database
+    try:
+        assert Model().f(1) == 1
+        gc.collect()
+        assert ref() is None
+    finally:
+        Registry.delete(name)
