@@ -1050,3 +1050,12 @@ def test_constructor_pairs_not_iterable(LRU):
         LRU(3, 5)
     with pytest.raises(TypeError):
         LRU(3, None)
+
+
+def test_update_keyword_named_self(LRU):
+    # Like dict.update: any keyword is a key, "self" included.
+    lru = LRU(5)
+    lru.update(self=1)
+    assert lru.items() == [("self", 1)]
+    lru.update([("a", 2)], self=3)
+    assert lru.items() == [("self", 3), ("a", 2)]
