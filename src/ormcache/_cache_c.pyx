@@ -22,6 +22,7 @@ cdef extern from "Python.h":
     # raw returns (NULL + exception) so the hit path can tell a miss from an error itself
     PyObject* PyObject_GetItem(object o, object key)
     PyObject** PySequence_Fast_ITEMS(object o)
+    PyObject* PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
     object PyMethod_New(object func, object self)
     int PyErr_ExceptionMatches(object exc)
     void PyErr_Clear()
@@ -63,6 +64,8 @@ cdef extern from *:
     }
 
     #define ormcache_steal(o) (o)
+    /* Lets Cython see the exception a raw C-API call left pending. */
+    static void ormcache_raise_pending(void) {}
 
     /* The pending exception as an object (a new reference), leaving none set. */
     static PyObject *ormcache_fetch_error(void) {
@@ -81,6 +84,7 @@ cdef extern from *:
     unsigned int ormcache_type_tag(object type)
     PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
     object ormcache_fetch_error()
+    void raise_pending "ormcache_raise_pending" () except *
 
 cdef enum:
     # at most this many plain parameter names take the fast key path (more use the key function)
@@ -298,8 +302,12 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             Py_INCREF(item)
             PyTuple_SET_ITEM(key, i + 2, item)
     else:
-        tail = self.key_function(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
-        key = (slot.model, self.func) + tuple(tail)
+        # the compiled key lambda, called with the very same argument vector
+        found = PyObject_Vectorcall(self.key_function, args, <size_t>nargs, kwnames)
+        if found == NULL:
+            raise_pending()
+        tail = ormcache_steal(found)
+        key = (slot.model, self.func) + <tuple?>tail
     found = PyObject_GetItem(slot.lru, key)
     if found != NULL:
         slot.counter.hit += 1

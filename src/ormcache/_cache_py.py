@@ -7,6 +7,7 @@ from a new registry or model, misses, errors) goes to ``_lookup``.
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any, Callable
 
 from ._lookup import miss, resolve, uncached
@@ -53,6 +54,9 @@ def cached_method(spec: Any) -> Callable:
     func = spec.func
     key_function = spec.key.function
     indices = spec.key.indices
+    # the key's arguments straight from the positional ones: one index, several, or none
+    single = indices[0] if indices is not None and len(indices) == 1 else None
+    pick = operator.itemgetter(*indices) if indices is not None and len(indices) > 1 else None
     min_args, max_args = spec.key.min_args, spec.key.max_args
     if max_args < 0:
         max_args = 1 << 62
@@ -90,7 +94,12 @@ def cached_method(spec: Any) -> Callable:
                 known[(id(pool), id(mkey))] = current
             slot = current
         if indices is not None and not kwargs and min_args <= len(args) <= max_args:
-            key = (current[3], func, *[args[i] for i in indices])
+            if single is not None:
+                key = (current[3], func, args[single])
+            elif pick is not None:
+                key = (current[3], func, *pick(args))
+            else:
+                key = (current[3], func)
         else:
             key = (current[3], func, *key_function(*args, **kwargs))
         try:

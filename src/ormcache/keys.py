@@ -23,6 +23,7 @@ _BUILTINS = frozenset(dir(builtins))
 # the eval'd lambda sees only these names (plus its parameters)
 _CTX = "_ormcache_ctx"
 _DEFAULT = "_ormcache_default_"
+_CTX_VAR = "_ormcache_context"
 
 
 class KeyFunction(NamedTuple):
@@ -128,7 +129,11 @@ def compile_key(
             context = f"{_CTX}({next(iter(params))})"
         else:
             raise ValueError(f"{where}: ormcache_context needs a 'context' parameter or an owner")
-        values.append(f"tuple({context}.get(k) for k in {context_keys!r})")
+        # one nested tuple, built without a generator: ((c := ctx).get('lang'), c.get('tz'))
+        gets = [f"{_CTX_VAR}.get({key!r})" for key in context_keys]
+        if gets:
+            gets[0] = f"({_CTX_VAR} := {context}).get({context_keys[0]!r})"
+        values.append("(" + "".join(get + ", " for get in gets) + ")")
     code = f"lambda {_lambda_parameters(sig, namespace)}: ({''.join(v + ', ' for v in values)})"
     try:
         function = eval(code, namespace)  # noqa: S307 - source built from the signature, checked above
