@@ -60,7 +60,10 @@ cdef extern from *:
     /* The version tag of tp, 0 when it has none (then nothing is cached for it). */
     static unsigned int ormcache_type_tag(PyObject *type) {
         PyTypeObject *tp = (PyTypeObject *)type;
-        return PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) ? tp->tp_version_tag : 0;
+    #ifdef Py_TPFLAGS_VALID_VERSION_TAG
+        if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
+    #endif
+        return tp->tp_version_tag;
     }
 
     #define ormcache_steal(o) (o)
@@ -69,12 +72,17 @@ cdef extern from *:
 
     /* The pending exception as an object (a new reference), leaving none set. */
     static PyObject *ormcache_fetch_error(void) {
-        PyObject *type, *value, *tb;
+        PyObject *value;
+    #if PY_VERSION_HEX >= 0x030C0000
+        value = PyErr_GetRaisedException();
+    #else
+        PyObject *type, *tb;
         PyErr_Fetch(&type, &value, &tb);
         PyErr_NormalizeException(&type, &value, &tb);
         if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
         Py_XDECREF(type);
         Py_XDECREF(tb);
+    #endif
         if (value == NULL) { Py_INCREF(Py_None); value = Py_None; }
         return value;
     }
