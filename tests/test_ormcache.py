@@ -883,3 +883,44 @@ def test_deleted_registries_are_not_kept_alive(LRU, hit_path):
         assert ref() is None
     finally:
         Registry.delete(name)
+
+
+def test_key_expression_errors_propagate_and_cache_nothing(registry):
+    class Model:
+        _name = "m"
+        pool = registry
+
+        @cached("rec.id")
+        def f(self, rec):
+            return rec
+
+    with pytest.raises(AttributeError, match="id"):
+        Model().f(object())
+    assert len(registry.caches["default"]) == 0
+
+
+def test_context_and_multi_with_defaults_and_keywords(registry):
+    calls = []
+
+    class Model:
+        _name = "m"
+        pool = registry
+        _context = {"lang": "en"}
+
+        @ormcache_context("mode", keys=("lang",))
+        def label(self, x=1, mode="short"):
+            calls.append(("label", x, mode))
+            return f"{mode}:{x}"
+
+        @ormcache_multi("mode", multi="ids")
+        def names(self, ids=(1, 2), mode="a"):
+            calls.append(("names", tuple(ids), mode))
+            return {i: f"{mode}{i}" for i in ids}
+
+    m = Model()
+    assert m.label() == m.label(1) == m.label(mode="short") == m.label(2, "short") == "short:1"
+    assert m.label(mode="long") == "long:1"
+    assert m.names() == {1: "a1", 2: "a2"}
+    assert m.names((2, 3), mode="a") == {2: "a2", 3: "a3"}
+    assert m.names(ids=[1], mode="b") == {1: "b1"}
+    assert calls == [("label", 1, "short"), ("label", 1, "long"), ("names", (1, 2), "a"), ("names", (3,), "a"), ("names", (1,), "b")]
