@@ -924,3 +924,11 @@ def test_context_and_multi_with_defaults_and_keywords(registry):
     assert m.names((2, 3), mode="a") == {2: "a2", 3: "a3"}
     assert m.names(ids=[1], mode="b") == {1: "b1"}
     assert calls == [("label", 1, "short"), ("label", 1, "long"), ("names", (1, 2), "a"), ("names", (3,), "a"), ("names", (1,), "b")]
+
+
+def test_add_value_prefills_the_cache(registry):
+    Model = model_class(registry)
+    model = Model()
+    Model.get.__cache__.add_value(model, "k", cache_value="prefilled")
+    assert model.get("k") == model.get(key="k") == "prefilled"
+    assert Model.calls == []

@@ -134,6 +134,11 @@ class ormcache:
         """Clear the named cache of this method in ``owner``'s registry (recorded for signaling)."""
         _registry_of(owner).clear_cache(self.cache_name)
 
+    def add_value(self, *args: Any, cache_value: Any = None, **kwargs: Any) -> None:
+        """Store ``cache_value`` as the result of the call ``method(*args, **kwargs)`` (as Odoo)."""
+        owner = args[0] if self.has_owner and args else None
+        _registry_of(owner).caches[self.cache_name][self.key_of(*args, **kwargs)] = cache_value
+
     def key_of(self, *args: Any, **kwargs: Any) -> tuple:
         """The cache key of a call (as ``method(*args, **kwargs)``, owner first for methods)."""
         if self.has_owner:
