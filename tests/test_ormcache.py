@@ -932,3 +932,43 @@ def test_add_value_prefills_the_cache(registry):
     Model.get.__cache__.add_value(model, "k", cache_value="prefilled")
     assert model.get("k") == model.get(key="k") == "prefilled"
     assert Model.calls == []
+
+
+def test_calls_do_not_leak_references(registry):
+    import sys
+
+    value, arg, other = object(), object(), object()
+
+    class Model:
+        __slots__ = ()
+        _name = "m"
+        pool = registry
+
+        @cached("x")
+        def f(self, x):
+            return value
+
+        @cached("x")
+        def g(self, x):
+            raise ValueError("never cached")
+
+        @cached("x", "y")
+        def h(self, x, y=None):
+            return value
+
+    m = Model()
+    m.f(arg)  # the entry holds one reference to the key's argument and to the value
+    m.h(arg, y=other)
+
+    def counts():
+        return sys.getrefcount(value), sys.getrefcount(arg), sys.getrefcount(other), sys.getrefcount(m)
+
+    before = counts()
+    for _ in range(1000):
+        assert m.f(arg) is value and m.f(x=arg) is value and Model.f(m, arg) is value
+        assert m.h(arg, other) is value and m.h(arg, y=other) is value
+        with pytest.raises(ValueError):
+            m.g(arg)
+        with pytest.raises(ValueError):
+            m.g([arg])  # unhashable: the error path
+    assert counts() == before

@@ -10,7 +10,7 @@ import functools
 import operator
 from typing import Any, Callable
 
-from ._lookup import miss, resolve, uncached
+from ._lookup import lookup_failed, miss, resolve
 from .registry import DELETE_HOOKS
 
 __all__ = ["Counter", "cached_method", "forget_registries"]
@@ -105,14 +105,15 @@ def cached_method(spec: Any) -> Callable:
         try:
             value = current[4].get(key, _UNSET)
         except Exception as exc:  # noqa: BLE001 - unhashable key...: the cache never fails the call
-            error = exc
+            lookup_failed(func, current[5], key, exc)
         else:
             if value is not _UNSET:
                 current[5].hit += 1
                 return value
             return miss(func, flights, current[2], current[4], current[5], key, args, kwargs)
-        # outside the except clause, so the method's own errors do not chain to the lookup's
-        return uncached(func, current[5], key, error, args, kwargs)
+        # outside the except clause: the method's own errors neither chain to the lookup's nor
+        # keep it alive
+        return func(*args, **kwargs)
 
     functools.update_wrapper(wrapper, func)
     return wrapper

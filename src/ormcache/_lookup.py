@@ -120,10 +120,16 @@ def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, k
         flight.lock.release()
 
 
-def uncached(func: Callable, counter: Any, key: Any, exc: BaseException, args: tuple, kwargs: dict) -> Any:
-    """The cache refused the key (unhashable, failing ``__hash__``...): count, log once, compute."""
+def lookup_failed(func: Callable, counter: Any, key: Any, exc: BaseException) -> None:
+    """The cache refused the key (unhashable, failing ``__hash__``...): count it, log it once."""
     counter.err += 1
     _warn_once(func, "cache lookup error on key %r in %s: %r; computing without cache", key, exc)
+
+
+def uncached(func: Callable, counter: Any, key: Any, exc: BaseException, args: tuple, kwargs: dict) -> Any:
+    """``lookup_failed``, then compute without the cache."""
+    lookup_failed(func, counter, key, exc)
+    del exc  # a frame holding it would tie the method's own error to this one (a cycle)
     return func(*args, **kwargs)
 
 
@@ -134,4 +140,5 @@ def _warn_once(func: Callable, message: str, key: Any, exc: BaseException) -> No
             text = repr(key)
         except Exception:  # noqa: BLE001
             text = f"<unrepresentable {type(key).__name__}>"
-        _logger.warning(message.replace("%r in", "%s in", 1), text, getattr(func, "__qualname__", func), exc)
+        # text only: a record holding the exception would keep its frames (and arguments) alive
+        _logger.warning(message.replace("%r", "%s"), text, getattr(func, "__qualname__", func), repr(exc))
