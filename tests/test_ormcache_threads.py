@@ -7,7 +7,7 @@ import time
 import pytest
 
 from ormcache import Registry, ormcache as cached
-from ormcache import decorators
+from ormcache import _lookup, decorators
 
 HIT_PATHS = [
     pytest.param("ormcache._cache_c", id="c-hit", marks=pytest.mark.c_extension),
@@ -81,6 +81,7 @@ def test_single_flight_16_threads_compute_once(registry):
     assert all(r is results[0] for r in results) and results[0] == {"value": "k"}
     counter = registry.counters[("m", Model.slow.__wrapped__)]
     assert counter.miss == 1 and counter.hit == 15
+    assert Model.__dict__["slow"].flights == {} and _lookup._waiting == {}  # nothing left behind
 
 
 def test_a_slow_key_does_not_block_other_keys(registry):
@@ -148,6 +149,7 @@ def test_waiters_retry_when_the_computation_fails(registry):
     # the error is not shared: one caller sees it, the others compute again (once) and hit
     assert sorted(outcomes) == ["error"] + ["ok"] * 7
     assert len(calls) == 2
+    assert Model.__dict__["f"].flights == {} and _lookup._waiting == {}
 
 
 def test_cycle_between_two_threads_does_not_deadlock(registry):

@@ -116,4 +116,5 @@ def cached_method(spec: Any) -> Callable:
         return func(*args, **kwargs)
 
     functools.update_wrapper(wrapper, func)
+    wrapper.flights = flights  # the computations in progress (as CachedMethod.flights)
     return wrapper
