@@ -6,8 +6,8 @@ import uuid
 from collections import Counter
 
 import pytest
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import ForeignKey, String, delete, insert, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from ormcache.registry import Registry
 from ormcache.signaling import LocalSignaling
@@ -444,3 +444,74 @@ def test_arguments_key_binds_calls_like_the_method():
     with pytest.raises(TypeError):
         key(None, 1)  # c is missing, as in a real call
     assert arguments_key(lambda self: 1) is None
+
+
+def test_scoped_session_and_session_class_targets(engine, registry):
+    """``owner.session`` may be a scoped_session (called to get the session); watch() accepts
+    it, as it accepts a Session subclass."""
+    from sqlalchemy.orm import Session as SASession
+    from sqlalchemy.orm import scoped_session
+
+    class AppSession(SASession):
+        pass
+
+    cache = OrmCache(registry, Base.metadata)
+    cache.register(App)
+    scoped = scoped_session(sessionmaker(engine, class_=AppSession))
+    cache.watch(AppSession)
+    CALLS.clear()
+    try:
+        add_users(scoped(), 1)
+        app = App(cache, scoped)
+        assert app.user_names == ("user1",) and app.user_names == ("user1",)
+        scoped.add(User(id=2, name="two"))
+        scoped.commit()
+        assert app.user_names == ("user1", "two") and CALLS["user_names"] == 2
+    finally:
+        scoped.remove()
+        cache.close()
+
+
+def test_joined_inheritance_changes_invalidate_the_base_table(engine, registry):
+    class Local(DeclarativeBase):
+        pass
+
+    class Person(Local):
+        __tablename__ = "people"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str] = mapped_column(String(20))
+        name: Mapped[str] = mapped_column(String(20))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "person"}
+
+    class Employee(Person):
+        __tablename__ = "employees"
+        id: Mapped[int] = mapped_column(ForeignKey("people.id"), primary_key=True)
+        salary: Mapped[int] = mapped_column(default=0)
+        __mapper_args__ = {"polymorphic_identity": "employee"}
+
+    class People:
+        def __init__(self, orm_cache, session):
+            self.orm_cache, self.session = orm_cache, session
+
+        @orm_cached(policy="on-table-change:people")
+        @property
+        def names(self):
+            return select(Person.name).order_by(Person.id)
+
+    Local.metadata.create_all(engine)
+    cache = OrmCache(registry, Local.metadata)
+    cache.register(People)
+    factory = sessionmaker(engine)
+    cache.watch(factory)
+    try:
+        with factory() as session:
+            session.add(Employee(id=1, name="eve"))
+            session.commit()
+            people = People(cache, session)
+            assert people.names == ("eve",)
+            session.get(Employee, 1).name = "eva"  # an Employee: stored in people and employees
+            session.commit()
+            assert people.names == ("eva",)
+    finally:
+        cache.close()
+        Local.metadata.drop_all(engine)
