@@ -53,9 +53,9 @@ _logger = logging.getLogger(__name__)
 #: The counter of the registry itself (moves when models change: the registry must reload).
 REGISTRY = "registry"
 
-#: What a backend's read() returns: an epoch (changes when the backend lost its counters, e.g.
-#: a Redis restarted without persistence) and the version of each name.
-Versions = Tuple[Any, Dict[str, int]]
+#: What a backend's read_versions() returns: an epoch (changes when the backend lost its
+#: counters, e.g. a Redis restarted without persistence) and the versions, in the order of names.
+Versions = Tuple[Any, Tuple[int, ...]]
 
 
 class SignalingError(Exception):
@@ -71,11 +71,44 @@ class ReadOnlyBackendError(SignalingError):
 
 
 # --------------------------------------------------------------------------------------------
-# Backends. Each has read(db_name, names) -> (epoch, {name: version}) in one round trip,
-# bump(db_name, names) in one round trip, and close().
+# Backends
 # --------------------------------------------------------------------------------------------
 
-class LocalSignaling:
+class SignalingBackend:
+    """What a backend provides; each call is one round trip to its server.
+
+    - ``read_versions(db_name, names)`` -> ``(epoch, versions)``, versions in the order of names
+      (0 for a name never bumped);
+    - ``bump(db_name, names)``: add one to each counter;
+    - ``attach(registry)``: a registry starts using the backend (optional);
+    - ``close()``.
+    """
+
+    def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        raise NotImplementedError
+
+    def read(self, db_name: str, names: Sequence[str]) -> Tuple[Any, Dict[str, int]]:
+        """``(epoch, {name: version})``: read_versions() as a mapping."""
+        epoch, versions = self.read_versions(db_name, names)
+        return epoch, dict(zip(names, versions))
+
+    def bump(self, db_name: str, names: Iterable[str]) -> None:
+        raise NotImplementedError
+
+    def attach(self, registry: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "SignalingBackend":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LocalSignaling(SignalingBackend):
     """Counters in this process only: the embedded default, when there is one worker process.
 
     >>> backend = LocalSignaling()
@@ -86,23 +119,24 @@ class LocalSignaling:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counters: Dict[Tuple[str, str], int] = {}
+        self._counters: Dict[str, Dict[str, int]] = {}
 
-    def read(self, db_name: str, names: Sequence[str]) -> Versions:
-        counters = self._counters
-        return None, {name: counters.get((db_name, name), 0) for name in names}
+    def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        counters = self._counters.get(db_name, {})
+        return None, tuple(map(counters.get, names, _zeros(len(names))))
 
     def bump(self, db_name: str, names: Iterable[str]) -> None:
         with self._lock:
+            counters = self._counters.setdefault(db_name, {})
             for name in names:
-                key = (db_name, name)
-                self._counters[key] = self._counters.get(key, 0) + 1
-
-    def close(self) -> None:
-        pass
+                counters[name] = counters.get(name, 0) + 1
 
     def __repr__(self) -> str:
         return "LocalSignaling()"
+
+
+def _zeros(count: int) -> Tuple[int, ...]:
+    return (0,) * count
 
 
 _local_signaling = LocalSignaling()
@@ -113,7 +147,7 @@ def local_signaling() -> LocalSignaling:
     return _local_signaling
 
 
-class PostgresSignaling:
+class PostgresSignaling(SignalingBackend):
     """Counters as PostgreSQL sequences ``ormcache_signaling_<name>`` in the database of ``dsn``.
 
     Sequences are created on first use; all versions are read in one SELECT and bumped with one
@@ -241,10 +275,8 @@ class PostgresSignaling:
         if conn is not None:
             conn.close()
 
-    def read(self, db_name: str, names: Sequence[str]) -> Versions:
-        names = tuple(names)
-        row = self._run("read", names)
-        return None, dict(zip(names, row))
+    def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        return None, self._run("read", tuple(names))
 
     def bump(self, db_name: str, names: Iterable[str]) -> None:
         self._run("bump", tuple(names))
@@ -254,7 +286,7 @@ class PostgresSignaling:
             self._drop()
 
 
-class RedisSignaling:
+class RedisSignaling(SignalingBackend):
     """Counters as Redis keys ``<key_prefix><name>``; ``key_prefix`` is formatted with the
     registry's ``db_name`` (default ``"ormcache:{db_name}:"``).
 
@@ -320,7 +352,7 @@ class RedisSignaling:
         except exceptions.RedisError as exc:
             raise SignalingError(f"Redis signaling at {self.url}: {exc}") from exc
 
-    def read(self, db_name: str, names: Sequence[str]) -> Versions:
+    def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
         names = tuple(names)
         try:
             keys = self._keys[db_name, names]
@@ -331,7 +363,11 @@ class RedisSignaling:
         epoch = values[0]
         if epoch is None:
             epoch = self._call(lambda: self._new_epoch(keys[0]))
-        return epoch, {name: int(value or 0) for name, value in zip(names, values[1:])}
+        del values[0]
+        try:
+            return epoch, tuple(map(int, values))
+        except TypeError:  # a counter never bumped
+            return epoch, tuple(int(value or 0) for value in values)
 
     def _new_epoch(self, key: str) -> bytes:
         # the first process to see the counters missing sets the token; all of them read it back
@@ -476,8 +512,12 @@ class RegistrySignaling:
         self._signaling_lock = threading.Lock()
         self._signaling_backend_seen: Any = None
         self._signaling_epoch: Any = _UNSYNCED
+        #: the names with a counter (the registry's first), read together at every check
+        self._signaling_keys: Tuple[str, ...] = self._signaling_names()
         #: per-process local counters: name -> version this process has caught up with
         self._signaling_versions: Dict[str, int] = {}
+        #: the same, as a tuple in the order of _signaling_keys (the no-change fast path)
+        self._signaling_values: Optional[Tuple[int, ...]] = None
         self._signaling_outage = False
         #: bumped whenever the local counters change: a read older than that is read again
         self._signaling_generation = 0
@@ -499,6 +539,7 @@ class RegistrySignaling:
                     self._signaling_backend_seen = backend
                     self._signaling_epoch = _UNSYNCED
                     self._signaling_versions = {}
+                    self._signaling_values = None
                     attach = getattr(backend, "attach", None)
                     if attach is not None:
                         attach(self)
@@ -508,6 +549,11 @@ class RegistrySignaling:
         from .registry import CACHES_BY_KEY
 
         return (REGISTRY, *CACHES_BY_KEY)
+
+    def _signaling_snapshot(self) -> None:
+        # under the lock, after every change of the local counters
+        self._signaling_values = tuple(map(self._signaling_versions.get, self._signaling_keys))
+        self._signaling_generation += 1
 
     def _signaling_clear_all(self) -> List[str]:
         for cache in self.caches.values():
@@ -555,7 +601,7 @@ class RegistrySignaling:
                     versions = self._signaling_versions
                     for name in bumped:
                         versions[name] = versions.get(name, 0) + 1
-                self._signaling_generation += 1
+                self._signaling_snapshot()
                 self._signaling_pending -= names
                 if registry_changed:
                     self._signaling_pending_registry = False
@@ -575,13 +621,13 @@ class RegistrySignaling:
         An unreachable backend clears every local cache, logs a warning, and returns them all.
         """
         backend = self._signaling_backend()
-        names = self._signaling_names()
+        names = self._signaling_keys
         if self._signaling_pending or self._signaling_pending_registry:
             self._signaling_publish_pending(backend)
         for attempt in range(3):
             generation = self._signaling_generation
             try:
-                epoch, versions = backend.read(self.db_name, names)
+                epoch, values = backend.read_versions(self.db_name, names)
             except SignalingUnavailable as exc:
                 with self._signaling_lock:
                     first = not self._signaling_outage
@@ -598,7 +644,11 @@ class RegistrySignaling:
                 # after three tries apply anyway (the worst is one extra invalidation).
                 if self._signaling_generation != generation and attempt < 2:
                     continue
-                cleared, call_reload = self._signaling_apply(backend, names, epoch, versions)
+                if (values == self._signaling_values and epoch == self._signaling_epoch
+                        and not self._signaling_outage):
+                    return []  # nothing moved: the common case, one tuple comparison
+                cleared, call_reload = self._signaling_apply(backend, names, epoch, dict(zip(names, values)))
+                self._signaling_snapshot()
                 break
         if call_reload and self.on_reload is not None:
             self.on_reload(self)
@@ -614,7 +664,6 @@ class RegistrySignaling:
             self._signaling_versions = dict(versions)
             self._signaling_epoch = epoch
             self._signaling_outage = False
-            self._signaling_generation += 1
             return [], False
         if self._signaling_outage or epoch != self._signaling_epoch:
             # changes may have been missed (outage) or the counters were lost (new epoch)
@@ -631,7 +680,6 @@ class RegistrySignaling:
                     return [], False
                 for name in moved:
                     local[name] = versions[name]
-                self._signaling_generation += 1
                 # clear, never clear_cache(): that would record the names and signal them back
                 cleared = self._clear_local(moved)
                 _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
@@ -639,7 +687,6 @@ class RegistrySignaling:
             _logger.info("Reloading the registry %r after signaling", self.db_name)
         cleared = self._signaling_clear_all()
         self._signaling_versions = dict(versions)
-        self._signaling_generation += 1
         return cleared, registry_moved
 
     def _signaling_notified(self, names: Sequence[str]) -> None:
