@@ -133,17 +133,22 @@ class PostgresServer:
             )
         return result
 
-    def setup(self):
-        """initdb then start. The data directory is created under the system temp dir, because
-        pytest's own tmp dirs are private to root."""
+    def setup(self, *, standby_of=None):
+        """initdb then start; or, with ``standby_of`` (a running PostgresServer), a hot standby
+        streaming from it (pg_basebackup -R). The directory is created under the system temp
+        dir, because pytest's own tmp dirs are private to root."""
         self.basedir = tempfile.mkdtemp(prefix="ormcache-pg-")
         if os.geteuid() == 0:
             import pwd
 
             pw = pwd.getpwnam("postgres")
             os.chown(self.basedir, pw.pw_uid, pw.pw_gid)
-        self._run("initdb", "-D", self.datadir, "-U", self.user, "--auth=trust",
-                  "--no-sync", "-E", "UTF8", "--locale=C")
+        if standby_of is None:
+            self._run("initdb", "-D", self.datadir, "-U", self.user, "--auth=trust",
+                      "--no-sync", "-E", "UTF8", "--locale=C")
+        else:
+            self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(standby_of.port), "-U", self.user,
+                      "-D", self.datadir, "-R", "-X", "stream", "-c", "fast", "--no-sync")
         self.port = free_port()
         self.start()
         return self
@@ -204,8 +209,9 @@ class RedisServer:
     production Redis without snapshots does). ``kill()`` is SIGKILL, ``stop()`` a clean shutdown,
     ``start()`` restarts on the same port."""
 
-    def __init__(self, *, binary=None):
+    def __init__(self, *, binary=None, replica_of=None):
         self.binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.replica_of = replica_of
         if not os.path.exists(self.binary):
             raise RuntimeError("redis-server not found; install it (apt-get install redis-server)")
         self.port = None
@@ -235,7 +241,8 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.basedir, "--daemonize", "no",
-             "--protected-mode", "yes"],
+             "--protected-mode", "yes",
+             *(["--replicaof", "127.0.0.1", str(self.replica_of.port)] if self.replica_of else [])],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         try:

@@ -151,6 +151,24 @@ def test_postgres_refuses_read_only_transactions(pg_dsn):
         backend.close()
 
 
+def test_postgres_refuses_a_hot_standby(postgres_server, pg_dsn):
+    from servers import PostgresServer
+
+    PostgresSignaling(pg_dsn).close()
+    dbname = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
+    standby = PostgresServer()
+    try:
+        standby.setup(standby_of=postgres_server)
+        backend = PostgresSignaling(standby.dsn_for(dbname))
+        try:
+            with pytest.raises(ReadOnlyBackendError, match=r"read-only replica \(in recovery\)"):
+                backend.read("db", NAMES)
+        finally:
+            backend.close()
+    finally:
+        standby.teardown()
+
+
 def test_postgres_unreachable_then_reconnects(postgres_server, pg_dsn, pg_backend):
     pg_backend.bump("db", ["default"])
     postgres_server.stop()
@@ -236,3 +254,17 @@ def test_redis_unreachable_url_is_a_clear_error():
             backend.read("db", NAMES)
     finally:
         backend.close()
+
+
+def test_redis_refuses_a_replica(redis_server, redis_prefix):
+    from servers import RedisServer
+
+    with RedisServer(replica_of=redis_server) as replica:
+        backend = RedisSignaling(replica.url, key_prefix=redis_prefix)
+        try:
+            with pytest.raises(ReadOnlyBackendError, match="is a slave .*needs the primary"):
+                backend.read("db", NAMES)
+            with pytest.raises(ReadOnlyBackendError):
+                backend.bump("db", ["default"])
+        finally:
+            backend.close()

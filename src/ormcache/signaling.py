@@ -293,7 +293,9 @@ class RedisSignaling(SignalingBackend):
     Versions are read with one ``MGET`` and bumped with ``INCR``s in one MULTI/EXEC pipeline.
     The key ``<key_prefix>epoch`` holds a random token: when Redis loses its data (restart
     without persistence, FLUSHALL) the token changes and every registry resynchronises, so a
-    counter that went back to an old value can never hide a change.
+    counter that went back to an old value can never hide a change. The keys have no expiry:
+    use a ``noeviction`` or ``volatile-*`` maxmemory policy so that Redis never evicts them.
+    A replica is refused (``ReadOnlyBackendError``): its counters may lag behind the primary's.
 
     With ``pubsub=True`` each bump is also published on ``<key_prefix>signal`` and a listener
     thread clears the named caches of every attached registry at once, so idle workers drop
@@ -316,6 +318,7 @@ class RedisSignaling(SignalingBackend):
         self._redis = redis
         self.url = url
         self.key_prefix = key_prefix
+        self._role_checked = False
         # one retry: a pooled connection that died with the server is replaced once
         self.client = redis.Redis.from_url(
             url,
@@ -323,13 +326,16 @@ class RedisSignaling(SignalingBackend):
             socket_connect_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 1),
         )
+        kwargs = self.client.connection_pool.connection_kwargs  # no password in messages
+        self._where = "redis://{}:{}/{}".format(
+            kwargs.get("host", kwargs.get("path", "?")), kwargs.get("port", ""), kwargs.get("db", 0))
         self._keys: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
         self._listener: Optional[_RedisListener] = _RedisListener(self) if pubsub else None
         #: identifies our own messages on the pub/sub channel
         self.token = uuid.uuid4().hex
 
     def __repr__(self) -> str:
-        return f"RedisSignaling({self.url!r}, key_prefix={self.key_prefix!r}, pubsub={self.pubsub})"
+        return f"RedisSignaling({self._where!r}, key_prefix={self.key_prefix!r}, pubsub={self.pubsub})"
 
     @property
     def pubsub(self) -> bool:
@@ -344,13 +350,26 @@ class RedisSignaling(SignalingBackend):
     def _call(self, func: Callable[[], Any]) -> Any:
         exceptions = self._redis.exceptions
         try:
+            if not self._role_checked:
+                self._check_role()
             return func()
         except (exceptions.ConnectionError, exceptions.TimeoutError) as exc:
-            raise SignalingUnavailable(f"Redis signaling at {self.url} is unreachable: {exc}") from exc
+            self._role_checked = False  # it may come back as another server (a failover)
+            raise SignalingUnavailable(f"Redis signaling at {self._where} is unreachable: {exc}") from exc
         except exceptions.ReadOnlyError as exc:
-            raise ReadOnlyBackendError(f"Redis signaling at {self.url} is a read-only replica: {exc}") from exc
+            self._role_checked = False
+            raise ReadOnlyBackendError(f"Redis signaling at {self._where} is a read-only replica: {exc}") from exc
         except exceptions.RedisError as exc:
-            raise SignalingError(f"Redis signaling at {self.url}: {exc}") from exc
+            raise SignalingError(f"Redis signaling at {self._where}: {exc}") from exc
+
+    def _check_role(self) -> None:
+        role = self.client.execute_command("ROLE")[0]
+        role = role.decode() if isinstance(role, bytes) else str(role)
+        if role != "master":
+            raise ReadOnlyBackendError(
+                f"Redis signaling at {self._where} is a {role} (a replica may lag behind); "
+                "signaling needs the primary")
+        self._role_checked = True
 
     def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
         names = tuple(names)
