@@ -13,7 +13,7 @@ Measured with ``python -m ormcache._bench`` (the same numbers appear in ``python
 cimport cython
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import functools
 
@@ -94,6 +94,7 @@ cdef extern from *:
     int ormcache_class_attr(object type, object name, PyObject** value) except -1
     unsigned int ormcache_type_tag(object type)
     PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
+    PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
     object ormcache_fetch_error()
     void raise_pending "ormcache_raise_pending" () except *
 
@@ -258,10 +259,13 @@ cdef object _cached_vectorcall(PyObject* callable, PyObject** args, size_t nargs
 
 
 cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef object owner, owner_type, pool, mkey, key, tail, item
+    cdef object owner, pool, mkey, key, tail, item
     cdef tuple slots
-    cdef _Slot slot, candidate
+    cdef _Slot slot
     cdef PyObject* found
+    cdef PyObject* candidate  # borrowed from ``slots``: no reference counting in the search
+    cdef PyObject* owner_type
+    cdef unsigned int tag
     cdef Py_ssize_t i, n
     cdef bint keywords = kwnames != NULL and len(<tuple>kwnames) > 0
     with cython.critical_section(self):
@@ -270,34 +274,37 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             slots = self.slots = ()
             self.epoch = _epoch
     n = len(slots)
-    slot = None
+    found = NULL
     if self.has_owner:
         if nargs == 0:  # no owner: let the method report the missing argument
             return self.func(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
-        owner = <object>args[0]
-        owner_type = <object>Py_TYPE_raw(args[0])
+        owner_type = Py_TYPE_raw(args[0])
+        tag = ormcache_type_tag(<object>owner_type)
         for i in range(n):  # the owner's type decides: no attribute lookup at all
-            candidate = <_Slot>PyTuple_GET_ITEM(slots, i)
-            if candidate.owner_type is owner_type and candidate.tag == ormcache_type_tag(owner_type):
-                slot = candidate
+            candidate = PyTuple_GET_ITEM_raw(slots, i)
+            if <PyObject*>(<_Slot>candidate).owner_type == owner_type and (<_Slot>candidate).tag == tag:
+                found = candidate
                 break
-        if slot is None:
+        if found == NULL:
+            owner = <object>args[0]
             pool = getattr(owner, "pool", None)
             mkey = getattr(owner, "_name", None)
             if mkey is None:
-                mkey = owner if isinstance(owner, type) else owner_type
+                mkey = owner if isinstance(owner, type) else <object>owner_type
     else:
         owner = None
         pool = None
         mkey = self.static_model
-    if slot is None:
+    if found == NULL:
         for i in range(n):
-            candidate = <_Slot>PyTuple_GET_ITEM(slots, i)
-            if candidate.pool is pool and candidate.mkey is mkey:
-                slot = candidate
+            candidate = PyTuple_GET_ITEM_raw(slots, i)
+            if (<_Slot>candidate).pool is pool and (<_Slot>candidate).mkey is mkey:
+                found = candidate
                 break
-        else:
-            slot = self._resolve(owner, pool, mkey)
+    if found != NULL:
+        slot = <_Slot>found
+    else:
+        slot = self._resolve(owner, pool, mkey)
     if self.fast and not keywords and self.min_args <= nargs <= self.max_args:
         n = self.n_indices
         key = PyTuple_New(n + 2)
