@@ -72,6 +72,11 @@ class ormcache:
     each call on ``(self._name, _compute, model_name, mode)``; no expression means one entry per
     model. ``cache`` names the registry cache (``'default'``). ``skiparg=N`` (deprecated) keys on
     ``args[N:]``.
+
+    A method is a function whose first parameter is ``self`` or ``cls`` (or a classmethod): its
+    owner gives the registry and the model name. Other callables (functions, staticmethods)
+    are cached in ``default_registry`` under their class's or module's name. Exceptions are
+    never cached; values are returned as stored, so callers must not mutate them.
     """
 
     func: Callable
@@ -112,8 +117,8 @@ class ormcache:
         self.has_owner = rewrap is classmethod or (rewrap is None and _takes_owner(method))
         self.model = None
         if not self.has_owner:  # plain function or staticmethod: its class, else its module
-            prefix = method.__qualname__.rpartition(".")[0]
-            self.model = prefix if prefix and not prefix.endswith("<locals>") else method.__module__
+            prefix = getattr(method, "__qualname__", "").rpartition(".")[0]
+            self.model = prefix if prefix and not prefix.endswith("<locals>") else str(getattr(method, "__module__", None))
         self.key = self._compile_key()
         wrapper = self._make_wrapper()
         wrapper.__cache__ = self
@@ -124,7 +129,8 @@ class ormcache:
         if self.skiparg is not None:
             skip = self.skiparg
             return KeyFunction(lambda *args, **kwargs: args[skip:], None, 0, -1)
-        return compile_key(self.func, self.exprs, where=f"{type(self).__name__} on {self.func.__qualname__!r}")
+        where = f"{type(self).__name__} on {getattr(self.func, '__qualname__', self.func)!r}"
+        return compile_key(self.func, self.exprs, where=where)
 
     def _make_wrapper(self) -> Callable:
         self.counter_type = _impl.Counter
