@@ -11,6 +11,7 @@ import logging
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import ormcache
 from ormcache import (
@@ -972,3 +973,55 @@ def test_calls_do_not_leak_references(registry):
         with pytest.raises(ValueError):
             m.g([arg])  # unhashable: the error path
     assert counts() == before
+
+
+# -- property: a call computes exactly when its key was not computed since the last clear --------
+
+_calls = st.tuples(st.just("call"), st.integers(0, 5), st.integers(0, 2), st.sampled_from(["pos", "kw", "mixed", "omit"]))
+_ops = st.lists(st.one_of(_calls, st.just(("clear",)), st.just(("clear_other",))), max_size=40)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_ops)
+def test_calls_compute_exactly_the_uncached_keys(LRU, hit_path, ops):
+    name = f"test-ormcache-{next(_names)}"
+    reg = Registry(name, lru_factory=LRU)
+    try:
+        computed = []
+
+        class Model:
+            _name = "m"
+            pool = reg
+
+            @cached("a", "b")
+            def f(self, a, b=0):
+                computed.append((a, b))
+                return a * 10 + b
+
+        m, cached_keys, expected = Model(), set(), 0
+        for op in ops:
+            if op[0] == "clear":
+                reg.clear_cache()
+                cached_keys.clear()
+                continue
+            if op[0] == "clear_other":
+                reg.clear_cache("assets")  # another cache: nothing of ours goes
+                continue
+            _, a, b, form = op
+            if form == "pos":
+                result = m.f(a, b)
+            elif form == "kw":
+                result = m.f(b=b, a=a)
+            elif form == "mixed":
+                result = m.f(a, b=b)
+            else:
+                b = 0
+                result = m.f(a)
+            assert result == a * 10 + b
+            if (a, b) not in cached_keys:
+                cached_keys.add((a, b))
+                expected += 1
+            assert len(computed) == expected
+        assert set(key[2:] for key in reg.caches["default"].keys()) == cached_keys
+    finally:
+        Registry.delete(name)
