@@ -154,3 +154,13 @@ def test_a_miss_right_after_loading_asks_nothing_more(Session, queries):
             assert Country.by_key(session, "XX") is None
             assert Country.by_id(session, 999) is None  # loaded earlier: asks the database
         assert queries.count == 2
+
+
+def test_instances_expired_by_a_commit_are_refreshed_from_memory(Session, queries):
+    with Session() as session:
+        ch = Country.by_key(session, "CH")
+        session.commit()  # expires ch
+        with queries.counting():
+            assert Country.by_key(session, "CH") is ch
+            assert ch.name == "Switzerland"
+        assert queries.count == 0

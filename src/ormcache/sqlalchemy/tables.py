@@ -113,7 +113,10 @@ class FullTableCache:
     def _attach(session: Session, obj: Any) -> Any:
         existing = session.identity_map.get(inspect(obj).key)
         if existing is not None:
-            return existing  # the caller's instance, with whatever it changed in it
+            state = inspect(existing)
+            if state.modified or not state.expired_attributes:
+                return existing  # the caller's instance, with whatever it changed in it
+            # expired (by a commit): refreshed from memory rather than by a SELECT
         return session.merge(obj, load=False)
 
     # -- lookups -----------------------------------------------------------------------------
