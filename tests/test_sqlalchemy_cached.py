@@ -515,3 +515,25 @@ def test_joined_inheritance_changes_invalidate_the_base_table(engine, registry):
     finally:
         cache.close()
         Local.metadata.drop_all(engine)
+
+
+def test_commit_survives_a_signaling_outage_and_publishes_later(session, orm_cache, registry, caplog):
+    from ormcache.signaling import SignalingUnavailable
+
+    registry.signaling_retry_interval = 0  # retry at once once the backend is back
+    add_users(session, 1)
+    app = App(orm_cache, session)
+    assert app.user_names == ("user1",)
+    spy = registry.signaling
+    real_bump = spy.bump
+    spy.bump = lambda db_name, names: (_ for _ in ()).throw(SignalingUnavailable("backend down"))
+    session.get(User, 1).name = "during outage"
+    session.commit()  # the database commit stands; the invalidation is kept
+    assert "Publishing the invalidations" in caplog.text
+    assert app.user_names == ("during outage",)  # this process dropped its value at once
+    spy.bump = real_bump
+    spy.bumped.clear()
+    session.add(Setting(key="k", value="v"))
+    session.commit()
+    assert spy.bumped and all(names == ["default"] for names in spy.bumped)  # published now
+    assert not registry.cache_invalidated

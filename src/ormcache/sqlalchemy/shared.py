@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 import warnings
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Iterable, Tuple
 
 __all__ = ["SharedTier", "SharedCacheWarning", "NOT_FOUND", "STORED", "MOVED", "LOCAL_ONLY"]
 
