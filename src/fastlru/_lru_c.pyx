@@ -17,6 +17,7 @@ cimport cython
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int32_t, uint64_t, INT32_MAX
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import collections.abc
 from types import GenericAlias
@@ -108,13 +109,13 @@ cdef int _dropped_reserve(Dropped* d, Py_ssize_t extra) except -1:
     return 0
 
 
-cdef int _check_count(object count) except -1:
+cdef Py_ssize_t _check_count(object count) except -1:
     if not isinstance(count, int):
         raise TypeError(f"count must be an int, not {type(count).__name__}")
     if count < 1:
         return 1
-    if count > INT32_MAX - 1:
-        return INT32_MAX - 1  # entry numbers are int32: a larger bound is unreachable anyway
+    if count > PY_SSIZE_T_MAX:
+        return PY_SSIZE_T_MAX  # as unreachable as any larger bound
     return count
 
 
@@ -272,8 +273,10 @@ cdef class LRU:
             new_alloc = 8
         if new_alloc > self._count:
             new_alloc = self._count if self._count > self.alloc else self.alloc + 1
-        if new_alloc > INT32_MAX - 1:
-            raise MemoryError("LRU cannot hold more than 2**31 - 2 entries")
+        if new_alloc > INT32_MAX - 1:  # entry numbers are int32
+            if self.alloc >= INT32_MAX - 1:
+                raise MemoryError("an LRU holds at most 2**31 - 2 entries")
+            new_alloc = INT32_MAX - 1
         entries = <Entry*>PyMem_Realloc(self.entries, new_alloc * sizeof(Entry))
         if entries == NULL:
             raise MemoryError()
@@ -750,7 +753,7 @@ cdef class LRU:
             _xdecref(entries[i].value)
         PyMem_Free(entries)
 
-    def update(self, other=(), **kwargs):
+    def update(self, other=(), /, **kwargs):
         """Stores every pair of a mapping, of an object with ``keys()``, or of an iterable."""
         if isinstance(other, LRUType):
             # other[key] would promote, i.e. mutate other while iterating it; oldest first
@@ -792,7 +795,7 @@ cdef class LRU:
             _dropped_reserve(&evicted, 2 * n)
             self._count = c
             self._evict(n, &evicted)
-            if self.alloc > 2 * c and self.alloc > 64:
+            if self.alloc // 2 > c and self.alloc > 64:
                 self._compact(c)
         finally:
             fastlru_cs_end(&cs)

@@ -13,6 +13,7 @@ Rules that make it safe against threads and re-entrant keys (see CPython's lru_c
 - references that an operation drops are kept in locals until the lock is released;
 - after a key's ``__eq__`` ran, the probe restarts if the cache changed meanwhile.
 """
+import reprlib
 import sys
 import threading
 from array import array
@@ -70,7 +71,7 @@ def _new_table(size):
 def _check_count(count):
     if not isinstance(count, int):
         raise TypeError(f"count must be an int, not {type(count).__name__}")
-    return max(count, 1)
+    return min(max(count, 1), sys.maxsize)  # as the compiled engine: a C ssize_t
 
 
 class LRU:
@@ -489,7 +490,7 @@ class LRU:
         self._free = other._free
         self._weight = other._weight
 
-    def update(self, other=(), **kwargs):
+    def update(self, other=(), /, **kwargs):
         if isinstance(other, LRUType):
             # other[key] would promote, i.e. mutate other while iterating it; oldest first
             # keeps other's recency order
@@ -619,6 +620,7 @@ class LRU:
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
+    @reprlib.recursive_repr()
     def __repr__(self):
         return f"{type(self).__name__}({self._count}, {self.items()[::-1]!r})"
 
