@@ -155,3 +155,26 @@ def test_shared_tier_keeps_invalidations_while_redis_is_down(redis_server, redis
 def test_unknown_serializer(redis_server):
     with pytest.raises(ValueError, match="unknown serializer 'json'"):
         SharedTier(redis_server.url, serializer="json")
+
+
+def test_orm_cached_local_tiers_across_processes(parent, db):
+    """No shared tier: each process computes its own value, and drops it when another process
+    commits a change its policy matches (published through the registry's signaling)."""
+    signaling = "postgres" if db[0] == "postgresql" else "redis"
+    factory, cache, counter, args = parent(signaling, None)
+    other = Worker(*args)
+    try:
+        (value, computed), _ = other("user_names")
+        assert computed == 1 and value["names"] == ("user1", "user2")
+        (value, computed), sql = other("user_names")
+        assert computed == 0 and sql == 0
+        (mine, computed), _ = run_command(factory, cache, counter, ("user_names",))
+        assert computed == 1 and mine["pid"] != value["pid"]  # no shared tier: computed here
+        run_command(factory, cache, counter, ("rename_user", 2, "renamed"))
+        (value, computed), _ = other("user_names")
+        assert computed == 1 and value["names"] == ("user1", "renamed")
+        other("rename_user", 1, "first")
+        (mine, computed), _ = run_command(factory, cache, counter, ("user_names",))
+        assert computed == 1 and mine["names"] == ("first", "renamed")
+    finally:
+        other.stop()
