@@ -278,3 +278,68 @@ def make_machine(LRU, variant):
 @pytest.mark.parametrize("variant", ["plain", "weighted", "maxweight-only", "colliding"])
 def test_stateful_against_model(LRU, variant):
     run_state_machine_as_test(make_machine(LRU, variant), settings=SETTINGS)
+
+
+class Hash97:
+    """Keys colliding modulo 97: large clusters in a large table."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __hash__(self):
+        return self.n % 97
+
+    def __eq__(self, other):
+        return isinstance(other, Hash97) and other.n == self.n
+
+    def __repr__(self):
+        return f"Hash97({self.n})"
+
+
+@pytest.mark.parametrize("variant", ["plain", "weighted", "colliding"])
+def test_long_random_sequence_against_model(LRU, variant):
+    """Thousands of entries (table growth, long probe runs, deletions inside clusters, count
+    changes both ways), compared with the model at checkpoints."""
+    import random
+
+    rnd = random.Random(20261122)
+    make_key = Hash97 if variant == "colliding" else int
+    maxweight, getsizeof = (3_000, weigh_value) if variant == "weighted" else (None, None)
+    kw = {"maxweight": maxweight, "getsizeof": getsizeof} if maxweight is not None else {}
+    evicted = []
+    lru = LRU(3000, on_evict=lambda k, v: evicted.append((k, v)), **kw)
+    model = Model(3000, maxweight, getsizeof)
+    for step in range(30_000):
+        k = make_key(rnd.randrange(5000))
+        r = rnd.random()
+        if r < 0.45:
+            v = rnd.randrange(20)
+            lru[k] = v
+            model.set(k, v)
+        elif r < 0.65:
+            assert lru.get(k, MISSING) == model.lookup(k, True)
+        elif r < 0.8:
+            assert lru.pop(k, MISSING) == model.od.pop(k, MISSING)
+        elif r < 0.85:
+            assert (k in lru) == (k in model.od)
+        elif r < 0.9:
+            if model.od:
+                assert lru.popitem() == model.od.popitem(last=False)
+        elif r < 0.9995:
+            assert lru.setdefault(k, 7) == (model.lookup(k, False) if k in model.od else (model.set(k, 7) or 7))
+        else:
+            new = rnd.choice([1, 10, 500, 3000, 6000])
+            lru.count = new
+            model.count = new
+            model.shrink()
+        if step % 2000 == 0:
+            assert lru.items() == model.items()
+            assert lru._check() is None
+    assert lru.items() == model.items()
+    assert lru.weight == model.weight
+    assert lru.info() == model.info()
+    assert evicted == model.evicted
+    assert lru._check() is None
+    assert model.evictions > 0
