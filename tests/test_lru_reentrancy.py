@@ -634,3 +634,52 @@ def test_restart_error_releases_references(LRU):
             raise AssertionError("no RuntimeError")
     assert (sys.getrefcount(probe), sys.getrefcount(value)) == base
     consistent(lru)
+
+
+# ------------------------------------------------------------------ the GC running inside user code
+
+def _garbage_caches(LRU, n=5):
+    """Unreachable caches in cycles with their values: the next collection clears them."""
+    for i in range(n):
+        lru = LRU(4)
+        holder = Touchy(lru, "insert", [])  # its __del__ writes into the dying cache
+        lru["h"] = holder
+        lru["self"] = lru
+
+
+@pytest.mark.parametrize("where", ["eq", "hash"])
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_gc_collect_inside_key_hooks(LRU, op, where):
+    import gc
+
+    lru, stored, model = fresh(LRU)
+
+    def hook():
+        _garbage_caches(LRU)
+        gc.collect()
+
+    probe = Key("A", **({"eq_hook": hook} if where == "eq" else {"hash_hook": hook}))
+    OPS[op][0](lru, probe)
+    assert probe.fired == 1
+    consistent(lru)
+
+
+def test_gc_collect_inside_on_evict_getsizeof_and_del(LRU):
+    import gc
+
+    def collect(*args):
+        _garbage_caches(LRU, 2)
+        gc.collect()
+        return 1
+
+    log = []
+    lru = LRU(3, on_evict=collect, maxweight=100, getsizeof=collect)
+    for i in range(10):
+        lru[i] = Touchy(lru, "read", log)
+        if i % 3 == 0:
+            lru.pop(i - 1, None)
+    lru.count = 1
+    lru.clear()
+    gc.collect()
+    assert log and not any(isinstance(e, BaseException) for e in log)
+    consistent(lru)
