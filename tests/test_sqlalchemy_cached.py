@@ -537,3 +537,20 @@ def test_commit_survives_a_signaling_outage_and_publishes_later(session, orm_cac
     session.commit()
     assert spy.bumped and all(names == ["default"] for names in spy.bumped)  # published now
     assert not registry.cache_invalidated
+
+
+def test_statistics_are_listed_by_ormcache_stats(session, orm_cache, registry):
+    from ormcache import stats
+
+    add_users(session, 1)
+    app = App(orm_cache, session)
+    for _ in range(3):
+        app.user_names
+    app.setting("a")
+    assert app.setting("zz", default=["unhashable"]) == ["unhashable"]
+    rows = {row["method"]: row for row in stats(registry)}
+    names = rows["App.user_names"]
+    assert (names["hit"], names["miss"], names["err"], names["entries"]) == (2, 1, 0, 1)
+    assert names["model"] == "ormcache.sqlalchemy" and names["cache"] == "default"
+    assert names["gen_time"] > 0 and round(names["ratio"]) == 67
+    assert (rows["App.setting"]["miss"], rows["App.setting"]["err"]) == (1, 1)

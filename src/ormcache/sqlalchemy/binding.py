@@ -121,7 +121,8 @@ class OrmCache:
         self.role_of = role
         self.check_signaling = check_signaling
         self._pending_key = ("ormcache.sqlalchemy.pending", id(self))
-        self._descriptors: Set[Any] = set()
+        #: orm_cached member -> its statistics (also in ``registry.counters``)
+        self._counters: Dict[Any, Any] = {}
         self._by_table: Dict[str, Set[Any]] = {}
         self._callables: List[Any] = []
         self._tables_of_class: Dict[type, FrozenSet[str]] = {}
@@ -135,7 +136,7 @@ class OrmCache:
     def register(self, *owners: type) -> None:
         """Register the ``orm_cached`` members of ``owners`` (classes). A policy naming a table
         that ``metadata`` does not know raises ValueError here, at start-up."""
-        from .cached import OrmCachedDescriptor
+        from .cached import Counter, OrmCachedDescriptor
 
         found = []
         for owner in owners:
@@ -150,9 +151,12 @@ class OrmCache:
                         f"table(s) {unknown}; known: {sorted(self.metadata.tables)}"
                     )
         for descriptor in found:
-            if descriptor in self._descriptors:
+            if descriptor in self._counters:
                 continue
-            self._descriptors.add(descriptor)
+            counter = self.registry.counters.get(descriptor.key)
+            if not isinstance(counter, Counter):
+                counter = self.registry.counters[descriptor.key] = Counter(self.cache_name)
+            self._counters[descriptor] = counter
             if descriptor.tables is None:
                 self._callables.append(descriptor)
             else:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import inspect as inspect_module
 import logging
+import time
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from sqlalchemy import event, inspect
@@ -151,7 +152,8 @@ class OrmCachedDescriptor:
             raise TypeError(f"orm_cached {self.fn.__qualname__}: policy must be a string or a callable, "
                             f"not {type(policy).__name__}")
         self.name = f"{self.fn.__module__}.{self.fn.__qualname__}"
-        self.key = (KEY_PREFIX, "orm_cached", self.name)
+        # (model, method) as ormcache's keys, so ormcache.stats() counts its entries
+        self.key = (KEY_PREFIX, self.fn)
         self.arguments_key = None if self.is_property else arguments_key(self.fn)
         functools.update_wrapper(self, self.fn)
 
@@ -165,8 +167,9 @@ class OrmCachedDescriptor:
             return self.load(owner)
         return functools.partial(self.load, owner)
 
-    def create(self, owner: Any, session: Session, args: tuple, kwargs: dict) -> Any:
-        """Compute the value (materialised, checked for ORM instances)."""
+    def create(self, owner: Any, session: Session, args: tuple, kwargs: dict, counter: Any = None) -> Any:
+        """Compute the value (materialised, checked for ORM instances); a miss for ``counter``."""
+        start = time.perf_counter()
         raw = self.fn(owner, *args, **kwargs)
         value = _materialise(session, raw)
         _refuse_instances(self.name, value)
@@ -174,12 +177,16 @@ class OrmCachedDescriptor:
             for row in value:
                 if isinstance(row, tuple):
                     _refuse_instances(self.name, row)
+        if counter is not None:
+            counter.miss += 1
+            counter.gen_time += time.perf_counter() - start
         return value
 
     def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
         """The value for ``owner`` (and the method's arguments), from a tier or computed."""
         cache = owner.orm_cache
-        if self not in cache._descriptors:
+        counter = cache._counters.get(self)
+        if counter is None:
             raise RuntimeError(f"orm_cached {self.name} is not registered with {cache!r}: call "
                                f"orm_cache.register({type(owner).__name__}) at start-up, so that "
                                "changes made before its first read invalidate it too")
@@ -191,17 +198,22 @@ class OrmCachedDescriptor:
         try:
             hash(subkey)
         except TypeError:
-            _logger.warning("orm_cached %s: unhashable arguments %r, computed without caching", self.name, subkey)
+            if not counter.err:  # once per member, as Odoo's ormcache
+                _logger.warning("orm_cached %s: unhashable arguments %r, computed without caching",
+                                self.name, subkey)
+            counter.err += 1
             return self.create(owner, session, args, kwargs)
         pending = session.info.get(cache._pending_key)
         if pending is not None and self.key in pending.keys:
             # this transaction changed what the value depends on: keep it for this transaction only
             local = pending.local.setdefault(self.key, {})
             try:
-                return local[subkey]
+                value = local[subkey]
             except KeyError:
-                value = local[subkey] = self.create(owner, session, args, kwargs)
+                value = local[subkey] = self.create(owner, session, args, kwargs, counter)
                 return value
+            counter.hit += 1
+            return value
         lru = cache.lru
         # the entry is created before computing: an invalidation meanwhile detaches it, so a
         # value computed from old rows is never stored where later readers look
@@ -211,26 +223,29 @@ class OrmCachedDescriptor:
         shared = cache.shared
         if shared is None:
             try:
-                return entry[subkey]
+                value = entry[subkey]
             except KeyError:
-                value = entry[subkey] = self.create(owner, session, args, kwargs)
+                value = entry[subkey] = self.create(owner, session, args, kwargs, counter)
                 return value
-        return self._load_shared(cache, shared, entry, subkey, owner, session, args, kwargs)
+            counter.hit += 1
+            return value
+        return self._load_shared(shared, entry, subkey, owner, session, args, kwargs, counter)
 
-    def _load_shared(self, cache: Any, shared: Any, entry: Dict[Any, Any], subkey: Any, owner: Any,
-                     session: Session, args: tuple, kwargs: dict) -> Any:
+    def _load_shared(self, shared: Any, entry: Dict[Any, Any], subkey: Any, owner: Any,
+                     session: Session, args: tuple, kwargs: dict, counter: Any) -> Any:
         import redis
 
         local = entry.get(subkey)
         try:
             if local is not None and local[0] == shared.version(self.name):
+                counter.hit += 1
                 return local[1]
             version, value = shared.get(self.name, subkey)
         except redis.RedisError as exc:
             _logger.warning("orm_cached %s: shared tier unreachable (%s), computed without caching", self.name, exc)
-            return self.create(owner, session, args, kwargs)
+            return self.create(owner, session, args, kwargs, counter)
         if value is NOT_FOUND:
-            value = self.create(owner, session, args, kwargs)
+            value = self.create(owner, session, args, kwargs, counter)
             try:
                 outcome = shared.store(self.name, subkey, version, value)
             except redis.RedisError as exc:
@@ -239,8 +254,29 @@ class OrmCachedDescriptor:
             if outcome == MOVED:
                 return value  # invalidated while computing: maybe built from old rows, keep nothing
             # STORED, or LOCAL_ONLY: kept here, still validated by the shared version
+        else:
+            counter.hit += 1  # computed by another process
         entry[subkey] = (version, value)
         return value
+
+
+class Counter:
+    """Statistics of one ``orm_cached`` member in one registry, listed by ``ormcache.stats()``."""
+
+    __slots__ = ("cache_name", "hit", "miss", "err", "gen_time")
+
+    def __init__(self, cache_name: str) -> None:
+        self.cache_name = cache_name
+        self.hit = self.miss = self.err = 0
+        self.gen_time = 0.0
+
+    @property
+    def ratio(self) -> float:
+        """Hits in percent of lookups."""
+        return 100.0 * self.hit / ((self.hit + self.miss) or 1)
+
+    def __repr__(self) -> str:
+        return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"
 
 
 def orm_cached(policy: Union[str, Callable[[Any], bool]], by_role: bool = False) -> Callable[[Any], OrmCachedDescriptor]:
