@@ -369,8 +369,8 @@ def test_orm_instances_are_refused(session, orm_cache):
         bad.entity_select
     with pytest.raises(TypeError, match=r"cannot cache a tuple holding an ORM instance"):
         bad.entity_rows
-    assert not any(key[1] == "orm_cached" for key in orm_cache.lru.keys() if key[0] == "ormcache.sqlalchemy"
-                   and orm_cache.lru[key])
+    for member in (BadApp.instance, BadApp.instances, BadApp.by_name, BadApp.entity_select, BadApp.entity_rows):
+        assert not orm_cache.lru.peek(member.key)  # nothing stored (at most an empty entry)
 
 
 def test_bad_policies_get_clear_errors(registry):
