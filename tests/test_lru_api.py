@@ -1059,3 +1059,17 @@ def test_update_keyword_named_self(LRU):
     assert lru.items() == [("self", 1)]
     lru.update([("a", 2)], self=3)
     assert lru.items() == [("self", 3), ("a", 2)]
+
+
+def test_huge_maxweight_is_accepted(LRU):
+    # "maxweight: int >= 0": any such int, however large, is a valid bound.
+    lru = LRU(3, maxweight=sys.maxsize, getsizeof=lambda v: v)
+    assert lru.maxweight == sys.maxsize
+    lru["a"] = 2**62
+    assert lru.weight == 2**62
+    huge = LRU(3, maxweight=10**30, getsizeof=lambda v: v)
+    assert huge.maxweight >= sys.maxsize
+    huge["a"] = 2**62
+    huge["b"] = 1
+    assert huge.items() == [("b", 1), ("a", 2**62)]
+    huge._check()
