@@ -1073,3 +1073,16 @@ def test_huge_maxweight_is_accepted(LRU):
     huge["b"] = 1
     assert huge.items() == [("b", 1), ("a", 2**62)]
     huge._check()
+
+
+def test_weights_near_the_integer_limit(LRU):
+    lru = LRU(3, maxweight=sys.maxsize, getsizeof=lambda v: v)
+    lru["a"] = 2**62
+    lru["b"] = 2**62  # 2**63 > sys.maxsize: "a" goes
+    assert lru.items() == [("b", 2**62)]
+    lru["c"] = sys.maxsize  # alone it fits exactly
+    assert lru.items() == [("c", sys.maxsize)]
+    assert lru.weight == sys.maxsize
+    lru["d"] = 0
+    assert lru.items() == [("d", 0), ("c", sys.maxsize)]
+    lru._check()
