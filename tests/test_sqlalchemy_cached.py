@@ -554,3 +554,17 @@ def test_statistics_are_listed_by_ormcache_stats(session, orm_cache, registry):
     assert names["model"] == "ormcache.sqlalchemy" and names["cache"] == "default"
     assert names["gen_time"] > 0 and round(names["ratio"]) == 67
     assert (rows["App.setting"]["miss"], rows["App.setting"]["err"]) == (1, 1)
+
+
+def test_text_sql_through_the_session(session, orm_cache):
+    from sqlalchemy import text
+
+    add_users(session, 1)
+    app = App(orm_cache, session)
+    assert app.user_names == ("user1",)
+    session.execute(text("SELECT name FROM users"))  # a read: nothing invalidated
+    session.commit()
+    assert app.user_names == ("user1",) and CALLS["user_names"] == 1
+    session.execute(text("UPDATE users SET name = 'raw'"))  # which tables? all of them, then
+    session.commit()
+    assert app.user_names == ("raw",) and CALLS["user_names"] == 2

@@ -164,3 +164,16 @@ def test_bad_input_gets_clear_errors(session):
         cache.get(User, 1, "posts")
     with pytest.raises(TypeError, match="is not a mapped class"):
         cache.prefetch(dict, [1], ["name"])
+
+
+def test_text_sql_that_may_write_clears_the_cache(session):
+    from sqlalchemy import text
+
+    ids = add_users(session, 3)
+    cache = RecordCache.of(session)
+    cache.prefetch(User, ids, ["name"])
+    session.execute(text("SELECT 1"))
+    assert (User, 1, "name") in cache
+    session.execute(text("UPDATE users SET name = 'raw' WHERE id = 1"))
+    assert (User, 2, "name") not in cache
+    assert cache.get(User, 1, "name") == "raw"

@@ -164,3 +164,13 @@ def test_instances_expired_by_a_commit_are_refreshed_from_memory(Session, querie
             assert Country.by_key(session, "CH") is ch
             assert ch.name == "Switzerland"
         assert queries.count == 0
+
+
+def test_text_sql_through_the_session_resets_the_cache(Session):
+    from sqlalchemy import text
+
+    with Session() as session:
+        assert Country.by_key(session, "CH").name == "Switzerland"
+        session.execute(text("UPDATE countries SET name = 'Suisse' WHERE code = 'CH'"))
+        session.commit()
+        assert Country.by_key(session, "CH").name == "Suisse"

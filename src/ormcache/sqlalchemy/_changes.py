@@ -6,6 +6,7 @@ from typing import Any, Dict, Iterator, Set
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import TextClause
 
 #: first element of every key this package puts in a registry cache (shared with ormcache).
 KEY_PREFIX = "ormcache.sqlalchemy"
@@ -24,9 +25,28 @@ def instance_tables(obj: Any) -> Set[str]:
     return {table.name for table in inspect(obj).mapper.tables}
 
 
+class _AllTables(frozenset):
+    """Every table: what a textual statement that may write can have changed (empty, so test
+    it with ``is ALL_TABLES`` first)."""
+
+    def __repr__(self) -> str:
+        return "ALL_TABLES"
+
+
+#: ``statement_tables()`` of a ``text()`` statement that is not a plain read.
+ALL_TABLES: Set[str] = _AllTables()
+
+_READS = ("select", "show", "explain", "values", "pragma", "set ", "begin", "commit", "rollback",
+          "savepoint", "release")
+
+
 def statement_tables(orm_execute_state: Any) -> Set[str]:
-    """Names of the tables an insert/update/delete statement writes; empty for a SELECT."""
+    """Names of the tables an insert/update/delete statement writes; empty for a SELECT;
+    ``ALL_TABLES`` for ``text()`` SQL other than a read (its tables cannot be known)."""
     if not (orm_execute_state.is_update or orm_execute_state.is_delete or orm_execute_state.is_insert):
+        statement = orm_execute_state.statement
+        if isinstance(statement, TextClause) and not statement.text.lstrip().lower().startswith(_READS):
+            return ALL_TABLES
         return set()
     tables = set()
     table = getattr(orm_execute_state.statement, "table", None)

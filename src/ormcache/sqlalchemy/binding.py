@@ -13,7 +13,9 @@ Per session transaction:
   invalidated;
 - every flush: each inserted, updated or deleted object is shown to every policy; ORM bulk
   ``insert()/update()/delete()`` statements invalidate by table (and every callable policy, as
-  there is no object to show it: a miss is better than a stale answer). Invalidated values are
+  there is no object to show it: a miss is better than a stale answer); ``session.execute(text())``
+  SQL other than a read invalidates everything (its tables cannot be known). SQL sent on a
+  connection directly, bypassing the session, is not seen. Invalidated values are
   dropped from the local tier at once and, until the transaction ends, kept for that transaction
   only, so no other thread or process can see values built from uncommitted rows;
 - commit: local values dropped again (another thread may have stored old rows meanwhile), the
@@ -30,7 +32,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set
 from sqlalchemy import MetaData, event
 from sqlalchemy.orm import Session
 
-from ._changes import FULL_TABLE_MODELS, KEY_PREFIX, changed_instances, instance_tables, statement_tables
+from ._changes import ALL_TABLES, FULL_TABLE_MODELS, KEY_PREFIX, changed_instances, instance_tables, statement_tables
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
@@ -247,6 +249,9 @@ class OrmCache:
         if session.info.get(INTERNAL_KEY):
             return
         tables = statement_tables(orm_execute_state)
+        if tables is ALL_TABLES:  # text() SQL that may write: anything may be stale
+            self._invalidate(session, self._counters, FULL_TABLE_MODELS)
+            return
         if not tables:
             return
         descriptors: Set[Any] = set(self._callables)  # no objects to show them: invalidate

@@ -10,8 +10,9 @@ Example::
 The cache is ``{model: {id: {field: value}}}``; a field is loaded when it is a key of the record's
 dict. It lives in ``session.info`` and ends with the session's transaction (commit or rollback), as
 the session's own identity map expires then. Inserts, updates and deletes flushed by the session
-drop the records they touch; ORM bulk ``insert()/update()/delete()`` statements drop the model.
-Writes that bypass the session (``text()`` SQL, another connection) are not seen.
+drop the records they touch; ORM bulk ``insert()/update()/delete()`` statements drop the model;
+``session.execute(text(...))`` SQL other than a read drops everything. Writes that bypass the
+session (SQL on a connection, another process) are not seen.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set
 from sqlalchemy import bindparam, event, inspect, select
 from sqlalchemy.orm import Mapper, Session
 
-from ._changes import changed_instances, statement_tables
+from ._changes import ALL_TABLES, changed_instances, statement_tables
 
 __all__ = ["RecordCache", "MissingRecord"]
 
@@ -266,7 +267,9 @@ def _do_orm_execute(orm_execute_state: Any) -> None:
     if cache is None:
         return
     tables = statement_tables(orm_execute_state)
-    if tables:
+    if tables is ALL_TABLES:
+        cache.clear()
+    elif tables:
         cache._invalidate_tables(tables)
 
 
