@@ -321,6 +321,8 @@ def test_select_results_are_materialised(session, orm_cache):
     admin = App(orm_cache, session, role="admin")
     assert admin.admins == () and isinstance(admin.admins, tuple)
     assert app.legacy_query == (("user1", 1), ("user2", 2))
+    session.execute(delete(User))
+    assert app.legacy_query == () and app.user_names == ()
 
 
 def test_request_cached(Session, orm_cache, queries):

@@ -83,14 +83,21 @@ def _materialise(session: Session, value: Any) -> Any:
     if isinstance(value, Select):
         value = session.execute(value)
     if isinstance(value, Query):
-        value = value.all()
+        return tuple(_plain(row) for row in value)
     if isinstance(value, Result):
         if len(value.keys()) == 1:
             return tuple(value.scalars().all())
         return tuple(tuple(row) for row in value.all())
     if isinstance(value, list) and value and isinstance(value[0], Row):
-        return tuple(tuple(row) if len(row) > 1 else row[0] for row in value)
+        return tuple(_plain(row) for row in value)
     return value
+
+
+def _plain(row: Any) -> Any:
+    """A Row as a plain tuple (its value when it has one column); anything else as is."""
+    if isinstance(row, Row):
+        return tuple(row) if len(row) > 1 else row[0]
+    return row
 
 
 def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., tuple]]:
