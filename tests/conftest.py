@@ -7,6 +7,9 @@ import importlib
 
 import pytest
 
+# Private PostgreSQL and Redis servers on 127.0.0.1, started on first use (tests/servers.py).
+pytest_plugins = ("servers",)
+
 IMPLEMENTATIONS = [
     pytest.param("fastlru._lru_c", id="c-extension", marks=pytest.mark.c_extension),
     pytest.param("fastlru._lru_py", id="pure-python"),
