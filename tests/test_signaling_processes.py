@@ -148,6 +148,7 @@ def test_redis_killed_and_restarted_mid_run(kind, target, config_table, redis_se
             time.sleep(0.5)  # the workers keep serving meanwhile
         finally:
             redis_server.start()
+        time.sleep(1.5)  # the workers try the server again a second after their last failure
         start = run.progress.value
         run.wait_progress(start + 400)
         stats = run.finish()
@@ -164,6 +165,7 @@ def test_postgres_stopped_and_started_mid_run(kind, target, config_table, postgr
             time.sleep(0.5)
         finally:
             postgres_server.start()
+        time.sleep(1.5)  # the workers try the server again a second after their last failure
         start = run.progress.value
         run.wait_progress(start + 400)
         stats = run.finish()

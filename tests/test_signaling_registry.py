@@ -34,6 +34,7 @@ def make_registry():
     def make(backend=None):
         registry = Registry(f"signaling-{uuid.uuid4().hex[:10]}")
         registry.signaling = backend
+        registry.signaling_retry_interval = 0  # retry at once after a restart (tested apart)
         made.append(registry)
         return registry
 
@@ -350,6 +351,33 @@ def test_kept_invalidations_are_published_by_the_next_check(pair, server):
     warm(second)
     first.check_signaling()   # publishes what was kept, before reading
     assert second.check_signaling() == ["assets"]
+
+
+def test_after_a_failure_the_backend_rests_for_the_retry_interval(pair, server):
+    """Within signaling_retry_interval of a failure nothing waits for the network: checks
+    clear everything, signals are kept; afterwards the backend is tried again."""
+    first, second = pair
+    second.signaling_retry_interval = 3600
+    _down(server)
+    try:
+        assert second.check_signaling() == sorted(second.caches)
+    finally:
+        server.start()
+    first.check_signaling()  # a restarted Redis lost its counters: first resyncs too
+    warm(second)
+    assert second.check_signaling() == sorted(second.caches)  # not tried: still resting
+    second.clear_cache("assets")
+    with pytest.raises(SignalingUnavailable, match="not tried again yet"):
+        second.signal_changes()
+    assert second.cache_invalidated == {"assets"}
+    second.signaling_retry_interval = 0
+    warm(second)
+    assert second.check_signaling() == sorted(second.caches)  # tried: back, resync
+    assert second.cache_invalidated == set()  # that check published what was kept
+    warm(first)
+    assert first.check_signaling() == ["assets"]
+    second.signal_changes()  # nothing left to publish
+    assert first.check_signaling() == []
 
 
 def test_pending_registry_change_survives_an_outage(pair, server):

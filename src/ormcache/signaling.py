@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 import weakref
 from contextlib import contextmanager
@@ -196,6 +197,9 @@ class PostgresSignaling(SignalingBackend):
             in_recovery, read_only = conn.execute(
                 "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
             ).fetchone()
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise SignalingUnavailable(f"PostgreSQL signaling at {self._where} is unreachable: {exc}") from exc
         except BaseException:
             conn.close()
             raise
@@ -263,8 +267,9 @@ class PostgresSignaling(SignalingBackend):
                     raise ReadOnlyBackendError(
                         f"PostgreSQL signaling at {self._where} became read-only: {exc}") from exc
                 except psycopg.errors.UndefinedTable as exc:
-                    self._ensured.clear()   # someone dropped our sequences: recreate next time
-                    raise SignalingError(f"PostgreSQL signaling at {self._where}: {exc}") from exc
+                    self._ensured.clear()  # someone dropped our sequences: create them again
+                    if attempt == 2:
+                        raise SignalingError(f"PostgreSQL signaling at {self._where}: {exc}") from exc
                 except psycopg.Error as exc:
                     self._drop()
                     raise SignalingError(f"PostgreSQL signaling at {self._where}: {exc}") from exc
@@ -523,9 +528,13 @@ class RegistrySignaling:
 
     ``on_reload`` (None, or a callable taking the registry) is called when another process
     changed the registry itself, after every local cache was cleared; it may be set per instance.
+
+    After the backend failed, the next ``signaling_retry_interval`` seconds do without it: checks
+    clear everything at once and signals are kept, instead of each waiting for a network timeout.
     """
 
     on_reload: Optional[Callable[[Any], None]] = None
+    signaling_retry_interval: float = 1.0
 
     def __init__(self) -> None:
         self._signaling_lock = threading.Lock()
@@ -538,6 +547,7 @@ class RegistrySignaling:
         #: the same, as a tuple in the order of _signaling_keys (the no-change fast path)
         self._signaling_values: Optional[Tuple[int, ...]] = None
         self._signaling_outage = False
+        self._signaling_failed_at = 0.0  # time.monotonic() of the last failure
         #: bumped whenever the local counters change: a read older than that is read again
         self._signaling_generation = 0
         #: names whose publication failed (any thread); published by the next signal or check
@@ -569,6 +579,16 @@ class RegistrySignaling:
 
         return (REGISTRY, *CACHES_BY_KEY)
 
+    def _signaling_failed(self) -> None:
+        # under the lock: the backend failed; resync at the first check that succeeds
+        self._signaling_outage = True
+        self._signaling_failed_at = time.monotonic()
+
+    def _signaling_resting(self) -> bool:
+        """Whether the backend failed less than signaling_retry_interval seconds ago."""
+        return (self._signaling_outage
+                and time.monotonic() < self._signaling_failed_at + self.signaling_retry_interval)
+
     def _signaling_snapshot(self) -> None:
         # under the lock, after every change of the local counters
         self._signaling_values = tuple(map(self._signaling_versions.get, self._signaling_keys))
@@ -592,11 +612,17 @@ class RegistrySignaling:
             return
         try:
             self._signaling_publish(backend, registry_changed, names)
-        except SignalingUnavailable:
-            pass  # still down: the read below fails too and clears everything
-        else:
-            _logger.info("Published invalidations kept during the signaling outage: %s",
-                         ["registry"] if registry_changed else sorted(names))
+        except SignalingError as exc:
+            if isinstance(exc, ReadOnlyBackendError):
+                raise
+            _logger.debug("Signaling: kept invalidations still not published: %s", exc)
+            return  # the read below fails too, or tells the same story
+        _logger.info("Published invalidations kept during the signaling outage: %s",
+                     ["registry"] if registry_changed else sorted(names))
+        # this thread's copy of them is done too (other threads publish theirs once more)
+        self.cache_invalidated.difference_update(names)
+        if registry_changed:
+            self.registry_invalidated = False
 
     def _signaling_publish(self, backend: Any, registry_changed: bool, names: set) -> None:
         # no need to signal caches with the registry: reloading starts with empty caches
@@ -604,13 +630,18 @@ class RegistrySignaling:
         # The lock is held across the round trip so that no check of another thread (or of the
         # pub/sub listener) applies a read taken between the bump and the local increment.
         with self._signaling_lock:
+            resting = self._signaling_resting()
             try:
+                if resting:
+                    raise SignalingUnavailable(
+                        f"signaling of {self.db_name!r} failed less than "
+                        f"{self.signaling_retry_interval}s ago; not tried again yet")
                 backend.bump(self.db_name, bumped)
             except SignalingError as exc:
                 self._signaling_pending |= names
                 self._signaling_pending_registry |= registry_changed
-                if isinstance(exc, SignalingUnavailable):
-                    self._signaling_outage = True  # resync at the first check that succeeds
+                if isinstance(exc, SignalingUnavailable) and not resting:
+                    self._signaling_failed()
                 failure = exc
             else:
                 failure = None
@@ -646,11 +677,16 @@ class RegistrySignaling:
         for attempt in range(3):
             generation = self._signaling_generation
             try:
+                if self._signaling_resting():
+                    raise SignalingUnavailable("not tried again yet")
                 epoch, values = backend.read_versions(self.db_name, names)
-            except SignalingUnavailable as exc:
+            except SignalingError as exc:
+                if isinstance(exc, ReadOnlyBackendError):
+                    raise  # a misconfiguration, not an outage: say it loudly
                 with self._signaling_lock:
                     first = not self._signaling_outage
-                    self._signaling_outage = True
+                    if not self._signaling_resting():
+                        self._signaling_failed()
                     self._signaling_generation += 1
                     cleared = self._signaling_clear_all()
                 if first:
@@ -726,8 +762,9 @@ class RegistrySignaling:
         raises ``SignalingError`` and keeps the names: the next signal_changes() or
         check_signaling() (of any thread) publishes them.
         """
-        registry_changed = self.registry_invalidated or self._signaling_pending_registry
-        names = set(self.cache_invalidated) | self._signaling_pending
+        with self._signaling_lock:
+            registry_changed = self.registry_invalidated or self._signaling_pending_registry
+            names = self.cache_invalidated | self._signaling_pending
         if not (registry_changed or names):
             return
         self._signaling_publish(self._signaling_backend(), registry_changed, names)
