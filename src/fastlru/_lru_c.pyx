@@ -183,7 +183,7 @@ cdef class LRU:
         self.on_evict = on_evict
         self.getsizeof = getsizeof
         if maxweight is not None:
-            self._maxweight = maxweight
+            self._maxweight = min(maxweight, PY_SSIZE_T_MAX)  # as unreachable as any larger
             self.weights = <Py_ssize_t*>PyMem_Malloc(1)  # marks the cache weighted
             if self.weights == NULL:
                 raise MemoryError()

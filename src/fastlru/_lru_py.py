@@ -52,12 +52,17 @@ class _Unraisable:
     __slots__ = ("exc",)
 
     def __del__(self):
-        raise self.exc
+        exc, self.exc = self.exc, None
+        try:
+            raise exc
+        finally:
+            del exc  # else the traceback's frames and the exception form a cycle
 
 
 def _report(exc):
     reporter = _Unraisable()
     reporter.exc = exc
+    del exc
     del reporter
 
 
@@ -71,7 +76,7 @@ def _new_table(size):
 def _check_count(count):
     if not isinstance(count, int):
         raise TypeError(f"count must be an int, not {type(count).__name__}")
-    return min(max(count, 1), sys.maxsize)  # as the compiled engine: a C ssize_t
+    return min(max(int(count), 1), sys.maxsize)  # as the compiled engine: a C ssize_t
 
 
 class LRU:
@@ -111,6 +116,7 @@ class LRU:
                 raise TypeError(f"maxweight must be an int, not {type(maxweight).__name__}")
             if maxweight < 0:
                 raise ValueError("maxweight must be >= 0")
+            maxweight = min(int(maxweight), sys.maxsize)  # as the compiled engine: a C ssize_t
         elif getsizeof is not None:
             raise TypeError("getsizeof needs maxweight")
         try:
@@ -436,7 +442,7 @@ class LRU:
     def __delitem__(self, key):
         self._pop(key, _MISSING)
 
-    def pop(self, key, default=_MISSING):
+    def pop(self, key, default=_MISSING, /):
         return self._pop(key, default)
 
     def _pop(self, key, default):
