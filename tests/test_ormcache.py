@@ -1025,3 +1025,76 @@ def test_calls_compute_exactly_the_uncached_keys(LRU, hit_path, ops):
         assert set(key[2:] for key in reg.caches["default"].keys()) == cached_keys
     finally:
         Registry.delete(name)
+
+
+def test_arguments_are_not_kept_alive_by_the_wrapper(registry):
+    import gc
+    import weakref
+
+    class Arg:
+        pass
+
+    class Model:
+        __slots__ = ()
+        _name = "m"
+        pool = registry
+
+        @cached("x")
+        def f(self, x):
+            return 1
+
+        @cached("x")
+        def g(self, x):
+            raise ValueError(x)
+
+    m = Model()
+    a, b = Arg(), Arg()
+    assert m.f(a) == 1 and m.f(a) == 1  # a miss (stored with its key), then a hit
+    with pytest.raises(ValueError):
+        m.g(b)  # a miss that fails: nothing stored
+    refs = weakref.ref(a), weakref.ref(b)
+    registry.clear_cache()
+    del a, b
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+
+
+def test_a_key_comparison_calling_the_same_method(registry):
+    """A key's __hash__ and __eq__ run while the lookup is in progress: a nested call of the
+    same method must not disturb the outer one's key."""
+    calls, nested = [], []
+
+    class Key:
+        def __init__(self, name):
+            self.name = name
+
+        def __hash__(self):
+            if self.name in ("outer", "outer-eq") and self.name not in nested:
+                nested.append(self.name)
+                assert Model().f(Key("inner")) == "inner"  # re-enters the wrapper mid-lookup
+            return 1  # every Key collides: the lookup compares with __eq__
+
+        def __eq__(self, other):
+            if isinstance(other, Key) and self.name == "outer-eq" and "eq" not in nested:
+                nested.append("eq")
+                assert Model().f(Key("inner-eq")) == "inner-eq"
+            return isinstance(other, Key) and other.name == self.name
+
+    class Model:
+        __slots__ = ()
+        _name = "m"
+        pool = registry
+
+        @cached("x")
+        def f(self, x):
+            calls.append(x.name)
+            return x.name
+
+    m = Model()
+    assert m.f(Key("first")) == "first"
+    assert m.f(Key("outer")) == "outer" and m.f(Key("outer")) == "outer"
+    assert m.f(Key("outer-eq")) == "outer-eq" and m.f(Key("outer-eq")) == "outer-eq"
+    assert m.f(Key("inner")) == "inner" and m.f(Key("first")) == "first"
+    names = ["first", "inner", "inner-eq", "outer", "outer-eq"]
+    assert sorted(calls) == names and sorted(nested) == ["eq", "outer", "outer-eq"]
+    assert sorted(key[2].name for key in registry.caches["default"].keys()) == names
