@@ -4,9 +4,10 @@
 ``cached_method(spec)`` returns a ``CachedMethod``: a callable extension type with vectorcall,
 flagged as a method descriptor, so ``model.get_param(key)`` reaches the C hit path without a
 bound method, an argument tuple or a keyword dict. A hit costs: finding the (pool, model) slot
-(by the owner's type alone for slotted records such as Odoo's, else two attribute reads), one
-key tuple, one ``PyObject_GetItem`` on the LRU and one C integer increment. Anything else (a new
-registry or model, a miss, an error) goes to the shared Python code in ``_lookup``.
+(by the owner's type alone for slotted records such as Odoo's, else two attribute reads),
+refilling the wrapper's own probe key tuple (no allocation), one ``PyObject_GetItem`` on the LRU
+and one C integer increment. Anything else (a new registry or model, a miss, an error) goes to
+the shared Python code in ``_lookup``.
 
 Measured with ``python -m ormcache._bench`` (the same numbers appear in ``python -m fastlru.bench``).
 """
