@@ -96,7 +96,7 @@ def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, k
         # it failed (exceptions are never shared) or the cache was cleared meanwhile: look again
         try:
             value = lru[key]
-        except KeyError:
+        except Exception:  # noqa: BLE001 - not there (or the cache refuses): compute it ourselves
             continue
         counter.hit += 1
         return value
