@@ -159,3 +159,21 @@ def test_bench_rows_and_the_classic_baseline():
         assert row["ns"] > 0 and row["ratio"] > 0 and isinstance(row["note"], str)
     by_impl = {row["impl"]: row for row in rows}
     assert by_impl["undecorated"]["ratio"] == 1.0
+
+
+def test_stats_lists_counters_other_layers_add(registry, hit_path):
+    """Other layers (SQLAlchemy integration) keep counters in registry.counters too."""
+
+    def loader():
+        pass
+
+    counter = hit_path.Counter("default")
+    counter.hit, counter.miss = 3, 1
+    registry.counters[("orm", loader)] = counter
+    registry.counters[("orm", "request_cached", "app.views.menu")] = hit_path.Counter("default")
+    registry.caches["default"][("orm", loader, 1)] = "v"
+    registry.caches["default"][("orm", "request_cached", "app.views.menu", "k")] = "w"
+    rows = {(row["model"], row["method"]): row for row in stats(registry)}
+    assert rows[("orm", loader.__qualname__)]["hit"] == 3
+    assert rows[("orm", loader.__qualname__)]["entries"] == 1
+    assert rows[("orm", "request_cached.app.views.menu")]["entries"] == 1

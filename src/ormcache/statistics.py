@@ -28,14 +28,25 @@ _log_lock = threading.Lock()
 last_log_thread: Optional[threading.Thread] = None
 
 
-def _entries(registry: Registry) -> Dict[Tuple[Any, Any], int]:
-    """(model, method) -> number of cached entries, over all caches of the registry."""
+def _entries(registry: Registry) -> Dict[Tuple[Any, ...], int]:
+    """Key prefix (model, method[, name]) -> number of cached entries, over all caches."""
     tally: _Tally = _Tally()
     for lru in list(registry.caches.values()):
         for key in lru.keys():
             if type(key) is tuple and len(key) >= 2:
-                tally[key[0], key[1]] += 1
+                tally[key[:2]] += 1
+                if len(key) >= 3:
+                    try:
+                        tally[key[:3]] += 1
+                    except TypeError:  # an unhashable third part: not a counter's prefix
+                        pass
     return tally
+
+
+def _method_name(parts: Tuple[Any, ...]) -> str:
+    if len(parts) == 1:
+        return getattr(parts[0], "__qualname__", None) or str(parts[0])
+    return ".".join(str(part) for part in parts)
 
 
 def stats(registry: Optional[Registry] = None) -> List[Dict[str, Any]]:
@@ -44,14 +55,16 @@ def stats(registry: Optional[Registry] = None) -> List[Dict[str, Any]]:
     rows = []
     for reg in registries:
         entries = _entries(reg)
-        for (model, func), counter in list(reg.counters.items()):
+        # counters are keyed (model, method) by the decorators; other layers may add longer keys
+        for key, counter in list(reg.counters.items()):
+            model, *method = key if isinstance(key, tuple) and len(key) >= 2 else ("?", key)
             rows.append(
                 {
                     "db": reg.db_name,
-                    "model": model,
-                    "method": getattr(func, "__qualname__", repr(func)),
+                    "model": str(model),
+                    "method": _method_name(tuple(method)),
                     "cache": counter.cache_name,
-                    "entries": entries.get((model, func), 0),
+                    "entries": entries.get(key, 0),
                     "hit": counter.hit,
                     "miss": counter.miss,
                     "err": counter.err,
