@@ -21,6 +21,9 @@ Contract relied on by the signaling and SQLAlchemy layers:
 - ``clear_cache(*names)``, ``clear_all_caches()``, ``_clear_local(names)``, ``_clear_all_local()``
   and ``signaling``. Clear through these (not ``caches[name].clear()``): they bump
   ``generation``, so a value computed across the clear is not stored afterwards.
+- ``counters``: (model, method) -> statistics, filled by the decorators (read by ``ormcache.stats``).
+- ``Registry.delete(db_name)`` runs ``DELETE_HOOKS``: the hit paths forget the registries they
+  remember, so a deleted registry (and its caches) can be freed.
 """
 from __future__ import annotations
 
