@@ -10,6 +10,7 @@ DIRECTIVES = {
 
 extensions = [
     Extension("fastlru._lru_c", ["src/fastlru/_lru_c.pyx"]),
+    Extension("ormcache._cache_c", ["src/ormcache/_cache_c.pyx"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES))
