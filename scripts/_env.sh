@@ -19,5 +19,6 @@ setup_env() {
     "$PY" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
     "$PY" -m pip install -q --disable-pip-version-check "${wheel}[${extras}]"
     # A wheel that silently fell back to pure Python is a failed build.
-    (cd / && "$PY" -c 'import fastlru, sys; sys.exit(0 if fastlru.IMPLEMENTATION == "c" else "the compiled engine is missing")')
+    (cd / && "$PY" -c 'import sys, fastlru, ormcache
+sys.exit(0 if fastlru.IMPLEMENTATION == ormcache.IMPLEMENTATION == "c" else "a compiled module is missing")')
 }
