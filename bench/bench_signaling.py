@@ -15,6 +15,7 @@ Run from the checkout (it starts a private PostgreSQL and redis-server, as the t
 import argparse
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 import time
@@ -157,6 +158,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds (a smoke run)")
     args = parser.parse_args(argv)
+    # a SIGTERM (timeout, CI) unwinds the with-blocks below: the servers are stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     number, rounds = (200, 30) if args.quick else (2000, 300)
     with PostgresServer() as pg, RedisServer() as redis_server:
         dsn = pg.create_database("bench")

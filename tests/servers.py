@@ -9,6 +9,7 @@ test). The classes work outside pytest too::
 
 The servers run with throw-away settings (no fsync, no snapshots): they hold test data only.
 """
+import atexit
 import contextlib
 import glob
 import os
@@ -138,6 +139,7 @@ class PostgresServer:
         streaming from it (pg_basebackup -R). The directory is created under the system temp
         dir, because pytest's own tmp dirs are private to root."""
         self.basedir = tempfile.mkdtemp(prefix="ormcache-pg-")
+        atexit.register(self.teardown)  # also when the caller forgets (or sys.exit()s)
         if os.geteuid() == 0:
             import pwd
 
@@ -184,6 +186,7 @@ class PostgresServer:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def teardown(self):
+        atexit.unregister(self.teardown)
         try:
             if self.basedir and os.path.exists(self.datadir):
                 self._run("pg_ctl", "stop", "-D", self.datadir, "-m", "immediate", "-w", check=False)
@@ -229,6 +232,7 @@ class RedisServer:
 
     def setup(self):
         self.basedir = tempfile.mkdtemp(prefix="ormcache-redis-")
+        atexit.register(self.teardown)
         self.port = free_port()
         self.start()
         return self
@@ -271,6 +275,7 @@ class RedisServer:
             self._log = None
 
     def teardown(self):
+        atexit.unregister(self.teardown)
         try:
             self._reap(signal.SIGKILL)
         finally:
