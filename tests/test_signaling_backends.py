@@ -1,6 +1,7 @@
 """The signaling backends on their own, against real servers (see servers.py)."""
 import tempfile
 import threading
+import uuid
 
 import psycopg
 from psycopg import pq
@@ -268,3 +269,34 @@ def test_redis_refuses_a_replica(redis_server, redis_prefix):
                 backend.bump("db", ["default"])
         finally:
             backend.close()
+
+
+# -- check_signaling() with nothing changed: one round trip ------------------------------------
+
+@pytest.fixture
+def registry():
+    from ormcache.registry import Registry
+
+    registry = Registry(f"roundtrip-{uuid.uuid4().hex[:8]}")
+    yield registry
+    if registry.signaling is not None:
+        registry.signaling.close()
+    Registry.delete(registry.db_name)
+
+
+def test_postgres_check_is_one_round_trip(registry, pg_dsn):
+    registry.signaling = PostgresSignaling(pg_dsn)
+    for _ in range(10):
+        registry.check_signaling()
+    assert _round_trips(registry.signaling, registry.check_signaling, 10) == 10
+
+
+def test_redis_check_is_one_mget(registry, redis_server, redis_prefix, redis_client):
+    registry.signaling = RedisSignaling(redis_server.url, key_prefix=redis_prefix)
+    registry.check_signaling()
+    redis_client.config_resetstat()
+    for _ in range(10):
+        assert registry.check_signaling() == []
+    stats = redis_client.info("commandstats")
+    assert {name: stat["calls"] for name, stat in stats.items() if not name.startswith("cmdstat_config")} == {
+        "cmdstat_mget": 10}

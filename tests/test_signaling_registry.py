@@ -427,3 +427,114 @@ def test_pubsub_listener_survives_a_redis_restart(make_registry, make_pubsub_bac
         first.clear_cache("routing")
     assert wait_until(lambda: "routing" not in warm_names(idle))
     assert "default" in warm_names(idle)
+
+
+# -- fork ----------------------------------------------------------------------------------------
+
+def _backend_pid(registry):
+    """The server process of a PostgresSignaling's connection (None for other backends)."""
+    connection = getattr(registry.signaling, "_conn", None)
+    return connection.info.backend_pid if connection is not None else None
+
+
+def _forked_child(registry, conn):
+    """In a forked child: the inherited registry signals, then waits for the parent's signal."""
+    try:
+        registry.check_signaling()
+        with registry.cursor_scope():
+            registry.clear_cache("assets")
+        warm(registry)
+        conn.send(_backend_pid(registry))
+        conn.recv()  # the parent signaled 'groups'
+        cleared = registry.check_signaling()
+        conn.send(cleared)
+    except BaseException as exc:  # reported to the parent
+        conn.send(repr(exc))
+    finally:
+        registry.signaling.close()
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("kind", ["postgres", "redis"], indirect=True)
+def test_a_forked_child_gets_its_own_connection(make_registry, make_backend, kind):
+    """A registry inherited through fork() signals over its own connection; the parent's
+    connection keeps working (a shared libpq socket would mix the two protocol streams)."""
+    import multiprocessing
+
+    registry = make_registry(make_backend())
+    other = make_registry(make_backend())
+    registry.check_signaling()
+    other.check_signaling()
+    parent_pid = _backend_pid(registry)
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_forked_child, args=(registry, theirs))
+    child.start()
+    try:
+        child_pid = ours.recv()
+        assert child_pid is None or child_pid != parent_pid
+        warm(registry)
+        assert registry.check_signaling() == ["assets"]
+        assert _backend_pid(registry) == parent_pid  # the parent's connection was left alone
+        assert other.check_signaling() == ["assets"]
+        with other.cursor_scope():
+            other.clear_cache("groups")
+        ours.send("go")
+        assert ours.recv() == list(CACHES_BY_KEY["groups"])
+        child.join(30)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        child.close()
+        ours.close()
+        theirs.close()
+
+
+def _forked_pubsub_child(registry, conn):
+    try:
+        registry.check_signaling()  # attaches again: a listener thread of the child's own
+        assert registry.signaling._listener.ready.wait(10)
+        warm(registry)
+        conn.send("ready")
+        cleared = wait_until(lambda: "assets" not in warm_names(registry))
+        with registry.cursor_scope():
+            registry.clear_cache("groups")
+        conn.send(cleared)
+    except BaseException as exc:  # reported to the parent
+        conn.send(repr(exc))
+    finally:
+        registry.signaling.close()
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_listens_and_is_heard(make_registry, make_pubsub_backend):
+    import multiprocessing
+
+    registry = make_registry(make_pubsub_backend())
+    registry.check_signaling()
+    assert registry.signaling._listener.ready.wait(10)
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_forked_pubsub_child, args=(registry, theirs))
+    child.start()
+    try:
+        assert ours.recv() == "ready"
+        warm(registry)
+        with registry.cursor_scope():
+            registry.clear_cache("assets")
+        assert ours.recv() is True  # the child's listener cleared 'assets'
+        # the child's message carries its own token: the parent's listener does not ignore it
+        assert wait_until(lambda: "groups" not in warm_names(registry))
+        child.join(30)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        child.close()
+        ours.close()
+        theirs.close()

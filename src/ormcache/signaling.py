@@ -31,6 +31,7 @@ and keeps serving (a stale answer is worse than a miss), and ``signal_changes()`
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -157,8 +158,8 @@ class PostgresSignaling(SignalingBackend):
     connection must be read-write: a hot standby or a read-only default transaction is refused
     with ``ReadOnlyBackendError``. After a lost connection the next call reconnects.
 
-    One connection is shared by the threads of the process (calls are serialised). Create the
-    backend in the worker process (after any fork), never before.
+    One connection is shared by the threads of the process (calls are serialised). A forked
+    child opens its own connection (the parent's socket is never written to from the child).
     """
 
     SEQUENCE_PREFIX = "ormcache_signaling_"
@@ -178,6 +179,7 @@ class PostgresSignaling(SignalingBackend):
         )
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._pid = os.getpid()
         self._ensured: set = set()
         self._queries: Dict[Tuple[str, Tuple[str, ...]], str] = {}
 
@@ -246,6 +248,8 @@ class PostgresSignaling(SignalingBackend):
 
     def _run(self, kind: str, names: Tuple[str, ...]) -> Any:
         psycopg = self._psycopg
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._lock:
             for attempt in (1, 2):
                 fresh = self._conn is None or self._conn.closed
@@ -280,6 +284,15 @@ class PostgresSignaling(SignalingBackend):
         if conn is not None:
             conn.close()
 
+    def _after_fork(self) -> None:
+        # The parent's connection belongs to the parent: closing it here would end its session.
+        # Keep it referenced (never closed, never collected) and connect anew.
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            _inherited_connections.append(self._conn)
+            self._conn = None
+        self._pid = os.getpid()
+
     def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
         return None, self._run("read", tuple(names))
 
@@ -289,6 +302,9 @@ class PostgresSignaling(SignalingBackend):
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+_inherited_connections: List[Any] = []  # a forked child's copies of its parent's connections
 
 
 class RedisSignaling(SignalingBackend):
@@ -336,11 +352,19 @@ class RedisSignaling(SignalingBackend):
             kwargs.get("host", kwargs.get("path", "?")), kwargs.get("port", ""), kwargs.get("db", 0))
         self._keys: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
         self._listener: Optional[_RedisListener] = _RedisListener(self) if pubsub else None
-        #: identifies our own messages on the pub/sub channel
-        self.token = uuid.uuid4().hex
+        self._token = uuid.uuid4().hex
+        self._token_pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"RedisSignaling({self._where!r}, key_prefix={self.key_prefix!r}, pubsub={self.pubsub})"
+
+    @property
+    def token(self) -> str:
+        """Identifies this process's messages on the pub/sub channel (a forked child gets its
+        own)."""
+        if self._token_pid != os.getpid():
+            self._token, self._token_pid = uuid.uuid4().hex, os.getpid()
+        return self._token
 
     @property
     def pubsub(self) -> bool:
@@ -444,10 +468,15 @@ class _RedisListener:
         self._registries: Dict[str, weakref.WeakSet] = {}
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._pid = os.getpid()
         #: set once the listener is subscribed to every attached channel (tests, benchmarks)
         self.ready = threading.Event()
 
     def attach(self, channel: str, registry: Any) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's thread did not follow
+            self._lock = threading.Lock()
+            self._thread = None
+            self._pid = os.getpid()
         with self._lock:
             self._registries.setdefault(channel, weakref.WeakSet()).add(registry)
             self.ready.clear()
@@ -538,6 +567,7 @@ class RegistrySignaling:
 
     def __init__(self) -> None:
         self._signaling_lock = threading.Lock()
+        self._signaling_pid = os.getpid()
         self._signaling_backend_seen: Any = None
         self._signaling_epoch: Any = _UNSYNCED
         #: the names with a counter (the registry's first), read together at every check
@@ -561,6 +591,13 @@ class RegistrySignaling:
         backend = self.signaling
         if backend is None:
             backend = _local_signaling
+        if self._signaling_pid != os.getpid():
+            # a forked child: fresh lock; the backend attaches again (e.g. to start a listener)
+            self._signaling_lock = threading.Lock()
+            self._signaling_pid = os.getpid()
+            attach = getattr(backend, "attach", None)
+            if attach is not None and backend is self._signaling_backend_seen:
+                attach(self)
         if backend is not self._signaling_backend_seen:
             with self._signaling_lock:
                 if backend is not self._signaling_backend_seen:
