@@ -317,7 +317,8 @@ def test_outage_clears_everything_keeps_serving_and_loses_nothing(pair, server, 
         assert second.check_signaling() == sorted(second.caches)
         warm(second)
         assert second.check_signaling() == sorted(second.caches)
-        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        warnings = [r for r in caplog.records
+                    if r.name == "ormcache.signaling" and r.levelno == logging.WARNING]
         assert len(warnings) == 1
         assert "Signaling unavailable" in warnings[0].getMessage()
         assert second.db_name in warnings[0].getMessage()
