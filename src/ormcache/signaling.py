@@ -634,9 +634,9 @@ class RegistrySignaling:
         self._signaling_generation += 1
 
     def _signaling_clear_all(self) -> List[str]:
-        for cache in self.caches.values():
-            cache.clear()
-        return sorted(self.caches)
+        # through the Registry, which bumps its generation: a value computed across this clear
+        # is then not stored afterwards
+        return sorted(self._clear_all_local())
 
     def _signaling_reload(self) -> None:
         self._signaling_clear_all()
