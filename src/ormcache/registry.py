@@ -12,7 +12,8 @@ True
 Contract relied on by the signaling and SQLAlchemy layers:
 
 - ``Registry(db_name, *, sizes=None, lru_factory=None)``: one registry per database; the keyword
-  arguments only matter at first creation. ``__init__`` runs once per database; the
+  arguments only matter at first creation. ``sizes`` overrides Odoo's sizes and may add names of
+  its own (each clears only itself, and is signaled like Odoo's: ``caches_by_key``). ``__init__`` runs once per database; the
   ``RegistrySignaling`` mixin may define ``__init__(self)`` (no arguments), called after the caches
   exist.
 - ``caches``: cache name -> ``fastlru.LRU``; the objects are never replaced (clearing is in place),
@@ -89,11 +90,14 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
             from fastlru import LRU as lru_factory
         counts = dict(CACHE_SIZES)
         for name, count in (sizes or {}).items():
-            if name not in counts:
-                raise ValueError(f"unknown cache name {name!r}; known: {sorted(counts)}")
-            counts[name] = count
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"cache names are non-empty strings, not {name!r}")
+            counts[name] = count  # a name Odoo does not have adds a cache of its own
         self.db_name = db_name
         self.caches: Dict[str, Any] = {name: lru_factory(count) for name, count in counts.items()}
+        #: name -> caches cleared with it: CACHES_BY_KEY plus this registry's own names
+        self.caches_by_key: Dict[str, Tuple[str, ...]] = {
+            name: CACHES_BY_KEY.get(name, (name,)) for name in counts}
         #: (model name, method) -> counter (hit, miss, err, gen_time); filled by the decorators.
         self.counters: Dict[Tuple[str, str], Any] = {}
         #: the signaling backend (set by the signaling layer), None when signaling is off.
@@ -149,9 +153,10 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         caches: List[str] = []
         for name in names:
             try:
-                expansion = CACHES_BY_KEY[name]
+                expansion = self.caches_by_key[name]
             except (KeyError, TypeError):
-                raise ValueError(f"unknown cache name {name!r}; known: {sorted(CACHES_BY_KEY)}") from None
+                raise ValueError(
+                    f"unknown cache name {name!r}; known: {sorted(self.caches_by_key)}") from None
             caches.extend(cache for cache in expansion if cache not in caches)
         return caches
 

@@ -614,9 +614,7 @@ class RegistrySignaling:
         return backend
 
     def _signaling_names(self) -> Tuple[str, ...]:
-        from .registry import CACHES_BY_KEY
-
-        return (REGISTRY, *CACHES_BY_KEY)
+        return (REGISTRY, *self.caches_by_key)
 
     def _signaling_failed(self) -> None:
         # under the lock: the backend failed; resync at the first check that succeeds
@@ -789,9 +787,7 @@ class RegistrySignaling:
         if REGISTRY in names:
             self._signaling_clear_all()
         else:
-            from .registry import CACHES_BY_KEY
-
-            self._clear_local([name for name in names if name in CACHES_BY_KEY])
+            self._clear_local([name for name in names if name in self.caches_by_key])
 
     def signal_changes(self) -> None:
         """Publish this thread's invalidations; call at the end of a successful unit of work.
