@@ -289,6 +289,13 @@ cdef class LRU:
         self.alloc = new_alloc
         return 0
 
+    cdef inline void _prefetch_tail(self) noexcept:
+        """Starts loading what evicting the tail will touch (its key object, whose reference
+        goes, and its table slot), so the next store does not wait on cold memory."""
+        cdef Entry* tail = &self.entries[self.entries[self.head].prev]
+        _prefetch(tail.key)
+        _prefetch(&self.table[_home(tail.hash, self.shift)])
+
     cdef inline int32_t _take_entry(self) noexcept:
         cdef int32_t e = self.free_head
         if e != EMPTY:
@@ -585,11 +592,6 @@ cdef class LRU:
             w = self._weigh(value)
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
-        if self.size >= self._count:
-            # A full cache will likely evict its tail: start loading the tail's table slot
-            # now, so that the latency overlaps the lookup of the new key.
-            t = self.entries[self.head].prev
-            _prefetch(&self.table[_home(self.entries[t].hash, self.shift)])
         e = self._find(key, h, &cs, &hold)
         if e >= 0:
             self._promote(<int32_t>e)
@@ -640,6 +642,7 @@ cdef class LRU:
                 else:
                     self._table_insert(t, h)
                 self.head = t
+                self._prefetch_tail()
             else:
                 try:
                     _dropped_reserve(&evicted, 2 * n)
