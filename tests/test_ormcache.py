@@ -4,7 +4,6 @@ Every test runs on both fastlru engines (``LRU`` fixture) and both hit paths (co
 ``_cache_c`` and pure-Python ``_cache_py``), each time on a fresh Registry.
 """
 import functools
-import importlib
 import inspect
 import itertools
 import logging
@@ -26,28 +25,7 @@ from ormcache import (
 )
 from ormcache import decorators
 
-HIT_PATHS = [
-    pytest.param("ormcache._cache_c", id="c-hit", marks=pytest.mark.c_extension),
-    pytest.param("ormcache._cache_py", id="py-hit"),
-]
 _names = itertools.count()
-
-
-@pytest.fixture(params=HIT_PATHS)
-def hit_path(request, monkeypatch):
-    """Decorations made during the test use this hit path (imported directly: never skipped)."""
-    module = importlib.import_module(request.param)
-    monkeypatch.setattr(decorators, "_impl", module)
-    return module
-
-
-@pytest.fixture
-def registry(LRU, hit_path):
-    name = f"test-ormcache-{next(_names)}"
-    reg = Registry(name, lru_factory=LRU)
-    assert isinstance(reg.caches["default"], LRU)
-    yield reg
-    Registry.delete(name)
 
 
 @pytest.fixture

@@ -1,6 +1,4 @@
 """ormcache statistics (rows, logged table, signals) and the benchmark section."""
-import importlib
-import itertools
 import logging
 import os
 import signal
@@ -8,30 +6,9 @@ import signal
 import pytest
 
 import ormcache
-from ormcache import Registry, ormcache as cached, stats
-from ormcache import _bench, decorators
+from ormcache import ormcache as cached, stats
+from ormcache import _bench
 from ormcache import statistics as stats_module
-
-HIT_PATHS = [
-    pytest.param("ormcache._cache_c", id="c-hit", marks=pytest.mark.c_extension),
-    pytest.param("ormcache._cache_py", id="py-hit"),
-]
-_names = itertools.count()
-
-
-@pytest.fixture(params=HIT_PATHS)
-def hit_path(request, monkeypatch):
-    module = importlib.import_module(request.param)
-    monkeypatch.setattr(decorators, "_impl", module)
-    return module
-
-
-@pytest.fixture
-def registry(LRU, hit_path):
-    name = f"test-ormcache-stats-{next(_names)}"
-    reg = Registry(name, lru_factory=LRU)
-    yield reg
-    Registry.delete(name)
 
 
 @pytest.fixture

@@ -1,35 +1,11 @@
 """ormcache under threads: single flight, no lock across keys, no deadlock on cycles."""
-import importlib
-import itertools
 import threading
 import time
 
-import pytest
+from ormcache import ormcache as cached
+from ormcache import _lookup
 
-from ormcache import Registry, ormcache as cached
-from ormcache import _lookup, decorators
-
-HIT_PATHS = [
-    pytest.param("ormcache._cache_c", id="c-hit", marks=pytest.mark.c_extension),
-    pytest.param("ormcache._cache_py", id="py-hit"),
-]
-_names = itertools.count()
 WAIT = 10  # seconds: only reached when something is broken
-
-
-@pytest.fixture(params=HIT_PATHS)
-def hit_path(request, monkeypatch):
-    module = importlib.import_module(request.param)
-    monkeypatch.setattr(decorators, "_impl", module)
-    return module
-
-
-@pytest.fixture
-def registry(LRU, hit_path):
-    name = f"test-ormcache-threads-{next(_names)}"
-    reg = Registry(name, lru_factory=LRU)
-    yield reg
-    Registry.delete(name)
 
 
 def run_threads(count, target):
