@@ -14,14 +14,14 @@ signature) and the simplest Python dict wrapper.
 """
 from __future__ import annotations
 
-import collections
 import functools
 import gc
 import inspect
-import threading
 import time
 from collections import defaultdict
 from typing import Any, Callable, Dict, List
+
+from fastlru.bench.odoo_lru import LRU as OdooLRU
 
 __all__ = ["rows"]
 
@@ -31,49 +31,7 @@ PARAMS = {key: key.upper() for key in KEYS}
 
 
 # -- (b) Odoo's classic design (odoo/tools/cache.py, lru.py, func.py up to Odoo 16) --------------
-
-def _locked(func):
-    """odoo.tools.func.locked: hold ``self._lock`` around the method."""
-
-    @functools.wraps(func)
-    def locked(inst, *args, **kwargs):
-        with inst._lock:
-            return func(inst, *args, **kwargs)
-
-    return locked
-
-
-class OdooLRU:
-    """odoo.tools.lru.LRU: an OrderedDict behind an RLock, most recent first."""
-
-    def __init__(self, count, pairs=()):
-        self._lock = threading.RLock()
-        self.count = max(count, 1)
-        self.d = collections.OrderedDict()
-        for key, value in pairs:
-            self[key] = value
-
-    @_locked
-    def __contains__(self, obj):
-        return obj in self.d
-
-    @_locked
-    def __getitem__(self, obj):
-        a = self.d[obj]
-        self.d.move_to_end(obj, last=False)
-        return a
-
-    @_locked
-    def __setitem__(self, obj, val):
-        self.d[obj] = val
-        self.d.move_to_end(obj, last=False)
-        while len(self.d) > self.count:
-            self.d.popitem(last=True)
-
-    @_locked
-    def clear(self):
-        self.d.clear()
-
+# Its LRU (fastlru.bench.odoo_lru) is the one the engine's comparison uses too.
 
 class OdooCounter:
     __slots__ = ("hit", "miss", "err")
