@@ -338,6 +338,21 @@ def test_request_cached(Session, orm_cache, queries):
         assert CALLS["first_user"] == 2
 
 
+def test_request_cached_values_are_per_owner(Session, orm_cache):
+    class RoleApp(App):
+        @request_cached
+        def greeting(self, punctuation="!"):
+            CALLS["greeting", self.role] += 1
+            return f"hello {self.role}{punctuation}"
+
+    with Session() as session:
+        user = RoleApp(orm_cache, session, role="user")
+        admin = RoleApp(orm_cache, session, role="admin")
+        assert user.greeting() == "hello user!" and admin.greeting() == "hello admin!"
+        assert user.greeting() == "hello user!" and admin.greeting("?") == "hello admin?"
+        assert CALLS["greeting", "user"] == 1 and CALLS["greeting", "admin"] == 2
+
+
 def test_request_cached_merges_into_the_current_session(Session, orm_cache, queries):
     class RequestApp(App):
         def __init__(self, session):

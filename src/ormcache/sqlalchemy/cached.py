@@ -354,13 +354,15 @@ class RequestCachedDescriptor:
             store = session.info.get(_REQUEST_KEY)
             if store is None:
                 store = session.info[_REQUEST_KEY] = {}
-        key = (self.key, args, tuple(sorted(kwargs.items()))) if (args or kwargs) else self.key
-        try:
-            value = store[key]
-        except KeyError:
-            value = store[key] = _materialise(session, self.fn(owner, *args, **kwargs))
-            return value
-        return _merge(session, value)
+        # The owner is part of the key (its value may depend on it); the entry keeps the owner
+        # itself, so an id reused by a later object cannot find another owner's value.
+        key = (self.key, id(owner), args, tuple(sorted(kwargs.items())))
+        entry = store.get(key)
+        if entry is not None and entry[0] is owner:
+            return _merge(session, entry[1])
+        value = _materialise(session, self.fn(owner, *args, **kwargs))
+        store[key] = (owner, value)
+        return value
 
 
 def request_cached(fn: Any) -> RequestCachedDescriptor:
