@@ -706,6 +706,8 @@ class RegistrySignaling:
         of each name whose counter moved since this process last saw it; if the registry's
         counter moved, clears every cache and calls ``on_reload``. Returns the caches cleared.
         An unreachable backend clears every local cache, logs a warning, and returns them all.
+        The first check of a registry adopts the counters: it clears whatever the caches hold
+        (filled before any counter was known) and returns ``[]``.
         """
         backend = self._signaling_backend()
         names = self._signaling_keys
