@@ -10,11 +10,9 @@
 interpreter is not CPython, or the extension is missing; ``IMPLEMENTATION`` says which
 (``"c"`` or ``"python"``).
 """
-import os
-import platform
 from typing import TYPE_CHECKING
 
-from ._common import CacheInfo
+from ._common import CacheInfo, choose
 
 __all__ = ["LRU", "CacheInfo", "IMPLEMENTATION"]
 __version__ = "0.1.0"
@@ -24,16 +22,6 @@ if TYPE_CHECKING:
     from ._lru_py import LRU
 
     IMPLEMENTATION = "python"
-elif os.environ.get("FASTLRU_NO_EXTENSIONS") or platform.python_implementation() != "CPython":
-    from ._lru_py import LRU
-
-    IMPLEMENTATION = "python"
 else:
-    try:
-        from ._lru_c import LRU
-
-        IMPLEMENTATION = "c"
-    except ImportError:  # pragma: no cover - exercised only where the build failed
-        from ._lru_py import LRU
-
-        IMPLEMENTATION = "python"
+    _engine, IMPLEMENTATION = choose(__name__, "_lru_c", "_lru_py")
+    LRU = _engine.LRU

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
-import platform
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+from fastlru._common import choose
 
 from ._lookup import _warn_once, resolve, timed
 from .keys import KeyFunction, compile_key
@@ -36,19 +36,8 @@ if TYPE_CHECKING:
     from . import _cache_py as _impl
 
     IMPLEMENTATION = "python"
-elif os.environ.get("FASTLRU_NO_EXTENSIONS") or platform.python_implementation() != "CPython":
-    from . import _cache_py as _impl
-
-    IMPLEMENTATION = "python"
 else:
-    try:
-        from . import _cache_c as _impl
-
-        IMPLEMENTATION = "c"
-    except ImportError:  # pragma: no cover - exercised only where the build failed
-        from . import _cache_py as _impl
-
-        IMPLEMENTATION = "python"
+    _impl, IMPLEMENTATION = choose(__package__, "_cache_c", "_cache_py")
 
 __all__ = ["ormcache", "ormcache_context", "ormcache_multi", "IMPLEMENTATION"]
 
