@@ -1,6 +1,5 @@
 """Unit tests of every method of ``fastlru.LRU`` against the contract (notes/API.md)."""
 import collections.abc
-import contextlib
 import pickle
 import sys
 import typing
@@ -9,6 +8,7 @@ from collections import OrderedDict
 import pytest
 
 import fastlru
+from lru_support import captured_unraisable
 
 
 # ---------------------------------------------------------------- helpers
@@ -33,18 +33,6 @@ def record_evicted(key, value):
 
 def weigh_len(value):
     return len(value)
-
-
-@contextlib.contextmanager
-def captured_unraisable():
-    """Swap ``sys.unraisablehook`` for a recorder for the duration of the block."""
-    seen = []
-    old = sys.unraisablehook
-    sys.unraisablehook = seen.append
-    try:
-        yield seen
-    finally:
-        sys.unraisablehook = old
 
 
 class Boom(Exception):

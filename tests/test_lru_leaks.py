@@ -8,6 +8,8 @@ import weakref
 
 import pytest
 
+from lru_support import captured_unraisable
+
 
 class Thing:
     """A weak-referenceable object (keys, values, holders)."""
@@ -32,17 +34,6 @@ def gc_disabled():
     finally:
         if was:
             gc.enable()
-
-
-@contextlib.contextmanager
-def captured_unraisable():
-    seen = []
-    old = sys.unraisablehook
-    sys.unraisablehook = seen.append
-    try:
-        yield seen
-    finally:
-        sys.unraisablehook = old
 
 
 def rc(obj):
