@@ -1,6 +1,8 @@
 """Helpers shared by the LRU test files."""
 import contextlib
+import subprocess
 import sys
+import textwrap
 
 
 @contextlib.contextmanager
@@ -13,3 +15,18 @@ def captured_unraisable():
         yield seen
     finally:
         sys.unraisablehook = old
+
+
+def run_isolated(module, code, timeout=60):
+    """Runs ``code`` in a fresh interpreter with ``LRU`` bound to ``module``'s class, so a crash
+    or a hang fails one test, not the runner. Returns stdout; the script must end normally."""
+    script = f"from {module.__name__} import LRU\n" + textwrap.dedent(code)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-X", "faulthandler", "-W", "error", "-c", script],
+            capture_output=True, text=True, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"hung for {timeout}s:\n{exc.stderr or ''}") from None
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout

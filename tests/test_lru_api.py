@@ -328,6 +328,17 @@ def test_delitem(LRU):
     lru._check()
 
 
+def test_pop_is_positional_only(LRU):
+    # As dict.pop: no keywords, one or two arguments.
+    lru = filled(LRU, 3, [1, 2])
+    for call in (lambda: lru.pop(key=1), lambda: lru.pop(1, default=2), lambda: lru.pop(),
+                 lambda: lru.pop(1, 2, 3), lambda: lru.pop(3, default=0)):
+        with pytest.raises(TypeError):
+            call()
+    assert lru.items() == [(2, 20), (1, 10)]
+    assert lru.pop(1, None) == 10
+
+
 def test_pop(LRU):
     rec = Recorder()
     lru = filled(LRU, 3, [1, 2, 3], on_evict=rec)
@@ -551,6 +562,31 @@ def test_mutation_after_last_item_still_raises(LRU, direction):
     assert [next(it), next(it), next(it)] == ([3, 2, 1] if direction == "forward" else [1, 2, 3])
     lru[9] = 90
     with pytest.raises(RuntimeError):
+        next(it)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reversed"])
+def test_mutation_before_the_first_step_raises(LRU, direction):
+    # As dict: the iterator's snapshot is taken by iter(), not by its first next().
+    lru = filled(LRU, 5, [1, 2, 3])
+    it = iter(lru) if direction == "forward" else reversed(lru)
+    lru[3] = 3
+    with pytest.raises(RuntimeError):
+        list(it)
+    with pytest.raises(RuntimeError):
+        next(it)  # and it keeps raising, as dict's does
+
+
+@pytest.mark.parametrize("direction", ["forward", "reversed"])
+def test_exhausted_iterator_stays_exhausted(LRU, direction):
+    # As dict: once StopIteration was raised, later changes to the cache do not matter.
+    lru = filled(LRU, 5, [1, 2])
+    it = iter(lru) if direction == "forward" else reversed(lru)
+    assert len(list(it)) == 2
+    lru[9] = 90
+    with pytest.raises(StopIteration):
+        next(it)
+    with pytest.raises(StopIteration):
         next(it)
 
 

@@ -1,4 +1,5 @@
-"""Object lifecycle: __init__ runs once, the class is final, and the chooser picks an engine."""
+"""Object lifecycle: __init__ runs once, the class can be subclassed, and the chooser picks an
+engine."""
 import os
 import subprocess
 import sys
@@ -27,9 +28,12 @@ def test_init_twice_on_an_empty_cache_is_refused_too(LRU):
     lru._check()
 
 
-def test_class_is_final(LRU):
-    with pytest.raises(TypeError, match="not an acceptable base type"):
-        type("Sub", (LRU,), {})
+def test_class_can_be_subclassed(LRU):
+    # Issue #10 turned "the class is final" around: subclasses are supported
+    # (tests/test_lru_subclass.py has the details).
+    Sub = type("Sub", (LRU,), {})
+    s = Sub(2, [(1, 1), (2, 2), (3, 3)])
+    assert type(s) is Sub and s.items() == [(3, 3), (2, 2)]
 
 
 @pytest.mark.parametrize("env, expected", [({}, "c"), ({"FASTLRU_NO_EXTENSIONS": "1"}, "python")])
