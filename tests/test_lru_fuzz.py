@@ -233,6 +233,8 @@ OPS = {
     "setdefault": lambda w, lru, k, v, f: lru.setdefault(w.key(k, f), v),
     "update-pairs": lambda w, lru, pairs: lru.update([(w.key(k, False), v) for k, v in pairs]),
     "update-kwargs": lambda w, lru, v: lru.update(kw=v),
+    # many plain keys at once: grows the arena, so a later count cut compacts it
+    "bulk": lambda w, lru, n: lru.update([(1000 + i, i) for i in range(n)]),
     "clear": lambda w, lru: lru.clear(),
     "count": lambda w, lru, n: setattr(lru, "count", n),
     "len": lambda w, lru: len(lru),
@@ -293,7 +295,7 @@ def draw_plan(seed):
     maxweight = rnd.choice([None, None, None, 0, 5, 12, sys.maxsize, 10**30])
     plan = {
         "keys": keys,
-        "count": rnd.choice([1, 2, 3, 5, 8, 100, 0, -1]),
+        "count": rnd.choice([1, 2, 3, 5, 8, 100, 1000, 0, -1]),
         "maxweight": maxweight,
         "getsizeof": maxweight is not None and rnd.random() < 0.8,
         "on_evict": rnd.random() < 0.7,
@@ -315,8 +317,10 @@ def draw_plan(seed):
             ops.append((name, [(rnd.randrange(nkeys), rnd.randrange(40)) for _ in range(3)]))
         elif name == "update-kwargs":
             ops.append((name, rnd.randrange(40)))
+        elif name == "bulk":
+            ops.append((name, rnd.randrange(50, 300)))
         elif name == "count":
-            ops.append((name, rnd.choice([rnd.randrange(-1, 12), 10**30, True, "3"])))
+            ops.append((name, rnd.choice([rnd.randrange(-1, 12), 10**30, 500, True, "3"])))
         elif name == "iter":
             ops.append((name, rnd.random() < 0.5))
         elif name == "next":
@@ -332,7 +336,7 @@ OP_NAMES = (
     "pop-default", "setdefault", "setdefault"] + ["iter", "next", "next", "next"]
     + ["popitem", "update-pairs", "update-kwargs", "clear", "count", "count", "len", "keys",
        "values", "list", "reversed", "eq-dict", "eq-copy", "repr", "copy", "pickle",
-       "copy-swap", "pickle-swap", "unhashable", "reinit", "pop-keyword"]
+       "copy-swap", "pickle-swap", "unhashable", "reinit", "pop-keyword", "bulk"]
 )
 
 

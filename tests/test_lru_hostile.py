@@ -3,7 +3,6 @@ cache used before ``__init__``, integers whose comparisons lie, deep chains of c
 iterator, a replaced ``builtins.len``. Each case holds both implementations to CPython's own
 containers: a clear exception or a valid result, never a crash, a hang or a corrupted cache.
 Cases that could crash or hang run in a subprocess (``run_isolated``)."""
-import copyreg
 import gc
 import pickle
 import sys
@@ -141,13 +140,10 @@ def test_a_cache_used_before_init_is_a_valid_lru_of_one(lru_module):
 
 def test_a_crafted_pickle_builds_a_valid_cache(lru_module):
     LRU = lru_module.LRU
-
-    class Crafted:
-        def __reduce__(self):
-            # NEWOBJ then SETITEMS: LRU.__new__ and stores, never __init__
-            return copyreg.__newobj__, (LRU,), None, None, iter([(1, "a"), (2, "b")])
-
-    c = pickle.loads(pickle.dumps(Crafted(), protocol=2))
+    # GLOBAL LRU, EMPTY_TUPLE, NEWOBJ (LRU.__new__, never __init__), then SETITEMS {1: "a", 2: "b"}
+    crafted = (b"\x80\x02c" + f"{LRU.__module__}\nLRU\n".encode() + b")\x81"
+               + b"(K\x01X\x01\x00\x00\x00aK\x02X\x01\x00\x00\x00bu.")
+    c = pickle.loads(crafted)
     assert type(c) is LRU
     assert c.items() == [(2, "b")]
     with pytest.raises(RuntimeError):
@@ -171,12 +167,12 @@ def test_pre_init_cache_in_the_gc(lru_module):
 # ------------------------------------------------------------------ finding 3: count and maxweight
 
 LIARS = """
-class Zero(int):
-    # an int whose comparisons all say False: a bound check through them lets anything pass
-    __lt__ = __le__ = __gt__ = __ge__ = __eq__ = lambda self, other: False
-    __ne__ = lambda self, other: True
-    __hash__ = int.__hash__
-"""
+        class Zero(int):
+            # an int whose comparisons all say False: a bound check through them lets anything pass
+            __lt__ = __le__ = __gt__ = __ge__ = __eq__ = lambda self, other: False
+            __ne__ = lambda self, other: True
+            __hash__ = int.__hash__
+"""  # indented as the scripts it prefixes (run_isolated dedents them together)
 
 
 def test_count_whose_comparisons_lie(lru_module):
@@ -225,7 +221,7 @@ def test_maxweight_whose_comparisons_lie(lru_module):
 
 def test_getsizeof_result_whose_comparisons_lie(lru_module):
     out = run_isolated(lru_module, LIARS + """
-        c = LRU(3, [("a", "x")], maxweight=10, getsizeof=lambda v: v)
+        c = LRU(3, [("a", "x")], maxweight=10, getsizeof=lambda v: len(v) if isinstance(v, str) else v)
         for bad, exc in ((Zero(-5), ValueError), (Zero(11), ValueError), (Zero(10**30), ValueError)):
             try:
                 c["b"] = bad

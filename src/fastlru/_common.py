@@ -1,8 +1,10 @@
-"""What both engines share: the statistics tuple."""
+"""What both engines share: the statistics tuple, the argument rules, pickling."""
 import abc
 import importlib
+import operator
 import os
 import platform
+import sys
 from typing import NamedTuple, Tuple
 
 # A lookup whose key's __eq__ keeps changing the cache restarts at most this often, then raises
@@ -25,9 +27,93 @@ class LRUType(abc.ABC):
     """Both engines' LRU classes register here, so either compares by order with the other."""
 
 
-def rebuild(cls, count, pairs, on_evict, maxweight, getsizeof):
-    """Unpickles an LRU of either engine (module-level so pickle can name it)."""
-    return cls(count, pairs, on_evict=on_evict, maxweight=maxweight, getsizeof=getsizeof)
+def as_int(value, what):
+    """``value`` as an exact ``int`` through ``operator.index``: a bound is never checked with
+    the object's own comparisons (an ``int`` subclass may lie), only with plain ints."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        if not hasattr(type(value), "__index__"):
+            raise TypeError(f"{what} must be an int, not {type(value).__name__}") from None
+        raise  # __index__ itself refused
+    return int.__index__(value)  # exact: on 3.9 operator.index returns an int subclass as is
+
+
+def check_count(count):
+    """``count`` as the engines store it: an int in ``[1, sys.maxsize]`` (a C ``Py_ssize_t``)."""
+    return min(max(as_int(count, "count"), 1), sys.maxsize)
+
+
+def check_maxweight(maxweight):
+    """``maxweight`` as the engines store it: an int in ``[0, sys.maxsize]``."""
+    maxweight = as_int(maxweight, "maxweight")
+    if maxweight < 0:
+        raise ValueError("maxweight must be >= 0")
+    return min(maxweight, sys.maxsize)  # as unreachable as any larger bound
+
+
+def check_weight(weight, maxweight):
+    """A ``getsizeof`` result as an int in ``[0, maxweight]``, else ``TypeError``/``ValueError``."""
+    if type(weight) is not int:
+        weight = as_int(weight, "getsizeof's result")
+    if weight < 0:
+        raise ValueError(f"getsizeof returned a negative weight: {weight}")
+    if weight > maxweight:
+        raise ValueError(f"item weighs {weight}, more than maxweight {maxweight}")
+    return weight
+
+
+def rebuild(cls, count, pairs, on_evict, maxweight, getsizeof, base=None):
+    """Unpickles (and copies) an LRU of either engine (module-level so pickle can name it).
+
+    A subclass is built as pickle builds a dict subclass: ``cls.__new__`` and the engine's own
+    ``__init__`` (``base``), never the subclass's ``__init__``, whose signature may differ; its
+    attributes are restored afterwards (pickle's BUILD), as a dict subclass's are."""
+    if base is None or cls is base:
+        return cls(count, pairs, on_evict=on_evict, maxweight=maxweight, getsizeof=getsizeof)
+    lru = cls.__new__(cls)
+    base.__init__(lru, count, pairs, on_evict=on_evict, maxweight=maxweight, getsizeof=getsizeof)
+    return lru
+
+
+def subclass_state(lru, base):
+    """What a subclass of ``base`` added to ``lru`` (its ``__dict__`` and its own ``__slots__``),
+    as pickle's BUILD restores it: the dict, ``(dict or None, slots)``, or None."""
+    slots = {}
+    for klass in type(lru).__mro__:
+        if klass is base:
+            break
+        names = klass.__dict__.get("__slots__", ())
+        for name in (names,) if isinstance(names, str) else names:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"
+            try:
+                slots[name] = getattr(lru, name)
+            except AttributeError:
+                pass
+    attrs = getattr(lru, "__dict__", None) or None
+    return (attrs, slots) if slots else attrs
+
+
+def reduce_lru(lru, base, count, on_evict, maxweight, getsizeof):
+    """``__reduce__`` of either engine: the pairs oldest first; a subclass's attributes as state."""
+    args = (type(lru), count, lru.items()[::-1], on_evict, maxweight, getsizeof, base)
+    return rebuild, args, subclass_state(lru, base)
+
+
+def copy_of(lru, base, count, on_evict, maxweight, getsizeof):
+    """``copy.copy(lru)``: what unpickling gives, without pickling (``copy()`` plus a
+    subclass's attributes, as ``copy.copy`` gives for a dict subclass)."""
+    _, args, state = reduce_lru(lru, base, count, on_evict, maxweight, getsizeof)
+    clone = rebuild(*args)
+    attrs, slots = state if isinstance(state, tuple) else (state, {})
+    if attrs:
+        clone.__dict__.update(attrs)
+    for name, value in slots.items():
+        setattr(clone, name, value)
+    return clone
 
 
 def choose(package: str, compiled: str, twin: str) -> Tuple[object, str]:

@@ -22,7 +22,8 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 import collections.abc
 from types import GenericAlias
 
-from ._common import MAX_RESTARTS, CacheInfo, LRUType, rebuild
+from ._common import (MAX_RESTARTS, CacheInfo, LRUType, check_count, check_maxweight,
+                      check_weight, copy_of, rebuild, reduce_lru)
 
 assert MAX_RESTARTS == RESTART_LIMIT
 
@@ -109,17 +110,12 @@ cdef int _dropped_reserve(Dropped* d, Py_ssize_t extra) except -1:
     return 0
 
 
-cdef Py_ssize_t _check_count(object count) except -1:
-    if not isinstance(count, int):
-        raise TypeError(f"count must be an int, not {type(count).__name__}")
-    if count < 1:
-        return 1
-    if count > PY_SSIZE_T_MAX:
-        return PY_SSIZE_T_MAX  # as unreachable as any larger bound
-    return count
+cdef object _MISSING = object()
 
 
-@cython.final
+# Not final: subclasses are supported. Its cdef methods are final instead, so they are still
+# called directly (and inlined), never through the vtable.
+@cython.trashcan(True)  # a chain of caches each holding the next is freed without recursion
 @cython.auto_pickle(False)
 cdef class LRU:
     """A bounded mapping that forgets its least recently used entries.
@@ -164,29 +160,46 @@ cdef class LRU:
         self.shift = 64 - MIN_TABLE_BITS
 
     def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None):
-        cdef Py_ssize_t c = _check_count(count)
+        cdef Py_ssize_t c = check_count(count)
+        cdef Py_ssize_t mw = -1
+        cdef Py_ssize_t* weights = NULL
+        cdef fastlru_cs cs
+        cdef str problem = None
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
         if getsizeof is not None and not callable(getsizeof):
             raise TypeError("getsizeof must be callable")
         if maxweight is not None:
-            if not isinstance(maxweight, int):
-                raise TypeError(f"maxweight must be an int, not {type(maxweight).__name__}")
-            if maxweight < 0:
-                raise ValueError("maxweight must be >= 0")
+            mw = check_maxweight(maxweight)
         elif getsizeof is not None:
             raise TypeError("getsizeof needs maxweight")
+        # Before __init__ a cache is a valid LRU(1) (LRU.__new__, a crafted pickle); entries it
+        # holds then could not be given weights, nor be fewer than a smaller count: refused.
+        if not self.ready and self.alloc and not self.size:
+            self._clear()  # used before __init__, now empty: start from a fresh arena
+        fastlru_cs_begin(&cs, self)
         if self.ready:
-            raise RuntimeError("LRU.__init__ called twice")
-        self.ready = True
-        self._count = c
-        self.on_evict = on_evict
-        self.getsizeof = getsizeof
-        if maxweight is not None:
-            self._maxweight = min(maxweight, PY_SSIZE_T_MAX)  # as unreachable as any larger
-            self.weights = <Py_ssize_t*>PyMem_Malloc(1)  # marks the cache weighted
-            if self.weights == NULL:
-                raise MemoryError()
+            problem = "LRU.__init__ called twice"
+        elif self.size:
+            problem = "LRU.__init__ on a cache that already holds entries"
+        elif maxweight is not None:
+            # one weight per allocated entry: the arena of a used cache may not be empty
+            weights = <Py_ssize_t*>PyMem_Malloc(
+                (self.alloc if self.alloc > 0 else 1) * sizeof(Py_ssize_t))
+        if problem is None and (maxweight is None or weights != NULL):
+            if weights != NULL:
+                self.weights = weights  # also marks the cache weighted
+                self.total_weight = 0
+                self._maxweight = mw
+            self.ready = True
+            self._count = c
+            self.on_evict = on_evict
+            self.getsizeof = getsizeof
+        fastlru_cs_end(&cs)
+        if problem is not None:
+            raise RuntimeError(problem)
+        if not self.ready:
+            raise MemoryError()
         if isinstance(pairs, collections.abc.Mapping):
             # iterating a mapping yields keys, which would unpack into nonsense pairs
             raise TypeError("pairs must be (key, value) pairs; use update() for a mapping")
@@ -201,6 +214,7 @@ cdef class LRU:
 
     # -- arena and table (critical section held, no Python code) -------------------------
 
+    @cython.final
     cdef int32_t* _new_table(self, int bits) except NULL:
         cdef size_t n = (<size_t>1) << bits
         cdef int32_t* table = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
@@ -210,12 +224,14 @@ cdef class LRU:
             table[i] = EMPTY
         return table
 
+    @cython.final
     cdef inline void _table_insert(self, int32_t e, Py_hash_t h) noexcept:
         cdef size_t i = _home(h, self.shift)
         while self.table[i] != EMPTY:
             i = (i + 1) & self.tmask
         self.table[i] = e
 
+    @cython.final
     cdef size_t _table_remove(self, int32_t e) noexcept:
         """Frees the slot of ``e``, shifting its cluster back; returns the EMPTY slot that
         ended the cluster (the only one whose probe paths the shift may have changed)."""
@@ -239,6 +255,7 @@ cdef class LRU:
         table[i] = EMPTY
         return j
 
+    @cython.final
     cdef int _rebuild_table(self, int bits) except -1:
         """Rehashes every live entry into a table of 2**bits slots (no key compares)."""
         cdef int32_t* table = self._new_table(bits)
@@ -256,6 +273,7 @@ cdef class LRU:
                     break
         return 0
 
+    @cython.final
     cdef int _reserve(self) except -1:
         """Makes room for one more entry: a free entry and a table at most half full."""
         cdef Py_ssize_t new_alloc
@@ -289,6 +307,7 @@ cdef class LRU:
         self.alloc = new_alloc
         return 0
 
+    @cython.final
     cdef inline void _prefetch_tail(self) noexcept:
         """Starts loading what evicting the tail will touch (its key object, whose reference
         goes, and its table slot), so the next store does not wait on cold memory."""
@@ -296,6 +315,7 @@ cdef class LRU:
         _prefetch(tail.key)
         _prefetch(&self.table[_home(tail.hash, self.shift)])
 
+    @cython.final
     cdef inline int32_t _take_entry(self) noexcept:
         cdef int32_t e = self.free_head
         if e != EMPTY:
@@ -307,6 +327,7 @@ cdef class LRU:
 
     # -- linked list (critical section held, no Python code) ------------------------------
 
+    @cython.final
     cdef inline void _link_front(self, int32_t e) noexcept:
         cdef Entry* ents = self.entries
         cdef int32_t head = self.head
@@ -322,6 +343,7 @@ cdef class LRU:
             ents[head].prev = e
         self.head = e
 
+    @cython.final
     cdef inline void _unlink(self, int32_t e) noexcept:
         cdef Entry* ents = self.entries
         cdef int32_t nxt = ents[e].next
@@ -335,6 +357,7 @@ cdef class LRU:
         if self.head == e:
             self.head = nxt
 
+    @cython.final
     cdef inline void _promote(self, int32_t e) noexcept:
         cdef int32_t head = self.head
         if e == head:
@@ -345,6 +368,7 @@ cdef class LRU:
         self._unlink(e)
         self._link_front(e)
 
+    @cython.final
     cdef void _detach(self, int32_t e, Dropped* dropped) noexcept:
         """Removes entry ``e``; its references move to ``dropped`` (room reserved)."""
         cdef Entry* ep = &self.entries[e]
@@ -362,16 +386,23 @@ cdef class LRU:
             self.total_weight -= self.weights[e]
         self.version += 1
 
-    cdef Py_ssize_t _count_evictions(self, Py_ssize_t count, Py_ssize_t weight) noexcept:
-        """How many least-recent entries must go for <= count entries weighing <= weight."""
+    @cython.final
+    cdef Py_ssize_t _count_evictions(self, Py_ssize_t count, Py_ssize_t extra) noexcept:
+        """How many least-recent entries must go for <= count entries whose weight, plus
+        ``extra`` (what the operation adds, maybe negative), is <= maxweight.
+
+        Written as ``total - maxweight > -extra``: every term lies in [0, PY_SSIZE_T_MAX] or
+        its negation, so nothing overflows even with maxweight = sys.maxsize."""
         cdef Py_ssize_t n = 0
         cdef Py_ssize_t size = self.size
         cdef Py_ssize_t total = self.total_weight
+        cdef Py_ssize_t allowed = -extra
         cdef int32_t e
-        if size <= count and (self.weights == NULL or total <= weight):
+        if size <= count and (self.weights == NULL or total - self._maxweight <= allowed):
             return 0
         e = self.entries[self.head].prev
-        while size > 0 and (size > count or (self.weights != NULL and total > weight)):
+        while size > 0 and (size > count or (
+                self.weights != NULL and total - self._maxweight > allowed)):
             n += 1
             size -= 1
             if self.weights != NULL:
@@ -379,6 +410,7 @@ cdef class LRU:
             e = self.entries[e].prev
         return n
 
+    @cython.final
     cdef void _evict(self, Py_ssize_t n, Dropped* dropped) noexcept:
         for _ in range(n):
             self._detach(self.entries[self.head].prev, dropped)
@@ -386,6 +418,7 @@ cdef class LRU:
 
     # -- Python code, critical section ended ------------------------------------------------
 
+    @cython.final
     cdef inline Py_ssize_t _find(self, object key, Py_hash_t h, fastlru_cs* cs,
                                  PyObject** hold) except -2:
         """``_lookup`` with its two commonest outcomes inlined: an empty home slot, or the
@@ -399,6 +432,7 @@ cdef class LRU:
             return e
         return self._lookup(key, h, cs, hold)
 
+    @cython.final
     cdef Py_ssize_t _lookup(self, object key, Py_hash_t h, fastlru_cs* cs,
                             PyObject** hold) except -2:
         """The entry holding ``key``, or -1; called and returning with the section held.
@@ -454,6 +488,7 @@ cdef class LRU:
                         return e
                 i = (i + 1) & self.tmask
 
+    @cython.final
     cdef void _release(self, Dropped* dropped, bint evicted) noexcept:
         """Calls on_evict for evicted pairs, then drops the references (section ended)."""
         cdef Py_ssize_t i
@@ -473,18 +508,11 @@ cdef class LRU:
             PyMem_Free(dropped.items)
             dropped.items = dropped.inline_items
 
+    @cython.final
     cdef Py_ssize_t _weigh(self, object value) except -1:
         if self.getsizeof is None:
-            w = 1
-        else:
-            w = self.getsizeof(value)
-            if not isinstance(w, int):
-                raise TypeError(f"getsizeof must return an int, not {type(w).__name__}")
-            if w < 0:
-                raise ValueError(f"getsizeof returned a negative weight: {w}")
-        if w > self._maxweight:
-            raise ValueError(f"item weighs {w}, more than maxweight {self._maxweight}")
-        return w
+            return check_weight(1, self._maxweight)
+        return check_weight(self.getsizeof(value), self._maxweight)
 
     # -- mapping ------------------------------------------------------------------------
 
@@ -562,6 +590,7 @@ cdef class LRU:
         """The value of ``key`` (made most recent); if absent, stores and returns ``default``."""
         return self._store(key, default, True)
 
+    @cython.final
     cdef object _store(self, object key, object value, bint keep):
         cdef Py_hash_t h = hash(key)
         cdef Py_ssize_t w = 1
@@ -600,17 +629,19 @@ cdef class LRU:
                 result = <object>self.entries[e].value
             else:
                 if self.weights != NULL:
-                    n = self._count_evictions(
-                        self._count, self._maxweight - w + self.weights[e])
+                    n = self._count_evictions(self._count, w - self.weights[e])
                     try:
                         _dropped_reserve(&evicted, 2 * n)
                     except MemoryError:
                         fastlru_cs_end(&cs)
                         _xdecref(hold)
                         raise
-                    self.total_weight += w - self.weights[e]
-                    self.weights[e] = w
+                    # old weight out, evict, new weight in: the total never exceeds maxweight
+                    self.total_weight -= self.weights[e]
+                    self.weights[e] = 0
                     self._evict(n, &evicted)
+                    self.weights[e] = w
+                    self.total_weight += w
                 ep = &self.entries[e]
                 replaced = ep.value
                 _incref(<PyObject*>value)
@@ -619,7 +650,7 @@ cdef class LRU:
             if self.weights == NULL:
                 n = self.size - self._count + 1  # size <= count always holds: n is 0 or 1
             else:
-                n = self._count_evictions(self._count - 1, self._maxweight - w)
+                n = self._count_evictions(self._count - 1, w)
             if n == 1 and self.weights == NULL:
                 # The hot path of a full cache: reuse the least-recent entry in place. It is
                 # the prev of head, so making it the head makes it the most recent.
@@ -680,12 +711,11 @@ cdef class LRU:
     def __delitem__(self, key):
         self._pop(key, None, True)
 
-    def pop(self, key, *default):
+    def pop(self, key, default=_MISSING, /):
         """Removes ``key`` and returns its value; ``default`` if given and ``key`` is absent."""
-        if len(default) > 1:
-            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
-        return self._pop(key, default[0] if default else None, not default)
+        return self._pop(key, default, default is _MISSING)
 
+    @cython.final
     cdef object _pop(self, object key, object default, bint required):
         cdef Py_hash_t h = hash(key)
         cdef fastlru_cs cs
@@ -725,6 +755,10 @@ cdef class LRU:
 
     def clear(self):
         """Removes every entry."""
+        self._clear()
+
+    @cython.final
+    cdef int _clear(self) except -1:
         cdef fastlru_cs cs
         cdef int32_t* table = self._new_table(MIN_TABLE_BITS)
         cdef Entry* entries
@@ -747,7 +781,9 @@ cdef class LRU:
         fastlru_cs_end(&cs)
         # The chain is detached: keys' and values' __del__ may now use the (empty) cache.
         self._free_entries(entries, fill)
+        return 0
 
+    @cython.final
     cdef void _free_entries(self, Entry* entries, Py_ssize_t fill) noexcept:
         if entries == NULL:
             return
@@ -776,29 +812,40 @@ cdef class LRU:
             self[key] = value
 
     def __len__(self):
-        return self.size
+        cdef fastlru_cs cs
+        cdef Py_ssize_t size
+        fastlru_cs_begin(&cs, self)
+        size = self.size
+        fastlru_cs_end(&cs)
+        return size
 
     # -- capacity ---------------------------------------------------------------------
 
     @property
     def count(self):
         """The most entries the cache holds; assigning a smaller one evicts at once."""
-        return self._count
+        cdef fastlru_cs cs
+        cdef Py_ssize_t count
+        fastlru_cs_begin(&cs, self)
+        count = self._count
+        fastlru_cs_end(&cs)
+        return count
 
     @count.setter
     def count(self, count):
-        cdef Py_ssize_t c = _check_count(count)
+        cdef Py_ssize_t c = check_count(count)
         cdef fastlru_cs cs
         cdef Dropped evicted
         cdef Py_ssize_t n
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
-        n = self._count_evictions(c, self._maxweight)
+        n = self._count_evictions(c, 0)
         try:
             _dropped_reserve(&evicted, 2 * n)
             self._count = c
             self._evict(n, &evicted)
-            if self.alloc // 2 > c and self.alloc > 64:
+            # (decided on fill, which the twin mirrors: the same cut compacts both alike)
+            if self.fill // 2 > c and self.fill > 64:
                 self._compact(c)
         finally:
             fastlru_cs_end(&cs)
@@ -808,6 +855,7 @@ cdef class LRU:
     def count(self):
         raise AttributeError("count cannot be deleted")
 
+    @cython.final
     cdef int _compact(self, Py_ssize_t new_alloc) except -1:
         """Moves the live entries, most recent first, into a smaller arena."""
         cdef Entry* entries = <Entry*>PyMem_Malloc(new_alloc * sizeof(Entry))
@@ -847,19 +895,38 @@ cdef class LRU:
     @property
     def maxweight(self):
         """The weight bound, or None."""
-        return self._maxweight if self.weights != NULL else None
+        cdef fastlru_cs cs
+        cdef Py_ssize_t maxweight
+        cdef bint weighted
+        fastlru_cs_begin(&cs, self)
+        maxweight = self._maxweight
+        weighted = self.weights != NULL
+        fastlru_cs_end(&cs)
+        return maxweight if weighted else None
 
     @property
     def weight(self):
         """The total weight of the entries (their number without a weight bound)."""
-        return self.total_weight if self.weights != NULL else self.size
+        cdef fastlru_cs cs
+        cdef Py_ssize_t weight
+        fastlru_cs_begin(&cs, self)
+        weight = self.total_weight if self.weights != NULL else self.size
+        fastlru_cs_end(&cs)
+        return weight
 
     def info(self):
         """``CacheInfo(hits, misses, evictions, size, count)``."""
-        return CacheInfo(self.hits, self.misses, self.evictions, self.size, self._count)
+        cdef fastlru_cs cs
+        cdef Py_ssize_t hits, misses, evictions, size, count
+        fastlru_cs_begin(&cs, self)
+        hits, misses, evictions = self.hits, self.misses, self.evictions
+        size, count = self.size, self._count
+        fastlru_cs_end(&cs)
+        return CacheInfo(hits, misses, evictions, size, count)
 
     # -- views ------------------------------------------------------------------------
 
+    @cython.final
     cdef list _snapshot(self, bint keys, bint values):
         """New list(s) of keys and/or values, most recent first."""
         cdef fastlru_cs cs
@@ -868,7 +935,9 @@ cdef class LRU:
         cdef Py_ssize_t n, i
         cdef int32_t e
         while True:
+            fastlru_cs_begin(&cs, self)
             n = self.size
+            fastlru_cs_end(&cs)
             # Allocated before the section (allocation may run the GC, i.e. Python code),
             # then filled only if nothing changed meanwhile.
             if keys:
@@ -927,15 +996,14 @@ cdef class LRU:
 
     def copy(self):
         """A new LRU with the same bound, callbacks, items and order (fresh statistics)."""
-        return type(self)(self._count, reversed(self.items()), on_evict=self.on_evict,
-                          maxweight=self.maxweight, getsizeof=self.getsizeof)
+        return rebuild(type(self), self.count, reversed(self.items()), self.on_evict,
+                       self.maxweight, self.getsizeof, LRU)
 
     def __copy__(self):
-        return self.copy()
+        return copy_of(self, LRU, self.count, self.on_evict, self.maxweight, self.getsizeof)
 
     def __reduce__(self):
-        return rebuild, (type(self), self._count, self.items()[::-1], self.on_evict,
-                         self.maxweight, self.getsizeof)
+        return reduce_lru(self, LRU, self.count, self.on_evict, self.maxweight, self.getsizeof)
 
     def __eq__(self, other):
         if isinstance(other, LRUType):
@@ -950,7 +1018,7 @@ cdef class LRU:
         if Py_ReprEnter(self):
             return "..."
         try:
-            return f"{type(self).__name__}({self._count}, {self.items()[::-1]!r})"
+            return f"{type(self).__name__}({self.count}, {self.items()[::-1]!r})"
         finally:
             Py_ReprLeave(self)
 
@@ -1009,19 +1077,23 @@ cdef class LRU:
 @cython.final
 @cython.auto_pickle(False)
 cdef class _Iterator:
-    """Keys in recency order; raises RuntimeError once the cache changed."""
+    """Keys in recency order; raises RuntimeError once the cache changed. As dict's: once
+    exhausted it stays exhausted (and lets go of the cache); once failed it keeps failing."""
 
-    cdef LRU lru
+    cdef LRU lru                  # None once exhausted
     cdef int32_t e
     cdef Py_ssize_t remaining
     cdef size_t version
     cdef bint forward
 
-    def __cinit__(self, LRU lru, bint forward):
+    def __cinit__(self, LRU lru not None, bint forward):
+        cdef fastlru_cs cs
         self.lru = lru
         self.forward = forward
+        fastlru_cs_begin(&cs, lru)
         self.version = lru.version
         self.remaining = lru.size
+        fastlru_cs_end(&cs)
         self.e = EMPTY
 
     def __iter__(self):
@@ -1033,6 +1105,8 @@ cdef class _Iterator:
         cdef object key = None
         cdef bint changed
         cdef bint got = False
+        if lru is None:
+            raise StopIteration
         fastlru_cs_begin(&cs, lru)
         changed = lru.version != self.version
         if not changed and self.remaining > 0:
@@ -1046,6 +1120,7 @@ cdef class _Iterator:
         if changed:
             raise RuntimeError("LRU mutated during iteration")
         if not got:
+            self.lru = None
             raise StopIteration
         return key
 
@@ -1077,7 +1152,7 @@ cdef int _lru_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
 cdef int _lru_clear(PyObject* o) noexcept:
     cdef LRU self = <LRU>o
     try:
-        self.clear()
+        self._clear()  # never a subclass's clear(): the GC must not run arbitrary code here
     except BaseException:
         PyErr_WriteUnraisable(self)
     if _base_clear != NULL:

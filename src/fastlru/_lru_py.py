@@ -11,17 +11,19 @@ Rules that make it safe against threads and re-entrant keys (see CPython's lru_c
   no user code (``on_evict``, ``getsizeof``, a dropped value's ``__del__``, a GC pass triggered
   by allocating a container) ever runs while it is held;
 - references that an operation drops are kept in locals until the lock is released;
-- after a key's ``__eq__`` ran, the probe restarts if the cache changed meanwhile.
+- after a key's ``__eq__`` ran, the probe restarts if the cache changed meanwhile;
+- nothing a user can replace runs under the lock either: no builtin such as ``len()`` is called
+  there (CPython's ``test_lru_reentrancy_with_len``), only methods of exact built-in types.
 """
 import reprlib
-import sys
 import threading
 from array import array
 import collections.abc
 from collections.abc import Mapping, MutableMapping
 from types import GenericAlias
 
-from ._common import MAX_RESTARTS, CacheInfo, LRUType, rebuild
+from ._common import (MAX_RESTARTS, CacheInfo, LRUType, check_count, check_maxweight,
+                      check_weight, copy_of, rebuild, reduce_lru)
 
 __all__ = ["LRU"]
 
@@ -73,12 +75,6 @@ def _new_table(size):
     return _EMPTY_ROW * size  # an array is not tracked by the GC: safe to allocate under the lock
 
 
-def _check_count(count):
-    if not isinstance(count, int):
-        raise TypeError(f"count must be an int, not {type(count).__name__}")
-    return min(max(int(count), 1), sys.maxsize)  # as the compiled engine: a C ssize_t
-
-
 class LRU:
     """A bounded mapping that forgets its least recently used entries.
 
@@ -93,45 +89,57 @@ class LRU:
 
     __slots__ = (
         "_keys", "_values", "_hashes", "_plain", "_prev", "_next", "_weights",
-        "_table", "_mask", "_shift", "_head", "_size", "_free",
-        "_count", "_version", "_hits", "_misses", "_evictions",
+        "_table", "_mask", "_shift", "_head", "_size", "_free", "_fill",
+        "_count", "_version", "_hits", "_misses", "_evictions", "_ready",
         "_weight", "_maxweight", "_getsizeof", "_on_evict", "_lock", "__weakref__",
     )
 
     __class_getitem__ = classmethod(GenericAlias)
-
-    def __init_subclass__(cls, **kwargs):
-        # The compiled class is final; the twin behaves the same.
-        raise TypeError("type 'LRU' is not an acceptable base type")
     __hash__ = None
 
+    def __new__(cls, *args, **kwargs):
+        # As the compiled engine's __cinit__: before __init__ (LRU.__new__, a crafted pickle)
+        # the cache is already a valid LRU(1).
+        self = super().__new__(cls)
+        self._lock = threading.Lock()
+        self._ready = False
+        self._count = 1
+        self._on_evict = self._getsizeof = self._maxweight = None
+        self._hits = self._misses = self._evictions = 0
+        self._version = 0
+        self._reset()
+        return self
+
     def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None):
-        count = _check_count(count)
+        count = check_count(count)
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
         if getsizeof is not None and not callable(getsizeof):
             raise TypeError("getsizeof must be callable")
         if maxweight is not None:
-            if not isinstance(maxweight, int):
-                raise TypeError(f"maxweight must be an int, not {type(maxweight).__name__}")
-            if maxweight < 0:
-                raise ValueError("maxweight must be >= 0")
-            maxweight = min(int(maxweight), sys.maxsize)  # as the compiled engine: a C ssize_t
+            maxweight = check_maxweight(maxweight)
         elif getsizeof is not None:
             raise TypeError("getsizeof needs maxweight")
-        try:
-            self._lock
-        except AttributeError:
-            self._lock = threading.Lock()
-        else:
-            raise RuntimeError("LRU.__init__ called twice")
-        self._count = count
-        self._on_evict = on_evict
-        self._maxweight = maxweight
-        self._getsizeof = getsizeof
-        self._hits = self._misses = self._evictions = 0
-        self._version = 0
-        self._reset()
+        if not self._ready and self._fill and not self._size:
+            self.clear()  # used before __init__, now empty: start from a fresh arena
+        weights = None if maxweight is None else []
+        problem = None
+        with self._lock:
+            if self._ready:
+                problem = "LRU.__init__ called twice"
+            elif self._size or self._fill:
+                problem = "LRU.__init__ on a cache that already holds entries"
+            else:
+                if weights is not None:
+                    self._weights = weights
+                    self._weight = 0
+                    self._maxweight = maxweight
+                self._ready = True
+                self._count = count
+                self._on_evict = on_evict
+                self._getsizeof = getsizeof
+        if problem is not None:
+            raise RuntimeError(problem)
         if isinstance(pairs, collections.abc.Mapping):
             # iterating a mapping yields keys, which would unpack into nonsense pairs
             raise TypeError("pairs must be (key, value) pairs; use update() for a mapping")
@@ -152,6 +160,7 @@ class LRU:
         self._head = _EMPTY
         self._size = 0
         self._free = _EMPTY
+        self._fill = 0  # entries ever handed out (live or on the free list)
         self._weight = 0
 
     # -- hash table (lock held, no user code) ---------------------------------------------
@@ -191,7 +200,7 @@ class LRU:
                         if self._version != version:
                             # The cache changed while __eq__ ran: trust a match only if the
                             # entry still holds the very key we compared, else probe again.
-                            if equal and e < len(self._keys) and self._keys[e] is k:
+                            if equal and e < self._fill and self._keys[e] is k:
                                 return e
                             restarts += 1
                             break
@@ -290,9 +299,11 @@ class LRU:
             self._weight -= self._weights[e]
         self._version += 1
 
-    def _evict_until(self, count, weight, dropped):
-        """Evicts least-recent entries until at most ``count`` remain and weigh <= ``weight``."""
-        while self._size > count or (self._weights is not None and self._weight > weight):
+    def _evict_until(self, count, extra, dropped):
+        """Evicts least-recent entries until at most ``count`` remain and their weight, plus
+        ``extra`` (what the operation adds, maybe negative), is <= maxweight."""
+        while self._size > count or (
+                self._weights is not None and self._weight - self._maxweight > -extra):
             self._detach(self._prev[self._head], dropped)
             self._evictions += 1
 
@@ -300,16 +311,8 @@ class LRU:
 
     def _weigh(self, value):
         if self._getsizeof is None:
-            w = 1
-        else:
-            w = self._getsizeof(value)
-            if not isinstance(w, int):
-                raise TypeError(f"getsizeof must return an int, not {type(w).__name__}")
-            if w < 0:
-                raise ValueError(f"getsizeof returned a negative weight: {w}")
-        if w > self._maxweight:
-            raise ValueError(f"item weighs {w}, more than maxweight {self._maxweight}")
-        return w
+            return check_weight(1, self._maxweight)
+        return check_weight(self._getsizeof(value), self._maxweight)
 
     def _release_evicted(self, evicted):
         on_evict = self._on_evict
@@ -401,18 +404,21 @@ class LRU:
                 replaced.append(self._values[e])
                 self._values[e] = value
                 if self._weights is not None:
-                    self._weight += w - self._weights[e]
+                    # as the compiled engine: old weight out, evict, new weight in
+                    self._weight -= self._weights[e]
+                    self._weights[e] = 0
+                    self._evict_until(self._count, w, evicted)
                     self._weights[e] = w
-                    self._evict_until(self._count, self._maxweight, evicted)
+                    self._weight += w
             else:
-                self._evict_until(self._count - 1, (self._maxweight or 0) - w, evicted)
+                self._evict_until(self._count - 1, w, evicted)
                 self._insert(key, value, h, plain, w)
         self._release_evicted(evicted)
         return value
 
     def _insert(self, key, value, h, plain, w):
-        if (self._size + 1) * 2 > len(self._table):
-            self._resize_table(len(self._table) * 2)
+        if (self._size + 1) * 2 > self._mask + 1:
+            self._resize_table((self._mask + 1) * 2)
         e = self._free
         if e != _EMPTY:
             self._free = self._next[e]
@@ -423,7 +429,8 @@ class LRU:
             if self._weights is not None:
                 self._weights[e] = w
         else:
-            e = len(self._keys)
+            e = self._fill
+            self._fill += 1
             self._keys.append(key)
             self._values.append(value)
             self._hashes.append(h)
@@ -470,7 +477,7 @@ class LRU:
         return dropped[0], dropped[1]
 
     def clear(self):
-        fresh = LRU.__new__(LRU)
+        fresh = object.__new__(LRU)
         fresh._maxweight = self._maxweight
         fresh._reset()  # new containers built before the lock: allocating may run the GC
         with self._lock:
@@ -494,6 +501,7 @@ class LRU:
         self._head = other._head
         self._size = other._size
         self._free = other._free
+        self._fill = other._fill
         self._weight = other._weight
 
     def update(self, other=(), /, **kwargs):
@@ -525,12 +533,46 @@ class LRU:
 
     @count.setter
     def count(self, count):
-        count = _check_count(count)
+        count = check_count(count)
         evicted = []
+        fresh = ([], [], [], [], [], [], [])  # allocated before the lock, in case of _compact
         with self._lock:
             self._count = count
-            self._evict_until(count, self._maxweight or 0, evicted)
+            self._evict_until(count, 0, evicted)
+            if self._fill // 2 > count and self._fill > 64:
+                self._compact(fresh)
         self._release_evicted(evicted)
+
+    def _compact(self, fresh):
+        """Moves the live entries, most recent first, into the empty lists ``fresh`` (no user
+        code: only appends), as the compiled engine moves them into a smaller arena."""
+        keys, values, hashes, plain, prev, nxt, weights = fresh
+        n = self._size
+        e = self._head
+        j = 0
+        while j < n:
+            keys.append(self._keys[e])
+            values.append(self._values[e])
+            hashes.append(self._hashes[e])
+            plain.append(self._plain[e])
+            prev.append(j - 1 if j else n - 1)
+            nxt.append(j + 1 if j + 1 < n else 0)
+            if self._weights is not None:
+                weights.append(self._weights[e])
+            e = self._next[e]
+            j += 1
+        self._keys, self._values, self._hashes, self._plain = keys, values, hashes, plain
+        self._prev, self._next = prev, nxt
+        if self._weights is not None:
+            self._weights = weights
+        self._fill = n
+        self._free = _EMPTY
+        self._head = 0 if n else _EMPTY
+        self._version += 1
+        size = _MIN_TABLE
+        while size < 2 * n:
+            size *= 2
+        self._resize_table(size)
 
     @count.deleter
     def count(self):
@@ -579,45 +621,25 @@ class LRU:
         self._snapshot(keys, values)
         return list(zip(keys, values))
 
-    def _walk(self, forward):
-        version = self._version
-        e = _EMPTY
-        for _ in range(self._size):
-            with self._lock:
-                if self._version != version:
-                    key = _MISSING
-                else:
-                    if e == _EMPTY:
-                        e = self._head if forward else self._prev[self._head]
-                    key = self._keys[e]
-                    e = self._next[e] if forward else self._prev[e]
-            if key is _MISSING:
-                raise RuntimeError("LRU mutated during iteration")
-            yield key
-        if self._version != version:
-            raise RuntimeError("LRU mutated during iteration")
-
     def __iter__(self):
-        return self._walk(True)
+        return _Iterator(self, True)
 
     def __reversed__(self):
-        return self._walk(False)
+        return _Iterator(self, False)
 
     # -- whole-object protocols ------------------------------------------------------------
 
     def copy(self):
-        return type(self)(
-            self._count, reversed(self.items()), on_evict=self._on_evict,
-            maxweight=self._maxweight, getsizeof=self._getsizeof,
+        return rebuild(
+            type(self), self._count, reversed(self.items()), self._on_evict,
+            self._maxweight, self._getsizeof, LRU,
         )
 
-    __copy__ = copy
+    def __copy__(self):
+        return copy_of(self, LRU, self._count, self._on_evict, self._maxweight, self._getsizeof)
 
     def __reduce__(self):
-        return rebuild, (
-            type(self), self._count, self.items()[::-1], self._on_evict,
-            self._maxweight, self._getsizeof,
-        )
+        return reduce_lru(self, LRU, self._count, self._on_evict, self._maxweight, self._getsizeof)
 
     def __eq__(self, other):
         if isinstance(other, LRUType):
@@ -660,6 +682,47 @@ class LRU:
             if self._weights is not None:
                 assert total == self._weight, "weight total drifted"
                 assert self._weight <= self._maxweight, "weight above maxweight"
+
+
+class _Iterator:
+    """Keys in recency order; raises RuntimeError once the cache changed. As dict's: once
+    exhausted it stays exhausted (and lets go of the cache); once failed it keeps failing."""
+
+    __slots__ = ("_lru", "_e", "_remaining", "_version", "_forward")
+
+    def __init__(self, lru, forward):
+        if not isinstance(lru, LRU):
+            raise TypeError(f"an LRU is required, not {type(lru).__name__}")
+        self._lru = lru
+        self._forward = forward
+        with lru._lock:
+            self._version = lru._version
+            self._remaining = lru._size
+        self._e = _EMPTY
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        lru = self._lru
+        if lru is None:
+            raise StopIteration
+        key = _MISSING
+        with lru._lock:
+            changed = lru._version != self._version
+            if not changed and self._remaining > 0:
+                e = self._e
+                if e == _EMPTY:
+                    e = lru._head if self._forward else lru._prev[lru._head]
+                key = lru._keys[e]
+                self._e = lru._next[e] if self._forward else lru._prev[e]
+                self._remaining -= 1
+        if changed:
+            raise RuntimeError("LRU mutated during iteration")
+        if key is _MISSING:
+            self._lru = None
+            raise StopIteration
+        return key
 
 
 MutableMapping.register(LRU)
