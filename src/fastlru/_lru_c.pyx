@@ -142,7 +142,7 @@ cdef class LRU:
     cdef Py_ssize_t size
     cdef Py_ssize_t _count
     cdef size_t version           # bumped by every change, promotions included
-    cdef Py_ssize_t hits, misses, evictions
+    cdef uint64_t hits, misses, evictions  # never wrap, also where Py_ssize_t is 32 bits
     cdef Py_ssize_t total_weight
     cdef Py_ssize_t _maxweight
     cdef object on_evict
@@ -217,7 +217,10 @@ cdef class LRU:
     @cython.final
     cdef int32_t* _new_table(self, int bits) except NULL:
         cdef size_t n = (<size_t>1) << bits
-        cdef int32_t* table = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
+        cdef int32_t* table
+        if n > <size_t>PY_SSIZE_T_MAX // sizeof(int32_t):  # 32-bit builds
+            raise MemoryError()
+        table = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
         if table == NULL:
             raise MemoryError()
         for i in range(n):
@@ -295,6 +298,8 @@ cdef class LRU:
             if self.alloc >= INT32_MAX - 1:
                 raise MemoryError("an LRU holds at most 2**31 - 2 entries")
             new_alloc = INT32_MAX - 1
+        if <size_t>new_alloc > <size_t>PY_SSIZE_T_MAX // sizeof(Entry):  # 32-bit builds
+            raise MemoryError()
         entries = <Entry*>PyMem_Realloc(self.entries, new_alloc * sizeof(Entry))
         if entries == NULL:
             raise MemoryError()
@@ -917,7 +922,8 @@ cdef class LRU:
     def info(self):
         """``CacheInfo(hits, misses, evictions, size, count)``."""
         cdef fastlru_cs cs
-        cdef Py_ssize_t hits, misses, evictions, size, count
+        cdef uint64_t hits, misses, evictions
+        cdef Py_ssize_t size, count
         fastlru_cs_begin(&cs, self)
         hits, misses, evictions = self.hits, self.misses, self.evictions
         size, count = self.size, self._count
