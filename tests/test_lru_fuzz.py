@@ -32,8 +32,18 @@ class Boom(Exception):
 WORLDS = {}  # world name -> World; callbacks and keys find their world by name (picklable)
 
 
+class Liar(int):
+    """An int whose comparisons all say False (the engines must convert, not compare, it)."""
+
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__ = lambda self, other: False
+    __ne__ = lambda self, other: True
+    __hash__ = int.__hash__
+
+
 def weight_of(value):
-    return BIG if value % 13 == 0 else value % 4
+    if value % 13 == 0:
+        return BIG
+    return Liar(value % 4) if value % 5 == 0 else value % 4
 
 
 class Key:
@@ -140,7 +150,18 @@ class World:
             if plan["getsizeof"]:
                 kw["getsizeof"] = weight_of
         self.lru = None
-        self.lru = self.call(lambda: cls(plan["count"], [(self.keys[k], v) for k, v in plan["pairs"]], **kw))
+        pairs = [(self.keys[k], v) for k, v in plan["pairs"]]
+        if plan["pre_init"]:
+            # used before __init__ (as a crafted pickle can), emptied, then initialised
+            self.lru = cls.__new__(cls)
+            self.log.append(("pre", canon(self.call(lambda: self.lru.update(pairs))),
+                             canon(self.call(self.lru.items))))
+            if plan["pre_init"] == "emptied":
+                self.call(self.lru.clear)
+            self.log.append(("init", canon(self.call(lambda: self.lru.__init__(
+                Liar(plan["count"]), pairs, **kw)))))
+        else:
+            self.lru = self.call(lambda: cls(Liar(plan["count"]), pairs, **kw))
 
     def make_key(self, spec):
         if spec[0] == "K":
@@ -300,6 +321,7 @@ def draw_plan(seed):
         "getsizeof": maxweight is not None and rnd.random() < 0.8,
         "on_evict": rnd.random() < 0.7,
         "subclass": rnd.random() < 0.3,
+        "pre_init": rnd.choice([None] * 8 + ["used", "emptied"]),
         "evict_script": draw_script(rnd, nkeys, 0.2) if hostile else {},
         "pairs": [(rnd.randrange(nkeys), rnd.randrange(40)) for _ in range(rnd.randrange(4))],
     }
@@ -346,7 +368,7 @@ def run_seed(seed, c_module, py_module):
     plan, ops = draw_plan(seed)
     worlds = [World(f"{seed}-c", c_module, plan), World(f"{seed}-py", py_module, plan)]
     try:
-        first = [canon(w.lru) for w in worlds]
+        first = [(canon(w.lru), w.log) for w in worlds]
         if isinstance(worlds[0].lru, Exception) and first[0] == first[1]:
             return None  # both refused the constructor's arguments alike
         if first[0] != first[1]:
