@@ -121,7 +121,7 @@ class LRU:
         elif getsizeof is not None:
             raise TypeError("getsizeof needs maxweight")
         if not self._ready and self._fill and not self._size:
-            self.clear()  # used before __init__, now empty: start from a fresh arena
+            LRU.clear(self)  # used before __init__, now empty: start from a fresh arena
         weights = None if maxweight is None else []
         problem = None
         with self._lock:
