@@ -2,6 +2,7 @@
 import collections.abc
 import pickle
 import sys
+import time
 import typing
 from collections import OrderedDict
 
@@ -1110,3 +1111,73 @@ def test_weights_near_the_integer_limit(LRU):
     lru["d"] = 0
     assert lru.items() == [("d", 0), ("c", sys.maxsize)]
     lru._check()
+
+
+# ---------------------------------------------------------------- issue #12: statistics, messages, repr
+
+def test_info_names_maxsize_and_currsize_as_functools(LRU):
+    lru = LRU(3, [(1, 1), (2, 2)])
+    info = lru.info()
+    assert info.maxsize == info.count == 3
+    assert info.currsize == info.size == 2
+    hits, misses, evictions, size, count = info  # still five fields, in the same order
+    assert (hits, misses, evictions, size, count) == (0, 0, 0, 2, 3)
+    assert info == fastlru.CacheInfo(0, 0, 0, 2, 3)
+
+
+def test_clear_stats_resets_the_counters_and_clear_keeps_them(LRU):
+    lru = LRU(1)
+    lru["a"] = 1
+    lru["b"] = 2
+    lru["b"]
+    lru.get("a")
+    lru.clear()
+    assert lru.info() == fastlru.CacheInfo(1, 1, 1, 0, 1)  # clear() keeps the counters
+    lru["c"] = 3
+    lru.clear_stats()
+    assert lru.info() == fastlru.CacheInfo(0, 0, 0, 1, 1)
+    assert lru.items() == [("c", 3)]  # clear_stats() keeps the entries
+    lru["c"]
+    assert lru.info().hits == 1
+
+
+@pytest.mark.parametrize("pairs", [[1, 2, 3], ["abc"], [(1, 2), (3,)], [(1, 2, 3)], [None]])
+def test_constructor_says_pairs_are_expected(LRU, pairs):
+    with pytest.raises(TypeError, match=r"pairs must be \(key, value\) pairs; item \d is not a pair"):
+        LRU(3, pairs)
+
+
+def test_constructor_refuses_a_non_iterable_pairs(LRU):
+    with pytest.raises(TypeError, match=r"pairs must be an iterable of \(key, value\) pairs, not int"):
+        LRU(3, 5)
+
+
+def test_update_with_a_bad_pair_stores_nothing(LRU):
+    lru = LRU(5, [("a", 1)])
+    with pytest.raises(TypeError, match=r"item 1 is not a pair"):
+        lru.update([("b", 2), 3])
+    assert lru.items() == [("a", 1)]
+    lru.update([["c", 3], "de"])  # any two-item iterable is a pair, as for dict
+    assert lru.items() == [("d", "e"), ("c", 3), ("a", 1)]
+
+
+def test_repr_keeps_every_constructor_argument(LRU):
+    lru = LRU(3, [("a", "xy")], maxweight=5, getsizeof=len)
+    assert repr(lru) == "LRU(3, [('a', 'xy')], maxweight=5, getsizeof=<built-in function len>)"
+    lru = LRU(3, maxweight=5)
+    assert repr(lru) == "LRU(3, [], maxweight=5)"
+    lru = LRU(2, [(1, 2)], on_evict=print, ttl=1.5)
+    assert repr(lru) == "LRU(2, [(1, 2)], on_evict=<built-in function print>, ttl=1.5)"
+    again = eval("LRU(3, [('a', 'xy')], maxweight=5, ttl=7)", {"LRU": LRU})
+    assert (again.maxweight, again.ttl, again.items()) == (5, 7.0, [("a", "xy")])
+
+
+def test_repr_is_identical_on_both_engines():
+    import fastlru._lru_c
+    import fastlru._lru_py
+
+    def build(cls):
+        return cls(4, [(1, "a"), (2, "b")], on_evict=print, maxweight=9, getsizeof=len, ttl=3,
+                   timer=time.perf_counter)
+
+    assert repr(build(fastlru._lru_c.LRU)) == repr(build(fastlru._lru_py.LRU))

@@ -4,7 +4,8 @@ full order (``items()``) must agree after each step.
 
 Sequences include keys whose ``__eq__``/``__hash__`` read and change the cache, ``on_evict``
 callbacks that do the same, count changes, weights up to ``sys.maxsize``, pickling, copying,
-iteration and subclass instances. Each sequence is drawn first, as plain data, then replayed
+iteration, subclass instances, and expiry (``ttl``) on a fake timer that moves forward,
+stands still, goes back, or fails. Each sequence is drawn first, as plain data, then replayed
 on each engine with its own objects ("worlds"); the two records are compared step by step.
 
 The fuzz runs in a subprocess (a crash fails the test, not the runner):
@@ -92,6 +93,28 @@ class Evict:
     def __reduce__(self):
         return Evict, (self.world,)
 
+    def __repr__(self):
+        return "Evict()"
+
+
+class Clock:
+    """timer: the world's fake time; raises Boom while the world says it is broken."""
+
+    def __init__(self, world):
+        self.world = world
+
+    def __call__(self):
+        world = WORLDS[self.world]
+        if world.timer_broken:
+            raise Boom("timer")
+        return world.now
+
+    def __reduce__(self):
+        return Clock, (self.world,)
+
+    def __repr__(self):
+        return "Clock()"
+
 
 _SUBCLASSES = {}
 
@@ -123,7 +146,7 @@ def canon(obj):
     if isinstance(obj, tuple):
         return tuple(canon(x) for x in obj)
     if hasattr(obj, "_check") and hasattr(obj, "items"):
-        return ("LRU", canon(obj.items()), obj.count, obj.maxweight)
+        return ("LRU", canon(obj.items()), obj.count, obj.maxweight, obj.ttl)
     if isinstance(obj, (int, str, bool, type(None))):
         return obj
     return ("?", type(obj).__name__)
@@ -137,6 +160,8 @@ class World:
         self.iters = []
         self.evict_calls = 0
         self.evict_script = plan["evict_script"]
+        self.now = 100
+        self.timer_broken = False
         WORLDS[name] = self
         self.keys = [self.make_key(spec) for spec in plan["keys"]]
         cls = module.LRU
@@ -149,6 +174,9 @@ class World:
             kw["maxweight"] = plan["maxweight"]
             if plan["getsizeof"]:
                 kw["getsizeof"] = weight_of
+        if plan.get("ttl") is not None:
+            kw["ttl"] = plan["ttl"]
+            kw["timer"] = Clock(name)
         self.lru = None
         pairs = [(self.keys[k], v) for k, v in plan["pairs"]]
         if plan["pre_init"]:
@@ -227,6 +255,15 @@ class World:
                 result = self.call(lambda: next(self.iters[op[1] % len(self.iters)]))
             else:
                 result = None
+        elif name == "tick":
+            self.now += op[1]
+            result = None
+        elif name == "broken-timer":
+            self.timer_broken = True
+            try:
+                result = self.call(lambda: OPS[op[1]](self, lru, *op[2:]))
+            finally:
+                self.timer_broken = False
         elif name == "iter":
             result = self.call(lambda: iter(lru) if op[1] else reversed(lru))
             if not isinstance(result, Exception):
@@ -322,6 +359,7 @@ def draw_plan(seed):
         "on_evict": rnd.random() < 0.7,
         "subclass": rnd.random() < 0.3,
         "pre_init": rnd.choice([None] * 8 + ["used", "emptied"]),
+        "ttl": rnd.choice([None, None, None, 1, 5, 30, 2.5]),
         "evict_script": draw_script(rnd, nkeys, 0.2) if hostile else {},
         "pairs": [(rnd.randrange(nkeys), rnd.randrange(40)) for _ in range(rnd.randrange(4))],
     }
@@ -343,6 +381,17 @@ def draw_plan(seed):
             ops.append((name, rnd.randrange(50, 300)))
         elif name == "count":
             ops.append((name, rnd.choice([rnd.randrange(-1, 12), 10**30, 500, True, "3"])))
+        elif name == "tick":
+            ops.append((name, rnd.choice([0, 0.5, 1, 1, 2, 3, 5, 10, 40, -3])))
+        elif name == "broken-timer":
+            inner = rnd.choice(["setitem", "getitem", "get", "contains", "pop", "setdefault",
+                                "len", "keys", "popitem"])
+            if inner in ("setitem", "setdefault"):
+                ops.append((name, inner, rnd.randrange(nkeys), rnd.randrange(40), False))
+            elif inner in ("len", "keys", "popitem"):
+                ops.append((name, inner))
+            else:
+                ops.append((name, inner, rnd.randrange(nkeys), False))
         elif name == "iter":
             ops.append((name, rnd.random() < 0.5))
         elif name == "next":
@@ -359,6 +408,7 @@ OP_NAMES = (
     + ["popitem", "update-pairs", "update-kwargs", "clear", "count", "count", "len", "keys",
        "values", "list", "reversed", "eq-dict", "eq-copy", "repr", "copy", "pickle",
        "copy-swap", "pickle-swap", "unhashable", "reinit", "pop-keyword", "bulk"]
+    + ["tick"] * 6 + ["broken-timer"]
 )
 
 
