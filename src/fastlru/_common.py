@@ -1,10 +1,14 @@
 """What both engines share: the statistics tuple, the argument rules, pickling."""
 import abc
+import collections.abc
 import importlib
+import math
+import numbers
 import operator
 import os
 import platform
 import sys
+import time
 from typing import NamedTuple, Tuple
 
 # A lookup whose key's __eq__ keeps changing the cache restarts at most this often, then raises
@@ -21,6 +25,16 @@ class CacheInfo(NamedTuple):
     evictions: int
     size: int
     count: int
+
+    @property
+    def currsize(self) -> int:
+        """``size`` under the name ``functools``' ``CacheInfo`` gives it."""
+        return self.size
+
+    @property
+    def maxsize(self) -> int:
+        """``count`` under the name ``functools``' ``CacheInfo`` gives it."""
+        return self.count
 
 
 class LRUType(abc.ABC):
@@ -63,16 +77,91 @@ def check_weight(weight, maxweight):
     return weight
 
 
-def rebuild(cls, count, pairs, on_evict, maxweight, getsizeof, base=None):
+def check_ttl(ttl):
+    """``ttl`` as the engines store it: None, or a float of seconds in ``(0, inf]``."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, numbers.Real):
+        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
+    ttl = float(ttl)
+    if math.isnan(ttl):
+        raise ValueError("ttl must be a number of seconds, not NaN")
+    if ttl <= 0:
+        raise ValueError(f"ttl must be > 0, not {ttl!r}")
+    return ttl
+
+
+def check_timer(timer):
+    if not callable(timer):
+        raise TypeError("timer must be callable")
+    return timer
+
+
+def check_time(now):
+    """What a ``timer`` returned, as a float (a clear error, never a corrupt expiry, else)."""
+    if type(now) is not float:
+        if isinstance(now, bool) or not isinstance(now, numbers.Real):
+            raise TypeError(f"timer must return a number of seconds, not {type(now).__name__}")
+        now = float(now)
+    if now != now:
+        raise ValueError("timer returned NaN")
+    return now
+
+
+def iter_pairs(pairs):
+    """``(key, value)`` from each item of ``pairs``, or a ``TypeError`` saying pairs were
+    expected (``LRU(3, [1, 2, 3])`` would otherwise fail with "cannot unpack an int")."""
+    if isinstance(pairs, collections.abc.Mapping):
+        # iterating a mapping yields keys, which would unpack into nonsense pairs
+        raise TypeError("pairs must be (key, value) pairs; use update() for a mapping")
+    try:
+        items = iter(pairs)
+    except TypeError:
+        raise TypeError(
+            f"pairs must be an iterable of (key, value) pairs, not {type(pairs).__name__}"
+        ) from None
+    for index, item in enumerate(items):
+        if type(item) is not tuple or len(item) != 2:
+            try:
+                item = tuple(item)
+            except TypeError:
+                item = None
+            if item is None or len(item) != 2:
+                raise TypeError(f"pairs must be (key, value) pairs; item {index} is not a pair")
+        yield item
+
+
+def lru_repr(lru, count, items, on_evict, maxweight, getsizeof, ttl, timer):
+    """``repr`` of either engine: every constructor argument that differs from its default."""
+    extra = ""
+    if on_evict is not None:
+        extra += f", on_evict={on_evict!r}"
+    if maxweight is not None:
+        extra += f", maxweight={maxweight!r}"
+    if getsizeof is not None:
+        extra += f", getsizeof={getsizeof!r}"
+    if ttl is not None:
+        extra += f", ttl={ttl!r}"
+    if timer is not time.monotonic:
+        extra += f", timer={timer!r}"
+    return f"{type(lru).__name__}({count}, {items[::-1]!r}{extra})"
+
+
+def rebuild(cls, count, pairs, on_evict, maxweight, getsizeof, base=None, ttl=None,
+            timer=time.monotonic):
     """Unpickles (and copies) an LRU of either engine (module-level so pickle can name it).
 
     A subclass is built as pickle builds a dict subclass: ``cls.__new__`` and the engine's own
     ``__init__`` (``base``), never the subclass's ``__init__``, whose signature may differ; its
     attributes are restored afterwards (pickle's BUILD), as a dict subclass's are."""
+    kwargs = {"on_evict": on_evict, "maxweight": maxweight, "getsizeof": getsizeof}
+    if ttl is not None:
+        kwargs["ttl"] = ttl
+        kwargs["timer"] = timer
     if base is None or cls is base:
-        return cls(count, pairs, on_evict=on_evict, maxweight=maxweight, getsizeof=getsizeof)
+        return cls(count, pairs, **kwargs)
     lru = cls.__new__(cls)
-    base.__init__(lru, count, pairs, on_evict=on_evict, maxweight=maxweight, getsizeof=getsizeof)
+    base.__init__(lru, count, pairs, **kwargs)
     return lru
 
 
@@ -97,16 +186,20 @@ def subclass_state(lru, base):
     return (attrs, slots) if slots else attrs
 
 
-def reduce_lru(lru, base, count, on_evict, maxweight, getsizeof):
-    """``__reduce__`` of either engine: the pairs oldest first; a subclass's attributes as state."""
+def reduce_lru(lru, base, count, on_evict, maxweight, getsizeof, ttl=None, timer=None):
+    """``__reduce__`` of either engine: the pairs oldest first; a subclass's attributes as state.
+    With a ttl, the entries carried over start a fresh ttl when rebuilt (a monotonic clock's
+    times mean nothing in another process)."""
     args = (type(lru), count, lru.items()[::-1], on_evict, maxweight, getsizeof, base)
+    if ttl is not None:
+        args += (ttl, timer)
     return rebuild, args, subclass_state(lru, base)
 
 
-def copy_of(lru, base, count, on_evict, maxweight, getsizeof):
+def copy_of(lru, base, count, on_evict, maxweight, getsizeof, ttl=None, timer=None):
     """``copy.copy(lru)``: what unpickling gives, without pickling (``copy()`` plus a
     subclass's attributes, as ``copy.copy`` gives for a dict subclass)."""
-    _, args, state = reduce_lru(lru, base, count, on_evict, maxweight, getsizeof)
+    _, args, state = reduce_lru(lru, base, count, on_evict, maxweight, getsizeof, ttl, timer)
     clone = rebuild(*args)
     attrs, slots = state if isinstance(state, tuple) else (state, {})
     if attrs:

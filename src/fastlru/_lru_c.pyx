@@ -20,10 +20,12 @@ from libc.stdint cimport int32_t, uint64_t, INT32_MAX
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import collections.abc
+from time import monotonic as _monotonic
 from types import GenericAlias
 
 from ._common import (MAX_RESTARTS, CacheInfo, LRUType, check_count, check_maxweight,
-                      check_weight, copy_of, rebuild, reduce_lru)
+                      check_time, check_timer, check_ttl, check_weight, copy_of, iter_pairs,
+                      lru_repr, rebuild, reduce_lru)
 
 assert MAX_RESTARTS == RESTART_LIMIT
 
@@ -66,6 +68,14 @@ ctypedef struct Entry:
     Py_hash_t hash
     int32_t prev
     int32_t next
+
+
+ctypedef struct Stamp:
+    # Per entry, only with a ttl: when it expires, and its place in store order (a second
+    # circular list, oldest first), so expired entries are found oldest first in O(1) each.
+    double expires
+    int32_t older
+    int32_t newer
 
 
 cdef enum:
@@ -131,6 +141,10 @@ cdef class LRU:
 
     cdef Entry* entries
     cdef Py_ssize_t* weights      # per entry, only when maxweight is set
+    cdef Stamp* stamps            # per entry, only when ttl is set (no cost to other caches)
+    cdef int32_t oldest           # first entry in store order (with stamps)
+    cdef double _ttl
+    cdef object _timer
     cdef int32_t* table
     cdef size_t tmask
     cdef size_t miss_slot         # where the last failed lookup ended: an EMPTY slot
@@ -153,18 +167,25 @@ cdef class LRU:
     def __cinit__(self, *args, **kwargs):
         self.head = EMPTY
         self.free_head = EMPTY
+        self.oldest = EMPTY
+        self._timer = _monotonic
         self._count = 1
         self._maxweight = -1
         self.table = self._new_table(MIN_TABLE_BITS)
         self.tmask = (1 << MIN_TABLE_BITS) - 1
         self.shift = 64 - MIN_TABLE_BITS
 
-    def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None):
+    def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None,
+                 ttl=None, timer=_monotonic):
         cdef Py_ssize_t c = check_count(count)
         cdef Py_ssize_t mw = -1
         cdef Py_ssize_t* weights = NULL
+        cdef Stamp* stamps = NULL
+        cdef bint allocated = True
         cdef fastlru_cs cs
         cdef str problem = None
+        ttl = check_ttl(ttl)
+        check_timer(timer)
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
         if getsizeof is not None and not callable(getsizeof):
@@ -182,15 +203,27 @@ cdef class LRU:
             problem = "LRU.__init__ called twice"
         elif self.size:
             problem = "LRU.__init__ on a cache that already holds entries"
-        elif maxweight is not None:
-            # one weight per allocated entry: the arena of a used cache may not be empty
-            weights = <Py_ssize_t*>PyMem_Malloc(
-                (self.alloc if self.alloc > 0 else 1) * sizeof(Py_ssize_t))
-        if problem is None and (maxweight is None or weights != NULL):
+        else:
+            # one weight/stamp per allocated entry: the arena of a used cache may not be empty
+            if maxweight is not None:
+                weights = <Py_ssize_t*>PyMem_Malloc(
+                    (self.alloc if self.alloc > 0 else 1) * sizeof(Py_ssize_t))
+                allocated = weights != NULL
+            if ttl is not None and allocated:
+                stamps = <Stamp*>PyMem_Malloc((self.alloc if self.alloc > 0 else 1) * sizeof(Stamp))
+                allocated = stamps != NULL
+            if not allocated:
+                PyMem_Free(weights)
+        if problem is None and allocated:
             if weights != NULL:
                 self.weights = weights  # also marks the cache weighted
                 self.total_weight = 0
                 self._maxweight = mw
+            if stamps != NULL:
+                self.stamps = stamps  # also marks the cache expiring
+                self._ttl = ttl
+                self.oldest = EMPTY
+            self._timer = timer
             self.ready = True
             self._count = c
             self.on_evict = on_evict
@@ -200,16 +233,14 @@ cdef class LRU:
             raise RuntimeError(problem)
         if not self.ready:
             raise MemoryError()
-        if isinstance(pairs, collections.abc.Mapping):
-            # iterating a mapping yields keys, which would unpack into nonsense pairs
-            raise TypeError("pairs must be (key, value) pairs; use update() for a mapping")
-        for key, value in pairs:
+        for key, value in iter_pairs(pairs):
             self[key] = value
 
     def __dealloc__(self):
         self._free_entries(self.entries, self.fill)
         self.entries = NULL
         PyMem_Free(self.weights)
+        PyMem_Free(self.stamps)
         PyMem_Free(self.table)
 
     # -- arena and table (critical section held, no Python code) -------------------------
@@ -282,6 +313,7 @@ cdef class LRU:
         cdef Py_ssize_t new_alloc
         cdef Entry* entries
         cdef Py_ssize_t* weights
+        cdef Stamp* stamps
         cdef int bits
         if (<size_t>self.size + 1) * 2 > self.tmask + 1:
             bits = 64 - self.shift + 1
@@ -309,6 +341,11 @@ cdef class LRU:
             if weights == NULL:
                 raise MemoryError()
             self.weights = weights
+        if self.stamps != NULL:
+            stamps = <Stamp*>PyMem_Realloc(self.stamps, new_alloc * sizeof(Stamp))
+            if stamps == NULL:
+                raise MemoryError()
+            self.stamps = stamps
         self.alloc = new_alloc
         return 0
 
@@ -373,11 +410,96 @@ cdef class LRU:
         self._unlink(e)
         self._link_front(e)
 
+    # -- store order, only with a ttl (critical section held, no Python code) -------------
+
+    @cython.final
+    cdef inline void _stamp(self, int32_t e, double expires) noexcept:
+        """Gives ``e`` its expiry time and makes it the newest in store order."""
+        cdef Stamp* st = self.stamps
+        cdef int32_t oldest = self.oldest
+        cdef int32_t newest
+        st[e].expires = expires
+        if oldest == EMPTY:
+            st[e].older = e
+            st[e].newer = e
+            self.oldest = e
+        else:
+            newest = st[oldest].older
+            st[e].newer = oldest
+            st[e].older = newest
+            st[newest].newer = e
+            st[oldest].older = e
+
+    @cython.final
+    cdef inline void _unstamp(self, int32_t e) noexcept:
+        cdef Stamp* st = self.stamps
+        cdef int32_t nxt = st[e].newer
+        cdef int32_t prv
+        if nxt == e:
+            self.oldest = EMPTY
+            return
+        prv = st[e].older
+        st[prv].newer = nxt
+        st[nxt].older = prv
+        if self.oldest == e:
+            self.oldest = nxt
+
+    @cython.final
+    cdef Py_ssize_t _count_expired(self, double now) noexcept:
+        """How many entries, oldest stored first, have expired at ``now``."""
+        cdef Py_ssize_t n = 0
+        cdef int32_t e = self.oldest
+        if self.stamps == NULL:
+            return 0
+        while e != EMPTY and n < self.size and self.stamps[e].expires <= now:
+            n += 1
+            e = self.stamps[e].newer
+        return n
+
+    @cython.final
+    cdef int _expire(self, double now, Dropped* dropped) except -1:
+        """Reclaims (as evictions) the entries expired at ``now``, into ``dropped``."""
+        cdef Py_ssize_t n = self._count_expired(now)
+        if n:
+            _dropped_reserve(dropped, 2 * n)
+            for _ in range(n):
+                self._detach(self.oldest, dropped)
+                self.evictions += 1
+        return 0
+
+    @cython.final
+    cdef double _now(self) except? -1.0:
+        """The timer's time (Python code: called before the section)."""
+        t = self._timer()
+        if type(t) is float and t == t:
+            return <double>t
+        return check_time(t)
+
+    @cython.final
+    cdef int _expire_now(self) except -1:
+        """Reclaims the expired entries (reported to on_evict), if the cache has a ttl."""
+        cdef fastlru_cs cs
+        cdef Dropped dropped
+        cdef double now
+        if self.stamps == NULL:
+            return 0
+        now = self._now()
+        _dropped_init(&dropped)
+        fastlru_cs_begin(&cs, self)
+        try:
+            self._expire(now, &dropped)
+        finally:
+            fastlru_cs_end(&cs)
+        self._release(&dropped, True)
+        return 0
+
     @cython.final
     cdef void _detach(self, int32_t e, Dropped* dropped) noexcept:
         """Removes entry ``e``; its references move to ``dropped`` (room reserved)."""
         cdef Entry* ep = &self.entries[e]
         self._unlink(e)
+        if self.stamps != NULL:
+            self._unstamp(e)
         self._table_remove(e)
         dropped.items[dropped.n] = ep.key
         dropped.items[dropped.n + 1] = ep.value
@@ -527,6 +649,11 @@ cdef class LRU:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef object value
+        if self.stamps != NULL:
+            value = self._get_expiring(key, h, _MISSING)
+            if value is _MISSING:
+                raise KeyError(key)
+            return value
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
         if e < 0:
@@ -549,6 +676,8 @@ cdef class LRU:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef object value
+        if self.stamps != NULL:
+            return self._get_expiring(key, h, default)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
         if e < 0:
@@ -563,6 +692,36 @@ cdef class LRU:
         _xdecref(hold)
         return value
 
+    @cython.final
+    cdef object _get_expiring(self, object key, Py_hash_t h, object default):
+        """``get`` of a cache with a ttl: an expired entry is a miss, reclaimed at once."""
+        cdef double now = self._now()
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef object value
+        cdef Dropped expired
+        _dropped_init(&expired)
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        if e >= 0 and self.stamps[e].expires <= now:
+            self._detach(<int32_t>e, &expired)  # two references: the inline room suffices
+            self.evictions += 1
+            e = -1
+        if e < 0:
+            self.misses += 1
+            value = default
+        else:
+            self.hits += 1
+            self._promote(<int32_t>e)
+            self.version += 1
+            value = <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        if expired.n:
+            self._release(&expired, True)
+        return value
+
     def peek(self, key, default=None):
         """The value of ``key`` without making it most recent, or ``default``."""
         cdef Py_hash_t h = hash(key)
@@ -570,8 +729,13 @@ cdef class LRU:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef object value
+        cdef double now = 0
+        if self.stamps != NULL:
+            now = self._now()
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
+        if e >= 0 and self.stamps != NULL and self.stamps[e].expires <= now:
+            e = -1  # expired: absent (reclaimed by a later get or store)
         value = default if e < 0 else <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
@@ -582,8 +746,13 @@ cdef class LRU:
         cdef fastlru_cs cs
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
+        cdef double now = 0
+        if self.stamps != NULL:
+            now = self._now()
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
+        if e >= 0 and self.stamps != NULL and self.stamps[e].expires <= now:
+            e = -1
         fastlru_cs_end(&cs)
         _xdecref(hold)
         return e >= 0
@@ -609,11 +778,17 @@ cdef class LRU:
         cdef Entry* ep
         cdef Dropped evicted
         cdef object result = value
+        cdef bint timed = self.stamps != NULL
+        cdef double now = 0
+        if timed:
+            now = self._now()
         if self.weights != NULL:
             if keep:
                 # setdefault of a present key stores nothing, so weighs nothing
                 fastlru_cs_begin(&cs, self)
                 e = self._find(key, h, &cs, &hold)
+                if e >= 0 and timed and self.stamps[e].expires <= now:
+                    e = -1  # expired: stored anew below
                 if e >= 0:
                     self._promote(<int32_t>e)
                     self.version += 1
@@ -626,10 +801,18 @@ cdef class LRU:
             w = self._weigh(value)
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
+        if timed:
+            try:
+                self._expire(now, &evicted)  # expired entries go before any live one
+            except MemoryError:
+                fastlru_cs_end(&cs)
+                raise
         e = self._find(key, h, &cs, &hold)
         if e >= 0:
             self._promote(<int32_t>e)
             self.version += 1
+            if timed and self.stamps[e].expires <= now:
+                keep = False  # (a timer that went back): its value is gone, store ours
             if keep:
                 result = <object>self.entries[e].value
             else:
@@ -651,9 +834,15 @@ cdef class LRU:
                 replaced = ep.value
                 _incref(<PyObject*>value)
                 ep.value = <PyObject*>value
+                if timed:
+                    self._unstamp(<int32_t>e)
+                    self._stamp(<int32_t>e, now + self._ttl)
         else:
             if self.weights == NULL:
-                n = self.size - self._count + 1  # size <= count always holds: n is 0 or 1
+                # size <= count always holds: n is 0 or 1 (below 0 once expired entries went)
+                n = self.size - self._count + 1
+                if n < 0:
+                    n = 0
             else:
                 n = self._count_evictions(self._count - 1, w)
             if n == 1 and self.weights == NULL:
@@ -677,6 +866,9 @@ cdef class LRU:
                     self.table[miss_slot] = t
                 else:
                     self._table_insert(t, h)
+                if timed:
+                    self._unstamp(t)
+                    self._stamp(t, now + self._ttl)
                 self.head = t
                 self._prefetch_tail()
             else:
@@ -699,6 +891,8 @@ cdef class LRU:
                 if self.weights != NULL:
                     self.weights[t] = w
                     self.total_weight += w
+                if timed:
+                    self._stamp(t, now + self._ttl)
                 self._table_insert(t, h)
                 self._link_front(t)
                 self.size += 1
@@ -728,13 +922,23 @@ cdef class LRU:
         cdef Py_ssize_t e
         cdef Dropped dropped
         cdef object value = default
+        cdef double now = 0
+        cdef bint expired = False
+        if self.stamps != NULL:
+            now = self._now()
         _dropped_init(&dropped)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
         if e >= 0:
+            expired = self.stamps != NULL and self.stamps[e].expires <= now
+            if expired:
+                self.evictions += 1
             self._detach(<int32_t>e, &dropped)
         fastlru_cs_end(&cs)
         _xdecref(hold)
+        if expired:
+            self._release(&dropped, True)  # reclaimed and reported, not popped
+            e = -1
         if e < 0:
             if required:
                 raise KeyError(key)
@@ -747,11 +951,21 @@ cdef class LRU:
         """Removes and returns the least recent ``(key, value)``."""
         cdef fastlru_cs cs
         cdef Dropped dropped
+        cdef Dropped expired
+        cdef double now = 0
+        if self.stamps != NULL:
+            now = self._now()
         _dropped_init(&dropped)
+        _dropped_init(&expired)
         fastlru_cs_begin(&cs, self)
-        if self.head != EMPTY:
-            self._detach(self.entries[self.head].prev, &dropped)
-        fastlru_cs_end(&cs)
+        try:
+            if self.stamps != NULL:
+                self._expire(now, &expired)
+            if self.head != EMPTY:
+                self._detach(self.entries[self.head].prev, &dropped)
+        finally:
+            fastlru_cs_end(&cs)
+        self._release(&expired, True)
         if not dropped.n:
             raise KeyError("popitem(): LRU is empty")
         item = (<object>dropped.items[0], <object>dropped.items[1])
@@ -780,6 +994,7 @@ cdef class LRU:
         self.fill = 0
         self.free_head = EMPTY
         self.head = EMPTY
+        self.oldest = EMPTY
         self.size = 0
         self.total_weight = 0
         self.version += 1
@@ -811,7 +1026,8 @@ cdef class LRU:
             for key in other.keys():
                 self[key] = other[key]
         else:
-            for key, value in other:
+            # every item is checked to be a pair before the first is stored
+            for key, value in list(iter_pairs(other)):
                 self[key] = value
         for key, value in kwargs.items():
             self[key] = value
@@ -819,6 +1035,8 @@ cdef class LRU:
     def __len__(self):
         cdef fastlru_cs cs
         cdef Py_ssize_t size
+        if self.stamps != NULL:
+            self._expire_now()
         fastlru_cs_begin(&cs, self)
         size = self.size
         fastlru_cs_end(&cs)
@@ -842,6 +1060,7 @@ cdef class LRU:
         cdef fastlru_cs cs
         cdef Dropped evicted
         cdef Py_ssize_t n
+        self._expire_now()
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
         n = self._count_evictions(c, 0)
@@ -865,6 +1084,8 @@ cdef class LRU:
         """Moves the live entries, most recent first, into a smaller arena."""
         cdef Entry* entries = <Entry*>PyMem_Malloc(new_alloc * sizeof(Entry))
         cdef Py_ssize_t* weights = NULL
+        cdef Stamp* stamps = NULL
+        cdef Stamp* old_stamps
         cdef int32_t e = self.head
         cdef int32_t j = 0
         cdef int bits = MIN_TABLE_BITS
@@ -875,6 +1096,12 @@ cdef class LRU:
             if weights == NULL:
                 PyMem_Free(entries)
                 raise MemoryError()
+        if self.stamps != NULL:
+            stamps = <Stamp*>PyMem_Malloc(new_alloc * sizeof(Stamp))
+            if stamps == NULL:
+                PyMem_Free(entries)
+                PyMem_Free(weights)
+                raise MemoryError()
         while ((<Py_ssize_t>1) << bits) < 2 * self.size:
             bits += 1
         for j in range(self.size):
@@ -883,7 +1110,18 @@ cdef class LRU:
             entries[j].next = j + 1 if j + 1 < self.size else 0
             if weights != NULL:
                 weights[j] = self.weights[e]
+            self.entries[e].prev = j  # the old arena now maps an old entry to its new number
             e = self.entries[e].next
+        if stamps != NULL:
+            # the store order survives: walk it, oldest first, in the new numbering
+            old_stamps = self.stamps
+            e = self.oldest
+            self.stamps = stamps
+            self.oldest = EMPTY
+            for _ in range(self.size):
+                self._stamp(self.entries[e].prev, old_stamps[e].expires)
+                e = old_stamps[e].newer
+            PyMem_Free(old_stamps)
         PyMem_Free(self.entries)
         self.entries = entries
         if weights != NULL:
@@ -914,16 +1152,36 @@ cdef class LRU:
         """The total weight of the entries (their number without a weight bound)."""
         cdef fastlru_cs cs
         cdef Py_ssize_t weight
+        self._expire_now()
         fastlru_cs_begin(&cs, self)
         weight = self.total_weight if self.weights != NULL else self.size
         fastlru_cs_end(&cs)
         return weight
 
+    @property
+    def ttl(self):
+        """Seconds an entry lives after it is stored, or None."""
+        return self._ttl if self.stamps != NULL else None
+
+    @property
+    def timer(self):
+        """What tells the time of a cache with a ttl (``time.monotonic`` by default)."""
+        return self._timer
+
+    def clear_stats(self):
+        """Resets the hits, misses and evictions counters to zero."""
+        cdef fastlru_cs cs
+        fastlru_cs_begin(&cs, self)
+        self.hits = self.misses = self.evictions = 0
+        fastlru_cs_end(&cs)
+
     def info(self):
-        """``CacheInfo(hits, misses, evictions, size, count)``."""
+        """``CacheInfo(hits, misses, evictions, size, count)``; ``maxsize`` and ``currsize``
+        name ``count`` and ``size`` as ``functools`` does."""
         cdef fastlru_cs cs
         cdef uint64_t hits, misses, evictions
         cdef Py_ssize_t size, count
+        self._expire_now()
         fastlru_cs_begin(&cs, self)
         hits, misses, evictions = self.hits, self.misses, self.evictions
         size, count = self.size, self._count
@@ -940,6 +1198,7 @@ cdef class LRU:
         cdef PyObject* vlist = NULL
         cdef Py_ssize_t n, i
         cdef int32_t e
+        self._expire_now()
         while True:
             fastlru_cs_begin(&cs, self)
             n = self.size
@@ -989,9 +1248,11 @@ cdef class LRU:
         return list(zip(keys, values))
 
     def __iter__(self):
+        self._expire_now()
         return _Iterator(self, True)
 
     def __reversed__(self):
+        self._expire_now()
         return _Iterator(self, False)
 
     # -- whole-object protocols ----------------------------------------------------------
@@ -1003,13 +1264,15 @@ cdef class LRU:
     def copy(self):
         """A new LRU with the same bound, callbacks, items and order (fresh statistics)."""
         return rebuild(type(self), self.count, reversed(self.items()), self.on_evict,
-                       self.maxweight, self.getsizeof, LRU)
+                       self.maxweight, self.getsizeof, LRU, self.ttl, self._timer)
 
     def __copy__(self):
-        return copy_of(self, LRU, self.count, self.on_evict, self.maxweight, self.getsizeof)
+        return copy_of(self, LRU, self.count, self.on_evict, self.maxweight, self.getsizeof,
+                       self.ttl, self._timer)
 
     def __reduce__(self):
-        return reduce_lru(self, LRU, self.count, self.on_evict, self.maxweight, self.getsizeof)
+        return reduce_lru(self, LRU, self.count, self.on_evict, self.maxweight, self.getsizeof,
+                          self.ttl, self._timer)
 
     def __eq__(self, other):
         if isinstance(other, LRUType):
@@ -1024,7 +1287,8 @@ cdef class LRU:
         if Py_ReprEnter(self):
             return "..."
         try:
-            return f"{type(self).__name__}({self.count}, {self.items()[::-1]!r})"
+            return lru_repr(self, self.count, self.items(), self.on_evict, self.maxweight,
+                            self.getsizeof, self.ttl, self._timer)
         finally:
             Py_ReprLeave(self)
 
@@ -1070,6 +1334,24 @@ cdef class LRU:
                     total += self.weights[e]
             if problem is None and n != self.size:
                 problem = "table and list disagree"
+            if problem is None and self.stamps != NULL and self.oldest != EMPTY:
+                n = 0
+                e = self.oldest
+                while problem is None:
+                    n += 1
+                    if n > self.size:
+                        problem = "store order longer than size"
+                    elif self.entries[e].key == NULL:
+                        problem = "free entry in the store order"
+                    elif self.stamps[self.stamps[e].newer].older != e:
+                        problem = "broken store-order link"
+                    e = self.stamps[e].newer
+                    if e == self.oldest:
+                        break
+                if problem is None and n != self.size:
+                    problem = "store order and size disagree"
+            elif problem is None and self.stamps != NULL and self.size:
+                problem = "store order and size disagree"
             if problem is None and self.weights != NULL:
                 if total != self.total_weight:
                     problem = "weight total drifted"

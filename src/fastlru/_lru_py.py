@@ -17,13 +17,15 @@ Rules that make it safe against threads and re-entrant keys (see CPython's lru_c
 """
 import reprlib
 import threading
+import time
 from array import array
 import collections.abc
 from collections.abc import Mapping, MutableMapping
 from types import GenericAlias
 
 from ._common import (MAX_RESTARTS, CacheInfo, LRUType, check_count, check_maxweight,
-                      check_weight, copy_of, rebuild, reduce_lru)
+                      check_time, check_timer, check_ttl, check_weight, copy_of, iter_pairs,
+                      lru_repr, rebuild, reduce_lru)
 
 __all__ = ["LRU"]
 
@@ -92,6 +94,9 @@ class LRU:
         "_table", "_mask", "_shift", "_head", "_size", "_free", "_fill",
         "_count", "_version", "_hits", "_misses", "_evictions", "_ready",
         "_weight", "_maxweight", "_getsizeof", "_on_evict", "_lock", "__weakref__",
+        # expiry, only with a ttl: per entry its expiry time and its place in store order
+        # (a second circular list, ``_oldest`` first), so expired entries are found in order
+        "_ttl", "_timer", "_expires", "_sprev", "_snext", "_oldest",
     )
 
     __class_getitem__ = classmethod(GenericAlias)
@@ -104,14 +109,18 @@ class LRU:
         self._lock = threading.Lock()
         self._ready = False
         self._count = 1
-        self._on_evict = self._getsizeof = self._maxweight = None
+        self._on_evict = self._getsizeof = self._maxweight = self._ttl = None
+        self._timer = time.monotonic
         self._hits = self._misses = self._evictions = 0
         self._version = 0
         self._reset()
         return self
 
-    def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None):
+    def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None,
+                 ttl=None, timer=time.monotonic):
         count = check_count(count)
+        ttl = check_ttl(ttl)
+        timer = check_timer(timer)
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
         if getsizeof is not None and not callable(getsizeof):
@@ -134,16 +143,17 @@ class LRU:
                     self._weights = weights
                     self._weight = 0
                     self._maxweight = maxweight
+                if ttl is not None:
+                    self._ttl = ttl
+                    self._expires, self._sprev, self._snext = [], [], []
+                self._timer = timer
                 self._ready = True
                 self._count = count
                 self._on_evict = on_evict
                 self._getsizeof = getsizeof
         if problem is not None:
             raise RuntimeError(problem)
-        if isinstance(pairs, collections.abc.Mapping):
-            # iterating a mapping yields keys, which would unpack into nonsense pairs
-            raise TypeError("pairs must be (key, value) pairs; use update() for a mapping")
-        for key, value in pairs:
+        for key, value in iter_pairs(pairs):
             self[key] = value
 
     def _reset(self):
@@ -154,6 +164,11 @@ class LRU:
         self._prev = []
         self._next = []
         self._weights = [] if self._maxweight is not None else None
+        if self._ttl is not None:
+            self._expires, self._sprev, self._snext = [], [], []
+        else:
+            self._expires = self._sprev = self._snext = None
+        self._oldest = _EMPTY
         self._table = _new_table(_MIN_TABLE)
         self._mask = _MIN_TABLE - 1
         self._shift = 64 - (_MIN_TABLE.bit_length() - 1)
@@ -285,9 +300,64 @@ class LRU:
         self._unlink(e)
         self._link_front(e)
 
+    # -- store order, only with a ttl (lock held, no user code) ----------------------------
+
+    def _stamp(self, e, now):
+        """Gives ``e`` its expiry time and makes it the newest in store order."""
+        self._stamp_at(e, now + self._ttl)
+
+    def _stamp_at(self, e, expires):
+        self._expires[e] = expires
+        sprev = self._sprev
+        oldest = self._oldest
+        if oldest == _EMPTY:
+            sprev[e] = self._snext[e] = e
+            self._oldest = e
+        else:
+            newest = sprev[oldest]
+            self._snext[e] = oldest
+            sprev[e] = newest
+            self._snext[newest] = e
+            sprev[oldest] = e
+
+    def _unstamp(self, e):
+        nxt = self._snext[e]
+        if nxt == e:
+            self._oldest = _EMPTY
+            return
+        prv = self._sprev[e]
+        self._snext[prv] = nxt
+        self._sprev[nxt] = prv
+        if self._oldest == e:
+            self._oldest = nxt
+
+    def _expired(self, e, now):
+        return self._expires is not None and self._expires[e] <= now
+
+    def _expire(self, now, dropped):
+        """Reclaims, oldest stored first, every entry expired at ``now`` (as evictions)."""
+        while self._oldest != _EMPTY and self._expires[self._oldest] <= now:
+            self._detach(self._oldest, dropped)
+            self._evictions += 1
+
+    def _now(self):
+        """The timer's time (user code: called before the lock), or None without a ttl."""
+        return None if self._ttl is None else check_time(self._timer())
+
+    def _expire_now(self):
+        """Reclaims the expired entries (reported to on_evict), if the cache has a ttl."""
+        if self._ttl is not None:
+            now = self._now()
+            evicted = []
+            with self._lock:
+                self._expire(now, evicted)
+            self._release_evicted(evicted)
+
     def _detach(self, e, dropped):
         """Removes entry ``e``; its key and value go to ``dropped`` (released by the caller)."""
         self._unlink(e)
+        if self._expires is not None:
+            self._unstamp(e)
         self._table_remove(e)
         dropped.append(self._keys[e])
         dropped.append(self._values[e])
@@ -327,47 +397,53 @@ class LRU:
     # -- mapping --------------------------------------------------------------------------
 
     def __getitem__(self, key):
-        h = hash(key)
-        plain = _is_plain(key)
-        with self._lock:
-            e = self._find(key, h, plain)
-            if e == _EMPTY:
-                self._misses += 1
-                value = _MISSING
-            else:
-                self._hits += 1
-                self._promote(e)
-                self._version += 1
-                value = self._values[e]
+        value = self._lookup(key, _MISSING)
         if value is _MISSING:
             raise KeyError(key)
         return value
 
     def get(self, key, default=None):
+        return self._lookup(key, default)
+
+    def _lookup(self, key, default):
+        """``get``: a hit is made most recent; an expired entry is a miss, reclaimed at once."""
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
+        expired = []
         with self._lock:
             e = self._find(key, h, plain)
+            if e != _EMPTY and self._expired(e, now):
+                self._detach(e, expired)
+                self._evictions += 1
+                e = _EMPTY
             if e == _EMPTY:
                 self._misses += 1
-                return default
-            self._hits += 1
-            self._promote(e)
-            self._version += 1
-            return self._values[e]
+                value = default
+            else:
+                self._hits += 1
+                self._promote(e)
+                self._version += 1
+                value = self._values[e]
+        if expired:
+            self._release_evicted(expired)
+        return value
 
     def peek(self, key, default=None):
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         with self._lock:
             e = self._find(key, h, plain)
-            return default if e == _EMPTY else self._values[e]
+            return default if e == _EMPTY or self._expired(e, now) else self._values[e]
 
     def __contains__(self, key):
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         with self._lock:
-            return self._find(key, h, plain) != _EMPTY
+            e = self._find(key, h, plain)
+            return e != _EMPTY and not self._expired(e, now)
 
     def __setitem__(self, key, value):
         self._store(key, value, False)
@@ -379,13 +455,14 @@ class LRU:
         """Sets ``key``; with ``keep`` an existing value wins and is returned (setdefault)."""
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         w = 1
         if self._weights is not None:
             if keep:
                 # setdefault of a present key stores nothing, so weighs nothing
                 with self._lock:
                     e = self._find(key, h, plain)
-                    if e != _EMPTY:
+                    if e != _EMPTY and not self._expired(e, now):
                         self._promote(e)
                         self._version += 1
                         return self._values[e]
@@ -395,28 +472,36 @@ class LRU:
         evicted = []
         replaced = []
         with self._lock:
+            if now is not None:
+                self._expire(now, evicted)  # expired entries go before any live one
             e = self._find(key, h, plain)
             if e != _EMPTY:
                 self._promote(e)
                 self._version += 1
+                if now is not None and self._expired(e, now):
+                    keep = False  # (a timer that went back): its value is gone, store ours
                 if keep:
-                    return self._values[e]
-                replaced.append(self._values[e])
-                self._values[e] = value
-                if self._weights is not None:
-                    # as the compiled engine: old weight out, evict, new weight in
-                    self._weight -= self._weights[e]
-                    self._weights[e] = 0
-                    self._evict_until(self._count, w, evicted)
-                    self._weights[e] = w
-                    self._weight += w
+                    value = self._values[e]
+                else:
+                    replaced.append(self._values[e])
+                    self._values[e] = value
+                    if now is not None:
+                        self._unstamp(e)
+                        self._stamp(e, now)
+                    if self._weights is not None:
+                        # as the compiled engine: old weight out, evict, new weight in
+                        self._weight -= self._weights[e]
+                        self._weights[e] = 0
+                        self._evict_until(self._count, w, evicted)
+                        self._weights[e] = w
+                        self._weight += w
             else:
                 self._evict_until(self._count - 1, w, evicted)
-                self._insert(key, value, h, plain, w)
+                self._insert(key, value, h, plain, w, now)
         self._release_evicted(evicted)
         return value
 
-    def _insert(self, key, value, h, plain, w):
+    def _insert(self, key, value, h, plain, w, now):
         if (self._size + 1) * 2 > self._mask + 1:
             self._resize_table((self._mask + 1) * 2)
         e = self._free
@@ -439,6 +524,12 @@ class LRU:
             self._next.append(e)
             if self._weights is not None:
                 self._weights.append(w)
+            if self._expires is not None:
+                self._expires.append(0.0)
+                self._sprev.append(e)
+                self._snext.append(e)
+        if now is not None:
+            self._stamp(e, now)
         self._table_insert(e, h)
         self._link_front(e)
         self._size += 1
@@ -455,11 +546,18 @@ class LRU:
     def _pop(self, key, default):
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         dropped = []
+        expired = False
         with self._lock:
             e = self._find(key, h, plain)
             if e != _EMPTY:
+                expired = self._expired(e, now)
+                if expired:
+                    self._evictions += 1
                 self._detach(e, dropped)
+        if expired:
+            self._release_evicted(dropped)  # reclaimed and reported, not popped
         if not dropped:
             if default is _MISSING:
                 raise KeyError(key)
@@ -468,10 +566,15 @@ class LRU:
 
     def popitem(self):
         """Removes and returns the least recent ``(key, value)``."""
+        now = self._now()
         dropped = []
+        evicted = []
         with self._lock:
+            if now is not None:
+                self._expire(now, evicted)
             if self._head != _EMPTY:
                 self._detach(self._prev[self._head], dropped)
+        self._release_evicted(evicted)
         if not dropped:
             raise KeyError("popitem(): LRU is empty")
         return dropped[0], dropped[1]
@@ -479,6 +582,7 @@ class LRU:
     def clear(self):
         fresh = object.__new__(LRU)
         fresh._maxweight = self._maxweight
+        fresh._ttl = self._ttl
         fresh._reset()  # new containers built before the lock: allocating may run the GC
         with self._lock:
             old_keys = self._keys
@@ -495,6 +599,10 @@ class LRU:
         self._prev = other._prev
         self._next = other._next
         self._weights = other._weights
+        self._expires = other._expires
+        self._sprev = other._sprev
+        self._snext = other._snext
+        self._oldest = other._oldest
         self._table = other._table
         self._mask = other._mask
         self._shift = other._shift
@@ -517,12 +625,14 @@ class LRU:
             for key in other.keys():
                 self[key] = other[key]
         else:
-            for key, value in other:
+            # every item is checked to be a pair before the first is stored
+            for key, value in list(iter_pairs(other)):
                 self[key] = value
         for key, value in kwargs.items():
             self[key] = value
 
     def __len__(self):
+        self._expire_now()
         return self._size
 
     # -- capacity -------------------------------------------------------------------------
@@ -534,8 +644,9 @@ class LRU:
     @count.setter
     def count(self, count):
         count = check_count(count)
+        self._expire_now()
         evicted = []
-        fresh = ([], [], [], [], [], [], [])  # allocated before the lock, in case of _compact
+        fresh = ([], [], [], [], [], [], [], {})  # allocated before the lock, for _compact
         with self._lock:
             self._count = count
             self._evict_until(count, 0, evicted)
@@ -546,11 +657,12 @@ class LRU:
     def _compact(self, fresh):
         """Moves the live entries, most recent first, into the empty lists ``fresh`` (no user
         code: only appends), as the compiled engine moves them into a smaller arena."""
-        keys, values, hashes, plain, prev, nxt, weights = fresh
+        keys, values, hashes, plain, prev, nxt, weights, moved = fresh
         n = self._size
         e = self._head
         j = 0
         while j < n:
+            moved[e] = j
             keys.append(self._keys[e])
             values.append(self._values[e])
             hashes.append(self._hashes[e])
@@ -565,6 +677,15 @@ class LRU:
         self._prev, self._next = prev, nxt
         if self._weights is not None:
             self._weights = weights
+        if self._expires is not None:
+            # the store order survives: walk it, oldest first, in the new numbering
+            old_expires, old_snext, e = self._expires, self._snext, self._oldest
+            self._expires, self._sprev, self._snext = [0.0] * n, [0] * n, [0] * n
+            self._oldest = _EMPTY
+            for _ in range(n):
+                j = moved[e]
+                self._stamp_at(j, old_expires[e])
+                e = old_snext[e]
         self._fill = n
         self._free = _EMPTY
         self._head = 0 if n else _EMPTY
@@ -584,15 +705,32 @@ class LRU:
 
     @property
     def weight(self):
+        self._expire_now()
         return self._weight if self._weights is not None else self._size
 
+    @property
+    def ttl(self):
+        return self._ttl
+
+    @property
+    def timer(self):
+        return self._timer
+
     def info(self):
-        return CacheInfo(self._hits, self._misses, self._evictions, self._size, self._count)
+        self._expire_now()
+        with self._lock:
+            return CacheInfo(self._hits, self._misses, self._evictions, self._size, self._count)
+
+    def clear_stats(self):
+        """Resets the hits, misses and evictions counters to zero."""
+        with self._lock:
+            self._hits = self._misses = self._evictions = 0
 
     # -- views ----------------------------------------------------------------------------
 
     def _snapshot(self, keys, values):
         """Fills the given lists with keys and/or values, most recent first, under the lock."""
+        self._expire_now()
         with self._lock:
             e = self._head
             if e != _EMPTY:
@@ -622,9 +760,11 @@ class LRU:
         return list(zip(keys, values))
 
     def __iter__(self):
+        self._expire_now()
         return _Iterator(self, True)
 
     def __reversed__(self):
+        self._expire_now()
         return _Iterator(self, False)
 
     # -- whole-object protocols ------------------------------------------------------------
@@ -632,14 +772,16 @@ class LRU:
     def copy(self):
         return rebuild(
             type(self), self._count, reversed(self.items()), self._on_evict,
-            self._maxweight, self._getsizeof, LRU,
+            self._maxweight, self._getsizeof, LRU, self._ttl, self._timer,
         )
 
     def __copy__(self):
-        return copy_of(self, LRU, self._count, self._on_evict, self._maxweight, self._getsizeof)
+        return copy_of(self, LRU, self._count, self._on_evict, self._maxweight, self._getsizeof,
+                       self._ttl, self._timer)
 
     def __reduce__(self):
-        return reduce_lru(self, LRU, self._count, self._on_evict, self._maxweight, self._getsizeof)
+        return reduce_lru(self, LRU, self._count, self._on_evict, self._maxweight,
+                          self._getsizeof, self._ttl, self._timer)
 
     def __eq__(self, other):
         if isinstance(other, LRUType):
@@ -650,7 +792,8 @@ class LRU:
 
     @reprlib.recursive_repr()
     def __repr__(self):
-        return f"{type(self).__name__}({self._count}, {self.items()[::-1]!r})"
+        return lru_repr(self, self._count, self.items(), self._on_evict, self._maxweight,
+                        self._getsizeof, self._ttl, self._timer)
 
     def _check(self):
         """Debug: asserts that the list, the table and the counters agree."""
@@ -679,6 +822,18 @@ class LRU:
                     if self._weights is not None:
                         total += self._weights[e]
             assert n == self._size, "table and list disagree"
+            if self._expires is not None:
+                n = 0
+                e = self._oldest
+                while e != _EMPTY:
+                    n += 1
+                    assert n <= self._size, "store order longer than size"
+                    assert e in self._table, "free entry in the store order"
+                    assert self._sprev[self._snext[e]] == e, "broken store-order link"
+                    e = self._snext[e]
+                    if e == self._oldest:
+                        break
+                assert n == self._size, "store order and size disagree"
             if self._weights is not None:
                 assert total == self._weight, "weight total drifted"
                 assert self._weight <= self._maxweight, "weight above maxweight"
