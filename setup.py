@@ -10,6 +10,7 @@ DIRECTIVES = {
 
 extensions = [
     Extension("fastlru._lru_c", ["src/fastlru/_lru_c.pyx"]),
+    Extension("fastlru._functools_c", ["src/fastlru/_functools_c.pyx"]),
     Extension("ormcache._cache_c", ["src/ormcache/_cache_c.pyx"]),
 ]
 

@@ -6,6 +6,8 @@
 >>> list(cache)
 ['c', 'b']
 
+``fastlru.lru_cache`` and ``fastlru.cache`` are drop-ins for ``functools``' decorators, on LRU.
+
 ``fastlru.LRU`` is the compiled engine unless ``FASTLRU_NO_EXTENSIONS`` is set, the
 interpreter is not CPython, or the extension is missing; ``IMPLEMENTATION`` says which
 (``"c"`` or ``"python"``).
@@ -14,14 +16,18 @@ from typing import TYPE_CHECKING
 
 from ._common import CacheInfo, choose
 
-__all__ = ["LRU", "CacheInfo", "IMPLEMENTATION"]
+__all__ = ["LRU", "CacheInfo", "IMPLEMENTATION", "lru_cache", "cache"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     # Type checkers read the pure-Python twin: no hand-kept stub of the extension can drift.
+    from ._functools_py import cache, lru_cache
     from ._lru_py import LRU
 
     IMPLEMENTATION = "python"
 else:
     _engine, IMPLEMENTATION = choose(__name__, "_lru_c", "_lru_py")
     LRU = _engine.LRU
+    _wrappers, _ = choose(__name__, "_functools_c", "_functools_py")
+    lru_cache = _wrappers.lru_cache
+    cache = _wrappers.cache

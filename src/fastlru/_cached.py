@@ -1,0 +1,113 @@
+"""What both ``lru_cache`` wrappers (``_functools_c``/``_functools_py``) share: the decorator
+with ``functools.lru_cache``'s argument rules, its ``CacheInfo``, and single-flight misses."""
+import threading
+import time
+from collections import namedtuple
+from functools import update_wrapper
+
+from ._common import check_timer, check_ttl
+
+# functools.lru_cache's shape: ``hits, misses, maxsize, currsize = f.cache_info()``
+LRUCacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+
+
+def decorators(wrapper_type):
+    """``lru_cache`` and ``cache`` decorating with ``wrapper_type(func, maxsize, typed, ttl,
+    timer, single_flight)``."""
+
+    def lru_cache(maxsize=128, typed=False, *, ttl=None, single_flight=False,
+                  timer=time.monotonic):
+        """Least-recently-used cache decorator, as ``functools.lru_cache``, on ``fastlru.LRU``.
+
+        >>> @lru_cache(maxsize=2)
+        ... def square(x):
+        ...     return x * x
+        >>> square(3), square(3), square.cache_info()
+        (9, 9, CacheInfo(hits=1, misses=1, maxsize=2, currsize=1))
+
+        ``maxsize=None`` is unbounded, ``maxsize=0`` caches nothing; ``typed=True`` caches
+        ``f(3)`` and ``f(3.0)`` apart. Beyond functools: ``ttl`` seconds of life per result
+        (read on ``timer``), and ``single_flight=True``: concurrent misses of one key compute
+        it once, the other callers wait for that result.
+        """
+        if isinstance(maxsize, int):
+            if maxsize < 0:
+                maxsize = 0  # as functools
+        elif callable(maxsize) and isinstance(typed, bool):
+            # bare @lru_cache: the function came as maxsize
+            return lru_cache()(maxsize)
+        elif maxsize is not None:
+            raise TypeError("Expected first argument to be an integer, a callable, or None")
+        ttl = check_ttl(ttl)
+        check_timer(timer)
+
+        def decorating_function(user_function):
+            if not callable(user_function):
+                raise TypeError("the cached object must be callable")
+            wrapper = wrapper_type(user_function, maxsize, typed, ttl, timer, single_flight)
+            return update_wrapper(wrapper, user_function)
+
+        return decorating_function
+
+    def cache(user_function, /):
+        """Unbounded cache, as ``functools.cache``: ``lru_cache(maxsize=None)``."""
+        return lru_cache(maxsize=None)(user_function)
+
+    return lru_cache, cache
+
+
+def parameters(maxsize, typed, ttl, single_flight):
+    """``cache_parameters()``: functools' two keys, and ours only where they are set."""
+    params = {"maxsize": maxsize, "typed": typed}
+    if ttl is not None:
+        params["ttl"] = ttl
+    if single_flight:
+        params["single_flight"] = True
+    return params
+
+
+class _Flight:
+    __slots__ = ("owner", "done")
+
+    def __init__(self):
+        self.owner = threading.get_ident()
+        self.done = threading.Event()
+
+
+class SingleFlight:
+    """Misses of one key that overlap compute it once: the first caller computes and stores,
+    the others wait, then read the cache. The leader's own re-entrant call for the same key
+    computes directly (waiting would deadlock); if the leader fails, a waiter computes."""
+
+    __slots__ = ("_lock", "_pending")
+
+    def __init__(self):
+        self._lock = threading.RLock()  # RLock: a key's __eq__ may call the wrapper again
+        self._pending = {}
+
+    def call(self, lru, key, func, args, kwargs, missing):
+        while True:
+            with self._lock:
+                flight = self._pending.get(key)
+                if flight is None:
+                    flight = self._pending[key] = _Flight()
+                    leader = True
+                else:
+                    leader = flight.owner == threading.get_ident()
+                    if leader:
+                        flight = None  # our own re-entrant call: compute without a flight
+            if leader:
+                try:
+                    result = func(*args, **kwargs)
+                    lru.setdefault(key, result)
+                    return result
+                finally:
+                    if flight is not None:
+                        with self._lock:
+                            del self._pending[key]
+                        flight.done.set()
+            flight.done.wait()
+            result = lru.peek(key, missing)
+            if result is not missing:
+                return result
+            # the leader failed (or its result was already evicted): compete again

@@ -1,0 +1,220 @@
+# cython: language_level=3, freethreading_compatible=True
+"""Compiled ``lru_cache``/``cache`` wrapper on the compiled ``fastlru.LRU``;
+``_functools_py.py`` is its pure-Python twin with the same names and behaviour.
+
+The wrapper is called through vectorcall (as CPython's own lru_cache wrapper): no argument
+tuple or dict is built for a call. A hit builds the key as ``functools._make_key`` does (a
+lone ``int``/``str`` argument is its own key; else the arguments, a marker and the keyword
+items, in a key object that hashes them once), then reads the LRU through its mapping slot;
+a miss forwards the very same arguments to the function.
+"""
+cimport cython
+from cpython.object cimport PyObject
+
+import sys
+
+from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters
+from ._lru_c import LRU
+
+__all__ = ["lru_cache", "cache", "LRUCacheWrapper"]
+
+
+cdef extern from "Python.h":
+    object PyMethod_New(object, object)
+    ctypedef PyObject* (*vectorcallfunc)(PyObject*, PyObject**, size_t, PyObject*)
+    Py_ssize_t PyVectorcall_NARGS(size_t)
+    object PyObject_Vectorcall(object, PyObject**, size_t, PyObject*)
+    object PyVectorcall_Call(object, object, object)
+    object PyTuple_New(Py_ssize_t)
+    void PyTuple_SET_ITEM(object, Py_ssize_t, PyObject*)
+    PyObject* PyTuple_GET_ITEM(PyObject*, Py_ssize_t)
+    Py_ssize_t PyTuple_GET_SIZE(PyObject*)
+    void Py_INCREF(PyObject*)
+    PyObject* _type_of "(PyObject*)Py_TYPE"(PyObject*)
+    unsigned long Py_TPFLAGS_HAVE_VECTORCALL
+    ctypedef struct _VectorcallSlots "PyTypeObject":
+        Py_ssize_t tp_vectorcall_offset
+        unsigned long tp_flags
+    void _type_modified "PyType_Modified"(_VectorcallSlots*)
+
+
+cdef object _MISSING = object()
+cdef object _KWD_MARK = object()  # separates positional from keyword arguments in a key
+
+
+@cython.final
+@cython.freelist(16)
+@cython.auto_pickle(False)
+cdef class _HashedKey:
+    """A key of several arguments: their tuple and its hash, computed once per call."""
+
+    cdef tuple items
+    cdef Py_hash_t h
+
+    def __hash__(self):
+        return self.h
+
+    def __eq__(self, other):
+        if type(other) is not _HashedKey:
+            return NotImplemented
+        return self.items == (<_HashedKey>other).items
+
+
+cdef inline void _put(object t, Py_ssize_t i, PyObject* item) noexcept:
+    Py_INCREF(item)
+    PyTuple_SET_ITEM(t, i, item)
+
+
+cdef object _make_key(PyObject** args, Py_ssize_t nargs, PyObject* kwnames, bint typed):
+    """``functools._make_key`` of a vectorcall's arguments: positional arguments, then (with
+    keywords) a marker and each keyword's name and value in call order, then (``typed``) the
+    types of the positional and keyword values."""
+    cdef Py_ssize_t nkw = 0 if kwnames == NULL else PyTuple_GET_SIZE(kwnames)
+    cdef Py_ssize_t n = nargs
+    cdef Py_ssize_t i, j
+    cdef _HashedKey hashed
+    cdef object first
+    if nkw == 0 and nargs == 1 and not typed:
+        first = <object>args[0]
+        if type(first) is int or type(first) is str:
+            return first
+    if nkw:
+        n += 1 + 2 * nkw
+    if typed:
+        n += nargs + nkw
+    key = PyTuple_New(n)
+    for i in range(nargs):
+        _put(key, i, args[i])
+    j = nargs
+    if nkw:
+        _put(key, j, <PyObject*>_KWD_MARK)
+        j += 1
+        for i in range(nkw):
+            _put(key, j, PyTuple_GET_ITEM(kwnames, i))
+            _put(key, j + 1, args[nargs + i])
+            j += 2
+    if typed:
+        for i in range(nargs + nkw):
+            _put(key, j, _type_of(args[i]))
+            j += 1
+    hashed = _HashedKey.__new__(_HashedKey)
+    hashed.h = hash(key)
+    hashed.items = key
+    return hashed
+
+
+cdef tuple _positional(PyObject** args, Py_ssize_t nargs):
+    t = PyTuple_New(nargs)
+    for i in range(nargs):
+        _put(t, i, args[i])
+    return t
+
+
+cdef dict _keywords(PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    cdef dict kwargs = {}
+    if kwnames != NULL:
+        for i in range(PyTuple_GET_SIZE(kwnames)):
+            kwargs[<object>PyTuple_GET_ITEM(kwnames, i)] = <object>args[nargs + i]
+    return kwargs
+
+
+cdef object _vectorcall(LRUCacheWrapper self, PyObject** args, size_t nargsf, PyObject* kwnames):
+    """The call of a wrapper (its C signature is a ``vectorcallfunc``)."""
+    cdef Py_ssize_t nargs = PyVectorcall_NARGS(nargsf)
+    cdef object lru = self._lru
+    if lru is None:
+        self._misses += 1
+        return PyObject_Vectorcall(self._func, args, nargs, kwnames)
+    key = _make_key(args, nargs, kwnames, self._typed)
+    try:
+        return lru[key]
+    except KeyError:
+        pass  # (left before the call: the function's exceptions get no context)
+    if self._flight is not None:
+        return self._flight.call(lru, key, self._func, _positional(args, nargs),
+                                 _keywords(args, nargs, kwnames), _MISSING)
+    result = PyObject_Vectorcall(self._func, args, nargs, kwnames)
+    lru.setdefault(key, result)  # a call made meanwhile (re-entrant, a thread) stored first
+    return result
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class LRUCacheWrapper:
+    """The callable ``lru_cache`` returns: as ``functools``' wrapper, a descriptor (binds as a
+    method), weak-referenceable, pickled by name, copied as itself."""
+
+    cdef object _func
+    cdef object _lru
+    cdef object _maxsize
+    cdef bint _typed
+    cdef object _ttl
+    cdef object _flight
+    cdef unsigned long long _misses  # only for maxsize=0 (the others count in the LRU)
+    cdef vectorcallfunc vectorcall   # set by __init__: until then, calls are refused
+    cdef dict __dict__
+    cdef object __weakref__
+
+    def __init__(self, func, maxsize, typed, ttl, timer, single_flight):
+        self._func = func
+        self._maxsize = maxsize
+        self._typed = bool(typed)
+        self._ttl = ttl
+        self._flight = SingleFlight() if single_flight else None
+        self._lru = None
+        if maxsize != 0:
+            self._lru = LRU(sys.maxsize if maxsize is None else maxsize, ttl=ttl, timer=timer)
+        self.vectorcall = <vectorcallfunc><void*>_vectorcall
+
+    def __call__(self, *args, **kwargs):
+        # only for callers that do not use vectorcall: one path for every call
+        if self.vectorcall == NULL:
+            raise TypeError("LRUCacheWrapper.__init__ was not called")
+        return PyVectorcall_Call(self, args, kwargs)
+
+    def cache_info(self):
+        """``CacheInfo(hits, misses, maxsize, currsize)``, as ``functools``."""
+        if self._lru is None:
+            return LRUCacheInfo(0, self._misses, 0, 0)
+        info = self._lru.info()
+        return LRUCacheInfo(info.hits, info.misses, self._maxsize, info.size)
+
+    def cache_clear(self):
+        """Empties the cache and resets its statistics."""
+        self._misses = 0
+        if self._lru is not None:
+            self._lru.clear()
+            self._lru.clear_stats()
+
+    def cache_parameters(self):
+        return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None)
+
+    def __get__(self, obj, objtype):
+        if obj is None:
+            return self
+        return PyMethod_New(self, obj)
+
+    def __reduce__(self):
+        return self.__qualname__  # pickled by name, as functions are
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+lru_cache, cache = decorators(LRUCacheWrapper)
+
+
+cdef _install_vectorcall():
+    """Tells CPython where a wrapper keeps its vectorcall function (as a C type would with
+    ``tp_vectorcall_offset``; Cython does not declare it for us)."""
+    cdef LRUCacheWrapper probe = LRUCacheWrapper.__new__(LRUCacheWrapper)
+    cdef _VectorcallSlots* slots = <_VectorcallSlots*>LRUCacheWrapper
+    slots.tp_vectorcall_offset = <char*>&probe.vectorcall - <char*><PyObject*>probe
+    slots.tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL
+    _type_modified(slots)
+
+
+_install_vectorcall()

@@ -1,0 +1,114 @@
+"""Pure-Python twin of ``_functools_c.pyx``: ``lru_cache``/``cache`` on ``fastlru.LRU``.
+
+Keys are built as ``functools._make_key`` builds them (so keyword order, ``typed`` and the
+single ``int``/``str`` shortcut behave alike), in a list that caches its hash: a call hashes
+its arguments once, even on a miss (lookup and store).
+"""
+import sys
+from types import MethodType
+
+from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters
+from ._lru_py import LRU
+
+__all__ = ["lru_cache", "cache", "LRUCacheWrapper"]
+
+_MISSING = object()
+_KWD_MARK = (object(),)  # separates positional from keyword arguments in a key
+_FAST_TYPES = frozenset({int, str})
+
+
+class _HashedSeq(list):
+    """A key that hashes its items once (a list, so it never equals a tuple argument)."""
+
+    __slots__ = ("hashvalue",)
+
+    def __init__(self, items):
+        self[:] = items
+        self.hashvalue = hash(items)
+
+    def __hash__(self):
+        return self.hashvalue
+
+
+def _make_key(args, kwds, typed, _len=len, _type=type, _tuple=tuple):
+    # (builtins bound at import: a cached builtins.len must not be called from here)
+    key = args
+    if kwds:
+        key += _KWD_MARK
+        for item in kwds.items():
+            key += item
+    if typed:
+        key += _tuple(_type(v) for v in args)
+        if kwds:
+            key += _tuple(_type(v) for v in kwds.values())
+    elif _len(key) == 1 and _type(key[0]) in _FAST_TYPES:
+        return key[0]
+    return _HashedSeq(key)
+
+
+class LRUCacheWrapper:
+    """The callable ``lru_cache`` returns: as ``functools``' wrapper, a descriptor (binds as a
+    method), weak-referenceable, pickled by name, copied as itself."""
+
+    __slots__ = ("_func", "_lru", "_maxsize", "_typed", "_ttl", "_flight", "_misses",
+                 "__dict__", "__weakref__")
+
+    def __init__(self, func, maxsize, typed, ttl, timer, single_flight):
+        self._func = func
+        self._maxsize = maxsize
+        self._typed = bool(typed)
+        self._ttl = ttl
+        self._misses = 0  # only for maxsize=0 (the others count in the LRU)
+        self._flight = SingleFlight() if single_flight else None
+        self._lru = None
+        if maxsize != 0:
+            self._lru = LRU(sys.maxsize if maxsize is None else maxsize, ttl=ttl, timer=timer)
+
+    def __call__(self, /, *args, **kwargs):
+        lru = self._lru
+        if lru is None:
+            self._misses += 1
+            return self._func(*args, **kwargs)
+        key = _make_key(args, kwargs, self._typed)
+        result = lru.get(key, _MISSING)
+        if result is not _MISSING:
+            return result
+        if self._flight is not None:
+            return self._flight.call(lru, key, self._func, args, kwargs, _MISSING)
+        result = self._func(*args, **kwargs)
+        lru.setdefault(key, result)  # a call made meanwhile (re-entrant, a thread) stored first
+        return result
+
+    def cache_info(self):
+        """``CacheInfo(hits, misses, maxsize, currsize)``, as ``functools``."""
+        if self._lru is None:
+            return LRUCacheInfo(0, self._misses, 0, 0)
+        info = self._lru.info()
+        return LRUCacheInfo(info.hits, info.misses, self._maxsize, info.size)
+
+    def cache_clear(self):
+        """Empties the cache and resets its statistics."""
+        self._misses = 0
+        if self._lru is not None:
+            self._lru.clear()
+            self._lru.clear_stats()
+
+    def cache_parameters(self):
+        return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None)
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return MethodType(self, obj)
+
+    def __reduce__(self):
+        return self.__qualname__  # pickled by name, as functions are
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+lru_cache, cache = decorators(LRUCacheWrapper)
