@@ -297,3 +297,59 @@ def test_a_timer_going_backwards_does_not_break_the_cache(LRU):
     clock.now += 100
     assert len(lru) == 0
     lru._check()
+
+
+def test_expired_entries_release_their_references(LRU):
+    import sys
+
+    class Key:
+        def __hash__(self):
+            return 1
+
+    clock = Clock()
+    key, value = Key(), object()
+    before = (sys.getrefcount(key), sys.getrefcount(value))
+    lru = LRU(3, ttl=1, timer=clock)
+    reclaimers = [lambda: lru.get(key), lambda: lru.pop(key, None), lambda: len(lru),
+                  lambda: lru.__setitem__("other", 1), lambda: lru.keys(), lambda: lru.info(),
+                  lambda: lru.popitem() if len(lru) else None, lambda: list(lru)]
+    for reclaim in reclaimers:
+        for _ in range(100):
+            lru[key] = value
+            clock.now += 1
+            reclaim()
+        assert key not in lru
+        lru.clear()
+        assert (sys.getrefcount(key), sys.getrefcount(value)) == before
+    lru._check()
+
+
+def test_threads_storing_and_reading_with_expiry(LRU):
+    # threads hammering one expiring cache while its clock moves: never a wrong value, entries
+    # expire under contention, and the list, the table and the store order stay consistent
+    import threading
+
+    clock = Clock()
+    lru = LRU(50, ttl=5, timer=clock)
+    errors = []
+
+    def work(seed):
+        for i in range(2000):
+            k = (seed * 7 + i) % 80
+            if i % 3:
+                lru[k] = (k, clock.now)
+            else:
+                got = lru.get(k)
+                if got is not None and got[0] != k:
+                    errors.append((k, got))
+            if i % 50 == 0:
+                clock.now += 1
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lru._check()
+    assert len(lru) <= 50
+    assert errors == []
