@@ -30,6 +30,13 @@ cdef extern from "Python.h":
     PyObject* PyTuple_GET_ITEM(PyObject*, Py_ssize_t)
     Py_ssize_t PyTuple_GET_SIZE(PyObject*)
     void Py_INCREF(PyObject*)
+    void Py_DECREF(PyObject*)
+    int _richcmp_bool "PyObject_RichCompareBool"(PyObject*, PyObject*, int) except -1
+    int Py_EQ
+    PyObject* _getitem "PyObject_GetItem"(PyObject*, PyObject*)
+    bint PyErr_ExceptionMatches(PyObject*)
+    PyObject* PyExc_KeyError
+    void PyErr_Clear()
     PyObject* _type_of "(PyObject*)Py_TYPE"(PyObject*)
     unsigned long Py_TPFLAGS_HAVE_VECTORCALL
     ctypedef struct _VectorcallSlots "PyTypeObject":
@@ -57,7 +64,18 @@ cdef class _HashedKey:
     def __eq__(self, other):
         if type(other) is not _HashedKey:
             return NotImplemented
-        return self.items == (<_HashedKey>other).items
+        return _same_items(<PyObject*>self.items, <PyObject*>(<_HashedKey>other).items)
+
+
+cdef bint _same_items(PyObject* a, PyObject* b) except -1:
+    """``a == b`` for two tuples, item by item (identity first), as tuple's own ``==``."""
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(a)
+    if PyTuple_GET_SIZE(b) != n:
+        return False
+    for i in range(n):
+        if not _richcmp_bool(PyTuple_GET_ITEM(a, i), PyTuple_GET_ITEM(b, i), Py_EQ):
+            return False
+    return True
 
 
 cdef inline void _put(object t, Py_ssize_t i, PyObject* item) noexcept:
@@ -103,6 +121,18 @@ cdef object _make_key(PyObject** args, Py_ssize_t nargs, PyObject* kwnames, bint
     return hashed
 
 
+cdef inline object _steal(PyObject* ref):
+    """A new reference as an object (no extra incref)."""
+    result = <object>ref
+    Py_DECREF(ref)
+    return result
+
+
+cdef int _reraise() except -1:
+    """Lets Cython propagate the exception already set."""
+    return -1
+
+
 cdef tuple _positional(PyObject** args, Py_ssize_t nargs):
     t = PyTuple_New(nargs)
     for i in range(nargs):
@@ -125,11 +155,14 @@ cdef object _vectorcall(LRUCacheWrapper self, PyObject** args, size_t nargsf, Py
     if lru is None:
         self._misses += 1
         return PyObject_Vectorcall(self._func, args, nargs, kwnames)
+    cdef PyObject* hit
     key = _make_key(args, nargs, kwnames, self._typed)
-    try:
-        return lru[key]
-    except KeyError:
-        pass  # (left before the call: the function's exceptions get no context)
+    hit = _getitem(<PyObject*>lru, <PyObject*>key)  # the mapping slot, as lru[key]
+    if hit != NULL:
+        return _steal(hit)
+    if not PyErr_ExceptionMatches(PyExc_KeyError):
+        _reraise()
+    PyErr_Clear()  # (before the call: the function's exceptions get no chained KeyError)
     if self._flight is not None:
         return self._flight.call(lru, key, self._func, _positional(args, nargs),
                                  _keywords(args, nargs, kwnames), _MISSING)
