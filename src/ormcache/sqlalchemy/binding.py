@@ -32,37 +32,18 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set
 from sqlalchemy import MetaData, event
 from sqlalchemy.orm import Session
 
-from ._changes import ALL_TABLES, FULL_TABLE_MODELS, KEY_PREFIX, changed_instances, instance_tables, statement_tables
+from ormcache._cache_py import Counter
+
+from ._changes import ALL_TABLES, FULL_TABLE_MODELS, changed_instances, instance_tables, statement_tables
+from ._session import INTERNAL_KEY, OWNER_KEY, CachedMember, default_session, table_key
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
 
 _logger = logging.getLogger(__name__)
 
-#: ``session.info`` key of the OrmCache watching a session (found by the full-table cache).
-OWNER_KEY = "ormcache.sqlalchemy.owner"
-#: ``session.info`` flag of the sessions this package opens for itself (never watched).
-INTERNAL_KEY = "ormcache.sqlalchemy.internal"
-
 _EVENTS = ("after_transaction_create", "after_flush", "do_orm_execute", "after_commit",
            "after_rollback", "after_transaction_end")
-
-
-def table_key(table: str) -> Tuple[str, str, str]:
-    """Key of a full-table cache in the registry cache."""
-    return (KEY_PREFIX, "table", table)
-
-
-def begin(session: Session) -> None:
-    """Start the session's transaction if it has none (no SQL, no connection): a unit of work
-    that only reads cached values still starts with ``check_signaling()``."""
-    if session._transaction is None and session.autobegin:
-        session._autobegin_t()  # what any query would do first; fires after_transaction_create
-
-
-def _default_session(owner: Any) -> Session:
-    session = owner.session
-    return session if isinstance(session, Session) else session()
 
 
 def _default_role(owner: Any) -> Any:
@@ -101,7 +82,7 @@ class OrmCache:
         redis_url: Optional[str] = None,
         redis_prefix: str = "ormcache:{db_name}:orm_cached:",
         serializer: str = "pickle",
-        session: Callable[[Any], Session] = _default_session,
+        session: Callable[[Any], Session] = default_session,
         role: Callable[[Any], Any] = _default_role,
         check_signaling: bool = True,
     ) -> None:
@@ -138,12 +119,10 @@ class OrmCache:
     def register(self, *owners: type) -> None:
         """Register the ``orm_cached`` members of ``owners`` (classes). A policy naming a table
         that ``metadata`` does not know raises ValueError here, at start-up."""
-        from .cached import Counter, OrmCachedDescriptor
-
         found = []
         for owner in owners:
             for klass in owner.__mro__:
-                found.extend(v for v in vars(klass).values() if isinstance(v, OrmCachedDescriptor))
+                found.extend(v for v in vars(klass).values() if isinstance(v, CachedMember))
         for descriptor in found:
             if descriptor.tables is not None and self.metadata is not None:
                 unknown = sorted(set(descriptor.tables) - set(self.metadata.tables))

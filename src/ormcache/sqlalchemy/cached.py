@@ -43,11 +43,13 @@ from sqlalchemy.orm import Query, Session
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql import Select
 
+from ormcache._cache_py import Counter
+
 from ._changes import KEY_PREFIX
-from .binding import begin
+from ._session import CachedMember, begin, default_session
 from .shared import MOVED, NOT_FOUND
 
-__all__ = ["orm_cached", "request_cached", "OrmCachedDescriptor", "RequestCachedDescriptor"]
+__all__ = ["orm_cached", "request_cached", "OrmCachedDescriptor", "RequestCachedDescriptor", "Counter"]
 
 _logger = logging.getLogger(__name__)
 
@@ -135,7 +137,7 @@ def _flush(session: Session) -> None:
         session.flush()
 
 
-class OrmCachedDescriptor:
+class OrmCachedDescriptor(CachedMember):
     """The member created by ``@orm_cached``: a property or a method whose values are cached."""
 
     def __init__(self, fn: Any, policy: Union[str, Callable[[Any], bool]], by_role: bool) -> None:
@@ -267,25 +269,6 @@ class OrmCachedDescriptor:
         return value
 
 
-class Counter:
-    """Statistics of one ``orm_cached`` member in one registry, listed by ``ormcache.stats()``."""
-
-    __slots__ = ("cache_name", "hit", "miss", "err", "gen_time")
-
-    def __init__(self, cache_name: str) -> None:
-        self.cache_name = cache_name
-        self.hit = self.miss = self.err = 0
-        self.gen_time = 0.0
-
-    @property
-    def ratio(self) -> float:
-        """Hits in percent of lookups."""
-        return 100.0 * self.hit / ((self.hit + self.miss) or 1)
-
-    def __repr__(self) -> str:
-        return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"
-
-
 def orm_cached(policy: Union[str, Callable[[Any], bool]], by_role: bool = False) -> Callable[[Any], OrmCachedDescriptor]:
     """Cache a method's or property's value until a change its ``policy`` matches is committed."""
 
@@ -347,7 +330,7 @@ class RequestCachedDescriptor:
 
     def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
         cache = getattr(owner, "orm_cache", None)
-        session = cache.session_of(owner) if cache is not None else _default_session(owner)
+        session = cache.session_of(owner) if cache is not None else default_session(owner)
         _flush(session)
         store = getattr(owner, "request_cache", None)
         if store is None:
@@ -368,11 +351,6 @@ class RequestCachedDescriptor:
 def request_cached(fn: Any) -> RequestCachedDescriptor:
     """Cache a method's or property's value for the current request; ORM instances allowed."""
     return RequestCachedDescriptor(fn)
-
-
-def _default_session(owner: Any) -> Session:
-    session = owner.session
-    return session if isinstance(session, Session) else session()
 
 
 _installed = False

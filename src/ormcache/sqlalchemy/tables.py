@@ -29,7 +29,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from ._changes import FULL_TABLE_MODELS
-from .binding import INTERNAL_KEY, OWNER_KEY, begin, table_key
+from ._session import INTERNAL_KEY, OWNER_KEY, begin, table_key
 
 __all__ = ["FullTableCache"]
 
