@@ -15,9 +15,10 @@ OWNER_KEY = "ormcache.sqlalchemy.owner"
 INTERNAL_KEY = "ormcache.sqlalchemy.internal"
 
 
-def table_key(table: str) -> Tuple[str, str, str]:
-    """Key of a full-table cache in the registry cache."""
-    return (KEY_PREFIX, "table", table)
+def table_key(model: type) -> Tuple[str, str, type]:
+    """Key of the full-table cache of ``model`` (a mapped class) in the registry cache: one per
+    mapper, so classes sharing a table through inheritance never share rows."""
+    return (KEY_PREFIX, "table", model)
 
 
 def begin(session: Session) -> None:

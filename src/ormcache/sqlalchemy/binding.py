@@ -34,7 +34,8 @@ from sqlalchemy.orm import Session
 
 from ormcache._cache_py import Counter
 
-from ._changes import ALL_TABLES, FULL_TABLE_MODELS, changed_instances, instance_tables, statement_tables
+from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
+                       loaded_state, statement_tables)
 from ._session import INTERNAL_KEY, OWNER_KEY, CachedMember, default_session, table_key
 from .shared import SharedTier
 
@@ -168,7 +169,8 @@ class OrmCache:
         return session.info.get(self._pending_key)
 
     def _invalidate(self, session: Session, descriptors: Iterable[Any], tables: Iterable[str]) -> None:
-        keys = [d.key for d in descriptors] + [table_key(t) for t in tables if t in FULL_TABLE_MODELS]
+        keys = [d.key for d in descriptors]
+        keys.extend({table_key(model) for table in tables for model in FULL_TABLE_MODELS.get(table, ())})
         if not keys:
             return
         pending = session.info.get(self._pending_key)
@@ -214,12 +216,20 @@ class OrmCache:
         by_table = self._by_table
         callables = self._callables
         for obj in changed_instances(session):
-            obj_tables = self._tables(obj)
+            obj_tables = self._tables(obj) | association_tables(session, obj)
             tables |= obj_tables
             for table in obj_tables:
                 descriptors.update(by_table.get(table, ()))
+            loaded: Any = False  # the object as loaded, computed once if a policy needs it
             for descriptor in callables:
-                if descriptor not in descriptors and descriptor.policy(obj):
+                if descriptor in descriptors:
+                    continue
+                if descriptor.policy(obj):  # the object as flushed
+                    descriptors.add(descriptor)
+                    continue
+                if loaded is False:
+                    loaded = loaded_state(session, obj)
+                if loaded is not None and descriptor.policy(loaded):  # as it was before
                     descriptors.add(descriptor)
         self._invalidate(session, descriptors, tables)
 

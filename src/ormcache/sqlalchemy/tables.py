@@ -13,7 +13,9 @@ Example::
             return cls(code=key)
     Country.by_id(session, 3), Country.by_key(session, "CH")
 
-The first lookup loads the whole table in one SELECT into the registry cache of the ``OrmCache``
+Each mapped class has a cache of its own, loaded with its polymorphic filter: with single-table or
+joined inheritance ``Dog.by_id`` never returns a Cat, and ``Animal.cached_rows`` returns every
+animal whatever class was loaded first. The first lookup loads the whole table in one SELECT into the registry cache of the ``OrmCache``
 watching the session; later lookups answer from memory and return instances merged into the
 caller's session (the caller's own instance when the session already has that row). A lookup
 that misses asks the database (a row added since the load) and keeps what it finds. Any insert,
@@ -62,9 +64,15 @@ class FullTableCache:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        table = getattr(cls, "__table__", None)
-        if table is not None:
-            FULL_TABLE_MODELS[table.name] = cls
+        mapper = inspect(cls, raiseerr=False)
+        if mapper is None or getattr(cls, "__table__", None) is None:
+            return  # a mixin or an abstract class: nothing mapped yet
+        # a change of any table of this class resets its cache and those of the cached classes
+        # it inherits from (their rows include this class's, with the polymorphic filter)
+        owners = [base for base in cls.__mro__ if isinstance(base, type) and issubclass(base, FullTableCache)
+                  and base is not FullTableCache and inspect(base, raiseerr=False) is not None]
+        for table in mapper.tables:
+            FULL_TABLE_MODELS.setdefault(table.name, set()).update(owners)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -94,7 +102,7 @@ class FullTableCache:
         cache = _orm_cache(session)
         if not session._flushing:
             session.flush()  # our own pending writes reset the cache before we read it
-        key = table_key(cls.__table__.name)
+        key = table_key(cls)
         pending = cache.pending(session)
         if pending is not None and key in pending.keys:
             return None, False
