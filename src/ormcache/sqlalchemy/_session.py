@@ -3,7 +3,7 @@ the keys of full-table caches and the marker of cached members. Imports no other
 package but ``_changes``, so ``binding``, ``cached`` and ``tables`` never import each other."""
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Dict, List, Tuple
 
 from sqlalchemy.orm import Session
 
@@ -38,3 +38,42 @@ class CachedMember:
     """Base of the members ``OrmCache.register()`` collects (``orm_cached`` ones)."""
 
     __slots__ = ()
+
+
+class Transaction:
+    """What one session transaction of an ``OrmCache`` did and computed: its layer.
+
+    ``keys``: the cache keys it invalidated (its own writes); ``layers``: values it computed that
+    may not be stored for others (they depend on its own writes, or an invalidation of them was
+    applied after it began: with REPEATABLE READ its snapshot may be older), one layer per open
+    savepoint, key -> value; dropped with the savepoint or the transaction. ``start`` and
+    ``generation``: the invalidation clock of the ``OrmCache`` and the registry's generation when
+    it began (after ``check_signaling()``); ``version``: the signaling version it began under.
+    """
+
+    __slots__ = ("keys", "shared", "layers", "start", "generation", "version")
+
+    def __init__(self, start: int, generation: int, version: Any = None) -> None:
+        self.keys: set = set()
+        self.shared: set = set()
+        self.layers: List[Dict[Any, Any]] = [{}]
+        self.start = start
+        self.generation = generation
+        self.version = version
+
+    def find(self, key: Any) -> Any:
+        """The value of ``key`` in the innermost layer holding it, else None."""
+        for layer in reversed(self.layers):
+            value = layer.get(key)
+            if value is not None:
+                return value
+        return None
+
+    def put(self, key: Any, value: Any) -> Any:
+        """Keep ``value`` for this transaction (its innermost savepoint); returns it."""
+        self.layers[-1][key] = value
+        return value
+
+    def forget(self, key: Any) -> None:
+        for layer in self.layers:
+            layer.pop(key, None)

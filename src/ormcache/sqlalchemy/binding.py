@@ -26,6 +26,7 @@ Per session transaction:
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
@@ -36,7 +37,7 @@ from ormcache._cache_py import Counter
 
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
-from ._session import INTERNAL_KEY, OWNER_KEY, CachedMember, default_session, table_key
+from ._session import INTERNAL_KEY, OWNER_KEY, CachedMember, Transaction, default_session, table_key
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
@@ -49,18 +50,6 @@ _EVENTS = ("after_transaction_create", "after_flush", "do_orm_execute", "after_c
 
 def _default_role(owner: Any) -> Any:
     return getattr(owner, "role", None)
-
-
-class _Pending:
-    """What one session's transaction invalidated. Values of those keys are kept in ``local``
-    for this transaction only (until its next change of them), never in the shared tiers."""
-
-    __slots__ = ("keys", "shared", "local")
-
-    def __init__(self) -> None:
-        self.keys: Set[Tuple[str, ...]] = set()
-        self.shared: Set[str] = set()
-        self.local: Dict[Tuple[str, ...], Dict[Any, Any]] = {}
 
 
 class OrmCache:
@@ -105,6 +94,9 @@ class OrmCache:
         self.role_of = role
         self.check_signaling = check_signaling
         self._pending_key = ("ormcache.sqlalchemy.pending", id(self))
+        #: the invalidation clock: key -> tick of its last invalidation applied in this process
+        self._clock = itertools.count(1)
+        self._ticks: Dict[Any, int] = {}
         #: orm_cached member -> its statistics (also in ``registry.counters``)
         self._counters: Dict[Any, Any] = {}
         self._by_table: Dict[str, Set[Any]] = {}
@@ -164,29 +156,49 @@ class OrmCache:
 
     # -- invalidation ------------------------------------------------------------------------
 
-    def pending(self, session: Session) -> Optional[_Pending]:
-        """What the current transaction of ``session`` invalidated so far (None: nothing)."""
+    def pending(self, session: Session) -> Optional[Transaction]:
+        """The layer of the current transaction of ``session`` (``.keys``: what it invalidated
+        so far), None when it has none."""
         return session.info.get(self._pending_key)
+
+    def transaction(self, session: Session) -> Transaction:
+        """The layer of the current transaction of ``session`` (created if needed)."""
+        txn = session.info.get(self._pending_key)
+        if txn is None:
+            txn = session.info[self._pending_key] = Transaction(next(self._clock), self.registry.generation)
+        return txn
+
+    def may_store(self, txn: Transaction, key: Any) -> bool:
+        """Whether a value of ``key`` computed in ``txn`` may be stored for others: ``txn`` did
+        not write what it depends on, and no invalidation of it (nor any clear of the registry)
+        was applied since ``txn`` began, so its snapshot cannot be older than the value others
+        expect. Check it after computing, and store into an entry taken before computing (an
+        invalidation in between detaches that entry)."""
+        return (key not in txn.keys and self._ticks.get(key, 0) < txn.start
+                and self.registry.generation == txn.generation)
+
+    def _drop(self, keys: Iterable[Any]) -> None:
+        """Drop ``keys`` from the local tier; a transaction that began before cannot store them."""
+        lru, ticks, clock = self.lru, self._ticks, self._clock
+        for key in keys:
+            ticks[key] = next(clock)  # the tick first: a store checked after it is refused
+            lru.pop(key, None)
 
     def _invalidate(self, session: Session, descriptors: Iterable[Any], tables: Iterable[str]) -> None:
         keys = [d.key for d in descriptors]
         keys.extend({table_key(model) for table in tables for model in FULL_TABLE_MODELS.get(table, ())})
         if not keys:
             return
-        pending = session.info.get(self._pending_key)
-        if pending is None:
-            pending = session.info[self._pending_key] = _Pending()
-        pending.keys.update(keys)
-        pending.shared.update(d.name for d in descriptors)
-        lru = self.lru
+        txn = self.transaction(session)
+        txn.keys.update(keys)
+        txn.shared.update(d.name for d in descriptors)
         for key in keys:
-            lru.pop(key, None)
-            pending.local.pop(key, None)
+            self.lru.pop(key, None)
+            txn.forget(key)
 
     def invalidate(self, *descriptors: Any) -> None:
         """Drop ``orm_cached`` values everywhere, now (outside of any transaction)."""
-        for descriptor in descriptors:
-            self.lru.pop(descriptor.key, None)
+        self._drop([descriptor.key for descriptor in descriptors])
         if self.shared is not None:
             self.shared.invalidate(d.name for d in descriptors)
         self.registry.clear_cache(self.cache_name)
@@ -202,11 +214,19 @@ class OrmCache:
     # -- session events ----------------------------------------------------------------------
 
     def _on_after_transaction_create(self, session: Session, transaction: Any) -> None:
-        if transaction.parent is not None or session.info.get(INTERNAL_KEY):
+        if session.info.get(INTERNAL_KEY):
+            return
+        if transaction.parent is not None:
+            if transaction.nested:  # a savepoint: a layer of its own
+                txn = session.info.get(self._pending_key)
+                if txn is not None:
+                    txn.layers.append({})
             return
         session.info[OWNER_KEY] = self
         if self.check_signaling:
             self.registry.check_signaling()
+        # the clock after the check: what it cleared does not count against this transaction
+        session.info[self._pending_key] = Transaction(next(self._clock), self.registry.generation)
 
     def _on_after_flush(self, session: Session, flush_context: Any) -> None:
         if session.info.get(INTERNAL_KEY):
@@ -249,14 +269,18 @@ class OrmCache:
         self._invalidate(session, descriptors, tables)
 
     def _on_after_commit(self, session: Session) -> None:
-        if session.in_nested_transaction() or session.info.get(INTERNAL_KEY):
-            return  # a released savepoint: the work is not committed yet
+        if session.info.get(INTERNAL_KEY):
+            return
+        if session.in_nested_transaction():  # a released savepoint: its layer joins its parent's
+            txn = session.info.get(self._pending_key)
+            if txn is not None and len(txn.layers) > 1:
+                top = txn.layers.pop()
+                txn.layers[-1].update(top)
+            return
         pending = session.info.pop(self._pending_key, None)
         registry = self.registry
-        if pending is not None:
-            lru = self.lru
-            for key in pending.keys:
-                lru.pop(key, None)
+        if pending is not None and pending.keys:
+            self._drop(pending.keys)
             if self.shared is not None and pending.shared:
                 try:
                     self.shared.invalidate(pending.shared)
@@ -276,6 +300,8 @@ class OrmCache:
             return
         if session.in_nested_transaction():
             pending = session.info.get(self._pending_key)  # the outer work goes on
+            if pending is not None and len(pending.layers) > 1:
+                pending.layers.pop()  # what the savepoint computed goes with it
         else:
             pending = session.info.pop(self._pending_key, None)
             self.registry.reset_changes()
@@ -287,6 +313,8 @@ class OrmCache:
         if transaction.parent is None and self._pending_key in session.info:
             # closed without commit or rollback event (e.g. Session.close()): nothing committed
             pending = session.info.pop(self._pending_key)
+            if not pending.keys:
+                return
             for key in pending.keys:
                 self.lru.pop(key, None)
             self.registry.reset_changes()

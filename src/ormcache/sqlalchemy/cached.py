@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import inspect as inspect_module
+import itertools
 import logging
 import time
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -45,7 +46,7 @@ from sqlalchemy.sql import Select
 
 from ormcache._cache_py import Counter
 
-from ._changes import KEY_PREFIX
+from ._changes import ALL_TABLES, KEY_PREFIX, statement_tables
 from ._session import CachedMember, begin, default_session
 from .shared import MOVED, NOT_FOUND
 
@@ -212,19 +213,16 @@ class OrmCachedDescriptor(CachedMember):
                                 self.name, subkey)
             counter.err += 1
             return self.create(owner, session, args, kwargs)
-        pending = session.info.get(cache._pending_key)
-        if pending is not None and self.key in pending.keys:
-            # this transaction changed what the value depends on: keep it for this transaction only
-            local = pending.local.setdefault(self.key, {})
-            try:
-                value = local[subkey]
-            except KeyError:
-                value = local[subkey] = self.create(owner, session, args, kwargs, counter)
-                return value
+        txn = cache.transaction(session)
+        layered = txn.find(self.key)
+        if layered is not None and subkey in layered:
             counter.hit += 1
-            return value
+            return layered[subkey]
+        if self.key in txn.keys:
+            # this transaction changed what the value depends on: keep it for this transaction only
+            return self._keep(txn, subkey, self.create(owner, session, args, kwargs, counter))
         lru = cache.lru
-        # the entry is created before computing: an invalidation meanwhile detaches it, so a
+        # the entry is taken before computing: an invalidation meanwhile detaches it, so a
         # value computed from old rows is never stored where later readers look
         entry = lru.get(self.key)
         if entry is None:
@@ -234,13 +232,24 @@ class OrmCachedDescriptor(CachedMember):
             try:
                 value = entry[subkey]
             except KeyError:
-                value = entry[subkey] = self.create(owner, session, args, kwargs, counter)
+                value = self.create(owner, session, args, kwargs, counter)
+                if not cache.may_store(txn, self.key):  # its snapshot may predate an invalidation
+                    return self._keep(txn, subkey, value)
+                entry[subkey] = value
                 return value
             counter.hit += 1
             return value
-        return self._load_shared(shared, entry, subkey, owner, session, args, kwargs, counter)
+        return self._load_shared(cache, txn, shared, entry, subkey, owner, session, args, kwargs, counter)
 
-    def _load_shared(self, shared: Any, entry: Dict[Any, Any], subkey: Any, owner: Any,
+    def _keep(self, txn: Any, subkey: Any, value: Any) -> Any:
+        """Keep ``value`` in the transaction's layer (its innermost savepoint) only."""
+        layer = txn.layers[-1].get(self.key)
+        if layer is None:
+            layer = txn.put(self.key, {})
+        layer[subkey] = value
+        return value
+
+    def _load_shared(self, cache: Any, txn: Any, shared: Any, entry: Dict[Any, Any], subkey: Any, owner: Any,
                      session: Session, args: tuple, kwargs: dict, counter: Any) -> Any:
         import redis
 
@@ -255,6 +264,8 @@ class OrmCachedDescriptor(CachedMember):
             return self.create(owner, session, args, kwargs, counter)
         if value is NOT_FOUND:
             value = self.create(owner, session, args, kwargs, counter)
+            if not cache.may_store(txn, self.key):  # its snapshot may predate an invalidation
+                return self._keep(txn, subkey, value)
             try:
                 outcome = shared.store(self.name, subkey, version, value)
             except redis.RedisError as exc:
@@ -311,7 +322,9 @@ class RequestCachedDescriptor:
 
     Values live in ``owner.request_cache`` (a dict the framework renews per request) when the owner
     has one, else in the session, where they end with the transaction. On a hit, ORM instances not
-    in the current session are merged into it (without a query when they are clean).
+    in the current session are merged into it (without a query when they are clean). A value is
+    computed again after the session wrote anything (a flush, a bulk or ``text()`` write) or
+    rolled back (a savepoint included): it may depend on what changed.
     """
 
     def __init__(self, fn: Any) -> None:
@@ -341,10 +354,13 @@ class RequestCachedDescriptor:
         # itself, so an id reused by a later object cannot find another owner's value.
         key = (self.key, id(owner), args, tuple(sorted(kwargs.items())))
         entry = store.get(key)
-        if entry is not None and entry[0] is owner:
+        # valid while the session that computed it (its info dict) neither wrote nor rolled back
+        if entry is not None and entry[0] is owner and entry[2].get(_WRITES_KEY, 0) == entry[3]:
             return _merge(session, entry[1])
+        info = session.info
+        stamp = info.get(_WRITES_KEY, 0)
         value = _materialise(session, self.fn(owner, *args, **kwargs))
-        store[key] = (owner, value)
+        store[key] = (owner, value, info, stamp)
         return value
 
 
@@ -354,13 +370,33 @@ def request_cached(fn: Any) -> RequestCachedDescriptor:
 
 
 _installed = False
+#: ``session.info`` key of the session's write stamp: moved by every write and rollback
+_WRITES_KEY = "ormcache.sqlalchemy.writes"
+_stamps = itertools.count(1)
 
 
 def _install_listeners() -> None:
     global _installed
     if not _installed:
         event.listen(Session, "after_transaction_end", _end_of_transaction)
+        event.listen(Session, "after_flush", _wrote)
+        event.listen(Session, "after_rollback", _rolled_back)
+        event.listen(Session, "do_orm_execute", _executed)
         _installed = True
+
+
+def _wrote(session: Session, *args: Any) -> None:
+    session.info[_WRITES_KEY] = next(_stamps)  # unique: no other session's stamp matches
+
+
+def _rolled_back(session: Session) -> None:
+    _wrote(session)
+
+
+def _executed(orm_execute_state: Any) -> None:
+    tables = statement_tables(orm_execute_state)
+    if tables or tables is ALL_TABLES:
+        _wrote(orm_execute_state.session)
 
 
 def _end_of_transaction(session: Session, transaction: Any) -> None:

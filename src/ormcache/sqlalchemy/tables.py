@@ -96,26 +96,35 @@ class FullTableCache:
             snapshot.by_key[getattr(obj, cls.__cache_key__)] = id_
 
     @classmethod
-    def _snapshot(cls, session: Session) -> Tuple[Optional[_Snapshot], bool]:
-        """The cached table, loaded if needed, and whether it was loaded by this call; None
-        while this transaction has changed the table."""
+    def _snapshot(cls, session: Session) -> Tuple[Optional[_Snapshot], bool, bool]:
+        """The cached rows, loaded if needed; whether they were loaded by this call; whether rows
+        found later may be added to them. None while this transaction has changed the table."""
         cache = _orm_cache(session)
         if not session._flushing:
             session.flush()  # our own pending writes reset the cache before we read it
         key = table_key(cls)
-        pending = cache.pending(session)
-        if pending is not None and key in pending.keys:
-            return None, False
-        # created before loading: a reset meanwhile detaches it, so old rows are never kept
-        snapshot = cache.lru.get(key)
-        if snapshot is None:
-            snapshot = cache.lru.setdefault(key, _Snapshot())
-        if snapshot.loaded:
-            return snapshot, False
+        txn = cache.transaction(session)
+        if key in txn.keys:
+            return None, False, False
+        mine = txn.find(key)  # loaded by this transaction for itself
+        if mine is not None:
+            return mine, False, True
+        # taken before loading: a reset meanwhile detaches it, so old rows are never kept
+        shared = cache.lru.get(key)
+        if shared is None:
+            shared = cache.lru.setdefault(key, _Snapshot())
+        if shared.loaded:
+            return shared, False, cache.may_store(txn, key)
+        snapshot = _Snapshot()
         for obj in cls._detached(session):
             cls._add(snapshot, obj)
         snapshot.loaded = True
-        return snapshot, True
+        if not cache.may_store(txn, key):  # our snapshot may predate an invalidation
+            return txn.put(key, snapshot), True, True
+        if not shared.loaded:
+            shared.by_id, shared.by_key = snapshot.by_id, snapshot.by_key
+            shared.loaded = True
+        return shared, True, True
 
     @staticmethod
     def _attach(session: Session, obj: Any) -> Any:
@@ -132,7 +141,7 @@ class FullTableCache:
     @classmethod
     def by_id(cls, session: Session, id: Any) -> Any:
         """The row with primary key ``id`` (an instance in ``session``), or None."""
-        snapshot, fresh = cls._snapshot(session)
+        snapshot, fresh, addable = cls._snapshot(session)
         if snapshot is None:
             return session.get(cls, id)
         obj = snapshot.by_id.get(id)
@@ -144,7 +153,8 @@ class FullTableCache:
             if not found:
                 return None
             obj = found[0]
-            cls._add(snapshot, obj)
+            if addable:
+                cls._add(snapshot, obj)
         return cls._attach(session, obj)
 
     @classmethod
@@ -154,7 +164,7 @@ class FullTableCache:
         if cls.__cache_key__ is None:
             raise TypeError(f"{cls.__name__}.by_key: set __cache_key__ to the column to look up")
         column = getattr(cls, cls.__cache_key__)
-        snapshot, fresh = cls._snapshot(session)
+        snapshot, fresh, addable = cls._snapshot(session)
         if snapshot is None:
             obj = session.scalars(select(cls).where(column == key)).first()
         else:
@@ -164,7 +174,8 @@ class FullTableCache:
             found = [] if fresh else cls._detached(session, column == key)
             obj = None
             if found:
-                cls._add(snapshot, found[0])
+                if addable:
+                    cls._add(snapshot, found[0])
                 obj = cls._attach(session, found[0])
         if obj is None and create:
             creator = getattr(cls, "cache_create", None)
@@ -179,7 +190,7 @@ class FullTableCache:
     @classmethod
     def cached_rows(cls, session: Session) -> list:
         """Every row, from memory (instances in ``session``)."""
-        snapshot, _ = cls._snapshot(session)
+        snapshot, _, _ = cls._snapshot(session)
         if snapshot is None:
             return list(session.scalars(select(cls)))
         return [cls._attach(session, obj) for obj in list(snapshot.by_id.values())]
