@@ -51,7 +51,7 @@ class Transaction:
     it began (after ``check_signaling()``); ``version``: the signaling version it began under.
     """
 
-    __slots__ = ("keys", "shared", "layers", "start", "generation", "version")
+    __slots__ = ("keys", "shared", "layers", "start", "generation", "version", "connections")
 
     def __init__(self, start: int, generation: int, version: Any = None) -> None:
         self.keys: set = set()
@@ -60,6 +60,8 @@ class Transaction:
         self.start = start
         self.generation = generation
         self.version = version
+        #: the connections its database work runs on (their commit sends what it invalidated)
+        self.connections: List[Any] = []
 
     def find(self, key: Any) -> Any:
         """The value of ``key`` in the innermost layer holding it, else None."""

@@ -31,6 +31,7 @@ import logging
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ormcache._cache_py import Counter
@@ -44,8 +45,14 @@ __all__ = ["OrmCache"]
 
 _logger = logging.getLogger(__name__)
 
-_EVENTS = ("after_transaction_create", "after_flush", "do_orm_execute", "after_commit",
+_EVENTS = ("after_transaction_create", "after_begin", "after_flush", "do_orm_execute", "after_commit",
            "after_rollback", "after_transaction_end")
+
+#: ``Connection.info`` key: what the sessions of the connection's open database transaction
+#: invalidated, per OrmCache, sent when that transaction really commits.
+_UNSENT_KEY = "ormcache.sqlalchemy.unsent"
+#: ``Connection.info`` key: what a two-phase transaction prepared (sent after its commit).
+_PREPARED_KEY = "ormcache.sqlalchemy.prepared"
 
 
 def _default_role(owner: Any) -> Any:
@@ -103,6 +110,7 @@ class OrmCache:
         self._callables: List[Any] = []
         self._tables_of_class: Dict[type, FrozenSet[str]] = {}
         self._watched: List[Any] = []
+        _listen_to_connections()
 
     def __repr__(self) -> str:
         return f"<OrmCache {self.registry.db_name!r} cache={self.cache_name!r} shared={self.shared!r}>"
@@ -195,6 +203,34 @@ class OrmCache:
         for key in keys:
             self.lru.pop(key, None)
             txn.forget(key)
+        for connection in txn.connections:
+            self._unsent(connection, txn)
+
+    def _unsent(self, connection: Any, txn: Transaction) -> None:
+        """Attach what ``txn`` invalidated to the database transaction of ``connection``: it is
+        recorded and published when that transaction really commits (not at session.commit()
+        when the session joined an external transaction)."""
+        unsent = connection.info.setdefault(_UNSENT_KEY, {})
+        mine = unsent.get(self)
+        if mine is None:
+            mine = unsent[self] = _Unsent()
+        mine.keys.update(txn.keys)
+        mine.shared.update(txn.shared)
+
+    def _committed(self, unsent: "_Unsent", recorded: bool) -> None:
+        """After the real COMMIT of a transaction that invalidated ``unsent``: drop the keys
+        here (values stored meanwhile from old rows included) and, unless the signals were
+        recorded in the transaction, publish them."""
+        registry = self.registry
+        self._drop(unsent.keys)
+        if self.shared is not None and unsent.shared:
+            try:
+                self.shared.invalidate(unsent.shared)
+            except Exception as exc:  # noqa: BLE001 - the commit happened; retried on next use
+                _logger.error("Shared tier unreachable (%s): invalidation of %s kept, sent before "
+                              "the next use of the tier", exc, sorted(unsent.shared))
+        if not recorded:
+            registry.cache_invalidated.add(self.cache_name)
 
     def invalidate(self, *descriptors: Any) -> None:
         """Drop ``orm_cached`` values everywhere, now (outside of any transaction)."""
@@ -227,6 +263,22 @@ class OrmCache:
             self.registry.check_signaling()
         # the clock after the check: what it cleared does not count against this transaction
         session.info[self._pending_key] = Transaction(next(self._clock), self.registry.generation)
+
+    def _on_after_begin(self, session: Session, transaction: Any, connection: Any) -> None:
+        if session.info.get(INTERNAL_KEY):
+            return
+        txn = self.transaction(session)
+        txn.connections.append(connection)
+        unsent = connection.info.get(_UNSENT_KEY, {}).get(self)
+        if unsent is not None:
+            # joined a database transaction that an earlier session transaction wrote in (an
+            # external transaction): its writes are ours to see, not what others committed
+            txn.keys.update(unsent.keys)
+            txn.shared.update(unsent.shared)
+            for key in unsent.keys:
+                txn.forget(key)
+        if txn.keys:
+            self._unsent(connection, txn)
 
     def _on_after_flush(self, session: Session, flush_context: Any) -> None:
         if session.info.get(INTERNAL_KEY):
@@ -277,17 +329,12 @@ class OrmCache:
                 top = txn.layers.pop()
                 txn.layers[-1].update(top)
             return
-        pending = session.info.pop(self._pending_key, None)
+        # what it invalidated was sent by the connection's commit (or waits for the real
+        # COMMIT of the external transaction the session joined)
+        txn = session.info.pop(self._pending_key, None)
         registry = self.registry
-        if pending is not None and pending.keys:
-            self._drop(pending.keys)
-            if self.shared is not None and pending.shared:
-                try:
-                    self.shared.invalidate(pending.shared)
-                except Exception as exc:  # noqa: BLE001 - the commit happened; retried on next use
-                    _logger.error("Shared tier unreachable (%s): invalidation of %s kept, sent before "
-                                  "the next use of the tier", exc, sorted(pending.shared))
-            registry.cache_invalidated.add(self.cache_name)
+        for connection in txn.connections if txn is not None else ():
+            _after_two_phase_commit(connection)
         try:
             registry.signal_changes()
         except Exception:  # noqa: BLE001 - the commit happened; signaling keeps the names
@@ -318,3 +365,115 @@ class OrmCache:
             for key in pending.keys:
                 self.lru.pop(key, None)
             self.registry.reset_changes()
+
+
+class _Unsent:
+    """What the sessions of one database transaction invalidated in one OrmCache."""
+
+    __slots__ = ("keys", "shared")
+
+    def __init__(self) -> None:
+        self.keys: Set[Any] = set()
+        self.shared: Set[str] = set()
+
+
+# -- the real COMMIT: connection events (one set of listeners on Engine serves every OrmCache) --
+
+_listening = False
+
+
+def _listen_to_connections() -> None:
+    global _listening
+    if not _listening:
+        event.listen(Engine, "begin", _on_begin)
+        event.listen(Engine, "commit", _on_commit)
+        event.listen(Engine, "rollback", _on_rollback)
+        event.listen(Engine, "prepare_twophase", _on_prepare_twophase)
+        event.listen(Engine, "rollback_twophase", _on_rollback_twophase)
+        _listening = True
+
+
+def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any, Set[str]], Dict[Any, bool]]:
+    """Record the invalidations in the transaction of ``connection``, just before its COMMIT,
+    where the registry's signaling can (PostgreSQL signaling in the same database): returns
+    the names per registry and whether each registry recorded them."""
+    by_registry: Dict[Any, Set[str]] = {}
+    for cache, what in unsent.items():
+        if what.keys:
+            by_registry.setdefault(cache.registry, set()).add(cache.cache_name)
+    dbapi_connection = connection.connection.dbapi_connection
+
+    def execute(sql: str) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
+
+    recorded = {}
+    for registry, names in by_registry.items():
+        record = getattr(registry, "record_changes", None)
+        recorded[registry] = bool(record is not None and record(sorted(names), execute))
+    return by_registry, recorded
+
+
+def _after_commit(unsent: Dict[OrmCache, _Unsent], by_registry: Dict[Any, Set[str]],
+                  recorded: Dict[Any, bool]) -> None:
+    for cache, what in unsent.items():
+        if what.keys:
+            cache._committed(what, recorded[cache.registry])
+    for registry, names in by_registry.items():
+        try:
+            if recorded[registry]:
+                registry.changes_committed(sorted(names))  # this process is up to date
+            else:
+                registry.signal_changes()  # before commit() returns; kept and retried if it fails
+        except Exception:  # noqa: BLE001 - the commit happened; signaling keeps the names
+            _logger.exception("Publishing the invalidations of %r failed; they are kept and "
+                              "published by the next signal_changes() or check_signaling()",
+                              registry.db_name)
+
+
+def _on_commit(connection: Any) -> None:
+    unsent = connection.info.pop(_UNSENT_KEY, None)
+    if not unsent:
+        return
+    try:
+        by_registry, recorded = _record(connection, unsent)
+        # The real COMMIT now, so that what follows happens after it and before commit()
+        # returns (with an external transaction, session.commit() is not this COMMIT); the
+        # COMMIT SQLAlchemy sends next finds nothing left to commit.
+        connection.connection.dbapi_connection.commit()
+    except Exception as exc:  # noqa: BLE001 - wrapped and raised as SQLAlchemy would
+        connection._handle_dbapi_exception(exc, None, None, None, None)
+    _after_commit(unsent, by_registry, recorded)
+
+
+def _on_rollback(connection: Any) -> None:
+    unsent = connection.info.pop(_UNSENT_KEY, None)
+    for cache, what in (unsent or {}).items():
+        for key in what.keys:  # values computed from the rolled-back rows, if any
+            cache.lru.pop(key, None)
+
+
+def _on_prepare_twophase(connection: Any, xid: Any) -> None:
+    # PREPARE TRANSACTION ends what may be written: record now, publish after the commit
+    unsent = connection.info.pop(_UNSENT_KEY, None)
+    if unsent:
+        connection.info[_PREPARED_KEY] = (unsent, *_record(connection, unsent))
+
+
+def _on_rollback_twophase(connection: Any, xid: Any, is_prepared: bool) -> None:
+    connection.info.pop(_PREPARED_KEY, None)
+    _on_rollback(connection)
+
+
+def _after_two_phase_commit(connection: Any) -> None:
+    prepared = connection.info.pop(_PREPARED_KEY, None)
+    if prepared is not None:
+        _after_commit(*prepared)
+
+
+def _on_begin(connection: Any) -> None:
+    _after_two_phase_commit(connection)  # a two-phase commit no session followed up: it is over
+    connection.info.pop(_UNSENT_KEY, None)  # left by a transaction that ended unseen: not committed
