@@ -300,3 +300,27 @@ def test_redis_check_is_one_mget(registry, redis_server, redis_prefix, redis_cli
     stats = redis_client.info("commandstats")
     assert {name: stat["calls"] for name, stat in stats.items() if not name.startswith("cmdstat_config")} == {
         "cmdstat_mget": 10}
+
+
+# -- the package -----------------------------------------------------------------------------
+
+def test_each_backend_module_imports_its_driver_only_when_used():
+    """``ormcache.signaling`` is a package: importing it (or the registry) imports no driver;
+    naming a backend imports its module, and that module's driver only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ormcache, ormcache.signaling as s\n"
+        "assert 'psycopg' not in sys.modules and 'redis' not in sys.modules, sorted(sys.modules)\n"
+        "from ormcache.signaling import PostgresSignaling\n"
+        "assert 'psycopg' in sys.modules and 'redis' not in sys.modules\n"
+        "from ormcache.signaling import RedisSignaling\n"
+        "assert 'redis' in sys.modules\n"
+        "assert PostgresSignaling.__module__ == 'ormcache.signaling.postgres'\n"
+        "assert RedisSignaling.__module__ == 'ormcache.signaling.redis'\n"
+        "for name in s.__all__: getattr(s, name)\n"
+        "try:\n    s.Bogus\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
