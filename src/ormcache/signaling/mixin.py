@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .base import REGISTRY, ReadOnlyBackendError, SignalingError, SignalingUnavailable, _local_signaling
 
@@ -288,14 +288,120 @@ class RegistrySignaling:
             self._clear_local(names)
             names.clear()
 
-    @contextmanager
-    def cursor_scope(self) -> Iterator[Any]:
-        """``check_signaling()``, the work, then ``signal_changes()`` on success or
-        ``reset_changes()`` if the work raised."""
-        self.check_signaling()
+    # -- signals recorded in the writer's transaction --------------------------------------
+
+    def record_changes(self, names: Iterable[str], execute: Callable[[str], Any], *,
+                       registry_changed: bool = False) -> bool:
+        """Record the invalidation of ``names`` (or of the registry) inside the writer's open
+        transaction, just before its COMMIT; ``execute(sql)`` runs one SQL string on the writer's
+        connection. Returns True when the backend can do that (a ``PostgresSignaling`` with
+        ``record_in_transaction``): at most one statement was run, and the signal commits or
+        rolls back with the data; then call ``changes_committed()`` after the COMMIT (nothing
+        after a ROLLBACK). Returns False, running nothing, otherwise (Local or Redis backend,
+        ``record_in_transaction=False``, or a backend never reached whose tables are unknown):
+        the caller publishes after the commit as before (``signal_changes()``).
+
+        The statement fails the writer's transaction if that connection is not on the signaling
+        database (it compares the backend's epoch token): a misconfiguration is never silent.
+
+        >>> from ormcache.registry import Registry
+        >>> registry = Registry("record-doc")
+        >>> registry.record_changes({"default"}, print)   # LocalSignaling: nothing to record
+        False
+        >>> Registry.delete("record-doc")
+        """
+        names = set(names)
+        self._expand(names)  # unknown names: ValueError before anything is sent
+        backend = self._signaling_backend()
+        record = getattr(backend, "record_statement", None)
+        if record is None or not getattr(backend, "record_in_transaction", False):
+            return False
+        bumped = [REGISTRY] if registry_changed else sorted(names)
+        if not bumped:
+            return True
         try:
-            yield self
-        except BaseException:
-            self.reset_changes()
-            raise
-        self.signal_changes()
+            statement = record(self.db_name, bumped)
+        except SignalingError as exc:
+            _logger.debug("Signaling: cannot record %s in the transaction, publishing after "
+                          "the commit instead: %s", bumped, exc)
+            return False
+        execute(statement)
+        return True
+
+    def changes_committed(self, names: Iterable[str], *, registry_changed: bool = False) -> None:
+        """The transaction in which ``record_changes(names, ...)`` returned True committed: move
+        this process's counters by one per name (Odoo's increment rule). Sends nothing, clears
+        nothing: another thread of this process may have filled those caches from the old data
+        between the writer's clear and its COMMIT, and no check will clear them now, so the
+        caller clears what it needs once more after the COMMIT (``cursor_scope()`` does)."""
+        names = set(names)
+        self._expand(names)
+        bumped = [REGISTRY] if registry_changed else sorted(names)
+        if not bumped:
+            return
+        with self._signaling_lock:
+            if self._signaling_epoch is not _UNSYNCED:
+                versions = self._signaling_versions
+                for name in bumped:
+                    versions[name] = versions.get(name, 0) + 1
+            self._signaling_snapshot()
+
+    def signaling_version(self, name: str) -> Optional[Tuple[Any, int, int]]:
+        """``(epoch, registry version, version of name)`` this process has caught up with, or
+        None when it cannot vouch for one (never synced, or the backend failed since). A value
+        stored elsewhere under that version is valid for as long as the version stays."""
+        if name not in self.caches_by_key:
+            raise ValueError(f"unknown cache name {name!r}; known: {sorted(self.caches_by_key)}")
+        with self._signaling_lock:
+            epoch = self._signaling_epoch
+            if epoch is _UNSYNCED or self._signaling_outage:
+                return None
+            versions = self._signaling_versions
+            return epoch, versions.get(REGISTRY, 0), versions.get(name, 0)
+
+    @contextmanager
+    def cursor_scope(self, execute: Optional[Callable[[str], Any]] = None) -> Iterator[Any]:
+        """``check_signaling()``, the work, then ``signal_changes()`` on success or
+        ``reset_changes()`` if the work raised.
+
+        With ``execute`` (runs one SQL string in the caller's open transaction, e.g. a psycopg
+        connection's ``execute``), the invalidations are recorded in that transaction at the
+        end of the scope (``record_changes()``), and commit with it: enter the scope after the
+        transaction began, commit after the scope. This process then sees its own signal at its
+        next check, as one more invalidation of those names. When the backend cannot record in
+        a transaction, ``signal_changes()`` publishes at the end of the scope as without it.
+
+        Values computed inside the scope are not stored in the shared caches once any
+        invalidation was applied in this process after the scope began (by this scope, by
+        another thread, or by a check): under REPEATABLE READ they may come from a snapshot
+        older than that invalidation.
+        """
+        self.check_signaling()
+        scope = self._begin_scope()
+        try:
+            try:
+                yield self
+            except BaseException:
+                self.reset_changes()
+                raise
+            try:
+                recorded = execute is not None and self.record_changes(
+                    self.cache_invalidated, execute, registry_changed=self.registry_invalidated)
+            except BaseException:
+                self.reset_changes()  # the transaction cannot commit now
+                raise
+            if recorded:
+                self.cache_invalidated.clear()
+                self.registry_invalidated = False
+            else:
+                registry_changed, names = self.registry_invalidated, set(self.cache_invalidated)
+                self.signal_changes()
+                # Committed and published: clear once more. Another thread may have filled these
+                # caches from the old data between our clear and the commit, and the local
+                # counters now say this process is up to date, so no check would clear them.
+                if registry_changed:
+                    self._clear_all_local()
+                elif names:
+                    self._clear_local(names)
+        finally:
+            self._end_scope(scope)
