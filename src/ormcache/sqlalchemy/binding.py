@@ -110,6 +110,8 @@ class OrmCache:
         self._callables: List[Any] = []
         self._tables_of_class: Dict[type, FrozenSet[str]] = {}
         self._watched: List[Any] = []
+        #: the names whose invalidation clears our registry cache (its signaling versions)
+        self._signal_names = sorted(name for name, caches in registry.caches_by_key.items() if cache in caches)
         _listen_to_connections()
 
     def __repr__(self) -> str:
@@ -175,6 +177,17 @@ class OrmCache:
         if txn is None:
             txn = session.info[self._pending_key] = Transaction(next(self._clock), self.registry.generation)
         return txn
+
+    def signaling_version(self) -> Any:
+        """The signaling versions this process has caught up with of every name whose
+        invalidation clears the registry cache holding the values (None if one is unknown):
+        the shared tier stores and finds values under it."""
+        registry = self.registry
+        version = getattr(registry, "signaling_version", None)
+        if version is None:
+            return None
+        versions = tuple(version(name) for name in self._signal_names)
+        return None if None in versions else versions
 
     def may_store(self, txn: Transaction, key: Any) -> bool:
         """Whether a value of ``key`` computed in ``txn`` may be stored for others: ``txn`` did
@@ -262,7 +275,9 @@ class OrmCache:
         if self.check_signaling:
             self.registry.check_signaling()
         # the clock after the check: what it cleared does not count against this transaction
-        session.info[self._pending_key] = Transaction(next(self._clock), self.registry.generation)
+        session.info[self._pending_key] = Transaction(
+            next(self._clock), self.registry.generation,
+            self.signaling_version() if self.shared is not None else None)
 
     def _on_after_begin(self, session: Session, transaction: Any, connection: Any) -> None:
         if session.info.get(INTERNAL_KEY):

@@ -253,12 +253,17 @@ class OrmCachedDescriptor(CachedMember):
                      session: Session, args: tuple, kwargs: dict, counter: Any) -> Any:
         import redis
 
+        if txn.version is None:
+            # no signaling version to vouch for a shared value (never synced, outage): the
+            # tier is not used, nothing is trusted
+            return self.create(owner, session, args, kwargs, counter)
+        signals = shared.token(txn.version)
         local = entry.get(subkey)
         try:
-            if local is not None and local[0] == shared.version(self.name):
+            if local is not None and local[1] == signals and local[0] == shared.version(self.name):
                 counter.hit += 1
-                return local[1]
-            version, value = shared.get(self.name, subkey)
+                return local[2]
+            version, value = shared.get(self.name, subkey, signals)
         except redis.RedisError as exc:
             _logger.warning("orm_cached %s: shared tier unreachable (%s), computed without caching", self.name, exc)
             return self.create(owner, session, args, kwargs, counter)
@@ -267,7 +272,7 @@ class OrmCachedDescriptor(CachedMember):
             if not cache.may_store(txn, self.key):  # its snapshot may predate an invalidation
                 return self._keep(txn, subkey, value)
             try:
-                outcome = shared.store(self.name, subkey, version, value)
+                outcome = shared.store(self.name, subkey, version, value, signals)
             except redis.RedisError as exc:
                 _logger.warning("orm_cached %s: shared tier unreachable (%s), not cached", self.name, exc)
                 return value
@@ -276,7 +281,7 @@ class OrmCachedDescriptor(CachedMember):
             # STORED, or LOCAL_ONLY: kept here, still validated by the shared version
         else:
             counter.hit += 1  # computed by another process
-        entry[subkey] = (version, value)
+        entry[subkey] = (version, signals, value)
         return value
 
 
