@@ -49,8 +49,9 @@ def pg(pg_dsn):
 def test_hammer_counts_no_stale_read(pg, redis_server, redis_prefix, isolation, signaling, shared):
     opts = options("postgresql", pg, signaling=signaling, shared=shared, isolation=isolation,
                    redis_url=redis_server.url, redis_prefix=redis_prefix)
-    writes, reads, stale, examples = hammer(opts, duration=3.0)
-    assert writes >= 20 and reads >= 50, (writes, reads)
+    writes, reads, stale, examples = hammer(opts, duration=4.0)
+    print(f"{isolation}, {signaling} signaling, shared tier {shared}: {writes} commits, {reads} reads, {stale} stale")
+    assert writes >= 10 and reads >= 50, (writes, reads)
     assert stale == 0, f"{stale} of {reads} reads stale (floor, orm_cached, full-table): {examples}"
 
 
@@ -214,7 +215,7 @@ def test_server_restart_in_the_commit_window_then_the_writer_exits(pg, postgres_
 
 def test_shared_tier_stalled_then_the_writer_exits(pg, redis_server, redis_prefix):
     opts = options("postgresql", pg, shared=True, redis_url=redis_server.url, redis_prefix=redis_prefix)
-    writer = Process(dict(opts, shared_timeout=0.5))
+    writer = Process(dict(opts, shared_timeout=0.5, fresh_shared_connection=True))
     engine, factory, cache = open_caches(opts)
     try:
         seed(factory)

@@ -120,15 +120,11 @@ def write(factory, value: int) -> None:
 
 # -- hammer readers --------------------------------------------------------------------------
 
-def hammer_reader(opts, floor, stop, results, ready, threads: int = 2) -> None:
-    """Child process: ``threads`` readers until ``stop``; puts (reads, stale, examples)."""
-    engine, factory, cache = open_caches(opts)
-    read(factory, cache)
-    with ready.get_lock():
-        ready.value += 1
+def read_loop(factory, cache, floor, stop, threads: int):
+    """``threads`` readers until ``stop``: (reads, stale, examples, errors)."""
     counts = {"reads": 0, "stale": 0}
-    examples = []
-    errors = []
+    examples: list = []
+    errors: list = []
 
     def run() -> None:
         try:
@@ -146,15 +142,26 @@ def hammer_reader(opts, floor, stop, results, ready, threads: int = 2) -> None:
     workers = [threading.Thread(target=run) for _ in range(threads)]
     for worker in workers:
         worker.start()
+    return workers, counts, examples, errors
+
+
+def hammer_reader(opts, floor, stop, results, ready, threads: int = 2) -> None:
+    """Child process: ``threads`` readers until ``stop``; puts (reads, stale, examples, errors)."""
+    engine, factory, cache = open_caches(opts)
+    read(factory, cache)
+    with ready.get_lock():
+        ready.value += 1
+    workers, counts, examples, errors = read_loop(factory, cache, floor, stop, threads)
     for worker in workers:
         worker.join(TIMEOUT)
     results.put((counts["reads"], counts["stale"], examples, errors))
     close_caches(engine, cache)
 
 
-def hammer(opts, duration: float, readers: int = 2):
-    """Write in this process for ``duration`` seconds while ``readers`` processes read; returns
-    (writes, reads, stale, examples)."""
+def hammer(opts, duration: float, readers: int = 2, local_readers: int = 2):
+    """Write in this process for ``duration`` seconds while ``readers`` processes (two threads
+    each) and ``local_readers`` threads of this process read; returns (writes, reads, stale,
+    examples)."""
     ctx = multiprocessing.get_context("spawn")
     floor, stop, results = ctx.Value("q", 0, lock=False), ctx.Event(), ctx.Queue()
     ready = ctx.Value("i", 0)
@@ -166,6 +173,7 @@ def hammer(opts, duration: float, readers: int = 2):
         for process in processes:
             process.start()
         assert wait_until(lambda: ready.value == readers, timeout=TIMEOUT), "readers did not start"
+        local = read_loop(factory, cache, floor, stop, local_readers)
         writes = 0
         deadline = time.monotonic() + duration
         while time.monotonic() < deadline:
@@ -173,7 +181,10 @@ def hammer(opts, duration: float, readers: int = 2):
             write(factory, writes)
             floor.value = writes  # commit() returned
         stop.set()
+        for worker in local[0]:
+            worker.join(TIMEOUT)
         outcomes = [results.get(timeout=TIMEOUT) for _ in processes]
+        outcomes.append((local[1]["reads"], local[1]["stale"], local[2], local[3]))
     finally:
         stop.set()
         for process in processes:
@@ -202,6 +213,8 @@ def command_worker(conn, opts) -> None:
                 if name == "read":
                     conn.send(("ok", read(factory, cache)))
                 elif name == "write":
+                    if cache.shared is not None and opts.get("fresh_shared_connection"):
+                        cache.shared.client.connection_pool.disconnect()  # it connects anew
                     write(factory, args[0])
                     conn.send(("ok", None))
                 else:
