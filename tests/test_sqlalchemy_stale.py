@@ -39,18 +39,20 @@ def pg(pg_dsn):
 # -- hammers -------------------------------------------------------------------------------------
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("isolation, signaling, shared", [
-    ("READ COMMITTED", "postgres", False),
-    ("REPEATABLE READ", "postgres", False),
-    ("READ COMMITTED", "postgres", True),
-    ("REPEATABLE READ", "postgres", True),
-    ("REPEATABLE READ", "redis", True),
+@pytest.mark.parametrize("isolation, signaling, shared, delay", [
+    ("READ COMMITTED", "postgres", False, 0),
+    ("REPEATABLE READ", "postgres", False, 0),
+    ("READ COMMITTED", "postgres", True, 0),
+    ("REPEATABLE READ", "postgres", True, 0),
+    ("REPEATABLE READ", "redis", True, 0),
+    ("READ COMMITTED", "postgres", False, 0.005),  # a 5 ms after_commit hook of the application
+    ("REPEATABLE READ", "redis", False, 0.005),
 ])
-def test_hammer_counts_no_stale_read(pg, redis_server, redis_prefix, isolation, signaling, shared):
+def test_hammer_counts_no_stale_read(pg, redis_server, redis_prefix, isolation, signaling, shared, delay):
     opts = options("postgresql", pg, signaling=signaling, shared=shared, isolation=isolation,
-                   redis_url=redis_server.url, redis_prefix=redis_prefix)
+                   redis_url=redis_server.url, redis_prefix=redis_prefix, after_commit_delay=delay)
     writes, reads, stale, examples = hammer(opts, duration=4.0)
-    print(f"{isolation}, {signaling} signaling, shared tier {shared}: {writes} commits, {reads} reads, {stale} stale")
+    print(f"{isolation}, {signaling} signaling, shared tier {shared}, hook {delay}s: {writes} commits, {reads} reads, {stale} stale")
     assert writes >= 10 and reads >= 50, (writes, reads)
     assert stale == 0, f"{stale} of {reads} reads stale (floor, orm_cached, full-table): {examples}"
 

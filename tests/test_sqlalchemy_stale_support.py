@@ -76,6 +76,9 @@ def open_caches(opts: Dict[str, Any]):
     if cache.shared is not None and opts["shared_timeout"]:
         kwargs = cache.shared.client.connection_pool.connection_kwargs
         kwargs["socket_timeout"] = kwargs["socket_connect_timeout"] = opts["shared_timeout"]
+    if opts.get("after_commit_delay"):
+        # an application hook, registered before the OrmCache's: it runs first, slowly
+        event.listen(factory, "after_commit", lambda session: time.sleep(opts["after_commit_delay"]))
     cache.watch(factory)
     cache.register(StaleApp)
     return engine, factory, cache

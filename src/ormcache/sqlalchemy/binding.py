@@ -464,8 +464,17 @@ def _on_commit(connection: Any) -> None:
     _after_commit(unsent, by_registry, recorded)
 
 
+def _info(connection: Any) -> Dict[str, Any]:
+    """``connection.info``, or an empty dict once the connection is gone (a rollback after a
+    disconnect): what it held was not committed."""
+    try:
+        return connection.info
+    except Exception:  # noqa: BLE001 - invalidated or closed: nothing to send
+        return {}
+
+
 def _on_rollback(connection: Any) -> None:
-    unsent = connection.info.pop(_UNSENT_KEY, None)
+    unsent = _info(connection).pop(_UNSENT_KEY, None)
     for cache, what in (unsent or {}).items():
         for key in what.keys:  # values computed from the rolled-back rows, if any
             cache.lru.pop(key, None)
@@ -479,16 +488,16 @@ def _on_prepare_twophase(connection: Any, xid: Any) -> None:
 
 
 def _on_rollback_twophase(connection: Any, xid: Any, is_prepared: bool) -> None:
-    connection.info.pop(_PREPARED_KEY, None)
+    _info(connection).pop(_PREPARED_KEY, None)
     _on_rollback(connection)
 
 
 def _after_two_phase_commit(connection: Any) -> None:
-    prepared = connection.info.pop(_PREPARED_KEY, None)
+    prepared = _info(connection).pop(_PREPARED_KEY, None)
     if prepared is not None:
         _after_commit(*prepared)
 
 
 def _on_begin(connection: Any) -> None:
     _after_two_phase_commit(connection)  # a two-phase commit no session followed up: it is over
-    connection.info.pop(_UNSENT_KEY, None)  # left by a transaction that ended unseen: not committed
+    _info(connection).pop(_UNSENT_KEY, None)  # left by a transaction that ended unseen: not committed
