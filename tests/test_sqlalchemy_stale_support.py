@@ -72,6 +72,7 @@ def open_caches(opts: Dict[str, Any]):
         engine = engine.execution_options(isolation_level=opts["isolation"])
     factory = sessionmaker(engine)
     cache = OrmCache(registry, Base.metadata, redis_url=opts["redis_url"] if opts["shared"] else None,
+                     secret=b"test secret",
                      redis_prefix=f"{opts['redis_prefix']}{{db_name}}:orm_cached:")
     if cache.shared is not None and opts["shared_timeout"]:
         kwargs = cache.shared.client.connection_pool.connection_kwargs

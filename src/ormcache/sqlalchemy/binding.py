@@ -66,7 +66,10 @@ class OrmCache:
     are signalled); ``session(owner)`` and ``role(owner)`` find the session and the role of the
     object a cached member is read on (defaults: ``owner.session``, called if it is not a
     Session, and ``owner.role``). ``redis_url`` adds the shared tier (keys under
-    ``redis_prefix``, values serialised with ``serializer``: ``"pickle"`` or ``"msgpack"``);
+    ``redis_prefix``, values serialised with ``serializer``: ``"pickle"``, which needs a
+    ``secret``, or ``"msgpack"``; with ``secret`` every value is authenticated with HMAC-SHA256;
+    ``redis_timeout``: the deadline of each Redis call, the tier then rests for the registry's
+    ``signaling_retry_interval``);
     ``check_signaling=False`` leaves ``registry.check_signaling()`` to the caller.
     """
 
@@ -79,6 +82,8 @@ class OrmCache:
         redis_url: Optional[str] = None,
         redis_prefix: str = "ormcache:{db_name}:orm_cached:",
         serializer: str = "pickle",
+        secret: Any = None,
+        redis_timeout: float = 0.5,
         session: Callable[[Any], Session] = default_session,
         role: Callable[[Any], Any] = _default_role,
         check_signaling: bool = True,
@@ -96,7 +101,8 @@ class OrmCache:
         self.shared: Optional[SharedTier] = None
         if redis_url is not None:
             self.shared = SharedTier(redis_url, prefix=redis_prefix.format(db_name=registry.db_name),
-                                     serializer=serializer)
+                                     serializer=serializer, secret=secret, timeout=redis_timeout,
+                                     retry_interval=getattr(registry, "signaling_retry_interval", 1.0))
         self.session_of = session
         self.role_of = role
         self.check_signaling = check_signaling

@@ -48,7 +48,7 @@ from ormcache._cache_py import Counter
 
 from ._changes import ALL_TABLES, KEY_PREFIX, statement_tables
 from ._session import CachedMember, begin, default_session
-from .shared import MOVED, NOT_FOUND
+from .shared import FORGED, MOVED, NOT_FOUND
 
 __all__ = ["orm_cached", "request_cached", "OrmCachedDescriptor", "RequestCachedDescriptor", "Counter"]
 
@@ -260,13 +260,28 @@ class OrmCachedDescriptor(CachedMember):
         signals = shared.token(txn.version)
         local = entry.get(subkey)
         try:
-            if local is not None and local[1] == signals and local[0] == shared.version(self.name):
+            if (type(local) is _SharedCopy and local.signals == signals
+                    and local.version == shared.version(self.name)):
                 counter.hit += 1
-                return local[2]
+                return local.value
             version, value = shared.get(self.name, subkey, signals)
+        except TypeError as exc:  # no stable key for the role or an argument
+            if ("key", self.name) not in shared._warned:
+                shared._warned.add(("key", self.name))
+                _logger.warning("orm_cached %s: %s (%r); computed without the shared tier", self.name, exc, subkey)
+            return self._keep(txn, subkey, self.create(owner, session, args, kwargs, counter))
+        except redis.AuthenticationError:
+            raise  # a configuration error, not an outage
         except redis.RedisError as exc:
             _logger.warning("orm_cached %s: shared tier unreachable (%s), computed without caching", self.name, exc)
             return self.create(owner, session, args, kwargs, counter)
+        if value is FORGED:
+            counter.err += 1
+            if ("forged", self.name) not in shared._warned:  # once per member
+                shared._warned.add(("forged", self.name))
+                _logger.error("orm_cached %s: a shared value does not carry a valid tag (written by "
+                              "someone without the secret?); not read, computed from the database", self.name)
+            value = NOT_FOUND
         if value is NOT_FOUND:
             value = self.create(owner, session, args, kwargs, counter)
             if not cache.may_store(txn, self.key):  # its snapshot may predate an invalidation
@@ -281,8 +296,18 @@ class OrmCachedDescriptor(CachedMember):
             # STORED, or LOCAL_ONLY: kept here, still validated by the shared version
         else:
             counter.hit += 1  # computed by another process
-        entry[subkey] = (version, signals, value)
+        entry[subkey] = _SharedCopy(version, signals, value)
         return value
+
+
+class _SharedCopy:
+    """A shared-tier value held in the local tier, valid while the tier's counter reads
+    ``version`` and for transactions that began under the signaling version ``signals``."""
+
+    __slots__ = ("version", "signals", "value")
+
+    def __init__(self, version: bytes, signals: str, value: Any) -> None:
+        self.version, self.signals, self.value = version, signals, value
 
 
 def orm_cached(policy: Union[str, Callable[[Any], bool]], by_role: bool = False) -> Callable[[Any], OrmCachedDescriptor]:
