@@ -173,7 +173,8 @@ def run_backend(label: str, url: str, requests: int, creator=None,
     caches = [orm_cache]
     if redis_url:
         shared_registry = Registry(f"bench-{uuid.uuid4().hex[:8]}")
-        shared_cache = OrmCache(shared_registry, Base.metadata, redis_url=redis_url)
+        shared_cache = OrmCache(shared_registry, Base.metadata, redis_url=redis_url,
+                               secret=os.urandom(32))  # pickle values are authenticated
         shared_factory = sessionmaker(engine)
         shared_cache.watch(shared_factory)
         shared_cache.register(App)

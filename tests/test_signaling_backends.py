@@ -70,11 +70,14 @@ def test_local_bumps_from_threads_are_not_lost():
 
 # -- PostgreSQL ------------------------------------------------------------------------------
 
-def test_postgres_creates_sequences_on_first_use(pg_backend, pg_dsn):
-    assert pg_backend.read("ignored", NAMES) == (None, dict.fromkeys(NAMES, 0))
+def test_postgres_creates_tables_on_first_use(pg_backend, pg_dsn):
+    """Odoo 18.1's insert-only tables, one per name (issue #8: they replace the sequences)."""
+    assert pg_backend.read("ignored", NAMES)[1] == dict.fromkeys(NAMES, 0)
     with psycopg.connect(pg_dsn) as conn:
+        tables = {row[0] for row in conn.execute("SELECT relname FROM pg_class WHERE relkind = 'r'")}
         sequences = {row[0] for row in conn.execute("SELECT relname FROM pg_class WHERE relkind = 'S'")}
-    assert sequences == {f"ormcache_signaling_{name}" for name in NAMES}
+    assert tables >= {f"orm_signaling_{name}" for name in NAMES}
+    assert not {name for name in sequences if name.startswith("ormcache_signaling_")}
 
 
 def test_postgres_bump_and_read(pg_backend, pg_dsn):
@@ -141,29 +144,51 @@ def test_postgres_read_and_bump_are_one_round_trip(pg_backend, count):
     assert pg_backend.read("db", names)[1] == dict.fromkeys(names, 20)
 
 
-def test_postgres_refuses_read_only_transactions(pg_dsn):
+def test_postgres_read_only_transactions_read_but_never_write(pg_dsn, pg_backend):
+    """Issue #8: a read-only connection may READ signals (only writing them is refused; until
+    then, reading was refused too)."""
+    pg_backend.bump("db", ["default"])
     backend = PostgresSignaling(pg_dsn + " options='-c default_transaction_read_only=on'")
     try:
-        with pytest.raises(ReadOnlyBackendError, match="read-only"):
-            backend.read("db", NAMES)
+        assert backend.read("db", NAMES)[1] == {"registry": 0, "default": 1, "assets": 0, "routing.rewrites": 0}
         with pytest.raises(ReadOnlyBackendError, match="read-write primary"):
             backend.bump("db", ["default"])
+        pg_backend.bump("db", ["default"])
+        assert backend.read("db", NAMES)[1]["default"] == 2
     finally:
         backend.close()
 
 
-def test_postgres_refuses_a_hot_standby(postgres_server, pg_dsn):
+def test_postgres_read_only_reads_tables_created_after_it_connected(pg_dsn, pg_backend):
+    """A replica cannot create the tables: until a writer does, nothing was signaled (epoch
+    None, versions 0); once they exist the same connection reads them, in one round trip."""
+    backend = PostgresSignaling(pg_dsn + " options='-c default_transaction_read_only=on'")
+    try:
+        assert backend.read("db", NAMES) == (None, dict.fromkeys(NAMES, 0))
+        pg_backend.bump("db", ["default"])
+        epoch, versions = backend.read("db", NAMES)
+        assert epoch is not None and versions == {"registry": 0, "default": 1, "assets": 0,
+                                                  "routing.rewrites": 0}
+        for _ in range(10):  # let psycopg prepare the statement
+            backend.read("db", NAMES)
+        assert _round_trips(backend, lambda: backend.read("db", NAMES), 5) == 5
+    finally:
+        backend.close()
+
+
+def test_postgres_hot_standby_reads_but_never_writes(postgres_server, pg_dsn, pg_backend):
     from servers import PostgresServer
 
-    PostgresSignaling(pg_dsn).close()
+    pg_backend.bump("db", ["assets"])  # the primary creates the tables
     dbname = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
     standby = PostgresServer()
     try:
         standby.setup(standby_of=postgres_server)
         backend = PostgresSignaling(standby.dsn_for(dbname))
         try:
+            assert backend.read("db", NAMES)[1]["assets"] == 1
             with pytest.raises(ReadOnlyBackendError, match=r"read-only replica \(in recovery\)"):
-                backend.read("db", NAMES)
+                backend.bump("db", NAMES)
         finally:
             backend.close()
     finally:
@@ -300,3 +325,27 @@ def test_redis_check_is_one_mget(registry, redis_server, redis_prefix, redis_cli
     stats = redis_client.info("commandstats")
     assert {name: stat["calls"] for name, stat in stats.items() if not name.startswith("cmdstat_config")} == {
         "cmdstat_mget": 10}
+
+
+# -- the package -----------------------------------------------------------------------------
+
+def test_each_backend_module_imports_its_driver_only_when_used():
+    """``ormcache.signaling`` is a package: importing it (or the registry) imports no driver;
+    naming a backend imports its module, and that module's driver only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ormcache, ormcache.signaling as s\n"
+        "assert 'psycopg' not in sys.modules and 'redis' not in sys.modules, sorted(sys.modules)\n"
+        "from ormcache.signaling import PostgresSignaling\n"
+        "assert 'psycopg' in sys.modules and 'redis' not in sys.modules\n"
+        "from ormcache.signaling import RedisSignaling\n"
+        "assert 'redis' in sys.modules\n"
+        "assert PostgresSignaling.__module__ == 'ormcache.signaling.postgres'\n"
+        "assert RedisSignaling.__module__ == 'ormcache.signaling.redis'\n"
+        "for name in s.__all__: getattr(s, name)\n"
+        "try:\n    s.Bogus\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

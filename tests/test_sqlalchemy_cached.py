@@ -428,7 +428,7 @@ def test_invalidate_by_hand(session, orm_cache, registry):
 
 
 def test_unreachable_shared_tier_computes_and_commits(engine, registry, caplog):
-    cache = OrmCache(registry, Base.metadata, redis_url="redis://127.0.0.1:1/0")
+    cache = OrmCache(registry, Base.metadata, redis_url="redis://127.0.0.1:1/0", secret=b"test secret")
     cache.shared.client.connection_pool.connection_kwargs["socket_connect_timeout"] = 0.5
     cache.register(App)
     factory = sessionmaker(engine)

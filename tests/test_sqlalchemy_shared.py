@@ -116,7 +116,7 @@ def test_unserialisable_value_stays_local_with_a_warning(parent):
 
 
 def test_shared_tier_versions(redis_server, redis_prefix):
-    tier = SharedTier(redis_server.url, prefix=redis_prefix)
+    tier = SharedTier(redis_server.url, prefix=redis_prefix, secret=b"test secret")
     try:
         version, value = tier.get("v", None)
         assert value is NOT_FOUND
@@ -135,8 +135,10 @@ def test_shared_tier_versions(redis_server, redis_prefix):
 
 
 def test_shared_tier_keeps_invalidations_while_redis_is_down(redis_server, redis_prefix):
-    tier = SharedTier(redis_server.url, prefix=redis_prefix)
-    down = SharedTier("redis://127.0.0.1:1/0", prefix=redis_prefix, socket_timeout=0.5)
+    tier = SharedTier(redis_server.url, prefix=redis_prefix, secret=b"test secret")
+    # (issue 9: a failed tier rests retry_interval seconds; 0 here, as the server is back at once)
+    down = SharedTier("redis://127.0.0.1:1/0", prefix=redis_prefix, socket_timeout=0.5,
+                      secret=b"test secret", retry_interval=0)
     try:
         version, _ = tier.get("k", None)
         tier.store("k", None, version, "cached")

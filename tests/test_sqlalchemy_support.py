@@ -166,6 +166,7 @@ def open_cache(kind, where, db_name, redis_url, signaling, shared, serializer="p
     engine = make_engine(kind, where)
     factory = sessionmaker(engine)
     cache = OrmCache(registry, Base.metadata, redis_url=redis_url if shared else None, serializer=serializer,
+                     secret=b"test secret",
                      redis_prefix=f"{redis_prefix}{{db_name}}:orm_cached:")
     cache.watch(factory)
     cache.register(SharedApp)

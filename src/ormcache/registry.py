@@ -102,8 +102,8 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         self.counters: Dict[Tuple[str, str], Any] = {}
         #: the signaling backend (set by the signaling layer), None when signaling is off.
         self.signaling: Any = None
-        #: bumped by every clear; a value computed across a clear is not stored
-        self.generation = 0
+        #: bumped by every clear (read through ``generation``)
+        self._generation = 0
         self._invalidation_flags = threading.local()
         super().__init__()
 
@@ -147,6 +147,32 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
     def registry_invalidated(self, value: bool) -> None:
         self._invalidation_flags.registry_invalidated = bool(value)
 
+    # -- what may be stored -------------------------------------------------------------------
+
+    @property
+    def generation(self) -> Any:
+        """Read before computing a value and compared after it: the value is stored only if
+        both reads are equal. Every clear moves it; inside a ``cursor_scope()`` during which a
+        clear happened (any thread), each read is a new object, so nothing more is stored by
+        that scope: its snapshot may predate the invalidation."""
+        generation = self._generation
+        start = getattr(self._invalidation_flags, "scope_generation", None)
+        if start is not None and start != generation:
+            return object()  # equal to nothing: not stored
+        return generation
+
+    def _begin_scope(self) -> Any:
+        """Start a scope in this thread (``cursor_scope()``); returns what ``_end_scope()``
+        restores (scopes nest)."""
+        flags = self._invalidation_flags
+        previous = getattr(flags, "scope_generation", None)
+        if previous is None:  # a nested scope runs in the outer one's transaction: keep its start
+            flags.scope_generation = self._generation
+        return previous
+
+    def _end_scope(self, previous: Any) -> None:
+        self._invalidation_flags.scope_generation = previous
+
     # -- clearing ----------------------------------------------------------------------------
 
     def _expand(self, names: Iterable[str]) -> List[str]:
@@ -163,14 +189,14 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
     def _clear_local(self, names: Iterable[str]) -> List[str]:
         """Clear the caches ``names`` expand to, without recording them; returns those caches."""
         caches = self._expand(names)
-        self.generation += 1
+        self._generation += 1
         for cache in caches:
             self.caches[cache].clear()
         return caches
 
     def _clear_all_local(self) -> List[str]:
         """Clear every cache without recording anything (for signaling); returns their names."""
-        self.generation += 1
+        self._generation += 1
         for cache in self.caches.values():
             cache.clear()
         return sorted(self.caches)

@@ -26,59 +26,37 @@ Per session transaction:
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ._changes import ALL_TABLES, FULL_TABLE_MODELS, KEY_PREFIX, changed_instances, instance_tables, statement_tables
+from ormcache._cache_py import Counter
+
+from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
+                       loaded_state, statement_tables)
+from ._session import INTERNAL_KEY, OWNER_KEY, CachedMember, Transaction, default_session, table_key
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
 
 _logger = logging.getLogger(__name__)
 
-#: ``session.info`` key of the OrmCache watching a session (found by the full-table cache).
-OWNER_KEY = "ormcache.sqlalchemy.owner"
-#: ``session.info`` flag of the sessions this package opens for itself (never watched).
-INTERNAL_KEY = "ormcache.sqlalchemy.internal"
-
-_EVENTS = ("after_transaction_create", "after_flush", "do_orm_execute", "after_commit",
+_EVENTS = ("after_transaction_create", "after_begin", "after_flush", "do_orm_execute", "after_commit",
            "after_rollback", "after_transaction_end")
 
-
-def table_key(table: str) -> Tuple[str, str, str]:
-    """Key of a full-table cache in the registry cache."""
-    return (KEY_PREFIX, "table", table)
-
-
-def begin(session: Session) -> None:
-    """Start the session's transaction if it has none (no SQL, no connection): a unit of work
-    that only reads cached values still starts with ``check_signaling()``."""
-    if session._transaction is None and session.autobegin:
-        session._autobegin_t()  # what any query would do first; fires after_transaction_create
-
-
-def _default_session(owner: Any) -> Session:
-    session = owner.session
-    return session if isinstance(session, Session) else session()
+#: ``Connection.info`` key: what the sessions of the connection's open database transaction
+#: invalidated, per OrmCache, sent when that transaction really commits.
+_UNSENT_KEY = "ormcache.sqlalchemy.unsent"
+#: ``Connection.info`` key: what a two-phase transaction prepared (sent after its commit).
+_PREPARED_KEY = "ormcache.sqlalchemy.prepared"
 
 
 def _default_role(owner: Any) -> Any:
     return getattr(owner, "role", None)
-
-
-class _Pending:
-    """What one session's transaction invalidated. Values of those keys are kept in ``local``
-    for this transaction only (until its next change of them), never in the shared tiers."""
-
-    __slots__ = ("keys", "shared", "local")
-
-    def __init__(self) -> None:
-        self.keys: Set[Tuple[str, ...]] = set()
-        self.shared: Set[str] = set()
-        self.local: Dict[Tuple[str, ...], Dict[Any, Any]] = {}
 
 
 class OrmCache:
@@ -88,7 +66,10 @@ class OrmCache:
     are signalled); ``session(owner)`` and ``role(owner)`` find the session and the role of the
     object a cached member is read on (defaults: ``owner.session``, called if it is not a
     Session, and ``owner.role``). ``redis_url`` adds the shared tier (keys under
-    ``redis_prefix``, values serialised with ``serializer``: ``"pickle"`` or ``"msgpack"``);
+    ``redis_prefix``, values serialised with ``serializer``: ``"pickle"``, which needs a
+    ``secret``, or ``"msgpack"``; with ``secret`` every value is authenticated with HMAC-SHA256;
+    ``redis_timeout``: the deadline of each Redis call, the tier then rests for the registry's
+    ``signaling_retry_interval``);
     ``check_signaling=False`` leaves ``registry.check_signaling()`` to the caller.
     """
 
@@ -101,7 +82,9 @@ class OrmCache:
         redis_url: Optional[str] = None,
         redis_prefix: str = "ormcache:{db_name}:orm_cached:",
         serializer: str = "pickle",
-        session: Callable[[Any], Session] = _default_session,
+        secret: Any = None,
+        redis_timeout: float = 0.5,
+        session: Callable[[Any], Session] = default_session,
         role: Callable[[Any], Any] = _default_role,
         check_signaling: bool = True,
     ) -> None:
@@ -118,17 +101,24 @@ class OrmCache:
         self.shared: Optional[SharedTier] = None
         if redis_url is not None:
             self.shared = SharedTier(redis_url, prefix=redis_prefix.format(db_name=registry.db_name),
-                                     serializer=serializer)
+                                     serializer=serializer, secret=secret, timeout=redis_timeout,
+                                     retry_interval=getattr(registry, "signaling_retry_interval", 1.0))
         self.session_of = session
         self.role_of = role
         self.check_signaling = check_signaling
         self._pending_key = ("ormcache.sqlalchemy.pending", id(self))
+        #: the invalidation clock: key -> tick of its last invalidation applied in this process
+        self._clock = itertools.count(1)
+        self._ticks: Dict[Any, int] = {}
         #: orm_cached member -> its statistics (also in ``registry.counters``)
         self._counters: Dict[Any, Any] = {}
         self._by_table: Dict[str, Set[Any]] = {}
         self._callables: List[Any] = []
         self._tables_of_class: Dict[type, FrozenSet[str]] = {}
         self._watched: List[Any] = []
+        #: the names whose invalidation clears our registry cache (its signaling versions)
+        self._signal_names = sorted(name for name, caches in registry.caches_by_key.items() if cache in caches)
+        _listen_to_connections()
 
     def __repr__(self) -> str:
         return f"<OrmCache {self.registry.db_name!r} cache={self.cache_name!r} shared={self.shared!r}>"
@@ -138,12 +128,10 @@ class OrmCache:
     def register(self, *owners: type) -> None:
         """Register the ``orm_cached`` members of ``owners`` (classes). A policy naming a table
         that ``metadata`` does not know raises ValueError here, at start-up."""
-        from .cached import Counter, OrmCachedDescriptor
-
         found = []
         for owner in owners:
             for klass in owner.__mro__:
-                found.extend(v for v in vars(klass).values() if isinstance(v, OrmCachedDescriptor))
+                found.extend(v for v in vars(klass).values() if isinstance(v, CachedMember))
         for descriptor in found:
             if descriptor.tables is not None and self.metadata is not None:
                 unknown = sorted(set(descriptor.tables) - set(self.metadata.tables))
@@ -184,28 +172,88 @@ class OrmCache:
 
     # -- invalidation ------------------------------------------------------------------------
 
-    def pending(self, session: Session) -> Optional[_Pending]:
-        """What the current transaction of ``session`` invalidated so far (None: nothing)."""
+    def pending(self, session: Session) -> Optional[Transaction]:
+        """The layer of the current transaction of ``session`` (``.keys``: what it invalidated
+        so far), None when it has none."""
         return session.info.get(self._pending_key)
 
+    def transaction(self, session: Session) -> Transaction:
+        """The layer of the current transaction of ``session`` (created if needed)."""
+        txn = session.info.get(self._pending_key)
+        if txn is None:
+            txn = session.info[self._pending_key] = Transaction(next(self._clock), self.registry.generation)
+        return txn
+
+    def signaling_version(self) -> Any:
+        """The signaling versions this process has caught up with of every name whose
+        invalidation clears the registry cache holding the values (None if one is unknown):
+        the shared tier stores and finds values under it."""
+        registry = self.registry
+        version = getattr(registry, "signaling_version", None)
+        if version is None:
+            return None
+        versions = tuple(version(name) for name in self._signal_names)
+        return None if None in versions else versions
+
+    def may_store(self, txn: Transaction, key: Any) -> bool:
+        """Whether a value of ``key`` computed in ``txn`` may be stored for others: ``txn`` did
+        not write what it depends on, and no invalidation of it (nor any clear of the registry)
+        was applied since ``txn`` began, so its snapshot cannot be older than the value others
+        expect. Check it after computing, and store into an entry taken before computing (an
+        invalidation in between detaches that entry)."""
+        return (key not in txn.keys and self._ticks.get(key, 0) < txn.start
+                and self.registry.generation == txn.generation)
+
+    def _drop(self, keys: Iterable[Any]) -> None:
+        """Drop ``keys`` from the local tier; a transaction that began before cannot store them."""
+        lru, ticks, clock = self.lru, self._ticks, self._clock
+        for key in keys:
+            ticks[key] = next(clock)  # the tick first: a store checked after it is refused
+            lru.pop(key, None)
+
     def _invalidate(self, session: Session, descriptors: Iterable[Any], tables: Iterable[str]) -> None:
-        keys = [d.key for d in descriptors] + [table_key(t) for t in tables if t in FULL_TABLE_MODELS]
+        keys = [d.key for d in descriptors]
+        keys.extend({table_key(model) for table in tables for model in FULL_TABLE_MODELS.get(table, ())})
         if not keys:
             return
-        pending = session.info.get(self._pending_key)
-        if pending is None:
-            pending = session.info[self._pending_key] = _Pending()
-        pending.keys.update(keys)
-        pending.shared.update(d.name for d in descriptors)
-        lru = self.lru
+        txn = self.transaction(session)
+        txn.keys.update(keys)
+        txn.shared.update(d.name for d in descriptors)
         for key in keys:
-            lru.pop(key, None)
-            pending.local.pop(key, None)
+            self.lru.pop(key, None)
+            txn.forget(key)
+        for connection in txn.connections:
+            self._unsent(connection, txn)
+
+    def _unsent(self, connection: Any, txn: Transaction) -> None:
+        """Attach what ``txn`` invalidated to the database transaction of ``connection``: it is
+        recorded and published when that transaction really commits (not at session.commit()
+        when the session joined an external transaction)."""
+        unsent = connection.info.setdefault(_UNSENT_KEY, {})
+        mine = unsent.get(self)
+        if mine is None:
+            mine = unsent[self] = _Unsent()
+        mine.keys.update(txn.keys)
+        mine.shared.update(txn.shared)
+
+    def _committed(self, unsent: "_Unsent", recorded: bool) -> None:
+        """After the real COMMIT of a transaction that invalidated ``unsent``: drop the keys
+        here (values stored meanwhile from old rows included) and, unless the signals were
+        recorded in the transaction, publish them."""
+        registry = self.registry
+        self._drop(unsent.keys)
+        if self.shared is not None and unsent.shared:
+            try:
+                self.shared.invalidate(unsent.shared)
+            except Exception as exc:  # noqa: BLE001 - the commit happened; retried on next use
+                _logger.error("Shared tier unreachable (%s): invalidation of %s kept, sent before "
+                              "the next use of the tier", exc, sorted(unsent.shared))
+        if not recorded:
+            registry.cache_invalidated.add(self.cache_name)
 
     def invalidate(self, *descriptors: Any) -> None:
         """Drop ``orm_cached`` values everywhere, now (outside of any transaction)."""
-        for descriptor in descriptors:
-            self.lru.pop(descriptor.key, None)
+        self._drop([descriptor.key for descriptor in descriptors])
         if self.shared is not None:
             self.shared.invalidate(d.name for d in descriptors)
         self.registry.clear_cache(self.cache_name)
@@ -221,11 +269,37 @@ class OrmCache:
     # -- session events ----------------------------------------------------------------------
 
     def _on_after_transaction_create(self, session: Session, transaction: Any) -> None:
-        if transaction.parent is not None or session.info.get(INTERNAL_KEY):
+        if session.info.get(INTERNAL_KEY):
+            return
+        if transaction.parent is not None:
+            if transaction.nested:  # a savepoint: a layer of its own
+                txn = session.info.get(self._pending_key)
+                if txn is not None:
+                    txn.layers.append({})
             return
         session.info[OWNER_KEY] = self
         if self.check_signaling:
             self.registry.check_signaling()
+        # the clock after the check: what it cleared does not count against this transaction
+        session.info[self._pending_key] = Transaction(
+            next(self._clock), self.registry.generation,
+            self.signaling_version() if self.shared is not None else None)
+
+    def _on_after_begin(self, session: Session, transaction: Any, connection: Any) -> None:
+        if session.info.get(INTERNAL_KEY):
+            return
+        txn = self.transaction(session)
+        txn.connections.append(connection)
+        unsent = connection.info.get(_UNSENT_KEY, {}).get(self)
+        if unsent is not None:
+            # joined a database transaction that an earlier session transaction wrote in (an
+            # external transaction): its writes are ours to see, not what others committed
+            txn.keys.update(unsent.keys)
+            txn.shared.update(unsent.shared)
+            for key in unsent.keys:
+                txn.forget(key)
+        if txn.keys:
+            self._unsent(connection, txn)
 
     def _on_after_flush(self, session: Session, flush_context: Any) -> None:
         if session.info.get(INTERNAL_KEY):
@@ -235,12 +309,20 @@ class OrmCache:
         by_table = self._by_table
         callables = self._callables
         for obj in changed_instances(session):
-            obj_tables = self._tables(obj)
+            obj_tables = self._tables(obj) | association_tables(session, obj)
             tables |= obj_tables
             for table in obj_tables:
                 descriptors.update(by_table.get(table, ()))
+            loaded: Any = False  # the object as loaded, computed once if a policy needs it
             for descriptor in callables:
-                if descriptor not in descriptors and descriptor.policy(obj):
+                if descriptor in descriptors:
+                    continue
+                if descriptor.policy(obj):  # the object as flushed
+                    descriptors.add(descriptor)
+                    continue
+                if loaded is False:
+                    loaded = loaded_state(session, obj)
+                if loaded is not None and descriptor.policy(loaded):  # as it was before
                     descriptors.add(descriptor)
         self._invalidate(session, descriptors, tables)
 
@@ -260,21 +342,20 @@ class OrmCache:
         self._invalidate(session, descriptors, tables)
 
     def _on_after_commit(self, session: Session) -> None:
-        if session.in_nested_transaction() or session.info.get(INTERNAL_KEY):
-            return  # a released savepoint: the work is not committed yet
-        pending = session.info.pop(self._pending_key, None)
+        if session.info.get(INTERNAL_KEY):
+            return
+        if session.in_nested_transaction():  # a released savepoint: its layer joins its parent's
+            txn = session.info.get(self._pending_key)
+            if txn is not None and len(txn.layers) > 1:
+                top = txn.layers.pop()
+                txn.layers[-1].update(top)
+            return
+        # what it invalidated was sent by the connection's commit (or waits for the real
+        # COMMIT of the external transaction the session joined)
+        txn = session.info.pop(self._pending_key, None)
         registry = self.registry
-        if pending is not None:
-            lru = self.lru
-            for key in pending.keys:
-                lru.pop(key, None)
-            if self.shared is not None and pending.shared:
-                try:
-                    self.shared.invalidate(pending.shared)
-                except Exception as exc:  # noqa: BLE001 - the commit happened; retried on next use
-                    _logger.error("Shared tier unreachable (%s): invalidation of %s kept, sent before "
-                                  "the next use of the tier", exc, sorted(pending.shared))
-            registry.cache_invalidated.add(self.cache_name)
+        for connection in txn.connections if txn is not None else ():
+            _after_two_phase_commit(connection)
         try:
             registry.signal_changes()
         except Exception:  # noqa: BLE001 - the commit happened; signaling keeps the names
@@ -287,6 +368,8 @@ class OrmCache:
             return
         if session.in_nested_transaction():
             pending = session.info.get(self._pending_key)  # the outer work goes on
+            if pending is not None and len(pending.layers) > 1:
+                pending.layers.pop()  # what the savepoint computed goes with it
         else:
             pending = session.info.pop(self._pending_key, None)
             self.registry.reset_changes()
@@ -298,6 +381,129 @@ class OrmCache:
         if transaction.parent is None and self._pending_key in session.info:
             # closed without commit or rollback event (e.g. Session.close()): nothing committed
             pending = session.info.pop(self._pending_key)
+            if not pending.keys:
+                return
             for key in pending.keys:
                 self.lru.pop(key, None)
             self.registry.reset_changes()
+
+
+class _Unsent:
+    """What the sessions of one database transaction invalidated in one OrmCache."""
+
+    __slots__ = ("keys", "shared")
+
+    def __init__(self) -> None:
+        self.keys: Set[Any] = set()
+        self.shared: Set[str] = set()
+
+
+# -- the real COMMIT: connection events (one set of listeners on Engine serves every OrmCache) --
+
+_listening = False
+
+
+def _listen_to_connections() -> None:
+    global _listening
+    if not _listening:
+        event.listen(Engine, "begin", _on_begin)
+        event.listen(Engine, "commit", _on_commit)
+        event.listen(Engine, "rollback", _on_rollback)
+        event.listen(Engine, "prepare_twophase", _on_prepare_twophase)
+        event.listen(Engine, "rollback_twophase", _on_rollback_twophase)
+        _listening = True
+
+
+def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any, Set[str]], Dict[Any, bool]]:
+    """Record the invalidations in the transaction of ``connection``, just before its COMMIT,
+    where the registry's signaling can (PostgreSQL signaling in the same database): returns
+    the names per registry and whether each registry recorded them."""
+    by_registry: Dict[Any, Set[str]] = {}
+    for cache, what in unsent.items():
+        if what.keys:
+            by_registry.setdefault(cache.registry, set()).add(cache.cache_name)
+    dbapi_connection = connection.connection.dbapi_connection
+
+    def execute(sql: str) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
+
+    recorded = {}
+    for registry, names in by_registry.items():
+        record = getattr(registry, "record_changes", None)
+        recorded[registry] = bool(record is not None and record(sorted(names), execute))
+    return by_registry, recorded
+
+
+def _after_commit(unsent: Dict[OrmCache, _Unsent], by_registry: Dict[Any, Set[str]],
+                  recorded: Dict[Any, bool]) -> None:
+    for cache, what in unsent.items():
+        if what.keys:
+            cache._committed(what, recorded[cache.registry])
+    for registry, names in by_registry.items():
+        try:
+            if recorded[registry]:
+                registry.changes_committed(sorted(names))  # this process is up to date
+            else:
+                registry.signal_changes()  # before commit() returns; kept and retried if it fails
+        except Exception:  # noqa: BLE001 - the commit happened; signaling keeps the names
+            _logger.exception("Publishing the invalidations of %r failed; they are kept and "
+                              "published by the next signal_changes() or check_signaling()",
+                              registry.db_name)
+
+
+def _on_commit(connection: Any) -> None:
+    unsent = connection.info.pop(_UNSENT_KEY, None)
+    if not unsent:
+        return
+    try:
+        by_registry, recorded = _record(connection, unsent)
+        # The real COMMIT now, so that what follows happens after it and before commit()
+        # returns (with an external transaction, session.commit() is not this COMMIT); the
+        # COMMIT SQLAlchemy sends next finds nothing left to commit.
+        connection.connection.dbapi_connection.commit()
+    except Exception as exc:  # noqa: BLE001 - wrapped and raised as SQLAlchemy would
+        connection._handle_dbapi_exception(exc, None, None, None, None)
+    _after_commit(unsent, by_registry, recorded)
+
+
+def _info(connection: Any) -> Dict[str, Any]:
+    """``connection.info``, or an empty dict once the connection is gone (a rollback after a
+    disconnect): what it held was not committed."""
+    try:
+        return connection.info
+    except Exception:  # noqa: BLE001 - invalidated or closed: nothing to send
+        return {}
+
+
+def _on_rollback(connection: Any) -> None:
+    unsent = _info(connection).pop(_UNSENT_KEY, None)
+    for cache, what in (unsent or {}).items():
+        for key in what.keys:  # values computed from the rolled-back rows, if any
+            cache.lru.pop(key, None)
+
+
+def _on_prepare_twophase(connection: Any, xid: Any) -> None:
+    # PREPARE TRANSACTION ends what may be written: record now, publish after the commit
+    unsent = connection.info.pop(_UNSENT_KEY, None)
+    if unsent:
+        connection.info[_PREPARED_KEY] = (unsent, *_record(connection, unsent))
+
+
+def _on_rollback_twophase(connection: Any, xid: Any, is_prepared: bool) -> None:
+    _info(connection).pop(_PREPARED_KEY, None)
+    _on_rollback(connection)
+
+
+def _after_two_phase_commit(connection: Any) -> None:
+    prepared = _info(connection).pop(_PREPARED_KEY, None)
+    if prepared is not None:
+        _after_commit(*prepared)
+
+
+def _on_begin(connection: Any) -> None:
+    _after_two_phase_commit(connection)  # a two-phase commit no session followed up: it is over
+    _info(connection).pop(_UNSENT_KEY, None)  # left by a transaction that ended unseen: not committed

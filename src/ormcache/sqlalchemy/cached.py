@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import inspect as inspect_module
+import itertools
 import logging
 import time
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -43,11 +44,13 @@ from sqlalchemy.orm import Query, Session
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql import Select
 
-from ._changes import KEY_PREFIX
-from .binding import begin
-from .shared import MOVED, NOT_FOUND
+from ormcache._cache_py import Counter
 
-__all__ = ["orm_cached", "request_cached", "OrmCachedDescriptor", "RequestCachedDescriptor"]
+from ._changes import ALL_TABLES, KEY_PREFIX, statement_tables
+from ._session import CachedMember, begin, default_session
+from .shared import FORGED, MOVED, NOT_FOUND
+
+__all__ = ["orm_cached", "request_cached", "OrmCachedDescriptor", "RequestCachedDescriptor", "Counter"]
 
 _logger = logging.getLogger(__name__)
 
@@ -135,7 +138,7 @@ def _flush(session: Session) -> None:
         session.flush()
 
 
-class OrmCachedDescriptor:
+class OrmCachedDescriptor(CachedMember):
     """The member created by ``@orm_cached``: a property or a method whose values are cached."""
 
     def __init__(self, fn: Any, policy: Union[str, Callable[[Any], bool]], by_role: bool) -> None:
@@ -210,19 +213,16 @@ class OrmCachedDescriptor:
                                 self.name, subkey)
             counter.err += 1
             return self.create(owner, session, args, kwargs)
-        pending = session.info.get(cache._pending_key)
-        if pending is not None and self.key in pending.keys:
-            # this transaction changed what the value depends on: keep it for this transaction only
-            local = pending.local.setdefault(self.key, {})
-            try:
-                value = local[subkey]
-            except KeyError:
-                value = local[subkey] = self.create(owner, session, args, kwargs, counter)
-                return value
+        txn = cache.transaction(session)
+        layered = txn.find(self.key)
+        if layered is not None and subkey in layered:
             counter.hit += 1
-            return value
+            return layered[subkey]
+        if self.key in txn.keys:
+            # this transaction changed what the value depends on: keep it for this transaction only
+            return self._keep(txn, subkey, self.create(owner, session, args, kwargs, counter))
         lru = cache.lru
-        # the entry is created before computing: an invalidation meanwhile detaches it, so a
+        # the entry is taken before computing: an invalidation meanwhile detaches it, so a
         # value computed from old rows is never stored where later readers look
         entry = lru.get(self.key)
         if entry is None:
@@ -232,29 +232,62 @@ class OrmCachedDescriptor:
             try:
                 value = entry[subkey]
             except KeyError:
-                value = entry[subkey] = self.create(owner, session, args, kwargs, counter)
+                value = self.create(owner, session, args, kwargs, counter)
+                if not cache.may_store(txn, self.key):  # its snapshot may predate an invalidation
+                    return self._keep(txn, subkey, value)
+                entry[subkey] = value
                 return value
             counter.hit += 1
             return value
-        return self._load_shared(shared, entry, subkey, owner, session, args, kwargs, counter)
+        return self._load_shared(cache, txn, shared, entry, subkey, owner, session, args, kwargs, counter)
 
-    def _load_shared(self, shared: Any, entry: Dict[Any, Any], subkey: Any, owner: Any,
+    def _keep(self, txn: Any, subkey: Any, value: Any) -> Any:
+        """Keep ``value`` in the transaction's layer (its innermost savepoint) only."""
+        layer = txn.layers[-1].get(self.key)
+        if layer is None:
+            layer = txn.put(self.key, {})
+        layer[subkey] = value
+        return value
+
+    def _load_shared(self, cache: Any, txn: Any, shared: Any, entry: Dict[Any, Any], subkey: Any, owner: Any,
                      session: Session, args: tuple, kwargs: dict, counter: Any) -> Any:
         import redis
 
+        if txn.version is None:
+            # no signaling version to vouch for a shared value (never synced, outage): the
+            # tier is not used, nothing is trusted
+            return self.create(owner, session, args, kwargs, counter)
+        signals = shared.token(txn.version)
         local = entry.get(subkey)
         try:
-            if local is not None and local[0] == shared.version(self.name):
+            if (type(local) is _SharedCopy and local.signals == signals
+                    and local.version == shared.version(self.name)):
                 counter.hit += 1
-                return local[1]
-            version, value = shared.get(self.name, subkey)
+                return local.value
+            version, value = shared.get(self.name, subkey, signals)
+        except TypeError as exc:  # no stable key for the role or an argument
+            if ("key", self.name) not in shared._warned:
+                shared._warned.add(("key", self.name))
+                _logger.warning("orm_cached %s: %s (%r); computed without the shared tier", self.name, exc, subkey)
+            return self._keep(txn, subkey, self.create(owner, session, args, kwargs, counter))
+        except redis.AuthenticationError:
+            raise  # a configuration error, not an outage
         except redis.RedisError as exc:
             _logger.warning("orm_cached %s: shared tier unreachable (%s), computed without caching", self.name, exc)
             return self.create(owner, session, args, kwargs, counter)
+        if value is FORGED:
+            counter.err += 1
+            if ("forged", self.name) not in shared._warned:  # once per member
+                shared._warned.add(("forged", self.name))
+                _logger.error("orm_cached %s: a shared value does not carry a valid tag (written by "
+                              "someone without the secret?); not read, computed from the database", self.name)
+            value = NOT_FOUND
         if value is NOT_FOUND:
             value = self.create(owner, session, args, kwargs, counter)
+            if not cache.may_store(txn, self.key):  # its snapshot may predate an invalidation
+                return self._keep(txn, subkey, value)
             try:
-                outcome = shared.store(self.name, subkey, version, value)
+                outcome = shared.store(self.name, subkey, version, value, signals)
             except redis.RedisError as exc:
                 _logger.warning("orm_cached %s: shared tier unreachable (%s), not cached", self.name, exc)
                 return value
@@ -263,27 +296,18 @@ class OrmCachedDescriptor:
             # STORED, or LOCAL_ONLY: kept here, still validated by the shared version
         else:
             counter.hit += 1  # computed by another process
-        entry[subkey] = (version, value)
+        entry[subkey] = _SharedCopy(version, signals, value)
         return value
 
 
-class Counter:
-    """Statistics of one ``orm_cached`` member in one registry, listed by ``ormcache.stats()``."""
+class _SharedCopy:
+    """A shared-tier value held in the local tier, valid while the tier's counter reads
+    ``version`` and for transactions that began under the signaling version ``signals``."""
 
-    __slots__ = ("cache_name", "hit", "miss", "err", "gen_time")
+    __slots__ = ("version", "signals", "value")
 
-    def __init__(self, cache_name: str) -> None:
-        self.cache_name = cache_name
-        self.hit = self.miss = self.err = 0
-        self.gen_time = 0.0
-
-    @property
-    def ratio(self) -> float:
-        """Hits in percent of lookups."""
-        return 100.0 * self.hit / ((self.hit + self.miss) or 1)
-
-    def __repr__(self) -> str:
-        return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"
+    def __init__(self, version: bytes, signals: str, value: Any) -> None:
+        self.version, self.signals, self.value = version, signals, value
 
 
 def orm_cached(policy: Union[str, Callable[[Any], bool]], by_role: bool = False) -> Callable[[Any], OrmCachedDescriptor]:
@@ -328,7 +352,9 @@ class RequestCachedDescriptor:
 
     Values live in ``owner.request_cache`` (a dict the framework renews per request) when the owner
     has one, else in the session, where they end with the transaction. On a hit, ORM instances not
-    in the current session are merged into it (without a query when they are clean).
+    in the current session are merged into it (without a query when they are clean). A value is
+    computed again after the session wrote anything (a flush, a bulk or ``text()`` write) or
+    rolled back (a savepoint included): it may depend on what changed.
     """
 
     def __init__(self, fn: Any) -> None:
@@ -347,7 +373,7 @@ class RequestCachedDescriptor:
 
     def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
         cache = getattr(owner, "orm_cache", None)
-        session = cache.session_of(owner) if cache is not None else _default_session(owner)
+        session = cache.session_of(owner) if cache is not None else default_session(owner)
         _flush(session)
         store = getattr(owner, "request_cache", None)
         if store is None:
@@ -358,10 +384,13 @@ class RequestCachedDescriptor:
         # itself, so an id reused by a later object cannot find another owner's value.
         key = (self.key, id(owner), args, tuple(sorted(kwargs.items())))
         entry = store.get(key)
-        if entry is not None and entry[0] is owner:
+        # valid while the session that computed it (its info dict) neither wrote nor rolled back
+        if entry is not None and entry[0] is owner and entry[2].get(_WRITES_KEY, 0) == entry[3]:
             return _merge(session, entry[1])
+        info = session.info
+        stamp = info.get(_WRITES_KEY, 0)
         value = _materialise(session, self.fn(owner, *args, **kwargs))
-        store[key] = (owner, value)
+        store[key] = (owner, value, info, stamp)
         return value
 
 
@@ -370,19 +399,34 @@ def request_cached(fn: Any) -> RequestCachedDescriptor:
     return RequestCachedDescriptor(fn)
 
 
-def _default_session(owner: Any) -> Session:
-    session = owner.session
-    return session if isinstance(session, Session) else session()
-
-
 _installed = False
+#: ``session.info`` key of the session's write stamp: moved by every write and rollback
+_WRITES_KEY = "ormcache.sqlalchemy.writes"
+_stamps = itertools.count(1)
 
 
 def _install_listeners() -> None:
     global _installed
     if not _installed:
         event.listen(Session, "after_transaction_end", _end_of_transaction)
+        event.listen(Session, "after_flush", _wrote)
+        event.listen(Session, "after_rollback", _rolled_back)
+        event.listen(Session, "do_orm_execute", _executed)
         _installed = True
+
+
+def _wrote(session: Session, *args: Any) -> None:
+    session.info[_WRITES_KEY] = next(_stamps)  # unique: no other session's stamp matches
+
+
+def _rolled_back(session: Session) -> None:
+    _wrote(session)
+
+
+def _executed(orm_execute_state: Any) -> None:
+    tables = statement_tables(orm_execute_state)
+    if tables or tables is ALL_TABLES:
+        _wrote(orm_execute_state.session)
 
 
 def _end_of_transaction(session: Session, transaction: Any) -> None:

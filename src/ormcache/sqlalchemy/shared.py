@@ -1,25 +1,39 @@
 """The optional shared tier of ``orm_cached``: values computed once, reused by every process.
 
-Per cached value two Redis keys: ``<prefix>ver`` (a counter) and ``<prefix>val`` (a hash of
-role -> serialised value). Invalidation increments the counter and deletes the hash in one
-MULTI/EXEC; a value is stored only if the counter did not move while it was computed (WATCH), so a
-process that read old rows can never store them after a writer invalidated. The local fastlru tier
-in front keeps ``(version, value)`` and is trusted only while the counter still reads ``version``:
-onegov's timestamp key, with a counter instead of a clock so two processes never disagree on time.
+The tier follows the signals: every value is stored under the *signaling version* of the
+registry cache holding it (``Registry.signaling_version()`` of each name that clears that cache,
+as the reading transaction saw them when it began), so an invalidation that reached the
+signaling backend makes every shared copy unreachable, whatever happened to the tier itself
+(stalled, restarted, its own invalidation lost). Without a version (signaling never synced, or
+failing) the tier is not used.
+
+Per cached value, Redis keys ``<prefix><name>:ver`` (a counter) and ``<prefix><name>:val:<signals>``
+(a hash of role -> tier version + serialised value, expiring after ``ttl`` seconds, so hashes of
+old signaling versions go away). Invalidation increments the counter: a value stored under an
+older counter is not served; a value is stored only if the counter did not move while it was
+computed (WATCH). The local fastlru tier in front keeps ``(version, signals, value)`` and is
+trusted only while the counter still reads ``version``.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import pickle
+import time
 import warnings
-from typing import Any, Callable, Iterable, Tuple
+from typing import Any, Callable, Iterable, Optional, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["SharedTier", "SharedCacheWarning", "NOT_FOUND", "STORED", "MOVED", "LOCAL_ONLY"]
+__all__ = ["SharedTier", "SharedCacheWarning", "NOT_FOUND", "FORGED", "STORED", "MOVED", "LOCAL_ONLY",
+           "stable_key", "redact_url"]
 
 _logger = logging.getLogger(__name__)
 
 #: ``SharedTier.get`` found nothing usable.
 NOT_FOUND: Any = object()
+#: ``SharedTier.get`` found a value whose authentication tag does not verify (never deserialised).
+FORGED: Any = object()
 
 #: results of ``SharedTier.store``
 STORED, MOVED, LOCAL_ONLY = "stored", "moved", "local-only"
@@ -40,59 +54,161 @@ def _serializer(name: str) -> Tuple[Callable[[Any], bytes], Callable[[bytes], An
     raise ValueError(f"unknown serializer {name!r}; use 'pickle' or 'msgpack'")
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: for reprs, logs and errors."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparsable url>"
+
+
+_STABLE_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def stable_key(value: Any) -> str:
+    """A text that names ``value`` the same way in every process (None, bool, int, float, str,
+    bytes, and tuples, lists and frozensets of them); TypeError for anything else, whose repr()
+    may embed an address or differ between equal objects."""
+    kind = type(value)
+    if kind in _STABLE_SCALARS:
+        return repr(value)
+    if kind is tuple or kind is list:
+        inner = ",".join(stable_key(item) for item in value)
+        return f"({inner})" if kind is tuple else f"[{inner}]"
+    if kind is frozenset:
+        return "frozenset(" + ",".join(sorted(stable_key(item) for item in value)) + ")"
+    raise TypeError(f"no stable key for a {kind.__name__}")
+
+
 class SharedTier:
     """Redis storage for cached values, validated by a version counter per value.
 
     Example::
 
-        tier = SharedTier("redis://127.0.0.1:6379/0", prefix="ormcache:shop:")
+        tier = SharedTier("redis://127.0.0.1:6379/0", prefix="ormcache:shop:", secret=b"...")
+
+    ``secret`` (bytes or str): every value carries an HMAC-SHA256 tag over its key, version and
+    bytes; a value whose tag does not verify is never deserialised (``FORGED``). pickle without a
+    secret is refused: whoever can write to the Redis server would run code in every worker.
+    ``timeout``: the deadline of each call (connect and round trip); after a failure the tier
+    rests ``retry_interval`` seconds for every thread (calls fail at once), so a server that
+    hangs costs one deadline per interval, not one per request.
     """
 
     def __init__(self, url: str, *, prefix: str = "ormcache:", serializer: str = "pickle",
-                 socket_timeout: float = 5.0) -> None:
+                 secret: Union[bytes, str, None] = None, timeout: float = 0.5,
+                 retry_interval: float = 1.0, ttl: int = 86400,
+                 socket_timeout: Optional[float] = None) -> None:
         import redis
 
+        self._dumps, self._loads = _serializer(serializer)
+        if isinstance(secret, str):
+            secret = secret.encode()
+        if secret is not None and (not isinstance(secret, bytes) or not secret):
+            raise TypeError("secret must be non-empty bytes or str")
+        if serializer == "pickle" and secret is None:
+            raise ValueError(
+                "serializer='pickle' needs a secret: values are unpickled from Redis, so anyone "
+                "who can write to it could run code in every worker. Pass secret=... (values are "
+                "then authenticated with HMAC-SHA256) or serializer='msgpack'")
         self._redis = redis
+        self._secret = secret
         self.url = url
         self.prefix = prefix
         self.serializer = serializer
-        self._dumps, self._loads = _serializer(serializer)
-        self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                           socket_connect_timeout=socket_timeout)
+        self.ttl = ttl
+        self.timeout = timeout if socket_timeout is None else socket_timeout
+        self.retry_interval = retry_interval
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # no client-side retries: one deadline per call, then the tier rests
+        self.client = redis.Redis.from_url(url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+                                           retry=Retry(NoBackoff(), 0))
         self._warned: set = set()
         #: names whose invalidation could not be sent; sent again before any other command
         self._backlog: set = set()
+        self._failed_at: Optional[float] = None  # time.monotonic() of the last failure
 
     def __repr__(self) -> str:
-        return f"SharedTier({self.url!r}, prefix={self.prefix!r}, serializer={self.serializer!r})"
+        return (f"SharedTier({redact_url(self.url)!r}, prefix={self.prefix!r}, serializer={self.serializer!r}, "
+                f"signed={self._secret is not None})")
+
+    def _call(self, function: Callable[[], Any]) -> Any:
+        """Run one network call; after a failure, fail at once for ``retry_interval`` seconds."""
+        failed_at = self._failed_at
+        if failed_at is not None and time.monotonic() < failed_at + self.retry_interval:
+            raise self._redis.ConnectionError(
+                f"shared tier {redact_url(self.url)} failed less than {self.retry_interval}s ago; "
+                "not tried again yet")
+        try:
+            result = function()
+        except self._redis.AuthenticationError:
+            raise  # a configuration error, not an outage
+        except self._redis.RedisError:
+            self._failed_at = time.monotonic()
+            raise
+        self._failed_at = None
+        return result
+
+    def _tag(self, key: str, field: str, version: bytes, data: bytes) -> bytes:
+        message = b"\0".join((key.encode(), field.encode(), version)) + b"\0" + data
+        return hmac.new(self._secret, message, hashlib.sha256).digest()
 
     def close(self) -> None:
         self.client.close()
 
-    def _keys(self, name: str) -> Tuple[str, str]:
-        return f"{self.prefix}{name}:ver", f"{self.prefix}{name}:val"
+    def _keys(self, name: str, signals: str = "") -> Tuple[str, str]:
+        return f"{self.prefix}{name}:ver", f"{self.prefix}{name}:val:{signals}"
+
+    @staticmethod
+    def token(version: Any) -> str:
+        """The part of the keys naming a signaling version (a tuple of ints, strings, bytes)."""
+        return hashlib.sha256(repr(version).encode()).hexdigest()[:24]
 
     @staticmethod
     def _field(role: Any) -> str:
-        return repr(role)
+        return stable_key(role)  # TypeError: not for the shared tier
 
     # -- reading and storing -----------------------------------------------------------------
 
     def version(self, name: str) -> bytes:
         """The current version of ``name`` (one round trip)."""
         self._send_backlog()
-        return self.client.get(self._keys(name)[0]) or b"0"
+        return self._call(lambda: self.client.get(self._keys(name)[0])) or b"0"
 
-    def get(self, name: str, role: Any) -> Tuple[bytes, Any]:
-        """``(version, value)``, value ``NOT_FOUND`` when no process stored one for this version."""
+    def get(self, name: str, role: Any, signals: str = "") -> Tuple[bytes, Any]:
+        """``(version, value)``, value ``NOT_FOUND`` when no process stored one for this version
+        of the tier and the signaling version ``signals`` (a ``token()``), ``FORGED`` when what
+        is stored does not carry a valid tag (it is not deserialised). TypeError when ``role``
+        has no stable key."""
         self._send_backlog()
-        ver_key, val_key = self._keys(name)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.get(ver_key)
-        pipe.hget(val_key, self._field(role))
-        version, data = pipe.execute()
+        ver_key, val_key = self._keys(name, signals)
+        field = self._field(role)
+
+        def run() -> Any:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.get(ver_key)
+            pipe.hget(val_key, field)
+            return pipe.execute()
+
+        version, data = self._call(run)
         version = version or b"0"
         if data is None:
+            return version, NOT_FOUND
+        stored, _, data = data.partition(b":")
+        if self._secret is not None:
+            tag, data = data[:32], data[32:]
+            if not hmac.compare_digest(tag, self._tag(val_key, field, stored, data)):
+                return version, FORGED
+        if stored != version:  # stored before an invalidation of the tier
             return version, NOT_FOUND
         try:
             return version, self._loads(data)
@@ -100,8 +216,8 @@ class SharedTier:
             _logger.warning("Undecodable shared value %s for role %r: recomputing", name, role)
             return version, NOT_FOUND
 
-    def store(self, name: str, role: Any, version: bytes, value: Any) -> str:
-        """Store ``value`` computed under ``version``: ``STORED``; ``MOVED`` when the version
+    def store(self, name: str, role: Any, version: bytes, value: Any, signals: str = "") -> str:
+        """Store ``value`` computed under ``version`` and ``signals``: ``STORED``; ``MOVED`` when the version
         moved meanwhile (the value may be stale: drop it); ``LOCAL_ONLY`` when the value cannot be
         serialised (a ``SharedCacheWarning`` is emitted once per name)."""
         try:
@@ -115,34 +231,41 @@ class SharedTier:
                     SharedCacheWarning, stacklevel=5,
                 )
             return LOCAL_ONLY
-        ver_key, val_key = self._keys(name)
-        with self.client.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(ver_key)
-                if (pipe.get(ver_key) or b"0") != version:
+        ver_key, val_key = self._keys(name, signals)
+        field = self._field(role)
+        if self._secret is not None:
+            data = self._tag(val_key, field, version, data) + data
+
+        def run() -> str:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(ver_key)
+                    if (pipe.get(ver_key) or b"0") != version:
+                        return MOVED
+                    pipe.multi()
+                    pipe.hset(val_key, field, version + b":" + data)
+                    pipe.expire(val_key, self.ttl)
+                    pipe.execute()
+                except self._redis.WatchError:
                     return MOVED
-                pipe.multi()
-                pipe.hset(val_key, self._field(role), data)
-                pipe.execute()
-            except self._redis.WatchError:
-                return MOVED
-        return STORED
+            return STORED
+
+        return self._call(run)
 
     # -- invalidation ------------------------------------------------------------------------
 
     def invalidate(self, names: Iterable[str]) -> None:
-        """Move the version of each name and drop its values (one round trip). If Redis is
-        unreachable the names are kept and sent before the next command."""
+        """Move the version of each name, so its stored values are not served (one round trip).
+        If Redis is unreachable the names are kept and sent before the next command; the
+        signaling versions in the keys make those values unreachable meanwhile anyway."""
         names = set(names) | self._backlog
         if not names:
             return
         pipe = self.client.pipeline(transaction=True)
         for name in sorted(names):
-            ver_key, val_key = self._keys(name)
-            pipe.incr(ver_key)
-            pipe.delete(val_key)
+            pipe.incr(self._keys(name)[0])
         try:
-            pipe.execute()
+            self._call(pipe.execute)
         except self._redis.RedisError:
             self._backlog = names
             raise

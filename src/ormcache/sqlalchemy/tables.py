@@ -13,7 +13,9 @@ Example::
             return cls(code=key)
     Country.by_id(session, 3), Country.by_key(session, "CH")
 
-The first lookup loads the whole table in one SELECT into the registry cache of the ``OrmCache``
+Each mapped class has a cache of its own, loaded with its polymorphic filter: with single-table or
+joined inheritance ``Dog.by_id`` never returns a Cat, and ``Animal.cached_rows`` returns every
+animal whatever class was loaded first. The first lookup loads the whole table in one SELECT into the registry cache of the ``OrmCache``
 watching the session; later lookups answer from memory and return instances merged into the
 caller's session (the caller's own instance when the session already has that row). A lookup
 that misses asks the database (a row added since the load) and keeps what it finds. Any insert,
@@ -29,7 +31,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from ._changes import FULL_TABLE_MODELS
-from .binding import INTERNAL_KEY, OWNER_KEY, begin, table_key
+from ._session import INTERNAL_KEY, OWNER_KEY, begin, table_key
 
 __all__ = ["FullTableCache"]
 
@@ -62,9 +64,15 @@ class FullTableCache:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        table = getattr(cls, "__table__", None)
-        if table is not None:
-            FULL_TABLE_MODELS[table.name] = cls
+        mapper = inspect(cls, raiseerr=False)
+        if mapper is None or getattr(cls, "__table__", None) is None:
+            return  # a mixin or an abstract class: nothing mapped yet
+        # a change of any table of this class resets its cache and those of the cached classes
+        # it inherits from (their rows include this class's, with the polymorphic filter)
+        owners = [base for base in cls.__mro__ if isinstance(base, type) and issubclass(base, FullTableCache)
+                  and base is not FullTableCache and inspect(base, raiseerr=False) is not None]
+        for table in mapper.tables:
+            FULL_TABLE_MODELS.setdefault(table.name, set()).update(owners)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -88,26 +96,35 @@ class FullTableCache:
             snapshot.by_key[getattr(obj, cls.__cache_key__)] = id_
 
     @classmethod
-    def _snapshot(cls, session: Session) -> Tuple[Optional[_Snapshot], bool]:
-        """The cached table, loaded if needed, and whether it was loaded by this call; None
-        while this transaction has changed the table."""
+    def _snapshot(cls, session: Session) -> Tuple[Optional[_Snapshot], bool, bool]:
+        """The cached rows, loaded if needed; whether they were loaded by this call; whether rows
+        found later may be added to them. None while this transaction has changed the table."""
         cache = _orm_cache(session)
         if not session._flushing:
             session.flush()  # our own pending writes reset the cache before we read it
-        key = table_key(cls.__table__.name)
-        pending = cache.pending(session)
-        if pending is not None and key in pending.keys:
-            return None, False
-        # created before loading: a reset meanwhile detaches it, so old rows are never kept
-        snapshot = cache.lru.get(key)
-        if snapshot is None:
-            snapshot = cache.lru.setdefault(key, _Snapshot())
-        if snapshot.loaded:
-            return snapshot, False
+        key = table_key(cls)
+        txn = cache.transaction(session)
+        if key in txn.keys:
+            return None, False, False
+        mine = txn.find(key)  # loaded by this transaction for itself
+        if mine is not None:
+            return mine, False, True
+        # taken before loading: a reset meanwhile detaches it, so old rows are never kept
+        shared = cache.lru.get(key)
+        if shared is None:
+            shared = cache.lru.setdefault(key, _Snapshot())
+        if shared.loaded:
+            return shared, False, cache.may_store(txn, key)
+        snapshot = _Snapshot()
         for obj in cls._detached(session):
             cls._add(snapshot, obj)
         snapshot.loaded = True
-        return snapshot, True
+        if not cache.may_store(txn, key):  # our snapshot may predate an invalidation
+            return txn.put(key, snapshot), True, True
+        if not shared.loaded:
+            shared.by_id, shared.by_key = snapshot.by_id, snapshot.by_key
+            shared.loaded = True
+        return shared, True, True
 
     @staticmethod
     def _attach(session: Session, obj: Any) -> Any:
@@ -124,7 +141,7 @@ class FullTableCache:
     @classmethod
     def by_id(cls, session: Session, id: Any) -> Any:
         """The row with primary key ``id`` (an instance in ``session``), or None."""
-        snapshot, fresh = cls._snapshot(session)
+        snapshot, fresh, addable = cls._snapshot(session)
         if snapshot is None:
             return session.get(cls, id)
         obj = snapshot.by_id.get(id)
@@ -136,7 +153,8 @@ class FullTableCache:
             if not found:
                 return None
             obj = found[0]
-            cls._add(snapshot, obj)
+            if addable:
+                cls._add(snapshot, obj)
         return cls._attach(session, obj)
 
     @classmethod
@@ -146,7 +164,7 @@ class FullTableCache:
         if cls.__cache_key__ is None:
             raise TypeError(f"{cls.__name__}.by_key: set __cache_key__ to the column to look up")
         column = getattr(cls, cls.__cache_key__)
-        snapshot, fresh = cls._snapshot(session)
+        snapshot, fresh, addable = cls._snapshot(session)
         if snapshot is None:
             obj = session.scalars(select(cls).where(column == key)).first()
         else:
@@ -156,7 +174,8 @@ class FullTableCache:
             found = [] if fresh else cls._detached(session, column == key)
             obj = None
             if found:
-                cls._add(snapshot, found[0])
+                if addable:
+                    cls._add(snapshot, found[0])
                 obj = cls._attach(session, found[0])
         if obj is None and create:
             creator = getattr(cls, "cache_create", None)
@@ -171,7 +190,7 @@ class FullTableCache:
     @classmethod
     def cached_rows(cls, session: Session) -> list:
         """Every row, from memory (instances in ``session``)."""
-        snapshot, _ = cls._snapshot(session)
+        snapshot, _, _ = cls._snapshot(session)
         if snapshot is None:
             return list(session.scalars(select(cls)))
         return [cls._attach(session, obj) for obj in list(snapshot.by_id.values())]

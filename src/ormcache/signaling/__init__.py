@@ -1,0 +1,73 @@
+"""Cross-process cache invalidation: Odoo's registry signaling over a pluggable backend.
+
+Every registry has one version counter per cache name plus one for the registry itself, kept in
+a backend all worker processes share. A unit of work (request, job) runs as::
+
+    with registry.cursor_scope():      # check_signaling(): drop what others invalidated
+        ...                            # work; registry.clear_cache("default") records the name
+                                       # success: signal_changes(); failure: reset_changes()
+
+>>> from ormcache.registry import Registry
+>>> registry = Registry("signaling-doc")          # LocalSignaling: this process only
+>>> registry.check_signaling()                    # first contact: adopt the counters
+[]
+>>> with registry.cursor_scope():
+...     registry.clear_cache("assets")
+>>> registry.check_signaling()                    # our own signal is not an invalidation
+[]
+>>> Registry.delete("signaling-doc")
+
+Backends: ``LocalSignaling`` (in process, the default), ``PostgresSignaling(dsn)`` and
+``RedisSignaling(url, pubsub=False)``; set one with ``registry.signaling = backend``.
+
+The rules are Odoo's (odoo/modules/registry.py): a moved counter clears the caches of that name
+without signaling again; after publishing, the local counter is incremented rather than set to the
+backend's value, so a process that raced another writer invalidates once more instead of missing a
+change. Added here: when the backend is unreachable, ``check_signaling()`` clears every local cache
+and keeps serving (a stale answer is worse than a miss), and ``signal_changes()`` raises
+``SignalingError`` and keeps the names, which the next ``signal_changes()`` or
+``check_signaling()`` of any thread publishes.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import (
+    REGISTRY,
+    LocalSignaling,
+    ReadOnlyBackendError,
+    SignalingBackend,
+    SignalingError,
+    SignalingUnavailable,
+    local_signaling,
+)
+from .mixin import RegistrySignaling
+
+if TYPE_CHECKING:
+    from .postgres import PostgresSignaling
+    from .redis import RedisSignaling
+
+__all__ = [
+    "REGISTRY",
+    "SignalingError",
+    "SignalingUnavailable",
+    "ReadOnlyBackendError",
+    "SignalingBackend",
+    "LocalSignaling",
+    "local_signaling",
+    "PostgresSignaling",
+    "RedisSignaling",
+    "RegistrySignaling",
+]
+
+#: backends imported on first use: each module imports its driver
+_BACKENDS = {"PostgresSignaling": ".postgres", "RedisSignaling": ".redis"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _BACKENDS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(module, __name__), name)

@@ -1,0 +1,111 @@
+"""The base of signaling: the errors, the backend protocol and the in-process backend.
+
+Every other module of ``ormcache.signaling`` imports this one; it imports no driver.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Iterable, Sequence, Tuple
+
+__all__ = [
+    "REGISTRY",
+    "Versions",
+    "SignalingError",
+    "SignalingUnavailable",
+    "ReadOnlyBackendError",
+    "SignalingBackend",
+    "LocalSignaling",
+    "local_signaling",
+]
+
+#: The counter of the registry itself (moves when models change: the registry must reload).
+REGISTRY = "registry"
+
+#: What a backend's read_versions() returns: an epoch (changes when the backend lost its
+#: counters, e.g. a Redis restarted without persistence) and the versions, in the order of names.
+Versions = Tuple[Any, Tuple[int, ...]]
+
+
+class SignalingError(Exception):
+    """The signaling backend failed: nothing was published."""
+
+
+class SignalingUnavailable(SignalingError):
+    """The signaling backend cannot be reached (down, restarting, network)."""
+
+
+class ReadOnlyBackendError(SignalingError):
+    """The signaling backend is read-only (a replica, or a read-only transaction/connection)."""
+
+
+class SignalingBackend:
+    """What a backend provides; each call is one round trip to its server.
+
+    - ``read_versions(db_name, names)`` -> ``(epoch, versions)``, versions in the order of names
+      (0 for a name never bumped);
+    - ``bump(db_name, names)``: add one to each counter;
+    - ``attach(registry)``: a registry starts using the backend (optional);
+    - ``close()``.
+    """
+
+    def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        raise NotImplementedError
+
+    def read(self, db_name: str, names: Sequence[str]) -> Tuple[Any, Dict[str, int]]:
+        """``(epoch, {name: version})``: read_versions() as a mapping."""
+        epoch, versions = self.read_versions(db_name, names)
+        return epoch, dict(zip(names, versions))
+
+    def bump(self, db_name: str, names: Iterable[str]) -> None:
+        raise NotImplementedError
+
+    def attach(self, registry: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "SignalingBackend":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LocalSignaling(SignalingBackend):
+    """Counters in this process only: the embedded default, when there is one worker process.
+
+    >>> backend = LocalSignaling()
+    >>> backend.bump("db", ["default"])
+    >>> backend.read("db", ["default", "assets"])
+    (None, {'default': 1, 'assets': 0})
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: Dict[str, Dict[str, int]] = {}
+
+    def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        counters = self._counters.get(db_name, {})
+        return None, tuple(map(counters.get, names, _zeros(len(names))))
+
+    def bump(self, db_name: str, names: Iterable[str]) -> None:
+        with self._lock:
+            counters = self._counters.setdefault(db_name, {})
+            for name in names:
+                counters[name] = counters.get(name, 0) + 1
+
+    def __repr__(self) -> str:
+        return "LocalSignaling()"
+
+
+def _zeros(count: int) -> Tuple[int, ...]:
+    return (0,) * count
+
+
+_local_signaling = LocalSignaling()
+
+
+def local_signaling() -> LocalSignaling:
+    """The process-wide ``LocalSignaling`` used by registries whose ``signaling`` is None."""
+    return _local_signaling

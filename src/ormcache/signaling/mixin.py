@@ -1,0 +1,407 @@
+"""The Registry mixin: check_signaling / signal_changes / reset_changes / cursor_scope."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from .base import REGISTRY, ReadOnlyBackendError, SignalingError, SignalingUnavailable, _local_signaling
+
+__all__ = ["RegistrySignaling"]
+
+_logger = logging.getLogger("ormcache.signaling")
+
+_UNSYNCED = object()  # epoch of a registry that has not read the backend yet
+
+
+class RegistrySignaling:
+    """Mixin of ``ormcache.registry.Registry``: check_signaling / signal_changes / reset_changes
+    / cursor_scope. Uses the Registry's ``db_name``, ``caches``, ``cache_invalidated``,
+    ``registry_invalidated``, ``_clear_local()`` and ``signaling`` (a backend, or None for the
+    process-wide ``LocalSignaling``).
+
+    ``on_reload`` (None, or a callable taking the registry) is called when another process
+    changed the registry itself, after every local cache was cleared; it may be set per instance.
+
+    After the backend failed, the next ``signaling_retry_interval`` seconds do without it: checks
+    clear everything at once and signals are kept, instead of each waiting for a network timeout.
+    """
+
+    on_reload: Optional[Callable[[Any], None]] = None
+    signaling_retry_interval: float = 1.0
+
+    def __init__(self) -> None:
+        self._signaling_lock = threading.Lock()
+        self._signaling_pid = os.getpid()
+        self._signaling_backend_seen: Any = None
+        self._signaling_epoch: Any = _UNSYNCED
+        #: the names with a counter (the registry's first), read together at every check
+        self._signaling_keys: Tuple[str, ...] = self._signaling_names()
+        #: per-process local counters: name -> version this process has caught up with
+        self._signaling_versions: Dict[str, int] = {}
+        #: the same, as a tuple in the order of _signaling_keys (the no-change fast path)
+        self._signaling_values: Optional[Tuple[int, ...]] = None
+        self._signaling_outage = False
+        self._signaling_failed_at = 0.0  # time.monotonic() of the last failure
+        #: bumped whenever the local counters change: a read older than that is read again
+        self._signaling_generation = 0
+        #: names whose publication failed (any thread); published by the next signal or check
+        self._signaling_pending: set = set()
+        self._signaling_pending_registry = False
+        super().__init__()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _signaling_backend(self) -> Any:
+        backend = self.signaling
+        if backend is None:
+            backend = _local_signaling
+        if self._signaling_pid != os.getpid():
+            # a forked child: fresh lock; the backend attaches again (e.g. to start a listener)
+            self._signaling_lock = threading.Lock()
+            self._signaling_pid = os.getpid()
+            attach = getattr(backend, "attach", None)
+            if attach is not None and backend is self._signaling_backend_seen:
+                attach(self)
+        if backend is not self._signaling_backend_seen:
+            with self._signaling_lock:
+                if backend is not self._signaling_backend_seen:
+                    # new backend: its counters say nothing about ours; resync on next read
+                    self._signaling_backend_seen = backend
+                    self._signaling_epoch = _UNSYNCED
+                    self._signaling_versions = {}
+                    self._signaling_values = None
+                    attach = getattr(backend, "attach", None)
+                    if attach is not None:
+                        attach(self)
+        return backend
+
+    def _signaling_names(self) -> Tuple[str, ...]:
+        return (REGISTRY, *self.caches_by_key)
+
+    def _signaling_failed(self) -> None:
+        # under the lock: the backend failed; resync at the first check that succeeds
+        self._signaling_outage = True
+        self._signaling_failed_at = time.monotonic()
+
+    def _signaling_resting(self) -> bool:
+        """Whether the backend failed less than signaling_retry_interval seconds ago."""
+        return (self._signaling_outage
+                and time.monotonic() < self._signaling_failed_at + self.signaling_retry_interval)
+
+    def _signaling_snapshot(self) -> None:
+        # under the lock, after every change of the local counters
+        self._signaling_values = tuple(map(self._signaling_versions.get, self._signaling_keys))
+        self._signaling_generation += 1
+
+    def _signaling_clear_all(self) -> List[str]:
+        # through the Registry, which bumps its generation: a value computed across this clear
+        # is then not stored afterwards
+        return sorted(self._clear_all_local())
+
+    def _signaling_reload(self) -> None:
+        self._signaling_clear_all()
+        if self.on_reload is not None:
+            self.on_reload(self)
+
+    def _signaling_publish_pending(self, backend: Any) -> None:
+        with self._signaling_lock:
+            registry_changed = self._signaling_pending_registry
+            names = set(self._signaling_pending)
+        if not (registry_changed or names):
+            return
+        try:
+            self._signaling_publish(backend, registry_changed, names)
+        except SignalingError as exc:
+            if isinstance(exc, ReadOnlyBackendError):
+                raise
+            _logger.debug("Signaling: kept invalidations still not published: %s", exc)
+            return  # the read below fails too, or tells the same story
+        _logger.info("Published invalidations kept during the signaling outage: %s",
+                     ["registry"] if registry_changed else sorted(names))
+        # this thread's copy of them is done too (other threads publish theirs once more)
+        self.cache_invalidated.difference_update(names)
+        if registry_changed:
+            self.registry_invalidated = False
+
+    def _signaling_publish(self, backend: Any, registry_changed: bool, names: set) -> None:
+        # no need to signal caches with the registry: reloading starts with empty caches
+        bumped = [REGISTRY] if registry_changed else sorted(names)
+        # The lock is held across the round trip so that no check of another thread (or of the
+        # pub/sub listener) applies a read taken between the bump and the local increment.
+        with self._signaling_lock:
+            resting = self._signaling_resting()
+            try:
+                if resting:
+                    raise SignalingUnavailable(
+                        f"signaling of {self.db_name!r} failed less than "
+                        f"{self.signaling_retry_interval}s ago; not tried again yet")
+                backend.bump(self.db_name, bumped)
+            except SignalingError as exc:
+                self._signaling_pending |= names
+                self._signaling_pending_registry |= registry_changed
+                if isinstance(exc, SignalingUnavailable) and not resting:
+                    self._signaling_failed()
+                failure = exc
+            else:
+                failure = None
+                if self._signaling_epoch is not _UNSYNCED:
+                    # Odoo's rule: increment, never set to the backend's value, so that a race
+                    # with another writer shows up as one more invalidation at the next check
+                    versions = self._signaling_versions
+                    for name in bumped:
+                        versions[name] = versions.get(name, 0) + 1
+                self._signaling_snapshot()
+                self._signaling_pending -= names
+                if registry_changed:
+                    self._signaling_pending_registry = False
+        if failure is not None:
+            what = "the registry change" if registry_changed else f"the invalidation of {sorted(names)}"
+            raise type(failure)(f"{failure}; {what} is kept and will be published by the next "
+                                "signal_changes() or check_signaling()") from failure
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def check_signaling(self) -> List[str]:
+        """Catch up with the other processes; call at the start of a unit of work.
+
+        Reads every counter in one round trip; clears (without signaling again) the local caches
+        of each name whose counter moved since this process last saw it; if the registry's
+        counter moved, clears every cache and calls ``on_reload``. Returns the caches cleared.
+        An unreachable backend clears every local cache, logs a warning, and returns them all.
+        The first check of a registry adopts the counters: it clears whatever the caches hold
+        (filled before any counter was known) and returns ``[]``.
+        """
+        backend = self._signaling_backend()
+        names = self._signaling_keys
+        if self._signaling_pending or self._signaling_pending_registry:
+            self._signaling_publish_pending(backend)
+        for attempt in range(3):
+            generation = self._signaling_generation
+            try:
+                if self._signaling_resting():
+                    raise SignalingUnavailable("not tried again yet")
+                epoch, values = backend.read_versions(self.db_name, names)
+            except SignalingError as exc:
+                if isinstance(exc, ReadOnlyBackendError):
+                    raise  # a misconfiguration, not an outage: say it loudly
+                with self._signaling_lock:
+                    first = not self._signaling_outage
+                    if not self._signaling_resting():
+                        self._signaling_failed()
+                    self._signaling_generation += 1
+                    cleared = self._signaling_clear_all()
+                if first:
+                    _logger.warning("Signaling unavailable, clearing all caches of %r at every "
+                                    "check until it is back: %s", self.db_name, exc)
+                return cleared
+            with self._signaling_lock:
+                # Another thread moved the local counters while we read (a signal, a check):
+                # our read may predate it, and applying it would go backwards. Read again;
+                # after three tries apply anyway (the worst is one extra invalidation).
+                if self._signaling_generation != generation and attempt < 2:
+                    continue
+                if (values == self._signaling_values and epoch == self._signaling_epoch
+                        and not self._signaling_outage):
+                    return []  # nothing moved: the common case, one tuple comparison
+                cleared, call_reload = self._signaling_apply(backend, names, epoch, dict(zip(names, values)))
+                self._signaling_snapshot()
+                break
+        if call_reload and self.on_reload is not None:
+            self.on_reload(self)
+        return cleared
+
+    def _signaling_apply(self, backend: Any, names: Sequence[str], epoch: Any,
+                         versions: Dict[str, int]) -> Tuple[List[str], bool]:
+        """Compare a read with the local counters (under the lock): clear what moved."""
+        local = self._signaling_versions
+        if self._signaling_epoch is _UNSYNCED or backend is not self._signaling_backend_seen:
+            # first contact: adopt the counters; whatever the caches hold predates it
+            self._signaling_clear_all()
+            self._signaling_versions = dict(versions)
+            self._signaling_epoch = epoch
+            self._signaling_outage = False
+            return [], False
+        if self._signaling_outage or epoch != self._signaling_epoch:
+            # changes may have been missed (outage) or the counters were lost (new epoch)
+            registry_moved = epoch != self._signaling_epoch or versions[REGISTRY] != local.get(REGISTRY)
+            _logger.info("Signaling of %r %s: all caches cleared", self.db_name,
+                         "is back" if self._signaling_outage else "lost its counters (new epoch)")
+            self._signaling_outage = False
+            self._signaling_epoch = epoch
+        else:
+            registry_moved = versions[REGISTRY] != local.get(REGISTRY)
+            if not registry_moved:
+                moved = [name for name in names if versions[name] != local.get(name)]
+                if not moved:
+                    return [], False
+                for name in moved:
+                    local[name] = versions[name]
+                # clear, never clear_cache(): that would record the names and signal them back
+                cleared = self._clear_local(moved)
+                _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
+                return cleared, False
+            _logger.info("Reloading the registry %r after signaling", self.db_name)
+        cleared = self._signaling_clear_all()
+        self._signaling_versions = dict(versions)
+        return cleared, registry_moved
+
+    def _signaling_notified(self, names: Sequence[str]) -> None:
+        """A pub/sub listener heard that ``names`` were bumped: clear their caches now, leave
+        the counters (and a registry reload) to the next check_signaling()."""
+        if REGISTRY in names:
+            self._signaling_clear_all()
+        else:
+            self._clear_local([name for name in names if name in self.caches_by_key])
+
+    def signal_changes(self) -> None:
+        """Publish this thread's invalidations; call at the end of a successful unit of work.
+
+        Bumps the registry's counter if this thread invalidated the registry, else the counter
+        of each name in ``cache_invalidated``, in one round trip, then resets both. On failure
+        raises ``SignalingError`` and keeps the names: the next signal_changes() or
+        check_signaling() (of any thread) publishes them.
+        """
+        with self._signaling_lock:
+            registry_changed = self.registry_invalidated or self._signaling_pending_registry
+            names = self.cache_invalidated | self._signaling_pending
+        if not (registry_changed or names):
+            return
+        self._signaling_publish(self._signaling_backend(), registry_changed, names)
+        self.registry_invalidated = False
+        self.cache_invalidated.clear()
+
+    def reset_changes(self) -> None:
+        """Cancel this thread's invalidations; call when a unit of work fails.
+
+        The caches of the invalidated names are cleared again (they may hold values computed
+        from the rolled-back work) and nothing is published.
+        """
+        if self.registry_invalidated:
+            self._signaling_reload()
+            self.registry_invalidated = False
+        names = self.cache_invalidated
+        if names:
+            self._clear_local(names)
+            names.clear()
+
+    # -- signals recorded in the writer's transaction --------------------------------------
+
+    def record_changes(self, names: Iterable[str], execute: Callable[[str], Any], *,
+                       registry_changed: bool = False) -> bool:
+        """Record the invalidation of ``names`` (or of the registry) inside the writer's open
+        transaction, just before its COMMIT; ``execute(sql)`` runs one SQL string on the writer's
+        connection. Returns True when the backend can do that (a ``PostgresSignaling`` with
+        ``record_in_transaction``): at most one statement was run, and the signal commits or
+        rolls back with the data; then call ``changes_committed()`` after the COMMIT (nothing
+        after a ROLLBACK). Returns False, running nothing, otherwise (Local or Redis backend,
+        ``record_in_transaction=False``, or a backend never reached whose tables are unknown):
+        the caller publishes after the commit as before (``signal_changes()``).
+
+        The statement fails the writer's transaction if that connection is not on the signaling
+        database (it compares the backend's epoch token): a misconfiguration is never silent.
+
+        >>> from ormcache.registry import Registry
+        >>> registry = Registry("record-doc")
+        >>> registry.record_changes({"default"}, print)   # LocalSignaling: nothing to record
+        False
+        >>> Registry.delete("record-doc")
+        """
+        names = set(names)
+        self._expand(names)  # unknown names: ValueError before anything is sent
+        backend = self._signaling_backend()
+        record = getattr(backend, "record_statement", None)
+        if record is None or not getattr(backend, "record_in_transaction", False):
+            return False
+        bumped = [REGISTRY] if registry_changed else sorted(names)
+        if not bumped:
+            return True
+        try:
+            statement = record(self.db_name, bumped)
+        except SignalingError as exc:
+            _logger.debug("Signaling: cannot record %s in the transaction, publishing after "
+                          "the commit instead: %s", bumped, exc)
+            return False
+        execute(statement)
+        return True
+
+    def changes_committed(self, names: Iterable[str], *, registry_changed: bool = False) -> None:
+        """The transaction in which ``record_changes(names, ...)`` returned True committed: move
+        this process's counters by one per name (Odoo's increment rule). Sends nothing, clears
+        nothing: another thread of this process may have filled those caches from the old data
+        between the writer's clear and its COMMIT, and no check will clear them now, so the
+        caller clears what it needs once more after the COMMIT (``cursor_scope()`` does)."""
+        names = set(names)
+        self._expand(names)
+        bumped = [REGISTRY] if registry_changed else sorted(names)
+        if not bumped:
+            return
+        with self._signaling_lock:
+            if self._signaling_epoch is not _UNSYNCED:
+                versions = self._signaling_versions
+                for name in bumped:
+                    versions[name] = versions.get(name, 0) + 1
+            self._signaling_snapshot()
+
+    def signaling_version(self, name: str) -> Optional[Tuple[Any, int, int]]:
+        """``(epoch, registry version, version of name)`` this process has caught up with, or
+        None when it cannot vouch for one (never synced, or the backend failed since). A value
+        stored elsewhere under that version is valid for as long as the version stays."""
+        if name not in self.caches_by_key:
+            raise ValueError(f"unknown cache name {name!r}; known: {sorted(self.caches_by_key)}")
+        with self._signaling_lock:
+            epoch = self._signaling_epoch
+            if epoch is _UNSYNCED or self._signaling_outage:
+                return None
+            versions = self._signaling_versions
+            return epoch, versions.get(REGISTRY, 0), versions.get(name, 0)
+
+    @contextmanager
+    def cursor_scope(self, execute: Optional[Callable[[str], Any]] = None) -> Iterator[Any]:
+        """``check_signaling()``, the work, then ``signal_changes()`` on success or
+        ``reset_changes()`` if the work raised.
+
+        With ``execute`` (runs one SQL string in the caller's open transaction, e.g. a psycopg
+        connection's ``execute``), the invalidations are recorded in that transaction at the
+        end of the scope (``record_changes()``), and commit with it: enter the scope after the
+        transaction began, commit after the scope. This process then sees its own signal at its
+        next check, as one more invalidation of those names. When the backend cannot record in
+        a transaction, ``signal_changes()`` publishes at the end of the scope as without it.
+
+        Values computed inside the scope are not stored in the shared caches once any
+        invalidation was applied in this process after the scope began (by this scope, by
+        another thread, or by a check): under REPEATABLE READ they may come from a snapshot
+        older than that invalidation.
+        """
+        self.check_signaling()
+        scope = self._begin_scope()
+        try:
+            try:
+                yield self
+            except BaseException:
+                self.reset_changes()
+                raise
+            try:
+                recorded = execute is not None and self.record_changes(
+                    self.cache_invalidated, execute, registry_changed=self.registry_invalidated)
+            except BaseException:
+                self.reset_changes()  # the transaction cannot commit now
+                raise
+            if recorded:
+                self.cache_invalidated.clear()
+                self.registry_invalidated = False
+            else:
+                registry_changed, names = self.registry_invalidated, set(self.cache_invalidated)
+                self.signal_changes()
+                # Committed and published: clear once more. Another thread may have filled these
+                # caches from the old data between our clear and the commit, and the local
+                # counters now say this process is up to date, so no check would clear them.
+                if registry_changed:
+                    self._clear_all_local()
+                elif names:
+                    self._clear_local(names)
+        finally:
+            self._end_scope(scope)

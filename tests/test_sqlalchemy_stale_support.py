@@ -1,0 +1,348 @@
+"""Processes, a TCP proxy and counters for the stale-read tests (no tests here).
+
+Stale means: a transaction that began after the writer's ``commit()`` returned read a value older
+than that commit. The writer publishes the last value whose ``commit()`` returned in a shared
+integer (``floor``); a reader reads the floor before it begins its transaction, so any value below
+it is stale.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import select as select_module
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Dict, Optional
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.orm import sessionmaker
+
+from ormcache.sqlalchemy import orm_cached
+from test_sqlalchemy_support import Base, Country, User, make_engine
+
+TIMEOUT = 60
+
+
+class StaleApp:
+    def __init__(self, orm_cache, session):
+        self.orm_cache, self.session = orm_cache, session
+
+    @orm_cached(policy="on-table-change:users")
+    @property
+    def version(self):
+        return int(self.session.scalar(select(User.name).where(User.id == 1)))
+
+
+def options(kind: str, where: str, **extra: Any) -> Dict[str, Any]:
+    """What a process needs to open its caches; ``extra``: signaling ("postgres", "redis"),
+    signaling_dsn, redis_url, redis_prefix, shared (bool), isolation, shared_timeout."""
+    opts = {"kind": kind, "where": where, "db_name": f"stale-{uuid.uuid4().hex[:8]}",
+            "signaling": "postgres", "signaling_dsn": None, "redis_url": None, "redis_prefix": None,
+            "shared": False, "isolation": None, "shared_timeout": None}
+    opts.update(extra)
+    return opts
+
+
+def open_caches(opts: Dict[str, Any]):
+    """Engine, sessionmaker and OrmCache of one process."""
+    from ormcache.registry import Registry
+    from ormcache.signaling import PostgresSignaling, RedisSignaling
+    from ormcache.sqlalchemy import OrmCache
+
+    registry = Registry(opts["db_name"])
+    if opts["signaling"] == "redis":
+        registry.signaling = RedisSignaling(opts["redis_url"], key_prefix=f"{opts['redis_prefix']}{{db_name}}:")
+    elif opts["signaling"] == "postgres":
+        registry.signaling = PostgresSignaling(opts["signaling_dsn"] or opts["where"], connect_timeout=2)
+    else:
+        registry.signaling = None  # this process only
+    if opts["kind"] == "postgresql":
+        import psycopg
+
+        # pre-ping: the tests restart the server under a process that keeps running
+        engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(opts["where"]),
+                               pool_pre_ping=True)
+    else:
+        engine = make_engine(opts["kind"], opts["where"])
+        # SQLAlchemy's recipe for pysqlite: real BEGIN, so that SAVEPOINT/RELEASE nest in it
+        event.listen(engine, "connect", _sqlite_manual_transactions)
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+    if opts["isolation"]:
+        engine = engine.execution_options(isolation_level=opts["isolation"])
+    factory = sessionmaker(engine)
+    cache = OrmCache(registry, Base.metadata, redis_url=opts["redis_url"] if opts["shared"] else None,
+                     secret=b"test secret",
+                     redis_prefix=f"{opts['redis_prefix']}{{db_name}}:orm_cached:")
+    if cache.shared is not None and opts["shared_timeout"]:
+        kwargs = cache.shared.client.connection_pool.connection_kwargs
+        kwargs["socket_timeout"] = kwargs["socket_connect_timeout"] = opts["shared_timeout"]
+    if opts.get("after_commit_delay"):
+        # an application hook, registered before the OrmCache's: it runs first, slowly
+        event.listen(factory, "after_commit", lambda session: time.sleep(opts["after_commit_delay"]))
+    cache.watch(factory)
+    cache.register(StaleApp)
+    return engine, factory, cache
+
+
+def _sqlite_manual_transactions(dbapi_connection, record) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def close_caches(engine, cache) -> None:
+    from ormcache.registry import Registry
+
+    cache.close()
+    if cache.registry.signaling is not None:
+        cache.registry.signaling.close()
+    engine.dispose()
+    Registry.delete(cache.registry.db_name)
+
+
+def seed(factory) -> None:
+    with factory() as session:
+        session.add(User(id=1, name="0"))
+        session.add(Country(id=1, code="CH", name="0"))
+        session.commit()
+
+
+def read(factory, cache):
+    """One unit of work: (orm_cached value, full-table value)."""
+    with factory() as session:
+        version = StaleApp(cache, session).version
+        country = int(Country.by_key(session, "CH").name)
+        session.commit()
+    return version, country
+
+
+def write(factory, value: int) -> None:
+    with factory() as session:
+        session.get(User, 1).name = str(value)
+        Country.by_key(session, "CH").name = str(value)
+        session.commit()
+
+
+# -- hammer readers --------------------------------------------------------------------------
+
+def read_loop(factory, cache, floor, stop, threads: int):
+    """``threads`` readers until ``stop``: (reads, stale, examples, errors)."""
+    counts = {"reads": 0, "stale": 0}
+    examples: list = []
+    errors: list = []
+
+    def run() -> None:
+        try:
+            while not stop.is_set():
+                low = floor.value  # every commit up to this one returned before we begin
+                version, country = read(factory, cache)
+                counts["reads"] += 1
+                if version < low or country < low:
+                    counts["stale"] += 1
+                    if len(examples) < 5:
+                        examples.append((low, version, country))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            errors.append(repr(exc))
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    return workers, counts, examples, errors
+
+
+def hammer_reader(opts, floor, stop, results, ready, threads: int = 2) -> None:
+    """Child process: ``threads`` readers until ``stop``; puts (reads, stale, examples, errors)."""
+    engine, factory, cache = open_caches(opts)
+    read(factory, cache)
+    with ready.get_lock():
+        ready.value += 1
+    workers, counts, examples, errors = read_loop(factory, cache, floor, stop, threads)
+    for worker in workers:
+        worker.join(TIMEOUT)
+    results.put((counts["reads"], counts["stale"], examples, errors))
+    close_caches(engine, cache)
+
+
+def hammer(opts, duration: float, readers: int = 2, local_readers: int = 2):
+    """Write in this process for ``duration`` seconds while ``readers`` processes (two threads
+    each) and ``local_readers`` threads of this process read; returns (writes, reads, stale,
+    examples)."""
+    ctx = multiprocessing.get_context("spawn")
+    floor, stop, results = ctx.Value("q", 0, lock=False), ctx.Event(), ctx.Queue()
+    ready = ctx.Value("i", 0)
+    engine, factory, cache = open_caches(opts)
+    seed(factory)
+    processes = [ctx.Process(target=hammer_reader, args=(opts, floor, stop, results, ready), daemon=True)
+                 for _ in range(readers)]
+    try:
+        for process in processes:
+            process.start()
+        assert wait_until(lambda: ready.value == readers, timeout=TIMEOUT), "readers did not start"
+        local = read_loop(factory, cache, floor, stop, local_readers)
+        writes = 0
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:
+            writes += 1
+            write(factory, writes)
+            floor.value = writes  # commit() returned
+        stop.set()
+        for worker in local[0]:
+            worker.join(TIMEOUT)
+        outcomes = [results.get(timeout=TIMEOUT) for _ in processes]
+        outcomes.append((local[1]["reads"], local[1]["stale"], local[2], local[3]))
+    finally:
+        stop.set()
+        for process in processes:
+            process.join(TIMEOUT)
+            if process.is_alive():
+                process.kill()
+        close_caches(engine, cache)
+    errors = [error for outcome in outcomes for error in outcome[3]]
+    assert errors == []
+    return (writes, sum(o[0] for o in outcomes), sum(o[1] for o in outcomes),
+            [e for o in outcomes for e in o[2]])
+
+
+# -- a process answering commands --------------------------------------------------------------
+
+def command_worker(conn, opts) -> None:
+    engine, factory, cache = open_caches(opts)
+    try:
+        conn.send("ready")
+        while True:
+            command = conn.recv()
+            if command is None:
+                break
+            try:
+                name, *args = command
+                if name == "read":
+                    conn.send(("ok", read(factory, cache)))
+                elif name == "write":
+                    if cache.shared is not None and opts.get("fresh_shared_connection"):
+                        cache.shared.client.connection_pool.disconnect()  # it connects anew
+                    write(factory, args[0])
+                    conn.send(("ok", None))
+                else:
+                    raise ValueError(name)
+            except Exception as exc:  # noqa: BLE001
+                conn.send(("error", repr(exc)))
+    finally:
+        close_caches(engine, cache)
+        conn.close()
+
+
+class Process:
+    """A process running ``command_worker``; every wait is bounded."""
+
+    def __init__(self, opts) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=command_worker, args=(child, opts), daemon=True)
+        self.process.start()
+        child.close()
+        assert self._recv() == "ready"
+
+    def _recv(self):
+        if not self.conn.poll(TIMEOUT):
+            raise TimeoutError("worker process did not answer")
+        return self.conn.recv()
+
+    def __call__(self, *command):
+        self.conn.send(command)
+        status, result = self._recv()
+        if status != "ok":
+            raise AssertionError(f"worker failed on {command}: {result}")
+        return result
+
+    def exit(self) -> int:
+        """Ask it to exit (at-exit handlers run) and wait; returns its exit code."""
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(TIMEOUT)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+        return self.process.exitcode
+
+
+# -- a TCP proxy the test can cut ----------------------------------------------------------------
+
+class Proxy:
+    """Forwards 127.0.0.1:<port> to 127.0.0.1:<target>; ``cut()`` drops every connection and
+    refuses new ones."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list = []
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.closed.is_set():
+                client.close()
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while not self.closed.is_set():
+                ready, _, _ = select_module.select([a, b], [], [], 0.2)
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (b if sock is a else a).sendall(data)
+        except OSError:
+            return
+        finally:
+            for sock in (a, b):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.closed.set()
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+        self.thread.join(5)
+
+
+def dsn_port(dsn: str) -> int:
+    return int(dict(part.split("=", 1) for part in dsn.split())["port"])
+
+
+def with_port(dsn: str, port: int) -> str:
+    parts = dict(part.split("=", 1) for part in dsn.split())
+    parts["port"] = str(port)
+    return " ".join(f"{k}={v}" for k, v in parts.items())
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> Optional[Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
