@@ -323,3 +323,29 @@ def test_many_distinct_keys_in_a_row_all_hit(registry, shape):
     assert calls == expected
     counter = registry.counters[("m", (Model.one if shape == "one" else Model.two).__wrapped__)]
     assert (counter.miss, counter.hit, counter.err) == (300, 300 + 300 + 600, 0)
+
+
+def test_stored_keys_are_tuples_equal_to_the_plain_key(registry):
+    """A miss stores the hit path's HashedKey: a tuple, equal to and hashed as the plain key,
+    sliced and pickled as a plain tuple."""
+    import copy
+    import pickle
+
+    calls = []
+    Model = make_model(registry, calls)
+    Model().f("a")
+    (key,) = registry.caches["default"].keys()
+    plain = ("m", Model.f.__wrapped__, "a")
+    assert isinstance(key, tuple) and type(key) is not tuple
+    assert key == plain and plain == key and hash(key) == hash(plain)
+    assert type(key[1:]) is tuple and key[2:] == ("a",)
+    assert registry.caches["default"][plain] == ("value", "a")
+    hashed = type(key)(("m", 1, (2, "x")))
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        back = pickle.loads(pickle.dumps(hashed, protocol))
+        assert (type(back), back, hash(back)) == (tuple, ("m", 1, (2, "x")), hash(("m", 1, (2, "x"))))
+    assert type(copy.copy(hashed)) is tuple and copy.deepcopy(hashed) == hashed
+    with pytest.raises(TypeError):  # unhashable items: the hash fails, every time
+        hash(type(key)(([],)))
+    with pytest.raises(TypeError):
+        hash(type(key)(([],)))

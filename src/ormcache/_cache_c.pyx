@@ -143,6 +143,16 @@ cdef extern from *:
         }
         return h;
     }
+    /* Pickled (and copied) as the plain tuple: equal, same hash. */
+    static PyObject *ormcache_key_reduce(PyObject *key, PyObject *unused) {
+        PyObject *items = PyTuple_GetSlice(key, 0, PyTuple_GET_SIZE(key));  /* an exact tuple */
+        if (items == NULL) return NULL;
+        return Py_BuildValue("(O(N))", (PyObject *)&PyTuple_Type, items);
+    }
+    static PyMethodDef ormcache_key_methods[] = {
+        {"__reduce__", (PyCFunction)ormcache_key_reduce, METH_NOARGS, NULL},
+        {NULL, NULL, 0, NULL},
+    };
     static PyObject *ormcache_key_type(void) {
         PyTypeObject *tp = &ormcache_HashedKey_Type;
         if (tp->tp_base == NULL) {
@@ -151,6 +161,7 @@ cdef extern from *:
             tp->tp_base = &PyTuple_Type;
             tp->tp_hash = ormcache_key_hash;
             tp->tp_richcompare = PyTuple_Type.tp_richcompare;
+            tp->tp_methods = ormcache_key_methods;
             if (PyType_Ready(tp) < 0) return NULL;
         }
         Py_INCREF(tp);
