@@ -349,3 +349,39 @@ def test_stored_keys_are_tuples_equal_to_the_plain_key(registry):
         hash(type(key)(([],)))
     with pytest.raises(TypeError):
         hash(type(key)(([],)))
+
+
+@pytest.mark.c_extension
+def test_compiled_probe_tuple_survives_misses_and_lookup_errors(monkeypatch):
+    """The compiled hit path keeps reusing its probe tuple after a miss (whose KeyError held
+    it) and after a lookup error: a hit allocates no key (white-box: the wrapper still holds a
+    3-tuple of (model, method, None)). On the compiled engine, whose errors keep no frames (the
+    twin's traceback would hold the probe, which is then rightly given up)."""
+    import gc
+
+    from fastlru._lru_c import LRU
+    from ormcache import _cache_c, decorators
+
+    monkeypatch.setattr(decorators, "_impl", _cache_c)
+    name = "probe-tuple-registry"
+    registry = Registry(name, lru_factory=LRU)
+    try:
+        calls = []
+        Model = make_model(registry, calls)
+
+        def probe():
+            found = [r for r in gc.get_referents(Model.f) if type(r) is tuple and len(r) == 3]
+            return found[0] if found else None
+
+        m = Model()
+        assert probe() == (None, None, None)
+        m.f(1)  # a miss
+        m.f(1)  # a hit
+        assert probe() is not None and probe()[2] is None
+        m.f(Colliding("bad", KeyError("user"), "hash"))  # a lookup error
+        with pytest.raises(KeyboardInterrupt):
+            m.f(Colliding("stop", KeyboardInterrupt(), "hash"))
+        assert probe() is not None and probe()[2] is None
+        assert m.f(1) == ("value", 1) and calls == [1, calls[1]] and len(calls) == 2
+    finally:
+        Registry.delete(name)

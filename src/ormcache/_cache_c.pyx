@@ -235,7 +235,7 @@ cdef extern from *:
     void ormcache_unfill(PyObject* t, Py_ssize_t n)
     object ormcache_hashed(PyObject* t)
     object ormcache_key_type()
-    int ormcache_lookup_failure(PyObject* key) except -1
+    int ormcache_lookup_failure(PyObject* key)  # -1: a BaseException left pending
     Py_ssize_t Py_REFCNT(PyObject* o)
     int ormcache_class_attr(object type, object name, PyObject** value) except -1
     unsigned int ormcache_type_tag(object type)
@@ -484,7 +484,14 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             key = self.scratch  # ours alone: 2 references (the field and this one)
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
             found = PyObject_GetItem(slot.lru, key)
-            # back to None before anything else can happen (an exception propagating included)
+            failure = 1
+            error = None
+            if found == NULL:
+                # off the error indicator before the reference count is read (the engine's
+                # KeyError holds the key), and so the method's own errors do not chain to it
+                failure = ormcache_lookup_failure(<PyObject*>key)  # reads the probe's identity only
+                if failure != 1:
+                    error = ormcache_fetch_error()
             if Py_REFCNT(<PyObject*>key) == 2:
                 ormcache_unfill(<PyObject*>key, n)
             else:  # someone kept it (a key's __eq__ looking around): leave it to them
@@ -492,9 +499,8 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             if found != NULL:
                 slot.counter.hit += 1
                 return ormcache_steal(found)
-            failure = ormcache_lookup_failure(<PyObject*>key)  # reads the probe's identity only
-            # taken off the error indicator, so the method's own errors do not chain to it
-            error = None if failure else ormcache_fetch_error()
+            if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
+                raise error
             key = ormcache_hashed(<PyObject*>key)  # a key of its own, to store or to report
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
             if failure:
@@ -521,7 +527,10 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     if found != NULL:
         slot.counter.hit += 1
         return ormcache_steal(found)
-    if ormcache_lookup_failure(<PyObject*>key):
+    failure = ormcache_lookup_failure(<PyObject*>key)
+    if failure < 0:
+        raise_pending()
+    if failure:
         return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, ormcache_hashed(<PyObject*>key),
                      _positional(args, nargs), _keywords(args, nargs, kwnames))
     # taken off the error indicator, so the method's own errors do not chain to the lookup's
