@@ -276,12 +276,13 @@ def test_concurrent_waiters_do_not_hash_again(registry):
     before = key.hashes
     second = threading.Thread(target=lambda: results.append(Model().f(key)))
     second.start()
-    for _ in range(3000):  # until the second thread has looked up and found the flight
-        if key.hashes >= before + 2:
+    from ormcache import _lookup
+
+    for _ in range(30000):  # until the second thread waits for the first one's flight
+        if second.ident in _lookup._waiting:
             break
         threading.Event().wait(0.001)
-    threading.Event().wait(0.05)
-    assert second.is_alive()  # waiting for the first thread's value
+    assert second.ident in _lookup._waiting and second.is_alive()
     release.set()
     first.join(30)
     second.join(30)
