@@ -130,12 +130,21 @@ def test_bench_rows_and_the_classic_baseline():
     impls = {row["impl"] for row in rows}
     assert {"undecorated", "odoo classic ormcache", "functools.lru_cache", "ormcache (python twin)"} <= impls
     assert any(i.startswith("ormcache (c)") or i.startswith("ormcache (python)") for i in impls)
+    # issue 11: a table per class shape (workload), each with its own undecorated baseline, and
+    # the median next to the minimum
+    assert {row["workload"] for row in rows} == set(_bench.SHAPES)
     for row in rows:
-        assert set(row) == {"workload", "impl", "ns", "baseline", "ratio", "note"}
-        assert row["workload"] == "ormcache-hit" and row["baseline"] == "undecorated"
-        assert row["ns"] > 0 and row["ratio"] > 0 and isinstance(row["note"], str)
-    by_impl = {row["impl"]: row for row in rows}
+        assert set(row) == {"workload", "impl", "ns", "ns_median", "baseline", "ratio", "note"}
+        assert row["workload"] in _bench.SHAPES and row["baseline"] == "undecorated"
+        assert row["ns"] > 0 and row["ns_median"] > 0 and row["ratio"] > 0 and isinstance(row["note"], str)
+    by_impl = {row["impl"]: row for row in rows if row["workload"] == "ormcache-hit"}
     assert by_impl["undecorated"]["ratio"] == 1.0
+    assert any(i.startswith("ormcache_context (") for i in by_impl)
+    assert any(i.startswith("ormcache_multi (") for i in by_impl)
+    for workload in _bench.SHAPES:
+        shape = {row["impl"]: row for row in rows if row["workload"] == workload}
+        assert shape["undecorated"]["ratio"] == 1.0 and "functools.lru_cache" in shape
+        assert any(i.startswith("ormcache (") for i in shape)
 
 
 def test_stats_lists_counters_other_layers_add(registry, hit_path):

@@ -90,6 +90,16 @@ cdef extern from *:
         *slot = value;
         Py_XDECREF(old);  /* None, or what the owner keeps alive anyway: runs no user code */
     }
+    /* CPython 3.14 caches a tuple's hash inside the tuple (ob_hash, python/cpython gh-131525,
+       PR #131529). A tuple whose items we change must forget it, or every lookup after the
+       first would probe with the first key's hash. -1 is "not computed yet". */
+    static void ormcache_forget_hash(PyObject *t) {
+    #if PY_VERSION_HEX >= 0x030E0000
+        ((PyTupleObject *)t)->ob_hash = -1;
+    #else
+        (void)t;
+    #endif
+    }
     /* t = (model, func, *args[indices]) */
     static void ormcache_fill(PyObject *t, PyObject *model, PyObject *func, PyObject **args,
                               const Py_ssize_t *indices, Py_ssize_t n) {
@@ -98,6 +108,7 @@ cdef extern from *:
         ormcache_set(&items[0], model);
         ormcache_set(&items[1], func);
         for (i = 0; i < n; i++) ormcache_set(&items[2 + i], args[indices[i]]);
+        ormcache_forget_hash(t);
     }
     /* Back to None: the kept tuple must not keep the call's arguments alive. The caller still
        holds them, so these decrefs free nothing. */
@@ -105,19 +116,98 @@ cdef extern from *:
         PyObject **items = ((PyTupleObject *)t)->ob_item;
         Py_ssize_t i;
         for (i = 0; i < n; i++) ormcache_set(&items[2 + i], Py_None);
+        ormcache_forget_hash(t);
     }
-    /* A new tuple with the same items (the key a miss stores); PyTuple_GetSlice would return
-       the tuple itself. */
-    static PyObject *ormcache_copy(PyObject *t) {
+
+    /* HashedKey: the key a miss stores, a tuple that computes its hash once and keeps it (as
+       cachetools' hashed keys), so the flight table, the store and the flight removal never
+       run the arguments' __hash__ again. The hash lives after the items: the type is one
+       Py_hash_t larger than a tuple, and instances are allocated zeroed (0: not computed yet;
+       a genuine hash of 0 is merely recomputed). Final, equal to and hashed as the plain tuple. */
+    static PyTypeObject ormcache_HashedKey_Type = {
+        PyVarObject_HEAD_INIT(NULL, 0)
+        "ormcache._cache_c.HashedKey",
+        offsetof(PyTupleObject, ob_item) + sizeof(Py_hash_t),
+        sizeof(PyObject *),
+    };
+    static Py_hash_t *ormcache_key_slot(PyObject *key) {
+        return (Py_hash_t *)((char *)key + offsetof(PyTupleObject, ob_item) + Py_SIZE(key) * sizeof(PyObject *));
+    }
+    static Py_hash_t ormcache_key_hash(PyObject *key) {
+        Py_hash_t *slot = ormcache_key_slot(key);
+        Py_hash_t h = *slot;
+        if (h == 0) {
+            h = PyTuple_Type.tp_hash(key);
+            if (h == -1) return -1;
+            *slot = h;
+        }
+        return h;
+    }
+    /* Pickled (and copied) as the plain tuple: equal, same hash. */
+    static PyObject *ormcache_key_reduce(PyObject *key, PyObject *unused) {
+        PyObject *items = PyTuple_GetSlice(key, 0, PyTuple_GET_SIZE(key));  /* an exact tuple */
+        if (items == NULL) return NULL;
+        return Py_BuildValue("(O(N))", (PyObject *)&PyTuple_Type, items);
+    }
+    static PyMethodDef ormcache_key_methods[] = {
+        {"__reduce__", (PyCFunction)ormcache_key_reduce, METH_NOARGS, NULL},
+        {NULL, NULL, 0, NULL},
+    };
+    static PyObject *ormcache_key_type(void) {
+        PyTypeObject *tp = &ormcache_HashedKey_Type;
+        if (tp->tp_base == NULL) {
+            tp->tp_flags = Py_TPFLAGS_DEFAULT;
+            tp->tp_doc = "A key tuple that computes its hash once (the key an ormcache miss stores).";
+            tp->tp_base = &PyTuple_Type;
+            tp->tp_hash = ormcache_key_hash;
+            tp->tp_richcompare = PyTuple_Type.tp_richcompare;
+            tp->tp_methods = ormcache_key_methods;
+            if (PyType_Ready(tp) < 0) return NULL;
+        }
+        Py_INCREF(tp);
+        return (PyObject *)tp;
+    }
+    /* A HashedKey with the items of the tuple t (a copy: the probe tuple is reused). */
+    static PyObject *ormcache_hashed(PyObject *t) {
         Py_ssize_t i, n = PyTuple_GET_SIZE(t);
-        PyObject *copy = PyTuple_New(n);
-        if (copy == NULL) return NULL;
+        PyObject *key = ormcache_HashedKey_Type.tp_alloc(&ormcache_HashedKey_Type, n);
+        if (key == NULL) return NULL;
         for (i = 0; i < n; i++) {
             PyObject *item = PyTuple_GET_ITEM(t, i);
             Py_INCREF(item);
-            PyTuple_SET_ITEM(copy, i, item);
+            PyTuple_SET_ITEM(key, i, item);
         }
-        return copy;
+        ormcache_forget_hash(key);
+        return key;
+    }
+
+    /* After a failed lookup of key: 1 if it failed because the key is not there (the engine's
+       own KeyError(key), cleared), 0 for any other Exception (left pending: a lookup error, as
+       a KeyError raised by a key's __hash__ or __eq__), -1 for a BaseException that is not an
+       Exception (KeyboardInterrupt...: left pending, to propagate). */
+    static int ormcache_is_miss_of(PyObject *exc, PyObject *key) {
+        PyObject *args;
+        if (exc == NULL || !Py_IS_TYPE(exc, (PyTypeObject *)PyExc_KeyError)) return 0;
+        args = ((PyBaseExceptionObject *)exc)->args;  /* always a tuple */
+        return args != NULL && PyTuple_GET_SIZE(args) == 1 && PyTuple_GET_ITEM(args, 0) == key;
+    }
+    static int ormcache_lookup_failure(PyObject *key) {
+        int genuine;
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) return 0;
+    #if PY_VERSION_HEX >= 0x030C0000
+        PyObject *exc = PyErr_GetRaisedException();
+        genuine = ormcache_is_miss_of(exc, key);
+        if (genuine) Py_DECREF(exc); else PyErr_SetRaisedException(exc);
+    #else
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        genuine = ormcache_is_miss_of(value, key);
+        if (genuine) { Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb); }
+        else PyErr_Restore(type, value, tb);
+    #endif
+        return genuine;
     }
     /* Lets Cython see the exception a raw C-API call left pending. */
     static void ormcache_raise_pending(void) {}
@@ -143,7 +233,9 @@ cdef extern from *:
     bint ormcache_scratch_free(PyObject* t)
     void ormcache_fill(PyObject* t, PyObject* model, PyObject* func, PyObject** args, const Py_ssize_t* indices, Py_ssize_t n)
     void ormcache_unfill(PyObject* t, Py_ssize_t n)
-    object ormcache_copy(PyObject* t)
+    object ormcache_hashed(PyObject* t)
+    object ormcache_key_type()
+    int ormcache_lookup_failure(PyObject* key)  # -1: a BaseException left pending
     Py_ssize_t Py_REFCNT(PyObject* o)
     int ormcache_class_attr(object type, object name, PyObject** value) except -1
     unsigned int ormcache_type_tag(object type)
@@ -253,20 +345,41 @@ cdef class CachedMethod:
         self.epoch = _epoch
 
     def __init__(self, spec):
+        # Runs once: the key layout (indices, argument counts) is read by the call path without
+        # a lock and must not change under a call (an argument's __hash__ could re-run this).
+        if self.func is not None:
+            raise RuntimeError("CachedMethod.__init__ called twice")
+        cdef Py_ssize_t indices[MAX_INDICES]
+        cdef Py_ssize_t i, n = 0
         key = spec.key
-        self.func = spec.func
+        func = spec.func
+        if func is None:
+            raise TypeError("CachedMethod: spec.func is None")
+        min_args = key.min_args
+        max_args = key.max_args if key.max_args >= 0 else (<Py_ssize_t>1 << 62)
+        if min_args < 0:
+            raise ValueError(f"CachedMethod: min_args must be >= 0, not {min_args!r}")
+        fast = key.indices is not None and len(key.indices) <= MAX_INDICES
+        if fast:
+            for index in key.indices:
+                # the fast path reads args[index] for calls of at least min_args arguments
+                if not 0 <= index < min_args or n >= MAX_INDICES:
+                    raise ValueError(f"CachedMethod: key index {index!r} outside the {min_args} required arguments")
+                indices[n] = index
+                n += 1
+        # everything checked: publish it at once, with no user code in between
+        for i in range(n):
+            self.indices[i] = indices[i]
+        self.n_indices = n
+        self.fast = fast
+        self.scratch = (None,) * (n + 2) if fast else None
+        self.min_args = min_args
+        self.max_args = max_args
         self.key_function = key.function
         self.cache_name = spec.cache_name
         self.static_model = spec.model
         self.has_owner = spec.has_owner
-        self.min_args = key.min_args
-        self.max_args = key.max_args if key.max_args >= 0 else (<Py_ssize_t>1 << 62)
-        self.fast = key.indices is not None and len(key.indices) <= MAX_INDICES
-        if self.fast:
-            self.n_indices = len(key.indices)
-            for i, index in enumerate(key.indices):
-                self.indices[i] = index
-            self.scratch = (None,) * (self.n_indices + 2)
+        self.func = func
 
     def __get__(self, obj, objtype):
         if obj is None:
@@ -325,6 +438,9 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     cdef unsigned int tag
     cdef Py_ssize_t i, n
     cdef bint keywords = kwnames != NULL and len(<tuple>kwnames) > 0
+    cdef int failure
+    if self.func is None:
+        raise TypeError("CachedMethod not initialised")
     with cython.critical_section(self):
         slots = self.slots
         if self.epoch != _epoch:  # a registry was deleted: forget them all
@@ -362,20 +478,19 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         slot = <_Slot>found
     else:
         slot = self._resolve(owner, pool, mkey)
-    cdef bint missed
     if self.fast and not keywords and self.min_args <= nargs <= self.max_args:
         n = self.n_indices
         if self.scratch is not None and ormcache_scratch_free(<PyObject*>self.scratch):
             key = self.scratch  # ours alone: 2 references (the field and this one)
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
             found = PyObject_GetItem(slot.lru, key)
+            failure = 1
             error = None
-            missed = False
             if found == NULL:
-                if PyErr_ExceptionMatches(KeyError):
-                    PyErr_Clear()  # the KeyError held the key
-                    missed = True
-                else:
+                # off the error indicator before the reference count is read (the engine's
+                # KeyError holds the key), and so the method's own errors do not chain to it
+                failure = ormcache_lookup_failure(<PyObject*>key)  # reads the probe's identity only
+                if failure != 1:
                     error = ormcache_fetch_error()
             if Py_REFCNT(<PyObject*>key) == 2:
                 ormcache_unfill(<PyObject*>key, n)
@@ -384,9 +499,11 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             if found != NULL:
                 slot.counter.hit += 1
                 return ormcache_steal(found)
-            key = ormcache_copy(<PyObject*>key)  # a key of its own, to store or to report
+            if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
+                raise error
+            key = ormcache_hashed(<PyObject*>key)  # a key of its own, to store or to report
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
-            if missed:
+            if failure:
                 return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
                              _positional(args, nargs), _keywords(args, nargs, kwnames))
             return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
@@ -410,13 +527,18 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     if found != NULL:
         slot.counter.hit += 1
         return ormcache_steal(found)
-    if PyErr_ExceptionMatches(KeyError):
-        PyErr_Clear()
-        return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
+    failure = ormcache_lookup_failure(<PyObject*>key)
+    if failure < 0:
+        raise_pending()
+    if failure:
+        return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, ormcache_hashed(<PyObject*>key),
                      _positional(args, nargs), _keywords(args, nargs, kwnames))
     # taken off the error indicator, so the method's own errors do not chain to the lookup's
     error = ormcache_fetch_error()
     return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
+
+
+HashedKey = ormcache_key_type()
 
 
 def cached_method(spec):

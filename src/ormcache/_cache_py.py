@@ -13,7 +13,7 @@ from typing import Any, Callable
 from ._lookup import lookup_failed, miss, resolve
 from .registry import DELETE_HOOKS
 
-__all__ = ["Counter", "cached_method", "forget_registries"]
+__all__ = ["Counter", "HashedKey", "cached_method", "forget_registries"]
 
 _UNSET = object()
 # bumped when a registry is deleted: wrappers then drop the registries they remember
@@ -47,6 +47,22 @@ class Counter:
 
     def __repr__(self) -> str:
         return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"
+
+
+class HashedKey(tuple):
+    """The key a miss stores: a tuple that computes its hash once and keeps it, so the flight
+    table, the store and the flight removal never run the arguments' ``__hash__`` again. Equal
+    to, and hashed as, the plain tuple; pickled as one."""
+
+    def __hash__(self, _hash: Callable = tuple.__hash__) -> int:
+        try:
+            return self.__dict__["hash"]
+        except KeyError:
+            value = self.__dict__["hash"] = _hash(self)
+            return value
+
+    def __reduce__(self) -> tuple:
+        return tuple, (tuple(self),)
 
 
 def cached_method(spec: Any) -> Callable:
@@ -110,7 +126,7 @@ def cached_method(spec: Any) -> Callable:
             if value is not _UNSET:
                 current[5].hit += 1
                 return value
-            return miss(func, flights, current[2], current[4], current[5], key, args, kwargs)
+            return miss(func, flights, current[2], current[4], current[5], HashedKey(key), args, kwargs)
         # outside the except clause: the method's own errors neither chain to the lookup's nor
         # keep it alive
         return func(*args, **kwargs)

@@ -73,7 +73,16 @@ def timed(counter: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
 
 
 def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, key: tuple, args: tuple, kwargs: dict) -> Any:
-    """The key is not cached: compute it once for all concurrent callers, store it, return it."""
+    """The key is not cached: compute it once for all concurrent callers, store it, return it.
+
+    ``key`` is the hit path's ``HashedKey``: hashed here, once, and never again by the flight
+    table, the store or the flight removal (the lookup that missed hashed it once before). A
+    key whose hash fails now is computed without the cache, as any key the cache cannot take.
+    """
+    try:
+        hash(key)
+    except Exception as exc:  # noqa: BLE001 - the cache never fails the call
+        return uncached(func, counter, key, exc, args, kwargs)
     me = get_ident()
     fkey = (id(lru), key)
     while True:

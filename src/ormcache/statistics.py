@@ -17,8 +17,19 @@ import threading
 from collections import Counter as _Tally
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from . import _cache_py
 from ._lookup import resolve
 from .registry import Registry
+
+#: the types of the keys ormcache stores: plain tuples (``add_value``) and the hit paths'
+#: ``HashedKey`` (a miss); a user's tuple subclass in a cache is not one of ours
+KEY_TYPES = {tuple, _cache_py.HashedKey}
+try:
+    from . import _cache_c
+except ImportError:  # not built: the twin's keys only
+    pass
+else:
+    KEY_TYPES.add(_cache_c.HashedKey)
 
 __all__ = ["stats", "cache_usage", "log_ormcache_stats", "enable_signal_handlers", "get_cache_key_counter"]
 
@@ -33,7 +44,7 @@ def _entries(registry: Registry) -> Dict[Tuple[Any, ...], int]:
     tally: _Tally = _Tally()
     for lru in list(registry.caches.values()):
         for key in lru.keys():
-            if type(key) is tuple and len(key) >= 2:
+            if type(key) in KEY_TYPES and len(key) >= 2:
                 tally[key[:2]] += 1
                 if len(key) >= 3:
                     try:
@@ -104,7 +115,7 @@ def cache_usage(registry: Registry, sizes: bool = False) -> List[Tuple[str, int,
         if sizes:
             seen: set = set()
             # keys hold the method object: shared, not the cache's memory
-            seen.update(id(key[1]) for key in lru.keys() if type(key) is tuple and len(key) >= 2)
+            seen.update(id(key[1]) for key in lru.keys() if type(key) in KEY_TYPES and len(key) >= 2)
             size = sum(estimate_size(pair, seen) for pair in lru.items())
         usage.append((name, len(lru), lru.count, size))
     return usage
