@@ -135,3 +135,31 @@ def run_names_worker(index, kind, target, key_prefix, db_name, barrier, results)
                          assets=registry.caches["assets"].get("bundle")))
     finally:
         registry.signaling.close()
+
+
+def run_exit_writer(url, key_prefix, db_name, exit_timeout):
+    """A writer process driven line by line on stdin: 'check', 'signal' (clear 'assets' and
+    publish, reporting 'published' or 'failed'), 'exit' (return: the interpreter then exits and
+    retries what was kept for up to ``exit_timeout`` seconds)."""
+    import sys
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    registry = Registry(db_name)
+    registry.signaling = RedisSignaling(url, key_prefix=key_prefix, socket_timeout=1.0)
+    registry.signaling_exit_timeout = exit_timeout
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "check":
+            registry.check_signaling()
+            print("checked", flush=True)
+        elif command == "signal":
+            registry.clear_cache("assets")
+            try:
+                registry.signal_changes()
+            except SignalingError:
+                print("failed", flush=True)
+            else:
+                print("published", flush=True)
+        elif command == "exit":
+            print("exiting", flush=True)
+            return

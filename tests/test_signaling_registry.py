@@ -35,6 +35,9 @@ def make_registry():
         registry = Registry(f"signaling-{uuid.uuid4().hex[:10]}")
         registry.signaling = backend
         registry.signaling_retry_interval = 0  # retry at once after a restart (tested apart)
+        # these tests follow who publishes kept invalidations, and when: no background thread
+        # (it has tests of its own: test_signaling_retry.py)
+        registry.signaling_background_retry = False
         made.append(registry)
         return registry
 
