@@ -127,3 +127,25 @@ def test_an_own_name_with_a_dot_is_refused(make_registry):
     registry = make_registry(sizes={"routing.rewrites": 3})  # resizing a container is fine
     assert registry.caches["routing.rewrites"].count == 3
     assert "routing.rewrites" not in registry.caches_by_key
+
+
+@pytest.mark.parametrize("container", ["routing.rewrites", "templates.cached_values"])
+def test_a_method_may_cache_in_a_container_cleared_through_its_keys(make_registry, container):
+    """As in Odoo (``@ormcache(..., cache='routing.rewrites')``): the decorator takes any cache
+    of the registry; clearing a key whose expansion holds the container clears it."""
+    from ormcache import ormcache
+
+    registry = make_registry()
+
+    class Model:
+        _name = "container.model"
+        pool = registry
+
+        @ormcache("x", cache=container)
+        def get(self, x):
+            return x * 2
+
+    assert Model().get(2) == 4
+    assert len(registry.caches[container]) == 1
+    registry.clear_cache("routing" if container == "routing.rewrites" else "default")
+    assert len(registry.caches[container]) == 0
