@@ -5,6 +5,7 @@ fails is kept, retried in the background as soon as Redis answers, and at interp
 keeps its counters, so a reader can only learn of the change from the writer's publish (a Redis
 that lost its data changes the epoch, and every reader resynchronises anyway).
 """
+import logging
 import os
 import subprocess
 import sys
@@ -163,3 +164,40 @@ def test_a_writer_exiting_while_redis_stays_down_gives_up_after_its_exit_timeout
     proxy.start()
     warm(reader)
     assert reader.check_signaling() == []  # lost: the reader was not told
+
+
+def test_retries_keep_working_over_repeated_outages(make_registry, proxy, redis_server, redis_prefix):
+    """A publish that fails right after the background thread published the previous one is
+    retried too (the thread must not forget the registry in between)."""
+    writer = make_registry(RedisSignaling(f"redis://127.0.0.1:{proxy.port}/0", key_prefix=redis_prefix,
+                                          socket_timeout=1.0))
+    reader = make_registry(RedisSignaling(redis_server.url, key_prefix=redis_prefix))
+    writer.signaling_retry_interval = 0.05
+    writer.check_signaling()
+
+    class Slow(logging.Handler):
+        """Widens the window between a background publish and the thread's bookkeeping."""
+
+        def emit(self, record):
+            if "Published invalidations" in record.getMessage():
+                time.sleep(0.3)
+
+    handler = Slow()
+    logger = logging.getLogger("ormcache.signaling")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        outages(writer, reader, proxy)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def outages(writer, reader, proxy):
+    for count in range(1, 6):
+        proxy.stop()
+        writer.clear_cache("assets")
+        with pytest.raises(SignalingUnavailable):
+            writer.signal_changes()
+        proxy.start()
+        assert wait_until(lambda: published(reader, count), timeout=10), f"outage {count} never published"

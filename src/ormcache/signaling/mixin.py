@@ -481,7 +481,10 @@ class _Retrier:
                 try:
                     if registry._signaling_retry():
                         with self._lock:
-                            self._registries.discard(registry)
+                            # a publish that failed since re-added its names (then watch()):
+                            # forget the registry only if nothing is pending now
+                            if not (registry._signaling_pending or registry._signaling_pending_registry):
+                                self._registries.discard(registry)
                 except Exception:  # noqa: BLE001 - the thread must survive; it tries again
                     _logger.exception("Signaling: retrying the kept invalidations of %r failed", registry)
 
