@@ -42,6 +42,7 @@ class RegistrySignaling:
 
     def __init__(self) -> None:
         self._signaling_lock = threading.Lock()
+        self._signaling_retry_lock = threading.Lock()
         self._signaling_pid = os.getpid()
         self._signaling_backend_seen: Any = None
         self._signaling_epoch: Any = _UNSYNCED
@@ -67,8 +68,9 @@ class RegistrySignaling:
         if backend is None:
             backend = _local_signaling
         if self._signaling_pid != os.getpid():
-            # a forked child: fresh lock; the backend attaches again (e.g. to start a listener)
+            # a forked child: fresh locks; the backend attaches again (e.g. to start a listener)
             self._signaling_lock = threading.Lock()
+            self._signaling_retry_lock = threading.Lock()
             self._signaling_pid = os.getpid()
             attach = getattr(backend, "attach", None)
             if attach is not None and backend is self._signaling_backend_seen:
@@ -176,6 +178,10 @@ class RegistrySignaling:
         resting). The local counters are left alone, so no lock is held across the round trip:
         this process sees its own signal at its next check, as one more invalidation.
         Returns whether nothing is left to publish."""
+        with self._signaling_retry_lock:  # the thread and the exit handler: one publish at a time
+            return self._signaling_retry_once(force)
+
+    def _signaling_retry_once(self, force: bool) -> bool:
         with self._signaling_lock:
             registry_changed = self._signaling_pending_registry
             names = set(self._signaling_pending)
