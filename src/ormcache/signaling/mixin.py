@@ -10,7 +10,7 @@ import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .base import REGISTRY, ReadOnlyBackendError, SignalingError, SignalingUnavailable, _local_signaling
+from .base import REGISTRY, SignalingConfigurationError, SignalingError, SignalingUnavailable, _local_signaling
 
 __all__ = ["RegistrySignaling"]
 
@@ -125,7 +125,7 @@ class RegistrySignaling:
         try:
             self._signaling_publish(backend, registry_changed, names)
         except SignalingError as exc:
-            if isinstance(exc, ReadOnlyBackendError):
+            if isinstance(exc, SignalingConfigurationError):
                 raise
             _logger.debug("Signaling: kept invalidations still not published: %s", exc)
             return  # the read below fails too, or tells the same story
@@ -230,8 +230,8 @@ class RegistrySignaling:
                     raise SignalingUnavailable("not tried again yet")
                 epoch, values = backend.read_versions(self.db_name, names)
             except SignalingError as exc:
-                if isinstance(exc, ReadOnlyBackendError):
-                    raise  # a misconfiguration, not an outage: say it loudly
+                if isinstance(exc, SignalingConfigurationError):
+                    raise  # a misconfiguration (read-only, authentication...), not an outage: say it loudly
                 with self._signaling_lock:
                     first = not self._signaling_outage
                     if not self._signaling_resting():

@@ -21,7 +21,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from .base import ReadOnlyBackendError, SignalingBackend, SignalingError, SignalingUnavailable, Versions
+from .base import (
+    ReadOnlyBackendError,
+    SignalingBackend,
+    SignalingConfigurationError,
+    SignalingError,
+    SignalingUnavailable,
+    Versions,
+)
 
 __all__ = ["PostgresSignaling"]
 
@@ -95,6 +102,10 @@ class PostgresSignaling(SignalingBackend):
         try:
             conn = psycopg.connect(self.dsn, **self._connect_kwargs)
         except psycopg.OperationalError as exc:
+            if getattr(exc, "sqlstate", None) in ("28P01", "28000") or "authentication failed" in str(exc):
+                raise SignalingConfigurationError(
+                    f"PostgreSQL signaling at {self._where}: authentication failed (check the user "
+                    f"and password of the DSN): {exc}") from exc
             raise self._unavailable(exc) from exc
         try:
             in_recovery, read_only = conn.execute(
