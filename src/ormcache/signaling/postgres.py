@@ -129,8 +129,8 @@ class PostgresSignaling(SignalingBackend):
 
     def _ensure(self, conn: Any, names: Iterable[str]) -> None:
         missing = [name for name in names if name not in self._ensured]
-        if not missing and self._token is not None:
-            return
+        if not missing and (self._token is not None or EPOCH_TABLE in self._absent):
+            return  # (a replica without the tables reads them through _read_part until they exist)
         if self._read_only:
             # A replica cannot create anything. A table that does not exist yet has no signal:
             # it is read as 0 through dynamic SQL until it appears (see _read_part).
