@@ -64,6 +64,10 @@ def run_worker(index, kind, target, key_prefix, data_dsn, db_name, published, pr
     rng = random.Random(index)
     conn = _connect(data_dsn, stop)
     try:
+        # start together: on a loaded machine a worker spawned late could otherwise find the
+        # others done, and no signal would ever reach a warm cache
+        registry.check_signaling()
+        barrier.wait(timeout=60)
         while stats["iterations"] < min_iterations or not stop.is_set():
             stats["iterations"] += 1
             with progress.get_lock():
