@@ -7,9 +7,16 @@ Run from the checkout (it starts a private PostgreSQL and redis-server, as the t
 1. ``check_signaling()`` when nothing changed, per backend, for registries that signal 1 and 50
    cache names: one round trip whatever the number of names, and beyond the backend's read
    (shown beside it) one tuple comparison. What grows with the names is inside that one query:
-   the server reads more sequences/keys, and redis-py packs and parses more values in pure
+   the server reads more tables/keys, and redis-py packs and parses more values in pure
    Python (~2 us per key here; installing ``hiredis`` moves the parsing to C).
-2. Latency from ``signal_changes()`` in one process to the cleared cache in another, measured
+2. The cost of a commit with signaling on PostgreSQL: without signaling, publishing after the
+   COMMIT (``signal_changes()``: one more round trip on the backend's connection), and recording
+   in the transaction (``record_changes()``: one more statement before the COMMIT, then
+   ``changes_committed()`` which sends nothing).
+3. Redis unreachable at the commit: how long after it answers again the kept invalidation is
+   published by the background thread (nothing else runs in the writer), with the default
+   ``signaling_retry_interval``.
+4. Latency from ``signal_changes()`` in one process to the cleared cache in another, measured
    on the system-wide monotonic clock: the other process either polls ``check_signaling()`` in
    a loop (the best a polling worker can do; a real one checks at its next request), or, with
    Redis pub/sub, only watches its cache while the listener thread clears it.
@@ -29,8 +36,8 @@ for path in (os.path.join(HERE, "..", "src"), os.path.join(HERE, "..", "tests"))
         sys.path.insert(0, path)
 
 from ormcache.registry import Registry  # noqa: E402
-from ormcache.signaling import REGISTRY, LocalSignaling, PostgresSignaling, RedisSignaling  # noqa: E402
-from servers import PostgresServer, RedisServer  # noqa: E402
+from ormcache.signaling import REGISTRY, LocalSignaling, PostgresSignaling, RedisSignaling, SignalingUnavailable  # noqa: E402
+from servers import PostgresServer, RedisServer, TcpProxy  # noqa: E402
 
 
 class NamedRegistry(Registry):
@@ -82,6 +89,131 @@ def bench_check(kinds, targets, number):
             rows.append((kind, count, check, read))
             print(f"{kind:<14}{count:>6}{check:>10.1f}{read:>12.1f}")
     return rows
+
+
+def load_before(path):
+    """The signaling module of an older checkout, e.g. the sequences of ormcache before issue #8:
+    ``git show 84c5006:src/ormcache/signaling.py > /tmp/before.py``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("signaling_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_before_after(before, dsn_before, dsn, number, rounds=3):
+    """PostgreSQL read and bump, before (``before.PostgresSignaling``, on a database of its own:
+    the new tables turn the old sequences into views that fail) and after, interleaved in the
+    same run so that a loaded machine weighs on both alike."""
+    print("\nPostgreSQL read (a check's round trip) and bump, before vs after "
+          f"(best of {rounds} interleaved rounds, us per call)")
+    print(f"{'names':>6}{'read before':>13}{'read after':>12}{'bump before':>13}{'bump after':>12}")
+    rows = []
+    for count in (1, 50):
+        names = tuple(["registry"] + [f"cache{i}" for i in range(count - 1)]) if count > 1 else ("registry",)
+        old, new = before.PostgresSignaling(dsn_before), PostgresSignaling(dsn)  # prunes every 64
+        best = {}
+        try:
+            for _ in range(rounds):
+                for label, backend in (("before", old), ("after", new)):
+                    for kind, func in (("read", lambda: backend.read("db", names)),
+                                       ("bump", lambda: backend.bump("db", names))):
+                        for _ in range(10):
+                            func()
+                        value = per_call(func, number, repeat=1)
+                        best[kind, label] = min(best.get((kind, label), value), value)
+        finally:
+            old.close()
+            new.close()
+        rows.append((count, best))
+        print(f"{count:>6}{best['read', 'before']:>13.1f}{best['read', 'after']:>12.1f}"
+              f"{best['bump', 'before']:>13.1f}{best['bump', 'after']:>12.1f}")
+    return rows
+
+
+def bench_commit(dsn, number):
+    """A commit of one UPDATE: alone, then published after the COMMIT, then recorded in it."""
+    import psycopg
+
+    print(f"\ncommit of one UPDATE with signaling on PostgreSQL (best of 5, us per commit)")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_config (id int PRIMARY KEY, value bigint)")
+        conn.execute("INSERT INTO bench_config VALUES (1, 0) ON CONFLICT DO NOTHING")
+        conn.commit()
+        registry = Registry(f"bench-commit-{uuid.uuid4().hex[:6]}")
+        registry.signaling = backend = PostgresSignaling(dsn)
+        registry.check_signaling()
+        update = "UPDATE bench_config SET value = value + 1 WHERE id = 1"
+
+        def plain():
+            conn.execute(update)
+            conn.commit()
+
+        def published():
+            conn.execute(update)
+            registry.clear_cache("default")
+            conn.commit()
+            registry.signal_changes()
+
+        def recorded():
+            conn.execute(update)
+            registry.clear_cache("default")
+            assert registry.record_changes(registry.cache_invalidated, conn.execute)
+            conn.commit()
+            registry.changes_committed(registry.cache_invalidated)
+            registry.cache_invalidated.clear()
+
+        rows = []
+        try:
+            for label, func in (("no signaling", plain), ("publish after COMMIT", published),
+                                ("record in the transaction", recorded)):
+                for _ in range(20):  # let psycopg prepare the statements
+                    func()
+                rows.append((label, per_call(func, number)))
+                print(f"{label:<28}{rows[-1][1]:>10.1f}")
+        finally:
+            backend.close()
+            Registry.delete(registry.db_name)
+    return rows
+
+
+def bench_redis_retry(redis_server, rounds):
+    """Redis cut at the commit, back later: delay until the background thread published."""
+    print(f"\nRedis unreachable at the commit, back later ({rounds} rounds, ms from back to published)")
+    delays = []
+    with TcpProxy(redis_server.port) as proxy:
+        prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+        writer = Registry(f"bench-retry-{uuid.uuid4().hex[:6]}")
+        writer.signaling = RedisSignaling(f"redis://127.0.0.1:{proxy.port}/0", key_prefix=prefix, socket_timeout=1.0)
+        reader = RedisSignaling(redis_server.url, key_prefix=prefix)
+        try:
+            writer.check_signaling()
+            for count in range(1, rounds + 1):
+                proxy.stop()
+                writer.clear_cache("default")
+                try:
+                    writer.signal_changes()
+                except SignalingUnavailable:  # expected: kept for the background thread
+                    pass
+                else:
+                    raise RuntimeError("published through a stopped proxy")
+                time.sleep(0.3)
+                proxy.start()
+                back = time.perf_counter()
+                while reader.read(writer.db_name, ["default"])[1]["default"] < count:
+                    if time.perf_counter() - back > 10:
+                        raise RuntimeError("not published within 10 s")
+                    time.sleep(0.001)
+                delays.append((time.perf_counter() - back) * 1e3)
+        finally:
+            writer.signaling.close()
+            reader.close()
+            Registry.delete(writer.db_name)
+    delays.sort()
+    print(f"median {statistics.median(delays):.0f} ms, max {delays[-1]:.0f} ms "
+          f"(signaling_retry_interval {Registry.signaling_retry_interval} s, poll {0.05 * 1e3:.0f} ms)")
+    return delays
 
 
 def watcher(kind, target, db_name, prefix, conn):
@@ -159,6 +291,8 @@ def bench_latency(kinds, targets, rounds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds (a smoke run)")
+    parser.add_argument("--before", metavar="PATH",
+                        help="an older signaling module to compare PostgreSQL with (see load_before)")
     args = parser.parse_args(argv)
     # a SIGTERM (timeout, CI) unwinds the with-blocks below: the servers are stopped
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -167,6 +301,10 @@ def main(argv=None):
         dsn = pg.create_database("bench")
         targets = {"postgres": dsn, "redis": redis_server.url, "redis-pubsub": redis_server.url}
         bench_check(["local", "postgres", "redis", "redis-pubsub"], targets, number)
+        if args.before:
+            bench_before_after(load_before(args.before), pg.create_database("bench_before"), dsn, number // 2)
+        bench_commit(dsn, number // 4)
+        bench_redis_retry(redis_server, 3 if args.quick else 10)
         bench_latency(["postgres", "redis", "redis-pubsub"], targets, rounds)
 
 

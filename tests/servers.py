@@ -26,6 +26,7 @@ import pytest
 __all__ = [
     "PostgresServer",
     "RedisServer",
+    "TcpProxy",
     "free_port",
     "postgres_server",
     "redis_server",
@@ -289,6 +290,99 @@ class RedisServer:
 
     def __exit__(self, *exc):
         self.teardown()
+
+
+# --------------------------------------------------------------------------------------------
+# A TCP proxy that a test can cut
+# --------------------------------------------------------------------------------------------
+
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target_port`` in a thread. ``stop()`` closes
+    the listener and every forwarded connection (the clients see the path cut); ``start()``
+    listens again on the same port. Usable as a context manager.
+    """
+
+    def __init__(self, target_port):
+        import threading
+
+        self.target_port = target_port
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._sockets = set()
+        self._listener = None
+        self._thread = None
+
+    def start(self):
+        import threading
+
+        if self._listener is not None:
+            return self
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _accept(self, listener):
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:  # stopped meanwhile
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from fastlru._common import choose
 
 from ._lookup import _warn_once, resolve, timed
 from .keys import KeyFunction, compile_key
-from .registry import CACHES_BY_KEY, Registry, default_registry
+from .registry import CACHE_SIZES, Registry, default_registry
 
 if TYPE_CHECKING:
     from . import _cache_py as _impl
@@ -74,8 +74,8 @@ class ormcache:
     model: Optional[str]
 
     def __init__(self, *exprs: str, cache: str = "default", skiparg: Optional[int] = None) -> None:
-        if cache not in CACHES_BY_KEY:
-            raise ValueError(f"unknown cache name {cache!r}; known: {sorted(CACHES_BY_KEY)}")
+        if cache not in CACHE_SIZES:  # a container too (Odoo: cache='routing.rewrites')
+            raise ValueError(f"unknown cache name {cache!r}; known: {sorted(CACHE_SIZES)}")
         if skiparg is not None:
             if exprs:
                 raise TypeError("ormcache: give key expressions or skiparg, not both")

@@ -13,7 +13,7 @@ Contract relied on by the signaling and SQLAlchemy layers:
 
 - ``Registry(db_name, *, sizes=None, lru_factory=None)``: one registry per database; the keyword
   arguments only matter at first creation. ``sizes`` overrides Odoo's sizes and may add names of
-  its own (each clears only itself, and is signaled like Odoo's: ``caches_by_key``). ``__init__`` runs once per database; the
+  its own (no dot; each clears only itself, and is signaled like Odoo's: ``caches_by_key``). ``__init__`` runs once per database; the
   ``RegistrySignaling`` mixin may define ``__init__(self)`` (no arguments), called after the caches
   exist.
 - ``caches``: cache name -> ``fastlru.LRU``; the objects are never replaced (clearing is in place),
@@ -47,10 +47,17 @@ CACHE_SIZES: Dict[str, int] = {
     "stable": 1024,
 }
 
-#: Clearing a name clears these caches (the name itself first).
-CACHES_BY_KEY: Dict[str, Tuple[str, ...]] = {name: (name,) for name in CACHE_SIZES}
-CACHES_BY_KEY["stable"] = ("stable", "default", "templates.cached_values")
-CACHES_BY_KEY["groups"] = ("groups", "default")
+#: The names (keys) that clear_cache() takes and signaling carries, and the caches (containers)
+#: each clears: Odoo 19's ``_CACHES_BY_KEY``, plus ``stable`` (Odoo 19 has no such key; this is
+#: Odoo master's expansion). A container with a dot is not a key: it is cleared through its key.
+CACHES_BY_KEY: Dict[str, Tuple[str, ...]] = {
+    "default": ("default", "templates.cached_values"),
+    "assets": ("assets", "templates.cached_values"),
+    "stable": ("stable", "default", "templates.cached_values"),
+    "templates": ("templates", "templates.cached_values"),
+    "routing": ("routing", "routing.rewrites", "templates.cached_values"),
+    "groups": ("groups", "templates", "templates.cached_values"),
+}
 
 
 #: called without arguments after a registry is deleted (hit paths drop the registries they keep)
@@ -92,12 +99,15 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         for name, count in (sizes or {}).items():
             if not isinstance(name, str) or not name:
                 raise ValueError(f"cache names are non-empty strings, not {name!r}")
+            if "." in name and name not in CACHE_SIZES:
+                raise ValueError(f"a cache name of your own has no dot (Odoo keeps dots for "
+                                 f"containers cleared through a key), not {name!r}")
             counts[name] = count  # a name Odoo does not have adds a cache of its own
         self.db_name = db_name
         self.caches: Dict[str, Any] = {name: lru_factory(count) for name, count in counts.items()}
         #: name -> caches cleared with it: CACHES_BY_KEY plus this registry's own names
-        self.caches_by_key: Dict[str, Tuple[str, ...]] = {
-            name: CACHES_BY_KEY.get(name, (name,)) for name in counts}
+        self.caches_by_key: Dict[str, Tuple[str, ...]] = dict(CACHES_BY_KEY)
+        self.caches_by_key.update((name, (name,)) for name in counts if name not in CACHE_SIZES)
         #: (model name, method) -> counter (hit, miss, err, gen_time); filled by the decorators.
         self.counters: Dict[Tuple[str, str], Any] = {}
         #: the signaling backend (set by the signaling layer), None when signaling is off.
@@ -181,6 +191,10 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
             try:
                 expansion = self.caches_by_key[name]
             except (KeyError, TypeError):
+                if isinstance(name, str) and name in self.caches:
+                    keys = sorted(key for key, caches in self.caches_by_key.items() if name in caches)
+                    raise ValueError(f"{name!r} is a cache container, cleared through its keys "
+                                     f"{keys}, not a cache name (Odoo refuses names with a dot)") from None
                 raise ValueError(
                     f"unknown cache name {name!r}; known: {sorted(self.caches_by_key)}") from None
             caches.extend(cache for cache in expansion if cache not in caches)
@@ -208,9 +222,9 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         self.cache_invalidated.update(names)
 
     def clear_all_caches(self) -> None:
-        """Clear every cache of this registry and record every name."""
+        """Clear every cache of this registry and record every name (the keys, as Odoo)."""
         self._clear_all_local()
-        self.cache_invalidated.update(self.caches)
+        self.cache_invalidated.update(self.caches_by_key)
 
 
 #: The registry of owners without a ``pool`` (plain classes, functions).

@@ -12,6 +12,7 @@ __all__ = [
     "Versions",
     "SignalingError",
     "SignalingUnavailable",
+    "SignalingConfigurationError",
     "ReadOnlyBackendError",
     "SignalingBackend",
     "LocalSignaling",
@@ -34,7 +35,12 @@ class SignalingUnavailable(SignalingError):
     """The signaling backend cannot be reached (down, restarting, network)."""
 
 
-class ReadOnlyBackendError(SignalingError):
+class SignalingConfigurationError(SignalingError):
+    """The signaling backend is misconfigured (wrong password, a Redis that may evict keys...):
+    not an outage, so it is raised, never handled by clearing caches and waiting."""
+
+
+class ReadOnlyBackendError(SignalingConfigurationError):
     """The signaling backend is read-only (a replica, or a read-only transaction/connection)."""
 
 

@@ -1,14 +1,16 @@
 """The Registry mixin: check_signaling / signal_changes / reset_changes / cursor_scope."""
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .base import REGISTRY, ReadOnlyBackendError, SignalingError, SignalingUnavailable, _local_signaling
+from .base import REGISTRY, SignalingConfigurationError, SignalingError, SignalingUnavailable, _local_signaling
 
 __all__ = ["RegistrySignaling"]
 
@@ -32,9 +34,15 @@ class RegistrySignaling:
 
     on_reload: Optional[Callable[[Any], None]] = None
     signaling_retry_interval: float = 1.0
+    #: publish invalidations kept after a failure from a background thread as soon as the
+    #: backend answers (False: only the next signal_changes()/check_signaling() of the process)
+    signaling_background_retry: bool = True
+    #: at interpreter exit, how long to keep trying to publish invalidations kept after a failure
+    signaling_exit_timeout: float = 10.0
 
     def __init__(self) -> None:
         self._signaling_lock = threading.Lock()
+        self._signaling_retry_lock = threading.Lock()
         self._signaling_pid = os.getpid()
         self._signaling_backend_seen: Any = None
         self._signaling_epoch: Any = _UNSYNCED
@@ -60,8 +68,9 @@ class RegistrySignaling:
         if backend is None:
             backend = _local_signaling
         if self._signaling_pid != os.getpid():
-            # a forked child: fresh lock; the backend attaches again (e.g. to start a listener)
+            # a forked child: fresh locks; the backend attaches again (e.g. to start a listener)
             self._signaling_lock = threading.Lock()
+            self._signaling_retry_lock = threading.Lock()
             self._signaling_pid = os.getpid()
             attach = getattr(backend, "attach", None)
             if attach is not None and backend is self._signaling_backend_seen:
@@ -116,7 +125,7 @@ class RegistrySignaling:
         try:
             self._signaling_publish(backend, registry_changed, names)
         except SignalingError as exc:
-            if isinstance(exc, ReadOnlyBackendError):
+            if isinstance(exc, SignalingConfigurationError):
                 raise
             _logger.debug("Signaling: kept invalidations still not published: %s", exc)
             return  # the read below fails too, or tells the same story
@@ -146,6 +155,7 @@ class RegistrySignaling:
                 if isinstance(exc, SignalingUnavailable) and not resting:
                     self._signaling_failed()
                 failure = exc
+                _retrier.watch(self)  # at exit in any case; in the background if allowed
             else:
                 failure = None
                 if self._signaling_epoch is not _UNSYNCED:
@@ -162,6 +172,40 @@ class RegistrySignaling:
             what = "the registry change" if registry_changed else f"the invalidation of {sorted(names)}"
             raise type(failure)(f"{failure}; {what} is kept and will be published by the next "
                                 "signal_changes() or check_signaling()") from failure
+
+    def _signaling_retry(self, force: bool = False) -> bool:
+        """Publish the kept invalidations from the background (or at exit, ``force``: even while
+        resting). The local counters are left alone, so no lock is held across the round trip:
+        this process sees its own signal at its next check, as one more invalidation.
+        Returns whether nothing is left to publish."""
+        with self._signaling_retry_lock:  # the thread and the exit handler: one publish at a time
+            return self._signaling_retry_once(force)
+
+    def _signaling_retry_once(self, force: bool) -> bool:
+        with self._signaling_lock:
+            registry_changed = self._signaling_pending_registry
+            names = set(self._signaling_pending)
+            if not (registry_changed or names):
+                return True
+            if not force and (self._signaling_resting() or not self.signaling_background_retry):
+                return False
+        backend = self._signaling_backend()
+        try:
+            backend.bump(self.db_name, [REGISTRY] if registry_changed else sorted(names))
+        except SignalingError as exc:
+            with self._signaling_lock:
+                if isinstance(exc, SignalingUnavailable) and not self._signaling_resting():
+                    self._signaling_failed()
+            _logger.debug("Signaling: kept invalidations of %r still not published: %s", self.db_name, exc)
+            return False
+        with self._signaling_lock:
+            self._signaling_pending -= names
+            if registry_changed:
+                self._signaling_pending_registry = False
+            done = not (self._signaling_pending or self._signaling_pending_registry)
+        _logger.info("Published invalidations of %r kept during the signaling outage: %s",
+                     self.db_name, ["registry"] if registry_changed else sorted(names))
+        return done
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -186,8 +230,8 @@ class RegistrySignaling:
                     raise SignalingUnavailable("not tried again yet")
                 epoch, values = backend.read_versions(self.db_name, names)
             except SignalingError as exc:
-                if isinstance(exc, ReadOnlyBackendError):
-                    raise  # a misconfiguration, not an outage: say it loudly
+                if isinstance(exc, SignalingConfigurationError):
+                    raise  # a misconfiguration (read-only, authentication...), not an outage: say it loudly
                 with self._signaling_lock:
                     first = not self._signaling_outage
                     if not self._signaling_resting():
@@ -405,3 +449,68 @@ class RegistrySignaling:
                     self._clear_local(names)
         finally:
             self._end_scope(scope)
+
+
+class _Retrier:
+    """One thread per process publishing the invalidations that registries kept after a failed
+    publish, as soon as their backend answers again; and, at interpreter exit, a last try of
+    up to ``RegistrySignaling.signaling_exit_timeout`` seconds."""
+
+    POLL = 0.05  # seconds between two looks at the registries (each rests after a failure)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._registries: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._pid = os.getpid()
+
+    def watch(self, registry: Any) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's thread did not follow
+                self._thread, self._pid = None, os.getpid()
+            self._registries.add(registry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ormcache-signaling-retry", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _pending(self) -> List[Any]:
+        with self._lock:
+            return list(self._registries)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.POLL)
+            self._wake.clear()
+            for registry in self._pending():
+                try:
+                    if registry._signaling_retry():
+                        with self._lock:
+                            # a publish that failed since re-added its names (then watch()):
+                            # forget the registry only if nothing is pending now
+                            if not (registry._signaling_pending or registry._signaling_pending_registry):
+                                self._registries.discard(registry)
+                except Exception:  # noqa: BLE001 - the thread must survive; it tries again
+                    _logger.exception("Signaling: retrying the kept invalidations of %r failed", registry)
+
+    def at_exit(self) -> None:
+        registries = [r for r in self._pending() if r._signaling_pending or r._signaling_pending_registry]
+        if not registries:
+            return
+        deadline = time.monotonic() + max(r.signaling_exit_timeout for r in registries)
+        while registries:
+            registries = [r for r in registries if not r._signaling_retry(force=True)]
+            if not registries or time.monotonic() >= deadline:
+                break
+            time.sleep(self.POLL)
+        for registry in registries:
+            _logger.error(
+                "Signaling: exiting with invalidations of %r never published (backend %r unreachable "
+                "for %ss at exit): other processes keep serving these caches until their next "
+                "resync: %s", registry.db_name, registry.signaling, registry.signaling_exit_timeout,
+                ["registry"] if registry._signaling_pending_registry else sorted(registry._signaling_pending))
+
+
+_retrier = _Retrier()
+atexit.register(_retrier.at_exit)

@@ -21,7 +21,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from .base import ReadOnlyBackendError, SignalingBackend, SignalingError, SignalingUnavailable, Versions
+from .base import (
+    ReadOnlyBackendError,
+    SignalingBackend,
+    SignalingConfigurationError,
+    SignalingError,
+    SignalingUnavailable,
+    Versions,
+)
 
 __all__ = ["PostgresSignaling"]
 
@@ -95,6 +102,10 @@ class PostgresSignaling(SignalingBackend):
         try:
             conn = psycopg.connect(self.dsn, **self._connect_kwargs)
         except psycopg.OperationalError as exc:
+            if getattr(exc, "sqlstate", None) in ("28P01", "28000") or "authentication failed" in str(exc):
+                raise SignalingConfigurationError(
+                    f"PostgreSQL signaling at {self._where}: authentication failed (check the user "
+                    f"and password of the DSN): {exc}") from exc
             raise self._unavailable(exc) from exc
         try:
             in_recovery, read_only = conn.execute(
@@ -118,8 +129,8 @@ class PostgresSignaling(SignalingBackend):
 
     def _ensure(self, conn: Any, names: Iterable[str]) -> None:
         missing = [name for name in names if name not in self._ensured]
-        if not missing and self._token is not None:
-            return
+        if not missing and (self._token is not None or EPOCH_TABLE in self._absent):
+            return  # (a replica without the tables reads them through _read_part until they exist)
         if self._read_only:
             # A replica cannot create anything. A table that does not exist yet has no signal:
             # it is read as 0 through dynamic SQL until it appears (see _read_part).

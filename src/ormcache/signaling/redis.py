@@ -12,7 +12,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .base import ReadOnlyBackendError, SignalingBackend, SignalingError, SignalingUnavailable, Versions
+from .base import (
+    ReadOnlyBackendError,
+    SignalingBackend,
+    SignalingConfigurationError,
+    SignalingError,
+    SignalingUnavailable,
+    Versions,
+)
 
 __all__ = ["RedisSignaling"]
 
@@ -27,7 +34,8 @@ class RedisSignaling(SignalingBackend):
     The key ``<key_prefix>epoch`` holds a random token: when Redis loses its data (restart
     without persistence, FLUSHALL) the token changes and every registry resynchronises, so a
     counter that went back to an old value can never hide a change. The keys have no expiry:
-    use a ``noeviction`` or ``volatile-*`` maxmemory policy so that Redis never evicts them.
+    a Redis whose ``maxmemory-policy`` is ``allkeys-*`` is refused (``SignalingConfigurationError``,
+    checked at first use and after each reconnect): use ``noeviction`` or ``volatile-*``.
     A replica is refused (``ReadOnlyBackendError``): its counters may lag behind the primary's.
 
     With ``pubsub=True`` each bump is also published on ``<key_prefix>signal`` and a listener
@@ -90,6 +98,11 @@ class RedisSignaling(SignalingBackend):
             if not self._role_checked:
                 self._check_role()
             return func()
+        except (exceptions.AuthenticationError, exceptions.AuthenticationWrongNumberOfArgsError) as exc:
+            self._role_checked = False
+            raise SignalingConfigurationError(
+                f"Redis signaling at {self._where}: authentication failed (check the user and "
+                f"password of the URL): {exc}") from exc
         except (exceptions.ConnectionError, exceptions.TimeoutError) as exc:
             self._role_checked = False  # it may come back as another server (a failover)
             raise SignalingUnavailable(f"Redis signaling at {self._where} is unreachable: {exc}") from exc
@@ -100,12 +113,22 @@ class RedisSignaling(SignalingBackend):
             raise SignalingError(f"Redis signaling at {self._where}: {exc}") from exc
 
     def _check_role(self) -> None:
-        role = self.client.execute_command("ROLE")[0]
-        role = role.decode() if isinstance(role, bytes) else str(role)
+        # at first use and after each reconnect (the server may have changed), one round trip
+        pipe = self.client.pipeline(transaction=False)
+        pipe.execute_command("ROLE")
+        pipe.info("memory")
+        role, memory = pipe.execute()
+        role = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
         if role != "master":
             raise ReadOnlyBackendError(
                 f"Redis signaling at {self._where} is a {role} (a replica may lag behind); "
                 "signaling needs the primary")
+        policy = str(memory.get("maxmemory_policy", ""))
+        if policy.startswith("allkeys-"):
+            # an evicted counter comes back at an old value while its epoch survives
+            raise SignalingConfigurationError(
+                f"Redis signaling at {self._where} has maxmemory-policy {policy}: it may evict the "
+                "signaling counters and hide changes; use noeviction or a volatile-* policy")
         self._role_checked = True
 
     def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
