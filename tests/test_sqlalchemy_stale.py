@@ -10,9 +10,9 @@ import signal
 import pytest
 import redis
 
+from servers import TcpProxy
 from test_sqlalchemy_stale_support import (
     Process,
-    Proxy,
     close_caches,
     dsn_port,
     hammer,
@@ -161,7 +161,7 @@ def test_shared_values_are_unreachable_once_the_signal_is_in(pg, redis_server, r
 # -- lost invalidations: the writer exits right after ----------------------------------------------
 
 def test_signaling_path_cut_then_the_writer_exits(pg):
-    proxy = Proxy(dsn_port(pg))
+    proxy = TcpProxy(dsn_port(pg)).start()
     opts = options("postgresql", pg)
     writer = Process(dict(opts, signaling_dsn=with_port(pg, proxy.port)))
     engine, factory, cache = open_caches(opts)
@@ -169,12 +169,12 @@ def test_signaling_path_cut_then_the_writer_exits(pg):
         seed(factory)
         assert writer("read") == (0, 0)
         assert read(factory, cache) == (0, 0)
-        proxy.cut()  # the writer's signaling connection is gone
+        proxy.stop()  # the writer's signaling connection is gone
         writer("write", 1)
         writer.exit()
         assert [read(factory, cache) for _ in range(9)] == [(1, 1)] * 9
     finally:
-        proxy.cut()
+        proxy.stop()
         writer.exit()
         close_caches(engine, cache)
 

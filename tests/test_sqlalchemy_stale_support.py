@@ -8,8 +8,6 @@ it is stale.
 from __future__ import annotations
 
 import multiprocessing
-import select as select_module
-import socket
 import threading
 import time
 import uuid
@@ -19,7 +17,7 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import sessionmaker
 
 from ormcache.sqlalchemy import orm_cached
-from test_sqlalchemy_support import Base, Country, User, make_engine
+from test_sqlalchemy_support import Base, Country, User, Worker, make_engine
 
 TIMEOUT = 60
 
@@ -230,102 +228,15 @@ def command_worker(conn, opts) -> None:
         conn.close()
 
 
-class Process:
+class Process(Worker):
     """A process running ``command_worker``; every wait is bounded."""
 
     def __init__(self, opts) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=command_worker, args=(child, opts), daemon=True)
-        self.process.start()
-        child.close()
-        assert self._recv() == "ready"
-
-    def _recv(self):
-        if not self.conn.poll(TIMEOUT):
-            raise TimeoutError("worker process did not answer")
-        return self.conn.recv()
-
-    def __call__(self, *command):
-        self.conn.send(command)
-        status, result = self._recv()
-        if status != "ok":
-            raise AssertionError(f"worker failed on {command}: {result}")
-        return result
+        super().__init__(opts, target=command_worker)
 
     def exit(self) -> int:
         """Ask it to exit (at-exit handlers run) and wait; returns its exit code."""
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
-        self.process.join(TIMEOUT)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
-        self.conn.close()
-        return self.process.exitcode
-
-
-# -- a TCP proxy the test can cut ----------------------------------------------------------------
-
-class Proxy:
-    """Forwards 127.0.0.1:<port> to 127.0.0.1:<target>; ``cut()`` drops every connection and
-    refuses new ones."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list = []
-        self.closed = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.closed.is_set():
-                client.close()
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        try:
-            while not self.closed.is_set():
-                ready, _, _ = select_module.select([a, b], [], [], 0.2)
-                for sock in ready:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    (b if sock is a else a).sendall(data)
-        except OSError:
-            return
-        finally:
-            for sock in (a, b):
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        self.closed.set()
-        self.listener.close()
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            except OSError:
-                pass
-        self.thread.join(5)
+        return self.stop()
 
 
 def dsn_port(dsn: str) -> int:

@@ -231,12 +231,12 @@ class Worker:
 
     TIMEOUT = 60
 
-    def __init__(self, *args):
+    def __init__(self, *args, target=worker):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker, args=(child, *args), daemon=True)
+        self.process = ctx.Process(target=target, args=(child, *args), daemon=True)
         self.process.start()
         child.close()
         assert self._recv() == "ready"
@@ -253,7 +253,8 @@ class Worker:
             raise AssertionError(f"worker failed on {command}: {result}")
         return result
 
-    def stop(self):
+    def stop(self) -> int:
+        """Ask it to exit (at-exit handlers run) and wait; returns its exit code."""
         try:
             self.conn.send(None)
         except OSError:
@@ -263,3 +264,4 @@ class Worker:
             self.process.kill()
             self.process.join()
         self.conn.close()
+        return self.process.exitcode
