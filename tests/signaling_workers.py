@@ -4,7 +4,10 @@ Each worker owns a registry on the shared signaling backend and reads a "config 
 of PostgreSQL through the registry's ``default`` cache, the way Odoo's ``get_param`` does.
 """
 import logging
+import os
 import random
+import subprocess
+import sys
 import time
 
 import psycopg
@@ -311,3 +314,36 @@ def run_scope_writer_cli(data_dsn, signal_dsn, db_name):
         elif command == "exit":
             print("exiting", flush=True)
             return
+
+
+class WriterProcess:
+    """The parent's handle on ``python -c "signaling_workers.<entry>(*args)"``, a writer that
+    answers one line per command on its stdin; every wait is bounded."""
+
+    def __init__(self, entry, *args, exit_wait=60):
+        code = f"import signaling_workers; signaling_workers.{entry}(*{args!r})"
+        self.exit_wait = exit_wait
+        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.abspath(__file__)),
+                                     text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+
+    def ask(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def exit(self):
+        """Send 'exit', close stdin; returns (seconds until the process ended, stderr)."""
+        assert self.ask("exit") == "exiting"
+        self.proc.stdin.close()
+        start = time.monotonic()
+        stderr = self.proc.stderr.read()
+        self.proc.wait(self.exit_wait)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return time.monotonic() - start, stderr
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

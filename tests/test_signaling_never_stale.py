@@ -10,10 +10,6 @@ Lost invalidations: the writer's signaling path cut (TcpProxy), PostgreSQL resta
 commit window, then the writer exits: 0 stale reads afterwards.
 """
 import multiprocessing
-import os
-import subprocess
-import sys
-import time
 import uuid
 
 import psycopg
@@ -22,8 +18,8 @@ import pytest
 import signaling_workers
 from ormcache.registry import Registry
 from servers import TcpProxy
+from signaling_workers import WriterProcess
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 PROCESSES = 3  # process 0 writes; each has two reader threads
 
 
@@ -69,34 +65,6 @@ def test_readers_never_serve_a_value_older_than_a_returned_commit(config_table, 
     assert sum(s["calls"] for s in stats) < reads  # the cache served values (not all misses)
 
 
-class WriterProcess:
-    def __init__(self, data_dsn, signal_dsn, db_name):
-        code = ("import signaling_workers; signaling_workers.run_scope_writer_cli("
-                f"{data_dsn!r}, {signal_dsn!r}, {db_name!r})")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=HERE, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def exit(self):
-        assert self.ask("exit") == "exiting"
-        self.proc.stdin.close()
-        start = time.monotonic()
-        stderr = self.proc.stderr.read()
-        self.proc.wait(30)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return time.monotonic() - start, stderr
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture
 def reader(config_table):
     """The reading 'process': a registry of its own, a warm cache holding the value 0."""
@@ -120,7 +88,7 @@ def test_writer_signaling_path_cut_then_exit(reader, config_table, postgres_serv
     registry, conn = reader
     with TcpProxy(postgres_server.port) as proxy:
         signal_dsn = config_table.replace(f"port={postgres_server.port}", f"port={proxy.port}")
-        writer = WriterProcess(config_table, signal_dsn, registry.db_name)
+        writer = WriterProcess("run_scope_writer_cli", config_table, signal_dsn, registry.db_name, exit_wait=30)
         try:
             assert writer.ask("check") == "checked"
             proxy.stop()  # the writer's signaling connection is cut for good
@@ -137,7 +105,7 @@ def test_writer_signaling_path_cut_then_exit(reader, config_table, postgres_serv
 
 def test_postgres_restarted_in_the_commit_window_then_writer_exits(reader, config_table, postgres_server):
     registry, conn = reader
-    writer = WriterProcess(config_table, config_table, registry.db_name)
+    writer = WriterProcess("run_scope_writer_cli", config_table, config_table, registry.db_name, exit_wait=30)
     try:
         assert writer.ask("check") == "checked"
         assert writer.ask("write") == "1"  # COMMIT returned; now the server goes away

@@ -6,9 +6,6 @@ keeps its counters, so a reader can only learn of the change from the writer's p
 that lost its data changes the epoch, and every reader resynchronises anyway).
 """
 import logging
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -17,8 +14,8 @@ import pytest
 from ormcache.registry import CACHES_BY_KEY, Registry
 from ormcache.signaling import RedisSignaling, SignalingUnavailable
 from servers import TcpProxy
+from signaling_workers import WriterProcess
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture
@@ -87,39 +84,10 @@ def test_a_failed_publish_is_retried_in_the_background(make_registry, proxy, red
     assert writer.check_signaling() == []
 
 
-class WriterProcess:
-    def __init__(self, url, prefix, exit_timeout):
-        code = ("import signaling_workers; signaling_workers.run_exit_writer("
-                f"{url!r}, {prefix!r}, 'exit-writer', {exit_timeout!r})")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=HERE, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def exit(self):
-        """Send 'exit', close stdin; returns (seconds until the process ended, stderr)."""
-        assert self.ask("exit") == "exiting"
-        self.proc.stdin.close()
-        start = time.monotonic()
-        stderr = self.proc.stderr.read()
-        self.proc.wait(60)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return time.monotonic() - start, stderr
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def test_a_writer_exiting_while_redis_is_down_publishes_when_it_comes_back(
         make_registry, proxy, redis_server, redis_prefix):
     reader = make_registry(RedisSignaling(redis_server.url, key_prefix=redis_prefix))
-    writer = WriterProcess(f"redis://127.0.0.1:{proxy.port}/0", redis_prefix, exit_timeout=20)
+    writer = WriterProcess("run_exit_writer", f"redis://127.0.0.1:{proxy.port}/0", redis_prefix, "exit-writer", 20)
     try:
         assert writer.ask("check") == "checked"
         reader.check_signaling()
@@ -151,7 +119,7 @@ def test_a_writer_exiting_while_redis_stays_down_gives_up_after_its_exit_timeout
     After ``signaling_exit_timeout`` it logs an ERROR naming what was never published; readers
     keep those caches until their next resync (outage, new epoch, or a later signal)."""
     reader = make_registry(RedisSignaling(redis_server.url, key_prefix=redis_prefix))
-    writer = WriterProcess(f"redis://127.0.0.1:{proxy.port}/0", redis_prefix, exit_timeout=1.0)
+    writer = WriterProcess("run_exit_writer", f"redis://127.0.0.1:{proxy.port}/0", redis_prefix, "exit-writer", 1.0)
     try:
         assert writer.ask("check") == "checked"
         reader.check_signaling()
