@@ -719,6 +719,47 @@ def test_a_clear_during_the_computation_drops_its_value(registry):
     assert m.f(1) == 2 and m.f(1) == 2
 
 
+def test_a_clear_between_the_check_and_the_store_drops_the_value(LRU, hit_path):
+    """Another thread's clear can land after the miss checked the generation and before it
+    stored: the stored value predates the clear and must not stay (ormcache and ormcache_multi)."""
+    name = f"test-ormcache-{next(_names)}"
+    armed = []
+
+    class ClearingLRU(LRU):
+        def __setitem__(self, key, value):
+            if armed:
+                armed.pop()
+                reg._clear_local(["default"])  # what the other thread does, right now
+            super().__setitem__(key, value)
+
+    reg = Registry(name, lru_factory=ClearingLRU)
+    try:
+
+        class Model:
+            _name = "m"
+            pool = reg
+
+            @cached("x")
+            def f(self, x):
+                return ("f", x)
+
+            @ormcache_multi(multi="ids")
+            def g(self, ids):
+                return {i: ("g", i) for i in ids}
+
+        m = Model()
+        armed.append(True)
+        assert m.f(1) == ("f", 1)
+        assert len(reg.caches["default"]) == 0
+        armed.append(True)
+        assert m.g([1]) == {1: ("g", 1)}
+        assert len(reg.caches["default"]) == 0
+        assert m.f(2) == ("f", 2) and m.g([2]) == {2: ("g", 2)}
+        assert len(reg.caches["default"]) == 2  # no clear: both stored
+    finally:
+        Registry.delete(name)
+
+
 def test_both_engines_and_hit_paths_compute_the_same_keys(LRU, hit_path):
     """The key of a call is the same whichever hit path made it (they share registries)."""
     name = f"test-ormcache-{next(_names)}"

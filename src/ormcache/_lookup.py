@@ -121,8 +121,11 @@ def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, k
                 counter.err += 1
                 _warn_once(func, "cannot store key %r in %s: %r", key, exc)
             else:
-                flight.value = value
-                flight.stored = True
+                if registry.generation == generation:
+                    flight.value = value
+                    flight.stored = True
+                else:  # a clear ran between the check and the store (another thread): undo it
+                    lru.pop(key, None)
         return value
     finally:
         flights.pop(fkey, None)  # callers from now on find the value in the cache

@@ -233,6 +233,9 @@ class ormcache_multi(ormcache):
                         except Exception as exc:  # noqa: BLE001
                             counter.err += 1
                             _warn_once(func, "cannot store key %r in %s: %r", (*base, id_), exc)
+                        else:
+                            if registry.generation != generation:  # a clear ran meanwhile
+                                lru.pop((*base, id_), None)
             return result
 
         functools.update_wrapper(wrapper, func)
