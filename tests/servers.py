@@ -213,9 +213,10 @@ class RedisServer:
     production Redis without snapshots does). ``kill()`` is SIGKILL, ``stop()`` a clean shutdown,
     ``start()`` restarts on the same port."""
 
-    def __init__(self, *, binary=None, replica_of=None):
+    def __init__(self, *, binary=None, replica_of=None, extra_args=()):
         self.binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
         self.replica_of = replica_of
+        self.extra_args = tuple(extra_args)  # more redis-server options, e.g. ("--maxmemory", "3mb")
         if not os.path.exists(self.binary):
             raise RuntimeError("redis-server not found; install it (apt-get install redis-server)")
         self.port = None
@@ -247,7 +248,8 @@ class RedisServer:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.basedir, "--daemonize", "no",
              "--protected-mode", "yes",
-             *(["--replicaof", "127.0.0.1", str(self.replica_of.port)] if self.replica_of else [])],
+             *(["--replicaof", "127.0.0.1", str(self.replica_of.port)] if self.replica_of else []),
+             *self.extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         try:
@@ -300,7 +302,13 @@ class TcpProxy:
     """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target_port`` in a thread. ``stop()`` closes
     the listener and every forwarded connection (the clients see the path cut); ``start()``
     listens again on the same port. Usable as a context manager.
+
+    ``silent = True`` makes the path go silent: nothing is forwarded any more (what arrives is
+    dropped), new connections are accepted and never answered, every connection stays open (a
+    dead network path, not a closed one). ``silent = False`` forwards again.
     """
+
+    silent = False
 
     def __init__(self, target_port):
         import threading
@@ -371,7 +379,8 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                if not self.silent:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -380,6 +389,44 @@ class TcpProxy:
 
     def __enter__(self):
         return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class BlackHole:
+    """A 127.0.0.1 socket that accepts connections and never answers nor closes them (until
+    ``stop()``): a server that hangs. Usable as a context manager."""
+
+    def __init__(self):
+        import threading
+
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
+        self.port = self._listener.getsockname()[1]
+        self._accepted = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._accepted.append(client)  # kept open, never read nor written
+
+    def stop(self):
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(5)
+        for sock in self._accepted:
+            sock.close()
+
+    def __enter__(self):
+        return self
 
     def __exit__(self, *exc):
         self.stop()

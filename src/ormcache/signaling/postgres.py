@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
+import time
 import uuid
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import psycopg
-from psycopg import sql
+from psycopg import generators, sql
 from psycopg.conninfo import conninfo_to_dict
 
 from .base import (
@@ -43,6 +45,55 @@ _MOVED_MESSAGE = ("ormcache signaling moved from the sequences ormcache_signalin
                   "orm_signaling_*: this process runs an older ormcache and must be upgraded")
 
 
+class _Expired(psycopg.OperationalError):
+    """A call to the signaling backend ran past its deadline (the connection is abandoned)."""
+
+
+def _drive(gen: Any, fileno: Optional[int], deadline: float) -> Any:
+    """Consume a psycopg generator, waiting on its socket until ``deadline`` at most
+    (psycopg has no socket read timeout; libpq's connect_timeout has a floor of 2 s).
+    ``fileno`` None: a connection generator, which yields ``(fileno, wait)`` pairs."""
+    poller = select.poll()
+    registered = None
+    try:
+        state = next(gen)
+        while True:
+            if fileno is None:
+                fd, state = state
+            else:
+                fd = fileno
+            events = ((select.POLLIN if state & 1 else 0) | (select.POLLOUT if state & 2 else 0))
+            if fd != registered:
+                if registered is not None:
+                    poller.unregister(registered)
+                poller.register(fd, events)
+                registered = fd
+            else:
+                poller.modify(fd, events)
+            remaining = deadline - time.monotonic()
+            got = poller.poll(max(remaining, 0) * 1000) if remaining > 0 else ()
+            if not got:
+                raise _Expired("no answer within the deadline")
+            mask = got[0][1]
+            ready = ((1 if mask & select.POLLIN else 0) | (2 if mask & select.POLLOUT else 0)
+                     or state)  # an error or a hang-up: let the generator read it
+            state = gen.send(ready)
+    except StopIteration as stop:
+        return stop.value
+
+
+class _DeadlineConnection(psycopg.Connection):
+    """A psycopg connection whose waits end at ``deadline`` (time.monotonic()), when set."""
+
+    deadline: Optional[float] = None
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        deadline = self.deadline
+        if deadline is None:
+            return super().wait(gen, *args, **kwargs)
+        return _drive(gen, self.pgconn.socket, deadline)
+
+
 class PostgresSignaling(SignalingBackend):
     """Signals as rows of ``orm_signaling_<name>`` in the database of ``dsn``.
 
@@ -56,8 +107,17 @@ class PostgresSignaling(SignalingBackend):
 
     A read-only connection (hot standby, ``default_transaction_read_only``) can read signals;
     writing them is refused with ``ReadOnlyBackendError``. After a lost connection the next call
-    reconnects. One connection is shared by the threads of the process (calls are serialised);
-    a forked child opens its own.
+    reconnects. One connection is shared by the threads of the process (round trips are
+    serialised; connecting is not: a thread connects on its own, outside the lock); a forked
+    child opens its own.
+
+    Deadline: each call (connect plus round trips, and the wait for the connection another
+    thread is using) ends within ``timeout`` seconds (default 0.5), or raises
+    ``SignalingUnavailable`` and abandons (closes) the connection: a server that hangs or a path
+    that goes silent costs one deadline, never a blocked request. A call that was waiting when
+    another thread's call failed fails at once, without network. ``connect_timeout=`` (older
+    versions, whole seconds) is an alias of ``timeout``; a ``connect_timeout`` in the DSN is not
+    used (libpq's has a floor of 2 s).
 
     Pruning: after this process wrote ``prune_every`` signals of a name, it prunes that table
     (one short transaction on its own connection, skipped if another process is pruning it).
@@ -67,13 +127,14 @@ class PostgresSignaling(SignalingBackend):
     #: the sequences of ormcache < 0.9 (replaced by views that make old processes fail loudly)
     OLD_SEQUENCE_PREFIX = "ormcache_signaling_"
 
-    def __init__(self, dsn: str, *, connect_timeout: int = 5, record_in_transaction: bool = True,
-                 prune_every: int = 64) -> None:
+    def __init__(self, dsn: str, *, timeout: float = 0.5, connect_timeout: Optional[float] = None,
+                 record_in_transaction: bool = True, prune_every: int = 64) -> None:
         self.dsn = dsn
         params = conninfo_to_dict(dsn)
-        self._connect_kwargs: Dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in params:
-            self._connect_kwargs["connect_timeout"] = connect_timeout
+        self.timeout = float(timeout if connect_timeout is None else connect_timeout)
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
+        self._failures = 0  # calls that failed on the network (a waiting call fails with them)
         self._where = "{}:{}/{}".format(
             params.get("host", "localhost"), params.get("port", 5432), params.get("dbname", "")
         )
@@ -98,10 +159,17 @@ class PostgresSignaling(SignalingBackend):
     def _unavailable(self, exc: BaseException) -> SignalingUnavailable:
         return SignalingUnavailable(f"PostgreSQL signaling at {self._where} is unreachable: {exc}")
 
-    def _connect(self) -> Any:
+    def _connect(self, deadline: float) -> Any:
+        """A new connection (no lock held), its read-only state in ``conn.ormcache_read_only``."""
+        conn = None
         try:
-            conn = psycopg.connect(self.dsn, **self._connect_kwargs)
+            pgconn = _drive(generators.connect(self.dsn), None, deadline)
+            conn = _DeadlineConnection(pgconn)
+            conn.deadline = deadline
+            conn.autocommit = True
         except psycopg.OperationalError as exc:
+            if conn is not None:
+                conn.close()
             if getattr(exc, "sqlstate", None) in ("28P01", "28000") or "authentication failed" in str(exc):
                 raise SignalingConfigurationError(
                     f"PostgreSQL signaling at {self._where}: authentication failed (check the user "
@@ -117,8 +185,8 @@ class PostgresSignaling(SignalingBackend):
         except BaseException:
             conn.close()
             raise
-        self._read_only = ("a read-only replica (in recovery)" if in_recovery
-                           else "read-only (default_transaction_read_only)" if read_only else False)
+        conn.ormcache_read_only = ("a read-only replica (in recovery)" if in_recovery
+                                   else "read-only (default_transaction_read_only)" if read_only else False)
         return conn
 
     def _refuse_writes(self) -> None:
@@ -228,17 +296,43 @@ class PostgresSignaling(SignalingBackend):
     def _run(self, kind: str, names: Tuple[str, ...], write: bool = False) -> Any:
         if self._pid != os.getpid():
             self._after_fork()
-        with self._lock:
-            for attempt in (1, 2):
-                fresh = self._conn is None or self._conn.closed
+        deadline = time.monotonic() + self.timeout
+        failures = self._failures
+        for attempt in (1, 2):
+            conn = self._conn
+            fresh = conn is None or conn.closed
+            if fresh:
+                try:  # outside the lock: threads connect in parallel, each within its deadline
+                    conn = self._connect(deadline)
+                except SignalingUnavailable:
+                    self._failures += 1
+                    raise
+            lock = self._lock
+            if not lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
                 if fresh:
-                    self._conn = None
-                    self._conn = self._connect()
-                    if self._absent:  # look again for the tables a replica did not have
-                        self._absent = set()
-                        self._ensured.clear()
-                        self._queries.clear()
-                conn = self._conn
+                    conn.close()
+                raise SignalingUnavailable(
+                    f"PostgreSQL signaling at {self._where} is unreachable: no answer to another "
+                    f"thread's call within {self.timeout}s")
+            try:
+                if self._failures != failures:  # failed for another thread meanwhile: no network
+                    if fresh:
+                        conn.close()
+                    raise SignalingUnavailable(
+                        f"PostgreSQL signaling at {self._where} is unreachable: another thread's "
+                        "call failed meanwhile")
+                if fresh:
+                    if self._conn is not None and not self._conn.closed:
+                        conn.close()  # another thread connected first: use its connection
+                        conn, fresh = self._conn, False
+                    else:
+                        self._conn = conn
+                        self._read_only = conn.ormcache_read_only
+                        if self._absent:  # look again for the tables a replica did not have
+                            self._absent = set()
+                            self._ensured.clear()
+                            self._queries.clear()
+                conn.deadline = deadline
                 try:
                     if write:
                         self._refuse_writes()
@@ -250,7 +344,8 @@ class PostgresSignaling(SignalingBackend):
                     return conn.execute(self._query(kind, names)).fetchone()
                 except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                     self._drop()
-                    if fresh or attempt == 2:
+                    if fresh or attempt == 2 or isinstance(exc, _Expired):
+                        self._failures += 1
                         raise self._unavailable(exc) from exc
                     # an old connection died (server restarted): one retry on a new one
                 except psycopg.errors.ReadOnlySqlTransaction as exc:
@@ -266,6 +361,10 @@ class PostgresSignaling(SignalingBackend):
                 except psycopg.Error as exc:
                     self._drop()
                     raise SignalingError(f"PostgreSQL signaling at {self._where}: {exc}") from exc
+                finally:
+                    conn.deadline = None
+            finally:
+                lock.release()
         raise AssertionError("unreachable")
 
     def _prune(self, conn: Any, names: Sequence[str]) -> None:

@@ -42,6 +42,13 @@ class RedisSignaling(SignalingBackend):
     thread clears the named caches of every attached registry at once, so idle workers drop
     invalidated entries without waiting for their next unit of work. ``check_signaling()`` still
     reads the counters: a message in flight never decides whether a cache is fresh.
+
+    Deadline: connecting and each round trip wait at most ``timeout`` seconds (default 0.5:
+    ``socket_connect_timeout`` and ``socket_timeout`` of the client), redis-py's own retries are
+    off, and a call retries once on a new connection only when a pooled connection was found
+    closed (never after a timeout): a server that hangs costs one deadline. Each thread uses its
+    own pooled connection, so threads never wait for another's connect. ``socket_timeout=``
+    (older versions) is an alias of ``timeout``.
     """
 
     def __init__(
@@ -50,18 +57,23 @@ class RedisSignaling(SignalingBackend):
         *,
         key_prefix: str = "ormcache:{db_name}:",
         pubsub: bool = False,
-        socket_timeout: float = 5.0,
+        timeout: float = 0.5,
+        socket_timeout: Optional[float] = None,
     ) -> None:
+        self.timeout = float(timeout if socket_timeout is None else socket_timeout)
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
         self._redis = redis
         self.url = url
         self.key_prefix = key_prefix
         self._role_checked = False
-        # one retry: a pooled connection that died with the server is replaced once
+        # no retries of redis-py (a timeout retried is a second deadline): _call retries once
+        # when a pooled connection died with the server
         self.client = redis.Redis.from_url(
             url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1),
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         kwargs = self.client.connection_pool.connection_kwargs  # no password in messages
         self._where = "redis://{}:{}/{}".format(
@@ -95,9 +107,18 @@ class RedisSignaling(SignalingBackend):
     def _call(self, func: Callable[[], Any]) -> Any:
         exceptions = self._redis.exceptions
         try:
-            if not self._role_checked:
+            try:
+                if not self._role_checked:
+                    self._check_role()
+                return func()
+            except exceptions.TimeoutError:
+                raise
+            except exceptions.ConnectionError:
+                # a pooled connection closed by a restarted server: once more, on a new one
+                # (a refused connect fails at once; a timeout is never retried)
+                self._role_checked = False
                 self._check_role()
-            return func()
+                return func()
         except (exceptions.AuthenticationError, exceptions.AuthenticationWrongNumberOfArgsError) as exc:
             self._role_checked = False
             raise SignalingConfigurationError(
