@@ -380,9 +380,115 @@ def test_black_hole_shared_tier_costs_one_deadline_per_interval(tmp_path):
         hole.close()
 
 
+class SilentProxy:
+    """Forwards to 127.0.0.1:``target``; after ``silence()`` the established connections stay
+    open but nothing goes through any more (a dead path, no RST)."""
+
+    def __init__(self, target):
+        import select
+
+        self.select = select.select
+        self.target = target
+        self.silent = threading.Event()
+        self.closed = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.sockets = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while not self.closed.is_set():
+                ready, _, _ = self.select([a, b], [], [], 0.05)
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    if not self.silent.is_set():
+                        (b if sock is a else a).sendall(data)
+        except OSError:
+            return
+
+    def silence(self):
+        self.silent.set()
+
+    def close(self):
+        self.closed.set()
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.mark.timeout(60)
+def test_silent_path_to_the_shared_tier_costs_one_deadline_per_interval(tmp_path, redis_server, redis_prefix):
+    """An established connection to the tier whose path goes silent is abandoned at the
+    deadline; 4 threads at once each wait one deadline at most; then the tier rests."""
+    proxy = SilentProxy(redis_server.port)
+    engine = make_engine("sqlite", str(tmp_path / "db.sqlite"))
+    Base.metadata.create_all(engine)
+    registry = Registry(f"test-{uuid.uuid4().hex[:8]}")
+    deadline, interval, margin = 0.2, 2.0, 0.3
+    registry.signaling_retry_interval = interval
+    from sqlalchemy.orm import sessionmaker
+
+    cache = OrmCache(registry, Base.metadata, redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+                     redis_prefix=redis_prefix + "{db_name}:", secret=b"s", redis_timeout=deadline)
+    factory = sessionmaker(engine)
+    cache.watch(factory)
+    cache.register(SharedApp)
+
+    def request(times):
+        with factory() as session:
+            start = time.perf_counter()
+            assert SharedApp(cache, session).user_names["names"] == ()
+            times.append(time.perf_counter() - start)
+
+    def four_at_once():
+        times = []
+        threads = [threading.Thread(target=request, args=(times,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(times) == 4, times
+        return times
+
+    try:
+        four_at_once()  # 4 connections established through the proxy, the value stored
+        with factory() as session:  # served by the tier: the connections work
+            assert SharedApp(cache, session).user_names["names"] == ()
+        assert cache._counters[SharedApp.__dict__["user_names"]].hit >= 1
+        proxy.silence()
+        alone = []
+        request(alone)
+        assert deadline * 0.9 <= alone[0] < deadline + margin, alone  # waited for the deadline, then gave up
+        assert max(four_at_once()) < 0.15  # resting
+        time.sleep(interval + 0.1)
+        together = four_at_once()
+        assert max(together) < deadline + margin, together
+        assert max(four_at_once()) < 0.15
+    finally:
+        cache.close()
+        Registry.delete(registry.db_name)
+        engine.dispose()
+        proxy.close()
+
+
 # -- secrets never printed -----------------------------------------------------------------------
 
-def test_no_password_in_reprs_and_errors(tmp_path):
+def test_no_password_in_reprs_and_errors(tmp_path, caplog):
     registry = Registry(f"test-{uuid.uuid4().hex[:8]}")
     cache = OrmCache(registry, Base.metadata, redis_url="redis://admin:s3cret-pw@127.0.0.1:1/0", secret=b"k")
     try:
@@ -403,6 +509,20 @@ def test_no_password_in_reprs_and_errors(tmp_path):
         with pytest.raises(RuntimeError) as error:
             Owner(None).unregistered
         assert "s3cret-pw" not in str(error.value)
+        # an outage: logged with the URL's host, never its password
+        from sqlalchemy.orm import sessionmaker
+
+        engine = make_engine("sqlite", str(tmp_path / "db.sqlite"))
+        Base.metadata.create_all(engine)
+        factory = sessionmaker(engine)
+        cache.watch(factory)
+        cache.register(SharedApp)
+        with caplog.at_level("DEBUG"):
+            for _ in range(2):  # the failure, then the rest
+                with factory() as session:
+                    assert SharedApp(cache, session).user_names["names"] == ()
+        assert "shared tier unreachable" in caplog.text and "s3cret-pw" not in caplog.text
+        engine.dispose()
     finally:
         cache.close()
         Registry.delete(registry.db_name)
