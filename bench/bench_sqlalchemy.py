@@ -8,6 +8,7 @@ event; the time is the mean wall time per request after a warm-up, in the best o
     python bench/bench_sqlalchemy.py --postgres DSN   # an existing PostgreSQL database
     python bench/bench_sqlalchemy.py --no-postgres --requests 500
     python bench/bench_sqlalchemy.py --redis          # adds the Redis shared tier (private server)
+    python bench/bench_sqlalchemy.py --signing        # only: the cost of HMAC tags on the shared tier
 
 Variants:
   no cache, N+1      session.get() per record (what a naive loop does), config by query
@@ -16,6 +17,15 @@ Variants:
   full-table+record  config from FullTableCache.by_key(), fields through RecordCache
   redis-tier+record  as orm_cached+record, with the Redis shared tier (--redis): each read of the
                      config checks its version in Redis (one round trip, no SQL)
+
+--signing: one @orm_cached read through the shared tier (SQLite file, a private Redis unless
+--redis URL), ns per read, for msgpack without a secret (the unsigned path), msgpack with a
+secret and pickle with a secret, interleaved in the same run (min and median of the rounds):
+  shared hit   the value is in Redis, not in this process (local tier emptied before each read):
+               GET counter + HGET, tag verified, value deserialised
+  miss         no value for this argument yet: computed (one SELECT), serialised, tagged, stored
+               (WATCH, GET, HSET, EXPIRE)
+  tag only     the HMAC-SHA256 of one value, without Redis (signed variants)
 """
 from __future__ import annotations
 
@@ -140,6 +150,118 @@ VARIANTS: List[Tuple[str, Callable]] = [
 ]
 
 
+# -- the cost of signing (--signing) ---------------------------------------------------------------
+
+class SignedApp:
+    """A value of a realistic size (every setting) per argument."""
+
+    computed = 0
+
+    def __init__(self, orm_cache: OrmCache, session) -> None:
+        self.orm_cache, self.session = orm_cache, session
+
+    @orm_cached(policy="on-table-change:bench_settings")
+    def settings(self, n: int) -> Dict[str, str]:
+        SignedApp.computed += 1
+        return {key: value for key, value in self.session.execute(select(Setting.key, Setting.value))}
+
+
+SIGNING_VARIANTS = [("msgpack, no secret", "msgpack", False), ("msgpack, secret", "msgpack", True),
+                    ("pickle, secret", "pickle", True)]
+
+
+def run_signing(redis_url: str, ops: int, rounds: int) -> List[Dict[str, object]]:
+    import statistics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite:///{os.path.join(tmp, 'bench.sqlite')}")
+        seed(engine)
+        caches, samples = [], {}
+        try:
+            for label, serializer, signed in SIGNING_VARIANTS:
+                registry = Registry(f"bench-{uuid.uuid4().hex[:8]}")
+                cache = OrmCache(registry, Base.metadata, redis_url=redis_url, serializer=serializer,
+                                 secret=os.urandom(32) if signed else None)
+                factory = sessionmaker(engine)
+                cache.watch(factory)
+                cache.register(SignedApp)
+                caches.append((label, signed, cache, factory))
+            next_arg = [0]
+
+            def miss(cache, factory) -> int:
+                with factory() as session:
+                    app = SignedApp(cache, session)
+                    start = next_arg[0]
+                    next_arg[0] += ops
+                    computed = SignedApp.computed
+                    began = time.perf_counter_ns()
+                    for n in range(start, start + ops):
+                        app.settings(n)
+                    took = time.perf_counter_ns() - began
+                    assert SignedApp.computed == computed + ops, "a miss did not compute"
+                    session.commit()
+                return took
+
+            def hit(cache, factory) -> int:
+                with factory() as session:
+                    app = SignedApp(cache, session)
+                    app.settings(-1)  # in Redis (stored by an earlier round or now)
+                    clear = cache.lru.clear
+                    computed = SignedApp.computed
+                    took = 0
+                    for _ in range(ops):
+                        clear()
+                        began = time.perf_counter_ns()
+                        app.settings(-1)
+                        took += time.perf_counter_ns() - began
+                    assert SignedApp.computed == computed, "a shared hit computed the value"
+                    session.commit()
+                return took
+
+            def tag_only(cache, factory) -> float:
+                shared = cache.shared
+                data = shared._dumps({f"setting.{i}": f"value {i}" for i in range(21)})
+                began = time.perf_counter_ns()
+                for _ in range(ops * 10):
+                    shared._tag("ormcache:bench:orm_cached:x:val:token", "(None,(1,))", b"12", data)
+                return (time.perf_counter_ns() - began) / 10
+
+            operations = [("shared hit", hit), ("miss", miss), ("tag only", tag_only)]
+            for round_ in range(rounds + 1):  # round 0 warms up
+                order = caches[round_ % len(caches):] + caches[:round_ % len(caches)]
+                for op_name, op in operations:
+                    for label, signed, cache, factory in order:
+                        if op_name == "tag only" and not signed:
+                            continue
+                        took = op(cache, factory)
+                        if round_:
+                            samples.setdefault((op_name, label), []).append(took / ops)
+        finally:
+            for label, signed, cache, factory in caches:
+                cache.close()
+                Registry.delete(cache.registry.db_name)
+            engine.dispose()
+    rows = []
+    labels = [label for label, _, _ in SIGNING_VARIANTS]
+    for (op_name, label), values in sorted(samples.items(), key=lambda item: (
+            [name for name, _ in operations].index(item[0][0]), labels.index(item[0][1]))):
+        rows.append({"op": op_name, "variant": label, "min": min(values), "median": statistics.median(values)})
+    return rows
+
+
+def print_signing(rows: List[Dict[str, object]], ops: int, rounds: int) -> None:
+    print(f"@orm_cached through the shared tier: ns per read, {rounds} interleaved rounds of {ops} reads")
+    print(f"{'operation':<11} {'variant':<19} {'min ns':>9} {'median ns':>10} {'vs unsigned (min)':>18} "
+          f"{'(median)':>9}")
+    base = {row["op"]: row for row in rows if row["variant"] == SIGNING_VARIANTS[0][0]}
+    for row in rows:
+        ref = base.get(row["op"])
+        vs_min = f"{row['min'] / ref['min']:.3f}x" if ref else "-"
+        vs_med = f"{row['median'] / ref['median']:.3f}x" if ref else "-"
+        print(f"{row['op']:<11} {row['variant']:<19} {row['min']:>9.0f} {row['median']:>10.0f} {vs_min:>18} "
+              f"{vs_med:>9}")
+
+
 # -- running ----------------------------------------------------------------------------------------
 
 def seed(engine) -> None:
@@ -238,8 +360,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--redis", nargs="?", const="private", metavar="URL",
                         help="add the Redis shared tier (a private server unless URL is given)")
+    parser.add_argument("--signing", action="store_true",
+                        help="only the cost of signing on the shared tier (private Redis unless --redis URL)")
+    parser.add_argument("--rounds", type=int, default=15, help="--signing: interleaved rounds")
+    parser.add_argument("--ops", type=int, default=200, help="--signing: reads per round")
     args = parser.parse_args(argv)
 
+    if args.signing:
+        with contextlib.ExitStack() as stack:
+            redis_url = args.redis if args.redis not in (None, "private") else \
+                stack.enter_context(private_server("redis"))
+            print_signing(run_signing(redis_url, args.ops, args.rounds), args.ops, args.rounds)
+        return 0
     rows = []
     with contextlib.ExitStack() as stack:
         redis_url = None

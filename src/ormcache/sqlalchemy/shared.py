@@ -32,7 +32,8 @@ _logger = logging.getLogger(__name__)
 
 #: ``SharedTier.get`` found nothing usable.
 NOT_FOUND: Any = object()
-#: ``SharedTier.get`` found a value whose authentication tag does not verify (never deserialised).
+#: ``SharedTier.get`` found a value whose authentication tag does not verify (never deserialised),
+#: or a version counter that ``INCR`` did not write (nothing is stored under it).
 FORGED: Any = object()
 
 #: results of ``SharedTier.store``
@@ -85,6 +86,11 @@ def stable_key(value: Any) -> str:
     if kind is frozenset:
         return "frozenset(" + ",".join(sorted(stable_key(item) for item in value)) + ")"
     raise TypeError(f"no stable key for a {kind.__name__}")
+
+
+def _is_counter(version: bytes) -> bool:
+    """Whether ``version`` is what ``INCR`` writes (digits only, so ``version:`` parses back)."""
+    return version.isdigit()
 
 
 class SharedTier:
@@ -201,6 +207,8 @@ class SharedTier:
 
         version, data = self._call(run)
         version = version or b"0"
+        if not _is_counter(version):  # not written by INCR: someone else wrote it
+            return version, FORGED
         if data is None:
             return version, NOT_FOUND
         stored, _, data = data.partition(b":")
@@ -231,6 +239,8 @@ class SharedTier:
                     SharedCacheWarning, stacklevel=5,
                 )
             return LOCAL_ONLY
+        if not _is_counter(version):
+            return MOVED  # never store under a counter someone else wrote
         ver_key, val_key = self._keys(name, signals)
         field = self._field(role)
         if self._secret is not None:
