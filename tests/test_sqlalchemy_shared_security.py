@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from ormcache.registry import Registry
+from ormcache.signaling import SignalingConfigurationError
 from ormcache.sqlalchemy import OrmCache, orm_cached
 from ormcache.sqlalchemy import shared as shared_module
 from ormcache.sqlalchemy.shared import SharedTier
@@ -547,7 +548,7 @@ def test_wrong_redis_password_is_a_configuration_error(tmp_path):
         cache.register(SharedApp)
         try:
             with factory() as session:
-                with pytest.raises(redis.AuthenticationError) as error:
+                with pytest.raises(SignalingConfigurationError, match="authentication failed") as error:
                     SharedApp(cache, session).user_names
             assert "wrong-password" not in str(error.value) and "wrong-password" not in repr(cache)
         finally:

@@ -270,9 +270,7 @@ class OrmCachedDescriptor(CachedMember):
                 shared._warned.add(("key", self.name))
                 _logger.warning("orm_cached %s: %s (%r); computed without the shared tier", self.name, exc, subkey)
             return self._keep(txn, subkey, self.create(owner, session, args, kwargs, counter))
-        except redis.AuthenticationError:
-            raise  # a configuration error, not an outage
-        except redis.RedisError as exc:
+        except redis.RedisError as exc:  # (a wrong password is raised, as a SignalingConfigurationError)
             _logger.warning("orm_cached %s: shared tier unreachable (%s), computed without caching", self.name, exc)
             return self.create(owner, session, args, kwargs, counter)
         if value is FORGED:

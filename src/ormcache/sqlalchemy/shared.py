@@ -25,6 +25,8 @@ import warnings
 from typing import Any, Callable, Iterable, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
+from ..signaling import SignalingConfigurationError
+
 __all__ = ["SharedTier", "SharedCacheWarning", "NOT_FOUND", "FORGED", "STORED", "MOVED", "LOCAL_ONLY",
            "stable_key", "redact_url"]
 
@@ -156,8 +158,10 @@ class SharedTier:
                 "not tried again yet")
         try:
             result = function()
-        except self._redis.AuthenticationError:
-            raise  # a configuration error, not an outage
+        except self._redis.AuthenticationError as exc:  # a configuration error, not an outage
+            raise SignalingConfigurationError(
+                f"shared tier at {redact_url(self.url)}: authentication failed (check the user and "
+                f"password of the URL): {exc}") from exc
         except self._redis.RedisError:
             self._failed_at = time.monotonic()
             raise
