@@ -2,6 +2,7 @@
 a secret, stable keys, a deadline with a rest after a failure, no password printed."""
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import socket
@@ -37,6 +38,26 @@ class Exploit:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+def timed_request(cache, factory, times):
+    """One request reading a shared-tier member; appends its duration to ``times``."""
+    with factory() as session:
+        start = time.perf_counter()
+        assert SharedApp(cache, session).user_names["names"] == ()
+        times.append(time.perf_counter() - start)
+
+
+def four_requests_at_once(cache, factory):
+    """Four threads each making one request at once; returns their durations."""
+    times = []
+    threads = [threading.Thread(target=timed_request, args=(cache, factory, times)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(times) == 4, times
+    return times
 
 
 def test_pickle_without_a_secret_is_refused(redis_server):
@@ -344,21 +365,8 @@ def test_black_hole_shared_tier_costs_one_deadline_per_interval(tmp_path):
     cache.watch(factory)
     cache.register(SharedApp)
 
-    def request(times):
-        with factory() as session:
-            start = time.perf_counter()
-            assert SharedApp(cache, session).user_names["names"] == ()
-            times.append(time.perf_counter() - start)
-
-    def four_at_once():
-        times = []
-        threads = [threading.Thread(target=request, args=(times,)) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert len(times) == 4, times
-        return times
+    request = functools.partial(timed_request, cache, factory)
+    four_at_once = functools.partial(four_requests_at_once, cache, factory)
 
     try:
         alone = []
@@ -450,21 +458,8 @@ def test_silent_path_to_the_shared_tier_costs_one_deadline_per_interval(tmp_path
     cache.watch(factory)
     cache.register(SharedApp)
 
-    def request(times):
-        with factory() as session:
-            start = time.perf_counter()
-            assert SharedApp(cache, session).user_names["names"] == ()
-            times.append(time.perf_counter() - start)
-
-    def four_at_once():
-        times = []
-        threads = [threading.Thread(target=request, args=(times,)) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert len(times) == 4, times
-        return times
+    request = functools.partial(timed_request, cache, factory)
+    four_at_once = functools.partial(four_requests_at_once, cache, factory)
 
     try:
         four_at_once()  # 4 connections established through the proxy, the value stored
