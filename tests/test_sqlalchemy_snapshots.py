@@ -33,8 +33,9 @@ class KarmaApp:
         return self.session.scalar(select(User.karma).where(User.id == 1))
 
 
-@pytest.fixture
-def setup(engine):
+def _seeded(engine):
+    """A registry, an OrmCache watching a session factory of ``engine``, one user and one
+    country; yields ``(engine, factory, cache)`` and cleans up."""
     registry = Registry(f"test-{uuid.uuid4().hex[:8]}")
     cache = OrmCache(registry, Base.metadata)
     factory = sessionmaker(engine)
@@ -47,6 +48,11 @@ def setup(engine):
     yield engine, factory, cache
     cache.close()
     Registry.delete(registry.db_name)
+
+
+@pytest.fixture
+def setup(engine):
+    yield from _seeded(engine)
 
 
 def _repeatable_read(engine, cache):
@@ -59,18 +65,7 @@ def _repeatable_read(engine, cache):
 def pg_setup(pg_dsn):
     engine = make_engine("postgresql", pg_dsn)
     Base.metadata.create_all(engine)
-    registry = Registry(f"test-{uuid.uuid4().hex[:8]}")
-    cache = OrmCache(registry, Base.metadata)
-    factory = sessionmaker(engine)
-    cache.watch(factory)
-    cache.register(KarmaApp)
-    with factory() as session:
-        session.add(User(id=1, name="ann", karma=0))
-        session.add(Country(id=1, code="CH", name="0"))
-        session.commit()
-    yield engine, factory, cache
-    cache.close()
-    Registry.delete(registry.db_name)
+    yield from _seeded(engine)
     engine.dispose()
 
 
