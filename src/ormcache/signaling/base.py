@@ -4,8 +4,10 @@ Every other module of ``ormcache.signaling`` imports this one; it imports no dri
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
-from typing import Any, Dict, Iterable, Sequence, Tuple
+from typing import Any, Callable, Dict, Generator, Iterable, Optional, Sequence, Tuple, TypeVar
 
 __all__ = [
     "REGISTRY",
@@ -17,7 +19,58 @@ __all__ = [
     "SignalingBackend",
     "LocalSignaling",
     "local_signaling",
+    "Step",
+    "Steps",
+    "run_steps",
+    "arun_steps",
 ]
+
+_T = TypeVar("_T")
+
+#: One round trip of a protocol written once for blocking and for async I/O: a function of the
+#: I/O object (a backend, a client, a connection) that returns the answer (blocking I/O) or an
+#: awaitable of it (async I/O).
+Step = Callable[[Any], Any]
+#: A protocol: a generator that yields its round trips, gets each answer sent back (or its
+#: error thrown in), and returns the result. The decisions live in it; only the drivers below
+#: differ (as psycopg drives its generators with blocking or async waits).
+Steps = Generator[Step, Any, _T]
+
+
+def run_steps(steps: Steps[_T], io: Any) -> _T:
+    """Drive ``steps`` with blocking I/O on ``io``."""
+    answer: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        try:
+            step = steps.send(answer) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            error = None  # no reference cycle through the traceback
+        try:
+            answer = step(io)
+        except BaseException as exc:  # thrown in: the protocol decides (and cleans up)
+            answer, error = None, exc
+
+
+async def arun_steps(steps: Steps[_T], io: Any) -> _T:
+    """Drive ``steps`` with async I/O on ``io``: the event loop runs other tasks meanwhile."""
+    answer: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        try:
+            step = steps.send(answer) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            error = None
+        try:
+            answer = step(io)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except BaseException as exc:  # a cancellation too: the protocol's cleanup runs
+            answer, error = None, exc
 
 #: The counter of the registry itself (moves when models change: the registry must reload).
 REGISTRY = "registry"
@@ -52,6 +105,13 @@ class SignalingBackend:
     - ``bump(db_name, names)``: add one to each counter;
     - ``attach(registry)``: a registry starts using the backend (optional);
     - ``close()``.
+
+    Their coroutine twins ``aread_versions()`` / ``abump()`` (used by ``acheck_signaling()`` and
+    ``asignal_changes()``) have the same results and errors and never block the event loop: by
+    default they run the blocking call in a worker thread (``asyncio.to_thread``, so a backend
+    must be thread-safe, as the registries of a threaded server already need); the PostgreSQL
+    and Redis backends use async drivers instead. ``aclose()`` closes what the running loop
+    opened.
     """
 
     def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
@@ -65,11 +125,20 @@ class SignalingBackend:
     def bump(self, db_name: str, names: Iterable[str]) -> None:
         raise NotImplementedError
 
+    async def aread_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        return await asyncio.to_thread(self.read_versions, db_name, names)
+
+    async def abump(self, db_name: str, names: Iterable[str]) -> None:
+        await asyncio.to_thread(self.bump, db_name, list(names))
+
     def attach(self, registry: Any) -> None:
         pass
 
     def close(self) -> None:
         pass
+
+    async def aclose(self) -> None:
+        """Close the connections of the running event loop (``close()`` closes the others)."""
 
     def __enter__(self) -> "SignalingBackend":
         return self
@@ -100,6 +169,12 @@ class LocalSignaling(SignalingBackend):
             counters = self._counters.setdefault(db_name, {})
             for name in names:
                 counters[name] = counters.get(name, 0) + 1
+
+    async def aread_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        return self.read_versions(db_name, names)  # in memory: nothing to wait for
+
+    async def abump(self, db_name: str, names: Iterable[str]) -> None:
+        self.bump(db_name, names)
 
     def __repr__(self) -> str:
         return "LocalSignaling()"

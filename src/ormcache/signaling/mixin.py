@@ -1,6 +1,7 @@
 """The Registry mixin: check_signaling / signal_changes / reset_changes / cursor_scope."""
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -8,15 +9,62 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .base import REGISTRY, SignalingConfigurationError, SignalingError, SignalingUnavailable, _local_signaling
+from .base import (
+    REGISTRY,
+    SignalingConfigurationError,
+    SignalingError,
+    SignalingUnavailable,
+    Steps,
+    Versions,
+    _local_signaling,
+    arun_steps,
+    run_steps,
+)
 
 __all__ = ["RegistrySignaling"]
 
 _logger = logging.getLogger("ormcache.signaling")
 
 _UNSYNCED = object()  # epoch of a registry that has not read the backend yet
+_SETTLE_POLL = 0.0005  # seconds between two looks at the bumps in flight
+
+
+class _Blocking:
+    """The round trips of the protocol below, made with a backend's blocking methods."""
+
+    @staticmethod
+    def read_versions(backend: Any, db_name: str, names: Sequence[str]) -> Versions:
+        return backend.read_versions(db_name, names)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def bump(backend: Any, db_name: str, names: Sequence[str]) -> None:
+        backend.bump(db_name, names)
+
+    @staticmethod
+    def settle(registry: "RegistrySignaling", timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while registry._signaling_flying and time.monotonic() < deadline:
+            time.sleep(_SETTLE_POLL)
+
+
+class _Awaiting:
+    """The same round trips, made with the backend's coroutine twins."""
+
+    @staticmethod
+    def read_versions(backend: Any, db_name: str, names: Sequence[str]) -> Awaitable[Versions]:
+        return backend.aread_versions(db_name, names)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def bump(backend: Any, db_name: str, names: Sequence[str]) -> Awaitable[None]:
+        return backend.abump(db_name, names)  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def settle(registry: "RegistrySignaling", timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while registry._signaling_flying and time.monotonic() < deadline:
+            await asyncio.sleep(_SETTLE_POLL)
 
 
 class RegistrySignaling:
@@ -30,6 +78,10 @@ class RegistrySignaling:
 
     After the backend failed, the next ``signaling_retry_interval`` seconds do without it: checks
     clear everything at once and signals are kept, instead of each waiting for a network timeout.
+
+    In async code, ``await acheck_signaling()`` and ``await asignal_changes()`` are the same
+    protocol (same results, errors, retries and counters; see their docstrings) whose round
+    trips never block the event loop.
     """
 
     on_reload: Optional[Callable[[Any], None]] = None
@@ -59,6 +111,9 @@ class RegistrySignaling:
         #: names whose publication failed (any thread); published by the next signal or check
         self._signaling_pending: set = set()
         self._signaling_pending_registry = False
+        #: name -> bumps of this process sent and not answered yet (no lock is held across a
+        #: round trip: a check that reads meanwhile counts them as landed, see _signaling_landed)
+        self._signaling_flying: Dict[str, int] = {}
         super().__init__()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -116,14 +171,14 @@ class RegistrySignaling:
         if self.on_reload is not None:
             self.on_reload(self)
 
-    def _signaling_publish_pending(self, backend: Any) -> None:
+    def _signaling_publishing_pending(self, backend: Any) -> Steps[None]:
         with self._signaling_lock:
             registry_changed = self._signaling_pending_registry
             names = set(self._signaling_pending)
         if not (registry_changed or names):
             return
         try:
-            self._signaling_publish(backend, registry_changed, names)
+            yield from self._signaling_publishing(backend, registry_changed, names)
         except SignalingError as exc:
             if isinstance(exc, SignalingConfigurationError):
                 raise
@@ -136,28 +191,41 @@ class RegistrySignaling:
         if registry_changed:
             self.registry_invalidated = False
 
-    def _signaling_publish(self, backend: Any, registry_changed: bool, names: set) -> None:
+    def _signaling_publishing(self, backend: Any, registry_changed: bool, names: set) -> Steps[None]:
         # no need to signal caches with the registry: reloading starts with empty caches
         bumped = [REGISTRY] if registry_changed else sorted(names)
-        # The lock is held across the round trip so that no check of another thread (or of the
-        # pub/sub listener) applies a read taken between the bump and the local increment.
+        # No lock is held across the round trip (a coroutine holding a thread lock would stall
+        # its loop): the bump is counted in flight, and a check that reads meanwhile takes it as
+        # landed (_signaling_landed), so no read taken between the bump and the local increment
+        # moves the counters past what this process has seen.
         with self._signaling_lock:
             resting = self._signaling_resting()
-            try:
-                if resting:
-                    raise SignalingUnavailable(
-                        f"signaling of {self.db_name!r} failed less than "
-                        f"{self.signaling_retry_interval}s ago; not tried again yet")
-                backend.bump(self.db_name, bumped)
-            except SignalingError as exc:
+            if not resting:
+                self._signaling_fly(bumped, 1)
+        failure: Optional[SignalingError] = None
+        try:
+            if resting:
+                raise SignalingUnavailable(
+                    f"signaling of {self.db_name!r} failed less than "
+                    f"{self.signaling_retry_interval}s ago; not tried again yet")
+            yield lambda io: io.bump(backend, self.db_name, bumped)
+        except BaseException as exc:
+            # failed, or cancelled (the bump may have landed): the names are published again
+            with self._signaling_lock:
+                if not resting:
+                    self._signaling_fly(bumped, -1)
+                    self._signaling_generation += 1  # a read counted this bump: read again
                 self._signaling_pending |= names
                 self._signaling_pending_registry |= registry_changed
                 if isinstance(exc, SignalingUnavailable) and not resting:
                     self._signaling_failed()
-                failure = exc
-                _retrier.watch(self)  # at exit in any case; in the background if allowed
-            else:
-                failure = None
+            _retrier.watch(self)  # at exit in any case; in the background if allowed
+            if not isinstance(exc, SignalingError):
+                raise
+            failure = exc
+        else:
+            with self._signaling_lock:
+                self._signaling_fly(bumped, -1)
                 if self._signaling_epoch is not _UNSYNCED:
                     # Odoo's rule: increment, never set to the backend's value, so that a race
                     # with another writer shows up as one more invalidation at the next check
@@ -172,6 +240,27 @@ class RegistrySignaling:
             what = "the registry change" if registry_changed else f"the invalidation of {sorted(names)}"
             raise type(failure)(f"{failure}; {what} is kept and will be published by the next "
                                 "signal_changes() or check_signaling()") from failure
+
+    def _signaling_fly(self, names: Sequence[str], delta: int) -> None:
+        # under the lock
+        flying = self._signaling_flying
+        for name in names:
+            count = flying.get(name, 0) + delta
+            if count:
+                flying[name] = count
+            else:
+                del flying[name]
+
+    def _signaling_landed(self, names: Sequence[str], values: Tuple[int, ...]) -> Tuple[int, ...]:
+        """A read as if every bump still in flight had landed in it (under the lock).
+
+        The publisher adds one per bump to the local counters when it is answered; taking the
+        bump out of the read here keeps the two in step whether or not the read saw it: at worst
+        one more invalidation at the next check, never a counter past what was seen."""
+        flying = self._signaling_flying
+        if not flying:
+            return values
+        return tuple(value - flying.get(name, 0) for name, value in zip(names, values))
 
     def _signaling_retry(self, force: bool = False) -> bool:
         """Publish the kept invalidations from the background (or at exit, ``force``: even while
@@ -219,16 +308,36 @@ class RegistrySignaling:
         The first check of a registry adopts the counters: it clears whatever the caches hold
         (filled before any counter was known) and returns ``[]``.
         """
+        return run_steps(self._signaling_checking(), _Blocking)
+
+    async def acheck_signaling(self) -> List[str]:
+        """``check_signaling()`` for async code: ``cleared = await registry.acheck_signaling()``.
+
+        The same protocol (same counters, result, errors, outage handling and publication of
+        kept invalidations) with the backend's async I/O (``redis.asyncio``, psycopg's
+        ``AsyncConnection``; a worker thread for other backends): the event loop runs other
+        tasks during each round trip, which keeps the backend's deadline (``timeout``). Safe
+        from concurrent tasks and from several threads each running its own loop.
+        ``on_reload`` is called as by ``check_signaling()`` (not awaited).
+        """
+        return await arun_steps(self._signaling_checking(), _Awaiting)
+
+    def _signaling_checking(self) -> Steps[List[str]]:
         backend = self._signaling_backend()
         names = self._signaling_keys
         if self._signaling_pending or self._signaling_pending_registry:
-            self._signaling_publish_pending(backend)
+            yield from self._signaling_publishing_pending(backend)
         for attempt in range(3):
+            if self._signaling_flying:
+                # a publish of this process is being answered: read after it (it ends within
+                # its backend's deadline), as a blocked lock would have made us wait
+                timeout = getattr(backend, "timeout", 0.5)
+                yield lambda io: io.settle(self, timeout)
             generation = self._signaling_generation
             try:
                 if self._signaling_resting():
                     raise SignalingUnavailable("not tried again yet")
-                epoch, values = backend.read_versions(self.db_name, names)
+                epoch, values = yield lambda io: io.read_versions(backend, self.db_name, names)
             except SignalingError as exc:
                 if isinstance(exc, SignalingConfigurationError):
                     raise  # a misconfiguration (read-only, authentication...), not an outage: say it loudly
@@ -244,10 +353,12 @@ class RegistrySignaling:
                 return cleared
             with self._signaling_lock:
                 # Another thread moved the local counters while we read (a signal, a check):
-                # our read may predate it, and applying it would go backwards. Read again;
-                # after three tries apply anyway (the worst is one extra invalidation).
-                if self._signaling_generation != generation and attempt < 2:
+                # our read may predate it, and applying it would go backwards; or a publish of
+                # ours is in flight. Read again; after three tries apply anyway (the worst is
+                # one extra invalidation).
+                if (self._signaling_generation != generation or self._signaling_flying) and attempt < 2:
                     continue
+                values = self._signaling_landed(names, values)
                 if (values == self._signaling_values and epoch == self._signaling_epoch
                         and not self._signaling_outage):
                     return []  # nothing moved: the common case, one tuple comparison
@@ -309,12 +420,26 @@ class RegistrySignaling:
         raises ``SignalingError`` and keeps the names: the next signal_changes() or
         check_signaling() (of any thread) publishes them.
         """
+        run_steps(self._signaling_changes(), _Blocking)
+
+    async def asignal_changes(self) -> None:
+        """``signal_changes()`` for async code: ``await registry.asignal_changes()``.
+
+        The same protocol (same counters, the same ``SignalingError`` on failure with the names
+        kept for the next publish or the background retry) with the backend's async I/O: the
+        event loop is never blocked for the round trip. The invalidations published are those
+        of the calling thread (``cache_invalidated``, shared by the tasks of its loop). A
+        cancelled call keeps the names too (the bump may or may not have landed).
+        """
+        await arun_steps(self._signaling_changes(), _Awaiting)
+
+    def _signaling_changes(self) -> Steps[None]:
         with self._signaling_lock:
             registry_changed = self.registry_invalidated or self._signaling_pending_registry
             names = self.cache_invalidated | self._signaling_pending
         if not (registry_changed or names):
             return
-        self._signaling_publish(self._signaling_backend(), registry_changed, names)
+        yield from self._signaling_publishing(self._signaling_backend(), registry_changed, names)
         self.registry_invalidated = False
         self.cache_invalidated.clear()
 

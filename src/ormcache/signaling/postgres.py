@@ -11,13 +11,15 @@ weights to it, in one transaction: the sum never changes, the table stays small.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import select
 import threading
 import time
 import uuid
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+import weakref
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import psycopg
 from psycopg import generators, sql
@@ -29,7 +31,11 @@ from .base import (
     SignalingConfigurationError,
     SignalingError,
     SignalingUnavailable,
+    Step,
+    Steps,
     Versions,
+    arun_steps,
+    run_steps,
 )
 
 __all__ = ["PostgresSignaling"]
@@ -82,6 +88,60 @@ def _drive(gen: Any, fileno: Optional[int], deadline: float) -> Any:
         return stop.value
 
 
+async def _adrive(gen: Any, fileno: Optional[int], deadline: float) -> Any:
+    """``_drive()`` for the event loop: waits on the socket with the loop's reader/writer
+    callbacks, so other tasks run meanwhile. psycopg's own async wait is never used: on a
+    cancellation it sends a blocking cancel request and waits for the server once more."""
+    loop = asyncio.get_running_loop()
+    try:
+        state = next(gen)
+        while True:
+            if fileno is None:
+                fd, state = state
+            else:
+                fd = fileno
+            remaining = deadline - time.monotonic()
+            ready = await _ready(loop, fd, state, remaining) if remaining > 0 else 0
+            if not ready:
+                raise _Expired("no answer within the deadline")
+            state = gen.send(ready)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, wait: int, timeout: float) -> int:
+    """1 (readable) or 2 (writable) as soon as ``fd`` is, for the ``wait`` mask; 0 after
+    ``timeout`` seconds."""
+    future = loop.create_future()
+
+    def ready(flag: int) -> None:
+        if not future.done():
+            future.set_result(flag)
+
+    if wait & 1:
+        loop.add_reader(fd, ready, 1)
+    if wait & 2:
+        loop.add_writer(fd, ready, 2)
+    timer = loop.call_later(timeout, ready, 0)
+    try:
+        return await future  # type: ignore[no-any-return]
+    finally:
+        timer.cancel()
+        if wait & 1:
+            loop.remove_reader(fd)
+        if wait & 2:
+            loop.remove_writer(fd)
+
+
+class _DeadlineAsyncConnection(psycopg.AsyncConnection):
+    """An async psycopg connection whose waits end at ``deadline`` (time.monotonic())."""
+
+    deadline: float = 0.0
+
+    async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        return await _adrive(gen, self.pgconn.socket, self.deadline)
+
+
 class _DeadlineConnection(psycopg.Connection):
     """A psycopg connection whose waits end at ``deadline`` (time.monotonic()), when set."""
 
@@ -92,6 +152,88 @@ class _DeadlineConnection(psycopg.Connection):
         if deadline is None:
             return super().wait(gen, *args, **kwargs)
         return _drive(gen, self.pgconn.socket, deadline)
+
+
+def _execute(query: Any, params: Any = None) -> Step:
+    """A statement without rows back, as a step of the protocols below."""
+    return lambda db: db.execute(query, params)
+
+
+def _one(query: Any, params: Any = None) -> Step:
+    """A statement's first row, as a step."""
+    return lambda db: db.one(query, params)
+
+
+def _all(query: Any, params: Any = None) -> Step:
+    """A statement's rows, as a step."""
+    return lambda db: db.all(query, params)
+
+
+def _transaction(body: Steps[Any]) -> Steps[Any]:
+    """``body`` in a transaction (the connections are in autocommit): committed, or rolled
+    back on an SQL error (a lost connection is dropped instead)."""
+    yield _execute("BEGIN")
+    try:
+        result = yield from body
+    except psycopg.Error as exc:
+        if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            yield _execute("ROLLBACK")
+        raise
+    yield _execute("COMMIT")
+    return result
+
+
+class _BlockingSQL:
+    """The steps' I/O on a psycopg ``Connection``."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, query: Any, params: Any) -> None:
+        self.conn.execute(query, params)
+
+    def one(self, query: Any, params: Any) -> Any:
+        return self.conn.execute(query, params).fetchone()
+
+    def all(self, query: Any, params: Any) -> List[Any]:
+        return self.conn.execute(query, params).fetchall()  # type: ignore[no-any-return]
+
+
+class _AsyncSQL:
+    """The same on a psycopg ``AsyncConnection``: the event loop runs other tasks meanwhile."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def execute(self, query: Any, params: Any) -> None:
+        await self.conn.execute(query, params)
+
+    async def one(self, query: Any, params: Any) -> Any:
+        return await (await self.conn.execute(query, params)).fetchone()
+
+    async def all(self, query: Any, params: Any) -> List[Any]:
+        return await (await self.conn.execute(query, params)).fetchall()  # type: ignore[no-any-return]
+
+
+class _LoopConnection:
+    """The async connection of one event loop, and the lock its tasks take turns with (one
+    statement at a time on a connection)."""
+
+    __slots__ = ("lock", "conn", "failures", "__weakref__")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.conn: Any = None
+        self.failures = 0  # calls that failed on the network (a waiting call fails with them)
+
+
+async def _aclose(conn: Any) -> None:
+    if conn is not None and not conn.closed:
+        await conn.close()
 
 
 class PostgresSignaling(SignalingBackend):
@@ -121,6 +263,10 @@ class PostgresSignaling(SignalingBackend):
 
     Pruning: after this process wrote ``prune_every`` signals of a name, it prunes that table
     (one short transaction on its own connection, skipped if another process is pruning it).
+
+    Async: ``aread_versions()``/``abump()`` run the same statements on a psycopg
+    ``AsyncConnection`` of the running event loop (one per loop; its tasks take turns with an
+    ``asyncio.Lock``), within the same deadline; ``await aclose()`` closes the running loop's.
     """
 
     TABLE_PREFIX = "orm_signaling_"
@@ -149,6 +295,9 @@ class PostgresSignaling(SignalingBackend):
         self._queries: Dict[Tuple[str, Tuple[str, ...]], Any] = {}
         self._absent: set = set()  # names (or EPOCH_TABLE) a read-only connection did not find
         self._unpruned: Dict[str, int] = {}  # name -> signals written since this process pruned it
+        #: event loop -> its async connection (a connection belongs to the loop that made it)
+        self._loop_connections: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnection]" = (
+            weakref.WeakKeyDictionary())
 
     def __repr__(self) -> str:
         return f"PostgresSignaling({self._where!r})"
@@ -170,41 +319,65 @@ class PostgresSignaling(SignalingBackend):
         except psycopg.OperationalError as exc:
             if conn is not None:
                 conn.close()
-            if getattr(exc, "sqlstate", None) in ("28P01", "28000") or "authentication failed" in str(exc):
-                raise SignalingConfigurationError(
-                    f"PostgreSQL signaling at {self._where}: authentication failed (check the user "
-                    f"and password of the DSN): {exc}") from exc
-            raise self._unavailable(exc) from exc
+            raise self._connect_failed(exc) from exc
         try:
-            in_recovery, read_only = conn.execute(
-                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
-            ).fetchone()
-        except psycopg.OperationalError as exc:
-            conn.close()
-            raise self._unavailable(exc) from exc
+            conn.ormcache_read_only = run_steps(self._probing(), _BlockingSQL(conn))
         except BaseException:
             conn.close()
             raise
-        conn.ormcache_read_only = ("a read-only replica (in recovery)" if in_recovery
-                                   else "read-only (default_transaction_read_only)" if read_only else False)
         return conn
 
-    def _refuse_writes(self) -> None:
-        if self._read_only:
+    async def _aconnect(self, deadline: float) -> Any:
+        """``_connect()`` with an ``AsyncConnection``."""
+        conn = None
+        try:
+            pgconn = await _adrive(generators.connect(self.dsn), None, deadline)
+            conn = _DeadlineAsyncConnection(pgconn)
+            conn.deadline = deadline
+            await conn.set_autocommit(True)
+        except psycopg.OperationalError as exc:
+            await _aclose(conn)
+            raise self._connect_failed(exc) from exc
+        try:
+            conn.ormcache_read_only = await arun_steps(self._probing(), _AsyncSQL(conn))  # type: ignore[attr-defined]
+        except BaseException:
+            await _aclose(conn)
+            raise
+        return conn
+
+    def _connect_failed(self, exc: psycopg.OperationalError) -> SignalingError:
+        if getattr(exc, "sqlstate", None) in ("28P01", "28000") or "authentication failed" in str(exc):
+            return SignalingConfigurationError(
+                f"PostgreSQL signaling at {self._where}: authentication failed (check the user "
+                f"and password of the DSN): {exc}")
+        return self._unavailable(exc)
+
+    def _probing(self) -> Steps[Any]:
+        """The read-only state of a new connection: False, or why it is read-only."""
+        try:
+            in_recovery, read_only = yield _one(
+                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'")
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        return ("a read-only replica (in recovery)" if in_recovery
+                else "read-only (default_transaction_read_only)" if read_only else False)
+
+    def _refuse_writes(self, read_only: Any) -> None:
+        if read_only:
             raise ReadOnlyBackendError(
-                f"PostgreSQL signaling at {self._where} is {self._read_only}; writing signals needs "
+                f"PostgreSQL signaling at {self._where} is {read_only}; writing signals needs "
                 "the read-write primary (reading them works)")
 
-    def _ensure(self, conn: Any, names: Iterable[str]) -> None:
+    def _ensuring(self, names: Iterable[str], read_only: Any) -> Steps[None]:
         missing = [name for name in names if name not in self._ensured]
         if not missing and (self._token is not None or EPOCH_TABLE in self._absent):
             return  # (a replica without the tables reads them through _read_part until they exist)
-        if self._read_only:
+        if read_only:
             # A replica cannot create anything. A table that does not exist yet has no signal:
             # it is read as 0 through dynamic SQL until it appears (see _read_part).
-            found = {row[0] for row in conn.execute(
+            found = {row[0] for row in (yield _all(
                 "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND relkind IN ('r', 'p')",
-                [[self.TABLE_PREFIX + name for name in missing] + [EPOCH_TABLE]])}
+                [[self.TABLE_PREFIX + name for name in missing] + [EPOCH_TABLE]]))}
             self._absent |= {name for name in missing if self.TABLE_PREFIX + name not in found}
             if EPOCH_TABLE not in found:
                 self._absent.add(EPOCH_TABLE)
@@ -212,34 +385,38 @@ class PostgresSignaling(SignalingBackend):
                 return
         else:
             # concurrent CREATE ... IF NOT EXISTS can still collide in the catalogs: serialise them
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext('orm_signaling'))")
-                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (token text NOT NULL)").format(
-                    sql.Identifier(EPOCH_TABLE)))
-                conn.execute(sql.SQL("INSERT INTO {0} (token) SELECT %s WHERE NOT EXISTS (SELECT FROM {0})")
-                             .format(sql.Identifier(EPOCH_TABLE)), [uuid.uuid4().hex])
-                conn.execute(sql.SQL(
-                    "CREATE OR REPLACE FUNCTION {}() RETURNS bigint LANGUAGE plpgsql AS $$ "
-                    "BEGIN RAISE EXCEPTION {}; END $$").format(
-                        sql.Identifier(_MOVED_FUNCTION), sql.Literal(_MOVED_MESSAGE)))
-                for name in missing:
-                    conn.execute(sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-                        "date timestamptz NOT NULL DEFAULT now(), weight bigint NOT NULL DEFAULT 1)"
-                    ).format(self._table(name)))
-                    # a process of an older version reading or bumping this name fails loudly
-                    # (its checks then clear every cache, its signals raise) instead of missing
-                    # our signals in silence
-                    old = sql.Identifier(self.OLD_SEQUENCE_PREFIX + name)
-                    kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
-                                        [old.as_string(None)]).fetchone()
-                    if kind is not None and kind[0] == "S":
-                        conn.execute(sql.SQL("DROP SEQUENCE {}").format(old))
-                    conn.execute(sql.SQL(
-                        "CREATE OR REPLACE VIEW {} AS SELECT {}() AS last_value, true AS is_called"
-                    ).format(old, sql.Identifier(_MOVED_FUNCTION)))
-        self._token = conn.execute(sql.SQL("SELECT token FROM {}").format(sql.Identifier(EPOCH_TABLE))).fetchone()[0]
+            yield from _transaction(self._creating(missing))
+        row = yield _one(sql.SQL("SELECT token FROM {}").format(sql.Identifier(EPOCH_TABLE)))
+        self._token = row[0]
         self._ensured.update(missing)
+
+    def _creating(self, missing: Sequence[str]) -> Steps[None]:
+        """The epoch's table and the signaling tables of ``missing`` (run in a transaction)."""
+        yield _execute("SELECT pg_advisory_xact_lock(hashtext('orm_signaling'))")
+        yield _execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (token text NOT NULL)").format(
+            sql.Identifier(EPOCH_TABLE)))
+        yield _execute(sql.SQL("INSERT INTO {0} (token) SELECT %s WHERE NOT EXISTS (SELECT FROM {0})")
+                       .format(sql.Identifier(EPOCH_TABLE)), [uuid.uuid4().hex])
+        yield _execute(sql.SQL(
+            "CREATE OR REPLACE FUNCTION {}() RETURNS bigint LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION {}; END $$").format(
+                sql.Identifier(_MOVED_FUNCTION), sql.Literal(_MOVED_MESSAGE)))
+        for name in missing:
+            yield _execute(sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                "date timestamptz NOT NULL DEFAULT now(), weight bigint NOT NULL DEFAULT 1)"
+            ).format(self._table(name)))
+            # a process of an older version reading or bumping this name fails loudly
+            # (its checks then clear every cache, its signals raise) instead of missing
+            # our signals in silence
+            old = sql.Identifier(self.OLD_SEQUENCE_PREFIX + name)
+            kind = yield _one("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
+                              [old.as_string(None)])
+            if kind is not None and kind[0] == "S":
+                yield _execute(sql.SQL("DROP SEQUENCE {}").format(old))
+            yield _execute(sql.SQL(
+                "CREATE OR REPLACE VIEW {} AS SELECT {}() AS last_value, true AS is_called"
+            ).format(old, sql.Identifier(_MOVED_FUNCTION)))
 
     def _query(self, kind: str, names: Tuple[str, ...]) -> str:
         try:
@@ -328,59 +505,146 @@ class PostgresSignaling(SignalingBackend):
                     else:
                         self._conn = conn
                         self._read_only = conn.ormcache_read_only
-                        if self._absent:  # look again for the tables a replica did not have
-                            self._absent = set()
-                            self._ensured.clear()
-                            self._queries.clear()
+                        self._adopt()
                 conn.deadline = deadline
                 try:
-                    if write:
-                        self._refuse_writes()
-                    self._ensure(conn, names)
-                    if kind == "ensure":
-                        return self._token
-                    if kind == "prune":
-                        return self._prune(conn, names)
-                    return conn.execute(self._query(kind, names)).fetchone()
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    self._drop()
-                    if fresh or attempt == 2 or isinstance(exc, _Expired):
-                        self._failures += 1
-                        raise self._unavailable(exc) from exc
-                    # an old connection died (server restarted): one retry on a new one
-                except psycopg.errors.ReadOnlySqlTransaction as exc:
-                    self._drop()
-                    raise ReadOnlyBackendError(
-                        f"PostgreSQL signaling at {self._where} became read-only: {exc}") from exc
-                except psycopg.errors.UndefinedTable as exc:
-                    self._ensured.clear()  # someone dropped our tables: create them again
-                    self._token = None
-                    self._queries.clear()
-                    if attempt == 2 or self._read_only:
-                        raise SignalingError(f"PostgreSQL signaling at {self._where}: {exc}") from exc
+                    return run_steps(self._working(kind, names, write, self._read_only), _BlockingSQL(conn))
                 except psycopg.Error as exc:
-                    self._drop()
-                    raise SignalingError(f"PostgreSQL signaling at {self._where}: {exc}") from exc
+                    drop, error = self._failure(exc, fresh, attempt == 2, self._read_only)
+                    if drop:
+                        self._drop()
+                    if error is not None:
+                        if isinstance(error, SignalingUnavailable):
+                            self._failures += 1
+                        raise error from exc
+                    # an old connection died (server restarted), or our tables were dropped:
+                    # once more
                 finally:
                     conn.deadline = None
             finally:
                 lock.release()
         raise AssertionError("unreachable")
 
-    def _prune(self, conn: Any, names: Sequence[str]) -> None:
+    def _adopt(self) -> None:
+        """A new connection is in use: look again for the tables a replica did not have."""
+        if self._absent:
+            self._absent = set()
+            self._ensured.clear()
+            self._queries.clear()
+
+    def _working(self, kind: str, names: Tuple[str, ...], write: bool, read_only: Any) -> Steps[Any]:
+        """What a call does on a connection, once connected."""
+        if write:
+            self._refuse_writes(read_only)
+        yield from self._ensuring(names, read_only)
+        if kind == "ensure":
+            return self._token
+        if kind == "prune":
+            return (yield from self._pruning(names))
+        return (yield _one(self._query(kind, names)))
+
+    def _failure(self, exc: psycopg.Error, fresh: bool, last: bool,
+                 read_only: Any) -> Tuple[bool, Optional[SignalingError]]:
+        """What a psycopg error of a call means: (drop the connection?, the error to raise, or
+        None to try once more)."""
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            # an old connection that died (server restarted) gets one retry on a new one
+            if fresh or last or isinstance(exc, _Expired):
+                return True, self._unavailable(exc)
+            return True, None
+        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+            return True, ReadOnlyBackendError(f"PostgreSQL signaling at {self._where} became read-only: {exc}")
+        if isinstance(exc, psycopg.errors.UndefinedTable):
+            self._ensured.clear()  # someone dropped our tables: create them again
+            self._token = None
+            self._queries.clear()
+            if last or read_only:
+                return False, SignalingError(f"PostgreSQL signaling at {self._where}: {exc}")
+            return False, None
+        return True, SignalingError(f"PostgreSQL signaling at {self._where}: {exc}")
+
+    async def _arun(self, kind: str, names: Tuple[str, ...], write: bool = False) -> Any:
+        """``_run()`` on the running loop's async connection, within the same deadline."""
+        state = self._loop_connection()
+        deadline = time.monotonic() + self.timeout
+        failures = state.failures
+        try:
+            if state.lock.locked():  # (else acquired at once, without a task for wait_for)
+                await asyncio.wait_for(state.lock.acquire(), max(deadline - time.monotonic(), 0))
+            else:
+                await state.lock.acquire()
+        except asyncio.TimeoutError:
+            raise SignalingUnavailable(
+                f"PostgreSQL signaling at {self._where} is unreachable: no answer to another "
+                f"task's call within {self.timeout}s") from None
+        try:
+            if state.failures != failures:  # failed for another task meanwhile: no network
+                raise SignalingUnavailable(
+                    f"PostgreSQL signaling at {self._where} is unreachable: another task's call "
+                    "failed meanwhile")
+            for attempt in (1, 2):
+                conn = state.conn
+                fresh = conn is None or conn.closed
+                if fresh:
+                    try:
+                        conn = state.conn = await self._aconnect(deadline)
+                    except SignalingUnavailable:
+                        state.failures += 1
+                        raise
+                    self._adopt()
+                conn.deadline = deadline
+                try:
+                    return await arun_steps(self._working(kind, names, write, conn.ormcache_read_only),
+                                            _AsyncSQL(conn))
+                except psycopg.Error as exc:
+                    drop, error = self._failure(exc, fresh, attempt == 2, conn.ormcache_read_only)
+                    if drop:
+                        state.conn = None
+                        await _aclose(conn)
+                    if error is not None:
+                        if isinstance(error, SignalingUnavailable):
+                            state.failures += 1
+                        raise error from exc
+                except asyncio.CancelledError:  # the task was cancelled mid-statement
+                    state.conn = None
+                    await _aclose(conn)
+                    raise
+            raise AssertionError("unreachable")
+        finally:
+            state.lock.release()
+
+    def _loop_connection(self) -> _LoopConnection:
+        loop = asyncio.get_running_loop()
+        state = self._loop_connections.get(loop)
+        if state is None:
+            with self._lock:
+                state = self._loop_connections.get(loop)
+                if state is None:
+                    state = self._loop_connections[loop] = _LoopConnection()
+        return state
+
+    async def aclose(self) -> None:
+        with self._lock:
+            state = self._loop_connections.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            conn, state.conn = state.conn, None
+            await _aclose(conn)
+
+    def _pruning(self, names: Sequence[str]) -> Steps[None]:
         for name in names:
-            table = self._table(name)
-            with conn.transaction():
-                locked = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
-                                      [self.TABLE_PREFIX + name]).fetchone()[0]
-                if not locked:
-                    continue  # another process is pruning it
-                # the snapshot of this statement is taken after the lock: no other pruner runs
-                conn.execute(sql.SQL(
-                    "WITH top AS (SELECT max(id) AS id FROM {0}), "
-                    "gone AS (DELETE FROM {0} WHERE id < (SELECT id FROM top) RETURNING weight) "
-                    "UPDATE {0} SET weight = weight + (SELECT coalesce(sum(weight), 0) FROM gone) "
-                    "WHERE id = (SELECT id FROM top)").format(table))
+            yield from _transaction(self._pruning_one(name))
+
+    def _pruning_one(self, name: str) -> Steps[None]:
+        table = self._table(name)
+        locked = yield _one("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [self.TABLE_PREFIX + name])
+        if not locked[0]:
+            return  # another process is pruning it
+        # the snapshot of this statement is taken after the lock: no other pruner runs
+        yield _execute(sql.SQL(
+            "WITH top AS (SELECT max(id) AS id FROM {0}), "
+            "gone AS (DELETE FROM {0} WHERE id < (SELECT id FROM top) RETURNING weight) "
+            "UPDATE {0} SET weight = weight + (SELECT coalesce(sum(weight), 0) FROM gone) "
+            "WHERE id = (SELECT id FROM top)").format(table))
 
     def _due(self, names: Sequence[str]) -> List[str]:
         """Count signals written by this process; the names whose table is due for pruning."""
@@ -398,10 +662,14 @@ class PostgresSignaling(SignalingBackend):
         self._run("prune", tuple(names), write=True)
 
     def _prune_due(self, names: Sequence[str]) -> None:
-        due = self._due(names)
+        run_steps(self._pruning_due(names), self._run)
+
+    def _pruning_due(self, names: Sequence[str]) -> Steps[None]:
+        # the steps here are calls of the backend (``_run`` or ``_arun``)
+        due = tuple(self._due(names))
         if due:
             try:
-                self.prune(due)
+                yield lambda run: run("prune", due, True)
             except SignalingError as exc:  # the next prune of these names will catch up
                 _logger.debug("Signaling: pruning %s failed: %s", due, exc)
 
@@ -420,16 +688,27 @@ class PostgresSignaling(SignalingBackend):
         self._pid = os.getpid()
 
     def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
-        row = self._run("read", tuple(names))
+        return run_steps(self._reading(tuple(names)), self._run)
+
+    async def aread_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        return await arun_steps(self._reading(tuple(names)), self._arun)
+
+    def _reading(self, names: Tuple[str, ...]) -> Steps[Versions]:
+        row = yield lambda run: run("read", names)
         token = row[0]
         if token != self._token and token is not None:
             self._token = token  # tables created again elsewhere: record statements follow
         return token, tuple(row[1:])
 
     def bump(self, db_name: str, names: Iterable[str]) -> None:
-        names = tuple(names)
-        self._run("bump", names, write=True)
-        self._prune_due(names)
+        run_steps(self._bumping(tuple(names)), self._run)
+
+    async def abump(self, db_name: str, names: Iterable[str]) -> None:
+        await arun_steps(self._bumping(tuple(names)), self._arun)
+
+    def _bumping(self, names: Tuple[str, ...]) -> Steps[None]:
+        yield lambda run: run("bump", names, True)
+        yield from self._pruning_due(names)
 
     def record_statement(self, db_name: str, names: Iterable[str]) -> str:
         """The one SQL statement that records signals of ``names`` inside a writer's own
@@ -454,8 +733,16 @@ class PostgresSignaling(SignalingBackend):
         return statement
 
     def close(self) -> None:
+        """Close the connection of the threads, and end the sessions of the async connections
+        (``await aclose()`` in each loop is the clean way; their sockets are closed here)."""
         with self._lock:
             self._drop()
+            states = list(self._loop_connections.values())
+            self._loop_connections.clear()
+        for state in states:
+            conn, state.conn = state.conn, None
+            if conn is not None and not conn.closed:
+                conn.pgconn.finish()  # no loop to await close() in: libpq's close is immediate
 
 
 _inherited_connections: List[Any] = []  # a forked child's copies of its parent's connections

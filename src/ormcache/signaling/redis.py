@@ -1,14 +1,17 @@
 """Redis signaling (imported only when used: it imports redis)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import uuid
 import weakref
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -18,7 +21,11 @@ from .base import (
     SignalingConfigurationError,
     SignalingError,
     SignalingUnavailable,
+    Step,
+    Steps,
     Versions,
+    arun_steps,
+    run_steps,
 )
 
 __all__ = ["RedisSignaling"]
@@ -49,6 +56,10 @@ class RedisSignaling(SignalingBackend):
     closed (never after a timeout): a server that hangs costs one deadline. Each thread uses its
     own pooled connection, so threads never wait for another's connect. ``socket_timeout=``
     (older versions) is an alias of ``timeout``.
+
+    Async: ``aread_versions()``/``abump()`` send the same commands through a ``redis.asyncio``
+    client of the running event loop (one per loop, same timeouts; concurrent tasks each take
+    a pooled connection); ``await aclose()`` closes the running loop's client.
     """
 
     def __init__(
@@ -67,7 +78,7 @@ class RedisSignaling(SignalingBackend):
         self.url = url
         self.key_prefix = key_prefix
         self._role_checked = False
-        # no retries of redis-py (a timeout retried is a second deadline): _call retries once
+        # no retries of redis-py (a timeout retried is a second deadline): _calling retries once
         # when a pooled connection died with the server
         self.client = redis.Redis.from_url(
             url,
@@ -80,6 +91,9 @@ class RedisSignaling(SignalingBackend):
             kwargs.get("host", kwargs.get("path", "?")), kwargs.get("port", ""), kwargs.get("db", 0))
         self._keys: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
         self._listener: Optional[_RedisListener] = _RedisListener(self) if pubsub else None
+        #: event loop -> its redis.asyncio client (a client belongs to the loop that made it)
+        self._aclients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+        self._aclients_lock = threading.Lock()
         self._token = uuid.uuid4().hex
         self._token_pid = os.getpid()
 
@@ -104,21 +118,23 @@ class RedisSignaling(SignalingBackend):
     def channel(self, db_name: str) -> str:
         return self.prefix(db_name) + "signal"
 
-    def _call(self, func: Callable[[], Any]) -> Any:
+    def _calling(self, step: Step) -> Steps[Any]:
+        """One command (``step`` of a client, blocking or async) with the role check, the one
+        retry and the errors of this backend."""
         exceptions = self._redis.exceptions
         try:
             try:
                 if not self._role_checked:
-                    self._check_role()
-                return func()
+                    yield from self._checking_role()
+                return (yield step)
             except exceptions.TimeoutError:
                 raise
             except exceptions.ConnectionError:
                 # a pooled connection closed by a restarted server: once more, on a new one
                 # (a refused connect fails at once; a timeout is never retried)
                 self._role_checked = False
-                self._check_role()
-                return func()
+                yield from self._checking_role()
+                return (yield step)
         except (exceptions.AuthenticationError, exceptions.AuthenticationWrongNumberOfArgsError) as exc:
             self._role_checked = False
             raise SignalingConfigurationError(
@@ -133,12 +149,9 @@ class RedisSignaling(SignalingBackend):
         except exceptions.RedisError as exc:
             raise SignalingError(f"Redis signaling at {self._where}: {exc}") from exc
 
-    def _check_role(self) -> None:
+    def _checking_role(self) -> Steps[None]:
         # at first use and after each reconnect (the server may have changed), one round trip
-        pipe = self.client.pipeline(transaction=False)
-        pipe.execute_command("ROLE")
-        pipe.info("memory")
-        role, memory = pipe.execute()
+        role, memory = yield _role_and_memory
         role = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
         if role != "master":
             raise ReadOnlyBackendError(
@@ -153,42 +166,70 @@ class RedisSignaling(SignalingBackend):
         self._role_checked = True
 
     def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        return run_steps(self._reading(db_name, names), self.client)
+
+    async def aread_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        return await arun_steps(self._reading(db_name, names), self._aclient())
+
+    def _reading(self, db_name: str, names: Sequence[str]) -> Steps[Versions]:
         names = tuple(names)
         try:
             keys = self._keys[db_name, names]
         except KeyError:
             prefix = self.prefix(db_name)
             keys = self._keys[db_name, names] = [prefix + "epoch"] + [prefix + name for name in names]
-        values = self._call(lambda: self.client.mget(keys))
+        values = list((yield from self._calling(lambda client: client.mget(keys))))
         epoch = values[0]
         if epoch is None:
-            epoch = self._call(lambda: self._new_epoch(keys[0]))
+            # the first process to see the counters missing sets the token; all of them read it
+            epoch = (yield from self._calling(lambda client: _new_epoch(client, keys[0])))[1]
         del values[0]
         try:
             return epoch, tuple(map(int, values))
         except TypeError:  # a counter never bumped
             return epoch, tuple(int(value or 0) for value in values)
 
-    def _new_epoch(self, key: str) -> bytes:
-        # the first process to see the counters missing sets the token; all of them read it back
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(key, uuid.uuid4().hex, nx=True)
-        pipe.get(key)
-        return pipe.execute()[1]
-
     def bump(self, db_name: str, names: Iterable[str]) -> None:
+        run_steps(self._bumping(db_name, names), self.client)
+
+    async def abump(self, db_name: str, names: Iterable[str]) -> None:
+        await arun_steps(self._bumping(db_name, names), self._aclient())
+
+    def _bumping(self, db_name: str, names: Iterable[str]) -> Steps[None]:
         names = list(names)
         prefix = self.prefix(db_name)
 
-        def run() -> Any:
-            pipe = self.client.pipeline(transaction=True)
+        def run(client: Any) -> Any:
+            pipe = client.pipeline(transaction=True)
             for name in names:
                 pipe.execute_command("INCR", prefix + name)
             if self._listener is not None:
                 pipe.publish(prefix + "signal", f"{self.token} {','.join(names)}")
             return pipe.execute()
 
-        self._call(run)
+        yield from self._calling(run)
+
+    def _aclient(self) -> Any:
+        """The redis.asyncio client of the running event loop (made on first use)."""
+        loop = asyncio.get_running_loop()
+        client = self._aclients.get(loop)
+        if client is None:
+            with self._aclients_lock:
+                client = self._aclients.get(loop)
+                if client is None:
+                    client = self._aclients[loop] = redis.asyncio.Redis.from_url(
+                        self.url,
+                        socket_timeout=self.timeout,
+                        socket_connect_timeout=self.timeout,
+                        retry=AsyncRetry(NoBackoff(), 0),
+                    )
+        return client
+
+    async def aclose(self) -> None:
+        with self._aclients_lock:
+            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
     def attach(self, registry: Any) -> None:
         """Called by a registry that uses this backend (pub/sub: listen on its channel)."""
@@ -199,6 +240,20 @@ class RedisSignaling(SignalingBackend):
         if self._listener is not None:
             self._listener.stop()
         self.client.close()
+
+
+def _role_and_memory(client: Any) -> Any:
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("ROLE")
+    pipe.info("memory")
+    return pipe.execute()
+
+
+def _new_epoch(client: Any, key: str) -> Any:
+    pipe = client.pipeline(transaction=True)
+    pipe.set(key, uuid.uuid4().hex, nx=True)
+    pipe.get(key)
+    return pipe.execute()
 
 
 class _RedisListener:
