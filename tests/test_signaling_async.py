@@ -440,3 +440,43 @@ def test_two_threads_each_with_its_loop(server, make_registry):
         # one of the two threads applied the peer's signal; the other read it after
         assert sorted(round_results, key=len) == [[], caches_of(registry, "assets")], round_results
     assert registry.check_signaling() == []
+
+
+# -- other backends ---------------------------------------------------------------------------
+
+def test_local_and_custom_backends(make_registry):
+    """LocalSignaling answers in memory; a backend of one's own without coroutines has its
+    blocking calls run in a worker thread, never on the loop's."""
+    from ormcache.signaling import LocalSignaling, SignalingBackend
+
+    threads = []
+
+    class Custom(SignalingBackend):
+        def __init__(self):
+            self.counters = LocalSignaling()
+
+        def read_versions(self, db_name, names):
+            threads.append(threading.get_ident())
+            return self.counters.read_versions(db_name, names)
+
+        def bump(self, db_name, names):
+            threads.append(threading.get_ident())
+            self.counters.bump(db_name, names)
+
+    for backend in (LocalSignaling(), Custom()):
+        registry = make_registry(backend)
+
+        async def main():
+            assert await registry.acheck_signaling() == []
+            warm(registry)
+            registry.clear_cache("assets")
+            await registry.asignal_changes()
+            assert await registry.acheck_signaling() == []  # our own signal
+            backend.bump(registry.db_name, ["routing"])  # another process's
+            return await registry.acheck_signaling(), threading.get_ident()
+
+        cleared, loop_thread = run(registry, main)
+        assert cleared == caches_of(registry, "routing")
+    # read, bump, read, (the direct bump, on the loop's thread), read
+    assert len(threads) == 5 and threads[3] == loop_thread
+    assert loop_thread not in threads[:3] + threads[4:]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from typing import Any, Callable, Dict, Generator, Iterable, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generator, Iterable, Sequence, Tuple, TypeVar
 
 __all__ = [
     "REGISTRY",
@@ -39,38 +39,35 @@ Steps = Generator[Step, Any, _T]
 
 def run_steps(steps: Steps[_T], io: Any) -> _T:
     """Drive ``steps`` with blocking I/O on ``io``."""
-    answer: Any = None
-    error: Optional[BaseException] = None
-    while True:
-        try:
-            step = steps.send(answer) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        finally:
-            error = None  # no reference cycle through the traceback
-        try:
-            answer = step(io)
-        except BaseException as exc:  # thrown in: the protocol decides (and cleans up)
-            answer, error = None, exc
+    try:
+        step = next(steps)
+        while True:
+            try:
+                answer = step(io)
+            except BaseException as exc:  # thrown in: the protocol decides (and cleans up)
+                step = steps.throw(exc)
+            else:
+                step = steps.send(answer)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 async def arun_steps(steps: Steps[_T], io: Any) -> _T:
     """Drive ``steps`` with async I/O on ``io``: the event loop runs other tasks meanwhile."""
-    answer: Any = None
-    error: Optional[BaseException] = None
-    while True:
-        try:
-            step = steps.send(answer) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        finally:
-            error = None
-        try:
-            answer = step(io)
-            if inspect.isawaitable(answer):
-                answer = await answer
-        except BaseException as exc:  # a cancellation too: the protocol's cleanup runs
-            answer, error = None, exc
+    try:
+        step = next(steps)
+        while True:
+            try:
+                answer = step(io)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            except BaseException as exc:  # a cancellation too: the protocol's cleanup runs
+                step = steps.throw(exc)
+            else:
+                step = steps.send(answer)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
 
 #: The counter of the registry itself (moves when models change: the registry must reload).
 REGISTRY = "registry"
