@@ -32,6 +32,15 @@ __all__ = ["RedisSignaling"]
 
 _logger = logging.getLogger("ormcache.signaling")
 
+try:
+    from redis.driver_info import DriverInfo
+except ImportError:  # redis < 7 reads its own version once, at import
+    _DRIVER: Dict[str, Any] = {}
+else:
+    # redis >= 7 reads it from the package metadata at every new connection unless given:
+    # tens of ms during which an event loop would be blocked at each (re)connect
+    _DRIVER = {"driver_info": DriverInfo()}
+
 
 class RedisSignaling(SignalingBackend):
     """Counters as Redis keys ``<key_prefix><name>``; ``key_prefix`` is formatted with the
@@ -80,12 +89,7 @@ class RedisSignaling(SignalingBackend):
         self._role_checked = False
         # no retries of redis-py (a timeout retried is a second deadline): _calling retries once
         # when a pooled connection died with the server
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self.client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **self._options())
         kwargs = self.client.connection_pool.connection_kwargs  # no password in messages
         self._where = "redis://{}:{}/{}".format(
             kwargs.get("host", kwargs.get("path", "?")), kwargs.get("port", ""), kwargs.get("db", 0))
@@ -218,12 +222,12 @@ class RedisSignaling(SignalingBackend):
                 client = self._aclients.get(loop)
                 if client is None:
                     client = self._aclients[loop] = redis.asyncio.Redis.from_url(
-                        self.url,
-                        socket_timeout=self.timeout,
-                        socket_connect_timeout=self.timeout,
-                        retry=AsyncRetry(NoBackoff(), 0),
-                    )
+                        self.url, retry=AsyncRetry(NoBackoff(), 0), **self._options())
         return client
+
+    def _options(self) -> Dict[str, Any]:
+        """The options of both clients (blocking and async), but their retries (none)."""
+        return dict(socket_timeout=self.timeout, socket_connect_timeout=self.timeout, **_DRIVER)
 
     async def aclose(self) -> None:
         with self._aclients_lock:
