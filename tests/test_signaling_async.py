@@ -480,3 +480,34 @@ def test_local_and_custom_backends(make_registry):
     # read, bump, read, (the direct bump, on the loop's thread), read
     assert len(threads) == 5 and threads[3] == loop_thread
     assert loop_thread not in threads[:3] + threads[4:]
+
+
+def test_cancelled_calls_keep_the_names_and_the_connection_recovers(server, make_registry):
+    """A task cancelled while its check or signal waits on a silent path: the signal's names
+    are kept (the bump may have landed), the connection in use is abandoned, and the calls
+    after the path came back work."""
+    port, make_backend = server
+    with TcpProxy(port) as proxy:
+        registry = make_registry(make_backend(proxy.port, timeout=5.0))
+
+        async def main():
+            assert await registry.acheck_signaling() == []
+            proxy.silent = True
+            for call in (registry.acheck_signaling, registry.asignal_changes):
+                registry.clear_cache("assets")
+                task = asyncio.ensure_future(call())
+                await asyncio.sleep(0.1)  # waiting for the answer
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            pending = set(registry._signaling_pending)
+            proxy.stop()  # the silent connections end; new ones go through
+            proxy.silent = False
+            proxy.start()
+            warm(registry)
+            return pending, await registry.acheck_signaling()
+
+        pending, cleared = run(registry, main)
+    assert pending == {"assets"}
+    assert registry._signaling_pending == set()  # published by the check
+    assert cleared == [] and registry._signaling_flying == {}

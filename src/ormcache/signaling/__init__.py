@@ -20,6 +20,9 @@ a backend all worker processes share. A unit of work (request, job) runs as::
 Backends: ``LocalSignaling`` (in process, the default), ``PostgresSignaling(dsn)`` and
 ``RedisSignaling(url, pubsub=False)``; set one with ``registry.signaling = backend``.
 
+In async code, ``await registry.acheck_signaling()`` and ``await registry.asignal_changes()``
+are the same protocol with async I/O: the event loop is never blocked for a round trip.
+
 The rules are Odoo's (odoo/modules/registry.py): a moved counter clears the caches of that name
 without signaling again; after publishing, the local counter is incremented rather than set to the
 backend's value, so a process that raced another writer invalidates once more instead of missing a
