@@ -511,3 +511,17 @@ def test_cancelled_calls_keep_the_names_and_the_connection_recovers(server, make
     assert pending == {"assets"}
     assert registry._signaling_pending == set()  # published by the check
     assert cleared == [] and registry._signaling_flying == {}
+
+
+def test_a_forked_child_forgets_the_parents_bumps_in_flight(server, make_registry):
+    """A fork while a thread's publish was in flight: the child does not wait for it nor
+    discount it at every check (its counters never get that publish's increment)."""
+    port, make_backend = server
+    registry = make_registry(make_backend(port))
+    assert registry.check_signaling() == []
+    registry._signaling_flying = {"assets": 1}  # as copied by fork() during a publish
+    registry._signaling_pid = -1  # seen as a forked child at its next call
+    start = time.monotonic()
+    assert registry.check_signaling() == []
+    assert time.monotonic() - start < 0.3  # no wait for a publish that is not ours
+    assert registry._signaling_flying == {}

@@ -127,6 +127,7 @@ class RegistrySignaling:
             self._signaling_lock = threading.Lock()
             self._signaling_retry_lock = threading.Lock()
             self._signaling_pid = os.getpid()
+            self._signaling_flying = {}  # the parent's threads' bumps are not the child's
             attach = getattr(backend, "attach", None)
             if attach is not None and backend is self._signaling_backend_seen:
                 attach(self)
