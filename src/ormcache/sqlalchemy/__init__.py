@@ -20,7 +20,7 @@ The layers, one module each:
 """
 from .binding import OrmCache
 from .cached import orm_cached, request_cached
-from .records import MissingRecord, RecordCache
+from .records import AsyncRecordCache, MissingRecord, RecordCache
 from .shared import SharedCacheWarning
 from .tables import FullTableCache
 
@@ -30,6 +30,7 @@ __all__ = [
     "request_cached",
     "FullTableCache",
     "RecordCache",
+    "AsyncRecordCache",
     "MissingRecord",
     "SharedCacheWarning",
 ]
