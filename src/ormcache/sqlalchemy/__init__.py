@@ -8,6 +8,11 @@ Example::
     orm_cache.watch(SessionFactory)                             # hooks the session events
     orm_cache.register(App)                                     # classes with @orm_cached members
 
+With an ``AsyncSession`` (``pip install fastlru[asyncio]``) the same names are awaited:
+``watch(async_sessionmaker)``, ``await app.member``, ``await Model.by_id(session, id)``,
+``await RecordCache.of(session).prefetch(...)``; the same code runs through SQLAlchemy's greenlet
+bridge (``_bridge``).
+
 The layers, one module each:
 
 - ``records``: ``RecordCache``, a per-session ``{model: {id: {field: value}}}`` cache with Odoo's

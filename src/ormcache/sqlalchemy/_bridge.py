@@ -28,6 +28,8 @@ except ImportError:  # SQLAlchemy 2.0
 if TYPE_CHECKING:
     from typing import Coroutine
 
+    from typing_extensions import TypeGuard
+
 __all__ = ["is_async", "sync_session", "run", "resolve", "ready", "Flights", "Flight", "MISS"]
 
 _T = TypeVar("_T")
@@ -36,7 +38,7 @@ _T = TypeVar("_T")
 MISS: Any = object()
 
 
-def is_async(session: Any) -> bool:
+def is_async(session: Any) -> "TypeGuard[AsyncSession]":
     return isinstance(session, AsyncSession)
 
 

@@ -3,7 +3,7 @@ the keys of full-table caches and the marker of cached members. Imports no other
 package but ``_changes``, so ``binding``, ``cached`` and ``tables`` never import each other."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -32,10 +32,10 @@ def begin(session: Session) -> None:
 def default_session(owner: Any) -> Union[Session, AsyncSession]:
     """``owner.session``, called when it is not a Session or an AsyncSession (a scoped_session,
     an async_scoped_session, a factory)."""
-    session = owner.session
+    session: Any = owner.session
     if isinstance(session, (Session, AsyncSession)) or not callable(session):
-        return session
-    return session()
+        return cast(Union[Session, AsyncSession], session)  # anything else: refused by the caller
+    return cast(Union[Session, AsyncSession], session())
 
 
 class CachedMember:

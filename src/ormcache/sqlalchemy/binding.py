@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Type
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
@@ -432,13 +432,13 @@ def _event_target(target: Any) -> Any:
                     f"async_sessionmaker, scoped_session, async_scoped_session or a session, not {target!r}")
 
 
-def _sync_class(maker: async_sessionmaker) -> type:
+def _sync_class(maker: "async_sessionmaker[Any]") -> Type[Session]:
     """A Session subclass of ``maker``'s own, set as its ``sync_session_class`` (as a
     sessionmaker makes a class of its own): listening to it hears only ``maker``'s sessions."""
-    current = maker.kw.get("sync_session_class") or maker.class_.sync_session_class
+    current: Type[Session] = maker.kw.get("sync_session_class") or maker.class_.sync_session_class
     if current.__dict__.get(_SCOPED_KEY) is maker:
         return current
-    scoped = type(current.__name__, (current,), {_SCOPED_KEY: maker})
+    scoped: Type[Session] = type(current.__name__, (current,), {_SCOPED_KEY: maker})
     maker.kw["sync_session_class"] = scoped
     return scoped
 

@@ -211,8 +211,8 @@ class OrmCachedDescriptor(CachedMember):
                             f"AsyncSession, not a {type(session).__name__} (read it with await)")
         return self._load(cache, counter, owner, sync_session(session, f"orm_cached {self.name}"), args, kwargs)
 
-    async def _aload(self, cache: Any, counter: Any, owner: Any, session: Session, args: tuple,
-                     kwargs: dict) -> Any:
+    async def _aload(self, cache: Any, counter: Any, owner: Any, session: Session, args: Tuple[Any, ...],
+                     kwargs: Dict[str, Any]) -> Any:
         """``load()`` for an AsyncSession (``session``: the Session it wraps): a hit is read
         here without I/O; otherwise the same code runs through the greenlet bridge, and tasks
         wanting the same cold value compute it once (the others wait, then look again)."""
@@ -226,8 +226,8 @@ class OrmCachedDescriptor(CachedMember):
                 return value
             await value.wait()
 
-    def _load(self, cache: Any, counter: Any, owner: Any, session: Session, args: tuple, kwargs: dict,
-              probe: bool = False, flights: Optional[Flights] = None) -> Any:
+    def _load(self, cache: Any, counter: Any, owner: Any, session: Session, args: Tuple[Any, ...],
+              kwargs: Dict[str, Any], probe: bool = False, flights: Optional[Flights] = None) -> Any:
         """The value, from a tier or computed. ``probe``: MISS instead of any I/O; ``flights``
         (async): the Flight to wait for when another task is computing the value."""
         if probe and cache.shared is not None:
@@ -427,7 +427,7 @@ class RequestCachedDescriptor:
                             f"an AsyncSession, not a {type(session).__name__} (read it with await)")
         return self._load(owner, sync_session(session, f"request_cached {self.key[2]}"), args, kwargs)
 
-    def _load(self, owner: Any, session: Session, args: tuple, kwargs: dict) -> Any:
+    def _load(self, owner: Any, session: Session, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
         _flush(session)
         store = getattr(owner, "request_cache", None)
         if store is None:
