@@ -4,16 +4,20 @@ this process's async unit of work. The other process is the sync worker of
 test_sqlalchemy_support (one database name, one signaling)."""
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ormcache.registry import Registry
 from ormcache.signaling import PostgresSignaling, RedisSignaling
 from ormcache.sqlalchemy import OrmCache, orm_cached
-from test_sqlalchemy_async_support import make_async_engine, run
-from test_sqlalchemy_support import Base, Country, QueryCounter, User, Worker, db  # noqa: F401
+from test_sqlalchemy_async_support import run
+from test_sqlalchemy_stale_support import hammer, options
+from test_sqlalchemy_support import Base, Country, QueryCounter, User, Worker, db, make_engine  # noqa: F401
 
 
 class AsyncApp:
@@ -90,3 +94,83 @@ def test_async_commits_invalidate_other_processes_and_back(db, request):
     finally:
         registry.signaling.close()
         Registry.delete(db_name)
+
+
+# -- never stale: an async writer, async readers in its event loop, sync readers in other processes --
+
+class AsyncStaleApp:
+    def __init__(self, orm_cache, session):
+        self.orm_cache, self.session = orm_cache, session
+
+    @orm_cached(policy="on-table-change:users")
+    @property
+    async def version(self):
+        return int(await self.session.scalar(select(User.name).where(User.id == 1)))
+
+
+def async_write_and_read(where, isolation):
+    """``hammer()``'s part of this process, async: one task writes through AsyncSessions (the
+    floor moves when commit() returned) while ``local_readers`` tasks read through others."""
+
+    def here(factory, sync_cache, floor, stop, duration, local_readers):
+        counts = {"reads": 0, "stale": 0}
+        examples, errors = [], []
+
+        async def body(engine):
+            maker = async_sessionmaker(engine.execution_options(isolation_level=isolation), expire_on_commit=False)
+            cache = OrmCache(sync_cache.registry, Base.metadata)
+            cache.watch(maker)
+            cache.register(AsyncStaleApp)
+            done = asyncio.Event()
+
+            async def reader():
+                try:
+                    while not done.is_set():
+                        low = floor.value  # every commit up to this one returned before we begin
+                        async with maker() as session:
+                            version = await AsyncStaleApp(cache, session).version
+                            country = int((await Country.by_key(session, "CH")).name)
+                            await session.commit()
+                        counts["reads"] += 1
+                        if version < low or country < low:
+                            counts["stale"] += 1
+                            examples.append((low, version, country))
+                except Exception as exc:  # noqa: BLE001 - reported by the test
+                    errors.append(repr(exc))
+
+            tasks = [asyncio.ensure_future(reader()) for _ in range(local_readers)]
+            writes = 0
+            deadline = time.monotonic() + duration
+            try:
+                while time.monotonic() < deadline:
+                    writes += 1
+                    async with maker() as session:
+                        (await session.get(User, 1)).name = str(writes)
+                        (await Country.by_key(session, "CH")).name = str(writes)
+                        await session.commit()
+                    floor.value = writes  # commit() returned
+            finally:
+                done.set()
+                await asyncio.gather(*tasks)
+                cache.close()
+            return writes
+
+        writes = run(("postgresql", where), body)
+        stop.set()
+        return writes, (counts["reads"], counts["stale"], examples[:5], errors)
+
+    return here
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ"])
+def test_async_writer_and_readers_count_no_stale_read(pg_dsn, isolation):
+    engine = make_engine("postgresql", pg_dsn)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    opts = options("postgresql", pg_dsn, signaling="postgres", isolation=isolation)
+    writes, reads, stale, examples = hammer(opts, duration=3.0, readers=1, local_readers=2,
+                                            here=async_write_and_read(pg_dsn, isolation))
+    print(f"{isolation}, async writer: {writes} commits, {reads} reads, {stale} stale")
+    assert writes >= 5 and reads >= 30, (writes, reads)
+    assert stale == 0, f"{stale} of {reads} reads stale (floor, orm_cached, full-table): {examples}"
