@@ -399,12 +399,15 @@ class OrmCache:
 # -- signaling: the one place each call is made for a unit of work (sync or async session) --------
 
 def _check_signaling(registry: Any) -> None:
-    """``registry.check_signaling()`` at the start of a session transaction."""
+    """``registry.check_signaling()`` at the start of a session transaction. For an
+    AsyncSession this runs inside the greenlet bridge (``sqlalchemy.util.concurrency.in_greenlet()``)
+    when the transaction starts with I/O, but outside it when ``AsyncSession.add()`` autobegins."""
     registry.check_signaling()
 
 
 def _signal_changes(registry: Any) -> None:
-    """``registry.signal_changes()`` after a commit (or ``OrmCache.invalidate()``)."""
+    """``registry.signal_changes()`` after a commit (inside the greenlet bridge for an
+    AsyncSession's commit) or from ``OrmCache.invalidate()`` (the caller's thread)."""
     registry.signal_changes()
 
 
