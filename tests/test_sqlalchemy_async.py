@@ -401,6 +401,11 @@ def test_what_is_not_a_session_is_refused(adb, aregistry):
             Currency.cached_rows(maker)
         with pytest.raises(TypeError, match="RecordCache.of: expected a Session or an AsyncSession, not async_sessionmaker"):
             RecordCache.of(maker)
+        scoped = async_scoped_session(maker, scopefunc=asyncio.current_task)
+        with pytest.raises(TypeError, match="RecordCache needs a Session, not async_scoped_session"):
+            RecordCache(scoped)
+        assert RecordCache.of(scoped) is RecordCache.of(scoped())  # its current session's
+        await scoped.remove()
         async with maker() as session:
             with pytest.raises(TypeError, match="RecordCache needs a Session, not AsyncSession: use RecordCache.of"):
                 RecordCache(session)

@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union, overload
 
 from sqlalchemy import bindparam, event, inspect, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
+from sqlalchemy.orm import Mapper, Session, scoped_session
 
 from ._bridge import MISS, is_async, run, sync_session
 from ._changes import ALL_TABLES, changed_instances, statement_tables
@@ -99,7 +99,7 @@ class RecordCache:
     chunk_size = 5000
 
     def __init__(self, session: Session) -> None:
-        if not isinstance(session, Session):
+        if isinstance(session, (AsyncSession, async_scoped_session)):
             raise TypeError(f"RecordCache needs a Session, not {type(session).__name__}: use "
                             "RecordCache.of(session), which also takes an AsyncSession")
         _install_listeners()
@@ -120,17 +120,20 @@ class RecordCache:
     def of(cls, session: AsyncSession) -> "AsyncRecordCache": ...
 
     @classmethod
-    def of(cls, session: Union[Session, AsyncSession]) -> Union["RecordCache", "AsyncRecordCache"]:
+    def of(cls, session: Any) -> Union["RecordCache", "AsyncRecordCache"]:
         """The record cache of ``session`` (created on first use); for an AsyncSession, the
-        record cache of the Session it wraps, with awaitable methods."""
+        record cache of the Session it wraps, with awaitable methods. A scoped_session or
+        async_scoped_session: that of its current session."""
+        if isinstance(session, (scoped_session, async_scoped_session)):
+            session = session()
         if is_async(session):
             sync = session.sync_session
-            facade = sync.info.get(_ASYNC_INFO_KEY)
+            facade: Optional[AsyncRecordCache] = sync.info.get(_ASYNC_INFO_KEY)
             if facade is None:
                 facade = sync.info[_ASYNC_INFO_KEY] = AsyncRecordCache(cls.of(sync))
             return facade
         session = sync_session(session, "RecordCache.of")
-        cache = session.info.get(_INFO_KEY)
+        cache: Optional[RecordCache] = session.info.get(_INFO_KEY)
         if cache is None:
             cache = session.info[_INFO_KEY] = cls(session)
         return cache
