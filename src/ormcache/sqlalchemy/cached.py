@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Result, Row
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Query, Session
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql import Select
@@ -47,7 +48,7 @@ from sqlalchemy.sql import Select
 from ormcache._cache_py import Counter
 
 from ._changes import ALL_TABLES, KEY_PREFIX, statement_tables
-from ._bridge import MISS, Flight, Flights, is_async, ready, resolve, run, sync_session
+from ._bridge import MISS, Flight, Flights, ready, resolve, run, sync_session
 from ._session import CachedMember, begin, default_session
 from .shared import FORGED, MOVED, NOT_FOUND
 
@@ -133,6 +134,17 @@ def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., tuple]]:
     return eval(source, {"__builtins__": {"tuple": tuple, "sorted": sorted}, **defaults})  # noqa: S307
 
 
+def _sync_read(member: Any, session: Any) -> Session:
+    """``session``, for reading ``member`` (a descriptor) synchronously: TypeError if the member
+    is an async def or ``session`` is not a Session (before anything is read or cached)."""
+    if member.is_coroutine:
+        raise TypeError(f"{member.label} is an async def: its owner's session must be an AsyncSession, not a "
+                        f"{type(session).__name__} (read it with await)")
+    if isinstance(session, Session):
+        return session
+    return sync_session(session, member.label)
+
+
 def _flush(session: Session) -> None:
     # read-your-own-writes: pending changes invalidate before anything cached is read
     if not session._flushing:  # never from inside a flush (an event handler reading a value)
@@ -167,6 +179,7 @@ class OrmCachedDescriptor(CachedMember):
         self.key = (KEY_PREFIX, self.fn)
         self.arguments_key = None if self.is_property else arguments_key(self.fn)
         self.is_coroutine = inspect_module.iscoroutinefunction(self.fn)
+        self.label = f"orm_cached {self.name}"
         functools.update_wrapper(self, self.fn)
 
     def __repr__(self) -> str:
@@ -204,12 +217,9 @@ class OrmCachedDescriptor(CachedMember):
                                f"orm_cache.register({type(owner).__name__}) at start-up, so that "
                                "changes made before its first read invalidate it too")
         session = cache.session_of(owner)
-        if is_async(session):
+        if isinstance(session, AsyncSession):
             return self._aload(cache, counter, owner, session.sync_session, args, kwargs)
-        if self.is_coroutine:
-            raise TypeError(f"orm_cached {self.name} is an async def: its owner's session must be an "
-                            f"AsyncSession, not a {type(session).__name__} (read it with await)")
-        return self._load(cache, counter, owner, sync_session(session, f"orm_cached {self.name}"), args, kwargs)
+        return self._load(cache, counter, owner, _sync_read(self, session), args, kwargs)
 
     async def _aload(self, cache: Any, counter: Any, owner: Any, session: Session, args: Tuple[Any, ...],
                      kwargs: Dict[str, Any]) -> Any:
@@ -406,6 +416,7 @@ class RequestCachedDescriptor:
         self.fn = fn.fget if self.is_property else fn
         self.key = (KEY_PREFIX, "request_cached", f"{self.fn.__module__}.{self.fn.__qualname__}")
         self.is_coroutine = inspect_module.iscoroutinefunction(self.fn)
+        self.label = f"request_cached {self.key[2]}"
         functools.update_wrapper(self, self.fn)
         _install_listeners()
 
@@ -420,12 +431,9 @@ class RequestCachedDescriptor:
         """The value for ``owner``; an awaitable of it when its session is an AsyncSession."""
         cache = getattr(owner, "orm_cache", None)
         session = cache.session_of(owner) if cache is not None else default_session(owner)
-        if is_async(session):
+        if isinstance(session, AsyncSession):
             return run(self._load, owner, session.sync_session, args, kwargs)
-        if self.is_coroutine:
-            raise TypeError(f"request_cached {self.key[2]} is an async def: its owner's session must be "
-                            f"an AsyncSession, not a {type(session).__name__} (read it with await)")
-        return self._load(owner, sync_session(session, f"request_cached {self.key[2]}"), args, kwargs)
+        return self._load(owner, _sync_read(self, session), args, kwargs)
 
     def _load(self, owner: Any, session: Session, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
         _flush(session)
