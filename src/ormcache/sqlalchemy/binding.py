@@ -4,7 +4,7 @@ Example::
 
     registry = Registry("shop")
     orm_cache = OrmCache(registry, Base.metadata)   # redis_url="redis://..." adds a shared tier
-    orm_cache.watch(SessionFactory)                  # a sessionmaker, Session class or session
+    orm_cache.watch(SessionFactory)                  # a (async_)sessionmaker, (Async)Session class or session
     orm_cache.register(App)                          # the classes with @orm_cached members
 
 Per session transaction:
