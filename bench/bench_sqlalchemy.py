@@ -9,6 +9,7 @@ event; the time is the mean wall time per request after a warm-up, in the best o
     python bench/bench_sqlalchemy.py --no-postgres --requests 500
     python bench/bench_sqlalchemy.py --redis          # adds the Redis shared tier (private server)
     python bench/bench_sqlalchemy.py --signing        # only: the cost of HMAC tags on the shared tier
+    python bench/bench_sqlalchemy.py --no-async       # without the AsyncSession request loop
 
 Variants:
   no cache, N+1      session.get() per record (what a naive loop does), config by query
@@ -17,6 +18,10 @@ Variants:
   full-table+record  config from FullTableCache.by_key(), fields through RecordCache
   redis-tier+record  as orm_cached+record, with the Redis shared tier (--redis): each read of the
                      config checks its version in Redis (one round trip, no SQL)
+
+Each variant also runs as an async request loop (backend "<name> async": an AsyncSession on
+aiosqlite or psycopg's AsyncConnection, one event loop, requests awaited one after the other):
+the same reads, awaited (``await AsyncApp(...).config(key)``, ``await records.get(...)``).
 
 --signing: one @orm_cached read through the shared tier (SQLite file, a private Redis unless
 --redis URL), ns per read, for msgpack without a secret (the unsigned path), msgpack with a
@@ -45,6 +50,7 @@ except ImportError:  # a plain checkout
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
 from sqlalchemy import String, create_engine, event, select  # noqa: E402
+from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker  # noqa: E402
 
 from ormcache.registry import Registry  # noqa: E402
@@ -147,6 +153,65 @@ VARIANTS: List[Tuple[str, Callable]] = [
     ("no cache, batched", request_batched),
     ("orm_cached+record", request_orm_cached),
     ("full-table+record", request_full_table),
+]
+
+
+# -- the same requests with an AsyncSession (--no-async: without them) ------------------------------
+
+class AsyncApp(App):
+    @orm_cached(policy="on-table-change:bench_settings")
+    async def config(self, key: str) -> Optional[str]:
+        return await self.session.scalar(select(Setting.value).where(Setting.key == key))
+
+
+def fields_length(partner: Partner) -> int:
+    return len(partner.name) + len(partner.email) + len(partner.city)
+
+
+async def arequest_nplus1(maker, cache, n: int) -> int:
+    async with maker() as session:
+        total = len(await session.scalar(select(Setting.value).where(Setting.key == "site.title")))
+        for id_ in page(n):
+            total += fields_length(await session.get(Partner, id_))
+        await session.commit()
+    return total
+
+
+async def arequest_batched(maker, cache, n: int) -> int:
+    async with maker() as session:
+        total = len(await session.scalar(select(Setting.value).where(Setting.key == "site.title")))
+        total += sum(map(fields_length, await session.scalars(select(Partner).where(Partner.id.in_(page(n))))))
+        await session.commit()
+    return total
+
+
+async def _aread_records(session, total: int, n: int) -> int:
+    records = RecordCache.of(session)
+    ids = page(n)
+    await records.prefetch(Partner, ids, FIELDS)
+    get = records.get
+    for id_ in ids:
+        total += len(await get(Partner, id_, "name")) + len(await get(Partner, id_, "email")) \
+            + len(await get(Partner, id_, "city"))
+    await session.commit()
+    return total
+
+
+async def arequest_orm_cached(maker, cache, n: int) -> int:
+    async with maker() as session:
+        return await _aread_records(session, len(await AsyncApp(cache, session).config("site.title")), n)
+
+
+async def arequest_full_table(maker, cache, n: int) -> int:
+    async with maker() as session:
+        return await _aread_records(session, len((await Setting.by_key(session, "site.title")).value), n)
+
+
+ASYNC_VARIANTS: List[Tuple[str, Callable]] = [
+    ("no cache, N+1", arequest_nplus1),
+    ("no cache, batched", arequest_batched),
+    ("orm_cached+record", arequest_orm_cached),
+    ("full-table+record", arequest_full_table),
 ]
 
 
@@ -278,7 +343,7 @@ def seed(engine) -> None:
 
 
 def run_backend(label: str, url: str, requests: int, creator=None,
-                redis_url: Optional[str] = None) -> List[Dict[str, object]]:
+                redis_url: Optional[str] = None, async_engine: Optional[Callable] = None) -> List[Dict[str, object]]:
     engine = create_engine(url, creator=creator) if creator else create_engine(url)
     statements = [0]
 
@@ -307,25 +372,74 @@ def run_backend(label: str, url: str, requests: int, creator=None,
         seed(engine)
         for name, run, factory, orm_cache in setups:
             expected = run(factory, orm_cache, 0)
-            for n in range(min(20, requests)):  # warm-up: pool, caches, statement cache
-                run(factory, orm_cache, n)
-            statements[0] = 0
-            best = float("inf")
-            per_round = max(1, requests // ROUNDS)
-            for round_ in range(ROUNDS):  # the best round: the machine may be busy with others
-                start = time.perf_counter()
-                for n in range(round_ * per_round, (round_ + 1) * per_round):
+
+            def run_round(ns: range) -> None:
+                for n in ns:
                     run(factory, orm_cache, n)
-                best = min(best, (time.perf_counter() - start) / per_round)
-            queries = statements[0] / (per_round * ROUNDS)
+
+            queries, us = measure(run_round, requests, statements)
             assert run(factory, orm_cache, 0) == expected
-            rows.append({"backend": label, "variant": name, "queries": queries, "us": best * 1e6})
+            rows.append({"backend": label, "variant": name, "queries": queries, "us": us})
+        if async_engine is not None:
+            rows += run_async(f"{label} async", async_engine(), requests)
     finally:
         for cache in caches:
             cache.close()
             Registry.delete(cache.registry.db_name)
         Base.metadata.drop_all(engine)
         engine.dispose()
+    return rows
+
+
+def measure(run_round: Callable[[range], None], requests: int, statements: List[int]) -> Tuple[float, float]:
+    """Statements and microseconds per request: ``run_round(ns)`` runs requests ``ns``; the
+    best of ``ROUNDS`` rounds after a warm-up."""
+    run_round(range(min(20, requests)))  # warm-up: pool, caches, statement cache
+    statements[0] = 0
+    best = float("inf")
+    per_round = max(1, requests // ROUNDS)
+    for round_ in range(ROUNDS):  # the best round: the machine may be busy with others
+        start = time.perf_counter()
+        run_round(range(round_ * per_round, (round_ + 1) * per_round))
+        best = min(best, (time.perf_counter() - start) / per_round)
+    return statements[0] / (per_round * ROUNDS), best * 1e6
+
+
+def run_async(label: str, engine, requests: int) -> List[Dict[str, object]]:
+    """The async variants on ``engine`` (an AsyncEngine on the seeded database), in one event loop."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    statements = [0]
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def count(*args) -> None:
+        statements[0] += 1
+
+    registry = Registry(f"bench-{uuid.uuid4().hex[:8]}")
+    orm_cache = OrmCache(registry, Base.metadata)
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    orm_cache.watch(maker)
+    orm_cache.register(AsyncApp)
+    loop = asyncio.new_event_loop()
+    rows = []
+    try:
+        for name, request in ASYNC_VARIANTS:
+            expected = loop.run_until_complete(request(maker, orm_cache, 0))
+
+            async def requests_of(ns: range) -> None:
+                for n in ns:
+                    await request(maker, orm_cache, n)
+
+            queries, us = measure(lambda ns: loop.run_until_complete(requests_of(ns)), requests, statements)
+            assert loop.run_until_complete(request(maker, orm_cache, 0)) == expected
+            rows.append({"backend": label, "variant": name, "queries": queries, "us": us})
+    finally:
+        orm_cache.close()
+        Registry.delete(registry.db_name)
+        loop.run_until_complete(engine.dispose())
+        loop.close()
     return rows
 
 
@@ -344,13 +458,13 @@ def private_server(kind: str) -> Iterator[str]:
 
 
 def print_table(rows: List[Dict[str, object]]) -> None:
-    print(f"{'backend':<11} {'variant':<19} {'queries/request':>16} {'us/request':>11} {'vs N+1':>7}")
+    print(f"{'backend':<16} {'variant':<19} {'queries/request':>16} {'us/request':>11} {'vs N+1':>7}")
     base: Dict[str, float] = {}
     for row in rows:
         if row["variant"] == VARIANTS[0][0]:
             base[row["backend"]] = row["us"]
         speedup = base[row["backend"]] / row["us"]
-        print(f"{row['backend']:<11} {row['variant']:<19} {row['queries']:>16.1f} {row['us']:>11.0f} {speedup:>6.1f}x")
+        print(f"{row['backend']:<16} {row['variant']:<19} {row['queries']:>16.1f} {row['us']:>11.0f} {speedup:>6.1f}x")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -358,6 +472,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="timed requests per variant")
     parser.add_argument("--postgres", metavar="DSN", help="use this PostgreSQL instead of a private one")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--no-async", action="store_true", help="without the AsyncSession variants")
     parser.add_argument("--redis", nargs="?", const="private", metavar="URL",
                         help="add the Redis shared tier (a private server unless URL is given)")
     parser.add_argument("--signing", action="store_true",
@@ -378,14 +493,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.redis:
             redis_url = args.redis if args.redis != "private" else stack.enter_context(private_server("redis"))
         with tempfile.TemporaryDirectory() as tmp:
-            rows += run_backend("sqlite", f"sqlite:///{os.path.join(tmp, 'bench.sqlite')}", args.requests,
-                                redis_url=redis_url)
+            path = os.path.join(tmp, 'bench.sqlite')
+            rows += run_backend("sqlite", f"sqlite:///{path}", args.requests, redis_url=redis_url,
+                                async_engine=None if args.no_async else lambda: create_async_engine(
+                                    f"sqlite+aiosqlite:///{path}"))
         if not args.no_postgres:
             import psycopg
 
             dsn = args.postgres or stack.enter_context(private_server("postgres"))
             rows += run_backend("postgresql", "postgresql+psycopg://", args.requests,
-                                creator=lambda: psycopg.connect(dsn), redis_url=redis_url)
+                                creator=lambda: psycopg.connect(dsn), redis_url=redis_url,
+                                async_engine=None if args.no_async else lambda: create_async_engine(
+                                    "postgresql+psycopg://", async_creator=lambda: psycopg.AsyncConnection.connect(dsn)))
     print_table(rows)
     return 0
 

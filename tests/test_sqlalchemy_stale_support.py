@@ -160,10 +160,27 @@ def hammer_reader(opts, floor, stop, results, ready, threads: int = 2) -> None:
     close_caches(engine, cache)
 
 
-def hammer(opts, duration: float, readers: int = 2, local_readers: int = 2):
+def write_and_read(factory, cache, floor, stop, duration: float, local_readers: int = 2):
+    """What the writing process of ``hammer()`` does by default: write for ``duration`` seconds
+    while ``local_readers`` threads read; returns (writes, (reads, stale, examples, errors))."""
+    local = read_loop(factory, cache, floor, stop, local_readers)
+    writes = 0
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        writes += 1
+        write(factory, writes)
+        floor.value = writes  # commit() returned
+    stop.set()
+    for worker in local[0]:
+        worker.join(TIMEOUT)
+    return writes, (local[1]["reads"], local[1]["stale"], local[2], local[3])
+
+
+def hammer(opts, duration: float, readers: int = 2, local_readers: int = 2, here=write_and_read):
     """Write in this process for ``duration`` seconds while ``readers`` processes (two threads
     each) and ``local_readers`` threads of this process read; returns (writes, reads, stale,
-    examples)."""
+    examples). ``here(factory, cache, floor, stop, duration, local_readers)``: what this process
+    does (by default ``write_and_read``), on the seeded database."""
     ctx = multiprocessing.get_context("spawn")
     floor, stop, results = ctx.Value("q", 0, lock=False), ctx.Event(), ctx.Queue()
     ready = ctx.Value("i", 0)
@@ -175,18 +192,10 @@ def hammer(opts, duration: float, readers: int = 2, local_readers: int = 2):
         for process in processes:
             process.start()
         assert wait_until(lambda: ready.value == readers, timeout=TIMEOUT), "readers did not start"
-        local = read_loop(factory, cache, floor, stop, local_readers)
-        writes = 0
-        deadline = time.monotonic() + duration
-        while time.monotonic() < deadline:
-            writes += 1
-            write(factory, writes)
-            floor.value = writes  # commit() returned
+        writes, local = here(factory, cache, floor, stop, duration, local_readers)
         stop.set()
-        for worker in local[0]:
-            worker.join(TIMEOUT)
         outcomes = [results.get(timeout=TIMEOUT) for _ in processes]
-        outcomes.append((local[1]["reads"], local[1]["stale"], local[2], local[3]))
+        outcomes.append(local)
     finally:
         stop.set()
         for process in processes:

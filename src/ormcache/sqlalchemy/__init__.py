@@ -8,6 +8,11 @@ Example::
     orm_cache.watch(SessionFactory)                             # hooks the session events
     orm_cache.register(App)                                     # classes with @orm_cached members
 
+With an ``AsyncSession`` (``pip install fastlru[asyncio]``) the same names are awaited:
+``watch(async_sessionmaker)``, ``await app.member``, ``await Model.by_id(session, id)``,
+``await RecordCache.of(session).prefetch(...)``; the same code runs through SQLAlchemy's greenlet
+bridge (``_bridge``).
+
 The layers, one module each:
 
 - ``records``: ``RecordCache``, a per-session ``{model: {id: {field: value}}}`` cache with Odoo's
@@ -20,7 +25,7 @@ The layers, one module each:
 """
 from .binding import OrmCache
 from .cached import orm_cached, request_cached
-from .records import MissingRecord, RecordCache
+from .records import AsyncRecordCache, MissingRecord, RecordCache
 from .shared import SharedCacheWarning
 from .tables import FullTableCache
 
@@ -30,6 +35,7 @@ __all__ = [
     "request_cached",
     "FullTableCache",
     "RecordCache",
+    "AsyncRecordCache",
     "MissingRecord",
     "SharedCacheWarning",
 ]

@@ -3,8 +3,9 @@ the keys of full-table caches and the marker of cached members. Imports no other
 package but ``_changes``, so ``binding``, ``cached`` and ``tables`` never import each other."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, Union, cast
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ._changes import KEY_PREFIX
@@ -28,10 +29,13 @@ def begin(session: Session) -> None:
         session._autobegin_t()  # what any query would do first; fires after_transaction_create
 
 
-def default_session(owner: Any) -> Session:
-    """``owner.session``, called when it is not a Session (a scoped_session, a factory)."""
-    session = owner.session
-    return session if isinstance(session, Session) else session()
+def default_session(owner: Any) -> Union[Session, AsyncSession]:
+    """``owner.session``, called when it is not a Session or an AsyncSession (a scoped_session,
+    an async_scoped_session, a factory)."""
+    session: Any = owner.session
+    if isinstance(session, (Session, AsyncSession)) or not callable(session):
+        return cast(Union[Session, AsyncSession], session)  # anything else: refused by the caller
+    return cast(Union[Session, AsyncSession], session())
 
 
 class CachedMember:

@@ -4,7 +4,7 @@ Example::
 
     registry = Registry("shop")
     orm_cache = OrmCache(registry, Base.metadata)   # redis_url="redis://..." adds a shared tier
-    orm_cache.watch(SessionFactory)                  # a sessionmaker, Session class or session
+    orm_cache.watch(SessionFactory)                  # a (async_)sessionmaker, (Async)Session class or session
     orm_cache.register(App)                          # the classes with @orm_cached members
 
 Per session transaction:
@@ -28,16 +28,18 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Type
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from ormcache._cache_py import Counter
 
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
+from ._bridge import Flights
 from ._session import INTERNAL_KEY, OWNER_KEY, CachedMember, Transaction, default_session, table_key
 from .shared import SharedTier
 
@@ -112,6 +114,8 @@ class OrmCache:
         self._ticks: Dict[Any, int] = {}
         #: orm_cached member -> its statistics (also in ``registry.counters``)
         self._counters: Dict[Any, Any] = {}
+        #: orm_cached values being computed by tasks of an event loop (AsyncSession owners)
+        self._flights = Flights()
         self._by_table: Dict[str, Set[Any]] = {}
         self._callables: List[Any] = []
         self._tables_of_class: Dict[type, FrozenSet[str]] = {}
@@ -154,11 +158,15 @@ class OrmCache:
                     self._by_table.setdefault(table, set()).add(descriptor)
 
     def watch(self, target: Any) -> Any:
-        """Listen to the sessions of ``target`` (Session class, sessionmaker, scoped_session or a
-        session); returns ``target``."""
+        """Listen to the sessions of ``target`` (a Session or AsyncSession class, a sessionmaker,
+        async_sessionmaker, scoped_session or async_scoped_session, or one session); returns
+        ``target``. The events of AsyncSessions are those of the Session each one wraps."""
+        sync_target = _event_target(target)
+        if any(watched is sync_target for watched in self._watched):
+            return target
         for name in _EVENTS:
-            event.listen(target, name, getattr(self, "_on_" + name))
-        self._watched.append(target)
+            event.listen(sync_target, name, getattr(self, "_on_" + name))
+        self._watched.append(sync_target)
         return target
 
     def close(self) -> None:
@@ -257,7 +265,7 @@ class OrmCache:
         if self.shared is not None:
             self.shared.invalidate(d.name for d in descriptors)
         self.registry.clear_cache(self.cache_name)
-        self.registry.signal_changes()
+        _signal_changes(self.registry)
 
     def _tables(self, obj: Any) -> FrozenSet[str]:
         cls = type(obj)
@@ -279,7 +287,7 @@ class OrmCache:
             return
         session.info[OWNER_KEY] = self
         if self.check_signaling:
-            self.registry.check_signaling()
+            _check_signaling(self.registry)
         # the clock after the check: what it cleared does not count against this transaction
         session.info[self._pending_key] = Transaction(
             next(self._clock), self.registry.generation,
@@ -357,7 +365,7 @@ class OrmCache:
         for connection in txn.connections if txn is not None else ():
             _after_two_phase_commit(connection)
         try:
-            registry.signal_changes()
+            _signal_changes(registry)
         except Exception:  # noqa: BLE001 - the commit happened; signaling keeps the names
             _logger.exception("Publishing the invalidations of %r failed; they are kept and "
                               "published by the next signal_changes() or check_signaling()",
@@ -386,6 +394,56 @@ class OrmCache:
             for key in pending.keys:
                 self.lru.pop(key, None)
             self.registry.reset_changes()
+
+
+# -- signaling: the one place each call is made for a unit of work (sync or async session) --------
+
+def _check_signaling(registry: Any) -> None:
+    """``registry.check_signaling()`` at the start of a session transaction. For an
+    AsyncSession this runs inside the greenlet bridge (``sqlalchemy.util.concurrency.in_greenlet()``)
+    when the transaction starts with I/O, but outside it when ``AsyncSession.add()`` autobegins."""
+    registry.check_signaling()
+
+
+def _signal_changes(registry: Any) -> None:
+    """``registry.signal_changes()`` after a commit (inside the greenlet bridge for an
+    AsyncSession's commit) or from ``OrmCache.invalidate()`` (the caller's thread)."""
+    registry.signal_changes()
+
+
+# -- what watch() listens to --------------------------------------------------------------------
+
+#: marks the Session subclass ``watch()`` gave an async_sessionmaker (its sessions' events)
+_SCOPED_KEY = "_ormcache_async_sessionmaker"
+
+
+def _event_target(target: Any) -> Any:
+    """The target of the session events for ``target``: itself for the synchronous kinds; for
+    the async ones, the Session class (or session) each AsyncSession wraps."""
+    if isinstance(target, async_scoped_session):
+        target = target.session_factory
+    if isinstance(target, async_sessionmaker):
+        return _sync_class(target)
+    if isinstance(target, AsyncSession):
+        return target.sync_session
+    if isinstance(target, type) and issubclass(target, AsyncSession):
+        return target.sync_session_class
+    if isinstance(target, (Session, sessionmaker, scoped_session)) or (
+            isinstance(target, type) and issubclass(target, (Session, scoped_session))):
+        return target
+    raise TypeError(f"OrmCache.watch(): expected a Session or AsyncSession class, a sessionmaker, "
+                    f"async_sessionmaker, scoped_session, async_scoped_session or a session, not {target!r}")
+
+
+def _sync_class(maker: "async_sessionmaker[Any]") -> Type[Session]:
+    """A Session subclass of ``maker``'s own, set as its ``sync_session_class`` (as a
+    sessionmaker makes a class of its own): listening to it hears only ``maker``'s sessions."""
+    current: Type[Session] = maker.kw.get("sync_session_class") or maker.class_.sync_session_class
+    if current.__dict__.get(_SCOPED_KEY) is maker:
+        return current
+    scoped: Type[Session] = type(current.__name__, (current,), {_SCOPED_KEY: maker})
+    maker.kw["sync_session_class"] = scoped
+    return scoped
 
 
 class _Unsent:
@@ -448,7 +506,7 @@ def _after_commit(unsent: Dict[OrmCache, _Unsent], by_registry: Dict[Any, Set[st
             if recorded[registry]:
                 registry.changes_committed(sorted(names))  # this process is up to date
             else:
-                registry.signal_changes()  # before commit() returns; kept and retried if it fails
+                _signal_changes(registry)  # before commit() returns; kept and retried if it fails
         except Exception:  # noqa: BLE001 - the commit happened; signaling keeps the names
             _logger.exception("Publishing the invalidations of %r failed; they are kept and "
                               "published by the next signal_changes() or check_signaling()",

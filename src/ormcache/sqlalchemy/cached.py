@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Result, Row
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Query, Session
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql import Select
@@ -47,6 +48,7 @@ from sqlalchemy.sql import Select
 from ormcache._cache_py import Counter
 
 from ._changes import ALL_TABLES, KEY_PREFIX, statement_tables
+from ._bridge import MISS, Flight, Flights, ready, resolve, run, sync_session
 from ._session import CachedMember, begin, default_session
 from .shared import FORGED, MOVED, NOT_FOUND
 
@@ -132,6 +134,17 @@ def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., tuple]]:
     return eval(source, {"__builtins__": {"tuple": tuple, "sorted": sorted}, **defaults})  # noqa: S307
 
 
+def _sync_read(member: Any, session: Any) -> Session:
+    """``session``, for reading ``member`` (a descriptor) synchronously: TypeError if the member
+    is an async def or ``session`` is not a Session (before anything is read or cached)."""
+    if member.is_coroutine:
+        raise TypeError(f"{member.label} is an async def: its owner's session must be an AsyncSession, not a "
+                        f"{type(session).__name__} (read it with await)")
+    if isinstance(session, Session):
+        return session
+    return sync_session(session, member.label)
+
+
 def _flush(session: Session) -> None:
     # read-your-own-writes: pending changes invalidate before anything cached is read
     if not session._flushing:  # never from inside a flush (an event handler reading a value)
@@ -165,6 +178,8 @@ class OrmCachedDescriptor(CachedMember):
         # (model, method) as ormcache's keys, so ormcache.stats() counts its entries
         self.key = (KEY_PREFIX, self.fn)
         self.arguments_key = None if self.is_property else arguments_key(self.fn)
+        self.is_coroutine = inspect_module.iscoroutinefunction(self.fn)
+        self.label = f"orm_cached {self.name}"
         functools.update_wrapper(self, self.fn)
 
     def __repr__(self) -> str:
@@ -180,7 +195,7 @@ class OrmCachedDescriptor(CachedMember):
     def create(self, owner: Any, session: Session, args: tuple, kwargs: dict, counter: Any = None) -> Any:
         """Compute the value (materialised, checked for ORM instances); a miss for ``counter``."""
         start = time.perf_counter()
-        raw = self.fn(owner, *args, **kwargs)
+        raw = resolve(self.fn(owner, *args, **kwargs))
         value = _materialise(session, raw)
         _refuse_instances(self.name, value)
         if value is not raw:  # rows of a statement: look inside each row too
@@ -193,7 +208,8 @@ class OrmCachedDescriptor(CachedMember):
         return value
 
     def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
-        """The value for ``owner`` (and the method's arguments), from a tier or computed."""
+        """The value for ``owner`` (and the method's arguments), from a tier or computed; an
+        awaitable of it when the owner's session is an AsyncSession."""
         cache = owner.orm_cache
         counter = cache._counters.get(self)
         if counter is None:
@@ -201,6 +217,31 @@ class OrmCachedDescriptor(CachedMember):
                                f"orm_cache.register({type(owner).__name__}) at start-up, so that "
                                "changes made before its first read invalidate it too")
         session = cache.session_of(owner)
+        if isinstance(session, AsyncSession):
+            return self._aload(cache, counter, owner, session.sync_session, args, kwargs)
+        return self._load(cache, counter, owner, _sync_read(self, session), args, kwargs)
+
+    async def _aload(self, cache: Any, counter: Any, owner: Any, session: Session, args: Tuple[Any, ...],
+                     kwargs: Dict[str, Any]) -> Any:
+        """``load()`` for an AsyncSession (``session``: the Session it wraps): a hit is read
+        here without I/O; otherwise the same code runs through the greenlet bridge, and tasks
+        wanting the same cold value compute it once (the others wait, then look again)."""
+        while True:
+            if ready(session):
+                value = self._load(cache, counter, owner, session, args, kwargs, probe=True)
+                if value is not MISS:
+                    return value
+            value = await run(self._load, cache, counter, owner, session, args, kwargs, False, cache._flights)
+            if type(value) is not Flight:
+                return value
+            await value.wait()
+
+    def _load(self, cache: Any, counter: Any, owner: Any, session: Session, args: Tuple[Any, ...],
+              kwargs: Dict[str, Any], probe: bool = False, flights: Optional[Flights] = None) -> Any:
+        """The value, from a tier or computed. ``probe``: MISS instead of any I/O; ``flights``
+        (async): the Flight to wait for when another task is computing the value."""
+        if probe and cache.shared is not None:
+            return MISS  # the shared tier is asked over the network
         begin(session)
         _flush(session)
         role = cache.role_of(owner) if self.by_role else None
@@ -208,6 +249,8 @@ class OrmCachedDescriptor(CachedMember):
         try:
             hash(subkey)
         except TypeError:
+            if probe:
+                return MISS
             if not counter.err:  # once per member, as Odoo's ormcache
                 _logger.warning("orm_cached %s: unhashable arguments %r, computed without caching",
                                 self.name, subkey)
@@ -219,6 +262,8 @@ class OrmCachedDescriptor(CachedMember):
             counter.hit += 1
             return layered[subkey]
         if self.key in txn.keys:
+            if probe:
+                return MISS
             # this transaction changed what the value depends on: keep it for this transaction only
             return self._keep(txn, subkey, self.create(owner, session, args, kwargs, counter))
         lru = cache.lru
@@ -232,11 +277,22 @@ class OrmCachedDescriptor(CachedMember):
             try:
                 value = entry[subkey]
             except KeyError:
-                value = self.create(owner, session, args, kwargs, counter)
-                if not cache.may_store(txn, self.key):  # its snapshot may predate an invalidation
-                    return self._keep(txn, subkey, value)
-                entry[subkey] = value
-                return value
+                if probe:
+                    return MISS
+                flight = None
+                if flights is not None:
+                    flight, leads = flights.start((id(entry), subkey))  # entry: alive while it runs
+                    if not leads:
+                        return flight
+                try:
+                    value = self.create(owner, session, args, kwargs, counter)
+                    if not cache.may_store(txn, self.key):  # its snapshot may predate an invalidation
+                        return self._keep(txn, subkey, value)
+                    entry[subkey] = value
+                    return value
+                finally:
+                    if flight is not None:
+                        flight.done()
             counter.hit += 1
             return value
         return self._load_shared(cache, txn, shared, entry, subkey, owner, session, args, kwargs, counter)
@@ -359,6 +415,8 @@ class RequestCachedDescriptor:
         self.is_property = isinstance(fn, property)
         self.fn = fn.fget if self.is_property else fn
         self.key = (KEY_PREFIX, "request_cached", f"{self.fn.__module__}.{self.fn.__qualname__}")
+        self.is_coroutine = inspect_module.iscoroutinefunction(self.fn)
+        self.label = f"request_cached {self.key[2]}"
         functools.update_wrapper(self, self.fn)
         _install_listeners()
 
@@ -370,8 +428,14 @@ class RequestCachedDescriptor:
         return functools.partial(self.load, owner)
 
     def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
+        """The value for ``owner``; an awaitable of it when its session is an AsyncSession."""
         cache = getattr(owner, "orm_cache", None)
         session = cache.session_of(owner) if cache is not None else default_session(owner)
+        if isinstance(session, AsyncSession):
+            return run(self._load, owner, session.sync_session, args, kwargs)
+        return self._load(owner, _sync_read(self, session), args, kwargs)
+
+    def _load(self, owner: Any, session: Session, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
         _flush(session)
         store = getattr(owner, "request_cache", None)
         if store is None:
@@ -387,7 +451,7 @@ class RequestCachedDescriptor:
             return _merge(session, entry[1])
         info = session.info
         stamp = info.get(_WRITES_KEY, 0)
-        value = _materialise(session, self.fn(owner, *args, **kwargs))
+        value = _materialise(session, resolve(self.fn(owner, *args, **kwargs)))
         store[key] = (owner, value, info, stamp)
         return value
 

@@ -7,6 +7,9 @@ Example::
     [cache.get(User, uid, "name") for uid in user_ids]      # no SQL
     cache.get(Group, 7, "label")   # a miss loads the field for the whole prefetch group of 7
 
+    records = RecordCache.of(async_session)                  # an AsyncSession: the same, awaited
+    await records.prefetch(User, user_ids, ["name", "email"])
+
 The cache is ``{model: {id: {field: value}}}``; a field is loaded when it is a key of the record's
 dict. It lives in ``session.info`` and ends with the session's transaction (commit or rollback), as
 the session's own identity map expires then. Inserts, updates and deletes flushed by the session
@@ -16,16 +19,20 @@ session (SQL on a connection, another process) are not seen.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union, overload
 
 from sqlalchemy import bindparam, event, inspect, select
-from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
+from sqlalchemy.orm import Mapper, Session, scoped_session
 
+from ._bridge import MISS, is_async, run, sync_session
 from ._changes import ALL_TABLES, changed_instances, statement_tables
 
-__all__ = ["RecordCache", "MissingRecord"]
+__all__ = ["RecordCache", "AsyncRecordCache", "MissingRecord"]
 
 _INFO_KEY = "ormcache.sqlalchemy.records"
+_ASYNC_INFO_KEY = "ormcache.sqlalchemy.async_records"
+_EMPTY: Dict[Any, Any] = {}
 
 
 class MissingRecord(KeyError):
@@ -92,6 +99,9 @@ class RecordCache:
     chunk_size = 5000
 
     def __init__(self, session: Session) -> None:
+        if isinstance(session, (AsyncSession, async_scoped_session)):
+            raise TypeError(f"RecordCache needs a Session, not {type(session).__name__}: use "
+                            "RecordCache.of(session), which also takes an AsyncSession")
         _install_listeners()
         self.session = session
         self._data: Dict[type, Dict[Any, Dict[str, Any]]] = {}
@@ -101,10 +111,29 @@ class RecordCache:
         #: SELECT statements this cache issued (for tests and statistics).
         self.queries = 0
 
+    @overload
     @classmethod
-    def of(cls, session: Session) -> "RecordCache":
-        """The record cache of ``session`` (created on first use)."""
-        cache = session.info.get(_INFO_KEY)
+    def of(cls, session: Session) -> "RecordCache": ...
+
+    @overload
+    @classmethod
+    def of(cls, session: AsyncSession) -> "AsyncRecordCache": ...
+
+    @classmethod
+    def of(cls, session: Any) -> Union["RecordCache", "AsyncRecordCache"]:
+        """The record cache of ``session`` (created on first use); for an AsyncSession, the
+        record cache of the Session it wraps, with awaitable methods. A scoped_session or
+        async_scoped_session: that of its current session."""
+        if isinstance(session, (scoped_session, async_scoped_session)):
+            session = session()
+        if is_async(session):
+            sync = session.sync_session
+            facade: Optional[AsyncRecordCache] = sync.info.get(_ASYNC_INFO_KEY)
+            if facade is None:
+                facade = sync.info[_ASYNC_INFO_KEY] = AsyncRecordCache(cls.of(sync))
+            return facade
+        session = sync_session(session, "RecordCache.of")
+        cache: Optional[RecordCache] = session.info.get(_INFO_KEY)
         if cache is None:
             cache = session.info[_INFO_KEY] = cls(session)
         return cache
@@ -135,12 +164,9 @@ class RecordCache:
     def get(self, cls: type, id: Any, field: str) -> Any:
         """The value of ``field`` of record ``id``; a miss loads its prefetch group in one SELECT."""
         self.session.flush()  # never serve a value the session's unflushed changes made stale
-        record = self._data.get(cls, {}).get(id)
-        if record is not None:
-            try:
-                return record[field]
-            except KeyError:
-                pass
+        value = self.loaded(cls, id, field)
+        if value is not MISS:
+            return value
         model = self._model(cls)
         model.check_fields((field,))
         group = self._groups.get(cls, {}).get(id)
@@ -154,6 +180,12 @@ class RecordCache:
             return self._data[cls][id][field]
         except KeyError:
             raise MissingRecord(f"{cls.__name__} {id!r} does not exist") from None
+
+    def loaded(self, cls: type, id: Any, field: str) -> Any:
+        """The value of ``field`` of record ``id`` if it is loaded, else ``MISS`` (no SQL, no
+        flush)."""
+        record = self._data.get(cls, _EMPTY).get(id)
+        return MISS if record is None else record.get(field, MISS)
 
     def read(self, cls: type, ids: Sequence[Any], fields: Iterable[str]) -> List[Dict[str, Any]]:
         """Prefetch, then return ``[{field: value}]`` in the order of ``ids`` (missing ids raise)."""
@@ -227,6 +259,56 @@ class RecordCache:
         self._data.clear()
         self._missing.clear()
         self._groups.clear()
+
+
+class AsyncRecordCache:
+    """The record cache of an AsyncSession: ``RecordCache``'s methods, awaited. The work is
+    done by the ``RecordCache`` of the Session it wraps (``records``), through the greenlet
+    bridge; a loaded value is returned without it (no I/O).
+
+    Example::
+
+        records = RecordCache.of(async_session)
+        await records.prefetch(User, ids, ["name", "email"])    # one SELECT
+        [await records.get(User, uid, "name") for uid in ids]   # no SQL
+    """
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: RecordCache) -> None:
+        self.records = records
+
+    @property
+    def queries(self) -> int:
+        """SELECT statements this cache issued."""
+        return self.records.queries
+
+    async def prefetch(self, cls: type, ids: Iterable[Any], fields: Optional[Iterable[str]] = None) -> None:
+        """``RecordCache.prefetch``, awaited."""
+        await run(self.records.prefetch, cls, ids, fields)
+
+    async def get(self, cls: type, id: Any, field: str) -> Any:
+        """``RecordCache.get``, awaited."""
+        records = self.records
+        if records.session._is_clean():  # nothing to flush: a loaded value needs no I/O
+            value = records.loaded(cls, id, field)
+            if value is not MISS:
+                return value
+        return await run(records.get, cls, id, field)
+
+    async def read(self, cls: type, ids: Sequence[Any], fields: Iterable[str]) -> List[Dict[str, Any]]:
+        """``RecordCache.read``, awaited."""
+        return await run(self.records.read, cls, ids, fields)
+
+    def __contains__(self, item: Tuple[type, Any, str]) -> bool:
+        return item in self.records
+
+    def invalidate(self, cls: Optional[type] = None, id: Any = None) -> None:
+        """``RecordCache.invalidate`` (no I/O)."""
+        self.records.invalidate(cls, id)
+
+    def clear(self) -> None:
+        self.records.clear()
 
 
 # -- session events: one set of listeners on Session serves every record cache -----------------

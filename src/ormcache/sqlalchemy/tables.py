@@ -12,6 +12,7 @@ Example::
         def cache_create(cls, session, key):           # optional: by_key(..., create=True)
             return cls(code=key)
     Country.by_id(session, 3), Country.by_key(session, "CH")
+    await Country.by_id(async_session, 3)               # the same with an AsyncSession, awaited
 
 Each mapped class has a cache of its own, loaded with its polymorphic filter: with single-table or
 joined inheritance ``Dog.by_id`` never returns a Cat, and ``Animal.cached_rows`` returns every
@@ -25,11 +26,13 @@ has changed the table, its lookups go to the database: uncommitted rows are neve
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple, Union
 
 from sqlalchemy import inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from ._bridge import is_async, run, sync_session
 from ._changes import FULL_TABLE_MODELS
 from ._session import INTERNAL_KEY, OWNER_KEY, begin, table_key
 
@@ -139,9 +142,12 @@ class FullTableCache:
     # -- lookups -----------------------------------------------------------------------------
 
     @classmethod
-    def by_id(cls, session: Session, id: Any) -> Any:
-        """The row with primary key ``id`` (an instance in ``session``), or None."""
-        snapshot, fresh, addable = cls._snapshot(session)
+    def by_id(cls, session: Union[Session, AsyncSession], id: Any) -> Any:
+        """The row with primary key ``id`` (an instance in ``session``), or None; awaitable with
+        an AsyncSession."""
+        if is_async(session):
+            return run(cls.by_id, session.sync_session, id)
+        snapshot, fresh, addable = cls._snapshot(sync_session(session, f"{cls.__name__}.by_id"))
         if snapshot is None:
             return session.get(cls, id)
         obj = snapshot.by_id.get(id)
@@ -158,13 +164,16 @@ class FullTableCache:
         return cls._attach(session, obj)
 
     @classmethod
-    def by_key(cls, session: Session, key: Any, create: bool = False) -> Any:
+    def by_key(cls, session: Union[Session, AsyncSession], key: Any, create: bool = False) -> Any:
         """The row whose ``__cache_key__`` column equals ``key``, or None; with ``create=True`` a
-        missing row is made by ``cls.cache_create(session, key)``, added and flushed."""
+        missing row is made by ``cls.cache_create(session, key)``, added and flushed (with an
+        AsyncSession: awaitable, and ``cache_create`` gets the Session it wraps)."""
         if cls.__cache_key__ is None:
             raise TypeError(f"{cls.__name__}.by_key: set __cache_key__ to the column to look up")
+        if is_async(session):
+            return run(cls.by_key, session.sync_session, key, create)
         column = getattr(cls, cls.__cache_key__)
-        snapshot, fresh, addable = cls._snapshot(session)
+        snapshot, fresh, addable = cls._snapshot(sync_session(session, f"{cls.__name__}.by_key"))
         if snapshot is None:
             obj = session.scalars(select(cls).where(column == key)).first()
         else:
@@ -188,9 +197,11 @@ class FullTableCache:
         return obj
 
     @classmethod
-    def cached_rows(cls, session: Session) -> list:
-        """Every row, from memory (instances in ``session``)."""
-        snapshot, _, _ = cls._snapshot(session)
+    def cached_rows(cls, session: Union[Session, AsyncSession]) -> Any:
+        """Every row, from memory (instances in ``session``); awaitable with an AsyncSession."""
+        if is_async(session):
+            return run(cls.cached_rows, session.sync_session)
+        snapshot, _, _ = cls._snapshot(sync_session(session, f"{cls.__name__}.cached_rows"))
         if snapshot is None:
             return list(session.scalars(select(cls)))
         return [cls._attach(session, obj) for obj in list(snapshot.by_id.values())]
