@@ -40,7 +40,14 @@ class Gate:
 
     def __init__(self):
         self.started = 0
-        self.opened = asyncio.Event()
+        self.event = None
+
+    @property
+    def opened(self):
+        # made in the running loop: on Python 3.9 an Event binds to a loop when it is created
+        if self.event is None:
+            self.event = asyncio.Event()
+        return self.event
 
     async def enter(self):
         self.started += 1
@@ -401,6 +408,7 @@ def test_ormcache_failure_reaches_its_caller_only_and_is_not_cached(registry):
 
     assert run(main()) == [1] * 5
     assert gate.started == 2
+    assert Model.get.flights.table == {}
     outcomes.append("fail")
     registry.clear_cache()
     with pytest.raises(LookupError):
@@ -442,6 +450,31 @@ def test_ormcache_recursion_on_the_same_key_does_not_deadlock(registry):
             return n
 
     assert run(Model().f(5)) == 5 and Model.calls == [0, 1, 2]
+
+
+def test_ormcache_two_tasks_awaiting_each_others_key_do_not_deadlock(registry):
+    class Model:
+        _name = "test.cycle"
+        pool = registry
+        calls = []
+
+        @cached("n")
+        async def f(self, n, hops=0):
+            self.calls.append((n, hops))
+            await asyncio.sleep(0.01)  # both tasks lead their own key before awaiting the other
+            if hops == 0:
+                return n + await self.f(1 - n, 1)  # key 0 awaits key 1, key 1 awaits key 0
+            return n
+
+    model = Model()
+
+    async def main():
+        return await asyncio.gather(model.f(0), model.f(1))
+
+    assert run(main()) == [1, 1]
+    # the second task computed key 0 itself: waiting would have closed a cycle
+    assert sorted(Model.calls) == [(0, 0), (0, 1), (1, 0)]
+    assert Model.f.flights.table == {}
 
 
 def test_ormcache_threads_each_with_their_own_loop(registry):

@@ -192,6 +192,25 @@ def refuse_async_generator(func: Callable[..., Any], decorator: str) -> None:
         )
 
 
+async def _miss(
+    flights: AsyncFlights[Hashable],
+    lru: Any,
+    key: Hashable,
+    func: Callable[..., Awaitable[V]],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+) -> V:
+    async def compute() -> Tuple[V, bool]:
+        value = await func(*args, **kwargs)
+        lru.setdefault(key, value)  # a call made meanwhile (another loop) stored first
+        return value, True
+
+    def recheck(outcome: Any) -> Any:
+        return lru.peek(key, RETRY) if outcome is RETRY else outcome
+
+    return await flights.run(key, compute, recheck)
+
+
 def cached_coroutine(
     inner: Any,
     make_key: Callable[[Tuple[Any, ...], Dict[str, Any], bool], Hashable],
@@ -219,16 +238,7 @@ def cached_coroutine(
             result = lru.get(key, RETRY)
             if result is not RETRY:
                 return result  # type: ignore[no-any-return]
-
-            async def compute() -> Tuple[V, bool]:
-                value = await func(*args, **kwargs)
-                lru.setdefault(key, value)  # a call made meanwhile (another loop) stored first
-                return value, True
-
-            def recheck(outcome: Any) -> Any:
-                return lru.peek(key, RETRY) if outcome is RETRY else outcome
-
-            return await flights.run(key, compute, recheck)
+            return await _miss(flights, lru, key, func, args, kwargs)
 
     for name in ("cache_info", "cache_clear", "cache_parameters"):
         setattr(wrapper, name, getattr(inner, name))

@@ -94,6 +94,27 @@ def _recheck(lru: Any, counter: Any, key: Tuple[Any, ...], outcome: Any) -> Any:
     return outcome
 
 
+async def _miss(
+    func: Callable[..., Awaitable[Any]],
+    flights: AsyncFlights[Tuple[Any, ...]],
+    registry: Any,
+    lru: Any,
+    counter: Any,
+    key: Tuple[Any, ...],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+) -> Any:
+    """The key is not cached: compute it once for the event loop's concurrent callers."""
+
+    async def compute() -> Tuple[Any, bool]:
+        counter.miss += 1
+        generation = registry.generation
+        value = await _timed(counter, func, args, kwargs)
+        return value, store(func, registry, lru, counter, key, value, generation)
+
+    return await flights.run(key, compute, lambda outcome: _recheck(lru, counter, key, outcome))
+
+
 def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
     """The caching wrapper of an ``async def`` method under ``ormcache``/``ormcache_context``."""
     func, key_function, has_owner = spec.func, spec.key.function, spec.has_owner
@@ -113,14 +134,7 @@ def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
             if value is not RETRY:
                 counter.hit += 1
                 return value
-
-            async def compute() -> Tuple[Any, bool]:
-                counter.miss += 1
-                generation = registry.generation
-                value = await _timed(counter, func, args, kwargs)
-                return value, store(func, registry, lru, counter, key, value, generation)
-
-            return await flights.run(key, compute, lambda outcome: _recheck(lru, counter, key, outcome))
+            return await _miss(func, flights, registry, lru, counter, key, args, kwargs)
         # outside the except clause: the method's own errors do not chain to the lookup's
         return await func(*args, **kwargs)
 
