@@ -302,6 +302,34 @@ def test_ormcache_caches_the_awaited_value(registry):
     assert Model.sync_calls == ["a"]
 
 
+def test_ormcache_follows_the_owners_registry_and_forgets_deleted_ones(LRU, hit_path):
+    import gc
+    import weakref
+
+    from ormcache import Registry
+
+    names = [f"test-async-registry-{n}" for n in range(2)]
+    first, second = (Registry(name, lru_factory=LRU) for name in names)
+    try:
+        Model = async_model(first)
+        model = Model()
+        assert run(model.get("a")) == "value of a"
+        Model.pool = second  # the wrapper remembers the last registry: it must see the change
+        assert run(model.get("a")) == "value of a" and Model.calls == ["a", "a"]
+        assert run(model.get("a")) == "value of a" and Model.calls == ["a", "a"]
+        assert len(first.caches["default"]) == len(second.caches["default"]) == 1
+        ref = weakref.ref(second)
+        Registry.delete(names[1])
+        del second
+        Model.pool = Registry(names[1], lru_factory=LRU)  # the new registry of that database
+        assert run(model.get("a")) == "value of a" and Model.calls == ["a", "a", "a"]
+        gc.collect()
+        assert ref() is None
+    finally:
+        for name in names:
+            Registry.delete(name)
+
+
 def test_ormcache_add_value_and_registry_clear(registry):
     Model = async_model(registry)
     model = Model()

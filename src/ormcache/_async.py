@@ -39,9 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["cached_coroutine", "cached_coroutine_multi"]
 
-Where = Tuple[Any, str, Any, Any]  # (registry, model name, LRU, counter)
-
-
 #: bumped when a registry is deleted: the wrappers then drop the one they remember
 _epoch = [0]
 
@@ -53,25 +50,30 @@ def _forget_registries() -> None:
 DELETE_HOOKS.append(_forget_registries)
 
 
-def _locator(spec: ormcache) -> Callable[[Tuple[Any, ...]], Where]:
-    """-> ``where(args)``: the registry, model name, LRU and counter serving a call (the last
-    owner's are remembered: a hit on the same kind of owner resolves nothing)."""
-    func, cache_name, has_owner, model = spec.func, spec.cache_name, spec.has_owner, spec.model
-    counter_type = spec.counter_type
-    # (pool, model key, epoch, where) of the last call: one tuple, replaced whole (threads)
-    last: Tuple[Any, Any, int, Where] = (None, None, -1, (None, "", None, None))
+class _Last:
+    """The registry, model name, LRU and counter of a wrapper's last (pool, model key): a hit
+    on the same kind of owner resolves nothing. ``slot`` is one tuple, replaced whole (threads):
+    (pool, model key, epoch, registry, model name, LRU, counter)."""
 
-    def where(args: Tuple[Any, ...]) -> Where:
-        nonlocal last
-        pool, mkey = owner_keys(args[0]) if has_owner else (None, model)
-        current = last
-        if current[0] is pool and current[1] is mkey and current[2] == _epoch[0]:
-            return current[3]
-        found = resolve(pool, mkey, func, cache_name, counter_type)
-        last = (pool, mkey, _epoch[0], found)
-        return found
+    __slots__ = ("func", "cache_name", "counter_type", "slot")
 
-    return where
+    def __init__(self, spec: ormcache) -> None:
+        self.func, self.cache_name, self.counter_type = spec.func, spec.cache_name, spec.counter_type
+        self.slot: Tuple[Any, ...] = (None, None, -1, None, "", None, None)
+
+    def resolve(self, pool: Any, mkey: Any) -> Tuple[Any, ...]:
+        slot = self.slot = (pool, mkey, _epoch[0], *resolve(pool, mkey, self.func, self.cache_name, self.counter_type))
+        return slot
+
+
+def _fast_index(spec: ormcache) -> Tuple[int, int, int]:
+    """(index, min_args, max_args): a positional call with ``min_args <= len(args) <= max_args``
+    is keyed on ``args[index]`` alone (the key's one expression is that parameter); index -1:
+    always call the key function."""
+    key = spec.key
+    if key.indices is None or len(key.indices) != 1:
+        return -1, 0, 0
+    return key.indices[0], key.min_args, key.max_args if key.max_args >= 0 else 1 << 62
 
 
 async def _timed(counter: Any, func: Callable[..., Awaitable[Any]], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
@@ -117,24 +119,34 @@ async def _miss(
 
 def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
     """The caching wrapper of an ``async def`` method under ``ormcache``/``ormcache_context``."""
-    func, key_function, has_owner = spec.func, spec.key.function, spec.has_owner
-    where = _locator(spec)
+    func, key_function, has_owner, model = spec.func, spec.key.function, spec.has_owner, spec.model
+    index, min_args, max_args = _fast_index(spec)
+    last = _Last(spec)
     flights: AsyncFlights[Tuple[Any, ...]] = AsyncFlights()
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if has_owner and not args:
-            return await func(*args, **kwargs)  # let the method report the missing argument
-        registry, name, lru, counter = where(args)
-        key = (name, func, *key_function(*args, **kwargs))
+        if has_owner:
+            if not args:
+                return await func(*args, **kwargs)  # let the method report the missing argument
+            pool, mkey = owner_keys(args[0])
+        else:
+            pool, mkey = None, model
+        slot = last.slot
+        if slot[0] is not pool or slot[1] is not mkey or slot[2] != _epoch[0]:
+            slot = last.resolve(pool, mkey)
+        if index >= 0 and not kwargs and min_args <= len(args) <= max_args:
+            key = (slot[4], func, args[index])
+        else:
+            key = (slot[4], func, *key_function(*args, **kwargs))
         try:
-            value = lru.get(key, RETRY)
+            value = slot[5].get(key, RETRY)
         except Exception as exc:  # noqa: BLE001 - unhashable key...: the cache never fails the call
-            lookup_failed(func, counter, key, exc)
+            lookup_failed(func, slot[6], key, exc)
         else:
             if value is not RETRY:
-                counter.hit += 1
+                slot[6].hit += 1
                 return value
-            return await _miss(func, flights, registry, lru, counter, key, args, kwargs)
+            return await _miss(func, flights, slot[3], slot[5], slot[6], key, args, kwargs)
         # outside the except clause: the method's own errors do not chain to the lookup's
         return await func(*args, **kwargs)
 
@@ -146,14 +158,15 @@ def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
 def cached_coroutine_multi(spec: ormcache_multi) -> Callable[..., Coroutine[Any, Any, Dict[Any, Any]]]:
     """The caching wrapper of an ``async def`` method under ``ormcache_multi``."""
     func, key_function, has_owner = spec.func, spec.key.function, spec.has_owner
-    multi, signature = spec.multi, spec.signature
-    where = _locator(spec)
+    multi, signature, model = spec.multi, spec.signature, spec.model
+    last = _Last(spec)
     flights: AsyncFlights[Tuple[Any, ...]] = AsyncFlights()
 
     async def wrapper(*args: Any, **kwargs: Any) -> Dict[Any, Any]:
         if has_owner and not args:
             return await func(*args, **kwargs)  # type: ignore[no-any-return]
-        registry, name, lru, counter = where(args)
+        pool, mkey = owner_keys(args[0]) if has_owner else (None, model)
+        registry, name, lru, counter = last.resolve(pool, mkey)[3:]
         base = (name, func, *key_function(*args, **kwargs))
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
