@@ -120,15 +120,19 @@ class AsyncFlights(Generic[K]):
         if loop is None:
             return dict.fromkeys(keys), joined
         task = asyncio.current_task(loop)
-        for key in keys:
-            flight = Flight(loop, task)
-            current = self.table.setdefault((loop, key), flight)
-            if current is flight:
-                led[key] = flight
-            elif _reaches(current, task):  # our own computation, or one that waits on us
-                led[key] = None
-            else:
-                joined[key] = current
+        try:
+            for key in keys:
+                flight = Flight(loop, task)
+                current = self.table.setdefault((loop, key), flight)
+                if current is flight:
+                    led[key] = flight
+                elif _reaches(current, task):  # our own computation, or one that waits on us
+                    led[key] = None
+                else:
+                    joined[key] = current
+        except BaseException:  # a key's __hash__ or __eq__ failed: claim nothing
+            self.release(led, {})
+            raise
         return led, joined
 
     def release(self, led: Mapping[K, Optional[Flight]], shared: Mapping[K, Any]) -> None:
