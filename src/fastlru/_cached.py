@@ -1,19 +1,22 @@
 """What both ``lru_cache`` wrappers (``_functools_c``/``_functools_py``) share: the decorator
 with ``functools.lru_cache``'s argument rules, its ``CacheInfo``, and single-flight misses."""
+import inspect
 import threading
 import time
 from collections import namedtuple
 from functools import update_wrapper
 
+from ._aio import cached_coroutine, refuse_async_generator
 from ._common import check_timer, check_ttl
 
 # functools.lru_cache's shape: ``hits, misses, maxsize, currsize = f.cache_info()``
 LRUCacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 
-def decorators(wrapper_type):
+def decorators(wrapper_type, make_key):
     """``lru_cache`` and ``cache`` decorating with ``wrapper_type(func, maxsize, typed, ttl,
-    timer, single_flight)``."""
+    timer, single_flight)``; a coroutine function gets an ``async def`` wrapper around one
+    (``_aio.cached_coroutine``), which looks up ``make_key(args, kwargs, typed)``."""
 
     def lru_cache(maxsize=128, typed=False, *, ttl=None, single_flight=False,
                   timer=time.monotonic):
@@ -29,6 +32,10 @@ def decorators(wrapper_type):
         ``f(3)`` and ``f(3.0)`` apart. Beyond functools: ``ttl`` seconds of life per result
         (read on ``timer``), and ``single_flight=True``: concurrent misses of one key compute
         it once, the other callers wait for that result.
+
+        A coroutine function's wrapper is a coroutine function: the awaited value is cached
+        (never the coroutine), and concurrent awaits of one key in one event loop always
+        compute it once (see ``fastlru._aio``).
         """
         if isinstance(maxsize, int):
             if maxsize < 0:
@@ -44,7 +51,10 @@ def decorators(wrapper_type):
         def decorating_function(user_function):
             if not callable(user_function):
                 raise TypeError("the cached object must be callable")
+            refuse_async_generator(user_function, "lru_cache")
             wrapper = wrapper_type(user_function, maxsize, typed, ttl, timer, single_flight)
+            if inspect.iscoroutinefunction(user_function):
+                return cached_coroutine(wrapper, make_key, user_function, typed)
             return update_wrapper(wrapper, user_function)
 
         return decorating_function

@@ -28,6 +28,7 @@ cdef extern from "Python.h":
     object PyTuple_New(Py_ssize_t)
     void PyTuple_SET_ITEM(object, Py_ssize_t, PyObject*)
     PyObject* PyTuple_GET_ITEM(PyObject*, Py_ssize_t)
+    PyObject** PySequence_Fast_ITEMS(object)
     Py_ssize_t PyTuple_GET_SIZE(PyObject*)
     void Py_INCREF(PyObject*)
     void Py_DECREF(PyObject*)
@@ -121,6 +122,16 @@ cdef object _make_key(PyObject** args, Py_ssize_t nargs, PyObject* kwnames, bint
     return hashed
 
 
+def make_key(tuple args not None, dict kwargs not None, bint typed):
+    """The key a call ``f(*args, **kwargs)`` looks up (for the coroutine wrapper)."""
+    cdef tuple vector, names
+    if not kwargs:
+        return _make_key(PySequence_Fast_ITEMS(args), len(args), NULL, typed)
+    vector = args + tuple(kwargs.values())
+    names = tuple(kwargs)
+    return _make_key(PySequence_Fast_ITEMS(vector), len(args), <PyObject*>names, typed)
+
+
 cdef inline object _steal(PyObject* ref):
     """A new reference as an object (no extra incref)."""
     result = <object>ref
@@ -178,7 +189,7 @@ cdef class LRUCacheWrapper:
     method), weak-referenceable, pickled by name, copied as itself."""
 
     cdef object _func
-    cdef object _lru
+    cdef readonly object _lru  # (read by the coroutine wrapper, _aio.cached_coroutine)
     cdef object _maxsize
     cdef bint _typed
     cdef object _ttl
@@ -237,7 +248,7 @@ cdef class LRUCacheWrapper:
         return self
 
 
-lru_cache, cache = decorators(LRUCacheWrapper)
+lru_cache, cache = decorators(LRUCacheWrapper, make_key)
 
 
 cdef _install_vectorcall():

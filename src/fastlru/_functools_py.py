@@ -111,4 +111,4 @@ class LRUCacheWrapper:
         return self
 
 
-lru_cache, cache = decorators(LRUCacheWrapper)
+lru_cache, cache = decorators(LRUCacheWrapper, _make_key)

@@ -4,6 +4,7 @@
 - ``miss``: compute with single flight; concurrent misses on one key compute once, the others
   wait for that result. No lock is held while the method runs, nothing is shared between keys,
   and a thread never waits on a computation that (directly or through other threads) waits on it.
+- ``store``: whether a computed value is stored (not after a clear during the computation).
 - ``uncached``: a key the cache cannot take (unhashable...) is computed without caching.
 """
 from __future__ import annotations
@@ -36,6 +37,15 @@ def resolve(pool: Any, mkey: Any, func: Callable, cache_name: str, counter_type:
             fresh.hit, fresh.miss, fresh.err, fresh.gen_time = counter.hit, counter.miss, counter.err, counter.gen_time
         counter = counters[(model, func)] = fresh
     return registry, model, lru, counter
+
+
+def owner_keys(owner: Any) -> Tuple[Any, Any]:
+    """-> (``pool``, model key) of a method's owner, as ``resolve`` takes them: the model key
+    is ``owner._name``, else the owner's class (or the owner, a class)."""
+    mkey = getattr(owner, "_name", None)
+    if mkey is None:
+        mkey = owner if isinstance(owner, type) else type(owner)
+    return getattr(owner, "pool", None), mkey
 
 
 class Flight:
@@ -113,23 +123,32 @@ def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, k
     generation = registry.generation
     try:
         value = timed(counter, func, args, kwargs)
-        # a clear during the computation may have invalidated what it read: do not store then
-        if registry.generation == generation:
-            try:
-                lru[key] = value
-            except Exception as exc:  # noqa: BLE001 - the call never fails because of the cache
-                counter.err += 1
-                _warn_once(func, "cannot store key %r in %s: %r", key, exc)
-            else:
-                if registry.generation == generation:
-                    flight.value = value
-                    flight.stored = True
-                else:  # a clear ran between the check and the store (another thread): undo it
-                    lru.pop(key, None)
+        if store(func, registry, lru, counter, key, value, generation):
+            flight.value = value
+            flight.stored = True
         return value
     finally:
         flights.pop(fkey, None)  # callers from now on find the value in the cache
         flight.lock.release()
+
+
+def store(func: Callable, registry: Any, lru: Any, counter: Any, key: Any, value: Any, generation: Any) -> bool:
+    """Store ``value``, computed since ``registry.generation`` was ``generation``; True if it is
+    stored (and may be shared with the callers that waited for it). The sync and the async
+    misses (``_async``) both decide here."""
+    # a clear during the computation may have invalidated what it read: do not store then
+    if registry.generation != generation:
+        return False
+    try:
+        lru[key] = value
+    except Exception as exc:  # noqa: BLE001 - the call never fails because of the cache
+        counter.err += 1
+        _warn_once(func, "cannot store key %r in %s: %r", key, exc)
+        return False
+    if registry.generation != generation:  # a clear ran between the check and the store: undo it
+        lru.pop(key, None)
+        return False
+    return True
 
 
 def lookup_failed(func: Callable, counter: Any, key: Any, exc: BaseException) -> None:

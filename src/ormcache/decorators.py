@@ -26,8 +26,10 @@ import inspect
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
+from fastlru._aio import refuse_async_generator
 from fastlru._common import choose
 
+from ._async import cached_coroutine, cached_coroutine_multi
 from ._lookup import _warn_once, resolve, timed
 from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, Registry, default_registry
@@ -102,6 +104,7 @@ class ormcache:
             rewrap, method = type(method), method.__func__
         if not callable(method):
             raise TypeError(f"{type(self).__name__} decorates callables, not {method!r}")
+        refuse_async_generator(method, type(self).__name__)
         self.func = method
         self.has_owner = rewrap is classmethod or (rewrap is None and _takes_owner(method))
         self.model = None
@@ -109,7 +112,7 @@ class ormcache:
             prefix = getattr(method, "__qualname__", "").rpartition(".")[0]
             self.model = prefix if prefix and not prefix.endswith("<locals>") else str(getattr(method, "__module__", None))
         self.key = self._compile_key()
-        wrapper = self._make_wrapper()
+        wrapper = self._make_async_wrapper() if inspect.iscoroutinefunction(method) else self._make_wrapper()
         wrapper.__cache__ = self
         wrapper.clear_cache = self.clear_cache
         return rewrap(wrapper) if rewrap is not None else wrapper
@@ -124,6 +127,10 @@ class ormcache:
     def _make_wrapper(self) -> Callable:
         self.counter_type = _impl.Counter
         return _impl.cached_method(self)
+
+    def _make_async_wrapper(self) -> Callable:
+        self.counter_type = _impl.Counter
+        return cached_coroutine(self)
 
     def clear_cache(self, owner: Any = None) -> None:
         """Clear the named cache of this method in ``owner``'s registry (recorded for signaling)."""
@@ -180,6 +187,10 @@ class ormcache_multi(ormcache):
         if not isinstance(multi, str):
             raise TypeError(f"ormcache_multi: multi must be a parameter name, not {multi!r}")
         self.multi = multi
+
+    def _make_async_wrapper(self) -> Callable:
+        self.counter_type = _impl.Counter
+        return cached_coroutine_multi(self)
 
     def _compile_key(self) -> KeyFunction:
         where = f"ormcache_multi on {self.func.__qualname__!r}"

@@ -1,0 +1,249 @@
+"""Single flight for coroutines: concurrent awaits of one key in one event loop compute once.
+
+>>> import asyncio
+>>> flights, calls = AsyncFlights(), []
+>>> async def compute():
+...     calls.append(1)
+...     await asyncio.sleep(0)
+...     return 42, True              # (value, share it with the waiters)
+>>> async def get():
+...     return await flights.run("answer", compute, lambda outcome: outcome)
+>>> async def main():
+...     return await asyncio.gather(*(get() for _ in range(10)))
+>>> asyncio.run(main()), len(calls)
+([42, 42, 42, 42, 42, 42, 42, 42, 42, 42], 1)
+
+``fastlru.lru_cache`` on a coroutine function and ormcache's decorators on ``async def``
+methods use it. The rules:
+
+- Computations in progress are keyed by (event loop, key): a future of one loop is never
+  awaited from another; threads that each run their own loop compute each for themselves.
+- The computing task resolves its flight with the value to share, or with ``RETRY`` (it failed,
+  was cancelled, or its value must not be shared). A flight never holds an exception and is
+  never cancelled: a waiter gets ``CancelledError`` only when its own task is cancelled, and an
+  exception is raised only in the task that computed (never shared between tasks, as between
+  threads); waiters of a flight that ended without a value look again, then compute themselves
+  (one of them, again in single flight).
+- A waiter waits through ``asyncio.shield``: cancelling it leaves the flight to the others.
+- A task whose computation awaits its own key (directly, or through a chain of tasks waiting on
+  each other) computes it without the flight instead of waiting forever.
+- Outside a running asyncio loop (a coroutine driven by another framework) nothing is shared.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+from functools import update_wrapper
+from typing import (
+    Any,
+    Coroutine,
+    Awaitable,
+    Callable,
+    Dict,
+    Final,
+    Generic,
+    Hashable,
+    Iterable,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+)
+
+__all__ = ["AsyncFlights", "Flight", "RETRY", "cached_coroutine", "refuse_async_generator"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Retry:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RETRY"
+
+
+#: A flight's outcome when it has no value to share: waiters look again, then compute.
+RETRY: Final = _Retry()
+
+
+class Flight:
+    """One computation in progress: the future its waiters await and the task computing it."""
+
+    __slots__ = ("loop", "future", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: Optional[asyncio.Task[Any]]) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.task = task
+
+
+#: task -> the flight it waits for (to see when waiting would close a cycle)
+_waiting: Dict[asyncio.Task[Any], Flight] = {}
+
+
+def _reaches(flight: Flight, task: Optional[asyncio.Task[Any]]) -> bool:
+    """True if ``flight`` is computed by ``task``, or by a task waiting (transitively) on it."""
+    owner = flight.task
+    for _ in range(256):
+        if owner is task:
+            return True
+        waited = _waiting.get(owner) if owner is not None else None
+        if waited is None:
+            return False
+        owner = waited.task
+    return True  # a chain that long: do not wait
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # driven by another framework: no loop to share futures in
+        return None
+
+
+class AsyncFlights(Generic[K]):
+    """The computations in progress of one cached callable, in every event loop."""
+
+    __slots__ = ("table",)
+
+    def __init__(self) -> None:
+        self.table: Dict[Tuple[asyncio.AbstractEventLoop, K], Flight] = {}
+
+    def claim(self, keys: Iterable[K]) -> Tuple[Dict[K, Optional[Flight]], Dict[K, Flight]]:
+        """-> (keys this task computes, keys others compute). A led key maps to its flight, to
+        be ``release``d, or to ``None`` when it is computed outside any flight (no loop, or
+        waiting would close a cycle)."""
+        loop = _running_loop()
+        led: Dict[K, Optional[Flight]] = {}
+        joined: Dict[K, Flight] = {}
+        if loop is None:
+            return dict.fromkeys(keys), joined
+        task = asyncio.current_task(loop)
+        try:
+            for key in keys:
+                flight = Flight(loop, task)
+                current = self.table.setdefault((loop, key), flight)
+                if current is flight:
+                    led[key] = flight
+                elif _reaches(current, task):  # our own computation, or one that waits on us
+                    led[key] = None
+                else:
+                    joined[key] = current
+        except BaseException:  # a key's __hash__ or __eq__ failed: claim nothing
+            self.release(led, {})
+            raise
+        return led, joined
+
+    def release(self, led: Mapping[K, Optional[Flight]], shared: Mapping[K, Any]) -> None:
+        """End the flights ``led``: each shares ``shared[key]``, or ``RETRY`` when missing."""
+        for key, flight in led.items():
+            if flight is None:
+                continue
+            self.table.pop((flight.loop, key), None)  # callers from now on look in the cache
+            if not flight.future.done() and not flight.loop.is_closed():
+                flight.future.set_result(shared.get(key, RETRY))
+
+    async def wait(self, flight: Flight) -> Any:
+        """The outcome of another task's flight: its shared value, or ``RETRY``."""
+        task = asyncio.current_task()
+        if task is not None:
+            _waiting[task] = flight
+        try:
+            return await asyncio.shield(flight.future)
+        finally:
+            if task is not None:
+                _waiting.pop(task, None)
+
+    async def run(
+        self,
+        key: K,
+        compute: Callable[[], Awaitable[Tuple[V, bool]]],
+        recheck: Callable[[Any], Any],
+    ) -> V:
+        """``compute()`` -> (value, share it?) once for every concurrent caller of ``key``.
+
+        A waiter passes its flight's outcome through ``recheck``: it returns the value to
+        return (counting a hit, say), or ``RETRY`` to claim the key again (after a failed or
+        cancelled computation, ``recheck(RETRY)`` looks in the cache first).
+        """
+        while True:
+            led, joined = self.claim((key,))
+            if led:
+                break
+            outcome = recheck(await self.wait(joined[key]))
+            if outcome is not RETRY:
+                return outcome  # type: ignore[no-any-return]
+        shared: Dict[K, Any] = {}
+        try:
+            value, share = await compute()
+            if share:
+                shared[key] = value
+            return value
+        finally:
+            self.release(led, shared)
+
+
+# -- the decorators' side ----------------------------------------------------------------------
+
+def refuse_async_generator(func: Callable[..., Any], decorator: str) -> None:
+    """Async generators yield once per iteration: there is no single result to cache."""
+    if inspect.isasyncgenfunction(func):
+        name = getattr(func, "__qualname__", func)
+        raise TypeError(
+            f"{decorator} cannot cache the async generator function {name!r}: cache a coroutine "
+            "function that returns the items (a list or tuple) instead"
+        )
+
+
+async def _miss(
+    flights: AsyncFlights[Hashable],
+    lru: Any,
+    key: Hashable,
+    func: Callable[..., Awaitable[V]],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+) -> V:
+    async def compute() -> Tuple[V, bool]:
+        value = await func(*args, **kwargs)
+        lru.setdefault(key, value)  # a call made meanwhile (another loop) stored first
+        return value, True
+
+    def recheck(outcome: Any) -> Any:
+        return lru.peek(key, RETRY) if outcome is RETRY else outcome
+
+    return await flights.run(key, compute, recheck)
+
+
+def cached_coroutine(
+    inner: Any,
+    make_key: Callable[[Tuple[Any, ...], Dict[str, Any], bool], Hashable],
+    func: Callable[..., Awaitable[V]],
+    typed: bool,
+) -> Callable[..., Coroutine[Any, Any, V]]:
+    """``lru_cache`` of a coroutine function: the awaited value is cached, in single flight.
+
+    ``inner`` is the wrapper ``lru_cache`` makes of a plain function: it holds the LRU and
+    answers ``cache_info()``, ``cache_clear()`` and ``cache_parameters()``; ``make_key`` is
+    its key of a call. The wrapper is an ``async def``: ``inspect.iscoroutinefunction`` holds.
+    """
+    flights: AsyncFlights[Hashable] = AsyncFlights()
+    lru = inner._lru
+
+    if lru is None:  # maxsize=0: nothing is cached; ``inner`` counts the miss and calls func
+
+        async def wrapper(*args: Any, **kwargs: Any) -> V:
+            return await inner(*args, **kwargs)  # type: ignore[no-any-return]
+
+    else:
+
+        async def wrapper(*args: Any, **kwargs: Any) -> V:
+            key = make_key(args, kwargs, typed)
+            result = lru.get(key, RETRY)
+            if result is not RETRY:
+                return result  # type: ignore[no-any-return]
+            return await _miss(flights, lru, key, func, args, kwargs)
+
+    for name in ("cache_info", "cache_clear", "cache_parameters"):
+        setattr(wrapper, name, getattr(inner, name))
+    return update_wrapper(wrapper, func)
