@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .base import (
     REGISTRY,
@@ -192,7 +192,7 @@ class RegistrySignaling:
         if registry_changed:
             self.registry_invalidated = False
 
-    def _signaling_publishing(self, backend: Any, registry_changed: bool, names: set) -> Steps[None]:
+    def _signaling_publishing(self, backend: Any, registry_changed: bool, names: Set[str]) -> Steps[None]:
         # no need to signal caches with the registry: reloading starts with empty caches
         bumped = [REGISTRY] if registry_changed else sorted(names)
         # No lock is held across the round trip (a coroutine holding a thread lock would stall
