@@ -6,6 +6,7 @@ keeps its counters, so a reader can only learn of the change from the writer's p
 that lost its data changes the epoch, and every reader resynchronises anyway).
 """
 import logging
+import threading
 import time
 import uuid
 
@@ -13,6 +14,7 @@ import pytest
 
 from ormcache.registry import CACHES_BY_KEY, Registry
 from ormcache.signaling import RedisSignaling, SignalingUnavailable
+from ormcache.signaling.base import SignalingBackend
 from servers import TcpProxy
 from signaling_workers import WriterProcess
 
@@ -171,3 +173,53 @@ def outages(writer, reader, proxy):
             writer.signal_changes()
         proxy.start()
         assert wait_until(lambda: published(reader, count), timeout=10), f"outage {count} never published"
+
+
+class GatedBackend(SignalingBackend):
+    """In-memory counters whose next bump can be held (``hold``) or refused (``refuse``)."""
+
+    def __init__(self):
+        self.counters = {}
+        self.hold = self.refuse = False
+        self.held = threading.Event()
+        self.go = threading.Event()
+
+    def read_versions(self, db_name, names):
+        return "epoch", tuple(self.counters.get(name, 0) for name in names)
+
+    def bump(self, db_name, names):
+        if self.refuse:
+            self.refuse = False
+            raise SignalingUnavailable("refused")
+        if self.hold:
+            self.hold = False
+            self.held.set()
+            assert self.go.wait(10)
+        for name in names:
+            self.counters[name] = self.counters.get(name, 0) + 1
+
+
+def test_an_invalidation_kept_while_a_retry_is_in_flight_is_not_dropped_by_it(make_registry):
+    """A retry sends the kept names; meanwhile a newer commit's publish of the same name fails.
+    The retry's bump may have landed before that commit: the newer invalidation must stay kept
+    and be published (an extra invalidation at worst, never a lost one)."""
+    backend = GatedBackend()
+    registry = make_registry(backend)
+    registry.signaling_background_retry = False
+    registry.check_signaling()
+    registry.clear_cache("assets")
+    backend.refuse = True
+    with pytest.raises(SignalingUnavailable):
+        registry.signal_changes()  # first commit: kept
+    backend.hold = True
+    retry = threading.Thread(target=registry._signaling_retry, args=(True,))
+    retry.start()
+    assert backend.held.wait(10)  # the retry's bump of 'assets' is in flight
+    registry.clear_cache("assets")
+    with pytest.raises(SignalingUnavailable):
+        registry.signal_changes()  # second commit: refused (resting), kept
+    backend.go.set()
+    retry.join(10)
+    assert backend.counters == {"assets": 1}
+    assert registry._signaling_retry(force=True) is True  # the second commit is still kept...
+    assert backend.counters == {"assets": 2}  # ...and published

@@ -111,6 +111,9 @@ class RegistrySignaling:
         #: names whose publication failed (any thread); published by the next signal or check
         self._signaling_pending: set = set()
         self._signaling_pending_registry = False
+        #: counts the failures that kept names: a publish sent before one of them must not
+        #: forget what it kept (that commit may be newer than the bump), see _signaling_sent
+        self._signaling_kept = 0
         #: name -> bumps of this process sent and not answered yet (no lock is held across a
         #: round trip: a check that reads meanwhile counts them as landed, see _signaling_landed)
         self._signaling_flying: Dict[str, int] = {}
@@ -203,6 +206,7 @@ class RegistrySignaling:
             resting = self._signaling_resting()
             if not resting:
                 self._signaling_fly(bumped, 1)
+            kept = self._signaling_kept
         failure: Optional[SignalingError] = None
         try:
             if resting:
@@ -218,6 +222,7 @@ class RegistrySignaling:
                     self._signaling_generation += 1  # a read counted this bump: read again
                 self._signaling_pending |= names
                 self._signaling_pending_registry |= registry_changed
+                self._signaling_kept += 1
                 if isinstance(exc, SignalingUnavailable) and not resting:
                     self._signaling_failed()
             _retrier.watch(self)  # at exit in any case; in the background if allowed
@@ -234,13 +239,22 @@ class RegistrySignaling:
                     for name in bumped:
                         versions[name] = versions.get(name, 0) + 1
                 self._signaling_snapshot()
-                self._signaling_pending -= names
-                if registry_changed:
-                    self._signaling_pending_registry = False
+                self._signaling_sent(kept, names, registry_changed)
         if failure is not None:
             what = "the registry change" if registry_changed else f"the invalidation of {sorted(names)}"
             raise type(failure)(f"{failure}; {what} is kept and will be published by the next "
                                 "signal_changes() or check_signaling()") from failure
+
+    def _signaling_sent(self, kept: int, names: Set[str], registry_changed: bool) -> None:
+        """A bump of the kept ``names`` was answered (under the lock): forget them, unless a
+        failure kept names since the bump was sent (``kept`` was ``_signaling_kept`` then). The
+        bump may have landed before that newer commit, so they stay kept and are published
+        again: one more invalidation at worst, never a lost one."""
+        if kept != self._signaling_kept:
+            return
+        self._signaling_pending -= names
+        if registry_changed:
+            self._signaling_pending_registry = False
 
     def _signaling_fly(self, names: Sequence[str], delta: int) -> None:
         # under the lock
@@ -275,6 +289,7 @@ class RegistrySignaling:
         with self._signaling_lock:
             registry_changed = self._signaling_pending_registry
             names = set(self._signaling_pending)
+            kept = self._signaling_kept
             if not (registry_changed or names):
                 return True
             if not force and (self._signaling_resting() or not self.signaling_background_retry):
@@ -289,9 +304,7 @@ class RegistrySignaling:
             _logger.debug("Signaling: kept invalidations of %r still not published: %s", self.db_name, exc)
             return False
         with self._signaling_lock:
-            self._signaling_pending -= names
-            if registry_changed:
-                self._signaling_pending_registry = False
+            self._signaling_sent(kept, names, registry_changed)
             done = not (self._signaling_pending or self._signaling_pending_registry)
         _logger.info("Published invalidations of %r kept during the signaling outage: %s",
                      self.db_name, ["registry"] if registry_changed else sorted(names))
