@@ -43,11 +43,11 @@ def measure_here(name, n, mode):
     if impl.kind == "function":
         for k in keys:
             c(k)  # a cached identity: the key is the value
-        size = c.cache_info().currsize
     else:
+        store = c.set if impl.kind == "methods" else c.__setitem__
         for k, v in zip(keys, values):
-            c[k] = v
-        size = len(c)
+            store(k, v)
+    size = impl.entries(c)
     after = read()
     return {"impl": name, "mode": mode, "n": n, "size": size, "bytes": after - before}
 
