@@ -56,6 +56,17 @@ def decorators(wrapper_type):
     return lru_cache, cache
 
 
+def wrapper_repr(wrapper, lru):
+    """``repr`` of an ``lru_cache`` wrapper: the function, ``cache_parameters()`` and a timer
+    that is not the default (``lru``: the wrapper's LRU, None when ``maxsize=0``)."""
+    func = wrapper.__wrapped__
+    name = f"{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', func)}"
+    shown = " ".join(f"{key}={value!r}" for key, value in wrapper.cache_parameters().items())
+    if lru is not None and lru.timer is not time.monotonic:
+        shown += f" timer={lru.timer!r}"
+    return f"<fastlru.lru_cache of {name} {shown}>"
+
+
 def parameters(maxsize, typed, ttl, single_flight):
     """``cache_parameters()``: functools' two keys, and ours only where they are set."""
     params = {"maxsize": maxsize, "typed": typed}

@@ -110,6 +110,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         sizes: Optional[Dict[str, int]] = None,
         lru_factory: Optional[Callable[[int], Any]] = None,
     ) -> None:
+        given_factory = lru_factory
         if lru_factory is None:
             from fastlru import LRU as lru_factory
         counts = dict(CACHE_SIZES)
@@ -121,6 +122,8 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
                                  f"containers cleared through a key), not {name!r}")
             counts[name] = count  # a name Odoo does not have adds a cache of its own
         self.db_name = db_name
+        #: the constructor's keyword arguments that were given (shown by repr)
+        self._arguments = {"sizes": dict(sizes or {}), "lru_factory": given_factory}
         self._lru_factory = lru_factory
         self._counts = counts
         self.caches: Dict[str, Any] = {name: lru_factory(count) for name, count in counts.items()}
@@ -141,7 +144,8 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         super().__init__()
 
     def __repr__(self) -> str:
-        return f"<Registry {self.db_name!r}>"
+        shown = "".join(f" {name}={value!r}" for name, value in self._arguments.items() if value)
+        return f"<Registry {self.db_name!r}{shown}>"
 
     def expiring_cache(self, name: str, ttl: float) -> Any:
         """The LRU of cache ``name``'s methods whose entries live ``ttl`` seconds (made on first
