@@ -4,6 +4,7 @@ import threading
 import time
 from collections import namedtuple
 from functools import update_wrapper
+from typing import Any
 
 from ._common import check_timer, check_ttl
 
@@ -56,7 +57,7 @@ def decorators(wrapper_type):
     return lru_cache, cache
 
 
-def wrapper_repr(wrapper, lru):
+def wrapper_repr(wrapper: Any, lru: Any) -> str:
     """``repr`` of an ``lru_cache`` wrapper: the function, ``cache_parameters()`` and a timer
     that is not the default (``lru``: the wrapper's LRU, None when ``maxsize=0``)."""
     func = wrapper.__wrapped__

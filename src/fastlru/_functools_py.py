@@ -96,7 +96,7 @@ class LRUCacheWrapper:
     def cache_parameters(self):
         return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return wrapper_repr(self, self._lru)
 
     def __get__(self, obj, objtype=None):

@@ -25,7 +25,7 @@ import functools
 import inspect
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Tuple
 
 from fastlru._common import check_ttl, choose
 
@@ -55,7 +55,7 @@ def _takes_owner(func: Callable) -> bool:
     return bool(params) and params[0].name in ("self", "cls") and params[0].kind is not inspect.Parameter.VAR_POSITIONAL
 
 
-def _refuse_bare(decorator: str, exprs: tuple) -> None:
+def _refuse_bare(decorator: str, exprs: Tuple[Any, ...]) -> None:
     """``@ormcache`` without parentheses passes the method as an expression: say how to call it
     (keying on every argument, as functools does, would differ from ``@ormcache()``)."""
     if exprs and (callable(exprs[0]) or isinstance(exprs[0], (classmethod, staticmethod))):

@@ -110,9 +110,11 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         sizes: Optional[Dict[str, int]] = None,
         lru_factory: Optional[Callable[[int], Any]] = None,
     ) -> None:
-        given_factory = lru_factory
+        factory: Callable[..., Any]
         if lru_factory is None:
-            from fastlru import LRU as lru_factory
+            from fastlru import LRU as factory
+        else:
+            factory = lru_factory
         counts = dict(CACHE_SIZES)
         for name, count in (sizes or {}).items():
             if not isinstance(name, str) or not name:
@@ -123,10 +125,10 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
             counts[name] = count  # a name Odoo does not have adds a cache of its own
         self.db_name = db_name
         #: the constructor's keyword arguments that were given (shown by repr)
-        self._arguments = {"sizes": dict(sizes or {}), "lru_factory": given_factory}
-        self._lru_factory = lru_factory
+        self._arguments = {"sizes": dict(sizes or {}), "lru_factory": lru_factory}
+        self._lru_factory = factory
         self._counts = counts
-        self.caches: Dict[str, Any] = {name: lru_factory(count) for name, count in counts.items()}
+        self.caches: Dict[str, Any] = {name: factory(count) for name, count in counts.items()}
         #: (cache name, ttl) -> LRU, made on first use (see ``expiring_cache``); replaced whole
         #: when one is added, so that a thread iterating it never sees it change
         self.expiring: Dict[Tuple[str, float], Any] = {}

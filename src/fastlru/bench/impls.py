@@ -14,7 +14,7 @@ its bound ``get`` and ``set`` methods, ``get(k)`` returning the value or None (`
 import functools
 import importlib
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 DICT = "dict"
 FASTLRU = "fastlru"
@@ -37,12 +37,12 @@ class Impl:
     thread_safe: bool = True  # False: the threaded workload wraps each access in a lock
     pairs: bool = False  # "methods": get(k) returns (value, found)
     exact_lru: bool = True  # False: another eviction policy; sizes and hit ratios not checked
-    size: Optional[Callable[[object], int]] = None  # entries held (default: len(c))
+    size: Optional[Callable[[Any], int]] = None  # entries held (default: len(c))
 
-    def entries(self, c):
+    def entries(self, c: Any) -> int:
         """The number of entries ``c`` holds."""
         if self.kind == "function":
-            return c.cache_info().currsize
+            return int(c.cache_info().currsize)
         return self.size(c) if self.size is not None else len(c)
 
 
@@ -102,19 +102,19 @@ def _cachetools():
     return Impl(CACHETOOLS, LRUCache, note="cachetools.LRUCache", thread_safe=False)
 
 
-def _moka_count(c):
+def _moka_count(c: Any) -> int:
     c.run_pending_tasks()  # moka applies evictions in batches: settle them before counting
-    return c.count()
+    return int(c.count())
 
 
-def _moka():
+def _moka() -> Impl:
     from moka_py import Moka
 
     return Impl(MOKA, Moka, kind="methods", exact_lru=False, size=_moka_count,
                 note="moka_py.Moka (TinyLFU, not an LRU): get()/set() methods")
 
 
-def _theine():
+def _theine() -> Impl:
     from theine import Cache
 
     return Impl(THEINE, Cache, kind="methods", pairs=True, exact_lru=False,

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 MODES = ("rss", "tracemalloc")
 
@@ -39,7 +40,7 @@ def measure_here(name, n, mode):
     else:
         read = _rss_bytes
     before = read()
-    c = impl.make(n)
+    c: Any = impl.make(n)
     if impl.kind == "function":
         for k in keys:
             c(k)  # a cached identity: the key is the value

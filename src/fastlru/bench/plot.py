@@ -1,9 +1,10 @@
 """The PNG bar chart: one panel per workload, ratio to dict (bytes/entry for memory); a legend
 says what each colour is."""
 import math
+from typing import Any, Dict, Iterable, List, Mapping, Tuple
 
 #: (colour, legend label) of each kind of contender, in legend order
-KINDS = {
+KINDS: Dict[str, Tuple[str, str]] = {
     "ours": ("tab:green", "fastlru / ormcache (this package)"),
     "baseline": ("tab:gray", "baseline: dict, or the undecorated method"),
     "odoo": ("tab:red", "Odoo's classic code (what this replaces)"),
@@ -11,7 +12,7 @@ KINDS = {
 }
 
 
-def kind_of(name):
+def kind_of(name: str) -> str:
     """Which of ``KINDS`` the contender called ``name`` is."""
     if name in ("dict", "undecorated"):
         return "baseline"
@@ -22,7 +23,7 @@ def kind_of(name):
     return "peer"
 
 
-def legend(rows):
+def legend(rows: Iterable[Mapping[str, Any]]) -> List[Tuple[str, str]]:
     """[(colour, label)] of the kinds of contender that ``rows`` show, in ``KINDS`` order."""
     shown = {kind_of(r["impl"]) for r in rows}
     return [entry for kind, entry in KINDS.items() if kind in shown]

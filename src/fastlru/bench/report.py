@@ -1,5 +1,6 @@
 """Text output: one table per workload, and (``--targets``) the goals the project holds itself to."""
 import math
+from typing import Any, Iterable, List, Mapping, Tuple
 
 from .impls import DICT, FASTLRU, ODOO
 
@@ -81,7 +82,7 @@ def targets(rows):
     return out
 
 
-def section_targets(rows):
+def section_targets(rows: Iterable[Mapping[str, Any]]) -> List[Tuple[Any, ...]]:
     """[(target, measured, met)] that extra sections' rows carry (their ``targets``)."""
     return [tuple(t) for r in rows for t in r.get("targets", [])]
 

@@ -7,10 +7,11 @@ extras (``hit_ratio`` for the Zipf mixes, ``bytes_per_entry`` for memory).
 import functools
 import threading
 import time
+from typing import Any, Callable, Sequence
 from dataclasses import dataclass
 
 from . import data, loops, memory
-from .impls import DICT, ODOO
+from .impls import DICT, ODOO, Impl
 from .timing import interleaved
 
 VALUE = object()  # the value stored by the set workload
@@ -69,11 +70,11 @@ def _fill(impl, c, keys):
             c[k] = k
 
 
-def _size(impl, c):
+def _size(impl: Impl, c: Any) -> int:
     return impl.entries(c)
 
 
-def _get_loop(impl, c, keys):
+def _get_loop(impl: Impl, c: Any, keys: Sequence[Any]) -> Callable[[], Any]:
     """The timed lookups of ``keys`` in ``c``."""
     if impl.kind == "function":
         return functools.partial(loops.call_each, c, keys)
@@ -82,7 +83,7 @@ def _get_loop(impl, c, keys):
     return functools.partial(loops.get_each, c, keys)
 
 
-def _set_loop(impl, c, keys):
+def _set_loop(impl: Impl, c: Any, keys: Sequence[Any]) -> Callable[[], Any]:
     """The timed stores of ``keys`` into ``c``."""
     if impl.kind == "function":
         return functools.partial(loops.call_each, c, keys)
@@ -91,7 +92,7 @@ def _set_loop(impl, c, keys):
     return functools.partial(loops.set_each, c, keys, VALUE)
 
 
-def _get_or_set_loop(impl, c, keys):
+def _get_or_set_loop(impl: Impl, c: Any, keys: Sequence[Any]) -> Callable[[], Any]:
     """The timed get-or-set of ``keys`` on ``c`` (a thread-safe cache: no lock)."""
     if impl.kind == "function":
         return functools.partial(loops.call_each, c, keys)
@@ -254,7 +255,7 @@ def zipf(impls, sz, tick):
     return _rows("zipf", impls, samples, len(timed), sz, notes, extra)
 
 
-def _threaded_run(impl, c, chunks):
+def _threaded_run(impl: Impl, c: Any, chunks: Sequence[Sequence[Any]]) -> int:
     if impl.thread_safe:
         runs = [_get_or_set_loop(impl, c, chunk) for chunk in chunks]
     else:
@@ -263,7 +264,7 @@ def _threaded_run(impl, c, chunks):
     barrier = threading.Barrier(len(chunks) + 1)
     errors = []
 
-    def worker(run):
+    def worker(run: Callable[[], Any]) -> None:
         barrier.wait()
         try:
             run()
