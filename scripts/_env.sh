@@ -24,8 +24,13 @@ install_wheel() {
     local py=$1 wheel=$2 extras=$3
     "$py" -m pip install "${PIP_QUIET[@]}" --force-reinstall --no-deps "$wheel"
     "$py" -m pip install "${PIP_QUIET[@]}" "${wheel}[${extras}]"
-    # A wheel that silently fell back to pure Python is a failed build.
-    (cd / && "$py" -c 'import sys, fastlru, ormcache
+    check_compiled "$py"
+}
+
+# check_compiled PY: fails unless PY's installed fastlru and ormcache use their compiled modules
+# (a build that silently fell back to pure Python is a failed build).
+check_compiled() {
+    (cd / && "$1" -c 'import sys, fastlru, ormcache
 sys.exit(0 if fastlru.IMPLEMENTATION == ormcache.IMPLEMENTATION == "c" else "a compiled module is missing")')
 }
 

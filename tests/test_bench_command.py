@@ -1,12 +1,19 @@
 """The benchmark command (``python -m fastlru.bench``) runs, writes JSON, and reports failures of
 extra sections without dying."""
+import collections
+import dataclasses
+import importlib.metadata
 import json
 import os
+import platform
+import re
 import subprocess
 import sys
 
+import pytest
+
 import fastlru
-from fastlru.bench import extra
+from fastlru.bench import extra, impls, plot, workloads
 
 
 def _run(*args, timeout=300):
@@ -29,9 +36,98 @@ def test_quick_get_hit_writes_json(tmp_path):
         assert rows[impl]["ratio"] > 0
         assert rows[impl]["baseline"] == "dict"
     assert rows["dict"]["ratio"] == 1.0
-    assert result["meta"]["fastlru_implementation"] == fastlru.IMPLEMENTATION
+    meta = result["meta"]
+    assert meta["fastlru_implementation"] == fastlru.IMPLEMENTATION
+    # what a reader of the JSON needs to compare runs: the versions, the interpreter, the machine
+    assert meta["fastlru_version"] == importlib.metadata.version("fastlru")
+    assert (meta["python"], meta["python_implementation"]) == (platform.python_version(), platform.python_implementation())
+    assert (meta["machine"], meta["platform"], meta["cpus"]) == (platform.machine(), platform.platform(), os.cpu_count())
+    assert {"moka-py", "theine", "lru-dict", "cachebox", "cachetools"} <= set(meta["versions"])
     assert {r["workload"] for r in result["rows"]} == {"get-hit-int"}
-    assert "get-hit-int" in proc.stdout and "Targets for fastlru.LRU" in proc.stdout
+    assert "get-hit-int" in proc.stdout
+    assert f"fastlru {meta['fastlru_version']} benchmark" in proc.stdout
+    assert result["targets"]  # the JSON records the targets, the output does not (below)
+
+
+def test_targets_are_printed_only_with_the_targets_flag():
+    # the engine's workload and the ormcache section, each with targets of its own
+    default = _run("--quick", "--repeats", "2", "--only", "get-hit-int,ormcache-hit")
+    assert default.returncode == 0, default.stderr
+    assert "ormcache-hit" in default.stdout and "get-hit-int" in default.stdout
+    for internal in ("Targets", "target", "MISSED", "<= 1.3x dict", "SUSPECT"):
+        assert internal not in default.stdout, (internal, default.stdout)
+    assert not re.search(r"\bmet\b", default.stdout), default.stdout
+    flagged = _run("--quick", "--repeats", "2", "--only", "get-hit-int,ormcache-hit", "--targets")
+    assert flagged.returncode == 0, flagged.stderr
+    assert "Targets (the project's own goals" in flagged.stdout
+    assert "get-hit-int <= 1.3x dict" in flagged.stdout
+    assert "ormcache-hit: ormcache (c) <= 2.0x undecorated" in flagged.stdout or \
+        "ormcache-hit: ormcache (python) <= 2.0x undecorated" in flagged.stdout
+
+
+class MethodsCache:
+    """A cache used through get()/set() methods, as moka-py and theine are (an exact LRU here)."""
+
+    def __init__(self, capacity, pairs=False):
+        self.data, self.capacity, self.pairs = collections.OrderedDict(), capacity, pairs
+
+    def get(self, key):
+        if key in self.data:
+            self.data.move_to_end(key)
+            return (self.data[key], True) if self.pairs else self.data[key]
+        return (None, False) if self.pairs else None
+
+    def set(self, key, value):
+        self.data[key] = value
+        self.data.move_to_end(key)
+        if len(self.data) > self.capacity:
+            self.data.popitem(last=False)
+
+    def __len__(self):
+        return len(self.data)
+
+
+@pytest.mark.parametrize("pairs", [False, True], ids=["value-or-none", "value-found-pairs"])
+def test_caches_used_through_methods_run_every_timed_workload(pairs):
+    contenders = [impls.get(impls.DICT), impls.get(impls.ODOO),
+                  impls.Impl("methods-cache", lambda n: MethodsCache(n, pairs), kind="methods", pairs=pairs)]
+    sizes = dataclasses.replace(workloads.QUICK, repeats=1, get_keys=64, get_lookups=500, capacity=64,
+                                set_keys=300, zipf_space=500, zipf_warm=500, zipf_ops=500, threads=2)
+    for workload in ("get-hit-int", "get-hit-tuple", "set-evict", "zipf", "threads"):
+        rows = {r["impl"]: r for r in workloads.RUNNERS[workload](contenders, sizes, lambda s: None)}
+        row = rows["methods-cache"]
+        assert row["ns"] > 0 and row["ratio"] > 0, (workload, row)
+        assert "BUG" not in row["note"] and "differs" not in row["note"], (workload, row)
+        if workload == "zipf":  # an exact LRU through methods: the same hits as Odoo's LRU
+            assert row["hit_ratio"] == rows["odoo-lru"]["hit_ratio"] > 0
+
+
+def test_moka_and_theine_are_contenders_when_installed():
+    assert {impls.MOKA, impls.THEINE} <= set(impls.NAMES)
+    found, skipped = impls.available()
+    for name in (impls.MOKA, impls.THEINE):
+        in_found = [i for i in found if i.name == name]
+        assert in_found or name in dict(skipped)
+        for impl in in_found:  # installed: used through its methods, an exact size reported
+            assert impl.kind == "methods" and not impl.exact_lru
+            cache = impl.make(10)
+            for k in range(100):
+                cache.set(k, k)
+            assert 0 < impl.entries(cache) <= 10
+
+
+def test_the_chart_legend_names_every_colour():
+    rows = [{"impl": name} for name in ("dict", "fastlru", "fastlru-py", "odoo-lru", "moka-py", "theine",
+                                       "undecorated", "ormcache (c)", "odoo classic ormcache", "cachebox")]
+    entries = plot.legend(rows)
+    assert [label for _, label in entries] == [label for _, label in plot.KINDS.values()]
+    assert len({colour for colour, _ in entries}) == 4
+    kinds = {row["impl"]: plot.kind_of(row["impl"]) for row in rows}
+    assert kinds["fastlru-py"] == kinds["ormcache (c)"] == "ours"
+    assert kinds["undecorated"] == kinds["dict"] == "baseline"
+    assert kinds["odoo classic ormcache"] == "odoo" and kinds["theine"] == "peer"
+    assert [label for _, label in plot.legend([{"impl": "dict"}, {"impl": "fastlru"}])] == [
+        plot.KINDS["ours"][1], plot.KINDS["baseline"][1]]
 
 
 def test_unknown_workload_exits_2():

@@ -134,13 +134,18 @@ def test_bench_rows_and_the_classic_baseline():
     # the median next to the minimum
     assert {row["workload"] for row in rows} == set(_bench.SHAPES)
     for row in rows:
-        assert set(row) == {"workload", "impl", "ns", "ns_median", "baseline", "ratio", "note"}
+        # issue 12: the section's targets are a key of their own (printed with --targets only)
+        assert set(row) == {"workload", "impl", "ns", "ns_median", "baseline", "ratio", "note", "targets"}
         assert row["workload"] in _bench.SHAPES and row["baseline"] == "undecorated"
         assert row["ns"] > 0 and row["ns_median"] > 0 and row["ratio"] > 0 and isinstance(row["note"], str)
+        assert "target" not in row["note"] and "MISSED" not in row["note"]
+        assert all(isinstance(target, str) and isinstance(met, bool) for target, _, met in row["targets"])
     by_impl = {row["impl"]: row for row in rows if row["workload"] == "ormcache-hit"}
     assert by_impl["undecorated"]["ratio"] == 1.0
     assert any(i.startswith("ormcache_context (") for i in by_impl)
     assert any(i.startswith("ormcache_multi (") for i in by_impl)
+    ours = next(row for impl, row in by_impl.items() if impl.startswith("ormcache ("))
+    assert [target for target, _, _ in ours["targets"]][0].endswith("<= 2.0x undecorated")
     for workload in _bench.SHAPES:
         shape = {row["impl"]: row for row in rows if row["workload"] == workload}
         assert shape["undecorated"]["ratio"] == 1.0 and "functools.lru_cache" in shape

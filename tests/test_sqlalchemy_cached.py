@@ -585,3 +585,20 @@ def test_text_sql_through_the_session(session, orm_cache):
     session.execute(text("UPDATE users SET name = 'raw'"))  # which tables? all of them, then
     session.commit()
     assert app.user_names == ("raw",) and CALLS["user_names"] == 2
+
+
+def test_property_above_orm_cached_says_to_put_orm_cached_outermost(registry):
+    class Misordered:
+        def __init__(self, session):
+            self.session = session
+
+        @property
+        @orm_cached(policy="on-table-change:users")
+        def names(self):
+            return ()
+
+    message = r"orm_cached .*Misordered.names: @property is above @orm_cached; put @orm_cached outermost"
+    with pytest.raises(TypeError, match=message):
+        OrmCache(registry, Base).register(Misordered)
+    with pytest.raises(TypeError, match=message):
+        Misordered(None).names

@@ -5,6 +5,7 @@ import threading
 import time
 from collections import namedtuple
 from functools import update_wrapper
+from typing import Any
 
 from ._aio import cached_coroutine, refuse_async_generator
 from ._common import check_timer, check_ttl
@@ -64,6 +65,17 @@ def decorators(wrapper_type, make_key):
         return lru_cache(maxsize=None)(user_function)
 
     return lru_cache, cache
+
+
+def wrapper_repr(wrapper: Any, lru: Any) -> str:
+    """``repr`` of an ``lru_cache`` wrapper: the function, ``cache_parameters()`` and a timer
+    that is not the default (``lru``: the wrapper's LRU, None when ``maxsize=0``)."""
+    func = wrapper.__wrapped__
+    name = f"{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', func)}"
+    shown = " ".join(f"{key}={value!r}" for key, value in wrapper.cache_parameters().items())
+    if lru is not None and lru.timer is not time.monotonic:
+        shown += f" timer={lru.timer!r}"
+    return f"<fastlru.lru_cache of {name} {shown}>"
 
 
 def parameters(maxsize, typed, ttl, single_flight):

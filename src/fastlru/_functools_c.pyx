@@ -13,7 +13,7 @@ from cpython.object cimport PyObject
 
 import sys
 
-from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters
+from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
 from ._lru_c import LRU
 
 __all__ = ["lru_cache", "cache", "LRUCacheWrapper"]
@@ -232,6 +232,9 @@ cdef class LRUCacheWrapper:
 
     def cache_parameters(self):
         return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None)
+
+    def __repr__(self):
+        return wrapper_repr(self, self._lru)
 
     def __get__(self, obj, objtype):
         if obj is None:

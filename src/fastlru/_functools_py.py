@@ -7,7 +7,7 @@ its arguments once, even on a miss (lookup and store).
 import sys
 from types import MethodType
 
-from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters
+from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
 from ._lru_py import LRU
 
 __all__ = ["lru_cache", "cache", "LRUCacheWrapper"]
@@ -95,6 +95,9 @@ class LRUCacheWrapper:
 
     def cache_parameters(self):
         return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None)
+
+    def __repr__(self) -> str:
+        return wrapper_repr(self, self._lru)
 
     def __get__(self, obj, objtype=None):
         if obj is None:

@@ -14,7 +14,7 @@ import time
 from threading import get_ident, Lock
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .registry import Registry, default_registry
+from .registry import ExpiringName, Registry, default_registry
 
 _logger = logging.getLogger("ormcache")
 
@@ -28,11 +28,11 @@ def resolve(pool: Any, mkey: Any, func: Callable, cache_name: str, counter_type:
     """-> (registry, model name, LRU, counter) for an owner's ``pool`` and ``_name`` (or type)."""
     registry = pool if isinstance(pool, Registry) else default_registry
     model = mkey if isinstance(mkey, str) else getattr(mkey, "__qualname__", None) or str(mkey)
-    lru = registry.caches[cache_name]
+    lru = cache_of(registry, cache_name)
     counters = registry.counters
     counter = counters.get((model, func))
     if type(counter) is not counter_type:  # first call, or another hit path made it (tests)
-        fresh = counter_type(cache_name)
+        fresh = counter_type(str(cache_name))
         if counter is not None:
             fresh.hit, fresh.miss, fresh.err, fresh.gen_time = counter.hit, counter.miss, counter.err, counter.gen_time
         counter = counters[(model, func)] = fresh
@@ -46,6 +46,14 @@ def owner_keys(owner: Any) -> Tuple[Any, Any]:
     if mkey is None:
         mkey = owner if isinstance(owner, type) else type(owner)
     return getattr(owner, "pool", None), mkey
+
+
+def cache_of(registry: Registry, cache_name: str) -> Any:
+    """The LRU a method of ``cache_name`` stores in: the named cache, or for an
+    ``ExpiringName`` (``ormcache(..., ttl=)``) the registry's expiring cache of (name, ttl)."""
+    if isinstance(cache_name, ExpiringName):
+        return registry.expiring_cache(cache_name, cache_name.ttl)
+    return registry.caches[cache_name]
 
 
 class Flight:

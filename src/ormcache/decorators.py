@@ -24,15 +24,16 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Tuple
 
 from fastlru._aio import refuse_async_generator
-from fastlru._common import choose
+from fastlru._common import check_ttl, choose
 
 from ._async import cached_coroutine, cached_coroutine_multi
-from ._lookup import _warn_once, resolve, timed
+from ._lookup import _warn_once, cache_of, resolve, timed
 from .keys import KeyFunction, compile_key
-from .registry import CACHE_SIZES, Registry, default_registry
+from .registry import CACHE_SIZES, ExpiringName, Registry, default_registry
 
 if TYPE_CHECKING:
     from . import _cache_py as _impl
@@ -56,13 +57,27 @@ def _takes_owner(func: Callable) -> bool:
     return bool(params) and params[0].name in ("self", "cls") and params[0].kind is not inspect.Parameter.VAR_POSITIONAL
 
 
+def _refuse_bare(decorator: str, exprs: Tuple[Any, ...]) -> None:
+    """``@ormcache`` without parentheses passes the method as an expression: say how to call it
+    (keying on every argument, as functools does, would differ from ``@ormcache()``)."""
+    if exprs and (callable(exprs[0]) or isinstance(exprs[0], (classmethod, staticmethod))):
+        name = getattr(exprs[0], "__qualname__", None) or getattr(getattr(exprs[0], "__func__", None), "__qualname__", "?")
+        raise TypeError(
+            f"@{decorator} must be called: write @{decorator}('arg', ...) with the key expressions "
+            f"over the parameters of {name} (or @{decorator}() for one entry per model), not a bare "
+            f"@{decorator}; for a cache keyed on every argument use fastlru.lru_cache"
+        )
+
+
 class ormcache:
     """Cache a method's result in its registry's named LRU, keyed by expressions over its parameters.
 
     ``@ormcache('model_name', 'mode')`` on ``def _compute(self, model_name, mode='read')`` keys
     each call on ``(self._name, _compute, model_name, mode)``; no expression means one entry per
-    model. ``cache`` names the registry cache (``'default'``). ``skiparg=N`` (deprecated) keys on
-    ``args[N:]``.
+    model. ``cache`` names the registry cache (``'default'``). ``ttl=seconds``: an entry of this
+    method is a miss once it is that old (it lives in the registry's expiring cache of
+    ``(cache, ttl)``, cleared with ``cache``; see ``Registry.expiring_cache``). ``skiparg=N``
+    (deprecated) keys on ``args[N:]``.
 
     A method is a function whose first parameter is ``self`` or ``cls`` (or a classmethod): its
     owner gives the registry and the model name. Other callables (functions, staticmethods)
@@ -75,7 +90,10 @@ class ormcache:
     has_owner: bool
     model: Optional[str]
 
-    def __init__(self, *exprs: str, cache: str = "default", skiparg: Optional[int] = None) -> None:
+    def __init__(
+        self, *exprs: str, cache: str = "default", skiparg: Optional[int] = None, ttl: Optional[float] = None
+    ) -> None:
+        _refuse_bare(type(self).__name__, exprs)
         if cache not in CACHE_SIZES:  # a container too (Odoo: cache='routing.rewrites')
             raise ValueError(f"unknown cache name {cache!r}; known: {sorted(CACHE_SIZES)}")
         if skiparg is not None:
@@ -89,12 +107,15 @@ class ormcache:
                 stacklevel=2,
             )
         self.exprs = exprs
-        self.cache_name = cache
+        self.ttl = check_ttl(ttl)
+        # a ttl method's name resolves to the expiring cache (the hit paths pass it to resolve)
+        self.cache_name: str = cache if self.ttl is None else ExpiringName(cache, self.ttl)
         self.skiparg = skiparg
 
     def __repr__(self) -> str:
         target = getattr(getattr(self, "func", None), "__qualname__", "<unbound>")
-        return f"<{type(self).__name__} {target} {self.exprs!r} cache={self.cache_name!r}>"
+        ttl = "" if self.ttl is None else f" ttl={self.ttl!r}"
+        return f"<{type(self).__name__} {target} {self.exprs!r} cache={str(self.cache_name)!r}{ttl}>"
 
     def __call__(self, method: Any) -> Any:
         if hasattr(self, "func"):
@@ -134,12 +155,12 @@ class ormcache:
 
     def clear_cache(self, owner: Any = None) -> None:
         """Clear the named cache of this method in ``owner``'s registry (recorded for signaling)."""
-        _registry_of(owner).clear_cache(self.cache_name)
+        _registry_of(owner).clear_cache(str(self.cache_name))
 
     def add_value(self, *args: Any, cache_value: Any = None, **kwargs: Any) -> None:
         """Store ``cache_value`` as the result of the call ``method(*args, **kwargs)`` (as Odoo)."""
         owner = args[0] if self.has_owner and args else None
-        _registry_of(owner).caches[self.cache_name][self.key_of(*args, **kwargs)] = cache_value
+        cache_of(_registry_of(owner), self.cache_name)[self.key_of(*args, **kwargs)] = cache_value
 
     def key_of(self, *args: Any, **kwargs: Any) -> tuple:
         """The cache key of a call (as ``method(*args, **kwargs)``, owner first for methods)."""
@@ -160,8 +181,10 @@ class ormcache_context(ormcache):
     (or ``self._context``).
     """
 
-    def __init__(self, *exprs: str, keys: Sequence[str] = ("lang",), cache: str = "default") -> None:
-        super().__init__(*exprs, cache=cache)
+    def __init__(
+        self, *exprs: str, keys: Sequence[str] = ("lang",), cache: str = "default", ttl: Optional[float] = None
+    ) -> None:
+        super().__init__(*exprs, cache=cache, ttl=ttl)
         if isinstance(keys, str):
             raise TypeError("ormcache_context: keys must be a sequence of context keys, not a string")
         self.keys = tuple(keys)
@@ -169,6 +192,16 @@ class ormcache_context(ormcache):
     def _compile_key(self) -> KeyFunction:
         return compile_key(
             self.func, self.exprs, context_keys=self.keys, where=f"ormcache_context on {self.func.__qualname__!r}"
+        )
+
+
+def _check_multi_result(func: Callable[..., Any], multi: str, result: object) -> None:
+    """An ``ormcache_multi`` method returns {id: value}; anything else (a list would be indexed
+    by the ids) is a TypeError naming it."""
+    if not isinstance(result, Mapping):
+        raise TypeError(
+            f"ormcache_multi method {func.__qualname__} must return a dict {{id: value}} for the "
+            f"ids of {multi!r}, not a {type(result).__name__}"
         )
 
 
@@ -182,8 +215,10 @@ class ormcache_multi(ormcache):
         def _names(self, mode, ids): return {i: ... for i in ids}
     """
 
-    def __init__(self, *exprs: str, multi: str = "ids", cache: str = "default") -> None:
-        super().__init__(*exprs, cache=cache)
+    def __init__(
+        self, *exprs: str, multi: str = "ids", cache: str = "default", ttl: Optional[float] = None
+    ) -> None:
+        super().__init__(*exprs, cache=cache, ttl=ttl)
         if not isinstance(multi, str):
             raise TypeError(f"ormcache_multi: multi must be a parameter name, not {multi!r}")
         self.multi = multi
@@ -233,6 +268,7 @@ class ormcache_multi(ormcache):
                 bound.arguments[multi] = list(missed)
                 generation = registry.generation
                 computed = timed(counter, func, bound.args, bound.kwargs)
+                _check_multi_result(func, multi, computed)
                 for id_, store in missed.items():
                     try:
                         value = result[id_] = computed[id_]

@@ -22,6 +22,9 @@ Contract relied on by the signaling and SQLAlchemy layers:
 - ``clear_cache(*names)``, ``clear_all_caches()``, ``_clear_local(names)``, ``_clear_all_local()``
   and ``signaling``. Clear through these (not ``caches[name].clear()``): they bump
   ``generation``, so a value computed across the clear is not stored afterwards.
+- ``expiring_cache(name, ttl)``: the LRU of the methods of cache ``name`` whose entries live ``ttl``
+  seconds (``ormcache(..., ttl=)``): made on first use by ``lru_factory(count, ttl=ttl)`` with
+  the named cache's count, cleared whenever ``name`` is; ``all_caches()`` lists both kinds.
 - ``counters``: (model, method) -> statistics, filled by the decorators (read by ``ormcache.stats``).
 - ``Registry.delete(db_name)`` runs ``DELETE_HOOKS``: the hit paths forget the registries they
   remember, so a deleted registry (and its caches) can be freed.
@@ -31,9 +34,11 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Tuple
 
+from fastlru._common import check_ttl
+
 from .signaling import RegistrySignaling
 
-__all__ = ["Registry", "CACHE_SIZES", "CACHES_BY_KEY", "default_registry"]
+__all__ = ["Registry", "CACHE_SIZES", "CACHES_BY_KEY", "ExpiringName", "default_registry"]
 
 #: Odoo's default size of each named cache.
 CACHE_SIZES: Dict[str, int] = {
@@ -58,6 +63,18 @@ CACHES_BY_KEY: Dict[str, Tuple[str, ...]] = {
     "routing": ("routing", "routing.rewrites", "templates.cached_values"),
     "groups": ("groups", "templates", "templates.cached_values"),
 }
+
+
+class ExpiringName(str):
+    """The cache name of a method whose entries live ``ttl`` seconds: equal to the name (so it
+    clears and counts as the name), resolved to ``Registry.expiring_cache(name, ttl)``."""
+
+    ttl: float
+
+    def __new__(cls, name: str, ttl: float) -> "ExpiringName":
+        self = super().__new__(cls, name)
+        self.ttl = ttl
+        return self
 
 
 #: called without arguments after a registry is deleted (hit paths drop the registries they keep)
@@ -93,8 +110,11 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         sizes: Optional[Dict[str, int]] = None,
         lru_factory: Optional[Callable[[int], Any]] = None,
     ) -> None:
+        factory: Callable[..., Any]
         if lru_factory is None:
-            from fastlru import LRU as lru_factory
+            from fastlru import LRU as factory
+        else:
+            factory = lru_factory
         counts = dict(CACHE_SIZES)
         for name, count in (sizes or {}).items():
             if not isinstance(name, str) or not name:
@@ -104,7 +124,15 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
                                  f"containers cleared through a key), not {name!r}")
             counts[name] = count  # a name Odoo does not have adds a cache of its own
         self.db_name = db_name
-        self.caches: Dict[str, Any] = {name: lru_factory(count) for name, count in counts.items()}
+        #: the constructor's keyword arguments that were given (shown by repr)
+        self._arguments = {"sizes": dict(sizes or {}), "lru_factory": lru_factory}
+        self._lru_factory = factory
+        self._counts = counts
+        self.caches: Dict[str, Any] = {name: factory(count) for name, count in counts.items()}
+        #: (cache name, ttl) -> LRU, made on first use (see ``expiring_cache``); replaced whole
+        #: when one is added, so that a thread iterating it never sees it change
+        self.expiring: Dict[Tuple[str, float], Any] = {}
+        self._expiring_lock = threading.Lock()
         #: name -> caches cleared with it: CACHES_BY_KEY plus this registry's own names
         self.caches_by_key: Dict[str, Tuple[str, ...]] = dict(CACHES_BY_KEY)
         self.caches_by_key.update((name, (name,)) for name in counts if name not in CACHE_SIZES)
@@ -118,7 +146,32 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         super().__init__()
 
     def __repr__(self) -> str:
-        return f"<Registry {self.db_name!r}>"
+        shown = "".join(f" {name}={value!r}" for name, value in self._arguments.items() if value)
+        return f"<Registry {self.db_name!r}{shown}>"
+
+    def expiring_cache(self, name: str, ttl: float) -> Any:
+        """The LRU of cache ``name``'s methods whose entries live ``ttl`` seconds (made on first
+        use, with ``name``'s count; cleared with ``name``)."""
+        ttl = check_ttl(ttl)
+        if ttl is None:
+            raise TypeError("expiring_cache: ttl must be a number of seconds, not None")
+        key = (str(name), ttl)
+        lru = self.expiring.get(key)
+        if lru is None:
+            if key[0] not in self.caches:
+                raise ValueError(f"unknown cache name {name!r}; known: {sorted(self.caches)}")
+            with self._expiring_lock:
+                lru = self.expiring.get(key)
+                if lru is None:
+                    lru = self._lru_factory(self._counts[key[0]], ttl=ttl)
+                    self.expiring = {**self.expiring, key: lru}
+        return lru
+
+    def all_caches(self) -> List[Tuple[str, Any]]:
+        """(label, LRU) of every cache: the named ones, then the expiring ones as
+        ``"<name> ttl=<seconds>"``."""
+        return [*self.caches.items(),
+                *((f"{name} ttl={ttl:g}", lru) for (name, ttl), lru in self.expiring.items())]
 
     @classmethod
     def delete(cls, db_name: str) -> None:
@@ -206,12 +259,15 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         self._generation += 1
         for cache in caches:
             self.caches[cache].clear()
+        for (name, _), lru in self.expiring.items():
+            if name in caches:
+                lru.clear()
         return caches
 
     def _clear_all_local(self) -> List[str]:
         """Clear every cache without recording anything (for signaling); returns their names."""
         self._generation += 1
-        for cache in self.caches.values():
+        for _, cache in self.all_caches():
             cache.clear()
         return sorted(self.caches)
 

@@ -42,7 +42,7 @@ last_log_thread: Optional[threading.Thread] = None
 def _entries(registry: Registry) -> Dict[Tuple[Any, ...], int]:
     """Key prefix (model, method[, name]) -> number of cached entries, over all caches."""
     tally: _Tally = _Tally()
-    for lru in list(registry.caches.values()):
+    for _, lru in registry.all_caches():
         for key in lru.keys():
             if type(key) in KEY_TYPES and len(key) >= 2:
                 tally[key[:2]] += 1
@@ -110,7 +110,7 @@ def estimate_size(obj: Any, seen: Optional[set] = None) -> int:
 def cache_usage(registry: Registry, sizes: bool = False) -> List[Tuple[str, int, int, Optional[int]]]:
     """(cache name, entries, capacity, estimated bytes or None) for each cache of ``registry``."""
     usage = []
-    for name, lru in list(registry.caches.items()):
+    for name, lru in registry.all_caches():
         size = None
         if sizes:
             seen: set = set()

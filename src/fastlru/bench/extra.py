@@ -1,6 +1,8 @@
 """Sections added by other layers: each module named in ``EXTRA_SECTIONS`` that imports provides
 ``rows(quick: bool) -> list[dict]`` with ``workload``, ``impl``, ``ns``, ``baseline``, ``ratio``
-and ``note``. A missing module is skipped silently; a failing one is reported, never fatal."""
+and ``note``, and optionally ``targets``: ``[(target, measured, met)]``, the section's own goals
+(printed with ``--targets`` only). A missing module is skipped silently; a failing one is
+reported, never fatal."""
 import importlib
 import traceback
 
@@ -22,6 +24,10 @@ def _check_row(row):
             return "row lacks %r" % key
         if not isinstance(row[key], kind) or isinstance(row[key], bool):
             return "row[%r] is %r" % (key, row[key])
+    targets = row.get("targets", [])
+    if not isinstance(targets, list) or not all(
+            isinstance(t, (list, tuple)) and len(t) == 3 and isinstance(t[0], str) for t in targets):
+        return "row['targets'] is %r, not a list of (target, measured, met)" % (targets,)
     return ""
 
 

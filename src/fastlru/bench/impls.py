@@ -3,7 +3,10 @@
 Every contender is built by ``make(capacity)``. A ``"mapping"`` contender is used as
 ``c[k]``, ``c[k] = v`` and ``c.get(k)``; a ``"function"`` contender (``functools.lru_cache``)
 is a cached identity function, called ``f(k)``: a hit is a call with a cached argument, a store
-is a call that misses.
+is a call that misses; a ``"methods"`` contender (moka-py, theine: no subscript) is used through
+its bound ``get`` and ``set`` methods, ``get(k)`` returning the value or None (``pairs``: a
+``(value, found)`` pair, as theine's). ``exact_lru`` is False for caches with another policy
+(TinyLFU admission): their sizes and hit ratios are reported, not checked against an LRU's.
 
 >>> [impl.name for impl in available()[0]][:2]
 ['dict', 'fastlru']
@@ -11,7 +14,7 @@ is a call that misses.
 import functools
 import importlib
 from dataclasses import dataclass
-from typing import Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 DICT = "dict"
 FASTLRU = "fastlru"
@@ -21,15 +24,26 @@ FUNCTOOLS = "functools.lru_cache"
 LRU_DICT = "lru-dict"
 CACHEBOX = "cachebox"
 CACHETOOLS = "cachetools"
+MOKA = "moka-py"
+THEINE = "theine"
 
 
 @dataclass(frozen=True)
 class Impl:
     name: str
     make: Callable[[int], object]
-    kind: str = "mapping"  # or "function"
+    kind: str = "mapping"  # or "function", "methods"
     note: str = ""
     thread_safe: bool = True  # False: the threaded workload wraps each access in a lock
+    pairs: bool = False  # "methods": get(k) returns (value, found)
+    exact_lru: bool = True  # False: another eviction policy; sizes and hit ratios not checked
+    size: Optional[Callable[[Any], int]] = None  # entries held (default: len(c))
+
+    def entries(self, c: Any) -> int:
+        """The number of entries ``c`` holds."""
+        if self.kind == "function":
+            return int(c.cache_info().currsize)
+        return self.size(c) if self.size is not None else len(c)
 
 
 def _identity(key):
@@ -88,6 +102,25 @@ def _cachetools():
     return Impl(CACHETOOLS, LRUCache, note="cachetools.LRUCache", thread_safe=False)
 
 
+def _moka_count(c: Any) -> int:
+    c.run_pending_tasks()  # moka applies evictions in batches: settle them before counting
+    return int(c.count())
+
+
+def _moka() -> Impl:
+    from moka_py import Moka
+
+    return Impl(MOKA, Moka, kind="methods", exact_lru=False, size=_moka_count,
+                note="moka_py.Moka (TinyLFU, not an LRU): get()/set() methods")
+
+
+def _theine() -> Impl:
+    from theine import Cache
+
+    return Impl(THEINE, Cache, kind="methods", pairs=True, exact_lru=False,
+                note="theine.Cache (TinyLFU, not an LRU): get()/set() methods")
+
+
 # Order of the tables: the baseline, ours, the code being replaced, then the peers.
 _LOADERS = [
     (DICT, lambda: Impl(DICT, _make_dict, note="baseline, no eviction")),
@@ -98,6 +131,8 @@ _LOADERS = [
     (LRU_DICT, _lru_dict),
     (CACHEBOX, _cachebox),
     (CACHETOOLS, _cachetools),
+    (MOKA, _moka),
+    (THEINE, _theine),
 ]
 NAMES = [name for name, _ in _LOADERS]
 # Contenders that are ours or the baseline: their absence is an error, not a skip.

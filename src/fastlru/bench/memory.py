@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 MODES = ("rss", "tracemalloc")
 
@@ -39,15 +40,15 @@ def measure_here(name, n, mode):
     else:
         read = _rss_bytes
     before = read()
-    c = impl.make(n)
+    c: Any = impl.make(n)
     if impl.kind == "function":
         for k in keys:
             c(k)  # a cached identity: the key is the value
-        size = c.cache_info().currsize
     else:
+        store = c.set if impl.kind == "methods" else c.__setitem__
         for k, v in zip(keys, values):
-            c[k] = v
-        size = len(c)
+            store(k, v)
+    size = impl.entries(c)
     after = read()
     return {"impl": name, "mode": mode, "n": n, "size": size, "bytes": after - before}
 

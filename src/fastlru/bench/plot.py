@@ -1,5 +1,32 @@
-"""The PNG bar chart: one panel per workload, ratio to dict (bytes/entry for memory)."""
+"""The PNG bar chart: one panel per workload, ratio to dict (bytes/entry for memory); a legend
+says what each colour is."""
 import math
+from typing import Any, Dict, Iterable, List, Mapping, Tuple
+
+#: (colour, legend label) of each kind of contender, in legend order
+KINDS: Dict[str, Tuple[str, str]] = {
+    "ours": ("tab:green", "fastlru / ormcache (this package)"),
+    "baseline": ("tab:gray", "baseline: dict, or the undecorated method"),
+    "odoo": ("tab:red", "Odoo's classic code (what this replaces)"),
+    "peer": ("tab:blue", "other libraries"),
+}
+
+
+def kind_of(name: str) -> str:
+    """Which of ``KINDS`` the contender called ``name`` is."""
+    if name in ("dict", "undecorated"):
+        return "baseline"
+    if name in ("odoo-lru", "odoo classic ormcache"):
+        return "odoo"
+    if name.startswith(("fastlru", "ormcache")):
+        return "ours"
+    return "peer"
+
+
+def legend(rows: Iterable[Mapping[str, Any]]) -> List[Tuple[str, str]]:
+    """[(colour, label)] of the kinds of contender that ``rows`` show, in ``KINDS`` order."""
+    shown = {kind_of(r["impl"]) for r in rows}
+    return [entry for kind, entry in KINDS.items() if kind in shown]
 
 
 def require_matplotlib():
@@ -28,8 +55,7 @@ def write(path, rows, title):
         values = [r.get("bytes_per_entry") if memory else r.get("ratio") for r in these]
         values = [v if v is not None and not math.isnan(v) else 0.0 for v in values]
         names = [r["impl"] for r in these]
-        colours = ["tab:green" if n == "fastlru" else "tab:gray" if n == "dict" else
-                   "tab:red" if n == "odoo-lru" else "tab:blue" for n in names]
+        colours = [KINDS[kind_of(n)][0] for n in names]
         ax.barh(names, values, color=colours)
         ax.invert_yaxis()
         ax.set_title(workload)
@@ -45,7 +71,11 @@ def write(path, rows, title):
                         xytext=(3, 0), textcoords="offset points", va="center")
     for ax in list(axes.flat)[len(workloads):]:
         ax.set_visible(False)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colour, label=label) for colour, label in legend(rows)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,5 +1,6 @@
-"""Text output: one table per workload, and the targets fastlru.LRU is held to."""
+"""Text output: one table per workload, and (``--targets``) the goals the project holds itself to."""
 import math
+from typing import Any, Iterable, List, Mapping, Tuple
 
 from .impls import DICT, FASTLRU, ODOO
 
@@ -81,8 +82,13 @@ def targets(rows):
     return out
 
 
+def section_targets(rows: Iterable[Mapping[str, Any]]) -> List[Tuple[Any, ...]]:
+    """[(target, measured, met)] that extra sections' rows carry (their ``targets``)."""
+    return [tuple(t) for r in rows for t in r.get("targets", [])]
+
+
 def targets_text(found, implementation):
-    lines = ["Targets for fastlru.LRU (%s):" % implementation]
+    lines = ["Targets (the project's own goals; fastlru.LRU: %s):" % implementation]
     width = max((len(t) for t, _, _ in found), default=0)
     for target, measured, met in found:
         verdict = {True: "met", False: "MISSED", None: "n/a"}[met]

@@ -43,6 +43,10 @@ class CachedMember:
 
     __slots__ = ()
 
+    def misplaced_property(self) -> str:
+        """The TypeError message when ``@property`` is written above this member's decorator."""
+        raise NotImplementedError
+
 
 class Transaction:
     """What one session transaction of an ``OrmCache`` did and computed: its layer.

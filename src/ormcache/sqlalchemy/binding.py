@@ -135,6 +135,9 @@ class OrmCache:
         found = []
         for owner in owners:
             for klass in owner.__mro__:
+                for value in vars(klass).values():
+                    if isinstance(value, property) and isinstance(value.fget, CachedMember):
+                        raise TypeError(value.fget.misplaced_property())
                 found.extend(v for v in vars(klass).values() if isinstance(v, CachedMember))
         for descriptor in found:
             if descriptor.tables is not None and self.metadata is not None:

@@ -185,6 +185,15 @@ class OrmCachedDescriptor(CachedMember):
     def __repr__(self) -> str:
         return f"<orm_cached {self.name} policy={self.policy!r}>"
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # reached when ``@property`` is above ``@orm_cached``: the property calls us as its getter
+        raise TypeError(self.misplaced_property())
+
+    def misplaced_property(self) -> str:
+        """The message for ``@property`` written above ``@orm_cached`` (here and in register())."""
+        return (f"orm_cached {self.name}: @property is above @orm_cached; put @orm_cached "
+                f"outermost (@orm_cached(...) on the line above @property)")
+
     def __get__(self, owner: Any, owner_type: Any = None) -> Any:
         if owner is None:
             return self
