@@ -474,7 +474,8 @@ class RegistrySignaling:
     # -- signals recorded in the writer's transaction --------------------------------------
 
     def record_changes(self, names: Iterable[str], execute: Callable[[str], Any], *,
-                       registry_changed: bool = False) -> bool:
+                       registry_changed: bool = False,
+                       awaiting: Optional[Callable[[Awaitable[str]], str]] = None) -> bool:
         """Record the invalidation of ``names`` (or of the registry) inside the writer's open
         transaction, just before its COMMIT; ``execute(sql)`` runs one SQL string on the writer's
         connection. Returns True when the backend can do that (a ``PostgresSignaling`` with
@@ -486,6 +487,11 @@ class RegistrySignaling:
 
         The statement fails the writer's transaction if that connection is not on the signaling
         database (it compares the backend's epoch token): a misconfiguration is never silent.
+
+        ``awaiting(coroutine)``, when given, waits for a coroutine from this synchronous code
+        (SQLAlchemy's ``await_`` inside its greenlet bridge, for an AsyncSession): the backend's
+        round trips, if the statement needs any (the first use, a prune that is due), are then
+        its async ones and the event loop serves other tasks meanwhile.
 
         >>> from ormcache.registry import Registry
         >>> registry = Registry("record-doc")
@@ -502,8 +508,12 @@ class RegistrySignaling:
         bumped = [REGISTRY] if registry_changed else sorted(names)
         if not bumped:
             return True
+        arecord = getattr(backend, "arecord_statement", None)
         try:
-            statement = record(self.db_name, bumped)
+            if awaiting is not None and arecord is not None:
+                statement = awaiting(arecord(self.db_name, bumped))
+            else:
+                statement = record(self.db_name, bumped)
         except SignalingError as exc:
             _logger.debug("Signaling: cannot record %s in the transaction, publishing after "
                           "the commit instead: %s", bumped, exc)

@@ -715,10 +715,18 @@ class PostgresSignaling(SignalingBackend):
         transaction (see ``Registry.record_changes()``). It needs the epoch token: the first
         call of a process may read it through the backend's connection. Pruning that is due
         is done first, on the backend's connection (never inside the writer's transaction)."""
-        names = tuple(names)
+        return run_steps(self._recording(tuple(names)), self._run)
+
+    async def arecord_statement(self, db_name: str, names: Iterable[str]) -> str:
+        """``record_statement()`` whose round trips (if any) use the running loop's async
+        connection: the event loop is never blocked."""
+        return await arun_steps(self._recording(tuple(names)), self._arun)
+
+    def _recording(self, names: Tuple[str, ...]) -> Steps[str]:
+        # the steps here are calls of the backend (``_run`` or ``_arun``)
         token = self._token
         if token is None or not self._ensured.issuperset(names):
-            token = self._run("ensure", names)
+            token = yield lambda run: run("ensure", names)
             if token is None:
                 raise SignalingError(f"PostgreSQL signaling at {self._where} has no tables yet")
         # no round trip once known: a writer whose path to the backend is cut still records
@@ -729,7 +737,7 @@ class PostgresSignaling(SignalingBackend):
         if cached_token != token:
             statement = self._insert(names, token).as_string(None)
             self._queries["record", names] = (token, statement)
-        self._prune_due(names)
+        yield from self._pruning_due(names)
         return statement
 
     def close(self) -> None:

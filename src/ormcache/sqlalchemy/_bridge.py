@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Tuple, TypeVar,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util.concurrency import in_greenlet
 
 try:
     from sqlalchemy.util import await_  # SQLAlchemy 2.1 (await_only is its deprecated alias)
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import TypeGuard
 
-__all__ = ["is_async", "sync_session", "run", "resolve", "ready", "Flights", "Flight", "MISS"]
+__all__ = ["is_async", "sync_session", "run", "resolve", "ready", "Flights", "Flight", "MISS", "await_", "in_greenlet"]
 
 _T = TypeVar("_T")
 

@@ -39,7 +39,7 @@ from ormcache._cache_py import Counter
 
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
-from ._bridge import Flights
+from ._bridge import Flights, await_, in_greenlet
 from ._session import INTERNAL_KEY, OWNER_KEY, CachedMember, Transaction, default_session, table_key
 from .shared import SharedTier
 
@@ -403,15 +403,24 @@ class OrmCache:
 
 def _check_signaling(registry: Any) -> None:
     """``registry.check_signaling()`` at the start of a session transaction. For an
-    AsyncSession this runs inside the greenlet bridge (``sqlalchemy.util.concurrency.in_greenlet()``)
-    when the transaction starts with I/O, but outside it when ``AsyncSession.add()`` autobegins."""
-    registry.check_signaling()
+    AsyncSession this runs inside the greenlet bridge when the transaction starts with I/O:
+    then ``acheck_signaling()`` is awaited there, and the event loop serves other tasks during
+    the round trip. ``AsyncSession.add()`` autobegins outside the bridge: that check is the
+    blocking one (bounded by the backend's deadline)."""
+    if in_greenlet():
+        await_(registry.acheck_signaling())
+    else:
+        registry.check_signaling()
 
 
 def _signal_changes(registry: Any) -> None:
-    """``registry.signal_changes()`` after a commit (inside the greenlet bridge for an
-    AsyncSession's commit) or from ``OrmCache.invalidate()`` (the caller's thread)."""
-    registry.signal_changes()
+    """``registry.signal_changes()`` after a commit, or from ``OrmCache.invalidate()`` (the
+    caller's thread); inside the greenlet bridge (an AsyncSession's commit),
+    ``asignal_changes()`` awaited without blocking the event loop."""
+    if in_greenlet():
+        await_(registry.asignal_changes())
+    else:
+        registry.signal_changes()
 
 
 # -- what watch() listens to --------------------------------------------------------------------
@@ -493,9 +502,10 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
             cursor.close()
 
     recorded = {}
+    awaiting = await_ if in_greenlet() else None  # an AsyncSession: round trips awaited
     for registry, names in by_registry.items():
         record = getattr(registry, "record_changes", None)
-        recorded[registry] = bool(record is not None and record(sorted(names), execute))
+        recorded[registry] = bool(record is not None and record(sorted(names), execute, awaiting=awaiting))
     return by_registry, recorded
 
 

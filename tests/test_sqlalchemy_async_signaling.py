@@ -1,0 +1,66 @@
+"""An AsyncSession's unit of work never blocks the event loop on signaling (issue #13, item 3):
+the session events run inside SQLAlchemy's greenlet bridge, where the check at the start of a
+transaction and the publish after its commit await ``acheck_signaling()`` / ``asignal_changes()``.
+
+With the signaling server hung (a black hole: it accepts and never answers) each costs one
+deadline, during which a heartbeat task ticking every 1 ms keeps ticking (no gap of 20 ms). The
+blocking calls would stall it for the whole deadline (the baseline of test_signaling_async).
+"""
+import asyncio
+
+import pytest
+from sqlalchemy import select
+
+from ormcache.signaling import SignalingUnavailable
+from servers import BlackHole
+from test_signaling_async import MARGIN, MAX_GAP, TIMEOUT, _backend, _with_heartbeat
+from test_sqlalchemy_async_support import (  # noqa: F401 - fixtures
+    Customer,
+    Shop,
+    adb,
+    aregistry,
+    async_pg,
+    make_cache,
+    run,
+)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_a_unit_of_work_keeps_the_loop_serving_while_signaling_hangs(adb, aregistry, kind, caplog):
+    with BlackHole() as hole:
+        aregistry.signaling = _backend(kind, hole.port)
+        aregistry.signaling_retry_interval = 0.0  # the commit's publish tries (and waits) too
+        aregistry.signaling_background_retry = False
+        checks = []
+        check = aregistry.acheck_signaling
+
+        async def counted_check():
+            checks.append(True)
+            return await check()
+
+        aregistry.acheck_signaling = counted_check
+
+        async def body(engine):
+            cache, maker = make_cache(aregistry, engine)
+
+            async def unit():
+                async with maker() as session:
+                    async with session.begin():  # the check: one deadline
+                        await session.execute(select(Customer.id))
+                        session.add(Customer(id=1000, name="new"))
+                    # committed; the publish: one more deadline
+                async with maker() as session:
+                    return await Shop(cache, session).customer_names
+
+            try:
+                return await _with_heartbeat(unit)
+            finally:
+                await aregistry.signaling.aclose()
+
+        names, took, gap = run(adb, body)
+        aregistry._signaling_pending.clear()  # not retried at exit
+    assert names == ("new",)  # the unit of work went through, and its commit was served fresh
+    assert len(checks) == 2  # each transaction's check was awaited, not called blocking
+    assert 2 * TIMEOUT * 0.8 <= took, took  # the check and the publish each waited a deadline...
+    assert gap < MAX_GAP, gap  # ...while the loop kept serving the heartbeat
+    assert any("kept" in record.getMessage() for record in caplog.records)  # the publish failed
