@@ -525,3 +525,27 @@ def test_a_forked_child_forgets_the_parents_bumps_in_flight(server, make_registr
     assert registry.check_signaling() == []
     assert time.monotonic() - start < 0.3  # no wait for a publish that is not ours
     assert registry._signaling_flying == {}
+
+
+def test_a_loop_that_shuts_down_closes_its_connection(kind, server, make_registry):
+    """A program running a loop per job (``asyncio.run()`` each time) never calls ``aclose()``:
+    the loop's shutdown closes what the backend opened in it (no connection left open, no
+    ResourceWarning when it is collected)."""
+    port, make_backend = server
+    registry = make_registry(make_backend(port))
+    per_loop = registry.signaling._loop_connections if kind == "postgres" else registry.signaling._aclients
+
+    async def job():
+        await registry.acheck_signaling()
+        return await per_loop.get()
+
+    opened = [asyncio.run(job()) for _ in range(2)]
+    assert opened[0] is not opened[1]  # one per loop
+    assert len(per_loop._entries) == 0  # forgotten with their loops
+    for resource in opened:
+        if kind == "postgres":
+            assert resource.conn is None
+        else:
+            pool = resource.connection_pool
+            connections = pool._available_connections + list(pool._in_use_connections)
+            assert connections and not any(c.is_connected for c in connections)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from typing import Any, Callable, Dict, Generator, Iterable, Sequence, Tuple, TypeVar
+import weakref
+from typing import (Any, AsyncGenerator, Awaitable, Callable, Dict, Generator, Generic, Iterable, List,
+                    Sequence, Tuple, TypeVar)
 
 __all__ = [
     "REGISTRY",
@@ -23,6 +25,7 @@ __all__ = [
     "Steps",
     "run_steps",
     "arun_steps",
+    "PerLoop",
 ]
 
 _T = TypeVar("_T")
@@ -67,6 +70,80 @@ async def arun_steps(steps: Steps[_T], io: Any) -> _T:
                 step = steps.send(answer)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+
+
+class PerLoop(Generic[_T]):
+    """One resource per event loop (an async connection, a client: each belongs to the loop that
+    made it), made on first use by ``make()`` and closed by ``await aclose(resource)``.
+
+    A loop that shuts down closes its resource: ``asyncio.run()`` (and the servers built on
+    asyncio's runners) close the loop's async generators before closing it, and a guard
+    generator started in the loop at first use awaits ``aclose`` then. So a program that runs
+    a loop per job (``asyncio.run()`` each time) leaves no connection open behind it.
+    """
+
+    def __init__(self, make: Callable[[], _T], aclose: Callable[[_T], Awaitable[None]]) -> None:
+        self._make, self._aclose = make, aclose
+        self._lock = threading.Lock()
+        #: loop -> [resource, its guard]
+        self._entries: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, List[Any]]" = (
+            weakref.WeakKeyDictionary())
+
+    async def get(self) -> _T:
+        """The running loop's resource (made, and its guard started, on first use)."""
+        loop = asyncio.get_running_loop()
+        entry = self._entries.get(loop)
+        if entry is None:
+            mine: List[Any] = [self._make(), None]
+            with self._lock:
+                entry = self._entries.setdefault(loop, mine)
+            if entry is mine:
+                entry[1] = await _closing_at_shutdown(self._discarding(weakref.ref(loop), entry))
+        return entry[0]  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Close the running loop's resource now (a later ``get()`` makes a new one)."""
+        with self._lock:
+            entry = self._entries.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            guard, entry[1] = entry[1], None
+            if guard is not None:
+                await guard.aclose()  # its finally closes the resource
+            else:
+                await self._aclose(entry[0])
+
+    def clear(self) -> List[_T]:
+        """Forget every loop's resource (their loops may be gone): the caller closes them."""
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+        return [entry[0] for entry in entries]
+
+    def _discarding(self, loop: "weakref.ref[asyncio.AbstractEventLoop]", entry: List[Any]
+                    ) -> Callable[[], Awaitable[None]]:
+        async def discard() -> None:
+            with self._lock:
+                alive = loop()
+                if alive is not None and self._entries.get(alive) is entry:
+                    del self._entries[alive]
+            await self._aclose(entry[0])
+
+        return discard
+
+
+async def _closing_at_shutdown(aclose: Callable[[], Awaitable[None]]) -> AsyncGenerator[None, None]:
+    """A started async generator that awaits ``aclose()`` when it is closed: by the running
+    loop's ``shutdown_asyncgens()`` (the loop holds it weakly: keep a reference)."""
+
+    async def guard() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await aclose()
+
+    started = guard()
+    await started.asend(None)
+    return started
 
 
 #: The counter of the registry itself (moves when models change: the registry must reload).

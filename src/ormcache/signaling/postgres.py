@@ -18,8 +18,7 @@ import select
 import threading
 import time
 import uuid
-import weakref
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import psycopg
 from psycopg import generators, sql
@@ -34,6 +33,7 @@ from .base import (
     Step,
     Steps,
     Versions,
+    PerLoop,
     arun_steps,
     run_steps,
 )
@@ -236,6 +236,11 @@ async def _aclose(conn: Any) -> None:
         await conn.close()
 
 
+async def _aclose_state(state: _LoopConnection) -> None:
+    conn, state.conn = state.conn, None
+    await _aclose(conn)
+
+
 class PostgresSignaling(SignalingBackend):
     """Signals as rows of ``orm_signaling_<name>`` in the database of ``dsn``.
 
@@ -296,8 +301,7 @@ class PostgresSignaling(SignalingBackend):
         self._absent: set = set()  # names (or EPOCH_TABLE) a read-only connection did not find
         self._unpruned: Dict[str, int] = {}  # name -> signals written since this process pruned it
         #: event loop -> its async connection (a connection belongs to the loop that made it)
-        self._loop_connections: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnection]" = (
-            weakref.WeakKeyDictionary())
+        self._loop_connections: PerLoop[_LoopConnection] = PerLoop(_LoopConnection, _aclose_state)
 
     def __repr__(self) -> str:
         return f"PostgresSignaling({self._where!r})"
@@ -565,7 +569,7 @@ class PostgresSignaling(SignalingBackend):
 
     async def _arun(self, kind: str, names: Tuple[str, ...], write: bool = False) -> Any:
         """``_run()`` on the running loop's async connection, within the same deadline."""
-        state = self._loop_connection()
+        state = await self._loop_connections.get()
         deadline = time.monotonic() + self.timeout
         failures = state.failures
         try:
@@ -613,22 +617,8 @@ class PostgresSignaling(SignalingBackend):
         finally:
             state.lock.release()
 
-    def _loop_connection(self) -> _LoopConnection:
-        loop = asyncio.get_running_loop()
-        state = self._loop_connections.get(loop)
-        if state is None:
-            with self._lock:
-                state = self._loop_connections.get(loop)
-                if state is None:
-                    state = self._loop_connections[loop] = _LoopConnection()
-        return state
-
     async def aclose(self) -> None:
-        with self._lock:
-            state = self._loop_connections.pop(asyncio.get_running_loop(), None)
-        if state is not None:
-            conn, state.conn = state.conn, None
-            await _aclose(conn)
+        await self._loop_connections.aclose()
 
     def _pruning(self, names: Sequence[str]) -> Steps[None]:
         for name in names:
@@ -745,9 +735,7 @@ class PostgresSignaling(SignalingBackend):
         (``await aclose()`` in each loop is the clean way; their sockets are closed here)."""
         with self._lock:
             self._drop()
-            states = list(self._loop_connections.values())
-            self._loop_connections.clear()
-        for state in states:
+        for state in self._loop_connections.clear():
             conn, state.conn = state.conn, None
             if conn is not None and not conn.closed:
                 conn.pgconn.finish()  # no loop to await close() in: libpq's close is immediate

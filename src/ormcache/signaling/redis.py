@@ -1,7 +1,6 @@
 """Redis signaling (imported only when used: it imports redis)."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ from .base import (
     SignalingUnavailable,
     Step,
     Steps,
+    PerLoop,
     Versions,
     arun_steps,
     run_steps,
@@ -40,6 +40,10 @@ else:
     # redis >= 7 reads it from the package metadata at every new connection unless given:
     # tens of ms during which an event loop would be blocked at each (re)connect
     _DRIVER = {"driver_info": DriverInfo()}
+
+
+async def _aclose_client(client: Any) -> None:
+    await client.aclose()
 
 
 class RedisSignaling(SignalingBackend):
@@ -96,8 +100,7 @@ class RedisSignaling(SignalingBackend):
         self._keys: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
         self._listener: Optional[_RedisListener] = _RedisListener(self) if pubsub else None
         #: event loop -> its redis.asyncio client (a client belongs to the loop that made it)
-        self._aclients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
-        self._aclients_lock = threading.Lock()
+        self._aclients: PerLoop[Any] = PerLoop(self._new_aclient, _aclose_client)
         self._token = uuid.uuid4().hex
         self._token_pid = os.getpid()
 
@@ -173,7 +176,7 @@ class RedisSignaling(SignalingBackend):
         return run_steps(self._reading(db_name, names), self.client)
 
     async def aread_versions(self, db_name: str, names: Sequence[str]) -> Versions:
-        return await arun_steps(self._reading(db_name, names), self._aclient())
+        return await arun_steps(self._reading(db_name, names), await self._aclients.get())
 
     def _reading(self, db_name: str, names: Sequence[str]) -> Steps[Versions]:
         names = tuple(names)
@@ -197,7 +200,7 @@ class RedisSignaling(SignalingBackend):
         run_steps(self._bumping(db_name, names), self.client)
 
     async def abump(self, db_name: str, names: Iterable[str]) -> None:
-        await arun_steps(self._bumping(db_name, names), self._aclient())
+        await arun_steps(self._bumping(db_name, names), await self._aclients.get())
 
     def _bumping(self, db_name: str, names: Iterable[str]) -> Steps[None]:
         names = list(names)
@@ -213,27 +216,16 @@ class RedisSignaling(SignalingBackend):
 
         yield from self._calling(run)
 
-    def _aclient(self) -> Any:
-        """The redis.asyncio client of the running event loop (made on first use)."""
-        loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            with self._aclients_lock:
-                client = self._aclients.get(loop)
-                if client is None:
-                    client = self._aclients[loop] = redis.asyncio.Redis.from_url(
-                        self.url, retry=AsyncRetry(NoBackoff(), 0), **self._options())
-        return client
+    def _new_aclient(self) -> Any:
+        """A redis.asyncio client (one per event loop: a client belongs to the loop that made it)."""
+        return redis.asyncio.Redis.from_url(self.url, retry=AsyncRetry(NoBackoff(), 0), **self._options())
 
     def _options(self) -> Dict[str, Any]:
         """The options of both clients (blocking and async), but their retries (none)."""
         return dict(socket_timeout=self.timeout, socket_connect_timeout=self.timeout, **_DRIVER)
 
     async def aclose(self) -> None:
-        with self._aclients_lock:
-            client = self._aclients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        await self._aclients.aclose()
 
     def attach(self, registry: Any) -> None:
         """Called by a registry that uses this backend (pub/sub: listen on its channel)."""
