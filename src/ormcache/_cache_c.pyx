@@ -4,7 +4,9 @@
 ``cached_method(spec)`` returns a ``CachedMethod``: a callable extension type with vectorcall,
 flagged as a method descriptor, so ``model.get_param(key)`` reaches the C hit path without a
 bound method, an argument tuple or a keyword dict. A hit costs: finding the (pool, model) slot
-(by the owner's type alone for slotted records such as Odoo's, else two attribute reads),
+(by the owner's type and its version tag: alone for slotted records such as Odoo's; for ordinary
+classes plus the instance dict's own ``pool`` and ``_name``, read directly and, on CPython
+3.9-3.12, remembered per dict version; getattr only for custom getattr or descriptors),
 refilling the wrapper's own probe key tuple (no allocation), one ``PyObject_GetItem`` on the LRU
 and one C integer increment. Anything else (a new registry or model, a miss, an error) goes to
 the shared Python code in ``_lookup``.
@@ -46,17 +48,10 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* Can instances of tp see only the class attribute `name` (generic getattr, no instance
-       dict, not a descriptor)? Then it is cached per type, checked by the type's version tag,
-       as CPython's own attribute caches do. *value: the attribute (borrowed) or NULL. */
-    static int ormcache_class_attr(PyObject *type, PyObject *name, PyObject **value) {
-        PyTypeObject *tp = (PyTypeObject *)type;
-        PyObject *v;
-        if (tp->tp_getattro != PyObject_GenericGetAttr || tp->tp_dictoffset != 0) return 0;
-    #ifdef Py_TPFLAGS_MANAGED_DICT
-        if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return 0;
-    #endif
-        v = _PyType_Lookup(tp, name);  /* also gives the type a version tag */
+    /* The class attribute `name` of tp (borrowed, NULL when absent): 1 if it is a plain value
+       (no descriptor: nothing runs when an instance reads it), else 0. */
+    static int ormcache_class_attr(PyTypeObject *tp, PyObject *name, PyObject **value) {
+        PyObject *v = _PyType_Lookup(tp, name);  /* also gives the type a version tag */
         if (v != NULL && Py_TYPE(v)->tp_descr_get != NULL) return 0;
         *value = v;
         return 1;
@@ -68,6 +63,108 @@ cdef extern from *:
         if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
     #endif
         return tp->tp_version_tag;
+    }
+
+    /* How instances of `type` read `pool` and `_name`, decided by the type alone (as CPython's
+       own attribute caches, valid while the type's version tag is *tag):
+       0: ask getattr (a custom getattr, a descriptor named so, no version tag...);
+       1: no instance dict: the class attributes *pool and *name (borrowed, NULL when absent);
+       2: the instance dict's entries when there are, else the class attributes. */
+    static int ormcache_owner_kind(PyObject *type, PyObject *pool_name, PyObject *name_name,
+                                   PyObject **pool, PyObject **name, unsigned int *tag) {
+        PyTypeObject *tp = (PyTypeObject *)type;
+        unsigned int before;
+        int kind = tp->tp_dictoffset != 0 ? 2 : 1;
+        if (tp->tp_getattro != PyObject_GenericGetAttr) return 0;
+    #ifdef Py_TPFLAGS_MANAGED_DICT
+        if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) kind = 2;
+    #endif
+    #ifdef Py_GIL_DISABLED
+        if (kind == 2) return 0;  /* another thread may replace the instance dict under a read */
+    #endif
+        if (!ormcache_class_attr(tp, pool_name, pool) || !ormcache_class_attr(tp, name_name, name)) return 0;
+        before = ormcache_type_tag(type);
+        /* once more: a lookup can compare keys with user code, which could change the class;
+           an unchanged version tag proves it did not */
+        if (!ormcache_class_attr(tp, pool_name, pool) || !ormcache_class_attr(tp, name_name, name)) return 0;
+        *tag = ormcache_type_tag(type);
+        return *tag != 0 && *tag == before ? kind : 0;
+    }
+
+    /* What an instance dict held the last time it was read: on CPython 3.9-3.12 a dict's
+       version (PEP 509) is globally unique and changes with every change of the dict, so the
+       same dict at the same version holds the same `pool` and `_name` (borrowed: the dict keeps
+       them). Later versions hide the field (3.13's inline values may change without it). */
+    #if !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030D0000
+    #define ORMCACHE_DICT_VERSIONS 1
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic push
+    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    #endif
+    static inline uint64_t ormcache_dict_version(PyObject *dict) { return ((PyDictObject *)dict)->ma_version_tag; }
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic pop
+    #endif
+    #endif
+    typedef struct { PyObject *dict; uint64_t version; PyObject *pool; PyObject *name; } ormcache_seen;
+
+    /* The instance's own `pool` and `_name`: its __dict__'s entries, as new references (NULL when
+       absent). 1: done; 0: cannot tell cheaply (then ask getattr); -1: an error (from a key's
+       __eq__, as getattr would raise it). On 3.11+ a dict kept in the object's inline values is
+       made a real dict once (as reading obj.__dict__ does): from then on it is read directly. */
+    static int ormcache_instance_attrs(PyObject *obj, PyObject *pool_name, PyObject *name_name,
+                                       ormcache_seen *seen, PyObject **pool, PyObject **name) {
+        PyTypeObject *tp = Py_TYPE(obj);
+        PyObject **dictptr, *dict, *v;
+    #ifdef ORMCACHE_DICT_VERSIONS
+        uint64_t version;
+    #endif
+        *pool = *name = NULL;
+    #ifdef Py_TPFLAGS_MANAGED_DICT
+        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
+    #else
+        if (tp->tp_dictoffset > 0)
+    #endif
+            dictptr = (PyObject **)((char *)obj + tp->tp_dictoffset);
+        else
+            dictptr = _PyObject_GetDictPtr(obj);
+        if (dictptr == NULL) return 0;
+        dict = *dictptr;
+        if (dict == NULL) return 1;  /* no instance attribute at all */
+        if (!PyDict_CheckExact(dict)) return 0;
+    #ifdef ORMCACHE_DICT_VERSIONS
+        version = ormcache_dict_version(dict);
+        if (dict == seen->dict && version == seen->version) {
+            Py_XINCREF(seen->pool);
+            Py_XINCREF(seen->name);
+            *pool = seen->pool;
+            *name = seen->name;
+            return 1;
+        }
+    #endif
+        Py_INCREF(dict);  /* a key's __eq__ could replace obj.__dict__ while we look */
+        v = PyDict_GetItemWithError(dict, pool_name);
+        if (v == NULL && PyErr_Occurred()) goto error;
+        Py_XINCREF(v);
+        *pool = v;
+        v = PyDict_GetItemWithError(dict, name_name);
+        if (v == NULL && PyErr_Occurred()) goto error;
+        Py_XINCREF(v);
+        *name = v;
+    #ifdef ORMCACHE_DICT_VERSIONS
+        if (ormcache_dict_version(dict) == version && Py_REFCNT(dict) > 1) {  /* unchanged, and kept by obj */
+            seen->dict = dict;
+            seen->version = version;
+            seen->pool = *pool;
+            seen->name = *name;
+        }
+    #endif
+        Py_DECREF(dict);
+        return 1;
+    error:
+        Py_CLEAR(*pool);
+        Py_DECREF(dict);
+        return -1;
     }
 
     #define ormcache_steal(o) (o)
@@ -237,7 +334,10 @@ cdef extern from *:
     object ormcache_key_type()
     int ormcache_lookup_failure(PyObject* key)  # -1: a BaseException left pending
     Py_ssize_t Py_REFCNT(PyObject* o)
-    int ormcache_class_attr(object type, object name, PyObject** value) except -1
+    int ormcache_owner_kind(object type, object pool_name, object name_name, PyObject** pool, PyObject** name, unsigned int* tag)
+    ctypedef struct ormcache_seen:
+        PyObject* dict
+    int ormcache_instance_attrs(PyObject* obj, object pool_name, object name_name, ormcache_seen* seen, PyObject** pool, PyObject** name)
     unsigned int ormcache_type_tag(object type)
     PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
     PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
@@ -288,9 +388,15 @@ cdef class _Slot:
 
     cdef object pool, mkey, registry, model, lru
     cdef Counter counter
-    # set when the owner's type alone decides pool and model (see ormcache_class_attr)
+    # set when the owner's type tells how its instances read pool and _name (ormcache_owner_kind):
+    # the type, its version tag, the kind (1: no instance dict, 2: the instance dict first) and
+    # the class attributes (None when absent, as getattr's default)
     cdef object owner_type
     cdef unsigned int tag
+    cdef int kind
+    cdef object class_pool, class_name
+    # the last instance dict read for this type (kind 2), and what it held
+    cdef ormcache_seen seen
 
 
 cdef inline tuple _positional(PyObject** args, Py_ssize_t n):
@@ -402,17 +508,22 @@ cdef class CachedMethod:
         cdef _Slot slot = _Slot.__new__(_Slot)
         cdef PyObject* class_pool = NULL
         cdef PyObject* class_name = NULL
+        cdef unsigned int tag = 0
+        cdef int kind
         slot.pool = pool
         slot.mkey = mkey
         slot.registry, slot.model, slot.lru, slot.counter = _resolve(pool, mkey, self.func, self.cache_name, Counter)
         owner_type = type(owner)
-        if (self.has_owner and not isinstance(owner, type)
-                and ormcache_class_attr(owner_type, "pool", &class_pool)
-                and ormcache_class_attr(owner_type, "_name", &class_name)
-                and (<object>class_pool if class_pool != NULL else None) is pool
-                and (<object>class_name if class_name != NULL else owner_type) is mkey):
-            slot.tag = ormcache_type_tag(owner_type)
-            if slot.tag:
+        if self.has_owner and not isinstance(owner, type):
+            kind = ormcache_owner_kind(owner_type, "pool", "_name", &class_pool, &class_name, &tag)
+            # no user code since the lookups: the borrowed attributes are still the class's
+            slot.class_pool = <object>class_pool if class_pool != NULL else None
+            slot.class_name = <object>class_name if class_name != NULL else None
+            # without an instance dict, the type decides alone: it must give this very slot
+            if kind == 2 or (kind == 1 and slot.class_pool is pool
+                             and (owner_type if slot.class_name is None else slot.class_name) is mkey):
+                slot.kind = kind
+                slot.tag = tag
                 slot.owner_type = owner_type
         with cython.critical_section(self):
             if self.epoch != _epoch:
@@ -435,7 +546,11 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     cdef PyObject* found
     cdef PyObject* candidate  # borrowed from ``slots``: no reference counting in the search
     cdef PyObject* owner_type
+    cdef PyObject* by_type
+    cdef PyObject* own_pool
+    cdef PyObject* own_name
     cdef unsigned int tag
+    cdef int kind
     cdef Py_ssize_t i, n
     cdef bint keywords = kwnames != NULL and len(<tuple>kwnames) > 0
     cdef int failure
@@ -453,12 +568,30 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             return self.func(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
         owner_type = Py_TYPE_raw(args[0])
         tag = ormcache_type_tag(<object>owner_type)
-        for i in range(n):  # the owner's type decides: no attribute lookup at all
+        by_type = NULL
+        for i in range(n):  # the owner's type tells how to read pool and _name
             candidate = PyTuple_GET_ITEM_raw(slots, i)
             if <PyObject*>(<_Slot>candidate).owner_type == owner_type and (<_Slot>candidate).tag == tag:
-                found = candidate
+                by_type = candidate
                 break
-        if found == NULL:
+        kind = 0
+        if by_type != NULL:
+            kind = (<_Slot>by_type).kind
+            if kind == 1:  # no instance dict: the type alone decides, no attribute read at all
+                found = by_type
+            else:  # the instance dict's own entries, else the class attributes
+                kind = ormcache_instance_attrs(args[0], "pool", "_name", &(<_Slot>by_type).seen, &own_pool, &own_name)
+                if kind < 0:
+                    raise_pending()
+                if kind:
+                    pool = ormcache_steal(own_pool) if own_pool != NULL else (<_Slot>by_type).class_pool
+                    mkey = ormcache_steal(own_name) if own_name != NULL else (<_Slot>by_type).class_name
+                    if mkey is None:
+                        mkey = <object>owner_type
+                    if (<_Slot>by_type).pool is pool and (<_Slot>by_type).mkey is mkey:
+                        found = by_type
+                    owner = <object>args[0]
+        if not kind:
             owner = <object>args[0]
             pool = getattr(owner, "pool", None)
             mkey = getattr(owner, "_name", None)
