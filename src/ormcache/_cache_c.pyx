@@ -443,6 +443,9 @@ cdef class CachedMethod:
     cdef unsigned long epoch
     # the probe key of fast-path hits, refilled per call (see ormcache_scratch_free)
     cdef tuple scratch
+    # ormcache_context: the context keys, and where the context comes from (KeyFunction)
+    cdef tuple context_keys
+    cdef Py_ssize_t context_index
 
     def __cinit__(self):
         self._vectorcall = <void*>_cached_vectorcall
@@ -478,7 +481,15 @@ cdef class CachedMethod:
             self.indices[i] = indices[i]
         self.n_indices = n
         self.fast = fast
-        self.scratch = (None,) * (n + 2) if fast else None
+        context_keys = key.context_keys
+        context_index = key.context_index
+        if context_keys is not None:
+            context_keys = tuple(context_keys)
+            if fast and not -1 <= context_index < min_args:
+                raise ValueError(f"CachedMethod: context index {context_index!r} outside the {min_args} required arguments")
+        self.context_keys = context_keys
+        self.context_index = context_index
+        self.scratch = (None,) * (n + 2) if fast and context_keys is None else None
         self.min_args = min_args
         self.max_args = max_args
         self.key_function = key.function
@@ -531,6 +542,40 @@ cdef class CachedMethod:
                 self.epoch = _epoch
             self.slots = (slot,) + self.slots[:MAX_SLOTS - 1]
         return slot
+
+
+# the context of a call without one (``{}`` in ``keys.context_of``); never changed
+cdef dict _NO_CONTEXT = {}
+
+
+cdef tuple _context_part(CachedMethod self, PyObject** args):
+    """``keys.context_part`` of the call's context: the compiled twin of the key function's
+    ``(context or {})`` (the ``context`` argument) or ``context_of(owner)``."""
+    cdef tuple keys = self.context_keys
+    cdef Py_ssize_t i, n = len(keys)
+    cdef tuple part
+    cdef object context, env, value
+    if self.context_index >= 0:
+        context = <object>args[self.context_index]
+        if not context:
+            context = _NO_CONTEXT
+    else:
+        owner = <object>args[0]
+        env = getattr(owner, "env", None)
+        context = getattr(env, "context", None) if env is not None else None
+        if context is None:
+            context = getattr(owner, "_context", None)
+        if context is None:
+            context = _NO_CONTEXT
+    part = PyTuple_New(n)
+    for i in range(n):
+        if type(context) is dict:
+            value = (<dict>context).get(keys[i])
+        else:
+            value = context.get(keys[i])
+        Py_INCREF(value)
+        PyTuple_SET_ITEM(part, i, value)
+    return part
 
 
 cdef object _cached_vectorcall(PyObject* callable, PyObject** args, size_t nargsf, PyObject* kwnames):
@@ -640,7 +685,8 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
                 return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
                              _positional(args, nargs), _keywords(args, nargs, kwnames))
             return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
-        key = PyTuple_New(n + 2)
+        tail = _context_part(self, args) if self.context_keys is not None else None
+        key = PyTuple_New(n + 2 + (tail is not None))
         Py_INCREF(slot.model)
         PyTuple_SET_ITEM(key, 0, slot.model)
         Py_INCREF(self.func)
@@ -649,6 +695,9 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             item = <object>args[self.indices[i]]
             Py_INCREF(item)
             PyTuple_SET_ITEM(key, i + 2, item)
+        if tail is not None:  # ormcache_context: the context's values, one nested tuple
+            Py_INCREF(tail)
+            PyTuple_SET_ITEM(key, n + 2, tail)
     else:
         # the compiled key lambda, called with the very same argument vector
         found = PyObject_Vectorcall(self.key_function, args, <size_t>nargs, kwnames)
