@@ -64,12 +64,25 @@ def test_context_argument(registry):
         def f(self, x, context=None):
             return (x, repr(context))
 
+        @ormcache_context("x", keys=())
+        def no_keys(self, x, context=None):
+            return x
+
     m = Model()
+    for context in CONTEXTS:
+        assert_keyed_as_the_key_function(registry, Model.no_keys.__cache__, m.no_keys, m, 1, context)
     spec = Model.f.__cache__
     for context in CONTEXTS:
         assert_keyed_as_the_key_function(registry, spec, m.f, m, 1, context)
         assert_keyed_as_the_key_function(registry, spec, m.f, m, 2, context=context)
     assert_keyed_as_the_key_function(registry, spec, m.f, m, 3)
+    context = {"lang": "a"}  # one dict, changed in place between calls
+    for change in ({"lang": "b"}, {"tz": "UTC"}, {"lang": "a"}):
+        assert_keyed_as_the_key_function(registry, spec, m.f, m, 4, context)
+        context.update(change)
+        assert_keyed_as_the_key_function(registry, spec, m.f, m, 4, context)
+    del context["lang"]
+    assert_keyed_as_the_key_function(registry, spec, m.f, m, 4, context)
     hit, miss, err = calls_of(registry, "m", Model.f)
     assert err == 0 and hit >= len(CONTEXTS) * 2 + 1
 

@@ -108,6 +108,20 @@ cdef extern from *:
     #endif
     typedef struct { PyObject *dict; uint64_t version; PyObject *pool; PyObject *name; } ormcache_seen;
 
+    /* The version of an exact dict where versions tell changes (else 0), and whether d is the
+       dict `seen` still at `version`. */
+    static uint64_t ormcache_version_or_zero(PyObject *d) {
+    #ifdef ORMCACHE_DICT_VERSIONS
+        return ormcache_dict_version(d);
+    #else
+        (void)d;
+        return 0;
+    #endif
+    }
+    static int ormcache_same_dict(PyObject *d, PyObject *seen, uint64_t version) {
+        return version != 0 && d == seen && ormcache_version_or_zero(d) == version;
+    }
+
     /* The instance's own `pool` and `_name`: its __dict__'s entries, as new references (NULL when
        absent). 1: done; 0: cannot tell cheaply (then ask getattr); -1: an error (from a key's
        __eq__, as getattr would raise it). On 3.11+ a dict kept in the object's inline values is
@@ -205,6 +219,11 @@ cdef extern from *:
         ormcache_set(&items[0], model);
         ormcache_set(&items[1], func);
         for (i = 0; i < n; i++) ormcache_set(&items[2 + i], args[indices[i]]);
+        ormcache_forget_hash(t);
+    }
+    /* t[i] = value (the context's share of an ormcache_context probe) */
+    static void ormcache_fill_item(PyObject *t, Py_ssize_t i, PyObject *value) {
+        ormcache_set(&((PyTupleObject *)t)->ob_item[i], value);
         ormcache_forget_hash(t);
     }
     /* Back to None: the kept tuple must not keep the call's arguments alive. The caller still
@@ -330,6 +349,7 @@ cdef extern from *:
     bint ormcache_scratch_free(PyObject* t)
     void ormcache_fill(PyObject* t, PyObject* model, PyObject* func, PyObject** args, const Py_ssize_t* indices, Py_ssize_t n)
     void ormcache_unfill(PyObject* t, Py_ssize_t n)
+    void ormcache_fill_item(PyObject* t, Py_ssize_t i, PyObject* value)
     object ormcache_hashed(PyObject* t)
     object ormcache_key_type()
     int ormcache_lookup_failure(PyObject* key)  # -1: a BaseException left pending
@@ -337,6 +357,8 @@ cdef extern from *:
     int ormcache_owner_kind(object type, object pool_name, object name_name, PyObject** pool, PyObject** name, unsigned int* tag)
     ctypedef struct ormcache_seen:
         PyObject* dict
+    unsigned long long ormcache_version_or_zero(PyObject* d)
+    bint ormcache_same_dict(PyObject* d, PyObject* seen, unsigned long long version)
     int ormcache_instance_attrs(PyObject* obj, object pool_name, object name_name, ormcache_seen* seen, PyObject** pool, PyObject** name)
     unsigned int ormcache_type_tag(object type)
     PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
@@ -397,6 +419,9 @@ cdef class _Slot:
     cdef object class_pool, class_name
     # the last instance dict read for this type (kind 2), and what it held
     cdef ormcache_seen seen
+    # ormcache_context, kind 1: the class's env and _context decide the context (None: absent)
+    cdef bint context_by_type
+    cdef object class_env, class_context
 
 
 cdef inline tuple _positional(PyObject** args, Py_ssize_t n):
@@ -446,6 +471,13 @@ cdef class CachedMethod:
     # ormcache_context: the context keys, and where the context comes from (KeyFunction)
     cdef tuple context_keys
     cdef Py_ssize_t context_index
+    # the context's share of the last key: reused while the context's values are the same
+    # objects (no tuple to build, and the stored key holds this very tuple: compared by identity)
+    cdef tuple context_part
+    # and the context dict it was read from, at that dict's version (0: none; see
+    # ormcache_dict_version): the same dict at the same version gives the same part
+    cdef PyObject* context_seen
+    cdef unsigned long long context_version
 
     def __cinit__(self):
         self._vectorcall = <void*>_cached_vectorcall
@@ -489,7 +521,7 @@ cdef class CachedMethod:
                 raise ValueError(f"CachedMethod: context index {context_index!r} outside the {min_args} required arguments")
         self.context_keys = context_keys
         self.context_index = context_index
-        self.scratch = (None,) * (n + 2) if fast and context_keys is None else None
+        self.scratch = (None,) * (n + 2 + (context_keys is not None)) if fast else None
         self.min_args = min_args
         self.max_args = max_args
         self.key_function = key.function
@@ -536,6 +568,13 @@ cdef class CachedMethod:
                 slot.kind = kind
                 slot.tag = tag
                 slot.owner_type = owner_type
+                if kind == 1 and self.context_keys is not None and self.context_index < 0:
+                    # the owner's context (keys.context_of) from the class alone, if it can tell
+                    if (ormcache_owner_kind(owner_type, "env", "_context", &class_pool, &class_name, &tag) == 1
+                            and tag == slot.tag):
+                        slot.class_env = <object>class_pool if class_pool != NULL else None
+                        slot.class_context = <object>class_name if class_name != NULL else None
+                        slot.context_by_type = True
         with cython.critical_section(self):
             if self.epoch != _epoch:
                 self.slots = ()
@@ -548,33 +587,64 @@ cdef class CachedMethod:
 cdef dict _NO_CONTEXT = {}
 
 
-cdef tuple _context_part(CachedMethod self, PyObject** args):
+cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
     """``keys.context_part`` of the call's context: the compiled twin of the key function's
     ``(context or {})`` (the ``context`` argument) or ``context_of(owner)``."""
     cdef tuple keys = self.context_keys
-    cdef Py_ssize_t i, n = len(keys)
-    cdef tuple part
-    cdef object context, env, value
+    cdef Py_ssize_t i, j, n = len(keys)
+    cdef tuple part = None
+    cdef tuple last
+    cdef object context, env, value, item
+    cdef bint by_type, exact
+    cdef unsigned long long version
     if self.context_index >= 0:
         context = <object>args[self.context_index]
         if not context:
             context = _NO_CONTEXT
     else:
         owner = <object>args[0]
-        env = getattr(owner, "env", None)
+        # no instance dict (kind 1): the class's env and _context are the owner's
+        by_type = (slot.context_by_type and Py_TYPE_raw(args[0]) == <PyObject*>slot.owner_type
+                   and ormcache_type_tag(slot.owner_type) == slot.tag)
+        env = slot.class_env if by_type else getattr(owner, "env", None)
         context = getattr(env, "context", None) if env is not None else None
         if context is None:
-            context = getattr(owner, "_context", None)
+            # (the getattr on env may have changed the class: the version tag tells)
+            if by_type and ormcache_type_tag(slot.owner_type) == slot.tag:
+                context = slot.class_context
+            else:
+                context = getattr(owner, "_context", None)
         if context is None:
             context = _NO_CONTEXT
-    part = PyTuple_New(n)
+    exact = type(context) is dict
+    with cython.critical_section(self):
+        last = self.context_part
+        if exact and ormcache_same_dict(<PyObject*>context, self.context_seen, self.context_version):
+            return last
+    version = ormcache_version_or_zero(<PyObject*>context) if exact else 0
     for i in range(n):
         if type(context) is dict:
             value = (<dict>context).get(keys[i])
         else:
             value = context.get(keys[i])
+        if part is None:
+            if last is not None and PyTuple_GET_ITEM_raw(last, i) == <PyObject*>value:
+                continue  # the same value as the last part's so far
+            part = PyTuple_New(n)
+            for j in range(i):
+                item = <object>PyTuple_GET_ITEM_raw(last, j)
+                Py_INCREF(item)
+                PyTuple_SET_ITEM(part, j, item)
         Py_INCREF(value)
         PyTuple_SET_ITEM(part, i, value)
+    if part is None:  # every value is the last part's (or there are no context keys)
+        part = last if last is not None else ()
+    else:  # a key part of its own, hashed once (a HashedKey: equal to and hashed as the tuple)
+        part = <tuple>ormcache_hashed(<PyObject*>part)
+    with cython.critical_section(self):
+        self.context_part = part
+        self.context_seen = <PyObject*>context if exact else NULL  # compared, never dereferenced
+        self.context_version = version
     return part
 
 
@@ -658,9 +728,12 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         slot = self._resolve(owner, pool, mkey)
     if self.fast and not keywords and self.min_args <= nargs <= self.max_args:
         n = self.n_indices
+        tail = _context_part(self, slot, args) if self.context_keys is not None else None
         if self.scratch is not None and ormcache_scratch_free(<PyObject*>self.scratch):
             key = self.scratch  # ours alone: 2 references (the field and this one)
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
+            if tail is not None:  # ormcache_context: the context's values, one nested tuple
+                ormcache_fill_item(<PyObject*>key, n + 2, <PyObject*>tail)
             found = PyObject_GetItem(slot.lru, key)
             failure = 1
             error = None
@@ -685,7 +758,6 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
                 return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
                              _positional(args, nargs), _keywords(args, nargs, kwnames))
             return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
-        tail = _context_part(self, args) if self.context_keys is not None else None
         key = PyTuple_New(n + 2 + (tail is not None))
         Py_INCREF(slot.model)
         PyTuple_SET_ITEM(key, 0, slot.model)
