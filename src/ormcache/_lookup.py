@@ -5,6 +5,7 @@
   wait for that result. No lock is held while the method runs, nothing is shared between keys,
   and a thread never waits on a computation that (directly or through other threads) waits on it.
 - ``uncached``: a key the cache cannot take (unhashable...) is computed without caching.
+- ``multi_miss``: ``ormcache_multi``'s missing ids, with ``miss``'s single flight per id.
 """
 from __future__ import annotations
 
@@ -130,6 +131,108 @@ def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, k
     finally:
         flights.pop(fkey, None)  # callers from now on find the value in the cache
         flight.lock.release()
+
+
+def multi_miss(
+    func: Callable,
+    flights: dict,
+    registry: Any,
+    lru: Any,
+    counter: Any,
+    missed: Dict[Any, Optional[tuple]],
+    call: Callable[[list], Any],
+    name: str,
+) -> Dict[Any, Any]:
+    """``ormcache_multi``'s missing ids: computed once for all concurrent callers, per id.
+
+    ``missed`` maps each missing id to its key (a ``HashedKey``), or None when the cache cannot
+    take it (computed, never stored). ``call(ids)`` runs the method on a list of ids. Ids that
+    another thread is computing are waited for (after computing ours, holding nothing), never
+    passed to the method; one whose computation failed is computed here, in one more call.
+    The rules are ``miss``'s. Returns ``{id: value}`` for every missing id; raises KeyError
+    naming the first id the method's result lacks (``name``: the method and parameter).
+    """
+    me = get_ident()
+    values: Dict[Any, Any] = {}
+    pending = missed
+    while pending:
+        mine: Dict[Any, Tuple[Optional[tuple], Optional[Flight]]] = {}
+        theirs: Dict[Any, Tuple[tuple, Flight]] = {}
+        for id_, key in pending.items():
+            if key is None:  # uncacheable: computed here, never stored
+                mine[id_] = (None, None)
+                continue
+            flight = Flight()
+            try:
+                current = flights.setdefault((id(lru), key), flight)
+            except Exception:  # noqa: BLE001 - its hash fails now: computed here, never stored
+                mine[id_] = (None, None)
+                continue
+            if current is flight:
+                mine[id_] = (key, flight)
+            elif _waits_on_me(current, me):  # recursion on the same id, or a cycle of threads
+                mine[id_] = (key, None)
+            else:
+                theirs[id_] = (key, current)
+        if mine:
+            _compute_ids(func, flights, registry, lru, counter, mine, call, name, values)
+        pending = {}
+        for id_, (key, flight) in theirs.items():  # ours are released: nobody waits on us now
+            _waiting[me] = flight
+            try:
+                with flight.lock:  # released when the computing thread is done
+                    pass
+            finally:
+                _waiting.pop(me, None)
+            if flight.stored:
+                values[id_] = flight.value
+                continue
+            try:  # it failed (never shared) or a clear dropped it: look again, else compute it here
+                values[id_] = lru[key]
+            except Exception:  # noqa: BLE001
+                pending[id_] = key
+    return values
+
+
+def _compute_ids(
+    func: Callable,
+    flights: dict,
+    registry: Any,
+    lru: Any,
+    counter: Any,
+    mine: Dict[Any, Tuple[Optional[tuple], Optional["Flight"]]],
+    call: Callable[[list], Any],
+    name: str,
+    values: Dict[Any, Any],
+) -> None:
+    """Run the method once on ``mine``'s ids, store and publish each value, release the flights."""
+    generation = registry.generation
+    try:
+        computed = timed(counter, call, (list(mine),), {})
+        for id_, (key, flight) in mine.items():
+            try:
+                value = values[id_] = computed[id_]
+            except KeyError:
+                raise KeyError(f"{name} {id_!r}") from None
+            # a clear during the computation may have invalidated what it read: do not store then
+            if key is None or registry.generation != generation:
+                continue
+            try:
+                lru[key] = value
+            except Exception as exc:  # noqa: BLE001 - the call never fails because of the cache
+                counter.err += 1
+                _warn_once(func, "cannot store key %r in %s: %r", key, exc)
+                continue
+            if registry.generation != generation:  # a clear ran between the check and the store
+                lru.pop(key, None)
+            elif flight is not None:
+                flight.value = value
+                flight.stored = True
+    finally:
+        for key, flight in mine.values():
+            if flight is not None:
+                flights.pop((id(lru), key), None)  # callers from now on find the value in the cache
+                flight.lock.release()
 
 
 def lookup_failed(func: Callable, counter: Any, key: Any, exc: BaseException) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from fastlru._common import choose
 
-from ._lookup import _warn_once, resolve, timed
+from ._lookup import _warn_once, multi_miss, resolve
 from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, Registry, default_registry
 
@@ -192,8 +192,15 @@ class ormcache_multi(ormcache):
         func, cache_name, multi, signature = self.func, self.cache_name, self.multi, self.signature
         key_function, has_owner, model = self.key.function, self.has_owner, self.model
         counter_type = self.counter_type = _impl.Counter
+        key_type = _impl.HashedKey
+        flights: dict = {}  # the ids being computed, as ormcache's (``_lookup.multi_miss``)
+        missing_name = f"{func.__qualname__} returned no value for {multi}"
+        # a positional call that gives the ids positionally is called back without binding
+        positional = [p.name for p in signature.parameters.values()
+                      if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        position = positional.index(multi) if multi in positional else -1
 
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             if has_owner:
                 owner = args[0]
                 mkey = getattr(owner, "_name", None)
@@ -203,39 +210,39 @@ class ormcache_multi(ormcache):
             else:
                 registry, name, lru, counter = resolve(None, model, func, cache_name, counter_type)
             base = (name, func, *key_function(*args, **kwargs))
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
+            bound = None
+            if not kwargs and 0 <= position < len(args):
+                ids = args[position]
+            else:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                ids = bound.arguments[multi]
             result = {}
-            missed = {}  # id -> True if its value may be stored
-            for id_ in bound.arguments[multi]:
+            missed: dict = {}  # id -> its key, None if the cache cannot take it
+            for id_ in ids:
+                key = (*base, id_)
                 try:
-                    result[id_] = lru[(*base, id_)]
+                    result[id_] = lru[key]
                     counter.hit += 1
                 except KeyError:
                     counter.miss += 1
-                    missed[id_] = True
+                    missed[id_] = key_type(key)
                 except Exception as exc:  # noqa: BLE001 - the cache never fails the call
                     counter.err += 1
-                    _warn_once(func, "cache lookup error on key %r in %s: %r; computing without cache", (*base, id_), exc)
-                    missed[id_] = False
+                    _warn_once(func, "cache lookup error on key %r in %s: %r; computing without cache", key, exc)
+                    missed[id_] = None
             if missed:
-                bound.arguments[multi] = list(missed)
-                generation = registry.generation
-                computed = timed(counter, func, bound.args, bound.kwargs)
-                for id_, store in missed.items():
-                    try:
-                        value = result[id_] = computed[id_]
-                    except KeyError:
-                        raise KeyError(f"{func.__qualname__} returned no value for {multi} {id_!r}") from None
-                    if store and registry.generation == generation:
-                        try:
-                            lru[(*base, id_)] = value
-                        except Exception as exc:  # noqa: BLE001
-                            counter.err += 1
-                            _warn_once(func, "cannot store key %r in %s: %r", (*base, id_), exc)
-                        else:
-                            if registry.generation != generation:  # a clear ran meanwhile
-                                lru.pop((*base, id_), None)
+                if bound is None:
+                    def call(ids: list) -> Any:  # the same call with only these ids
+                        return func(*args[:position], ids, *args[position + 1:])
+                else:
+                    def call(ids: list) -> Any:
+                        bound.arguments[multi] = ids
+                        return func(*bound.args, **bound.kwargs)
+
+                values = multi_miss(func, flights, registry, lru, counter, missed, call, missing_name)
+                for id_ in missed:
+                    result[id_] = values[id_]
             return result
 
         functools.update_wrapper(wrapper, func)
