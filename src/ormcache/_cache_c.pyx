@@ -20,7 +20,7 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import functools
 
-from ormcache._lookup import miss as _miss, resolve as _resolve, uncached as _uncached
+from ormcache._lookup import lookup_failed as _lookup_failed, miss as _miss, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
 from ormcache.registry import DELETE_HOOKS
 
 cdef extern from "Python.h":
@@ -478,6 +478,11 @@ cdef class CachedMethod:
     # ormcache_dict_version): the same dict at the same version gives the same part
     cdef PyObject* context_seen
     cdef unsigned long long context_version
+    # ormcache_multi: the position of the ids (-1: not a multi), the Python wrapper serving
+    # the calls the fast path does not, and the start of the KeyError of an id left out
+    cdef Py_ssize_t multi_position
+    cdef object multi_fallback
+    cdef object multi_name
 
     def __cinit__(self):
         self._vectorcall = <void*>_cached_vectorcall
@@ -521,6 +526,11 @@ cdef class CachedMethod:
                 raise ValueError(f"CachedMethod: context index {context_index!r} outside the {min_args} required arguments")
         self.context_keys = context_keys
         self.context_index = context_index
+        self.multi_position = getattr(spec, "multi_position", -1)
+        if self.multi_position >= 0:
+            self.multi_fallback = spec.multi_fallback
+            self.multi_name = spec.multi_name
+            self.flights = spec.flights  # shared with the fallback: one single flight
         self.scratch = (None,) * (n + 2 + (context_keys is not None)) if fast else None
         self.min_args = min_args
         self.max_args = max_args
@@ -581,6 +591,46 @@ cdef class CachedMethod:
                 self.epoch = _epoch
             self.slots = (slot,) + self.slots[:MAX_SLOTS - 1]
         return slot
+
+
+cdef object _multi_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize_t nargs):
+    """``ormcache_multi``'s hits: one probe key ``(model, method, *exprs, id)`` refilled per id
+    (a new one when someone kept it); the missing ids go to ``_lookup.multi_rest``."""
+    cdef Py_ssize_t n = self.n_indices
+    cdef dict result = {}
+    cdef dict missed = None
+    cdef PyObject* found
+    cdef int failure
+    cdef object probe = None
+    cdef object value, error
+    for id_ in <object>args[self.multi_position]:
+        if probe is None or not ormcache_scratch_free(<PyObject*>probe):
+            probe = PyTuple_New(n + 3)
+            ormcache_fill(<PyObject*>probe, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
+        ormcache_fill_item(<PyObject*>probe, n + 2, <PyObject*>id_)
+        found = PyObject_GetItem(slot.lru, probe)
+        if found != NULL:
+            value = ormcache_steal(found)
+            result[id_] = value
+            slot.counter.hit += 1
+            continue
+        failure = ormcache_lookup_failure(<PyObject*>probe)
+        if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
+            raise_pending()
+        if missed is None:
+            missed = {}
+        if failure:
+            slot.counter.miss += 1
+            missed[id_] = ormcache_hashed(<PyObject*>probe)
+        else:  # the cache cannot take this key: computed, never stored
+            error = ormcache_fetch_error()
+            _lookup_failed(self.func, slot.counter, ormcache_hashed(<PyObject*>probe), error)
+            error = None
+            missed[id_] = None
+    if missed:
+        return _multi_rest(self.func, self.flights, slot.registry, slot.lru, slot.counter, missed, result,
+                           _positional(args, nargs), self.multi_position, self.multi_name)
+    return result
 
 
 # the context of a call without one (``{}`` in ``keys.context_of``); never changed
@@ -726,6 +776,10 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         slot = <_Slot>found
     else:
         slot = self._resolve(owner, pool, mkey)
+    if self.multi_position >= 0:  # ormcache_multi: ids looked up here for a positional call
+        if self.fast and not keywords and self.min_args <= nargs <= self.max_args and self.multi_position < nargs:
+            return _multi_call(self, slot, args, nargs)
+        return self.multi_fallback(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
     if self.fast and not keywords and self.min_args <= nargs <= self.max_args:
         n = self.n_indices
         tail = _context_part(self, slot, args) if self.context_keys is not None else None
@@ -800,6 +854,12 @@ def cached_method(spec):
     wrapper = CachedMethod(spec)
     functools.update_wrapper(wrapper, spec.func)
     return wrapper
+
+
+def cached_multi(spec):
+    """``ormcache_multi``'s wrapper: positional calls served here, others by
+    ``spec.multi_fallback`` (the decorator's Python wrapper, sharing ``spec.flights``)."""
+    return cached_method(spec)
 
 
 cdef void _enable_vectorcall():

@@ -194,6 +194,29 @@ def multi_miss(
     return values
 
 
+def multi_rest(
+    func: Callable,
+    flights: dict,
+    registry: Any,
+    lru: Any,
+    counter: Any,
+    missed: Dict[Any, Optional[tuple]],
+    result: Dict[Any, Any],
+    args: tuple,
+    position: int,
+    name: str,
+) -> Dict[Any, Any]:
+    """``multi_miss`` for a positional call whose ids are ``args[position]``; fills ``result``."""
+
+    def call(ids: list) -> Any:  # the same call with only these ids
+        return func(*args[:position], ids, *args[position + 1:])
+
+    values = multi_miss(func, flights, registry, lru, counter, missed, call, name)
+    for id_ in missed:
+        result[id_] = values[id_]
+    return result
+
+
 def _compute_ids(
     func: Callable,
     flights: dict,

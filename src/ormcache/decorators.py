@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from fastlru._common import choose
 
-from ._lookup import _warn_once, multi_miss, resolve
+from ._lookup import lookup_failed, multi_miss, multi_rest, resolve
 from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, Registry, default_registry
 
@@ -40,6 +40,8 @@ else:
     _impl, IMPLEMENTATION = choose(__package__, "_cache_c", "_cache_py")
 
 __all__ = ["ormcache", "ormcache_context", "ormcache_multi", "IMPLEMENTATION"]
+
+_MISSING = object()
 
 
 def _registry_of(owner: Any) -> Registry:
@@ -222,28 +224,34 @@ class ormcache_multi(ormcache):
             for id_ in ids:
                 key = (*base, id_)
                 try:
-                    result[id_] = lru[key]
-                    counter.hit += 1
-                except KeyError:
+                    value = lru.get(key, _MISSING)
+                except Exception as exc:  # noqa: BLE001 - the cache never fails the call
+                    lookup_failed(func, counter, key, exc)
+                    missed[id_] = None
+                    continue
+                if value is _MISSING:
                     counter.miss += 1
                     missed[id_] = key_type(key)
-                except Exception as exc:  # noqa: BLE001 - the cache never fails the call
-                    counter.err += 1
-                    _warn_once(func, "cache lookup error on key %r in %s: %r; computing without cache", key, exc)
-                    missed[id_] = None
-            if missed:
-                if bound is None:
-                    def call(ids: list) -> Any:  # the same call with only these ids
-                        return func(*args[:position], ids, *args[position + 1:])
                 else:
-                    def call(ids: list) -> Any:
-                        bound.arguments[multi] = ids
-                        return func(*bound.args, **bound.kwargs)
+                    result[id_] = value
+                    counter.hit += 1
+            if not missed:
+                return result
+            if bound is None:
+                return multi_rest(func, flights, registry, lru, counter, missed, result, args, position, missing_name)
 
-                values = multi_miss(func, flights, registry, lru, counter, missed, call, missing_name)
-                for id_ in missed:
-                    result[id_] = values[id_]
+            def call(ids: list) -> Any:  # the same call with only these ids
+                bound.arguments[multi] = ids
+                return func(*bound.args, **bound.kwargs)
+
+            values = multi_miss(func, flights, registry, lru, counter, missed, call, missing_name)
+            for id_ in missed:
+                result[id_] = values[id_]
             return result
 
         functools.update_wrapper(wrapper, func)
-        return wrapper
+        self.multi_position, self.multi_fallback, self.multi_name = position, wrapper, missing_name
+        self.flights = flights
+        # the compiled hit path serves positional calls itself (the ids looked up in C)
+        compiled = getattr(_impl, "cached_multi", None)
+        return compiled(self) if compiled is not None else wrapper
