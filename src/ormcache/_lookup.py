@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from threading import get_ident, Lock
+from _thread import allocate_lock as _allocate_lock
+from threading import get_ident
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .registry import Registry, default_registry
 
 _logger = logging.getLogger("ormcache")
+_new = object.__new__
 
 #: thread ident -> the flight it waits for (to detect waits that would close a cycle)
 _waiting: Dict[int, "Flight"] = {}
@@ -40,16 +42,25 @@ def resolve(pool: Any, mkey: Any, func: Callable, cache_name: str, counter_type:
 
 
 class Flight:
-    """One computation in progress; ``lock`` is held by the computing thread until it ends."""
+    """One computation in progress; ``lock`` is held by the computing thread until it ends.
+    Made by ``_flight`` (a plain function: cheaper per miss than a class with ``__init__``)."""
 
     __slots__ = ("thread", "lock", "value", "stored")
+    thread: int
+    lock: Any
+    value: Any
+    stored: bool
 
-    def __init__(self) -> None:
-        self.thread = get_ident()
-        self.lock = Lock()
-        self.lock.acquire()
-        self.value: Any = None
-        self.stored = False
+
+def _flight(me: int) -> Flight:
+    """A new flight of thread ``me``, its lock held."""
+    flight = _new(Flight)
+    flight.thread = me
+    flight.lock = lock = _allocate_lock()
+    lock.acquire()
+    flight.value = None
+    flight.stored = False
+    return flight
 
 
 def _waits_on_me(flight: Flight, me: int) -> bool:
@@ -87,7 +98,7 @@ def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, k
     me = get_ident()
     fkey = (id(lru), key)
     while True:
-        flight = Flight()
+        flight = _flight(me)
         current = flights.setdefault(fkey, flight)
         if current is flight:
             break
@@ -162,7 +173,7 @@ def multi_miss(
             if key is None:  # uncacheable: computed here, never stored
                 mine[id_] = (None, None)
                 continue
-            flight = Flight()
+            flight = _flight(me)
             try:
                 current = flights.setdefault((id(lru), key), flight)
             except Exception:  # noqa: BLE001 - its hash fails now: computed here, never stored
