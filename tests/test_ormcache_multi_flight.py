@@ -179,3 +179,11 @@ def test_the_method_is_called_back_as_it_was_called(registry):
     assert seen == [([1, 2], "b", (), {}), ([3], "b", ("x",), {}), ([4], "b", (), {"flag": 1}), ([1, 2], "a", (), {})]
     with pytest.raises(TypeError):
         m.names(1, 2, ids=3)  # as the method: ids given twice
+
+
+def test_ids_from_a_generator_are_read_once(registry):
+    calls = []
+    Model = make_model(registry, calls)
+    assert Model().names("a", (i for i in [1, 2])) == {1: "a1", 2: "a2"}
+    assert Model().names("a", (i for i in [2, 3])) == {2: "a2", 3: "a3"}
+    assert calls == [[1, 2], [3]]

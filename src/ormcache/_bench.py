@@ -236,8 +236,8 @@ MISS_OURS = "ormcache (c), miss"
 MISS_BARE = "ormcache (c), miss without flight bookkeeping"
 
 
-def _miss_without_flight(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, key: tuple,
-                         args: tuple, kwargs: dict) -> Any:
+def _miss_without_flight(func: Callable[..., Any], flights: Dict[Any, Any], registry: Any, lru: Any, counter: Any,
+                         key: Tuple[Any, ...], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
     """``_lookup.miss`` less its single flight (no Flight, no flights table, no lock): the same
     hash, generation checks and store, to measure what the bookkeeping costs."""
     try:

@@ -13,7 +13,7 @@ import logging
 import time
 from _thread import allocate_lock as _allocate_lock
 from threading import get_ident
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .registry import Registry, default_registry
 
@@ -145,13 +145,13 @@ def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, k
 
 
 def multi_miss(
-    func: Callable,
-    flights: dict,
+    func: Callable[..., Any],
+    flights: Dict[Any, Any],
     registry: Any,
     lru: Any,
     counter: Any,
-    missed: Dict[Any, Optional[tuple]],
-    call: Callable[[list], Any],
+    missed: Dict[Any, Optional[Tuple[Any, ...]]],
+    call: Callable[[List[Any]], Any],
     name: str,
 ) -> Dict[Any, Any]:
     """``ormcache_multi``'s missing ids: computed once for all concurrent callers, per id.
@@ -167,8 +167,8 @@ def multi_miss(
     values: Dict[Any, Any] = {}
     pending = missed
     while pending:
-        mine: Dict[Any, Tuple[Optional[tuple], Optional[Flight]]] = {}
-        theirs: Dict[Any, Tuple[tuple, Flight]] = {}
+        mine: Dict[Any, Tuple[Optional[Tuple[Any, ...]], Optional[Flight]]] = {}
+        theirs: Dict[Any, Tuple[Tuple[Any, ...], Flight]] = {}
         for id_, key in pending.items():
             if key is None:  # uncacheable: computed here, never stored
                 mine[id_] = (None, None)
@@ -206,20 +206,20 @@ def multi_miss(
 
 
 def multi_rest(
-    func: Callable,
-    flights: dict,
+    func: Callable[..., Any],
+    flights: Dict[Any, Any],
     registry: Any,
     lru: Any,
     counter: Any,
-    missed: Dict[Any, Optional[tuple]],
+    missed: Dict[Any, Optional[Tuple[Any, ...]]],
     result: Dict[Any, Any],
-    args: tuple,
+    args: Tuple[Any, ...],
     position: int,
     name: str,
 ) -> Dict[Any, Any]:
     """``multi_miss`` for a positional call whose ids are ``args[position]``; fills ``result``."""
 
-    def call(ids: list) -> Any:  # the same call with only these ids
+    def call(ids: List[Any]) -> Any:  # the same call with only these ids
         return func(*args[:position], ids, *args[position + 1:])
 
     values = multi_miss(func, flights, registry, lru, counter, missed, call, name)
@@ -229,13 +229,13 @@ def multi_rest(
 
 
 def _compute_ids(
-    func: Callable,
-    flights: dict,
+    func: Callable[..., Any],
+    flights: Dict[Any, Any],
     registry: Any,
     lru: Any,
     counter: Any,
-    mine: Dict[Any, Tuple[Optional[tuple], Optional["Flight"]]],
-    call: Callable[[list], Any],
+    mine: Dict[Any, Tuple[Optional[Tuple[Any, ...]], Optional[Flight]]],
+    call: Callable[[List[Any]], Any],
     name: str,
     values: Dict[Any, Any],
 ) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 from fastlru._common import choose
 
@@ -190,12 +190,12 @@ class ormcache_multi(ormcache):
             raise ValueError(f"{where}: multi={self.multi!r} is not a parameter of the method")
         return compile_key(self.func, self.exprs, where=where)
 
-    def _make_wrapper(self) -> Callable:
+    def _make_wrapper(self) -> Callable[..., Any]:
         func, cache_name, multi, signature = self.func, self.cache_name, self.multi, self.signature
         key_function, has_owner, model = self.key.function, self.has_owner, self.model
         counter_type = self.counter_type = _impl.Counter
         key_type = _impl.HashedKey
-        flights: dict = {}  # the ids being computed, as ormcache's (``_lookup.multi_miss``)
+        flights: Dict[Any, Any] = {}  # the ids being computed, as ormcache's (``_lookup.multi_miss``)
         missing_name = f"{func.__qualname__} returned no value for {multi}"
         # a positional call that gives the ids positionally is called back without binding
         positional = [p.name for p in signature.parameters.values()
@@ -219,8 +219,8 @@ class ormcache_multi(ormcache):
                 bound = signature.bind(*args, **kwargs)
                 bound.apply_defaults()
                 ids = bound.arguments[multi]
-            result = {}
-            missed: dict = {}  # id -> its key, None if the cache cannot take it
+            result: Dict[Any, Any] = {}
+            missed: Dict[Any, Any] = {}  # id -> its key, None if the cache cannot take it
             for id_ in ids:
                 key = (*base, id_)
                 try:
@@ -240,7 +240,7 @@ class ormcache_multi(ormcache):
             if bound is None:
                 return multi_rest(func, flights, registry, lru, counter, missed, result, args, position, missing_name)
 
-            def call(ids: list) -> Any:  # the same call with only these ids
+            def call(ids: List[Any]) -> Any:  # the same call with only these ids
                 bound.arguments[multi] = ids
                 return func(*bound.args, **bound.kwargs)
 

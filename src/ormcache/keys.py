@@ -46,7 +46,7 @@ class KeyFunction(NamedTuple):
     context_index: int = -1
 
 
-def context_part(context: Any, keys: Tuple[str, ...]) -> tuple:
+def context_part(context: Any, keys: Tuple[str, ...]) -> Tuple[Any, ...]:
     """The context's share of a key: ``(context.get(k) for k in keys)`` as a tuple."""
     return tuple([context.get(key) for key in keys])
 
