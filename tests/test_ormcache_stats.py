@@ -7,7 +7,7 @@ import pytest
 
 import ormcache
 from ormcache import ormcache as cached, stats
-from ormcache import _bench
+from ormcache import _bench, decorators
 from ormcache import statistics as stats_module
 
 
@@ -132,14 +132,23 @@ def test_bench_rows_and_the_classic_baseline():
     assert any(i.startswith("ormcache (c)") or i.startswith("ormcache (python)") for i in impls)
     # issue 11: a table per class shape (workload), each with its own undecorated baseline, and
     # the median next to the minimum
+    # (and, issue 11 too, the miss table of the compiled hit path: a miss with and without its
+    # flight bookkeeping, the ratio to the full miss)
+    misses = [row for row in rows if row["workload"] == _bench.MISS]
+    assert {row["impl"] for row in misses} == ({_bench.MISS_OURS, _bench.MISS_BARE} if misses else set())
+    assert bool(misses) == (decorators.IMPLEMENTATION == "c")
+    assert all(row["baseline"] == _bench.MISS_OURS for row in misses)
+    assert all("flight bookkeeping" in row["note"] for row in misses if row["impl"] == _bench.MISS_OURS)
+    rows = [row for row in rows if row["workload"] != _bench.MISS]
     assert {row["workload"] for row in rows} == set(_bench.SHAPES)
-    for row in rows:
+    for row in [*rows, *misses]:
         # issue 12: the section's targets are a key of their own (printed with --targets only)
         assert set(row) == {"workload", "impl", "ns", "ns_median", "baseline", "ratio", "note", "targets"}
-        assert row["workload"] in _bench.SHAPES and row["baseline"] == "undecorated"
         assert row["ns"] > 0 and row["ns_median"] > 0 and row["ratio"] > 0 and isinstance(row["note"], str)
         assert "target" not in row["note"] and "MISSED" not in row["note"]
         assert all(isinstance(target, str) and isinstance(met, bool) for target, _, met in row["targets"])
+    for row in rows:
+        assert row["workload"] in _bench.SHAPES and row["baseline"] == "undecorated"
     by_impl = {row["impl"]: row for row in rows if row["workload"] == "ormcache-hit"}
     assert by_impl["undecorated"]["ratio"] == 1.0
     assert any(i.startswith("ormcache_context (") for i in by_impl)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Dict, Lis
 
 from fastlru._aio import RETRY, AsyncFlights
 
-from ._lookup import lookup_failed, owner_keys, resolve, store
+from ._lookup import check_multi_result, lookup_failed, multi_value, owner_keys, resolve, store
 from .registry import DELETE_HOOKS
 
 if TYPE_CHECKING:
@@ -161,6 +161,7 @@ def cached_coroutine_multi(spec: ormcache_multi) -> Callable[..., Coroutine[Any,
     multi, signature, model = spec.multi, spec.signature, spec.model
     last = _Last(spec)
     flights: AsyncFlights[Tuple[Any, ...]] = AsyncFlights()
+    missing = f"{func.__qualname__} returned no value for {multi}"
 
     async def wrapper(*args: Any, **kwargs: Any) -> Dict[Any, Any]:
         if has_owner and not args:
@@ -196,12 +197,13 @@ def cached_coroutine_multi(spec: ormcache_multi) -> Callable[..., Coroutine[Any,
                     generation = registry.generation
                     bound.arguments[multi] = [todo[key] for key in led] + unkeyed
                     computed = await _timed(counter, func, bound.args, bound.kwargs)
+                    check_multi_result(func, missing, computed)
                     for key in led:
-                        value = found[todo[key]] = _result(func, multi, computed, todo[key])
+                        value = found[todo[key]] = multi_value(computed, todo[key], missing)
                         if store(func, registry, lru, counter, key, value, generation):
                             shared[key] = value
                     for id_ in unkeyed:
-                        found[id_] = _result(func, multi, computed, id_)
+                        found[id_] = multi_value(computed, id_, missing)
                 finally:
                     flights.release(led, shared)
                 unkeyed = []
@@ -216,10 +218,3 @@ def cached_coroutine_multi(spec: ormcache_multi) -> Callable[..., Coroutine[Any,
     functools.update_wrapper(wrapper, func)
     wrapper.flights = flights  # type: ignore[attr-defined]  # the computations in progress
     return wrapper
-
-
-def _result(func: Callable[..., Any], multi: str, computed: Any, id_: Any) -> Any:
-    try:
-        return computed[id_]
-    except KeyError:
-        raise KeyError(f"{func.__qualname__} returned no value for {multi} {id_!r}") from None

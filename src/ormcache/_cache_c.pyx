@@ -4,7 +4,9 @@
 ``cached_method(spec)`` returns a ``CachedMethod``: a callable extension type with vectorcall,
 flagged as a method descriptor, so ``model.get_param(key)`` reaches the C hit path without a
 bound method, an argument tuple or a keyword dict. A hit costs: finding the (pool, model) slot
-(by the owner's type alone for slotted records such as Odoo's, else two attribute reads),
+(by the owner's type and its version tag: alone for slotted records such as Odoo's; for ordinary
+classes plus the instance dict's own ``pool`` and ``_name``, read directly and, on CPython
+3.9-3.12, remembered per dict version; getattr only for custom getattr or descriptors),
 refilling the wrapper's own probe key tuple (no allocation), one ``PyObject_GetItem`` on the LRU
 and one C integer increment. Anything else (a new registry or model, a miss, an error) goes to
 the shared Python code in ``_lookup``.
@@ -18,7 +20,7 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import functools
 
-from ormcache._lookup import miss as _miss, resolve as _resolve, uncached as _uncached
+from ormcache._lookup import lookup_failed as _lookup_failed, miss as _miss, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
 from ormcache.registry import DELETE_HOOKS
 
 cdef extern from "Python.h":
@@ -46,17 +48,10 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* Can instances of tp see only the class attribute `name` (generic getattr, no instance
-       dict, not a descriptor)? Then it is cached per type, checked by the type's version tag,
-       as CPython's own attribute caches do. *value: the attribute (borrowed) or NULL. */
-    static int ormcache_class_attr(PyObject *type, PyObject *name, PyObject **value) {
-        PyTypeObject *tp = (PyTypeObject *)type;
-        PyObject *v;
-        if (tp->tp_getattro != PyObject_GenericGetAttr || tp->tp_dictoffset != 0) return 0;
-    #ifdef Py_TPFLAGS_MANAGED_DICT
-        if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return 0;
-    #endif
-        v = _PyType_Lookup(tp, name);  /* also gives the type a version tag */
+    /* The class attribute `name` of tp (borrowed, NULL when absent): 1 if it is a plain value
+       (no descriptor: nothing runs when an instance reads it), else 0. */
+    static int ormcache_class_attr(PyTypeObject *tp, PyObject *name, PyObject **value) {
+        PyObject *v = _PyType_Lookup(tp, name);  /* also gives the type a version tag */
         if (v != NULL && Py_TYPE(v)->tp_descr_get != NULL) return 0;
         *value = v;
         return 1;
@@ -68,6 +63,122 @@ cdef extern from *:
         if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
     #endif
         return tp->tp_version_tag;
+    }
+
+    /* How instances of `type` read `pool` and `_name`, decided by the type alone (as CPython's
+       own attribute caches, valid while the type's version tag is *tag):
+       0: ask getattr (a custom getattr, a descriptor named so, no version tag...);
+       1: no instance dict: the class attributes *pool and *name (borrowed, NULL when absent);
+       2: the instance dict's entries when there are, else the class attributes. */
+    static int ormcache_owner_kind(PyObject *type, PyObject *pool_name, PyObject *name_name,
+                                   PyObject **pool, PyObject **name, unsigned int *tag) {
+        PyTypeObject *tp = (PyTypeObject *)type;
+        unsigned int before;
+        int kind = tp->tp_dictoffset != 0 ? 2 : 1;
+        if (tp->tp_getattro != PyObject_GenericGetAttr) return 0;
+    #ifdef Py_TPFLAGS_MANAGED_DICT
+        if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) kind = 2;
+    #endif
+    #ifdef Py_GIL_DISABLED
+        if (kind == 2) return 0;  /* another thread may replace the instance dict under a read */
+    #endif
+        if (!ormcache_class_attr(tp, pool_name, pool) || !ormcache_class_attr(tp, name_name, name)) return 0;
+        before = ormcache_type_tag(type);
+        /* once more: a lookup can compare keys with user code, which could change the class;
+           an unchanged version tag proves it did not */
+        if (!ormcache_class_attr(tp, pool_name, pool) || !ormcache_class_attr(tp, name_name, name)) return 0;
+        *tag = ormcache_type_tag(type);
+        return *tag != 0 && *tag == before ? kind : 0;
+    }
+
+    /* What an instance dict held the last time it was read: on CPython 3.9-3.12 a dict's
+       version (PEP 509) is globally unique and changes with every change of the dict, so the
+       same dict at the same version holds the same `pool` and `_name` (borrowed: the dict keeps
+       them). Later versions hide the field (3.13's inline values may change without it). */
+    #if !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030D0000
+    #define ORMCACHE_DICT_VERSIONS 1
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic push
+    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    #endif
+    static inline uint64_t ormcache_dict_version(PyObject *dict) { return ((PyDictObject *)dict)->ma_version_tag; }
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic pop
+    #endif
+    #endif
+    typedef struct { PyObject *dict; uint64_t version; PyObject *pool; PyObject *name; } ormcache_seen;
+
+    /* The version of an exact dict where versions tell changes (else 0), and whether d is the
+       dict `seen` still at `version`. */
+    static uint64_t ormcache_version_or_zero(PyObject *d) {
+    #ifdef ORMCACHE_DICT_VERSIONS
+        return ormcache_dict_version(d);
+    #else
+        (void)d;
+        return 0;
+    #endif
+    }
+    static int ormcache_same_dict(PyObject *d, PyObject *seen, uint64_t version) {
+        return version != 0 && d == seen && ormcache_version_or_zero(d) == version;
+    }
+
+    /* The instance's own `pool` and `_name`: its __dict__'s entries, as new references (NULL when
+       absent). 1: done; 0: cannot tell cheaply (then ask getattr); -1: an error (from a key's
+       __eq__, as getattr would raise it). On 3.11+ a dict kept in the object's inline values is
+       made a real dict once (as reading obj.__dict__ does): from then on it is read directly. */
+    static int ormcache_instance_attrs(PyObject *obj, PyObject *pool_name, PyObject *name_name,
+                                       ormcache_seen *seen, PyObject **pool, PyObject **name) {
+        PyTypeObject *tp = Py_TYPE(obj);
+        PyObject **dictptr, *dict, *v;
+    #ifdef ORMCACHE_DICT_VERSIONS
+        uint64_t version;
+    #endif
+        *pool = *name = NULL;
+    #ifdef Py_TPFLAGS_MANAGED_DICT
+        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
+    #else
+        if (tp->tp_dictoffset > 0)
+    #endif
+            dictptr = (PyObject **)((char *)obj + tp->tp_dictoffset);
+        else
+            dictptr = _PyObject_GetDictPtr(obj);
+        if (dictptr == NULL) return 0;
+        dict = *dictptr;
+        if (dict == NULL) return 1;  /* no instance attribute at all */
+        if (!PyDict_CheckExact(dict)) return 0;
+    #ifdef ORMCACHE_DICT_VERSIONS
+        version = ormcache_dict_version(dict);
+        if (dict == seen->dict && version == seen->version) {
+            Py_XINCREF(seen->pool);
+            Py_XINCREF(seen->name);
+            *pool = seen->pool;
+            *name = seen->name;
+            return 1;
+        }
+    #endif
+        Py_INCREF(dict);  /* a key's __eq__ could replace obj.__dict__ while we look */
+        v = PyDict_GetItemWithError(dict, pool_name);
+        if (v == NULL && PyErr_Occurred()) goto error;
+        Py_XINCREF(v);
+        *pool = v;
+        v = PyDict_GetItemWithError(dict, name_name);
+        if (v == NULL && PyErr_Occurred()) goto error;
+        Py_XINCREF(v);
+        *name = v;
+    #ifdef ORMCACHE_DICT_VERSIONS
+        if (ormcache_dict_version(dict) == version && Py_REFCNT(dict) > 1) {  /* unchanged, and kept by obj */
+            seen->dict = dict;
+            seen->version = version;
+            seen->pool = *pool;
+            seen->name = *name;
+        }
+    #endif
+        Py_DECREF(dict);
+        return 1;
+    error:
+        Py_CLEAR(*pool);
+        Py_DECREF(dict);
+        return -1;
     }
 
     #define ormcache_steal(o) (o)
@@ -108,6 +219,11 @@ cdef extern from *:
         ormcache_set(&items[0], model);
         ormcache_set(&items[1], func);
         for (i = 0; i < n; i++) ormcache_set(&items[2 + i], args[indices[i]]);
+        ormcache_forget_hash(t);
+    }
+    /* t[i] = value (the context's share of an ormcache_context probe) */
+    static void ormcache_fill_item(PyObject *t, Py_ssize_t i, PyObject *value) {
+        ormcache_set(&((PyTupleObject *)t)->ob_item[i], value);
         ormcache_forget_hash(t);
     }
     /* Back to None: the kept tuple must not keep the call's arguments alive. The caller still
@@ -233,11 +349,17 @@ cdef extern from *:
     bint ormcache_scratch_free(PyObject* t)
     void ormcache_fill(PyObject* t, PyObject* model, PyObject* func, PyObject** args, const Py_ssize_t* indices, Py_ssize_t n)
     void ormcache_unfill(PyObject* t, Py_ssize_t n)
+    void ormcache_fill_item(PyObject* t, Py_ssize_t i, PyObject* value)
     object ormcache_hashed(PyObject* t)
     object ormcache_key_type()
     int ormcache_lookup_failure(PyObject* key)  # -1: a BaseException left pending
     Py_ssize_t Py_REFCNT(PyObject* o)
-    int ormcache_class_attr(object type, object name, PyObject** value) except -1
+    int ormcache_owner_kind(object type, object pool_name, object name_name, PyObject** pool, PyObject** name, unsigned int* tag)
+    ctypedef struct ormcache_seen:
+        PyObject* dict
+    unsigned long long ormcache_version_or_zero(PyObject* d)
+    bint ormcache_same_dict(PyObject* d, PyObject* seen, unsigned long long version)
+    int ormcache_instance_attrs(PyObject* obj, object pool_name, object name_name, ormcache_seen* seen, PyObject** pool, PyObject** name)
     unsigned int ormcache_type_tag(object type)
     PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
     PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
@@ -288,9 +410,18 @@ cdef class _Slot:
 
     cdef object pool, mkey, registry, model, lru
     cdef Counter counter
-    # set when the owner's type alone decides pool and model (see ormcache_class_attr)
+    # set when the owner's type tells how its instances read pool and _name (ormcache_owner_kind):
+    # the type, its version tag, the kind (1: no instance dict, 2: the instance dict first) and
+    # the class attributes (None when absent, as getattr's default)
     cdef object owner_type
     cdef unsigned int tag
+    cdef int kind
+    cdef object class_pool, class_name
+    # the last instance dict read for this type (kind 2), and what it held
+    cdef ormcache_seen seen
+    # ormcache_context, kind 1: the class's env and _context decide the context (None: absent)
+    cdef bint context_by_type
+    cdef object class_env, class_context
 
 
 cdef inline tuple _positional(PyObject** args, Py_ssize_t n):
@@ -337,6 +468,21 @@ cdef class CachedMethod:
     cdef unsigned long epoch
     # the probe key of fast-path hits, refilled per call (see ormcache_scratch_free)
     cdef tuple scratch
+    # ormcache_context: the context keys, and where the context comes from (KeyFunction)
+    cdef tuple context_keys
+    cdef Py_ssize_t context_index
+    # the context's share of the last key: reused while the context's values are the same
+    # objects (no tuple to build, and the stored key holds this very tuple: compared by identity)
+    cdef tuple context_part
+    # and the context dict it was read from, at that dict's version (0: none; see
+    # ormcache_dict_version): the same dict at the same version gives the same part
+    cdef PyObject* context_seen
+    cdef unsigned long long context_version
+    # ormcache_multi: the position of the ids (-1: not a multi), the Python wrapper serving
+    # the calls the fast path does not, and the start of the KeyError of an id left out
+    cdef Py_ssize_t multi_position
+    cdef object multi_fallback
+    cdef object multi_name
 
     def __cinit__(self):
         self._vectorcall = <void*>_cached_vectorcall
@@ -372,7 +518,20 @@ cdef class CachedMethod:
             self.indices[i] = indices[i]
         self.n_indices = n
         self.fast = fast
-        self.scratch = (None,) * (n + 2) if fast else None
+        context_keys = key.context_keys
+        context_index = key.context_index
+        if context_keys is not None:
+            context_keys = tuple(context_keys)
+            if fast and not -1 <= context_index < min_args:
+                raise ValueError(f"CachedMethod: context index {context_index!r} outside the {min_args} required arguments")
+        self.context_keys = context_keys
+        self.context_index = context_index
+        self.multi_position = getattr(spec, "multi_position", -1)
+        if self.multi_position >= 0:
+            self.multi_fallback = spec.multi_fallback
+            self.multi_name = spec.multi_name
+            self.flights = spec.flights  # shared with the fallback: one single flight
+        self.scratch = (None,) * (n + 2 + (context_keys is not None)) if fast else None
         self.min_args = min_args
         self.max_args = max_args
         self.key_function = key.function
@@ -402,24 +561,141 @@ cdef class CachedMethod:
         cdef _Slot slot = _Slot.__new__(_Slot)
         cdef PyObject* class_pool = NULL
         cdef PyObject* class_name = NULL
+        cdef unsigned int tag = 0
+        cdef int kind
         slot.pool = pool
         slot.mkey = mkey
         slot.registry, slot.model, slot.lru, slot.counter = _resolve(pool, mkey, self.func, self.cache_name, Counter)
         owner_type = type(owner)
-        if (self.has_owner and not isinstance(owner, type)
-                and ormcache_class_attr(owner_type, "pool", &class_pool)
-                and ormcache_class_attr(owner_type, "_name", &class_name)
-                and (<object>class_pool if class_pool != NULL else None) is pool
-                and (<object>class_name if class_name != NULL else owner_type) is mkey):
-            slot.tag = ormcache_type_tag(owner_type)
-            if slot.tag:
+        if self.has_owner and not isinstance(owner, type):
+            kind = ormcache_owner_kind(owner_type, "pool", "_name", &class_pool, &class_name, &tag)
+            # no user code since the lookups: the borrowed attributes are still the class's
+            slot.class_pool = <object>class_pool if class_pool != NULL else None
+            slot.class_name = <object>class_name if class_name != NULL else None
+            # without an instance dict, the type decides alone: it must give this very slot
+            if kind == 2 or (kind == 1 and slot.class_pool is pool
+                             and (owner_type if slot.class_name is None else slot.class_name) is mkey):
+                slot.kind = kind
+                slot.tag = tag
                 slot.owner_type = owner_type
+                if kind == 1 and self.context_keys is not None and self.context_index < 0:
+                    # the owner's context (keys.context_of) from the class alone, if it can tell
+                    if (ormcache_owner_kind(owner_type, "env", "_context", &class_pool, &class_name, &tag) == 1
+                            and tag == slot.tag):
+                        slot.class_env = <object>class_pool if class_pool != NULL else None
+                        slot.class_context = <object>class_name if class_name != NULL else None
+                        slot.context_by_type = True
         with cython.critical_section(self):
             if self.epoch != _epoch:
                 self.slots = ()
                 self.epoch = _epoch
             self.slots = (slot,) + self.slots[:MAX_SLOTS - 1]
         return slot
+
+
+cdef object _multi_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize_t nargs):
+    """``ormcache_multi``'s hits: one probe key ``(model, method, *exprs, id)`` refilled per id
+    (a new one when someone kept it); the missing ids go to ``_lookup.multi_rest``."""
+    cdef Py_ssize_t n = self.n_indices
+    cdef dict result = {}
+    cdef dict missed = None
+    cdef PyObject* found
+    cdef int failure
+    cdef object probe = None
+    cdef object value, error
+    for id_ in <object>args[self.multi_position]:
+        if probe is None or not ormcache_scratch_free(<PyObject*>probe):
+            probe = PyTuple_New(n + 3)
+            ormcache_fill(<PyObject*>probe, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
+        ormcache_fill_item(<PyObject*>probe, n + 2, <PyObject*>id_)
+        found = PyObject_GetItem(slot.lru, probe)
+        if found != NULL:
+            value = ormcache_steal(found)
+            result[id_] = value
+            slot.counter.hit += 1
+            continue
+        failure = ormcache_lookup_failure(<PyObject*>probe)
+        if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
+            raise_pending()
+        if missed is None:
+            missed = {}
+        if failure:
+            slot.counter.miss += 1
+            missed[id_] = ormcache_hashed(<PyObject*>probe)
+        else:  # the cache cannot take this key: computed, never stored
+            error = ormcache_fetch_error()
+            _lookup_failed(self.func, slot.counter, ormcache_hashed(<PyObject*>probe), error)
+            error = None
+            missed[id_] = None
+    if missed:
+        return _multi_rest(self.func, self.flights, slot.registry, slot.lru, slot.counter, missed, result,
+                           _positional(args, nargs), self.multi_position, self.multi_name)
+    return result
+
+
+# the context of a call without one (``{}`` in ``keys.context_of``); never changed
+cdef dict _NO_CONTEXT = {}
+
+
+cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
+    """``keys.context_part`` of the call's context: the compiled twin of the key function's
+    ``(context or {})`` (the ``context`` argument) or ``context_of(owner)``."""
+    cdef tuple keys = self.context_keys
+    cdef Py_ssize_t i, j, n = len(keys)
+    cdef tuple part = None
+    cdef tuple last
+    cdef object context, env, value, item
+    cdef bint by_type, exact
+    cdef unsigned long long version
+    if self.context_index >= 0:
+        context = <object>args[self.context_index]
+        if not context:
+            context = _NO_CONTEXT
+    else:
+        owner = <object>args[0]
+        # no instance dict (kind 1): the class's env and _context are the owner's
+        by_type = (slot.context_by_type and Py_TYPE_raw(args[0]) == <PyObject*>slot.owner_type
+                   and ormcache_type_tag(slot.owner_type) == slot.tag)
+        env = slot.class_env if by_type else getattr(owner, "env", None)
+        context = getattr(env, "context", None) if env is not None else None
+        if context is None:
+            # (the getattr on env may have changed the class: the version tag tells)
+            if by_type and ormcache_type_tag(slot.owner_type) == slot.tag:
+                context = slot.class_context
+            else:
+                context = getattr(owner, "_context", None)
+        if context is None:
+            context = _NO_CONTEXT
+    exact = type(context) is dict
+    with cython.critical_section(self):
+        last = self.context_part
+        if exact and ormcache_same_dict(<PyObject*>context, self.context_seen, self.context_version):
+            return last
+    version = ormcache_version_or_zero(<PyObject*>context) if exact else 0
+    for i in range(n):
+        if type(context) is dict:
+            value = (<dict>context).get(keys[i])
+        else:
+            value = context.get(keys[i])
+        if part is None:
+            if last is not None and PyTuple_GET_ITEM_raw(last, i) == <PyObject*>value:
+                continue  # the same value as the last part's so far
+            part = PyTuple_New(n)
+            for j in range(i):
+                item = <object>PyTuple_GET_ITEM_raw(last, j)
+                Py_INCREF(item)
+                PyTuple_SET_ITEM(part, j, item)
+        Py_INCREF(value)
+        PyTuple_SET_ITEM(part, i, value)
+    if part is None:  # every value is the last part's (or there are no context keys)
+        part = last if last is not None else ()
+    else:  # a key part of its own, hashed once (a HashedKey: equal to and hashed as the tuple)
+        part = <tuple>ormcache_hashed(<PyObject*>part)
+    with cython.critical_section(self):
+        self.context_part = part
+        self.context_seen = <PyObject*>context if exact else NULL  # compared, never dereferenced
+        self.context_version = version
+    return part
 
 
 cdef object _cached_vectorcall(PyObject* callable, PyObject** args, size_t nargsf, PyObject* kwnames):
@@ -435,7 +711,11 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     cdef PyObject* found
     cdef PyObject* candidate  # borrowed from ``slots``: no reference counting in the search
     cdef PyObject* owner_type
+    cdef PyObject* by_type
+    cdef PyObject* own_pool
+    cdef PyObject* own_name
     cdef unsigned int tag
+    cdef int kind
     cdef Py_ssize_t i, n
     cdef bint keywords = kwnames != NULL and len(<tuple>kwnames) > 0
     cdef int failure
@@ -453,12 +733,30 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             return self.func(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
         owner_type = Py_TYPE_raw(args[0])
         tag = ormcache_type_tag(<object>owner_type)
-        for i in range(n):  # the owner's type decides: no attribute lookup at all
+        by_type = NULL
+        for i in range(n):  # the owner's type tells how to read pool and _name
             candidate = PyTuple_GET_ITEM_raw(slots, i)
             if <PyObject*>(<_Slot>candidate).owner_type == owner_type and (<_Slot>candidate).tag == tag:
-                found = candidate
+                by_type = candidate
                 break
-        if found == NULL:
+        kind = 0
+        if by_type != NULL:
+            kind = (<_Slot>by_type).kind
+            if kind == 1:  # no instance dict: the type alone decides, no attribute read at all
+                found = by_type
+            else:  # the instance dict's own entries, else the class attributes
+                kind = ormcache_instance_attrs(args[0], "pool", "_name", &(<_Slot>by_type).seen, &own_pool, &own_name)
+                if kind < 0:
+                    raise_pending()
+                if kind:
+                    pool = ormcache_steal(own_pool) if own_pool != NULL else (<_Slot>by_type).class_pool
+                    mkey = ormcache_steal(own_name) if own_name != NULL else (<_Slot>by_type).class_name
+                    if mkey is None:
+                        mkey = <object>owner_type
+                    if (<_Slot>by_type).pool is pool and (<_Slot>by_type).mkey is mkey:
+                        found = by_type
+                    owner = <object>args[0]
+        if not kind:
             owner = <object>args[0]
             pool = getattr(owner, "pool", None)
             mkey = getattr(owner, "_name", None)
@@ -478,11 +776,18 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         slot = <_Slot>found
     else:
         slot = self._resolve(owner, pool, mkey)
+    if self.multi_position >= 0:  # ormcache_multi: ids looked up here for a positional call
+        if self.fast and not keywords and self.min_args <= nargs <= self.max_args and self.multi_position < nargs:
+            return _multi_call(self, slot, args, nargs)
+        return self.multi_fallback(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
     if self.fast and not keywords and self.min_args <= nargs <= self.max_args:
         n = self.n_indices
+        tail = _context_part(self, slot, args) if self.context_keys is not None else None
         if self.scratch is not None and ormcache_scratch_free(<PyObject*>self.scratch):
             key = self.scratch  # ours alone: 2 references (the field and this one)
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
+            if tail is not None:  # ormcache_context: the context's values, one nested tuple
+                ormcache_fill_item(<PyObject*>key, n + 2, <PyObject*>tail)
             found = PyObject_GetItem(slot.lru, key)
             failure = 1
             error = None
@@ -507,7 +812,7 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
                 return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
                              _positional(args, nargs), _keywords(args, nargs, kwnames))
             return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
-        key = PyTuple_New(n + 2)
+        key = PyTuple_New(n + 2 + (tail is not None))
         Py_INCREF(slot.model)
         PyTuple_SET_ITEM(key, 0, slot.model)
         Py_INCREF(self.func)
@@ -516,6 +821,9 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             item = <object>args[self.indices[i]]
             Py_INCREF(item)
             PyTuple_SET_ITEM(key, i + 2, item)
+        if tail is not None:  # ormcache_context: the context's values, one nested tuple
+            Py_INCREF(tail)
+            PyTuple_SET_ITEM(key, n + 2, tail)
     else:
         # the compiled key lambda, called with the very same argument vector
         found = PyObject_Vectorcall(self.key_function, args, <size_t>nargs, kwnames)
@@ -546,6 +854,12 @@ def cached_method(spec):
     wrapper = CachedMethod(spec)
     functools.update_wrapper(wrapper, spec.func)
     return wrapper
+
+
+def cached_multi(spec):
+    """``ormcache_multi``'s wrapper: positional calls served here, others by
+    ``spec.multi_fallback`` (the decorator's Python wrapper, sharing ``spec.flights``)."""
+    return cached_method(spec)
 
 
 cdef void _enable_vectorcall():

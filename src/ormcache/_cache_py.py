@@ -11,6 +11,7 @@ import operator
 from typing import Any, Callable
 
 from ._lookup import lookup_failed, miss, resolve
+from .keys import context_of, context_part
 from .registry import DELETE_HOOKS
 
 __all__ = ["Counter", "HashedKey", "cached_method", "forget_registries"]
@@ -74,6 +75,8 @@ def cached_method(spec: Any) -> Callable:
     single = indices[0] if indices is not None and len(indices) == 1 else None
     pick = operator.itemgetter(*indices) if indices is not None and len(indices) > 1 else None
     min_args, max_args = spec.key.min_args, spec.key.max_args
+    # ormcache_context: the context's values end the key (a nested tuple)
+    context_keys, context_index = spec.key.context_keys, spec.key.context_index
     if max_args < 0:
         max_args = 1 << 62
     cache_name = spec.cache_name
@@ -110,7 +113,10 @@ def cached_method(spec: Any) -> Callable:
                 known[(id(pool), id(mkey))] = current
             slot = current
         if indices is not None and not kwargs and min_args <= len(args) <= max_args:
-            if single is not None:
+            if context_keys is not None:
+                context = (args[context_index] or {}) if context_index >= 0 else context_of(args[0])
+                key = (current[3], func, *[args[i] for i in indices], context_part(context, context_keys))
+            elif single is not None:
                 key = (current[3], func, args[single])
             elif pick is not None:
                 key = (current[3], func, *pick(args))

@@ -6,17 +6,21 @@
   and a thread never waits on a computation that (directly or through other threads) waits on it.
 - ``store``: whether a computed value is stored (not after a clear during the computation).
 - ``uncached``: a key the cache cannot take (unhashable...) is computed without caching.
+- ``multi_miss``: ``ormcache_multi``'s missing ids, with ``miss``'s single flight per id.
 """
 from __future__ import annotations
 
 import logging
 import time
-from threading import get_ident, Lock
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Mapping
+from _thread import allocate_lock as _allocate_lock
+from threading import get_ident
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .registry import ExpiringName, Registry, default_registry
 
 _logger = logging.getLogger("ormcache")
+_new = object.__new__
 
 #: thread ident -> the flight it waits for (to detect waits that would close a cycle)
 _waiting: Dict[int, "Flight"] = {}
@@ -57,16 +61,25 @@ def cache_of(registry: Registry, cache_name: str) -> Any:
 
 
 class Flight:
-    """One computation in progress; ``lock`` is held by the computing thread until it ends."""
+    """One computation in progress; ``lock`` is held by the computing thread until it ends.
+    Made by ``_flight`` (a plain function: cheaper per miss than a class with ``__init__``)."""
 
     __slots__ = ("thread", "lock", "value", "stored")
+    thread: int
+    lock: Any
+    value: Any
+    stored: bool
 
-    def __init__(self) -> None:
-        self.thread = get_ident()
-        self.lock = Lock()
-        self.lock.acquire()
-        self.value: Any = None
-        self.stored = False
+
+def _flight(me: int) -> Flight:
+    """A new flight of thread ``me``, its lock held."""
+    flight = _new(Flight)
+    flight.thread = me
+    flight.lock = lock = _allocate_lock()
+    lock.acquire()
+    flight.value = None
+    flight.stored = False
+    return flight
 
 
 def _waits_on_me(flight: Flight, me: int) -> bool:
@@ -104,7 +117,7 @@ def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, k
     me = get_ident()
     fkey = (id(lru), key)
     while True:
-        flight = Flight()
+        flight = _flight(me)
         current = flights.setdefault(fkey, flight)
         if current is flight:
             break
@@ -157,6 +170,137 @@ def store(func: Callable, registry: Any, lru: Any, counter: Any, key: Any, value
         lru.pop(key, None)
         return False
     return True
+
+
+def multi_miss(
+    func: Callable[..., Any],
+    flights: Dict[Any, Any],
+    registry: Any,
+    lru: Any,
+    counter: Any,
+    missed: Dict[Any, Optional[Tuple[Any, ...]]],
+    call: Callable[[List[Any]], Any],
+    name: str,
+) -> Dict[Any, Any]:
+    """``ormcache_multi``'s missing ids: computed once for all concurrent callers, per id.
+
+    ``missed`` maps each missing id to its key (a ``HashedKey``), or None when the cache cannot
+    take it (computed, never stored). ``call(ids)`` runs the method on a list of ids. Ids that
+    another thread is computing are waited for (after computing ours, holding nothing), never
+    passed to the method; one whose computation failed is computed here, in one more call.
+    The rules are ``miss``'s. Returns ``{id: value}`` for every missing id; raises KeyError
+    naming the first id the method's result lacks (``name``: the method and parameter).
+    """
+    me = get_ident()
+    values: Dict[Any, Any] = {}
+    pending = missed
+    while pending:
+        mine: Dict[Any, Tuple[Optional[Tuple[Any, ...]], Optional[Flight]]] = {}
+        theirs: Dict[Any, Tuple[Tuple[Any, ...], Flight]] = {}
+        for id_, key in pending.items():
+            if key is None:  # uncacheable: computed here, never stored
+                mine[id_] = (None, None)
+                continue
+            flight = _flight(me)
+            try:
+                current = flights.setdefault((id(lru), key), flight)
+            except Exception:  # noqa: BLE001 - its hash fails now: computed here, never stored
+                mine[id_] = (None, None)
+                continue
+            if current is flight:
+                mine[id_] = (key, flight)
+            elif _waits_on_me(current, me):  # recursion on the same id, or a cycle of threads
+                mine[id_] = (key, None)
+            else:
+                theirs[id_] = (key, current)
+        if mine:
+            _compute_ids(func, flights, registry, lru, counter, mine, call, name, values)
+        pending = {}
+        for id_, (key, flight) in theirs.items():  # ours are released: nobody waits on us now
+            _waiting[me] = flight
+            try:
+                with flight.lock:  # released when the computing thread is done
+                    pass
+            finally:
+                _waiting.pop(me, None)
+            if flight.stored:
+                values[id_] = flight.value
+                continue
+            try:  # it failed (never shared) or a clear dropped it: look again, else compute it here
+                values[id_] = lru[key]
+            except Exception:  # noqa: BLE001
+                pending[id_] = key
+    return values
+
+
+def multi_rest(
+    func: Callable[..., Any],
+    flights: Dict[Any, Any],
+    registry: Any,
+    lru: Any,
+    counter: Any,
+    missed: Dict[Any, Optional[Tuple[Any, ...]]],
+    result: Dict[Any, Any],
+    args: Tuple[Any, ...],
+    position: int,
+    name: str,
+) -> Dict[Any, Any]:
+    """``multi_miss`` for a positional call whose ids are ``args[position]``; fills ``result``."""
+
+    def call(ids: List[Any]) -> Any:  # the same call with only these ids
+        return func(*args[:position], ids, *args[position + 1:])
+
+    values = multi_miss(func, flights, registry, lru, counter, missed, call, name)
+    for id_ in missed:
+        result[id_] = values[id_]
+    return result
+
+
+def _compute_ids(
+    func: Callable[..., Any],
+    flights: Dict[Any, Any],
+    registry: Any,
+    lru: Any,
+    counter: Any,
+    mine: Dict[Any, Tuple[Optional[Tuple[Any, ...]], Optional[Flight]]],
+    call: Callable[[List[Any]], Any],
+    name: str,
+    values: Dict[Any, Any],
+) -> None:
+    """Run the method once on ``mine``'s ids, store and publish each value, release the flights."""
+    generation = registry.generation
+    try:
+        computed = timed(counter, call, (list(mine),), {})
+        check_multi_result(func, name, computed)
+        for id_, (key, flight) in mine.items():
+            value = values[id_] = multi_value(computed, id_, name)
+            if key is not None and store(func, registry, lru, counter, key, value, generation) and flight is not None:
+                flight.value = value
+                flight.stored = True
+    finally:
+        for key, flight in mine.values():
+            if flight is not None:
+                flights.pop((id(lru), key), None)  # callers from now on find the value in the cache
+                flight.lock.release()
+
+
+def check_multi_result(func: Callable[..., Any], name: str, result: object) -> None:
+    """An ``ormcache_multi`` method returns {id: value}; anything else (a list would be indexed
+    by the ids) is a TypeError saying so (``name``: "<method> returned no value for <multi>")."""
+    if not isinstance(result, Mapping):
+        multi = name.rpartition(" ")[2]
+        raise TypeError(
+            f"ormcache_multi method {func.__qualname__} must return a dict {{id: value}} for the "
+            f"ids of {multi!r}, not a {type(result).__name__}"
+        )
+
+
+def multi_value(computed: Any, id_: Any, name: str) -> Any:
+    """The value an ``ormcache_multi`` method returned for ``id_``; KeyError naming it if none."""
+    try:
+        return computed[id_]
+    except KeyError:
+        raise KeyError(f"{name} {id_!r}") from None
 
 
 def lookup_failed(func: Callable, counter: Any, key: Any, exc: BaseException) -> None:

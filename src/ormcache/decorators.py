@@ -24,14 +24,13 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from fastlru._aio import refuse_async_generator
 from fastlru._common import check_ttl, choose
 
 from ._async import cached_coroutine, cached_coroutine_multi
-from ._lookup import _warn_once, cache_of, resolve, timed
+from ._lookup import cache_of, lookup_failed, multi_miss, multi_rest, resolve
 from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, ExpiringName, Registry, default_registry
 
@@ -43,6 +42,8 @@ else:
     _impl, IMPLEMENTATION = choose(__package__, "_cache_c", "_cache_py")
 
 __all__ = ["ormcache", "ormcache_context", "ormcache_multi", "IMPLEMENTATION"]
+
+_MISSING = object()
 
 
 def _registry_of(owner: Any) -> Registry:
@@ -195,16 +196,6 @@ class ormcache_context(ormcache):
         )
 
 
-def _check_multi_result(func: Callable[..., Any], multi: str, result: object) -> None:
-    """An ``ormcache_multi`` method returns {id: value}; anything else (a list would be indexed
-    by the ids) is a TypeError naming it."""
-    if not isinstance(result, Mapping):
-        raise TypeError(
-            f"ormcache_multi method {func.__qualname__} must return a dict {{id: value}} for the "
-            f"ids of {multi!r}, not a {type(result).__name__}"
-        )
-
-
 class ormcache_multi(ormcache):
     """Cache per element of the ``multi`` argument (a collection of ids).
 
@@ -234,12 +225,19 @@ class ormcache_multi(ormcache):
             raise ValueError(f"{where}: multi={self.multi!r} is not a parameter of the method")
         return compile_key(self.func, self.exprs, where=where)
 
-    def _make_wrapper(self) -> Callable:
+    def _make_wrapper(self) -> Callable[..., Any]:
         func, cache_name, multi, signature = self.func, self.cache_name, self.multi, self.signature
         key_function, has_owner, model = self.key.function, self.has_owner, self.model
         counter_type = self.counter_type = _impl.Counter
+        key_type = _impl.HashedKey
+        flights: Dict[Any, Any] = {}  # the ids being computed, as ormcache's (``_lookup.multi_miss``)
+        missing_name = f"{func.__qualname__} returned no value for {multi}"
+        # a positional call that gives the ids positionally is called back without binding
+        positional = [p.name for p in signature.parameters.values()
+                      if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        position = positional.index(multi) if multi in positional else -1
 
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             if has_owner:
                 owner = args[0]
                 mkey = getattr(owner, "_name", None)
@@ -249,41 +247,46 @@ class ormcache_multi(ormcache):
             else:
                 registry, name, lru, counter = resolve(None, model, func, cache_name, counter_type)
             base = (name, func, *key_function(*args, **kwargs))
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            result = {}
-            missed = {}  # id -> True if its value may be stored
-            for id_ in bound.arguments[multi]:
+            bound = None
+            if not kwargs and 0 <= position < len(args):
+                ids = args[position]
+            else:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                ids = bound.arguments[multi]
+            result: Dict[Any, Any] = {}
+            missed: Dict[Any, Any] = {}  # id -> its key, None if the cache cannot take it
+            for id_ in ids:
+                key = (*base, id_)
                 try:
-                    result[id_] = lru[(*base, id_)]
-                    counter.hit += 1
-                except KeyError:
-                    counter.miss += 1
-                    missed[id_] = True
+                    value = lru.get(key, _MISSING)
                 except Exception as exc:  # noqa: BLE001 - the cache never fails the call
-                    counter.err += 1
-                    _warn_once(func, "cache lookup error on key %r in %s: %r; computing without cache", (*base, id_), exc)
-                    missed[id_] = False
-            if missed:
-                bound.arguments[multi] = list(missed)
-                generation = registry.generation
-                computed = timed(counter, func, bound.args, bound.kwargs)
-                _check_multi_result(func, multi, computed)
-                for id_, store in missed.items():
-                    try:
-                        value = result[id_] = computed[id_]
-                    except KeyError:
-                        raise KeyError(f"{func.__qualname__} returned no value for {multi} {id_!r}") from None
-                    if store and registry.generation == generation:
-                        try:
-                            lru[(*base, id_)] = value
-                        except Exception as exc:  # noqa: BLE001
-                            counter.err += 1
-                            _warn_once(func, "cannot store key %r in %s: %r", (*base, id_), exc)
-                        else:
-                            if registry.generation != generation:  # a clear ran meanwhile
-                                lru.pop((*base, id_), None)
+                    lookup_failed(func, counter, key, exc)
+                    missed[id_] = None
+                    continue
+                if value is _MISSING:
+                    counter.miss += 1
+                    missed[id_] = key_type(key)
+                else:
+                    result[id_] = value
+                    counter.hit += 1
+            if not missed:
+                return result
+            if bound is None:
+                return multi_rest(func, flights, registry, lru, counter, missed, result, args, position, missing_name)
+
+            def call(ids: List[Any]) -> Any:  # the same call with only these ids
+                bound.arguments[multi] = ids
+                return func(*bound.args, **bound.kwargs)
+
+            values = multi_miss(func, flights, registry, lru, counter, missed, call, missing_name)
+            for id_ in missed:
+                result[id_] = values[id_]
             return result
 
         functools.update_wrapper(wrapper, func)
-        return wrapper
+        self.multi_position, self.multi_fallback, self.multi_name = position, wrapper, missing_name
+        self.flights = flights
+        # the compiled hit path serves positional calls itself (the ids looked up in C)
+        compiled = getattr(_impl, "cached_multi", None)
+        return compiled(self) if compiled is not None else wrapper

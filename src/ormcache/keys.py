@@ -14,9 +14,9 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-__all__ = ["KeyFunction", "compile_key", "context_of"]
+__all__ = ["KeyFunction", "compile_key", "context_of", "context_part"]
 
 _P = inspect.Parameter
 _BUILTINS = frozenset(dir(builtins))
@@ -38,6 +38,17 @@ class KeyFunction(NamedTuple):
     #: exactly like the signature (max_args is -1 when there is a ``*args``).
     min_args: int
     max_args: int
+    #: ``ormcache_context``: the context keys whose values end the key, as one nested tuple
+    #: (``context_part``), else None.
+    context_keys: Optional[Tuple[str, ...]] = None
+    #: where the context comes from on the fast path: the position of the ``context`` parameter
+    #: (given positionally), or -1: ``context_of`` the first argument (the owner).
+    context_index: int = -1
+
+
+def context_part(context: Any, keys: Tuple[str, ...]) -> Tuple[Any, ...]:
+    """The context's share of a key: ``(context.get(k) for k in keys)`` as a tuple."""
+    return tuple([context.get(key) for key in keys])
 
 
 def context_of(owner: Any) -> Any:
@@ -140,10 +151,14 @@ def compile_key(
     except SyntaxError as exc:  # e.g. an expression that is valid alone but not inside the tuple
         raise ValueError(f"{where}: invalid key expressions {tuple(exprs)!r}: {exc.msg}") from None
     function.__qualname__ = function.__name__ = f"{getattr(func, '__name__', 'key')}_key"
-    return KeyFunction(function, *_fast_path(params, exprs, context_keys))
+    indices, min_args, max_args, context_index = _fast_path(params, exprs, context_keys)
+    return KeyFunction(function, indices, min_args, max_args, context_keys, context_index)
 
 
-def _fast_path(params, exprs, context_keys) -> Tuple[Optional[Tuple[int, ...]], int, int]:
+def _fast_path(
+    params: Mapping[str, inspect.Parameter], exprs: Sequence[str], context_keys: Optional[Tuple[str, ...]]
+) -> Tuple[Optional[Tuple[int, ...]], int, int, int]:
+    """-> (indices, min_args, max_args, context_index): see ``KeyFunction``."""
     positional = [p for p in params.values() if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
     position = {p.name: i for i, p in enumerate(positional)}
     min_args = sum(1 for p in positional if p.default is _P.empty)
@@ -151,9 +166,17 @@ def _fast_path(params, exprs, context_keys) -> Tuple[Optional[Tuple[int, ...]], 
     max_args = -1 if varargs else len(positional)
     required_kwonly = any(p.kind is _P.KEYWORD_ONLY and p.default is _P.empty for p in params.values())
     plain = [e.strip() for e in exprs]
-    if context_keys is not None or required_kwonly or not all(e in position for e in plain):
-        return None, min_args, max_args
+    context_index = -1
+    needed = [i + 1 for i in (position.get(e, 0) for e in plain)]
+    if context_keys is not None:
+        if "context" in params:  # a keyword-only `context` (-2) takes the key function
+            context_index = position.get("context", -2)
+        elif not positional:  # the owner is *args or keyword-only: the key function too
+            context_index = -2
+        needed.append(max(context_index, 0) + 1)  # the context, or the owner, given positionally
+    if required_kwonly or context_index < -1 or not all(e in position for e in plain):
+        return None, min_args, max_args, context_index
     indices = tuple(position[e] for e in plain)
-    # every indexed argument must be given positionally
-    min_args = max([min_args, *(i + 1 for i in indices)])
-    return indices, min_args, max_args
+    # every indexed argument must be given positionally (and the context or its owner)
+    min_args = max([min_args, *needed])
+    return indices, min_args, max_args, context_index
