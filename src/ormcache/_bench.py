@@ -402,9 +402,11 @@ def rows(quick: bool, repeats: Optional[int] = None) -> List[dict]:
                 "baseline": MISS_OURS,
                 "ratio": round(low / full, 3),
                 "note": (f"a miss on a trivial method (64 keys, cache emptied before each pass); flight "
-                         f"bookkeeping {100 * share:.0f}% of a miss (target <= 20%: "
-                         f"{'met' if share <= 0.20 else 'MISSED'})") if name == MISS_OURS else
+                         f"bookkeeping {100 * share:.0f}% of a miss") if name == MISS_OURS else
                         "the same miss without Flight, flights table and lock (_lookup.miss less single flight)",
+                # the project's goal: printed by `python -m fastlru.bench --targets` only
+                "targets": [("flight bookkeeping <= 20% of a miss", f"{100 * share:.0f}%", share <= 0.20)]
+                           if name == MISS_OURS else [],
             })
     for workload, found in ns.items():
         base, hit, lru_cache = found["undecorated"][0], found[ours][0], found["functools.lru_cache"][0]
