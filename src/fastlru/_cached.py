@@ -1,22 +1,29 @@
 """What both ``lru_cache`` wrappers (``_functools_c``/``_functools_py``) share: the decorator
 with ``functools.lru_cache``'s argument rules, its ``CacheInfo``, and single-flight misses."""
+from __future__ import annotations
+
 import threading
 import time
 from collections import namedtuple
 from functools import update_wrapper
+from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Optional, Tuple
 
 from ._common import check_timer, check_ttl
 
-# functools.lru_cache's shape: ``hits, misses, maxsize, currsize = f.cache_info()``
-LRUCacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+if TYPE_CHECKING:
+    from ._lru_py import LRU
+    from ._typing import CacheDecorator, LRUCacheDecorator, LRUCacheInfo as LRUCacheInfo
+else:
+    # functools.lru_cache's shape: ``hits, misses, maxsize, currsize = f.cache_info()``
+    LRUCacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 
-def decorators(wrapper_type):
+def decorators(wrapper_type: Callable[..., Any]) -> Tuple[LRUCacheDecorator, CacheDecorator]:
     """``lru_cache`` and ``cache`` decorating with ``wrapper_type(func, maxsize, typed, ttl,
     timer, single_flight)``."""
 
-    def lru_cache(maxsize=128, typed=False, *, ttl=None, single_flight=False,
-                  timer=time.monotonic):
+    def lru_cache(maxsize: Any = 128, typed: bool = False, *, ttl: Optional[float] = None,
+                  single_flight: bool = False, timer: Callable[[], float] = time.monotonic) -> Any:
         """Least-recently-used cache decorator, as ``functools.lru_cache``, on ``fastlru.LRU``.
 
         >>> @lru_cache(maxsize=2)
@@ -41,7 +48,7 @@ def decorators(wrapper_type):
         ttl = check_ttl(ttl)
         check_timer(timer)
 
-        def decorating_function(user_function):
+        def decorating_function(user_function: Callable[..., Any]) -> Any:
             if not callable(user_function):
                 raise TypeError("the cached object must be callable")
             wrapper = wrapper_type(user_function, maxsize, typed, ttl, timer, single_flight)
@@ -49,16 +56,17 @@ def decorators(wrapper_type):
 
         return decorating_function
 
-    def cache(user_function, /):
+    def cache(user_function: Callable[..., Any], /) -> Any:
         """Unbounded cache, as ``functools.cache``: ``lru_cache(maxsize=None)``."""
         return lru_cache(maxsize=None)(user_function)
 
     return lru_cache, cache
 
 
-def parameters(maxsize, typed, ttl, single_flight):
+def parameters(maxsize: Optional[int], typed: bool, ttl: Optional[float],
+               single_flight: bool) -> Dict[str, Any]:
     """``cache_parameters()``: functools' two keys, and ours only where they are set."""
-    params = {"maxsize": maxsize, "typed": typed}
+    params: Dict[str, Any] = {"maxsize": maxsize, "typed": typed}
     if ttl is not None:
         params["ttl"] = ttl
     if single_flight:
@@ -69,7 +77,7 @@ def parameters(maxsize, typed, ttl, single_flight):
 class _Flight:
     __slots__ = ("owner", "done")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.owner = threading.get_ident()
         self.done = threading.Event()
 
@@ -81,11 +89,12 @@ class SingleFlight:
 
     __slots__ = ("_lock", "_pending")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.RLock()  # RLock: a key's __eq__ may call the wrapper again
-        self._pending = {}
+        self._pending: Dict[Hashable, _Flight] = {}
 
-    def call(self, lru, key, func, args, kwargs, missing):
+    def call(self, lru: LRU[Any, Any], key: Hashable, func: Callable[..., Any],
+             args: Tuple[Any, ...], kwargs: Dict[str, Any], missing: object) -> Any:
         while True:
             with self._lock:
                 flight = self._pending.get(key)
@@ -106,7 +115,7 @@ class SingleFlight:
                         with self._lock:
                             del self._pending[key]
                         flight.done.set()
-            flight.done.wait()
+            flight.done.wait()  # type: ignore[union-attr]  # not the leader: a flight
             result = lru.peek(key, missing)
             if result is not missing:
                 return result
