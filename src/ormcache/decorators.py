@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar, overload
 
 from fastlru._common import choose
 
@@ -33,7 +33,14 @@ from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, Registry, default_registry
 
 if TYPE_CHECKING:
+    from typing_extensions import ParamSpec
+
     from . import _cache_py as _impl
+    from ._typing import OrmCached
+
+    _P = ParamSpec("_P")
+    _R = TypeVar("_R")
+    _S = TypeVar("_S")
 
     IMPLEMENTATION = "python"
 else:
@@ -47,7 +54,7 @@ def _registry_of(owner: Any) -> Registry:
     return pool if isinstance(pool, Registry) else default_registry
 
 
-def _takes_owner(func: Callable) -> bool:
+def _takes_owner(func: Callable[..., Any]) -> bool:
     """A method: its first parameter is ``self`` or ``cls`` (a staticmethod wrapped outside
     ``@ormcache`` cannot be told from a method otherwise)."""
     params = list(inspect.signature(func).parameters.values())
@@ -68,7 +75,7 @@ class ormcache:
     never cached; values are returned as stored, so callers must not mutate them.
     """
 
-    func: Callable
+    func: Callable[..., Any]
     key: KeyFunction
     has_owner: bool
     model: Optional[str]
@@ -94,6 +101,12 @@ class ormcache:
         target = getattr(getattr(self, "func", None), "__qualname__", "<unbound>")
         return f"<{type(self).__name__} {target} {self.exprs!r} cache={self.cache_name!r}>"
 
+    @overload
+    def __call__(self, method: classmethod[_S, _P, _R]) -> classmethod[_S, _P, _R]: ...
+    @overload
+    def __call__(self, method: staticmethod[_P, _R]) -> staticmethod[_P, _R]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, method: Callable[_P, _R]) -> OrmCached[_P, _R]: ...
     def __call__(self, method: Any) -> Any:
         if hasattr(self, "func"):
             raise TypeError(f"{self!r} is already bound to a method")
@@ -109,7 +122,7 @@ class ormcache:
             prefix = getattr(method, "__qualname__", "").rpartition(".")[0]
             self.model = prefix if prefix and not prefix.endswith("<locals>") else str(getattr(method, "__module__", None))
         self.key = self._compile_key()
-        wrapper = self._make_wrapper()
+        wrapper: Any = self._make_wrapper()  # given the attributes OrmCached declares
         wrapper.__cache__ = self
         wrapper.clear_cache = self.clear_cache
         return rewrap(wrapper) if rewrap is not None else wrapper
@@ -121,7 +134,7 @@ class ormcache:
         where = f"{type(self).__name__} on {getattr(self.func, '__qualname__', self.func)!r}"
         return compile_key(self.func, self.exprs, where=where)
 
-    def _make_wrapper(self) -> Callable:
+    def _make_wrapper(self) -> Callable[..., Any]:
         self.counter_type = _impl.Counter
         return _impl.cached_method(self)
 
@@ -134,7 +147,7 @@ class ormcache:
         owner = args[0] if self.has_owner and args else None
         _registry_of(owner).caches[self.cache_name][self.key_of(*args, **kwargs)] = cache_value
 
-    def key_of(self, *args: Any, **kwargs: Any) -> tuple:
+    def key_of(self, *args: Any, **kwargs: Any) -> Tuple[Any, ...]:
         """The cache key of a call (as ``method(*args, **kwargs)``, owner first for methods)."""
         if self.has_owner:
             owner = args[0]
@@ -188,12 +201,12 @@ class ormcache_multi(ormcache):
             raise ValueError(f"{where}: multi={self.multi!r} is not a parameter of the method")
         return compile_key(self.func, self.exprs, where=where)
 
-    def _make_wrapper(self) -> Callable:
+    def _make_wrapper(self) -> Callable[..., Any]:
         func, cache_name, multi, signature = self.func, self.cache_name, self.multi, self.signature
         key_function, has_owner, model = self.key.function, self.has_owner, self.model
         counter_type = self.counter_type = _impl.Counter
 
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Dict[Any, Any]:
             if has_owner:
                 owner = args[0]
                 mkey = getattr(owner, "_name", None)
@@ -205,8 +218,8 @@ class ormcache_multi(ormcache):
             base = (name, func, *key_function(*args, **kwargs))
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            result = {}
-            missed = {}  # id -> True if its value may be stored
+            result: Dict[Any, Any] = {}
+            missed: Dict[Any, bool] = {}  # id -> True if its value may be stored
             for id_ in bound.arguments[multi]:
                 try:
                     result[id_] = lru[(*base, id_)]

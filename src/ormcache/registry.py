@@ -29,7 +29,7 @@ Contract relied on by the signaling and SQLAlchemy layers:
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Set, Tuple
 
 from .signaling import RegistrySignaling
 
@@ -67,7 +67,10 @@ DELETE_HOOKS: List[Callable[[], None]] = []
 class _PerDatabase(type):
     """Metaclass: ``Registry(db_name)`` returns the existing registry, else builds it once."""
 
-    def __call__(cls, db_name: str, **kwargs: Any) -> Any:
+    _registries: Dict[str, Registry]
+    _lock: threading.Lock
+
+    def __call__(cls, db_name: str, **kwargs: Any) -> Registry:
         registries = cls._registries
         registry = registries.get(db_name)  # lock-free fast path: dict reads are atomic
         if registry is not None:
@@ -104,7 +107,9 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
                                  f"containers cleared through a key), not {name!r}")
             counts[name] = count  # a name Odoo does not have adds a cache of its own
         self.db_name = db_name
-        self.caches: Dict[str, Any] = {name: lru_factory(count) for name, count in counts.items()}
+        self.caches: Dict[str, Any] = {
+            name: lru_factory(count)  # type: ignore[misc]  # imported above when None
+            for name, count in counts.items()}
         #: name -> caches cleared with it: CACHES_BY_KEY plus this registry's own names
         self.caches_by_key: Dict[str, Tuple[str, ...]] = dict(CACHES_BY_KEY)
         self.caches_by_key.update((name, (name,)) for name in counts if name not in CACHE_SIZES)
@@ -136,10 +141,11 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
     # -- per-thread invalidation flags -------------------------------------------------------
 
     @property
-    def cache_invalidated(self) -> set:
+    def cache_invalidated(self) -> Set[str]:
         """Names cleared by this thread since the last signal/reset (per thread)."""
         try:
-            return self._invalidation_flags.cache_invalidated
+            names: Set[str] = self._invalidation_flags.cache_invalidated
+            return names
         except AttributeError:
             names = self._invalidation_flags.cache_invalidated = set()
             return names
