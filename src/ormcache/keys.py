@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 __all__ = ["KeyFunction", "compile_key", "context_of"]
 
@@ -30,7 +30,7 @@ class KeyFunction(NamedTuple):
     """How to build the variable part of a key from a call's arguments."""
 
     #: ``function(*args, **kwargs) -> tuple``: the key's expressions, evaluated as by a real call.
-    function: Callable[..., tuple]
+    function: Callable[..., Tuple[Any, ...]]
     #: positions of the arguments when every expression is a plain positional parameter name
     #: (the fast path: the key is taken straight from the positional arguments), else None.
     indices: Optional[Tuple[int, ...]]
@@ -77,9 +77,10 @@ def _lambda_parameters(sig: inspect.Signature, namespace: Dict[str, Any]) -> str
     return ", ".join(parts)
 
 
-def _free_names(tree: ast.AST) -> set:
+def _free_names(tree: ast.AST) -> Set[Any]:
     """Names an expression reads that it does not bind itself (comprehensions, lambdas)."""
-    read, bound = set(), set()
+    read: Set[str] = set()
+    bound: Set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
@@ -88,7 +89,7 @@ def _free_names(tree: ast.AST) -> set:
     return read - bound
 
 
-def _check_expression(where: str, expr: Any, names: set) -> None:
+def _check_expression(where: str, expr: Any, names: Set[Any]) -> None:
     if not isinstance(expr, str):
         raise TypeError(f"{where}: key expression {expr!r} must be a string")
     try:
@@ -104,7 +105,7 @@ def _check_expression(where: str, expr: Any, names: set) -> None:
 
 
 def compile_key(
-    func: Callable,
+    func: Callable[..., Any],
     exprs: Sequence[str],
     *,
     context_keys: Optional[Sequence[str]] = None,
@@ -143,7 +144,8 @@ def compile_key(
     return KeyFunction(function, *_fast_path(params, exprs, context_keys))
 
 
-def _fast_path(params, exprs, context_keys) -> Tuple[Optional[Tuple[int, ...]], int, int]:
+def _fast_path(params: Mapping[str, inspect.Parameter], exprs: Sequence[str],
+               context_keys: Optional[Sequence[str]]) -> Tuple[Optional[Tuple[int, ...]], int, int]:
     positional = [p for p in params.values() if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
     position = {p.name: i for i, p in enumerate(positional)}
     min_args = sum(1 for p in positional if p.default is _P.empty)

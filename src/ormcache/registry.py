@@ -114,7 +114,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         self.caches_by_key: Dict[str, Tuple[str, ...]] = dict(CACHES_BY_KEY)
         self.caches_by_key.update((name, (name,)) for name in counts if name not in CACHE_SIZES)
         #: (model name, method) -> counter (hit, miss, err, gen_time); filled by the decorators.
-        self.counters: Dict[Tuple[str, str], Any] = {}
+        self.counters: Dict[Tuple[str, Any], Any] = {}
         #: the signaling backend (set by the signaling layer), None when signaling is off.
         self.signaling: Any = None
         #: bumped by every clear (read through ``generation``)
