@@ -8,7 +8,8 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Set, Tuple)
 
 from .base import REGISTRY, SignalingConfigurationError, SignalingError, SignalingUnavailable, _local_signaling
 
@@ -40,6 +41,19 @@ class RegistrySignaling:
     #: at interpreter exit, how long to keep trying to publish invalidations kept after a failure
     signaling_exit_timeout: float = 10.0
 
+    if TYPE_CHECKING:  # what the Registry, which this is a base of, provides
+        db_name: str
+        signaling: Any
+        caches_by_key: Dict[str, Tuple[str, ...]]
+        cache_invalidated: Set[str]
+        registry_invalidated: bool
+
+        def _expand(self, names: Iterable[str]) -> List[str]: ...
+        def _clear_local(self, names: Iterable[str]) -> List[str]: ...
+        def _clear_all_local(self) -> List[str]: ...
+        def _begin_scope(self) -> Any: ...
+        def _end_scope(self, previous: Any) -> None: ...
+
     def __init__(self) -> None:
         self._signaling_lock = threading.Lock()
         self._signaling_retry_lock = threading.Lock()
@@ -51,13 +65,13 @@ class RegistrySignaling:
         #: per-process local counters: name -> version this process has caught up with
         self._signaling_versions: Dict[str, int] = {}
         #: the same, as a tuple in the order of _signaling_keys (the no-change fast path)
-        self._signaling_values: Optional[Tuple[int, ...]] = None
+        self._signaling_values: Optional[Tuple[Optional[int], ...]] = None
         self._signaling_outage = False
         self._signaling_failed_at = 0.0  # time.monotonic() of the last failure
         #: bumped whenever the local counters change: a read older than that is read again
         self._signaling_generation = 0
         #: names whose publication failed (any thread); published by the next signal or check
-        self._signaling_pending: set = set()
+        self._signaling_pending: Set[str] = set()
         self._signaling_pending_registry = False
         super().__init__()
 
@@ -136,7 +150,7 @@ class RegistrySignaling:
         if registry_changed:
             self.registry_invalidated = False
 
-    def _signaling_publish(self, backend: Any, registry_changed: bool, names: set) -> None:
+    def _signaling_publish(self, backend: Any, registry_changed: bool, names: Set[str]) -> None:
         # no need to signal caches with the registry: reloading starts with empty caches
         bumped = [REGISTRY] if registry_changed else sorted(names)
         # The lock is held across the round trip so that no check of another thread (or of the
@@ -154,7 +168,7 @@ class RegistrySignaling:
                 self._signaling_pending_registry |= registry_changed
                 if isinstance(exc, SignalingUnavailable) and not resting:
                     self._signaling_failed()
-                failure = exc
+                failure: Optional[SignalingError] = exc
                 _retrier.watch(self)  # at exit in any case; in the background if allowed
             else:
                 failure = None

@@ -17,7 +17,7 @@ import select
 import threading
 import time
 import uuid
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import psycopg
 from psycopg import generators, sql
@@ -86,6 +86,8 @@ class _DeadlineConnection(psycopg.Connection):
     """A psycopg connection whose waits end at ``deadline`` (time.monotonic()), when set."""
 
     deadline: Optional[float] = None
+    #: what makes the server refuse writes (a text), or False: set when connecting
+    ormcache_read_only: Union[str, bool]
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         deadline = self.deadline
@@ -144,10 +146,10 @@ class PostgresSignaling(SignalingBackend):
         self._conn: Any = None
         self._read_only = False
         self._pid = os.getpid()
-        self._ensured: set = set()
+        self._ensured: Set[str] = set()
         self._token: Any = None  # the epoch token, once read
         self._queries: Dict[Tuple[str, Tuple[str, ...]], Any] = {}
-        self._absent: set = set()  # names (or EPOCH_TABLE) a read-only connection did not find
+        self._absent: Set[str] = set()  # names (or EPOCH_TABLE) a read-only connection did not find
         self._unpruned: Dict[str, int] = {}  # name -> signals written since this process pruned it
 
     def __repr__(self) -> str:
@@ -176,7 +178,7 @@ class PostgresSignaling(SignalingBackend):
                     f"and password of the DSN): {exc}") from exc
             raise self._unavailable(exc) from exc
         try:
-            in_recovery, read_only = conn.execute(
+            in_recovery, read_only = conn.execute(  # type: ignore[misc]  # one row, always
                 "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
             ).fetchone()
         except psycopg.OperationalError as exc:
@@ -243,7 +245,7 @@ class PostgresSignaling(SignalingBackend):
 
     def _query(self, kind: str, names: Tuple[str, ...]) -> str:
         try:
-            return self._queries[kind, names]
+            return self._queries[kind, names]  # type: ignore[no-any-return]  # read/ensure: str
         except KeyError:
             pass
         if kind == "read":
@@ -252,7 +254,7 @@ class PostgresSignaling(SignalingBackend):
                 self._read_part(self.TABLE_PREFIX + name, "coalesce(sum(weight), 0)", name)
                 for name in names
             ]
-            query = sql.SQL("SELECT {}").format(sql.SQL(", ").join(parts))
+            query: sql.Composable = sql.SQL("SELECT {}").format(sql.SQL(", ").join(parts))
         else:
             query = self._insert(names, None)
         text = self._queries[kind, names] = query.as_string(None)
@@ -277,7 +279,7 @@ class PostgresSignaling(SignalingBackend):
         """One statement inserting one row into the table of each name; with ``token``, it
         first checks that it runs in the database of that epoch token (else it fails)."""
         if token is None:
-            weight = sql.SQL("SELECT 1 AS weight")
+            weight: sql.Composable = sql.SQL("SELECT 1 AS weight")
         else:
             weight = sql.SQL(
                 "SELECT CASE WHEN (SELECT token FROM {}) = {} THEN 1 ELSE CAST("
@@ -451,7 +453,7 @@ class PostgresSignaling(SignalingBackend):
             statement = self._insert(names, token).as_string(None)
             self._queries["record", names] = (token, statement)
         self._prune_due(names)
-        return statement
+        return statement  # type: ignore[no-any-return]  # the statement's text
 
     def close(self) -> None:
         with self._lock:

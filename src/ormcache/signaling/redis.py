@@ -6,7 +6,7 @@ import os
 import threading
 import uuid
 import weakref
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import redis
 from redis.backoff import NoBackoff
@@ -136,7 +136,7 @@ class RedisSignaling(SignalingBackend):
     def _check_role(self) -> None:
         # at first use and after each reconnect (the server may have changed), one round trip
         pipe = self.client.pipeline(transaction=False)
-        pipe.execute_command("ROLE")
+        pipe.execute_command("ROLE")  # type: ignore[no-untyped-call]  # untyped in redis-py
         pipe.info("memory")
         role, memory = pipe.execute()
         role = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
@@ -174,7 +174,7 @@ class RedisSignaling(SignalingBackend):
         pipe = self.client.pipeline(transaction=True)
         pipe.set(key, uuid.uuid4().hex, nx=True)
         pipe.get(key)
-        return pipe.execute()[1]
+        return pipe.execute()[1]  # type: ignore[no-any-return]  # GET's bytes (redis-py: Any)
 
     def bump(self, db_name: str, names: Iterable[str]) -> None:
         names = list(names)
@@ -183,7 +183,7 @@ class RedisSignaling(SignalingBackend):
         def run() -> Any:
             pipe = self.client.pipeline(transaction=True)
             for name in names:
-                pipe.execute_command("INCR", prefix + name)
+                pipe.execute_command("INCR", prefix + name)  # type: ignore[no-untyped-call]
             if self._listener is not None:
                 pipe.publish(prefix + "signal", f"{self.token} {','.join(names)}")
             return pipe.execute()
@@ -217,7 +217,7 @@ class _RedisListener:
     def __init__(self, backend: RedisSignaling) -> None:
         self.backend = backend
         self._lock = threading.Lock()
-        self._registries: Dict[str, weakref.WeakSet] = {}
+        self._registries: Dict[str, weakref.WeakSet[Any]] = {}
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
@@ -258,13 +258,13 @@ class _RedisListener:
     def _run(self) -> None:
         redis = self.backend._redis
         pubsub = None
-        subscribed: set = set()
+        subscribed: Set[str] = set()
         delay = 0.05
         try:
             while not self._stop.is_set():
                 try:
                     if pubsub is None:
-                        pubsub = self.backend.client.pubsub()
+                        pubsub = self.backend.client.pubsub()  # type: ignore[no-untyped-call]
                         subscribed = set()
                     with self._lock:
                         wanted = set(self._registries)
