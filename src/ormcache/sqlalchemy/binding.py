@@ -128,7 +128,7 @@ class OrmCache:
     def register(self, *owners: type) -> None:
         """Register the ``orm_cached`` members of ``owners`` (classes). A policy naming a table
         that ``metadata`` does not know raises ValueError here, at start-up."""
-        found = []
+        found: List[Any] = []  # OrmCachedDescriptor members
         for owner in owners:
             for klass in owner.__mro__:
                 found.extend(v for v in vars(klass).values() if isinstance(v, CachedMember))
@@ -474,7 +474,7 @@ def _info(connection: Any) -> Dict[str, Any]:
     """``connection.info``, or an empty dict once the connection is gone (a rollback after a
     disconnect): what it held was not committed."""
     try:
-        return connection.info
+        return connection.info  # type: ignore[no-any-return]  # a DBAPI connection's dict
     except Exception:  # noqa: BLE001 - invalidated or closed: nothing to send
         return {}
 

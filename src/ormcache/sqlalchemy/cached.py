@@ -36,7 +36,7 @@ import inspect as inspect_module
 import itertools
 import logging
 import time
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Result, Row
@@ -70,7 +70,7 @@ def _refuse_instances(name: str, value: Any) -> None:
     if isinstance(value, (str, bytes)):
         return
     if isinstance(value, dict):
-        children = [*value.keys(), *value.values()]
+        children: Iterable[Any] = [*value.keys(), *value.values()]
     elif isinstance(value, (tuple, list, set, frozenset)):
         children = value
     else:
@@ -103,7 +103,7 @@ def _plain(row: Any) -> Any:
     return row
 
 
-def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., tuple]]:
+def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., Tuple[Any, ...]]]:
     """A function of the same signature returning its arguments after ``self`` as a tuple, so
     positional, keyword and default calls give one key (compiled once, as Odoo's ormcache);
     None when the method takes nothing but ``self``."""
@@ -129,7 +129,7 @@ def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., tuple]]:
                 params.append(f"{p.name}=__default_{p.name}")
             values.append(p.name)
     source = f"lambda {', '.join(params)}: ({', '.join(values)},)"
-    return eval(source, {"__builtins__": {"tuple": tuple, "sorted": sorted}, **defaults})  # noqa: S307
+    return eval(source, {"__builtins__": {"tuple": tuple, "sorted": sorted}, **defaults})  # type: ignore[no-any-return]  # noqa: S307
 
 
 def _flush(session: Session) -> None:
@@ -165,7 +165,7 @@ class OrmCachedDescriptor(CachedMember):
         # (model, method) as ormcache's keys, so ormcache.stats() counts its entries
         self.key = (KEY_PREFIX, self.fn)
         self.arguments_key = None if self.is_property else arguments_key(self.fn)
-        functools.update_wrapper(self, self.fn)
+        functools.update_wrapper(self, self.fn)  # type: ignore[arg-type]  # __doc__, __name__... on the descriptor
 
     def __repr__(self) -> str:
         return f"<orm_cached {self.name} policy={self.policy!r}>"
@@ -177,7 +177,7 @@ class OrmCachedDescriptor(CachedMember):
             return self.load(owner)
         return functools.partial(self.load, owner)
 
-    def create(self, owner: Any, session: Session, args: tuple, kwargs: dict, counter: Any = None) -> Any:
+    def create(self, owner: Any, session: Session, args: Tuple[Any, ...], kwargs: Dict[Any, Any], counter: Any = None) -> Any:
         """Compute the value (materialised, checked for ORM instances); a miss for ``counter``."""
         start = time.perf_counter()
         raw = self.fn(owner, *args, **kwargs)
@@ -250,7 +250,7 @@ class OrmCachedDescriptor(CachedMember):
         return value
 
     def _load_shared(self, cache: Any, txn: Any, shared: Any, entry: Dict[Any, Any], subkey: Any, owner: Any,
-                     session: Session, args: tuple, kwargs: dict, counter: Any) -> Any:
+                     session: Session, args: Tuple[Any, ...], kwargs: Dict[Any, Any], counter: Any) -> Any:
         import redis
 
         if txn.version is None:
@@ -359,7 +359,7 @@ class RequestCachedDescriptor:
         self.is_property = isinstance(fn, property)
         self.fn = fn.fget if self.is_property else fn
         self.key = (KEY_PREFIX, "request_cached", f"{self.fn.__module__}.{self.fn.__qualname__}")
-        functools.update_wrapper(self, self.fn)
+        functools.update_wrapper(self, self.fn)  # type: ignore[arg-type]  # __doc__, __name__... on the descriptor
         _install_listeners()
 
     def __get__(self, owner: Any, owner_type: Any = None) -> Any:

@@ -25,7 +25,7 @@ has changed the table, its lookups go to the database: uncommitted rows are neve
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
@@ -77,7 +77,7 @@ class FullTableCache:
     # -- loading -----------------------------------------------------------------------------
 
     @classmethod
-    def _detached(cls, session: Session, where: Any = None) -> list:
+    def _detached(cls, session: Session, where: Any = None) -> List[Any]:
         """Instances of ``cls`` loaded on the caller's connection, detached from any session."""
         connection = session.connection(bind_arguments={"mapper": inspect(cls)})
         with Session(bind=connection, expire_on_commit=False, info={INTERNAL_KEY: True}) as loader:
@@ -188,7 +188,7 @@ class FullTableCache:
         return obj
 
     @classmethod
-    def cached_rows(cls, session: Session) -> list:
+    def cached_rows(cls, session: Session) -> List[Any]:
         """Every row, from memory (instances in ``session``)."""
         snapshot, _, _ = cls._snapshot(session)
         if snapshot is None:
