@@ -1,5 +1,7 @@
 """``python -m fastlru.bench``: run the workloads, print the tables and the targets, optionally
 write JSON and a PNG chart. Always exits 0 once it has measured: the targets are informational."""
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import json
@@ -8,12 +10,13 @@ import os
 import platform
 import sys
 import time
+from typing import Any, Dict, List, Optional
 
 from . import EXTRA_SECTIONS, extra, impls, plot, report
 from .workloads import FULL, QUICK, RUNNERS, WORKLOADS, describe
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fastlru.bench",
         description="Compare fastlru.LRU with dict, its pure-Python twin, Odoo's LRU and peer "
@@ -29,12 +32,12 @@ def _parser():
     return p
 
 
-def _progress(text, end=""):
+def _progress(text: str, end: str = "") -> None:
     sys.stderr.write(text + end)
     sys.stderr.flush()
 
 
-def _version(name):
+def _version(name: str) -> Optional[str]:
     try:
         from importlib.metadata import version
 
@@ -43,7 +46,7 @@ def _version(name):
         return None
 
 
-def _clean(value):
+def _clean(value: Any) -> Any:
     """JSON has no NaN: write null instead."""
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -54,7 +57,7 @@ def _clean(value):
     return value
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     only = [w.strip() for item in args.only for w in item.split(",") if w.strip()]
     builtin = [w for w in WORKLOADS if not only or w in only]
@@ -102,7 +105,7 @@ def main(argv=None):
         print(report.table("%s — %s" % (workload, describe(workload, sizes)), got))
         print(flush=True)
 
-    extra_rows = []
+    extra_rows: List[Dict[str, Any]] = []
     if run_extras and EXTRA_SECTIONS:
         _progress("%-14s" % "extra")
         extra_rows, extra_errors = extra.collect(EXTRA_SECTIONS, args.quick,

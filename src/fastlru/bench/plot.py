@@ -1,8 +1,11 @@
 """The PNG bar chart: one panel per workload, ratio to dict (bytes/entry for memory)."""
+from __future__ import annotations
+
 import math
+from typing import Any, Dict, List
 
 
-def require_matplotlib():
+def require_matplotlib() -> None:
     """Fail early, before minutes of measuring, if the chart cannot be drawn."""
     try:
         import matplotlib  # noqa: F401
@@ -10,7 +13,7 @@ def require_matplotlib():
         raise SystemExit("--plot needs matplotlib: pip install matplotlib (or fastlru[bench])")
 
 
-def write(path, rows, title):
+def write(path: str, rows: List[Dict[str, Any]], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +28,7 @@ def write(path, rows, title):
     for ax, workload in zip(axes.flat, workloads):
         these = [r for r in rows if r["workload"] == workload]
         memory = workload == "memory"
-        values = [r.get("bytes_per_entry") if memory else r.get("ratio") for r in these]
+        values: List[Any] = [r.get("bytes_per_entry") if memory else r.get("ratio") for r in these]
         values = [v if v is not None and not math.isnan(v) else 0.0 for v in values]
         names = [r["impl"] for r in these]
         colours = ["tab:green" if n == "fastlru" else "tab:gray" if n == "dict" else

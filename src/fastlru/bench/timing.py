@@ -21,10 +21,10 @@ class Samples:
     ns: List[int] = field(default_factory=list)  # elapsed ns of each pass
     error: str = ""
 
-    def min(self):
+    def min(self) -> float:
         return min(self.ns) if self.ns else float("nan")
 
-    def median(self):
+    def median(self) -> float:
         return statistics.median(self.ns) if self.ns else float("nan")
 
 

@@ -4,14 +4,19 @@ A row is a dict: ``workload``, ``impl``, ``ns`` (min ns/op), ``ns_median``, ``ba
 (``"dict"``), ``ratio`` (``ns`` / dict's ``ns`` from the same run), ``note``, and per-workload
 extras (``hit_ratio`` for the Zipf mixes, ``bytes_per_entry`` for memory).
 """
+from __future__ import annotations
+
 import functools
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import data, loops, memory
-from .impls import DICT, ODOO
-from .timing import interleaved
+from .impls import DICT, ODOO, Impl
+from .timing import Prepare, Samples, interleaved
+
+Tick = Callable[[str], None]  # progress: called with a short label
 
 VALUE = object()  # the value stored by the set workload
 
@@ -41,7 +46,7 @@ QUICK = Sizes(repeats=3, get_keys=8192, get_lookups=30_000, capacity=8192, set_k
 WORKLOADS = ["get-hit-int", "get-hit-tuple", "set-evict", "zipf", "threads", "memory"]
 
 
-def describe(name, sz: Sizes) -> str:
+def describe(name: str, sz: Sizes) -> str:
     return {
         "get-hit-int": "get-hit, int keys: %s lookups of %s pre-filled keys, `c[k]`"
         % (f"{sz.get_lookups:,}", f"{sz.get_keys:,}"),
@@ -59,7 +64,7 @@ def describe(name, sz: Sizes) -> str:
     }[name]
 
 
-def _fill(impl, c, keys):
+def _fill(impl: Impl, c: Any, keys: Sequence[Any]) -> None:
     if impl.kind == "function":
         loops.call_each(c, keys)
     else:
@@ -67,11 +72,11 @@ def _fill(impl, c, keys):
             c[k] = k
 
 
-def _size(impl, c):
+def _size(impl: Impl, c: Any) -> int:
     return c.cache_info().currsize if impl.kind == "function" else len(c)
 
 
-def _consistency(impl, c, capacity):
+def _consistency(impl: Impl, c: Any, capacity: int) -> str:
     """Untimed sanity check of a cache after a workload: '' or what is wrong."""
     if impl.name == DICT:
         return ""
@@ -87,7 +92,9 @@ def _consistency(impl, c, capacity):
     return ""
 
 
-def _rows(workload, impls, samples, ops, sizes, notes=None, extra=None):
+def _rows(workload: str, impls: List[Impl], samples: Dict[str, Samples], ops: int, sizes: Sizes,
+          notes: Optional[Dict[str, List[str]]] = None,
+          extra: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
     base = samples[DICT].min() if DICT in samples and not samples[DICT].error else float("nan")
     rows = []
     for impl in impls:
@@ -111,13 +118,13 @@ def _rows(workload, impls, samples, ops, sizes, notes=None, extra=None):
 
 # --- get-hit --------------------------------------------------------------------------------
 
-def _get_hit(workload, impls, sz, tick, keys):
+def _get_hit(workload: str, impls: List[Impl], sz: Sizes, tick: Tick, keys: Sequence[Any]) -> List[Dict[str, Any]]:
     lookups = data.uniform_sequence(keys, sz.get_lookups)
 
-    def case(impl):
-        ready = []
+    def case(impl: Impl) -> Prepare:
+        ready: List[Callable[[], Optional[int]]] = []
 
-        def prepare():  # fill once: hits do not change which keys are cached
+        def prepare() -> Callable[[], Optional[int]]:  # fill once: hits do not change which keys are cached
             if not ready:
                 c = impl.make(len(keys))
                 _fill(impl, c, keys)
@@ -131,24 +138,24 @@ def _get_hit(workload, impls, sz, tick, keys):
     return _rows(workload, impls, samples, len(lookups), sz)
 
 
-def get_hit_int(impls, sz, tick):
+def get_hit_int(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     return _get_hit("get-hit-int", impls, sz, tick, data.int_keys(sz.get_keys))
 
 
-def get_hit_tuple(impls, sz, tick):
+def get_hit_tuple(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     return _get_hit("get-hit-tuple", impls, sz, tick, data.tuple_keys(sz.get_keys))
 
 
 # --- set with eviction ----------------------------------------------------------------------
 
-def set_evict(impls, sz, tick):
+def set_evict(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     keys = data.int_keys(sz.set_keys)
     caches = {}
 
-    def case(impl):
-        ready = []
+    def case(impl: Impl) -> Prepare:
+        ready: List[Callable[[], Optional[int]]] = []
 
-        def prepare():
+        def prepare() -> Callable[[], Optional[int]]:
             if not ready:
                 c = impl.make(sz.capacity)
                 # One untimed cycle: steady state. From then on every store into an LRU misses
@@ -161,7 +168,7 @@ def set_evict(impls, sz, tick):
 
         return prepare
 
-    def bind(impl, c):
+    def bind(impl: Impl, c: Any) -> Callable[[], None]:
         if impl.kind == "function":
             return functools.partial(loops.call_each, c, keys)
         return functools.partial(loops.set_each, c, keys, VALUE)
@@ -180,12 +187,12 @@ def set_evict(impls, sz, tick):
 
 # --- Zipf get-or-set, one thread and several --------------------------------------------------
 
-def _zipf_sequence(sz):
+def _zipf_sequence(sz: Sizes) -> Tuple[List[int], List[int]]:
     seq = data.zipf_sequence(sz.zipf_space, sz.zipf_s, sz.zipf_warm + sz.zipf_ops)
     return seq[: sz.zipf_warm], seq[sz.zipf_warm:]
 
 
-def _warm_cache(impl, sz, warm):
+def _warm_cache(impl: Impl, sz: Sizes, warm: List[int]) -> Any:
     c = impl.make(sz.capacity)
     if impl.kind == "function":
         loops.call_each(c, warm)
@@ -194,21 +201,21 @@ def _warm_cache(impl, sz, warm):
     return c
 
 
-def _hit_ratio(impl, sz, warm, timed):
+def _hit_ratio(impl: Impl, sz: Sizes, warm: List[int], timed: List[int]) -> float:
     c = _warm_cache(impl, sz, warm)
     if impl.kind == "function":
         before = c.cache_info()
         loops.call_each(c, timed)
         after = c.cache_info()
-        return (after.hits - before.hits) / len(timed)
+        return (after.hits - before.hits) / len(timed)  # type: ignore[no-any-return]  # ints
     return 1 - loops.count_misses(c, timed) / len(timed)
 
 
-def zipf(impls, sz, tick):
+def zipf(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     warm, timed = _zipf_sequence(sz)
 
-    def case(impl):
-        def prepare():
+    def case(impl: Impl) -> Prepare:
+        def prepare() -> Callable[[], Optional[int]]:
             c = _warm_cache(impl, sz, warm)
             loop = loops.call_each if impl.kind == "function" else loops.get_or_set_each
             return functools.partial(loop, c, timed)
@@ -231,7 +238,9 @@ def zipf(impls, sz, tick):
     return _rows("zipf", impls, samples, len(timed), sz, notes, extra)
 
 
-def _threaded_run(impl, c, chunks):
+def _threaded_run(impl: Impl, c: Any, chunks: List[List[int]]) -> int:
+    loop: Callable[..., None]
+    args: Tuple[Any, ...]
     if impl.kind == "function":
         loop, args = loops.call_each, ()
     elif impl.thread_safe:
@@ -241,7 +250,7 @@ def _threaded_run(impl, c, chunks):
     barrier = threading.Barrier(len(chunks) + 1)
     errors = []
 
-    def worker(chunk):
+    def worker(chunk: List[int]) -> None:
         barrier.wait()
         try:
             loop(c, chunk, *args)
@@ -261,13 +270,13 @@ def _threaded_run(impl, c, chunks):
     return elapsed
 
 
-def threads(impls, sz, tick):
+def threads(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     warm, timed = _zipf_sequence(sz)
     chunks = [timed[i:: sz.threads] for i in range(sz.threads)]
     last = {}
 
-    def case(impl):
-        def prepare():
+    def case(impl: Impl) -> Prepare:
+        def prepare() -> Callable[[], Optional[int]]:
             c = _warm_cache(impl, sz, warm)
             last[impl.name] = c
             return functools.partial(_threaded_run, impl, c, chunks)
@@ -286,7 +295,7 @@ def threads(impls, sz, tick):
     return _rows("threads", impls, samples, len(timed), sz, notes)
 
 
-def memory_rows(impls, sz, tick):
+def memory_rows(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     return memory.rows(impls, sz.memory_entries, tick)
 
 
