@@ -36,7 +36,7 @@ import inspect as inspect_module
 import itertools
 import logging
 import time
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple, TypeVar, Union, overload
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Result, Row
@@ -49,6 +49,38 @@ from ormcache._cache_py import Counter
 from ._changes import ALL_TABLES, KEY_PREFIX, statement_tables
 from ._session import CachedMember, begin, default_session
 from .shared import FORGED, MOVED, NOT_FOUND
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from typing_extensions import Concatenate, ParamSpec, Self
+
+    _P = ParamSpec("_P")
+    _R = TypeVar("_R")
+    _R_co = TypeVar("_R_co", covariant=True)
+    _S = TypeVar("_S")
+    _S_contra = TypeVar("_S_contra", contravariant=True)
+
+    class CachedMethod(Protocol[_S_contra, _P, _R_co]):
+        """An ``orm_cached``/``request_cached`` method: on an object, the method's parameters
+        after ``self`` and its return type."""
+
+        @overload
+        def __get__(self, owner: None, owner_type: Any = None) -> Self: ...
+        @overload
+        def __get__(self, owner: _S_contra, owner_type: Any = None) -> Callable[_P, _R_co]: ...
+        # (not callable at run time: there for mypy, which types a property with a decorator
+        # over it, ``# type: ignore[prop-decorator]``, by calling that decorator's result)
+        def __call__(self, owner: _S_contra, /, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
+
+    class CachedDecorator(Protocol):
+        """``orm_cached(...)``: over a method (typed as the method), or over a ``property``
+        (``property`` is not generic: its value is ``Any``)."""
+
+        @overload
+        def __call__(self, fn: property) -> OrmCachedDescriptor: ...
+        @overload
+        def __call__(self, fn: Callable[Concatenate[_S, _P], _R]) -> CachedMethod[_S, _P, _R]: ...
 
 __all__ = ["orm_cached", "request_cached", "OrmCachedDescriptor", "RequestCachedDescriptor", "Counter"]
 
@@ -170,6 +202,10 @@ class OrmCachedDescriptor(CachedMember):
     def __repr__(self) -> str:
         return f"<orm_cached {self.name} policy={self.policy!r}>"
 
+    @overload
+    def __get__(self, owner: None, owner_type: Any = None) -> Self: ...
+    @overload
+    def __get__(self, owner: object, owner_type: Any = None) -> Any: ...
     def __get__(self, owner: Any, owner_type: Any = None) -> Any:
         if owner is None:
             return self
@@ -308,10 +344,10 @@ class _SharedCopy:
         self.version, self.signals, self.value = version, signals, value
 
 
-def orm_cached(policy: Union[str, Callable[[Any], bool]], by_role: bool = False) -> Callable[[Any], OrmCachedDescriptor]:
+def orm_cached(policy: Union[str, Callable[[Any], bool]], by_role: bool = False) -> CachedDecorator:
     """Cache a method's or property's value until a change its ``policy`` matches is committed."""
 
-    def decorate(fn: Any) -> OrmCachedDescriptor:
+    def decorate(fn: Any) -> Any:
         return OrmCachedDescriptor(fn, policy, by_role)
 
     return decorate
@@ -362,6 +398,10 @@ class RequestCachedDescriptor:
         functools.update_wrapper(self, self.fn)  # type: ignore[arg-type]  # __doc__, __name__... on the descriptor
         _install_listeners()
 
+    @overload
+    def __get__(self, owner: None, owner_type: Any = None) -> Self: ...
+    @overload
+    def __get__(self, owner: object, owner_type: Any = None) -> Any: ...
     def __get__(self, owner: Any, owner_type: Any = None) -> Any:
         if owner is None:
             return self
@@ -392,7 +432,11 @@ class RequestCachedDescriptor:
         return value
 
 
-def request_cached(fn: Any) -> RequestCachedDescriptor:
+@overload
+def request_cached(fn: property) -> RequestCachedDescriptor: ...
+@overload
+def request_cached(fn: Callable[Concatenate[_S, _P], _R]) -> CachedMethod[_S, _P, _R]: ...
+def request_cached(fn: Any) -> Any:
     """Cache a method's or property's value for the current request; ORM instances allowed."""
     return RequestCachedDescriptor(fn)
 
