@@ -104,7 +104,7 @@ class ormcache:
     @overload
     def __call__(self, method: classmethod[_S, _P, _R]) -> classmethod[_S, _P, _R]: ...
     @overload
-    def __call__(self, method: staticmethod[_P, _R]) -> staticmethod[_P, _R]: ...  # type: ignore[overload-overlap]
+    def __call__(self, method: staticmethod[_P, _R]) -> staticmethod[_P, _R]: ...  # type: ignore[overload-overlap, unused-ignore]  # callable from 3.10
     @overload
     def __call__(self, method: Callable[_P, _R]) -> OrmCached[_P, _R]: ...
     def __call__(self, method: Any) -> Any:
