@@ -85,21 +85,22 @@ class LRUCacheWrapper:
         lru.setdefault(key, result)  # a call made meanwhile (re-entrant, a thread) stored first
         return result
 
-    def cache_info(self) -> LRUCacheInfo:
+    # type comments: the signatures stay functools' bare "()" (CPython's tests compare them)
+    def cache_info(self):  # type: () -> LRUCacheInfo
         """``CacheInfo(hits, misses, maxsize, currsize)``, as ``functools``."""
         if self._lru is None:
             return LRUCacheInfo(0, self._misses, 0, 0)
         info = self._lru.info()
         return LRUCacheInfo(info.hits, info.misses, self._maxsize, info.size)
 
-    def cache_clear(self) -> None:
+    def cache_clear(self):  # type: () -> None
         """Empties the cache and resets its statistics."""
         self._misses = 0
         if self._lru is not None:
             self._lru.clear()
             self._lru.clear_stats()
 
-    def cache_parameters(self) -> Dict[str, Any]:
+    def cache_parameters(self):  # type: () -> Dict[str, Any]
         return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None)
 
     def __get__(self, obj: object, objtype: Optional[type] = None) -> Any:
