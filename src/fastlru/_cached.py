@@ -1,26 +1,33 @@
 """What both ``lru_cache`` wrappers (``_functools_c``/``_functools_py``) share: the decorator
 with ``functools.lru_cache``'s argument rules, its ``CacheInfo``, and single-flight misses."""
+from __future__ import annotations
+
 import inspect
 import threading
 import time
 from collections import namedtuple
 from functools import update_wrapper
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Optional, Tuple
 
 from ._aio import cached_coroutine, refuse_async_generator
 from ._common import check_timer, check_ttl
 
-# functools.lru_cache's shape: ``hits, misses, maxsize, currsize = f.cache_info()``
-LRUCacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+if TYPE_CHECKING:
+    from ._lru_py import LRU
+    from ._typing import CacheDecorator, LRUCacheDecorator, LRUCacheInfo as LRUCacheInfo
+else:
+    # functools.lru_cache's shape: ``hits, misses, maxsize, currsize = f.cache_info()``
+    LRUCacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 
-def decorators(wrapper_type, make_key):
+def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashable]
+               ) -> Tuple[LRUCacheDecorator, CacheDecorator]:
     """``lru_cache`` and ``cache`` decorating with ``wrapper_type(func, maxsize, typed, ttl,
     timer, single_flight)``; a coroutine function gets an ``async def`` wrapper around one
     (``_aio.cached_coroutine``), which looks up ``make_key(args, kwargs, typed)``."""
 
-    def lru_cache(maxsize=128, typed=False, *, ttl=None, single_flight=False,
-                  timer=time.monotonic):
+    def lru_cache(maxsize: Any = 128, typed: bool = False, *, ttl: Optional[float] = None,
+                  single_flight: bool = False, timer: Callable[[], float] = time.monotonic) -> Any:
         """Least-recently-used cache decorator, as ``functools.lru_cache``, on ``fastlru.LRU``.
 
         >>> @lru_cache(maxsize=2)
@@ -49,7 +56,7 @@ def decorators(wrapper_type, make_key):
         ttl = check_ttl(ttl)
         check_timer(timer)
 
-        def decorating_function(user_function):
+        def decorating_function(user_function: Callable[..., Any]) -> Any:
             if not callable(user_function):
                 raise TypeError("the cached object must be callable")
             refuse_async_generator(user_function, "lru_cache")
@@ -60,7 +67,7 @@ def decorators(wrapper_type, make_key):
 
         return decorating_function
 
-    def cache(user_function, /):
+    def cache(user_function: Callable[..., Any], /) -> Any:
         """Unbounded cache, as ``functools.cache``: ``lru_cache(maxsize=None)``."""
         return lru_cache(maxsize=None)(user_function)
 
@@ -78,9 +85,10 @@ def wrapper_repr(wrapper: Any, lru: Any) -> str:
     return f"<fastlru.lru_cache of {name} {shown}>"
 
 
-def parameters(maxsize, typed, ttl, single_flight):
+def parameters(maxsize: Optional[int], typed: bool, ttl: Optional[float],
+               single_flight: bool) -> Dict[str, Any]:
     """``cache_parameters()``: functools' two keys, and ours only where they are set."""
-    params = {"maxsize": maxsize, "typed": typed}
+    params: Dict[str, Any] = {"maxsize": maxsize, "typed": typed}
     if ttl is not None:
         params["ttl"] = ttl
     if single_flight:
@@ -91,7 +99,7 @@ def parameters(maxsize, typed, ttl, single_flight):
 class _Flight:
     __slots__ = ("owner", "done")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.owner = threading.get_ident()
         self.done = threading.Event()
 
@@ -103,11 +111,12 @@ class SingleFlight:
 
     __slots__ = ("_lock", "_pending")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.RLock()  # RLock: a key's __eq__ may call the wrapper again
-        self._pending = {}
+        self._pending: Dict[Hashable, _Flight] = {}
 
-    def call(self, lru, key, func, args, kwargs, missing):
+    def call(self, lru: LRU[Any, Any], key: Hashable, func: Callable[..., Any],
+             args: Tuple[Any, ...], kwargs: Dict[str, Any], missing: object) -> Any:
         while True:
             with self._lock:
                 flight = self._pending.get(key)
@@ -128,7 +137,7 @@ class SingleFlight:
                         with self._lock:
                             del self._pending[key]
                         flight.done.set()
-            flight.done.wait()
+            flight.done.wait()  # type: ignore[union-attr]  # not the leader: a flight
             result = lru.peek(key, missing)
             if result is not missing:
                 return result

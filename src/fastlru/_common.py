@@ -1,4 +1,6 @@
 """What both engines share: the statistics tuple, the argument rules, pickling."""
+from __future__ import annotations
+
 import abc
 import collections.abc
 import importlib
@@ -9,7 +11,8 @@ import os
 import platform
 import sys
 import time
-from typing import NamedTuple, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional,
+                    SupportsIndex, Tuple, Union)
 
 # A lookup whose key's __eq__ keeps changing the cache restarts at most this often, then raises
 # RuntimeError instead of looping forever. Large enough that contention from other threads
@@ -24,7 +27,7 @@ class CacheInfo(NamedTuple):
     misses: int
     evictions: int
     size: int
-    count: int
+    count: int  # type: ignore[assignment]  # the LRU's count, shadowing tuple.count
 
     @property
     def currsize(self) -> int:
@@ -40,8 +43,11 @@ class CacheInfo(NamedTuple):
 class LRUType(abc.ABC):
     """Both engines' LRU classes register here, so either compares by order with the other."""
 
+    if TYPE_CHECKING:  # what both engines have, for code that holds either
+        def items(self) -> List[Tuple[Any, Any]]: ...
 
-def as_int(value, what):
+
+def as_int(value: SupportsIndex, what: str) -> int:
     """``value`` as an exact ``int`` through ``operator.index``: a bound is never checked with
     the object's own comparisons (an ``int`` subclass may lie), only with plain ints."""
     try:
@@ -53,12 +59,12 @@ def as_int(value, what):
     return int.__index__(value)  # exact: on 3.9 operator.index returns an int subclass as is
 
 
-def check_count(count):
+def check_count(count: SupportsIndex) -> int:
     """``count`` as the engines store it: an int in ``[1, sys.maxsize]`` (a C ``Py_ssize_t``)."""
     return min(max(as_int(count, "count"), 1), sys.maxsize)
 
 
-def check_maxweight(maxweight):
+def check_maxweight(maxweight: SupportsIndex) -> int:
     """``maxweight`` as the engines store it: an int in ``[0, sys.maxsize]``."""
     maxweight = as_int(maxweight, "maxweight")
     if maxweight < 0:
@@ -66,7 +72,7 @@ def check_maxweight(maxweight):
     return min(maxweight, sys.maxsize)  # as unreachable as any larger bound
 
 
-def check_weight(weight, maxweight):
+def check_weight(weight: SupportsIndex, maxweight: int) -> int:
     """A ``getsizeof`` result as an int in ``[0, maxweight]``, else ``TypeError``/``ValueError``."""
     if type(weight) is not int:
         weight = as_int(weight, "getsizeof's result")
@@ -77,7 +83,7 @@ def check_weight(weight, maxweight):
     return weight
 
 
-def check_ttl(ttl):
+def check_ttl(ttl: Optional[float]) -> Optional[float]:
     """``ttl`` as the engines store it: None, or a float of seconds in ``(0, inf]``."""
     if ttl is None:
         return None
@@ -91,13 +97,13 @@ def check_ttl(ttl):
     return ttl
 
 
-def check_timer(timer):
+def check_timer(timer: Callable[[], float]) -> Callable[[], float]:
     if not callable(timer):
         raise TypeError("timer must be callable")
     return timer
 
 
-def check_time(now):
+def check_time(now: float) -> float:
     """What a ``timer`` returned, as a float (a clear error, never a corrupt expiry, else)."""
     if type(now) is not float:
         if isinstance(now, bool) or not isinstance(now, numbers.Real):
@@ -108,7 +114,7 @@ def check_time(now):
     return now
 
 
-def iter_pairs(pairs):
+def iter_pairs(pairs: Iterable[Any]) -> Iterator[Tuple[Any, Any]]:
     """``(key, value)`` from each item of ``pairs``, or a ``TypeError`` saying pairs were
     expected (``LRU(3, [1, 2, 3])`` would otherwise fail with "cannot unpack an int")."""
     if isinstance(pairs, collections.abc.Mapping):
@@ -131,7 +137,9 @@ def iter_pairs(pairs):
         yield item
 
 
-def lru_repr(lru, count, items, on_evict, maxweight, getsizeof, ttl, timer):
+def lru_repr(lru: object, count: int, items: List[Tuple[Any, Any]], on_evict: object,
+             maxweight: Optional[int], getsizeof: object, ttl: Optional[float],
+             timer: object) -> str:
     """``repr`` of either engine: every constructor argument that differs from its default."""
     extra = ""
     if on_evict is not None:
@@ -147,14 +155,15 @@ def lru_repr(lru, count, items, on_evict, maxweight, getsizeof, ttl, timer):
     return f"{type(lru).__name__}({count}, {items[::-1]!r}{extra})"
 
 
-def rebuild(cls, count, pairs, on_evict, maxweight, getsizeof, base=None, ttl=None,
-            timer=time.monotonic):
+def rebuild(cls: Any, count: int, pairs: Iterable[Tuple[Any, Any]], on_evict: Any,
+            maxweight: Optional[int], getsizeof: Any, base: Any = None,
+            ttl: Optional[float] = None, timer: Callable[[], float] = time.monotonic) -> Any:
     """Unpickles (and copies) an LRU of either engine (module-level so pickle can name it).
 
     A subclass is built as pickle builds a dict subclass: ``cls.__new__`` and the engine's own
     ``__init__`` (``base``), never the subclass's ``__init__``, whose signature may differ; its
     attributes are restored afterwards (pickle's BUILD), as a dict subclass's are."""
-    kwargs = {"on_evict": on_evict, "maxweight": maxweight, "getsizeof": getsizeof}
+    kwargs: Dict[str, Any] = {"on_evict": on_evict, "maxweight": maxweight, "getsizeof": getsizeof}
     if ttl is not None:
         kwargs["ttl"] = ttl
         kwargs["timer"] = timer
@@ -165,10 +174,10 @@ def rebuild(cls, count, pairs, on_evict, maxweight, getsizeof, base=None, ttl=No
     return lru
 
 
-def subclass_state(lru, base):
+def subclass_state(lru: object, base: type) -> Any:
     """What a subclass of ``base`` added to ``lru`` (its ``__dict__`` and its own ``__slots__``),
     as pickle's BUILD restores it: the dict, ``(dict or None, slots)``, or None."""
-    slots = {}
+    slots: Dict[str, Any] = {}
     for klass in type(lru).__mro__:
         if klass is base:
             break
@@ -186,17 +195,21 @@ def subclass_state(lru, base):
     return (attrs, slots) if slots else attrs
 
 
-def reduce_lru(lru, base, count, on_evict, maxweight, getsizeof, ttl=None, timer=None):
+def reduce_lru(lru: Any, base: type, count: int, on_evict: Any, maxweight: Optional[int],
+               getsizeof: Any, ttl: Optional[float] = None,
+               timer: Optional[Callable[[], float]] = None) -> Tuple[Any, ...]:
     """``__reduce__`` of either engine: the pairs oldest first; a subclass's attributes as state.
     With a ttl, the entries carried over start a fresh ttl when rebuilt (a monotonic clock's
     times mean nothing in another process)."""
-    args = (type(lru), count, lru.items()[::-1], on_evict, maxweight, getsizeof, base)
+    args: Tuple[Any, ...] = (type(lru), count, lru.items()[::-1], on_evict, maxweight, getsizeof, base)
     if ttl is not None:
         args += (ttl, timer)
     return rebuild, args, subclass_state(lru, base)
 
 
-def copy_of(lru, base, count, on_evict, maxweight, getsizeof, ttl=None, timer=None):
+def copy_of(lru: Any, base: type, count: int, on_evict: Any, maxweight: Optional[int],
+            getsizeof: Any, ttl: Optional[float] = None,
+            timer: Optional[Callable[[], float]] = None) -> Any:
     """``copy.copy(lru)``: what unpickling gives, without pickling (``copy()`` plus a
     subclass's attributes, as ``copy.copy`` gives for a dict subclass)."""
     _, args, state = reduce_lru(lru, base, count, on_evict, maxweight, getsizeof, ttl, timer)
@@ -209,7 +222,7 @@ def copy_of(lru, base, count, on_evict, maxweight, getsizeof, ttl=None, timer=No
     return clone
 
 
-def choose(package: str, compiled: str, twin: str) -> Tuple[object, str]:
+def choose(package: str, compiled: str, twin: str) -> Tuple[Any, str]:
     """The compiled module of ``package`` and ``"c"``, or its pure-Python twin and ``"python"``
     when ``FASTLRU_NO_EXTENSIONS`` is set, the interpreter is not CPython, or the compiled one is
     missing. One rule for every compiled module of the distribution."""

@@ -15,6 +15,8 @@ Rules that make it safe against threads and re-entrant keys (see CPython's lru_c
 - nothing a user can replace runs under the lock either: no builtin such as ``len()`` is called
   there (CPython's ``test_lru_reentrancy_with_len``), only methods of exact built-in types.
 """
+from __future__ import annotations
+
 import reprlib
 import threading
 import time
@@ -22,12 +24,24 @@ from array import array
 import collections.abc
 from collections.abc import Mapping, MutableMapping
 from types import GenericAlias
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, List,
+                    Optional, SupportsIndex, Tuple, TypeVar, Union, cast, overload)
 
 from ._common import (MAX_RESTARTS, CacheInfo, LRUType, check_count, check_maxweight,
                       check_time, check_timer, check_ttl, check_weight, copy_of, iter_pairs,
                       lru_repr, rebuild, reduce_lru)
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 __all__ = ["LRU"]
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+_T = TypeVar("_T")
+# the empty containers _compact fills: keys, values, hashes, plain, prev, next, weights, moved
+_Fresh = Tuple[List[Any], List[Any], List[int], List[bool], List[int], List[int], List[int],
+               Dict[int, int]]
 
 _EMPTY = -1
 _M64 = (1 << 64) - 1
@@ -35,10 +49,10 @@ _FIB = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads sequential hashes ove
 _MIN_TABLE = 8
 # Exact types whose __eq__ runs no Python code: comparing them under the lock is safe.
 _PLAIN = frozenset({int, str, bytes, float, bool, type(None)})
-_MISSING = object()
+_MISSING: Any = object()
 
 
-def _is_plain(key):
+def _is_plain(key: Any) -> bool:
     t = type(key)
     if t in _PLAIN:
         return True
@@ -54,8 +68,9 @@ class _Unraisable:
     """Hands an exception to ``sys.unraisablehook`` the only way pure Python can: from __del__."""
 
     __slots__ = ("exc",)
+    exc: Any  # the exception to report, None once reported
 
-    def __del__(self):
+    def __del__(self) -> None:
         exc, self.exc = self.exc, None
         try:
             raise exc
@@ -63,7 +78,7 @@ class _Unraisable:
             del exc  # else the traceback's frames and the exception form a cycle
 
 
-def _report(exc):
+def _report(exc: BaseException) -> None:
     reporter = _Unraisable()
     reporter.exc = exc
     del exc
@@ -73,11 +88,11 @@ def _report(exc):
 _EMPTY_ROW = array("q", [_EMPTY])
 
 
-def _new_table(size):
+def _new_table(size: int) -> array[int]:
     return _EMPTY_ROW * size  # an array is not tracked by the GC: safe to allocate under the lock
 
 
-class LRU:
+class LRU(Generic[_K, _V]):
     """A bounded mapping that forgets its least recently used entries.
 
     >>> cache = LRU(2)
@@ -98,11 +113,43 @@ class LRU:
         # (a second circular list, ``_oldest`` first), so expired entries are found in order
         "_ttl", "_timer", "_expires", "_sprev", "_snext", "_oldest",
     )
+    _keys: List[Any]  # a key, or None once its entry is free
+    _values: List[Any]  # a value, or None once its entry is free
+    _hashes: List[int]
+    _plain: List[bool]
+    _prev: List[int]
+    _next: List[int]
+    _weights: Optional[List[int]]
+    _table: array[int]
+    _mask: int
+    _shift: int
+    _head: int
+    _size: int
+    _free: int
+    _fill: int
+    _count: int
+    _version: int
+    _hits: int
+    _misses: int
+    _evictions: int
+    _ready: bool
+    _weight: int
+    _maxweight: Optional[int]
+    _getsizeof: Optional[Callable[[_V], SupportsIndex]]
+    _on_evict: Optional[Callable[[_K, _V], object]]
+    _lock: threading.Lock
+    _ttl: Optional[float]
+    _timer: Callable[[], float]
+    # with a ttl: list[float], list[int], list[int]; else None (and then never indexed)
+    _expires: Any
+    _sprev: Any
+    _snext: Any
+    _oldest: int
 
-    __class_getitem__ = classmethod(GenericAlias)
-    __hash__ = None
+    __class_getitem__: Any = classmethod(GenericAlias)  # LRU[str, int] at run time too
+    __hash__ = None  # type: ignore[assignment]  # mutable, as dict
 
-    def __new__(cls, *args, **kwargs):
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         # As the compiled engine's __cinit__: before __init__ (LRU.__new__, a crafted pickle)
         # the cache is already a valid LRU(1).
         self = super().__new__(cls)
@@ -116,8 +163,11 @@ class LRU:
         self._reset()
         return self
 
-    def __init__(self, count, pairs=(), *, on_evict=None, maxweight=None, getsizeof=None,
-                 ttl=None, timer=time.monotonic):
+    def __init__(self, count: SupportsIndex, pairs: Iterable[Tuple[_K, _V]] = (), *,
+                 on_evict: Optional[Callable[[_K, _V], object]] = None,
+                 maxweight: Optional[SupportsIndex] = None,
+                 getsizeof: Optional[Callable[[_V], SupportsIndex]] = None,
+                 ttl: Optional[float] = None, timer: Callable[[], float] = time.monotonic) -> None:
         count = check_count(count)
         ttl = check_ttl(ttl)
         timer = check_timer(timer)
@@ -131,7 +181,7 @@ class LRU:
             raise TypeError("getsizeof needs maxweight")
         if not self._ready and self._fill and not self._size:
             LRU.clear(self)  # used before __init__, now empty: start from a fresh arena
-        weights = None if maxweight is None else []
+        weights: Optional[List[int]] = None if maxweight is None else []
         problem = None
         with self._lock:
             if self._ready:
@@ -156,7 +206,7 @@ class LRU:
         for key, value in iter_pairs(pairs):
             self[key] = value
 
-    def _reset(self):
+    def _reset(self) -> None:
         self._keys = []
         self._values = []
         self._hashes = []
@@ -180,7 +230,7 @@ class LRU:
 
     # -- hash table (lock held, no user code) ---------------------------------------------
 
-    def _find(self, key, h, plain):
+    def _find(self, key: object, h: int, plain: bool) -> int:
         """With the lock held: the entry holding ``key``, or -1.
 
         The lock is released only while a key's ``__eq__`` runs; it is held again on return,
@@ -223,7 +273,7 @@ class LRU:
                             return e
                 i = (i + 1) & mask
 
-    def _table_insert(self, e, h):
+    def _table_insert(self, e: int, h: int) -> None:
         table = self._table
         mask = self._mask
         i = ((h & _M64) * _FIB & _M64) >> self._shift
@@ -231,7 +281,7 @@ class LRU:
             i = (i + 1) & mask
         table[i] = e
 
-    def _table_remove(self, e):
+    def _table_remove(self, e: int) -> None:
         table = self._table
         mask = self._mask
         shift = self._shift
@@ -251,7 +301,7 @@ class LRU:
                 i = j
         table[i] = _EMPTY
 
-    def _resize_table(self, size):
+    def _resize_table(self, size: int) -> None:
         self._table = _new_table(size)
         self._mask = size - 1
         self._shift = 64 - (size.bit_length() - 1)
@@ -266,7 +316,7 @@ class LRU:
 
     # -- linked list (lock held, no user code) ---------------------------------------------
 
-    def _link_front(self, e):
+    def _link_front(self, e: int) -> None:
         head = self._head
         if head == _EMPTY:
             self._prev[e] = self._next[e] = e
@@ -279,7 +329,7 @@ class LRU:
             prev[head] = e
         self._head = e
 
-    def _unlink(self, e):
+    def _unlink(self, e: int) -> None:
         nxt = self._next[e]
         if nxt == e:
             self._head = _EMPTY
@@ -290,7 +340,7 @@ class LRU:
         if self._head == e:
             self._head = nxt
 
-    def _promote(self, e):
+    def _promote(self, e: int) -> None:
         head = self._head
         if e == head:
             return
@@ -302,11 +352,11 @@ class LRU:
 
     # -- store order, only with a ttl (lock held, no user code) ----------------------------
 
-    def _stamp(self, e, now):
+    def _stamp(self, e: int, now: float) -> None:
         """Gives ``e`` its expiry time and makes it the newest in store order."""
-        self._stamp_at(e, now + self._ttl)
+        self._stamp_at(e, now + self._ttl)  # type: ignore[operator]  # called only with a ttl
 
-    def _stamp_at(self, e, expires):
+    def _stamp_at(self, e: int, expires: float) -> None:
         self._expires[e] = expires
         sprev = self._sprev
         oldest = self._oldest
@@ -320,7 +370,7 @@ class LRU:
             self._snext[newest] = e
             sprev[oldest] = e
 
-    def _unstamp(self, e):
+    def _unstamp(self, e: int) -> None:
         nxt = self._snext[e]
         if nxt == e:
             self._oldest = _EMPTY
@@ -331,29 +381,29 @@ class LRU:
         if self._oldest == e:
             self._oldest = nxt
 
-    def _expired(self, e, now):
+    def _expired(self, e: int, now: Optional[float]) -> bool:
         return self._expires is not None and self._expires[e] <= now
 
-    def _expire(self, now, dropped):
+    def _expire(self, now: float, dropped: List[Any]) -> None:
         """Reclaims, oldest stored first, every entry expired at ``now`` (as evictions)."""
         while self._oldest != _EMPTY and self._expires[self._oldest] <= now:
             self._detach(self._oldest, dropped)
             self._evictions += 1
 
-    def _now(self):
+    def _now(self) -> Optional[float]:
         """The timer's time (user code: called before the lock), or None without a ttl."""
         return None if self._ttl is None else check_time(self._timer())
 
-    def _expire_now(self):
+    def _expire_now(self) -> None:
         """Reclaims the expired entries (reported to on_evict), if the cache has a ttl."""
         if self._ttl is not None:
             now = self._now()
-            evicted = []
+            evicted: List[Any] = []
             with self._lock:
-                self._expire(now, evicted)
+                self._expire(now, evicted)  # type: ignore[arg-type]  # a float: there is a ttl
             self._release_evicted(evicted)
 
-    def _detach(self, e, dropped):
+    def _detach(self, e: int, dropped: List[Any]) -> None:
         """Removes entry ``e``; its key and value go to ``dropped`` (released by the caller)."""
         self._unlink(e)
         if self._expires is not None:
@@ -369,22 +419,23 @@ class LRU:
             self._weight -= self._weights[e]
         self._version += 1
 
-    def _evict_until(self, count, extra, dropped):
+    def _evict_until(self, count: int, extra: int, dropped: List[Any]) -> None:
         """Evicts least-recent entries until at most ``count`` remain and their weight, plus
         ``extra`` (what the operation adds, maybe negative), is <= maxweight."""
         while self._size > count or (
-                self._weights is not None and self._weight - self._maxweight > -extra):
+                self._weights is not None
+                and self._weight - self._maxweight > -extra):  # type: ignore[operator]  # set with weights
             self._detach(self._prev[self._head], dropped)
             self._evictions += 1
 
     # -- user callbacks (lock released) ---------------------------------------------------
 
-    def _weigh(self, value):
+    def _weigh(self, value: _V) -> int:
         if self._getsizeof is None:
-            return check_weight(1, self._maxweight)
-        return check_weight(self._getsizeof(value), self._maxweight)
+            return check_weight(1, self._maxweight)  # type: ignore[arg-type]  # weighed only with a maxweight
+        return check_weight(self._getsizeof(value), self._maxweight)  # type: ignore[arg-type]
 
-    def _release_evicted(self, evicted):
+    def _release_evicted(self, evicted: List[Any]) -> None:
         on_evict = self._on_evict
         if on_evict is not None:
             for i in range(0, len(evicted), 2):
@@ -396,21 +447,25 @@ class LRU:
 
     # -- mapping --------------------------------------------------------------------------
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: _K) -> _V:
         value = self._lookup(key, _MISSING)
         if value is _MISSING:
             raise KeyError(key)
         return value
 
-    def get(self, key, default=None):
+    @overload
+    def get(self, key: _K) -> Optional[_V]: ...
+    @overload
+    def get(self, key: _K, default: Union[_V, _T]) -> Union[_V, _T]: ...
+    def get(self, key: _K, default: object = None) -> object:
         return self._lookup(key, default)
 
-    def _lookup(self, key, default):
+    def _lookup(self, key: _K, default: _T) -> Union[_V, _T]:
         """``get``: a hit is made most recent; an expired entry is a miss, reclaimed at once."""
         h = hash(key)
         plain = _is_plain(key)
         now = self._now()
-        expired = []
+        expired: List[Any] = []
         with self._lock:
             e = self._find(key, h, plain)
             if e != _EMPTY and self._expired(e, now):
@@ -429,7 +484,11 @@ class LRU:
             self._release_evicted(expired)
         return value
 
-    def peek(self, key, default=None):
+    @overload
+    def peek(self, key: _K) -> Optional[_V]: ...
+    @overload
+    def peek(self, key: _K, default: Union[_V, _T]) -> Union[_V, _T]: ...
+    def peek(self, key: _K, default: object = None) -> object:
         h = hash(key)
         plain = _is_plain(key)
         now = self._now()
@@ -437,7 +496,7 @@ class LRU:
             e = self._find(key, h, plain)
             return default if e == _EMPTY or self._expired(e, now) else self._values[e]
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         h = hash(key)
         plain = _is_plain(key)
         now = self._now()
@@ -445,13 +504,17 @@ class LRU:
             e = self._find(key, h, plain)
             return e != _EMPTY and not self._expired(e, now)
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: _K, value: _V) -> None:
         self._store(key, value, False)
 
-    def setdefault(self, key, default=None):
+    @overload
+    def setdefault(self: LRU[_K, Optional[_T]], key: _K, default: None = None) -> Optional[_T]: ...
+    @overload
+    def setdefault(self, key: _K, default: _V) -> _V: ...
+    def setdefault(self, key: _K, default: Any = None) -> Any:
         return self._store(key, default, True)
 
-    def _store(self, key, value, keep):
+    def _store(self, key: _K, value: _V, keep: bool) -> _V:
         """Sets ``key``; with ``keep`` an existing value wins and is returned (setdefault)."""
         h = hash(key)
         plain = _is_plain(key)
@@ -465,12 +528,12 @@ class LRU:
                     if e != _EMPTY and not self._expired(e, now):
                         self._promote(e)
                         self._version += 1
-                        return self._values[e]
+                        return self._values[e]  # type: ignore[no-any-return]  # a live entry: a _V
             w = self._weigh(value)
         # Allocated before the lock (allocating may run the GC, i.e. user code); they keep
         # what the store drops alive until the lock is released.
-        evicted = []
-        replaced = []
+        evicted: List[Any] = []
+        replaced: List[Any] = []
         with self._lock:
             if now is not None:
                 self._expire(now, evicted)  # expired entries go before any live one
@@ -501,7 +564,8 @@ class LRU:
         self._release_evicted(evicted)
         return value
 
-    def _insert(self, key, value, h, plain, w, now):
+    def _insert(self, key: _K, value: _V, h: int, plain: bool, w: int,
+                now: Optional[float]) -> None:
         if (self._size + 1) * 2 > self._mask + 1:
             self._resize_table((self._mask + 1) * 2)
         e = self._free
@@ -537,17 +601,21 @@ class LRU:
             self._weight += w
         self._version += 1
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: _K) -> None:
         self._pop(key, _MISSING)
 
-    def pop(self, key, default=_MISSING, /):
+    @overload
+    def pop(self, key: _K, /) -> _V: ...
+    @overload
+    def pop(self, key: _K, default: Union[_V, _T], /) -> Union[_V, _T]: ...
+    def pop(self, key: _K, default: object = _MISSING, /) -> object:
         return self._pop(key, default)
 
-    def _pop(self, key, default):
+    def _pop(self, key: _K, default: object) -> Any:
         h = hash(key)
         plain = _is_plain(key)
         now = self._now()
-        dropped = []
+        dropped: List[Any] = []
         expired = False
         with self._lock:
             e = self._find(key, h, plain)
@@ -564,11 +632,11 @@ class LRU:
             return default
         return dropped[1]
 
-    def popitem(self):
+    def popitem(self) -> Tuple[_K, _V]:
         """Removes and returns the least recent ``(key, value)``."""
         now = self._now()
-        dropped = []
-        evicted = []
+        dropped: List[Any] = []
+        evicted: List[Any] = []
         with self._lock:
             if now is not None:
                 self._expire(now, evicted)
@@ -579,7 +647,7 @@ class LRU:
             raise KeyError("popitem(): LRU is empty")
         return dropped[0], dropped[1]
 
-    def clear(self):
+    def clear(self) -> None:
         fresh = object.__new__(LRU)
         fresh._maxweight = self._maxweight
         fresh._ttl = self._ttl
@@ -591,7 +659,7 @@ class LRU:
             self._version += 1
         del old_keys, old_values  # keys' and values' __del__ run here, the cache consistent
 
-    def _adopt(self, other):
+    def _adopt(self, other: LRU[_K, _V]) -> None:
         self._keys = other._keys
         self._values = other._values
         self._hashes = other._hashes
@@ -612,7 +680,8 @@ class LRU:
         self._fill = other._fill
         self._weight = other._weight
 
-    def update(self, other=(), /, **kwargs):
+    def update(self, other: Union[Mapping[_K, _V], Iterable[Tuple[_K, _V]]] = (), /,
+               **kwargs: _V) -> None:
         if isinstance(other, LRUType):
             # other[key] would promote, i.e. mutate other while iterating it; oldest first
             # keeps other's recency order
@@ -623,30 +692,30 @@ class LRU:
                 self[key] = other[key]
         elif hasattr(other, "keys"):
             for key in other.keys():
-                self[key] = other[key]
+                self[key] = other[key]  # type: ignore[index]  # a mapping by duck typing
         else:
             # every item is checked to be a pair before the first is stored
             for key, value in list(iter_pairs(other)):
                 self[key] = value
         for key, value in kwargs.items():
-            self[key] = value
+            self[key] = value  # type: ignore[index]  # keyword keys are str
 
-    def __len__(self):
+    def __len__(self) -> int:
         self._expire_now()
         return self._size
 
     # -- capacity -------------------------------------------------------------------------
 
     @property
-    def count(self):
+    def count(self) -> int:
         return self._count
 
     @count.setter
-    def count(self, count):
+    def count(self, count: SupportsIndex) -> None:
         count = check_count(count)
         self._expire_now()
-        evicted = []
-        fresh = ([], [], [], [], [], [], [], {})  # allocated before the lock, for _compact
+        evicted: List[Any] = []
+        fresh: _Fresh = ([], [], [], [], [], [], [], {})  # allocated before the lock, for _compact
         with self._lock:
             self._count = count
             self._evict_until(count, 0, evicted)
@@ -654,7 +723,11 @@ class LRU:
                 self._compact(fresh)
         self._release_evicted(evicted)
 
-    def _compact(self, fresh):
+    @count.deleter
+    def count(self) -> None:
+        raise AttributeError("count cannot be deleted")
+
+    def _compact(self, fresh: _Fresh) -> None:
         """Moves the live entries, most recent first, into the empty lists ``fresh`` (no user
         code: only appends), as the compiled engine moves them into a smaller arena."""
         keys, values, hashes, plain, prev, nxt, weights, moved = fresh
@@ -695,40 +768,36 @@ class LRU:
             size *= 2
         self._resize_table(size)
 
-    @count.deleter
-    def count(self):
-        raise AttributeError("count cannot be deleted")
-
     @property
-    def maxweight(self):
+    def maxweight(self) -> Optional[int]:
         return self._maxweight
 
     @property
-    def weight(self):
+    def weight(self) -> int:
         self._expire_now()
         return self._weight if self._weights is not None else self._size
 
     @property
-    def ttl(self):
+    def ttl(self) -> Optional[float]:
         return self._ttl
 
     @property
-    def timer(self):
+    def timer(self) -> Callable[[], float]:
         return self._timer
 
-    def info(self):
+    def info(self) -> CacheInfo:
         self._expire_now()
         with self._lock:
             return CacheInfo(self._hits, self._misses, self._evictions, self._size, self._count)
 
-    def clear_stats(self):
+    def clear_stats(self) -> None:
         """Resets the hits, misses and evictions counters to zero."""
         with self._lock:
             self._hits = self._misses = self._evictions = 0
 
     # -- views ----------------------------------------------------------------------------
 
-    def _snapshot(self, keys, values):
+    def _snapshot(self, keys: Optional[List[_K]], values: Optional[List[_V]]) -> None:
         """Fills the given lists with keys and/or values, most recent first, under the lock."""
         self._expire_now()
         with self._lock:
@@ -743,47 +812,47 @@ class LRU:
                     if e == self._head:
                         break
 
-    def keys(self):
-        keys = []
+    def keys(self) -> List[_K]:
+        keys: List[_K] = []
         self._snapshot(keys, None)
         return keys
 
-    def values(self):
-        values = []
+    def values(self) -> List[_V]:
+        values: List[_V] = []
         self._snapshot(None, values)
         return values
 
-    def items(self):
-        keys = []
-        values = []
+    def items(self) -> List[Tuple[_K, _V]]:
+        keys: List[_K] = []
+        values: List[_V] = []
         self._snapshot(keys, values)
         return list(zip(keys, values))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[_K]:
         self._expire_now()
         return _Iterator(self, True)
 
-    def __reversed__(self):
+    def __reversed__(self) -> Iterator[_K]:
         self._expire_now()
         return _Iterator(self, False)
 
     # -- whole-object protocols ------------------------------------------------------------
 
-    def copy(self):
-        return rebuild(
+    def copy(self) -> Self:
+        return cast("Self", rebuild(
             type(self), self._count, reversed(self.items()), self._on_evict,
             self._maxweight, self._getsizeof, LRU, self._ttl, self._timer,
-        )
+        ))
 
-    def __copy__(self):
-        return copy_of(self, LRU, self._count, self._on_evict, self._maxweight, self._getsizeof,
-                       self._ttl, self._timer)
+    def __copy__(self) -> Self:
+        return cast("Self", copy_of(self, LRU, self._count, self._on_evict, self._maxweight,
+                                   self._getsizeof, self._ttl, self._timer))
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, ...]:
         return reduce_lru(self, LRU, self._count, self._on_evict, self._maxweight,
                           self._getsizeof, self._ttl, self._timer)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, LRUType):
             return self.items() == other.items()
         if isinstance(other, Mapping):
@@ -791,11 +860,11 @@ class LRU:
         return NotImplemented
 
     @reprlib.recursive_repr()
-    def __repr__(self):
+    def __repr__(self) -> str:
         return lru_repr(self, self._count, self.items(), self._on_evict, self._maxweight,
                         self._getsizeof, self._ttl, self._timer)
 
-    def _check(self):
+    def _check(self) -> None:
         """Debug: asserts that the list, the table and the counters agree."""
         with self._lock:
             n = 0
@@ -836,7 +905,7 @@ class LRU:
                 assert n == self._size, "store order and size disagree"
             if self._weights is not None:
                 assert total == self._weight, "weight total drifted"
-                assert self._weight <= self._maxweight, "weight above maxweight"
+                assert self._weight <= self._maxweight, "weight above maxweight"  # type: ignore[operator]
 
 
 class _Iterator:
@@ -844,8 +913,13 @@ class _Iterator:
     exhausted it stays exhausted (and lets go of the cache); once failed it keeps failing."""
 
     __slots__ = ("_lru", "_e", "_remaining", "_version", "_forward")
+    _lru: Optional[LRU[Any, Any]]
+    _e: int
+    _remaining: int
+    _version: int
+    _forward: bool
 
-    def __init__(self, lru, forward):
+    def __init__(self, lru: LRU[Any, Any], forward: bool) -> None:
         if not isinstance(lru, LRU):
             raise TypeError(f"an LRU is required, not {type(lru).__name__}")
         self._lru = lru
@@ -855,10 +929,10 @@ class _Iterator:
             self._remaining = lru._size
         self._e = _EMPTY
 
-    def __iter__(self):
+    def __iter__(self) -> _Iterator:
         return self
 
-    def __next__(self):
+    def __next__(self) -> Any:
         lru = self._lru
         if lru is None:
             raise StopIteration

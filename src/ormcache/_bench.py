@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import defaultdict
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from fastlru.bench.odoo_lru import LRU as OdooLRU
 
@@ -34,6 +34,7 @@ from ._lookup import timed, uncached
 
 __all__ = ["rows", "measure", "contenders", "call_args", "calls", "SHAPES", "MULTI_IDS"]
 
+_T = TypeVar("_T")
 WORKLOAD = "ormcache-hit"
 KEYS = [f"param.{i}" for i in range(64)]
 PARAMS = {key: key.upper() for key in KEYS}
@@ -45,30 +46,30 @@ PARAMS = {key: key.upper() for key in KEYS}
 class OdooCounter:
     __slots__ = ("hit", "miss", "err")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.hit = self.miss = self.err = 0
 
 
 STAT: Dict[Any, OdooCounter] = defaultdict(OdooCounter)
 
 
-def decorate(func: Callable, caller: Callable) -> Callable:
+def decorate(func: Callable[..., Any], caller: Callable[..., Any]) -> Callable[..., Any]:
     """The ``decorator`` library (4.x): a generated function with ``func``'s exact signature."""
     sig = inspect.signature(func)
     short = ", ".join(sig.parameters)
     source = f"def {func.__name__}{sig}:\n    return _call_(_func_, {short})\n"
     namespace = {"_call_": caller, "_func_": func}
     exec(source, namespace)  # noqa: S102 - what decorator.FunctionMaker does
-    fun = namespace[func.__name__]
+    fun: Callable[..., Any] = namespace[func.__name__]
     functools.update_wrapper(fun, func)
     return fun
 
 
-def decorate5(func: Callable, caller: Callable) -> Callable:
+def decorate5(func: Callable[..., Any], caller: Callable[..., Any]) -> Callable[..., Any]:
     """The ``decorator`` library (5.x): binds every call to the signature (``decorator.fix``)."""
     sig = inspect.signature(func)
 
-    def fun(*args, **kw):
+    def fun(*args: Any, **kw: Any) -> Any:
         bound = sig.bind(*args, **kw)
         bound.apply_defaults()
         return caller(func, *bound.args, **bound.kwargs)
@@ -82,18 +83,18 @@ class odoo_ormcache:
 
     decorate = staticmethod(decorate)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: str, **kwargs: Any) -> None:
         self.args = args
         self.skiparg = kwargs.get("skiparg")
 
-    def __call__(self, method):
+    def __call__(self, method: Callable[..., Any]) -> Callable[..., Any]:
         self.method = method
         self.determine_key()
         lookup = self.decorate(method, self.lookup)
-        lookup.clear_cache = self.clear
+        lookup.clear_cache = self.clear  # type: ignore[attr-defined]  # a function attribute
         return lookup
 
-    def determine_key(self):
+    def determine_key(self) -> None:
         args = str(inspect.signature(self.method))[1:-1]
         if self.args:
             code = "lambda %s: (%s,)" % (args, ", ".join(self.args))
@@ -101,11 +102,11 @@ class odoo_ormcache:
             code = "lambda %s: ()" % (args,)
         self.key = eval(code)  # noqa: S307 - as Odoo's unsafe_eval
 
-    def lru(self, model):
+    def lru(self, model: Any) -> Tuple[Any, Tuple[Any, ...], OdooCounter]:
         counter = STAT[(model.pool.db_name, model._name, self.method)]
         return model.pool._Registry__cache, (model._name, self.method), counter
 
-    def lookup(self, method, *args, **kwargs):
+    def lookup(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         d, key0, counter = self.lru(args[0])
         key = key0 + self.key(*args, **kwargs)
         try:
@@ -120,7 +121,7 @@ class odoo_ormcache:
             counter.err += 1
             return self.method(*args, **kwargs)
 
-    def clear(self, model, *args):
+    def clear(self, model: Any, *args: Any) -> None:
         model.pool._Registry__cache.clear()
 
 
@@ -130,12 +131,12 @@ class odoo_ormcache_decorator5(odoo_ormcache):
     decorate = staticmethod(decorate5)
 
 
-def naive_cache(method):
+def naive_cache(method: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """The simplest Python wrapper: a dict, no LRU, no lock, no statistics (for scale only)."""
-    cache = {}
+    cache: Dict[Any, Any] = {}
 
     @functools.wraps(method)
-    def wrapper(self, key):
+    def wrapper(self: Any, key: Any) -> Any:
         try:
             return cache[key]
         except KeyError:
@@ -146,7 +147,7 @@ def naive_cache(method):
 
 
 class OdooRegistry:
-    def __init__(self, db_name):
+    def __init__(self, db_name: str) -> None:
         self.db_name = db_name
         self._Registry__cache = OdooLRU(8192)
 
@@ -162,13 +163,14 @@ SHAPES = {
 MULTI_IDS = 8  # ids per ormcache_multi call (all cached)
 
 
-def _method():
+def _method() -> Callable[[Any, str], str]:
     # The body is the cheapest a hit of any wrapper can be: one dict lookup on a closure. (With
     # ``self.params[key]`` a wrapper that skips the body also skips its attribute read, and a
     # plain dict wrapper measured faster than the method it wraps.)
     params = PARAMS
 
-    def get_param(self, key):
+    # a type comment: odoo_ormcache builds its key from this signature's text
+    def get_param(self, key):  # type: (Any, str) -> str
         return params[key]
 
     return get_param
@@ -183,7 +185,7 @@ def _shape_class(shape: str, registry: Any, name: str, **attrs: Any) -> Any:
     elif shape == "dict":
         namespace["pool"] = registry
     else:
-        def __init__(self):
+        def __init__(self: Any) -> None:
             self.pool = registry
 
         namespace["__init__"] = __init__
@@ -214,7 +216,7 @@ def contenders() -> Dict[str, Dict[str, Any]]:
         "slotted", registry, "ir.config_parameter.ctx", _context={"lang": "fr_FR"},
         get_param=ormcache_context("key", keys=("lang",))(_method()))
 
-    def get_params(self, ids):
+    def get_params(self: Any, ids: List[str]) -> Dict[str, str]:
         return {i: PARAMS[i] for i in ids}
 
     slotted[f"ormcache_multi ({decorators.IMPLEMENTATION}), per id"] = _shape_class(
@@ -223,8 +225,8 @@ def contenders() -> Dict[str, Dict[str, Any]]:
         "slotted", OdooRegistry("ormcache-bench"), "ir.config_parameter", get_param=odoo_ormcache("key")(_method()))
     slotted["naive dict wrapper (python)"] = _shape_class(
         "slotted", registry, "ir.config_parameter", get_param=naive_cache(_method()))
-    for shape in found.values():
-        for name, obj in shape.items():
+    for table in found.values():
+        for name, obj in table.items():
             for key in call_args(name):
                 obj.get_param(key)
     return found
@@ -258,7 +260,7 @@ def _miss_without_flight(func: Callable[..., Any], flights: Dict[Any, Any], regi
 def miss_contenders() -> Dict[str, Any]:
     """{name -> object}: ``@ormcache('key')`` on a slotted class, in a registry of its own
     (each timed pass starts from an empty cache, so every call misses); the compiled hit path."""
-    from . import _cache_c
+    from . import _cache_c  # type: ignore[attr-defined]  # compiled: no stub
     from .decorators import ormcache
     from .registry import Registry
 
@@ -270,7 +272,8 @@ def miss_contenders() -> Dict[str, Any]:
 
 def _prepare_miss(name: str, obj: Any, rounds: int) -> Callable[[], None]:
     """Empty the cache, and let the compiled hit path use ``_lookup.miss`` or the bare miss."""
-    from . import _cache_c, _lookup
+    from . import _lookup
+    from . import _cache_c  # type: ignore[attr-defined]  # compiled: no stub
 
     obj.pool.caches["default"].clear()
     _cache_c._miss = _miss_without_flight if name == MISS_BARE else _lookup.miss
@@ -281,7 +284,9 @@ class _impl_set:
     def __init__(self, impl: Any) -> None:
         from . import decorators
 
-        self.decorators, self.impl = decorators, impl
+        # the module, as Any: its ``_impl`` is swapped (not a name it exports to type checkers)
+        self.decorators: Any = decorators
+        self.impl = impl
 
     def __enter__(self) -> None:
         self.saved, self.decorators._impl = self.decorators._impl, self.impl
@@ -297,7 +302,7 @@ def call_args(name: str) -> List[Any]:
     return list(KEYS)
 
 
-def _with_impl(decorators, impl, make):
+def _with_impl(decorators: Any, impl: Any, make: Callable[[], _T]) -> _T:
     saved = decorators._impl
     decorators._impl = impl
     try:
@@ -345,7 +350,7 @@ def measure(quick: bool, repeats: Optional[int] = None) -> Dict[str, Dict[str, T
         from . import _lookup
 
         if IMPLEMENTATION_IS_C():
-            from . import _cache_c
+            from . import _cache_c  # type: ignore[attr-defined]  # compiled: no stub
 
             _cache_c._miss = _lookup.miss
     for (workload, name), got in samples.items():
@@ -374,11 +379,11 @@ def IMPLEMENTATION_IS_C() -> bool:
     return IMPLEMENTATION == "c"
 
 
-def _prepare(loop: Callable, obj: Any, keys: List[Any], rounds: int) -> Callable[[], None]:
+def _prepare(loop: Callable[..., None], obj: Any, keys: List[Any], rounds: int) -> Callable[[], None]:
     return functools.partial(loop, obj, keys, rounds)
 
 
-def rows(quick: bool, repeats: Optional[int] = None) -> List[dict]:
+def rows(quick: bool, repeats: Optional[int] = None) -> List[Dict[str, Any]]:
     """The section's rows: one table per class shape (``SHAPES``), ratios to the undecorated
     method of the same shape, min and median of the same interleaved passes."""
     from .decorators import IMPLEMENTATION

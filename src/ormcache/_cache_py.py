@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, Callable
+from typing import Any, Callable, Dict, Tuple
 
 from ._lookup import lookup_failed, miss, resolve
 from .keys import context_of, context_part
@@ -50,23 +50,23 @@ class Counter:
         return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"
 
 
-class HashedKey(tuple):
+class HashedKey(tuple[Any, ...]):
     """The key a miss stores: a tuple that computes its hash once and keeps it, so the flight
     table, the store and the flight removal never run the arguments' ``__hash__`` again. Equal
     to, and hashed as, the plain tuple; pickled as one."""
 
-    def __hash__(self, _hash: Callable = tuple.__hash__) -> int:
+    def __hash__(self, _hash: Callable[[Tuple[Any, ...]], int] = tuple.__hash__) -> int:
         try:
-            return self.__dict__["hash"]
+            return self.__dict__["hash"]  # type: ignore[no-any-return]  # an int, stored below
         except KeyError:
             value = self.__dict__["hash"] = _hash(self)
             return value
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> Tuple[Any, ...]:
         return tuple, (tuple(self),)
 
 
-def cached_method(spec: Any) -> Callable:
+def cached_method(spec: Any) -> Callable[..., Any]:
     """The caching wrapper described by ``spec`` (an ``ormcache`` decorator, once bound)."""
     func = spec.func
     key_function = spec.key.function
@@ -82,15 +82,15 @@ def cached_method(spec: Any) -> Callable:
     cache_name = spec.cache_name
     has_owner = spec.has_owner
     static_model = spec.model
-    flights: dict = {}
+    flights: Dict[Any, Any] = {}
     # (pool, model key, registry, model name, LRU, counter) of the last call; one tuple,
     # replaced whole, so a thread never sees one call's pool with another's LRU
-    slot: tuple = (_UNSET, _UNSET, None, None, None, None)
+    slot: Tuple[Any, ...] = (_UNSET, _UNSET, None, None, None, None)
     # every (pool, model key) seen since the last Registry.delete, by identities
-    known: dict = {}
+    known: Dict[Any, Any] = {}
     epoch = _epoch[0]
 
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         nonlocal slot, known, epoch
         if has_owner:
             if not args:
@@ -103,7 +103,7 @@ def cached_method(spec: Any) -> Callable:
         else:
             pool = None
             mkey = static_model
-        current = slot
+        current: Any = slot  # (pool, model key, registry, model name, LRU, counter)
         if current[0] is not pool or current[1] is not mkey or epoch != _epoch[0]:
             if epoch != _epoch[0]:  # a registry was deleted: forget them all
                 known, epoch = {}, _epoch[0]
@@ -115,7 +115,7 @@ def cached_method(spec: Any) -> Callable:
         if indices is not None and not kwargs and min_args <= len(args) <= max_args:
             if context_keys is not None:
                 context = (args[context_index] or {}) if context_index >= 0 else context_of(args[0])
-                key = (current[3], func, *[args[i] for i in indices], context_part(context, context_keys))
+                key: Tuple[Any, ...] = (current[3], func, *[args[i] for i in indices], context_part(context, context_keys))
             elif single is not None:
                 key = (current[3], func, args[single])
             elif pick is not None:
@@ -138,5 +138,5 @@ def cached_method(spec: Any) -> Callable:
         return func(*args, **kwargs)
 
     functools.update_wrapper(wrapper, func)
-    wrapper.flights = flights  # the computations in progress (as CachedMethod.flights)
+    wrapper.flights = flights  # type: ignore[attr-defined]  # the computations in progress (as CachedMethod.flights)
     return wrapper

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from _thread import allocate_lock as _allocate_lock
 from threading import get_ident
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .registry import ExpiringName, Registry, default_registry
 
@@ -25,10 +25,10 @@ _new = object.__new__
 #: thread ident -> the flight it waits for (to detect waits that would close a cycle)
 _waiting: Dict[int, "Flight"] = {}
 #: methods whose uncacheable key was already logged (once per method)
-_warned: set = set()
+_warned: Set[Any] = set()
 
 
-def resolve(pool: Any, mkey: Any, func: Callable, cache_name: str, counter_type: type) -> Tuple[Any, str, Any, Any]:
+def resolve(pool: Any, mkey: Any, func: Callable[..., Any], cache_name: str, counter_type: type) -> Tuple[Any, str, Any, Any]:
     """-> (registry, model name, LRU, counter) for an owner's ``pool`` and ``_name`` (or type)."""
     registry = pool if isinstance(pool, Registry) else default_registry
     model = mkey if isinstance(mkey, str) else getattr(mkey, "__qualname__", None) or str(mkey)
@@ -95,7 +95,7 @@ def _waits_on_me(flight: Flight, me: int) -> bool:
     return True  # a chain that long: do not wait
 
 
-def timed(counter: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
+def timed(counter: Any, func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[Any, Any]) -> Any:
     start = time.perf_counter()
     try:
         return func(*args, **kwargs)
@@ -103,7 +103,7 @@ def timed(counter: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
         counter.gen_time += time.perf_counter() - start
 
 
-def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, key: tuple, args: tuple, kwargs: dict) -> Any:
+def miss(func: Callable[..., Any], flights: Dict[Any, Any], registry: Any, lru: Any, counter: Any, key: Tuple[Any, ...], args: Tuple[Any, ...], kwargs: Dict[Any, Any]) -> Any:
     """The key is not cached: compute it once for all concurrent callers, store it, return it.
 
     ``key`` is the hit path's ``HashedKey``: hashed here, once, and never again by the flight
@@ -153,7 +153,7 @@ def miss(func: Callable, flights: dict, registry: Any, lru: Any, counter: Any, k
         flight.lock.release()
 
 
-def store(func: Callable, registry: Any, lru: Any, counter: Any, key: Any, value: Any, generation: Any) -> bool:
+def store(func: Callable[..., Any], registry: Any, lru: Any, counter: Any, key: Any, value: Any, generation: Any) -> bool:
     """Store ``value``, computed since ``registry.generation`` was ``generation``; True if it is
     stored (and may be shared with the callers that waited for it). The sync and the async
     misses (``_async``) both decide here."""
@@ -303,20 +303,20 @@ def multi_value(computed: Any, id_: Any, name: str) -> Any:
         raise KeyError(f"{name} {id_!r}") from None
 
 
-def lookup_failed(func: Callable, counter: Any, key: Any, exc: BaseException) -> None:
+def lookup_failed(func: Callable[..., Any], counter: Any, key: Any, exc: BaseException) -> None:
     """The cache refused the key (unhashable, failing ``__hash__``...): count it, log it once."""
     counter.err += 1
     _warn_once(func, "cache lookup error on key %r in %s: %r; computing without cache", key, exc)
 
 
-def uncached(func: Callable, counter: Any, key: Any, exc: BaseException, args: tuple, kwargs: dict) -> Any:
+def uncached(func: Callable[..., Any], counter: Any, key: Any, exc: BaseException, args: Tuple[Any, ...], kwargs: Dict[Any, Any]) -> Any:
     """``lookup_failed``, then compute without the cache."""
     lookup_failed(func, counter, key, exc)
     del exc  # a frame holding it would tie the method's own error to this one (a cycle)
     return func(*args, **kwargs)
 
 
-def _warn_once(func: Callable, message: str, key: Any, exc: BaseException) -> None:
+def _warn_once(func: Callable[..., Any], message: str, key: Any, exc: BaseException) -> None:
     if func not in _warned:
         _warned.add(func)
         try:

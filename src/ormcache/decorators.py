@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, overload
 
 from fastlru._aio import refuse_async_generator
 from fastlru._common import check_ttl, choose
@@ -35,7 +35,14 @@ from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, ExpiringName, Registry, default_registry
 
 if TYPE_CHECKING:
+    from typing_extensions import ParamSpec
+
     from . import _cache_py as _impl
+    from ._typing import OrmCached
+
+    _P = ParamSpec("_P")
+    _R = TypeVar("_R")
+    _S = TypeVar("_S")
 
     IMPLEMENTATION = "python"
 else:
@@ -51,7 +58,7 @@ def _registry_of(owner: Any) -> Registry:
     return pool if isinstance(pool, Registry) else default_registry
 
 
-def _takes_owner(func: Callable) -> bool:
+def _takes_owner(func: Callable[..., Any]) -> bool:
     """A method: its first parameter is ``self`` or ``cls`` (a staticmethod wrapped outside
     ``@ormcache`` cannot be told from a method otherwise)."""
     params = list(inspect.signature(func).parameters.values())
@@ -86,7 +93,7 @@ class ormcache:
     never cached; values are returned as stored, so callers must not mutate them.
     """
 
-    func: Callable
+    func: Callable[..., Any]
     key: KeyFunction
     has_owner: bool
     model: Optional[str]
@@ -118,6 +125,12 @@ class ormcache:
         ttl = "" if self.ttl is None else f" ttl={self.ttl!r}"
         return f"<{type(self).__name__} {target} {self.exprs!r} cache={str(self.cache_name)!r}{ttl}>"
 
+    @overload
+    def __call__(self, method: classmethod[_S, _P, _R]) -> classmethod[_S, _P, _R]: ...
+    @overload
+    def __call__(self, method: staticmethod[_P, _R]) -> staticmethod[_P, _R]: ...  # type: ignore[overload-overlap, unused-ignore]  # callable from 3.10
+    @overload
+    def __call__(self, method: Callable[_P, _R]) -> OrmCached[_P, _R]: ...
     def __call__(self, method: Any) -> Any:
         if hasattr(self, "func"):
             raise TypeError(f"{self!r} is already bound to a method")
@@ -134,7 +147,7 @@ class ormcache:
             prefix = getattr(method, "__qualname__", "").rpartition(".")[0]
             self.model = prefix if prefix and not prefix.endswith("<locals>") else str(getattr(method, "__module__", None))
         self.key = self._compile_key()
-        wrapper = self._make_async_wrapper() if inspect.iscoroutinefunction(method) else self._make_wrapper()
+        wrapper: Any = self._make_async_wrapper() if inspect.iscoroutinefunction(method) else self._make_wrapper()
         wrapper.__cache__ = self
         wrapper.clear_cache = self.clear_cache
         return rewrap(wrapper) if rewrap is not None else wrapper
@@ -146,11 +159,11 @@ class ormcache:
         where = f"{type(self).__name__} on {getattr(self.func, '__qualname__', self.func)!r}"
         return compile_key(self.func, self.exprs, where=where)
 
-    def _make_wrapper(self) -> Callable:
+    def _make_wrapper(self) -> Callable[..., Any]:
         self.counter_type = _impl.Counter
         return _impl.cached_method(self)
 
-    def _make_async_wrapper(self) -> Callable:
+    def _make_async_wrapper(self) -> Callable[..., Any]:
         self.counter_type = _impl.Counter
         return cached_coroutine(self)
 
@@ -163,7 +176,7 @@ class ormcache:
         owner = args[0] if self.has_owner and args else None
         cache_of(_registry_of(owner), self.cache_name)[self.key_of(*args, **kwargs)] = cache_value
 
-    def key_of(self, *args: Any, **kwargs: Any) -> tuple:
+    def key_of(self, *args: Any, **kwargs: Any) -> Tuple[Any, ...]:
         """The cache key of a call (as ``method(*args, **kwargs)``, owner first for methods)."""
         if self.has_owner:
             owner = args[0]
@@ -214,7 +227,7 @@ class ormcache_multi(ormcache):
             raise TypeError(f"ormcache_multi: multi must be a parameter name, not {multi!r}")
         self.multi = multi
 
-    def _make_async_wrapper(self) -> Callable:
+    def _make_async_wrapper(self) -> Callable[..., Any]:
         self.counter_type = _impl.Counter
         return cached_coroutine_multi(self)
 

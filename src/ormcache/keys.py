@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
-from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 __all__ = ["KeyFunction", "compile_key", "context_of", "context_part"]
 
@@ -30,7 +30,7 @@ class KeyFunction(NamedTuple):
     """How to build the variable part of a key from a call's arguments."""
 
     #: ``function(*args, **kwargs) -> tuple``: the key's expressions, evaluated as by a real call.
-    function: Callable[..., tuple]
+    function: Callable[..., Tuple[Any, ...]]
     #: positions of the arguments when every expression is a plain positional parameter name
     #: (the fast path: the key is taken straight from the positional arguments), else None.
     indices: Optional[Tuple[int, ...]]
@@ -88,9 +88,10 @@ def _lambda_parameters(sig: inspect.Signature, namespace: Dict[str, Any]) -> str
     return ", ".join(parts)
 
 
-def _free_names(tree: ast.AST) -> set:
+def _free_names(tree: ast.AST) -> Set[Any]:
     """Names an expression reads that it does not bind itself (comprehensions, lambdas)."""
-    read, bound = set(), set()
+    read: Set[str] = set()
+    bound: Set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
@@ -99,7 +100,7 @@ def _free_names(tree: ast.AST) -> set:
     return read - bound
 
 
-def _check_expression(where: str, expr: Any, names: set) -> None:
+def _check_expression(where: str, expr: Any, names: Set[Any]) -> None:
     if not isinstance(expr, str):
         raise TypeError(f"{where}: key expression {expr!r} must be a string")
     try:
@@ -115,7 +116,7 @@ def _check_expression(where: str, expr: Any, names: set) -> None:
 
 
 def compile_key(
-    func: Callable,
+    func: Callable[..., Any],
     exprs: Sequence[str],
     *,
     context_keys: Optional[Sequence[str]] = None,

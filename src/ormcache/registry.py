@@ -32,7 +32,7 @@ Contract relied on by the signaling and SQLAlchemy layers:
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Set, Tuple
 
 from fastlru._common import check_ttl
 
@@ -84,7 +84,10 @@ DELETE_HOOKS: List[Callable[[], None]] = []
 class _PerDatabase(type):
     """Metaclass: ``Registry(db_name)`` returns the existing registry, else builds it once."""
 
-    def __call__(cls, db_name: str, **kwargs: Any) -> Any:
+    _registries: Dict[str, Registry]
+    _lock: threading.Lock
+
+    def __call__(cls, db_name: str, **kwargs: Any) -> Registry:
         registries = cls._registries
         registry = registries.get(db_name)  # lock-free fast path: dict reads are atomic
         if registry is not None:
@@ -137,7 +140,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         self.caches_by_key: Dict[str, Tuple[str, ...]] = dict(CACHES_BY_KEY)
         self.caches_by_key.update((name, (name,)) for name in counts if name not in CACHE_SIZES)
         #: (model name, method) -> counter (hit, miss, err, gen_time); filled by the decorators.
-        self.counters: Dict[Tuple[str, str], Any] = {}
+        self.counters: Dict[Tuple[str, Any], Any] = {}
         #: the signaling backend (set by the signaling layer), None when signaling is off.
         self.signaling: Any = None
         #: bumped by every clear (read through ``generation``)
@@ -152,10 +155,10 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
     def expiring_cache(self, name: str, ttl: float) -> Any:
         """The LRU of cache ``name``'s methods whose entries live ``ttl`` seconds (made on first
         use, with ``name``'s count; cleared with ``name``)."""
-        ttl = check_ttl(ttl)
-        if ttl is None:
+        seconds = check_ttl(ttl)
+        if seconds is None:
             raise TypeError("expiring_cache: ttl must be a number of seconds, not None")
-        key = (str(name), ttl)
+        key = (str(name), seconds)
         lru = self.expiring.get(key)
         if lru is None:
             if key[0] not in self.caches:
@@ -163,7 +166,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
             with self._expiring_lock:
                 lru = self.expiring.get(key)
                 if lru is None:
-                    lru = self._lru_factory(self._counts[key[0]], ttl=ttl)
+                    lru = self._lru_factory(self._counts[key[0]], ttl=seconds)
                     self.expiring = {**self.expiring, key: lru}
         return lru
 
@@ -189,10 +192,11 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
     # -- per-thread invalidation flags -------------------------------------------------------
 
     @property
-    def cache_invalidated(self) -> set:
+    def cache_invalidated(self) -> Set[str]:
         """Names cleared by this thread since the last signal/reset (per thread)."""
         try:
-            return self._invalidation_flags.cache_invalidated
+            names: Set[str] = self._invalidation_flags.cache_invalidated
+            return names
         except AttributeError:
             names = self._invalidation_flags.cache_invalidated = set()
             return names

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections import Counter as _Tally
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import _cache_py
 from ._lookup import resolve
@@ -25,7 +25,7 @@ from .registry import Registry
 #: ``HashedKey`` (a miss); a user's tuple subclass in a cache is not one of ours
 KEY_TYPES = {tuple, _cache_py.HashedKey}
 try:
-    from . import _cache_c
+    from . import _cache_c  # type: ignore[attr-defined]  # compiled: no stub
 except ImportError:  # not built: the twin's keys only
     pass
 else:
@@ -41,7 +41,7 @@ last_log_thread: Optional[threading.Thread] = None
 
 def _entries(registry: Registry) -> Dict[Tuple[Any, ...], int]:
     """Key prefix (model, method[, name]) -> number of cached entries, over all caches."""
-    tally: _Tally = _Tally()
+    tally: _Tally[Tuple[Any, ...]] = _Tally()
     for _, lru in registry.all_caches():
         for key in lru.keys():
             if type(key) in KEY_TYPES and len(key) >= 2:
@@ -87,7 +87,7 @@ def stats(registry: Optional[Registry] = None) -> List[Dict[str, Any]]:
     return rows
 
 
-def estimate_size(obj: Any, seen: Optional[set] = None) -> int:
+def estimate_size(obj: Any, seen: Optional[Set[int]] = None) -> int:
     """Rough bytes held by ``obj`` and what it contains (each object counted once)."""
     seen = set(map(id, (None, True, False))) if seen is None else seen
     total, todo = 0, [obj]
@@ -113,7 +113,7 @@ def cache_usage(registry: Registry, sizes: bool = False) -> List[Tuple[str, int,
     for name, lru in registry.all_caches():
         size = None
         if sizes:
-            seen: set = set()
+            seen: Set[Any] = set()
             # keys hold the method object: shared, not the cache's memory
             seen.update(id(key[1]) for key in lru.keys() if type(key) in KEY_TYPES and len(key) >= 2)
             size = sum(estimate_size(pair, seen) for pair in lru.items())
@@ -180,7 +180,7 @@ def enable_signal_handlers() -> Dict[int, Any]:
     return previous
 
 
-def get_cache_key_counter(method: Callable, *args: Any, **kwargs: Any) -> Tuple[Any, tuple, Any]:
+def get_cache_key_counter(method: Any, *args: Any, **kwargs: Any) -> Tuple[Any, Tuple[Any, ...], Any]:
     """``(lru, key, counter)`` of the call ``method(*args, **kwargs)`` (Odoo's test helper).
 
     ``method`` is a bound method (``model.method``) or a decorated function.

@@ -2,6 +2,7 @@
 PNG chart. ``--targets`` also prints the goals the project holds itself to (met or missed);
 they are ours, not information for users, so they are not printed by default (the JSON always
 records them). Always exits 0 once it has measured."""
+from __future__ import annotations
 import argparse
 import dataclasses
 import json
@@ -10,6 +11,7 @@ import os
 import platform
 import sys
 import time
+from typing import Any, Dict, List, Optional
 
 from . import EXTRA_SECTIONS, extra, impls, plot, report
 from .workloads import FULL, QUICK, RUNNERS, WORKLOADS, describe
@@ -19,7 +21,7 @@ from .workloads import FULL, QUICK, RUNNERS, WORKLOADS, describe
 PEER_DISTRIBUTIONS = ("lru-dict", "cachebox", "cachetools", "moka-py", "theine")
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fastlru.bench",
         description="Compare fastlru.LRU with dict, its pure-Python twin, Odoo's LRU and peer "
@@ -37,12 +39,12 @@ def _parser():
     return p
 
 
-def _progress(text, end=""):
+def _progress(text: str, end: str = "") -> None:
     sys.stderr.write(text + end)
     sys.stderr.flush()
 
 
-def _version(name):
+def _version(name: str) -> Optional[str]:
     try:
         from importlib.metadata import version
 
@@ -51,7 +53,7 @@ def _version(name):
         return None
 
 
-def _clean(value):
+def _clean(value: Any) -> Any:
     """JSON has no NaN: write null instead."""
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -62,7 +64,7 @@ def _clean(value):
     return value
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     only = [w.strip() for item in args.only for w in item.split(",") if w.strip()]
     builtin = [w for w in WORKLOADS if not only or w in only]
@@ -110,7 +112,7 @@ def main(argv=None):
         print(report.table("%s — %s" % (workload, describe(workload, sizes)), got))
         print(flush=True)
 
-    extra_rows = []
+    extra_rows: List[Dict[str, Any]] = []
     if run_extras and EXTRA_SECTIONS:
         _progress("%-14s" % "extra")
         extra_rows, extra_errors = extra.collect(EXTRA_SECTIONS, args.quick,

@@ -3,20 +3,22 @@
 and ``note``, and optionally ``targets``: ``[(target, measured, met)]``, the section's own goals
 (printed with ``--targets`` only). A missing module is skipped silently; a failing one is
 reported, never fatal."""
+from __future__ import annotations
 import importlib
 import traceback
+from typing import Any, Callable, Dict, Iterable, List, Tuple, Union
 
-REQUIRED_KEYS = {"workload": str, "impl": str, "ns": (int, float), "baseline": str,
+REQUIRED_KEYS: Dict[str, Union[type, Tuple[type, ...]]] = {"workload": str, "impl": str, "ns": (int, float), "baseline": str,
                  "ratio": (int, float), "note": str}
 
 
-def _missing(exc, name):
+def _missing(exc: ModuleNotFoundError, name: str) -> bool:
     # Only the section module itself (or its package) being absent counts as "not installed";
     # a section that exists but fails on one of its own imports is reported.
     return exc.name is not None and (name == exc.name or name.startswith(exc.name + "."))
 
 
-def _check_row(row):
+def _check_row(row: Any) -> str:
     if not isinstance(row, dict):
         return "row is %s, not a dict" % type(row).__name__
     for key, kind in REQUIRED_KEYS.items():
@@ -31,7 +33,8 @@ def _check_row(row):
     return ""
 
 
-def collect(modules, quick, tick=lambda s: None):
+def collect(modules: Iterable[str], quick: bool, tick: Callable[[str], None] = lambda s: None,
+            ) -> Tuple[List[Dict[str, Any]], List[str]]:
     """(rows, errors): rows tagged with ``section``; errors as ``"module: message"`` strings."""
     rows, errors = [], []
     for name in modules:

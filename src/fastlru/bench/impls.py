@@ -11,10 +11,14 @@ its bound ``get`` and ``set`` methods, ``get(k)`` returning the value or None (`
 >>> [impl.name for impl in available()[0]][:2]
 ['dict', 'fastlru']
 """
+from __future__ import annotations
+
 import functools
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+
+_T = TypeVar("_T")
 
 DICT = "dict"
 FASTLRU = "fastlru"
@@ -31,7 +35,7 @@ THEINE = "theine"
 @dataclass(frozen=True)
 class Impl:
     name: str
-    make: Callable[[int], object]
+    make: Callable[[int], Any]
     kind: str = "mapping"  # or "function", "methods"
     note: str = ""
     thread_safe: bool = True  # False: the threaded workload wraps each access in a lock
@@ -46,19 +50,19 @@ class Impl:
         return self.size(c) if self.size is not None else len(c)
 
 
-def _identity(key):
+def _identity(key: _T) -> _T:
     return key
 
 
-def _make_dict(capacity):
+def _make_dict(capacity: int) -> Dict[Any, Any]:
     return {}  # no capacity: the baseline never evicts
 
 
-def _make_functools(capacity):
+def _make_functools(capacity: int) -> Callable[[Any], Any]:
     return functools.lru_cache(maxsize=capacity)(_identity)
 
 
-def _fastlru():
+def _fastlru() -> Impl:
     import fastlru
 
     if fastlru.IMPLEMENTATION == "c":
@@ -68,35 +72,35 @@ def _fastlru():
     return Impl(FASTLRU, fastlru.LRU, note=note)
 
 
-def _fastlru_py():
+def _fastlru_py() -> Impl:
     from fastlru._lru_py import LRU
 
     return Impl(FASTLRU_PY, LRU, note="pure-Python twin")
 
 
-def _odoo():
+def _odoo() -> Impl:
     from .odoo_lru import LRU
 
     return Impl(ODOO, LRU, note="OrderedDict + RLock (the code being replaced)")
 
 
-def _functools():
+def _functools() -> Impl:
     return Impl(FUNCTOOLS, _make_functools, kind="function", note="f(k) on a cached identity")
 
 
-def _lru_dict():
+def _lru_dict() -> Impl:
     from lru import LRU
 
     return Impl(LRU_DICT, LRU, note="lru.LRU")
 
 
-def _cachebox():
+def _cachebox() -> Impl:
     from cachebox import LRUCache
 
     return Impl(CACHEBOX, LRUCache, note="cachebox.LRUCache")
 
 
-def _cachetools():
+def _cachetools() -> Impl:
     from cachetools import LRUCache
 
     return Impl(CACHETOOLS, LRUCache, note="cachetools.LRUCache", thread_safe=False)
@@ -122,7 +126,7 @@ def _theine() -> Impl:
 
 
 # Order of the tables: the baseline, ours, the code being replaced, then the peers.
-_LOADERS = [
+_LOADERS: List[Tuple[str, Callable[[], Impl]]] = [
     (DICT, lambda: Impl(DICT, _make_dict, note="baseline, no eviction")),
     (FASTLRU, _fastlru),
     (FASTLRU_PY, _fastlru_py),

@@ -1,20 +1,21 @@
 """The timed loops. Every contender runs the very same bytecode for a workload, dict included;
 only ``functools.lru_cache`` (a call instead of a subscript) and the caches without a subscript
 (moka-py, theine: their bound ``get``/``set`` methods, called as such) need their own shape."""
-from typing import Any, Callable, Sequence
+from __future__ import annotations
+from typing import Any, Callable, ContextManager, Iterable, Sequence
 
 
-def get_each(c, keys):
+def get_each(c: Any, keys: Iterable[Any]) -> None:
     for k in keys:
         c[k]
 
 
-def call_each(f, keys):
+def call_each(f: Callable[[Any], Any], keys: Iterable[Any]) -> None:
     for k in keys:
         f(k)
 
 
-def set_each(c, keys, value):
+def set_each(c: Any, keys: Iterable[Any], value: Any) -> None:
     for k in keys:
         c[k] = value
 
@@ -38,14 +39,14 @@ def get_or_set_pair_each(get: Callable[[Any], Any], set_: Callable[[Any, Any], A
             set_(k, k)
 
 
-def get_or_set_each(c, keys):
+def get_or_set_each(c: Any, keys: Iterable[Any]) -> None:
     for k in keys:
         v = c.get(k)
         if v is None:
             c[k] = k
 
 
-def get_or_set_each_locked(c, keys, lock):
+def get_or_set_each_locked(c: Any, keys: Iterable[Any], lock: ContextManager[Any]) -> None:
     # For caches that are not thread-safe (cachetools): the lock the user would have to add.
     for k in keys:
         with lock:

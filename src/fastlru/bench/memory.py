@@ -8,22 +8,27 @@ C library using its own allocator).
 
 Run by hand: ``python -m fastlru.bench.memory fastlru 100000 rss``
 """
+from __future__ import annotations
+
 import gc
 import json
 import os
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Dict, List
+
+if TYPE_CHECKING:
+    from .impls import Impl
 
 MODES = ("rss", "tracemalloc")
 
 
-def _rss_bytes():
+def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure_here(name, n, mode):
+def measure_here(name: str, n: int, mode: str) -> Dict[str, Any]:
     """In this process: bytes used by one contender holding n entries."""
     from . import impls
 
@@ -36,7 +41,7 @@ def measure_here(name, n, mode):
         import tracemalloc
 
         tracemalloc.start()
-        read = lambda: tracemalloc.get_traced_memory()[0]  # noqa: E731
+        read: Callable[[], int] = lambda: tracemalloc.get_traced_memory()[0]  # noqa: E731
     else:
         read = _rss_bytes
     before = read()
@@ -53,7 +58,7 @@ def measure_here(name, n, mode):
     return {"impl": name, "mode": mode, "n": n, "size": size, "bytes": after - before}
 
 
-def _child(name, n, mode):
+def _child(name: str, n: int, mode: str) -> Dict[str, Any]:
     # The package root must be importable by the child however the parent found it.
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
@@ -64,16 +69,16 @@ def _child(name, n, mode):
     )
     if proc.returncode != 0:
         raise RuntimeError("child for %s/%s failed: %s" % (name, mode, proc.stderr.strip()[-500:]))
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]  # a row
 
 
-def rows(impls, n, tick=lambda s: None):
+def rows(impls: List[Impl], n: int, tick: Callable[[str], None] = lambda s: None) -> List[Dict[str, Any]]:
     """One row per contender: ``bytes_per_entry`` (RSS), ``tracemalloc_bytes_per_entry``, and
     ``ratio`` to dict's RSS figure."""
     found = {}
     for impl in impls:
         tick(impl.name)
-        result = {"rss": None, "tracemalloc": None, "error": ""}
+        result: Dict[str, Any] = {"rss": None, "tracemalloc": None, "error": ""}
         for mode in MODES:
             try:
                 got = _child(impl.name, n, mode)

@@ -1,5 +1,6 @@
 """The PNG bar chart: one panel per workload, ratio to dict (bytes/entry for memory); a legend
 says what each colour is."""
+from __future__ import annotations
 import math
 from typing import Any, Dict, Iterable, List, Mapping, Tuple
 
@@ -29,7 +30,7 @@ def legend(rows: Iterable[Mapping[str, Any]]) -> List[Tuple[str, str]]:
     return [entry for kind, entry in KINDS.items() if kind in shown]
 
 
-def require_matplotlib():
+def require_matplotlib() -> None:
     """Fail early, before minutes of measuring, if the chart cannot be drawn."""
     try:
         import matplotlib  # noqa: F401
@@ -37,7 +38,7 @@ def require_matplotlib():
         raise SystemExit("--plot needs matplotlib: pip install matplotlib (or fastlru[bench])")
 
 
-def write(path, rows, title):
+def write(path: str, rows: List[Dict[str, Any]], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,7 +53,7 @@ def write(path, rows, title):
     for ax, workload in zip(axes.flat, workloads):
         these = [r for r in rows if r["workload"] == workload]
         memory = workload == "memory"
-        values = [r.get("bytes_per_entry") if memory else r.get("ratio") for r in these]
+        values: List[Any] = [r.get("bytes_per_entry") if memory else r.get("ratio") for r in these]
         values = [v if v is not None and not math.isnan(v) else 0.0 for v in values]
         names = [r["impl"] for r in these]
         colours = [KINDS[kind_of(n)][0] for n in names]

@@ -1,17 +1,18 @@
 """Text output: one table per workload, and (``--targets``) the goals the project holds itself to."""
+from __future__ import annotations
 import math
-from typing import Any, Iterable, List, Mapping, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .impls import DICT, FASTLRU, ODOO
 
 TIMED = ["get-hit-int", "get-hit-tuple", "set-evict", "zipf", "threads"]
 
 
-def _num(x, fmt):
+def _num(x: Any, fmt: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt % x
 
 
-def table(title, rows):
+def table(title: str, rows: List[Dict[str, Any]]) -> str:
     """A fixed-width table of rows (timed rows, memory rows or extra-section rows)."""
     memory = rows and rows[0]["workload"] == "memory"
     if memory:
@@ -33,19 +34,19 @@ def table(title, rows):
     return "\n".join(lines)
 
 
-def _by(rows, workload):
+def _by(rows: List[Dict[str, Any]], workload: str) -> Dict[str, Dict[str, Any]]:
     return {r["impl"]: r for r in rows if r["workload"] == workload}
 
 
-def _ok(value):
+def _ok(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def targets(rows):
+def targets(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, Optional[bool]]]:
     """[(target, measured, met)] for fastlru.LRU; met is None when it could not be measured."""
     out = []
 
-    def ratio_target(workload, limit):
+    def ratio_target(workload: str, limit: float) -> None:
         r = _by(rows, workload).get(FASTLRU)
         if r is None:
             return
@@ -87,7 +88,7 @@ def section_targets(rows: Iterable[Mapping[str, Any]]) -> List[Tuple[Any, ...]]:
     return [tuple(t) for r in rows for t in r.get("targets", [])]
 
 
-def targets_text(found, implementation):
+def targets_text(found: List[Tuple[str, str, Optional[bool]]], implementation: str) -> str:
     lines = ["Targets (the project's own goals; fastlru.LRU: %s):" % implementation]
     width = max((len(t) for t, _, _ in found), default=0)
     for target, measured, met in found:

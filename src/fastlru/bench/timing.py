@@ -8,7 +8,9 @@ import statistics
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Hashable, List, Mapping, Optional, TypeVar
+
+_N = TypeVar("_N", bound=Hashable)  # a case's name
 
 # prepare() does the untimed setup (fresh or pre-filled cache) and returns run(); run() does one
 # timed pass and returns None (timed here) or its own elapsed ns (when only part of it counts,
@@ -21,10 +23,10 @@ class Samples:
     ns: List[int] = field(default_factory=list)  # elapsed ns of each pass
     error: str = ""
 
-    def min(self):
+    def min(self) -> float:
         return min(self.ns) if self.ns else float("nan")
 
-    def median(self):
+    def median(self) -> float:
         return statistics.median(self.ns) if self.ns else float("nan")
 
 
@@ -42,8 +44,8 @@ def _one_pass(prepare: Prepare) -> int:
     return elapsed if own is None else own
 
 
-def interleaved(cases: Dict[str, Prepare], repeats: int, warmup: int = 1,
-                tick: Callable[[str], None] = lambda s: None) -> Dict[str, Samples]:
+def interleaved(cases: Mapping[_N, Prepare], repeats: int, warmup: int = 1,
+                tick: Callable[[str], None] = lambda s: None) -> Dict[_N, Samples]:
     """Time every case ``repeats`` times (after ``warmup`` untimed passes), interleaved.
 
     A case that raises is dropped from the remaining passes; its error is kept in the result.

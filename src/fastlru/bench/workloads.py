@@ -4,15 +4,20 @@ A row is a dict: ``workload``, ``impl``, ``ns`` (min ns/op), ``ns_median``, ``ba
 (``"dict"``), ``ratio`` (``ns`` / dict's ``ns`` from the same run), ``note``, and per-workload
 extras (``hit_ratio`` for the Zipf mixes, ``bytes_per_entry`` for memory).
 """
+from __future__ import annotations
+
 import functools
 import threading
 import time
 from typing import Any, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import data, loops, memory
 from .impls import DICT, ODOO, Impl
-from .timing import interleaved
+from .timing import Prepare, Samples, interleaved
+
+Tick = Callable[[str], None]  # progress: called with a short label
 
 VALUE = object()  # the value stored by the set workload
 
@@ -42,7 +47,7 @@ QUICK = Sizes(repeats=3, get_keys=8192, get_lookups=30_000, capacity=8192, set_k
 WORKLOADS = ["get-hit-int", "get-hit-tuple", "set-evict", "zipf", "threads", "memory"]
 
 
-def describe(name, sz: Sizes) -> str:
+def describe(name: str, sz: Sizes) -> str:
     return {
         "get-hit-int": "get-hit, int keys: %s lookups of %s pre-filled keys, `c[k]`"
         % (f"{sz.get_lookups:,}", f"{sz.get_keys:,}"),
@@ -60,7 +65,7 @@ def describe(name, sz: Sizes) -> str:
     }[name]
 
 
-def _fill(impl, c, keys):
+def _fill(impl: Impl, c: Any, keys: Sequence[Any]) -> None:
     if impl.kind == "function":
         loops.call_each(c, keys)
     elif impl.kind == "methods":
@@ -102,7 +107,7 @@ def _get_or_set_loop(impl: Impl, c: Any, keys: Sequence[Any]) -> Callable[[], An
     return functools.partial(loops.get_or_set_each, c, keys)
 
 
-def _consistency(impl, c, capacity):
+def _consistency(impl: Impl, c: Any, capacity: int) -> str:
     """Untimed sanity check of a cache after a workload: '' or what is wrong."""
     if impl.name == DICT:
         return ""
@@ -118,7 +123,9 @@ def _consistency(impl, c, capacity):
     return ""
 
 
-def _rows(workload, impls, samples, ops, sizes, notes=None, extra=None):
+def _rows(workload: str, impls: List[Impl], samples: Dict[str, Samples], ops: int, sizes: Sizes,
+          notes: Optional[Dict[str, List[str]]] = None,
+          extra: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
     base = samples[DICT].min() if DICT in samples and not samples[DICT].error else float("nan")
     rows = []
     for impl in impls:
@@ -142,13 +149,13 @@ def _rows(workload, impls, samples, ops, sizes, notes=None, extra=None):
 
 # --- get-hit --------------------------------------------------------------------------------
 
-def _get_hit(workload, impls, sz, tick, keys):
+def _get_hit(workload: str, impls: List[Impl], sz: Sizes, tick: Tick, keys: Sequence[Any]) -> List[Dict[str, Any]]:
     lookups = data.uniform_sequence(keys, sz.get_lookups)
 
-    def case(impl):
-        ready = []
+    def case(impl: Impl) -> Prepare:
+        ready: List[Callable[[], Optional[int]]] = []
 
-        def prepare():  # fill once: hits do not change which keys are cached
+        def prepare() -> Callable[[], Optional[int]]:  # fill once: hits do not change which keys are cached
             if not ready:
                 c = impl.make(len(keys))
                 _fill(impl, c, keys)
@@ -161,24 +168,24 @@ def _get_hit(workload, impls, sz, tick, keys):
     return _rows(workload, impls, samples, len(lookups), sz)
 
 
-def get_hit_int(impls, sz, tick):
+def get_hit_int(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     return _get_hit("get-hit-int", impls, sz, tick, data.int_keys(sz.get_keys))
 
 
-def get_hit_tuple(impls, sz, tick):
+def get_hit_tuple(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     return _get_hit("get-hit-tuple", impls, sz, tick, data.tuple_keys(sz.get_keys))
 
 
 # --- set with eviction ----------------------------------------------------------------------
 
-def set_evict(impls, sz, tick):
+def set_evict(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     keys = data.int_keys(sz.set_keys)
     caches = {}
 
-    def case(impl):
-        ready = []
+    def case(impl: Impl) -> Prepare:
+        ready: List[Callable[[], Optional[int]]] = []
 
-        def prepare():
+        def prepare() -> Callable[[], Optional[int]]:
             if not ready:
                 c = impl.make(sz.capacity)
                 # One untimed cycle: steady state. From then on every store into an LRU misses
@@ -205,34 +212,35 @@ def set_evict(impls, sz, tick):
 
 # --- Zipf get-or-set, one thread and several --------------------------------------------------
 
-def _zipf_sequence(sz):
+def _zipf_sequence(sz: Sizes) -> Tuple[List[int], List[int]]:
     seq = data.zipf_sequence(sz.zipf_space, sz.zipf_s, sz.zipf_warm + sz.zipf_ops)
     return seq[: sz.zipf_warm], seq[sz.zipf_warm:]
 
 
-def _warm_cache(impl, sz, warm):
+def _warm_cache(impl: Impl, sz: Sizes, warm: List[int]) -> Any:
     c = impl.make(sz.capacity)
     _get_or_set_loop(impl, c, warm)()
     return c
 
 
-def _hit_ratio(impl, sz, warm, timed):
+def _hit_ratio(impl: Impl, sz: Sizes, warm: List[int], timed: List[int]) -> float:
     c = _warm_cache(impl, sz, warm)
     if impl.kind == "function":
         before = c.cache_info()
         loops.call_each(c, timed)
         after = c.cache_info()
-        return (after.hits - before.hits) / len(timed)
+        hits: int = after.hits - before.hits
+        return hits / len(timed)
     if impl.kind == "methods":
         return 1 - loops.count_misses(c.get, c.set, timed, impl.pairs) / len(timed)
     return 1 - loops.count_misses(c.get, c.__setitem__, timed) / len(timed)
 
 
-def zipf(impls, sz, tick):
+def zipf(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     warm, timed = _zipf_sequence(sz)
 
-    def case(impl):
-        def prepare():
+    def case(impl: Impl) -> Prepare:
+        def prepare() -> Callable[[], Optional[int]]:
             c = _warm_cache(impl, sz, warm)
             return _get_or_set_loop(impl, c, timed)
 
@@ -284,13 +292,13 @@ def _threaded_run(impl: Impl, c: Any, chunks: Sequence[Sequence[Any]]) -> int:
     return elapsed
 
 
-def threads(impls, sz, tick):
+def threads(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     warm, timed = _zipf_sequence(sz)
     chunks = [timed[i:: sz.threads] for i in range(sz.threads)]
     last = {}
 
-    def case(impl):
-        def prepare():
+    def case(impl: Impl) -> Prepare:
+        def prepare() -> Callable[[], Optional[int]]:
             c = _warm_cache(impl, sz, warm)
             last[impl.name] = c
             return functools.partial(_threaded_run, impl, c, chunks)
@@ -309,7 +317,7 @@ def threads(impls, sz, tick):
     return _rows("threads", impls, samples, len(timed), sz, notes)
 
 
-def memory_rows(impls, sz, tick):
+def memory_rows(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
     return memory.rows(impls, sz.memory_entries, tick)
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .base import (
     REGISTRY,
@@ -92,6 +92,19 @@ class RegistrySignaling:
     #: at interpreter exit, how long to keep trying to publish invalidations kept after a failure
     signaling_exit_timeout: float = 10.0
 
+    if TYPE_CHECKING:  # what the Registry, which this is a base of, provides
+        db_name: str
+        signaling: Any
+        caches_by_key: Dict[str, Tuple[str, ...]]
+        cache_invalidated: Set[str]
+        registry_invalidated: bool
+
+        def _expand(self, names: Iterable[str]) -> List[str]: ...
+        def _clear_local(self, names: Iterable[str]) -> List[str]: ...
+        def _clear_all_local(self) -> List[str]: ...
+        def _begin_scope(self) -> Any: ...
+        def _end_scope(self, previous: Any) -> None: ...
+
     def __init__(self) -> None:
         self._signaling_lock = threading.Lock()
         self._signaling_retry_lock = threading.Lock()
@@ -103,13 +116,13 @@ class RegistrySignaling:
         #: per-process local counters: name -> version this process has caught up with
         self._signaling_versions: Dict[str, int] = {}
         #: the same, as a tuple in the order of _signaling_keys (the no-change fast path)
-        self._signaling_values: Optional[Tuple[int, ...]] = None
+        self._signaling_values: Optional[Tuple[Optional[int], ...]] = None
         self._signaling_outage = False
         self._signaling_failed_at = 0.0  # time.monotonic() of the last failure
         #: bumped whenever the local counters change: a read older than that is read again
         self._signaling_generation = 0
         #: names whose publication failed (any thread); published by the next signal or check
-        self._signaling_pending: set = set()
+        self._signaling_pending: Set[str] = set()
         self._signaling_pending_registry = False
         #: counts the failures that kept names: a publish sent before one of them must not
         #: forget what it kept (that commit may be newer than the bump), see _signaling_sent

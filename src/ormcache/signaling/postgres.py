@@ -18,7 +18,7 @@ import select
 import threading
 import time
 import uuid
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import psycopg
 from psycopg import generators, sql
@@ -146,6 +146,8 @@ class _DeadlineConnection(psycopg.Connection):
     """A psycopg connection whose waits end at ``deadline`` (time.monotonic()), when set."""
 
     deadline: Optional[float] = None
+    #: what makes the server refuse writes (a text), or False: set when connecting
+    ormcache_read_only: Union[str, bool]
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         deadline = self.deadline
@@ -295,10 +297,10 @@ class PostgresSignaling(SignalingBackend):
         self._conn: Any = None
         self._read_only = False
         self._pid = os.getpid()
-        self._ensured: set = set()
+        self._ensured: Set[str] = set()
         self._token: Any = None  # the epoch token, once read
         self._queries: Dict[Tuple[str, Tuple[str, ...]], Any] = {}
-        self._absent: set = set()  # names (or EPOCH_TABLE) a read-only connection did not find
+        self._absent: Set[str] = set()  # names (or EPOCH_TABLE) a read-only connection did not find
         self._unpruned: Dict[str, int] = {}  # name -> signals written since this process pruned it
         #: event loop -> its async connection (a connection belongs to the loop that made it)
         self._loop_connections: PerLoop[_LoopConnection] = PerLoop(_LoopConnection, _aclose_state)
@@ -424,7 +426,7 @@ class PostgresSignaling(SignalingBackend):
 
     def _query(self, kind: str, names: Tuple[str, ...]) -> str:
         try:
-            return self._queries[kind, names]
+            return self._queries[kind, names]  # type: ignore[no-any-return]  # read/ensure: str
         except KeyError:
             pass
         if kind == "read":
@@ -433,7 +435,7 @@ class PostgresSignaling(SignalingBackend):
                 self._read_part(self.TABLE_PREFIX + name, "coalesce(sum(weight), 0)", name)
                 for name in names
             ]
-            query = sql.SQL("SELECT {}").format(sql.SQL(", ").join(parts))
+            query: sql.Composable = sql.SQL("SELECT {}").format(sql.SQL(", ").join(parts))
         else:
             query = self._insert(names, None)
         text = self._queries[kind, names] = query.as_string(None)
@@ -458,7 +460,7 @@ class PostgresSignaling(SignalingBackend):
         """One statement inserting one row into the table of each name; with ``token``, it
         first checks that it runs in the database of that epoch token (else it fails)."""
         if token is None:
-            weight = sql.SQL("SELECT 1 AS weight")
+            weight: sql.Composable = sql.SQL("SELECT 1 AS weight")
         else:
             weight = sql.SQL(
                 "SELECT CASE WHEN (SELECT token FROM {}) = {} THEN 1 ELSE CAST("
@@ -720,6 +722,7 @@ class PostgresSignaling(SignalingBackend):
             if token is None:
                 raise SignalingError(f"PostgreSQL signaling at {self._where} has no tables yet")
         # no round trip once known: a writer whose path to the backend is cut still records
+        statement: str
         try:
             cached_token, statement = self._queries["record", names]
         except KeyError:

@@ -6,7 +6,7 @@ import os
 import threading
 import uuid
 import weakref
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import redis
 import redis.asyncio
@@ -268,7 +268,7 @@ class _RedisListener:
     def __init__(self, backend: RedisSignaling) -> None:
         self.backend = backend
         self._lock = threading.Lock()
-        self._registries: Dict[str, weakref.WeakSet] = {}
+        self._registries: Dict[str, weakref.WeakSet[Any]] = {}
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
@@ -309,13 +309,13 @@ class _RedisListener:
     def _run(self) -> None:
         redis = self.backend._redis
         pubsub = None
-        subscribed: set = set()
+        subscribed: Set[str] = set()
         delay = 0.05
         try:
             while not self._stop.is_set():
                 try:
                     if pubsub is None:
-                        pubsub = self.backend.client.pubsub()
+                        pubsub = self.backend.client.pubsub()  # type: ignore[no-untyped-call]
                         subscribed = set()
                     with self._lock:
                         wanted = set(self._registries)

@@ -29,7 +29,7 @@ except ImportError:  # SQLAlchemy 2.0
 if TYPE_CHECKING:
     from typing import Coroutine
 
-    from typing_extensions import TypeGuard
+    from typing_extensions import TypeIs
 
 __all__ = ["is_async", "sync_session", "run", "resolve", "ready", "Flights", "Flight", "MISS", "await_", "in_greenlet"]
 
@@ -39,7 +39,7 @@ _T = TypeVar("_T")
 MISS: Any = object()
 
 
-def is_async(session: Any) -> "TypeGuard[AsyncSession]":
+def is_async(session: Any) -> "TypeIs[AsyncSession]":
     return isinstance(session, AsyncSession)
 
 

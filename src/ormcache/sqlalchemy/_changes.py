@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from itertools import chain
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import AbstractSet, Any, Dict, Iterator, List, Optional, Set, cast
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
@@ -83,7 +83,7 @@ def loaded_state(session: Session, obj: Any) -> Optional[LoadedState]:
     return LoadedState(obj) if state.modified else None
 
 
-class _AllTables(frozenset):
+class _AllTables(frozenset[str]):
     """Every table: what a textual statement that may write can have changed (empty, so test
     it with ``is ALL_TABLES`` first)."""
 
@@ -92,7 +92,7 @@ class _AllTables(frozenset):
 
 
 #: ``statement_tables()`` of a ``text()`` statement that is not a plain read.
-ALL_TABLES: Set[str] = _AllTables()
+ALL_TABLES: AbstractSet[str] = _AllTables()
 
 # -- text(): is it provably one read-only statement? -------------------------------------------
 
@@ -143,7 +143,7 @@ def _statements(sql: str) -> Optional[List[List[str]]]:
     statements: List[List[str]] = [[]]
     position, end = 0, len(sql)
     while position < end:
-        match = _TOKEN.match(sql, position)
+        match = cast("re.Match[str]", _TOKEN.match(sql, position))  # _TOKEN matches anything
         kind = match.lastgroup
         position = match.end()
         if kind in ("space", "line_comment"):
@@ -208,7 +208,7 @@ def is_single_read(sql: str) -> bool:
             return False
         previous = token
     return True
-def statement_tables(orm_execute_state: Any) -> Set[str]:
+def statement_tables(orm_execute_state: Any) -> AbstractSet[str]:
     """Names of the tables an insert/update/delete statement writes; empty for a SELECT;
     ``ALL_TABLES`` for ``text()`` SQL other than a read (its tables cannot be known)."""
     if not (orm_execute_state.is_update or orm_execute_state.is_delete or orm_execute_state.is_insert):

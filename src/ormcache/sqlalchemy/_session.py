@@ -3,7 +3,7 @@ the keys of full-table caches and the marker of cached members. Imports no other
 package but ``_changes``, so ``binding``, ``cached`` and ``tables`` never import each other."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple, Union, cast
+from typing import Any, Dict, List, Set, Tuple, Union, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -62,8 +62,8 @@ class Transaction:
     __slots__ = ("keys", "shared", "layers", "start", "generation", "version", "connections")
 
     def __init__(self, start: int, generation: int, version: Any = None) -> None:
-        self.keys: set = set()
-        self.shared: set = set()
+        self.keys: Set[Any] = set()
+        self.shared: Set[Any] = set()
         self.layers: List[Dict[Any, Any]] = [{}]
         self.start = start
         self.generation = generation

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Type
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Type, Union
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
@@ -86,7 +86,7 @@ class OrmCache:
         serializer: str = "pickle",
         secret: Any = None,
         redis_timeout: float = 0.5,
-        session: Callable[[Any], Session] = default_session,
+        session: Callable[[Any], Union[Session, AsyncSession]] = default_session,
         role: Callable[[Any], Any] = _default_role,
         check_signaling: bool = True,
     ) -> None:
@@ -132,7 +132,7 @@ class OrmCache:
     def register(self, *owners: type) -> None:
         """Register the ``orm_cached`` members of ``owners`` (classes). A policy naming a table
         that ``metadata`` does not know raises ValueError here, at start-up."""
-        found = []
+        found: List[Any] = []  # OrmCachedDescriptor members
         for owner in owners:
             for klass in owner.__mro__:
                 for value in vars(klass).values():
@@ -545,7 +545,7 @@ def _info(connection: Any) -> Dict[str, Any]:
     """``connection.info``, or an empty dict once the connection is gone (a rollback after a
     disconnect): what it held was not committed."""
     try:
-        return connection.info
+        return connection.info  # type: ignore[no-any-return]  # a DBAPI connection's dict
     except Exception:  # noqa: BLE001 - invalidated or closed: nothing to send
         return {}
 

@@ -36,7 +36,7 @@ import inspect as inspect_module
 import itertools
 import logging
 import time
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple, TypeVar, Union, overload
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Result, Row
@@ -51,6 +51,38 @@ from ._changes import ALL_TABLES, KEY_PREFIX, statement_tables
 from ._bridge import MISS, Flight, Flights, ready, resolve, run, sync_session
 from ._session import CachedMember, begin, default_session
 from .shared import FORGED, MOVED, NOT_FOUND
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from typing_extensions import Concatenate, ParamSpec, Self
+
+    _P = ParamSpec("_P")
+    _R = TypeVar("_R")
+    _R_co = TypeVar("_R_co", covariant=True)
+    _S = TypeVar("_S")
+    _S_contra = TypeVar("_S_contra", contravariant=True)
+
+    class CachedMethod(Protocol[_S_contra, _P, _R_co]):
+        """An ``orm_cached``/``request_cached`` method: on an object, the method's parameters
+        after ``self`` and its return type."""
+
+        @overload
+        def __get__(self, owner: None, owner_type: Any = None) -> Self: ...
+        @overload
+        def __get__(self, owner: _S_contra, owner_type: Any = None) -> Callable[_P, _R_co]: ...
+        # (not callable at run time: there for mypy, which types a property with a decorator
+        # over it, ``# type: ignore[prop-decorator]``, by calling that decorator's result)
+        def __call__(self, owner: _S_contra, /, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
+
+    class CachedDecorator(Protocol):
+        """``orm_cached(...)``: over a method (typed as the method), or over a ``property``
+        (``property`` is not generic: its value is ``Any``)."""
+
+        @overload
+        def __call__(self, fn: property) -> OrmCachedDescriptor: ...
+        @overload
+        def __call__(self, fn: Callable[Concatenate[_S, _P], _R]) -> CachedMethod[_S, _P, _R]: ...
 
 __all__ = ["orm_cached", "request_cached", "OrmCachedDescriptor", "RequestCachedDescriptor", "Counter"]
 
@@ -72,7 +104,7 @@ def _refuse_instances(name: str, value: Any) -> None:
     if isinstance(value, (str, bytes)):
         return
     if isinstance(value, dict):
-        children = [*value.keys(), *value.values()]
+        children: Iterable[Any] = [*value.keys(), *value.values()]
     elif isinstance(value, (tuple, list, set, frozenset)):
         children = value
     else:
@@ -105,7 +137,7 @@ def _plain(row: Any) -> Any:
     return row
 
 
-def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., tuple]]:
+def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., Tuple[Any, ...]]]:
     """A function of the same signature returning its arguments after ``self`` as a tuple, so
     positional, keyword and default calls give one key (compiled once, as Odoo's ormcache);
     None when the method takes nothing but ``self``."""
@@ -131,7 +163,7 @@ def arguments_key(fn: Callable[..., Any]) -> Optional[Callable[..., tuple]]:
                 params.append(f"{p.name}=__default_{p.name}")
             values.append(p.name)
     source = f"lambda {', '.join(params)}: ({', '.join(values)},)"
-    return eval(source, {"__builtins__": {"tuple": tuple, "sorted": sorted}, **defaults})  # noqa: S307
+    return eval(source, {"__builtins__": {"tuple": tuple, "sorted": sorted}, **defaults})  # type: ignore[no-any-return]  # noqa: S307
 
 
 def _sync_read(member: Any, session: Any) -> Session:
@@ -194,6 +226,10 @@ class OrmCachedDescriptor(CachedMember):
         return (f"orm_cached {self.name}: @property is above @orm_cached; put @orm_cached "
                 f"outermost (@orm_cached(...) on the line above @property)")
 
+    @overload
+    def __get__(self, owner: None, owner_type: Any = None) -> Self: ...
+    @overload
+    def __get__(self, owner: object, owner_type: Any = None) -> Any: ...
     def __get__(self, owner: Any, owner_type: Any = None) -> Any:
         if owner is None:
             return self
@@ -201,7 +237,7 @@ class OrmCachedDescriptor(CachedMember):
             return self.load(owner)
         return functools.partial(self.load, owner)
 
-    def create(self, owner: Any, session: Session, args: tuple, kwargs: dict, counter: Any = None) -> Any:
+    def create(self, owner: Any, session: Session, args: Tuple[Any, ...], kwargs: Dict[Any, Any], counter: Any = None) -> Any:
         """Compute the value (materialised, checked for ORM instances); a miss for ``counter``."""
         start = time.perf_counter()
         raw = resolve(self.fn(owner, *args, **kwargs))
@@ -315,7 +351,7 @@ class OrmCachedDescriptor(CachedMember):
         return value
 
     def _load_shared(self, cache: Any, txn: Any, shared: Any, entry: Dict[Any, Any], subkey: Any, owner: Any,
-                     session: Session, args: tuple, kwargs: dict, counter: Any) -> Any:
+                     session: Session, args: Tuple[Any, ...], kwargs: Dict[Any, Any], counter: Any) -> Any:
         import redis
 
         if txn.version is None:
@@ -373,10 +409,10 @@ class _SharedCopy:
         self.version, self.signals, self.value = version, signals, value
 
 
-def orm_cached(policy: Union[str, Callable[[Any], bool]], by_role: bool = False) -> Callable[[Any], OrmCachedDescriptor]:
+def orm_cached(policy: Union[str, Callable[[Any], bool]], by_role: bool = False) -> CachedDecorator:
     """Cache a method's or property's value until a change its ``policy`` matches is committed."""
 
-    def decorate(fn: Any) -> OrmCachedDescriptor:
+    def decorate(fn: Any) -> Any:
         return OrmCachedDescriptor(fn, policy, by_role)
 
     return decorate
@@ -426,9 +462,13 @@ class RequestCachedDescriptor:
         self.key = (KEY_PREFIX, "request_cached", f"{self.fn.__module__}.{self.fn.__qualname__}")
         self.is_coroutine = inspect_module.iscoroutinefunction(self.fn)
         self.label = f"request_cached {self.key[2]}"
-        functools.update_wrapper(self, self.fn)
+        functools.update_wrapper(self, self.fn)  # type: ignore[arg-type]  # __doc__, __name__... on the descriptor
         _install_listeners()
 
+    @overload
+    def __get__(self, owner: None, owner_type: Any = None) -> Self: ...
+    @overload
+    def __get__(self, owner: object, owner_type: Any = None) -> Any: ...
     def __get__(self, owner: Any, owner_type: Any = None) -> Any:
         if owner is None:
             return self
@@ -465,7 +505,11 @@ class RequestCachedDescriptor:
         return value
 
 
-def request_cached(fn: Any) -> RequestCachedDescriptor:
+@overload
+def request_cached(fn: property) -> RequestCachedDescriptor: ...
+@overload
+def request_cached(fn: Callable[Concatenate[_S, _P], _R]) -> CachedMethod[_S, _P, _R]: ...
+def request_cached(fn: Any) -> Any:
     """Cache a method's or property's value for the current request; ORM instances allowed."""
     return RequestCachedDescriptor(fn)
 

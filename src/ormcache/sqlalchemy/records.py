@@ -55,7 +55,7 @@ class _Model:
     __slots__ = ("cls", "mapper", "pk", "pk_name", "columns", "statements")
 
     def __init__(self, cls: type) -> None:
-        mapper: Optional[Mapper] = inspect(cls, raiseerr=False)
+        mapper: Optional[Mapper[Any]] = inspect(cls, raiseerr=False)
         if not isinstance(mapper, Mapper):
             raise TypeError(f"RecordCache: {cls!r} is not a mapped class")
         if len(mapper.primary_key) != 1:
@@ -239,7 +239,7 @@ class RecordCache:
         if cls is None:
             self.clear()
             return
-        base = inspect(cls).base_mapper
+        base: Mapper[Any] = inspect(cls).base_mapper
         for known in [c for c in self._data.keys() | self._missing.keys() if inspect(c).base_mapper is base]:
             if id is None:
                 self._data.pop(known, None)
@@ -251,7 +251,7 @@ class RecordCache:
 
     def _invalidate_tables(self, tables: Set[str]) -> None:
         for cls in list(self._data.keys() | self._missing.keys()):
-            if any(table.name in tables for table in inspect(cls).tables):
+            if any(table.name in tables for table in inspect(cls).tables):  # type: ignore[var-annotated]
                 self.invalidate(cls)
 
     def clear(self) -> None:

@@ -22,7 +22,7 @@ import logging
 import pickle
 import time
 import warnings
-from typing import Any, Callable, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, Optional, Set, Tuple, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from ..signaling import SignalingConfigurationError
@@ -31,6 +31,7 @@ __all__ = ["SharedTier", "SharedCacheWarning", "NOT_FOUND", "FORGED", "STORED", 
            "stable_key", "redact_url"]
 
 _logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: ``SharedTier.get`` found nothing usable.
 NOT_FOUND: Any = object()
@@ -140,16 +141,16 @@ class SharedTier:
         # no client-side retries: one deadline per call, then the tier rests
         self.client = redis.Redis.from_url(url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
                                            retry=Retry(NoBackoff(), 0))
-        self._warned: set = set()
+        self._warned: Set[Any] = set()
         #: names whose invalidation could not be sent; sent again before any other command
-        self._backlog: set = set()
+        self._backlog: Set[Any] = set()
         self._failed_at: Optional[float] = None  # time.monotonic() of the last failure
 
     def __repr__(self) -> str:
         return (f"SharedTier({redact_url(self.url)!r}, prefix={self.prefix!r}, serializer={self.serializer!r}, "
                 f"signed={self._secret is not None})")
 
-    def _call(self, function: Callable[[], Any]) -> Any:
+    def _call(self, function: Callable[[], _T]) -> _T:
         """Run one network call; after a failure, fail at once for ``retry_interval`` seconds."""
         failed_at = self._failed_at
         if failed_at is not None and time.monotonic() < failed_at + self.retry_interval:
@@ -170,7 +171,7 @@ class SharedTier:
 
     def _tag(self, key: str, field: str, version: bytes, data: bytes) -> bytes:
         message = b"\0".join((key.encode(), field.encode(), version)) + b"\0" + data
-        return hmac.new(self._secret, message, hashlib.sha256).digest()
+        return hmac.new(self._secret, message, hashlib.sha256).digest()  # type: ignore[arg-type]  # with a secret
 
     def close(self) -> None:
         self.client.close()
@@ -192,7 +193,7 @@ class SharedTier:
     def version(self, name: str) -> bytes:
         """The current version of ``name`` (one round trip)."""
         self._send_backlog()
-        return self._call(lambda: self.client.get(self._keys(name)[0])) or b"0"
+        return self._call(lambda: self.client.get(self._keys(name)[0])) or b"0"  # type: ignore[return-value]  # bytes: no decode_responses
 
     def get(self, name: str, role: Any, signals: str = "") -> Tuple[bytes, Any]:
         """``(version, value)``, value ``NOT_FOUND`` when no process stored one for this version
@@ -253,7 +254,7 @@ class SharedTier:
         def run() -> str:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(ver_key)
+                    pipe.watch(ver_key)  # type: ignore[no-untyped-call]  # untyped in redis-py
                     if (pipe.get(ver_key) or b"0") != version:
                         return MOVED
                     pipe.multi()

@@ -26,7 +26,7 @@ has changed the table, its lookups go to the database: uncommitted rows are neve
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,7 +80,7 @@ class FullTableCache:
     # -- loading -----------------------------------------------------------------------------
 
     @classmethod
-    def _detached(cls, session: Session, where: Any = None) -> list:
+    def _detached(cls, session: Session, where: Any = None) -> List[Any]:
         """Instances of ``cls`` loaded on the caller's connection, detached from any session."""
         connection = session.connection(bind_arguments={"mapper": inspect(cls)})
         with Session(bind=connection, expire_on_commit=False, info={INTERNAL_KEY: True}) as loader:
