@@ -4,6 +4,7 @@ the file also runs (tests/test_typing.py executes it), so what it checks works a
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from typing_extensions import assert_type
@@ -167,5 +168,37 @@ def use(app: App) -> None:
     print(names)
 
 
+# -- async def, under lru_cache and ormcache: awaited as the function; ormcache's ttl ----------
+
+@lru_cache(maxsize=8)
+async def fetch(n: int) -> str:
+    return str(n)
+
+
+class AsyncParams:
+    pool = Registry("typing-example-async")
+    _name = "ir.config_parameter"
+
+    @ormcache("key")
+    async def get_param(self, key: str) -> Optional[str]:
+        return key
+
+    @ormcache("key", ttl=5)
+    def fresh(self, key: str) -> str:
+        return key
+
+
+async def use_async() -> None:
+    async_params = AsyncParams()
+    assert_type(await fetch(1), str)
+    assert_type(await async_params.get_param("a"), Optional[str])
+    assert_type(async_params.fresh("a"), str)
+
+
+asyncio.run(use_async())
+fetch.cache_clear()
+
+
 Registry.delete("typing-example")
 Registry.delete("typing-example-sizes")
+Registry.delete("typing-example-async")
