@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from fastlru.bench.odoo_lru import LRU as OdooLRU
 
-from ._lookup import timed, uncached
+from ._lookup import store, timed, uncached
 
 __all__ = ["rows", "measure", "contenders", "call_args", "calls", "SHAPES", "MULTI_IDS"]
 
@@ -250,10 +250,7 @@ def _miss_without_flight(func: Callable[..., Any], flights: Dict[Any, Any], regi
     counter.miss += 1
     generation = registry.generation
     value = timed(counter, func, args, kwargs)
-    if registry.generation == generation:
-        lru[key] = value
-        if registry.generation != generation:
-            lru.pop(key, None)
+    store(func, registry, lru, counter, key, value, generation)  # the same store as ``miss``'s
     return value
 
 

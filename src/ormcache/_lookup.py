@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from _thread import allocate_lock as _allocate_lock
@@ -61,25 +62,73 @@ def cache_of(registry: Registry, cache_name: str) -> Any:
 
 
 class Flight:
-    """One computation in progress; ``lock`` is held by the computing thread until it ends.
-    Made by ``_flight`` (a plain function: cheaper per miss than a class with ``__init__``)."""
+    """One computation in progress. ``lock`` is made by the first thread that waits for it (most
+    flights have no waiter: no lock to allocate), held until the computing thread lands it
+    (``_land``); ``landed`` tells a late waiter not to wait. Made by ``_flight`` (a plain
+    function: cheaper per miss than a class with ``__init__``)."""
 
-    __slots__ = ("thread", "lock", "value", "stored")
+    __slots__ = ("thread", "lock", "value", "stored", "landed")
     thread: int
     lock: Any
     value: Any
     stored: bool
+    landed: bool
+
+
+#: orders a waiter's arrival (making the flight's lock) against the flight's landing
+_guard = _allocate_lock()
+#: free-threaded builds: the landing also takes ``_guard`` (without the GIL, the landing's
+#: store-then-load and the waiter's are not ordered otherwise)
+_LAND_GUARDED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 def _flight(me: int) -> Flight:
-    """A new flight of thread ``me``, its lock held."""
+    """A new flight of thread ``me`` (no lock until someone waits)."""
     flight = _new(Flight)
     flight.thread = me
-    flight.lock = lock = _allocate_lock()
-    lock.acquire()
+    flight.lock = None
     flight.value = None
     flight.stored = False
+    flight.landed = False
     return flight
+
+
+def _wait(flight: Flight, me: int) -> None:
+    """Block thread ``me`` until ``flight`` lands (returns at once if it has).
+
+    The first waiter makes the lock, held on the computing thread's behalf (``_guard``: one lock
+    per flight, whatever the number of waiters), then looks at ``landed`` again: the landing sets
+    ``landed`` before it reads ``lock``, so either it sees this lock and releases it, or this
+    waiter sees ``landed`` and does not wait: never a wait for a release that will not come."""
+    with _guard:
+        if flight.landed:
+            return
+        lock = flight.lock
+        if lock is None:
+            lock = _allocate_lock()
+            lock.acquire()
+            flight.lock = lock
+    if not _LAND_GUARDED and flight.landed:
+        return  # it landed meanwhile, perhaps reading ``lock`` before we set it: no release to wait for
+    _waiting[me] = flight
+    try:
+        with lock:  # released when the computing thread is done
+            pass
+    finally:
+        _waiting.pop(me, None)
+
+
+def _land(flight: Flight) -> None:
+    """The computing thread is done with ``flight``: wake its waiters, if any."""
+    if _LAND_GUARDED:
+        with _guard:
+            flight.landed = True
+            lock = flight.lock
+    else:  # the GIL orders these two steps against ``_wait``'s
+        flight.landed = True
+        lock = flight.lock
+    if lock is not None:
+        lock.release()
 
 
 def _waits_on_me(flight: Flight, me: int) -> bool:
@@ -124,12 +173,7 @@ def miss(func: Callable[..., Any], flights: Dict[Any, Any], registry: Any, lru: 
         if _waits_on_me(current, me):  # recursion on the same key, or a cycle of threads
             counter.miss += 1
             return timed(counter, func, args, kwargs)
-        _waiting[me] = current
-        try:
-            with current.lock:  # released when the computing thread is done
-                pass
-        finally:
-            _waiting.pop(me, None)
+        _wait(current, me)
         if current.stored:
             counter.hit += 1
             return current.value
@@ -150,7 +194,7 @@ def miss(func: Callable[..., Any], flights: Dict[Any, Any], registry: Any, lru: 
         return value
     finally:
         flights.pop(fkey, None)  # callers from now on find the value in the cache
-        flight.lock.release()
+        _land(flight)
 
 
 def store(func: Callable[..., Any], registry: Any, lru: Any, counter: Any, key: Any, value: Any, generation: Any) -> bool:
@@ -217,12 +261,7 @@ def multi_miss(
             _compute_ids(func, flights, registry, lru, counter, mine, call, name, values)
         pending = {}
         for id_, (key, flight) in theirs.items():  # ours are released: nobody waits on us now
-            _waiting[me] = flight
-            try:
-                with flight.lock:  # released when the computing thread is done
-                    pass
-            finally:
-                _waiting.pop(me, None)
+            _wait(flight, me)
             if flight.stored:
                 values[id_] = flight.value
                 continue
@@ -281,7 +320,7 @@ def _compute_ids(
         for key, flight in mine.values():
             if flight is not None:
                 flights.pop((id(lru), key), None)  # callers from now on find the value in the cache
-                flight.lock.release()
+                _land(flight)
 
 
 def check_multi_result(func: Callable[..., Any], name: str, result: object) -> None:
