@@ -458,17 +458,22 @@ def redis_server():
         server.teardown()
 
 
-@pytest.fixture
-def pg_dsn(postgres_server):
-    """DSN of a fresh, empty database, dropped after the test."""
+def fresh_database(postgres_server, prefix="test_"):
+    """Yields the DSN of a fresh, empty database, dropped after (a fixture's body)."""
     if not postgres_server.running:
         postgres_server.start()
-    name = f"test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     dsn = postgres_server.create_database(name)
     yield dsn
     if not postgres_server.running:
         postgres_server.start()
     postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def pg_dsn(postgres_server):
+    """DSN of a fresh, empty database, dropped after the test."""
+    yield from fresh_database(postgres_server)
 
 
 @pytest.fixture

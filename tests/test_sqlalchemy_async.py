@@ -232,17 +232,24 @@ def test_tasks_awaiting_one_cold_key_compute_it_once(adb, aregistry):
     run(adb, body)
 
 
+async def held_leader(cache, leader_session, waiter_sessions):
+    """``slow(1)`` computed by a task on ``leader_session``, held by ``Shop.gate``, and awaited
+    by one task per waiter session: (the leader's task, the waiters' tasks)."""
+    Shop.gate = asyncio.Event()
+    leader = asyncio.ensure_future(Shop(cache, leader_session).slow(1))
+    while Shop.computed != ["slow"]:
+        await asyncio.sleep(0.001)  # the leader computes, held by the gate
+    waiters = [asyncio.ensure_future(Shop(cache, s).slow(1)) for s in waiter_sessions]
+    await asyncio.sleep(0.01)
+    return leader, waiters
+
+
 def test_cancelled_computation_is_not_cached_and_waiters_go_on(adb, aregistry):
     async def body(engine):
         cache, maker = make_cache(aregistry, engine)
         await add_customers(maker, 5)
-        Shop.gate = asyncio.Event()
         async with maker() as s1, maker() as s2, maker() as s3:
-            leader = asyncio.ensure_future(Shop(cache, s1).slow(1))
-            while Shop.computed != ["slow"]:
-                await asyncio.sleep(0.001)  # the leader computes, held by the gate
-            waiters = [asyncio.ensure_future(Shop(cache, s).slow(1)) for s in (s2, s3)]
-            await asyncio.sleep(0.01)
+            leader, waiters = await held_leader(cache, s1, (s2, s3))
             assert Shop.computed == ["slow"]  # the others wait for it
             leader.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -278,13 +285,8 @@ def test_waiter_cancelled_leaves_the_others(adb, aregistry):
     async def body(engine):
         cache, maker = make_cache(aregistry, engine)
         await add_customers(maker, 5)
-        Shop.gate = asyncio.Event()
         async with maker() as s1, maker() as s2, maker() as s3:
-            leader = asyncio.ensure_future(Shop(cache, s1).slow(1))
-            while Shop.computed != ["slow"]:
-                await asyncio.sleep(0.001)
-            waiter, other = (asyncio.ensure_future(Shop(cache, s).slow(1)) for s in (s2, s3))
-            await asyncio.sleep(0.01)
+            leader, (waiter, other) = await held_leader(cache, s1, (s2, s3))
             waiter.cancel()
             Shop.gate.set()
             assert await leader == 6 and await other == 6

@@ -18,6 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ormcache import Registry
 from ormcache.sqlalchemy import FullTableCache, OrmCache, orm_cached, request_cached
+from servers import fresh_database
 from test_sqlalchemy_support import QueryCounter, make_engine
 
 T = TypeVar("T")
@@ -100,14 +101,7 @@ def make_async_engine(kind: str, where: str) -> AsyncEngine:
 @pytest.fixture(scope="module")
 def async_pg(postgres_server):
     """A PostgreSQL database for the tests of one module (each test recreates the tables)."""
-    if not postgres_server.running:
-        postgres_server.start()
-    name = f"test_async_{uuid.uuid4().hex[:12]}"
-    dsn = postgres_server.create_database(name)
-    yield dsn
-    if not postgres_server.running:
-        postgres_server.start()
-    postgres_server.drop_database(name)
+    yield from fresh_database(postgres_server, "test_async_")
 
 
 @pytest.fixture
