@@ -100,6 +100,14 @@ class _PerDatabase(type):
             return registry
 
 
+class _ThreadFlags(threading.local):
+    """A registry's per-thread flags. ``scope_generation`` (None outside a ``cursor_scope()``)
+    is read by every miss (``Registry.generation``, three times): a class default, since reading
+    a ``threading.local`` attribute a thread never set raises (and formats) an AttributeError."""
+
+    scope_generation: Any = None
+
+
 class Registry(RegistrySignaling, metaclass=_PerDatabase):
     """The caches of one database, shared by every thread of the process."""
 
@@ -145,7 +153,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         self.signaling: Any = None
         #: bumped by every clear (read through ``generation``)
         self._generation = 0
-        self._invalidation_flags = threading.local()
+        self._invalidation_flags = _ThreadFlags()
         super().__init__()
 
     def __repr__(self) -> str:
