@@ -8,19 +8,24 @@ bound method, an argument tuple or a keyword dict. A hit costs: finding the (poo
 classes plus the instance dict's own ``pool`` and ``_name``, read directly and, on CPython
 3.9-3.12, remembered per dict version; getattr only for custom getattr or descriptors),
 refilling the wrapper's own probe key tuple (no allocation), one ``PyObject_GetItem`` on the LRU
-and one C integer increment. Anything else (a new registry or model, a miss, an error) goes to
-the shared Python code in ``_lookup``.
+and one C integer increment. A miss is computed here too (``_miss``, the twin of
+``_lookup.miss``: its single flight without Python frames); anything else (a new registry or
+model, a wait for another caller's flight, the store rule, an error) goes to the shared Python
+code in ``_lookup``.
 
 Measured with ``python -m ormcache._bench`` (the same numbers appear in ``python -m fastlru.bench``).
 """
 cimport cython
 from cpython.object cimport PyObject
+from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import functools
+from time import perf_counter as _perf_counter
 
-from ormcache._lookup import lookup_failed as _lookup_failed, miss as _miss, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
+from ormcache._lookup import lookup_failed as _lookup_failed, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
+from ormcache._lookup import AGAIN as _AGAIN, _LAND_GUARDED, _land, follow as _follow, store as _store
 from ormcache.registry import DELETE_HOOKS
 
 cdef extern from "Python.h":
@@ -32,6 +37,8 @@ cdef extern from "Python.h":
     object PyMethod_New(object func, object self)
     int PyErr_ExceptionMatches(object exc)
     void PyErr_Clear()
+    # borrowed; NULL with an exception set
+    PyObject* PyDict_SetDefault(object d, object key, object default)
 
 cdef extern from *:
     """
@@ -809,8 +816,7 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             key = ormcache_hashed(<PyObject*>key)  # a key of its own, to store or to report
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
             if failure:
-                return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
-                             _positional(args, nargs), _keywords(args, nargs, kwnames))
+                return _miss(self, slot, key, _positional(args, nargs), _keywords(args, nargs, kwnames))
             return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
         key = PyTuple_New(n + 2 + (tail is not None))
         Py_INCREF(slot.model)
@@ -839,11 +845,98 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     if failure < 0:
         raise_pending()
     if failure:
-        return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, ormcache_hashed(<PyObject*>key),
-                     _positional(args, nargs), _keywords(args, nargs, kwnames))
+        return _miss(self, slot, ormcache_hashed(<PyObject*>key), _positional(args, nargs), _keywords(args, nargs, kwnames))
     # taken off the error indicator, so the method's own errors do not chain to the lookup's
     error = ormcache_fetch_error()
     return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
+
+
+# -- the miss: the compiled twin of ``_lookup.miss`` ---------------------------------------------
+
+@cython.final
+@cython.freelist(8)
+cdef class Flight:
+    """One computation in progress: the compiled twin of ``_lookup.Flight`` (the same attributes,
+    read and written by ``_lookup``'s waiters: ``_wait``, ``_waits_on_me``, ``follow``)."""
+
+    cdef public unsigned long thread
+    cdef public object lock
+    cdef public object value
+    cdef public bint stored
+    cdef public bint landed
+
+
+# free-threaded builds land a flight under ``_lookup._guard`` (``_lookup._land``); read once
+cdef bint _land_guarded = _LAND_GUARDED
+
+# ``_bench`` only: misses skip their single flight, to time what the flight costs (the same
+# compiled miss otherwise; see ``_bench_without_flight``)
+cdef bint _no_flight = False
+
+
+def _bench_without_flight(bint on):
+    """For ``ormcache._bench`` only: while ``on``, a miss computes and stores without its single
+    flight (no Flight, no flights table, no landing): the bare miss the bookkeeping is timed against."""
+    global _no_flight
+    _no_flight = on
+
+
+cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kwargs):
+    """The key (a ``HashedKey``) is not cached: compute it once for all concurrent callers,
+    store it, return it (``_lookup.miss``'s rules; a caller that finds another's flight is
+    served by ``_lookup.follow``). The key is hashed here, once, and never again by the flight
+    table, the store or the flight removal."""
+    cdef Flight flight
+    cdef PyObject* current
+    cdef object fkey, value
+    cdef unsigned long me
+    try:
+        hash(key)
+    except Exception as exc:  # the cache never fails the call
+        return _uncached(self.func, slot.counter, key, exc, args, kwargs)
+    if _no_flight:
+        return _compute(self, slot, key, args, kwargs, None)
+    me = PyThread_get_thread_ident()
+    fkey = (id(slot.lru), key)
+    while True:
+        flight = Flight.__new__(Flight)
+        flight.thread = me
+        current = PyDict_SetDefault(self.flights, fkey, flight)
+        if current == NULL:
+            raise_pending()
+        if current == <PyObject*>flight:
+            break
+        value = _follow(<object>current, me, self.func, slot.lru, slot.counter, key, args, kwargs)
+        if value is not _AGAIN:
+            return value
+    try:
+        return _compute(self, slot, key, args, kwargs, flight)
+    finally:
+        self.flights.pop(fkey, None)  # callers from now on find the value in the cache
+        if _land_guarded:
+            _land(flight)
+        else:  # ``_lookup._land``: under the GIL nothing runs between these steps
+            flight.landed = True
+            if flight.lock is not None:
+                flight.lock.release()
+
+
+cdef object _compute(CachedMethod self, _Slot slot, object key, tuple args, dict kwargs, Flight flight):
+    """Compute, time and store (``_lookup.store``) a missed key; publish the value to ``flight``'s
+    waiters (None: no flight) when it is stored."""
+    cdef Counter counter = slot.counter
+    cdef double start
+    counter.miss += 1
+    generation = slot.registry.generation
+    start = _perf_counter()
+    try:
+        value = self.func(*args, **kwargs)
+    finally:
+        counter.gen_time += _perf_counter() - start
+    if _store(self.func, slot.registry, slot.lru, counter, key, value, generation) and flight is not None:
+        flight.value = value
+        flight.stored = True
+    return value
 
 
 HashedKey = ormcache_key_type()

@@ -4,6 +4,8 @@
 - ``miss``: compute with single flight; concurrent misses on one key compute once, the others
   wait for that result. No lock is held while the method runs, nothing is shared between keys,
   and a thread never waits on a computation that (directly or through other threads) waits on it.
+  ``_cache_c`` compiles the uncontended part (its ``_miss``) and joins another's flight through
+  ``follow``, as ``miss`` does.
 - ``store``: whether a computed value is stored (not after a clear during the computation).
 - ``uncached``: a key the cache cannot take (unhashable...) is computed without caching.
 - ``multi_miss``: ``ormcache_multi``'s missing ids, with ``miss``'s single flight per id.
@@ -170,20 +172,9 @@ def miss(func: Callable[..., Any], flights: Dict[Any, Any], registry: Any, lru: 
         current = flights.setdefault(fkey, flight)
         if current is flight:
             break
-        if _waits_on_me(current, me):  # recursion on the same key, or a cycle of threads
-            counter.miss += 1
-            return timed(counter, func, args, kwargs)
-        _wait(current, me)
-        if current.stored:
-            counter.hit += 1
-            return current.value
-        # it failed (exceptions are never shared) or the cache was cleared meanwhile: look again
-        try:
-            value = lru[key]
-        except Exception:  # noqa: BLE001 - not there (or the cache refuses): compute it ourselves
-            continue
-        counter.hit += 1
-        return value
+        value = follow(current, me, func, lru, counter, key, args, kwargs)
+        if value is not AGAIN:
+            return value
     counter.miss += 1
     generation = registry.generation
     try:
@@ -195,6 +186,31 @@ def miss(func: Callable[..., Any], flights: Dict[Any, Any], registry: Any, lru: 
     finally:
         flights.pop(fkey, None)  # callers from now on find the value in the cache
         _land(flight)
+
+
+#: ``follow``'s answer when the caller must try again: start a flight of its own, or join a newer one
+AGAIN: Any = object()
+
+
+def follow(current: Any, me: int, func: Callable[..., Any], lru: Any, counter: Any, key: Tuple[Any, ...], args: Tuple[Any, ...], kwargs: Dict[Any, Any]) -> Any:
+    """Thread ``me`` missed ``key`` while flight ``current`` (another's, or its own) computes it:
+    wait for that flight and return its value, or compute the value here when waiting would close
+    a cycle; ``AGAIN`` when the flight failed or its value is no longer cached. Shared by ``miss``
+    and the compiled hit path's miss (``_cache_c``)."""
+    if _waits_on_me(current, me):  # recursion on the same key, or a cycle of threads
+        counter.miss += 1
+        return timed(counter, func, args, kwargs)
+    _wait(current, me)
+    if current.stored:
+        counter.hit += 1
+        return current.value
+    # it failed (exceptions are never shared) or the cache was cleared meanwhile: look again
+    try:
+        value = lru[key]
+    except Exception:  # noqa: BLE001 - not there (or the cache refuses): compute it ourselves
+        return AGAIN
+    counter.hit += 1
+    return value
 
 
 def store(func: Callable[..., Any], registry: Any, lru: Any, counter: Any, key: Any, value: Any, generation: Any) -> bool:
