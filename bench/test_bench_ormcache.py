@@ -29,7 +29,7 @@ def test_ormcache_hit(benchmark, workload, name):
 def test_ormcache_miss(benchmark, name):
     obj = _bench.miss_contenders()[name]
     benchmark.group = _bench.MISS
-    benchmark.extra_info["ops"] = len(_bench.KEYS)
+    benchmark.extra_info["ops"] = len(_bench.MISS_KEYS)
     try:
         benchmark.pedantic(lambda run: run(), setup=lambda: ((_bench._prepare_miss(name, obj, 1),), {}), rounds=200)
     finally:

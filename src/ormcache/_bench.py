@@ -30,8 +30,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from fastlru.bench.odoo_lru import LRU as OdooLRU
 
-from ._lookup import store, timed, uncached
-
 __all__ = ["rows", "measure", "contenders", "call_args", "calls", "SHAPES", "MULTI_IDS"]
 
 _T = TypeVar("_T")
@@ -163,11 +161,10 @@ SHAPES = {
 MULTI_IDS = 8  # ids per ormcache_multi call (all cached)
 
 
-def _method() -> Callable[[Any, str], str]:
+def _method(params: Dict[str, str] = PARAMS) -> Callable[[Any, str], str]:
     # The body is the cheapest a hit of any wrapper can be: one dict lookup on a closure. (With
     # ``self.params[key]`` a wrapper that skips the body also skips its attribute read, and a
     # plain dict wrapper measured faster than the method it wraps.)
-    params = PARAMS
 
     # a type comment: odoo_ormcache builds its key from this signature's text
     def get_param(self, key):  # type: (Any, str) -> str
@@ -237,21 +234,10 @@ def contenders() -> Dict[str, Dict[str, Any]]:
 MISS = "ormcache-miss"
 MISS_OURS = "ormcache (c), miss"
 MISS_BARE = "ormcache (c), miss without flight bookkeeping"
-
-
-def _miss_without_flight(func: Callable[..., Any], flights: Dict[Any, Any], registry: Any, lru: Any, counter: Any,
-                         key: Tuple[Any, ...], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
-    """``_lookup.miss`` less its single flight (no Flight, no flights table, no lock): the same
-    hash, generation checks and store, to measure what the bookkeeping costs."""
-    try:
-        hash(key)
-    except Exception as exc:  # noqa: BLE001
-        return uncached(func, counter, key, exc, args, kwargs)
-    counter.miss += 1
-    generation = registry.generation
-    value = timed(counter, func, args, kwargs)
-    store(func, registry, lru, counter, key, value, generation)  # the same store as ``miss``'s
-    return value
+# misses per timed pass: enough that the first calls of a pass (cold processor caches after the
+# other contenders' passes) do not dominate it, as they did with the hit rows' 64 keys
+MISS_KEYS = [f"param.miss.{i}" for i in range(1024)]
+MISS_PARAMS = {key: key.upper() for key in MISS_KEYS}
 
 
 def miss_contenders() -> Dict[str, Any]:
@@ -263,18 +249,19 @@ def miss_contenders() -> Dict[str, Any]:
 
     registry = Registry("ormcache-bench-miss")
     with _impl_set(_cache_c):
-        obj = _shape_class("slotted", registry, "ir.config_parameter.miss", get_param=ormcache("key")(_method()))
+        obj = _shape_class("slotted", registry, "ir.config_parameter.miss", get_param=ormcache("key")(_method(MISS_PARAMS)))
     return {MISS_OURS: obj, MISS_BARE: obj}
 
 
 def _prepare_miss(name: str, obj: Any, rounds: int) -> Callable[[], None]:
-    """Empty the cache, and let the compiled hit path use ``_lookup.miss`` or the bare miss."""
-    from . import _lookup
+    """Empty the cache, and let the compiled hit path's miss run with its single flight or, for
+    ``MISS_BARE``, without it (``_cache_c._bench_without_flight``: the same compiled code less the
+    Flight, the flights table and the landing)."""
     from . import _cache_c  # type: ignore[attr-defined]  # compiled: no stub
 
     obj.pool.caches["default"].clear()
-    _cache_c._miss = _miss_without_flight if name == MISS_BARE else _lookup.miss
-    return functools.partial(calls, obj, list(KEYS), rounds)
+    _cache_c._bench_without_flight(name == MISS_BARE)
+    return functools.partial(calls, obj, list(MISS_KEYS), rounds)
 
 
 class _impl_set:
@@ -339,17 +326,15 @@ def measure(quick: bool, repeats: Optional[int] = None) -> Dict[str, Dict[str, T
             cases[(workload, name)] = functools.partial(_prepare, calls, obj, call_args(name), rounds)
     cases[("", EMPTY)] = functools.partial(_prepare, _no_calls, None, list(KEYS), rounds)
     if IMPLEMENTATION_IS_C():
-        for name, obj in miss_contenders().items():  # one pass: 64 misses (the cache emptied first)
+        for name, obj in miss_contenders().items():  # one pass: 1024 misses (the cache emptied first)
             cases[(MISS, name)] = functools.partial(_prepare_miss, name, obj, 1)
     try:
         samples = interleaved(cases, repeats or (9 if quick else 31), warmup=2)
     finally:
-        from . import _lookup
-
         if IMPLEMENTATION_IS_C():
             from . import _cache_c  # type: ignore[attr-defined]  # compiled: no stub
 
-            _cache_c._miss = _lookup.miss
+            _cache_c._bench_without_flight(False)
     for (workload, name), got in samples.items():
         if got.error:
             raise RuntimeError(f"{workload} {name}: {got.error}")
@@ -359,8 +344,8 @@ def measure(quick: bool, repeats: Optional[int] = None) -> Dict[str, Dict[str, T
     for (workload, name), got in samples.items():
         if name == EMPTY:
             continue
-        if workload == MISS:  # one pass of 64 calls; the loop's share is negligible
-            result.setdefault(workload, {})[name] = (got.min() / len(KEYS), got.median() / len(KEYS))
+        if workload == MISS:  # one pass of 1024 calls; the loop's share is negligible
+            result.setdefault(workload, {})[name] = (got.min() / len(MISS_KEYS), got.median() / len(MISS_KEYS))
             continue
         per = MULTI_IDS if "multi" in name else 1
         result.setdefault(workload, {})[name] = (
@@ -403,9 +388,9 @@ def rows(quick: bool, repeats: Optional[int] = None) -> List[Dict[str, Any]]:
                 "ns_median": round(median, 1),
                 "baseline": MISS_OURS,
                 "ratio": round(low / full, 3),
-                "note": (f"a miss on a trivial method (64 keys, cache emptied before each pass); flight "
+                "note": (f"a miss on a trivial method ({len(MISS_KEYS)} keys, cache emptied before each pass); flight "
                          f"bookkeeping {100 * share:.0f}% of a miss") if name == MISS_OURS else
-                        "the same miss without Flight, flights table and lock (_lookup.miss less single flight)",
+                        "the same compiled miss without its Flight, flights table and landing",
                 # the project's goal: printed by `python -m fastlru.bench --targets` only
                 "targets": [("flight bookkeeping <= 20% of a miss", f"{100 * share:.0f}%", share <= 0.20)]
                            if name == MISS_OURS else [],
