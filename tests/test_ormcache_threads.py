@@ -182,3 +182,62 @@ def test_concurrent_hits_misses_and_clears_stay_consistent(registry, LRU):
     assert not Model.f.__cache__.func.__name__ == ""  # the wrapper is intact
     counter = registry.counters[("m", Model.f.__wrapped__)]
     assert counter.hit + counter.miss > 0
+
+
+def test_single_flight_per_database_when_one_method_serves_two(LRU, hit_path):
+    """One method, two registries (databases): the same key misses in both at once. Each
+    database computes it once however many threads ask (the compiled miss keys the first
+    database's flights by the key alone, the other's by (LRU, key): both single), and neither
+    waits for the other's computation."""
+    from ormcache import Registry
+
+    names = [f"two-databases-{i}-{id(LRU)}-{hit_path.__name__}" for i in range(2)]
+    registries = [Registry(name, lru_factory=LRU) for name in names]
+    try:
+        calls = []
+        entered = [threading.Event(), threading.Event()]
+        release = threading.Event()
+
+        class Model:
+            _name = "m"
+
+            def __init__(self, pool):
+                self.pool = pool
+
+            @cached("key")
+            def slow(self, key):
+                database = registries.index(self.pool)
+                calls.append(database)
+                entered[database].set()
+                assert release.wait(WAIT)
+                return (database, key)
+
+        release.set()
+        Model(registries[0]).slow("warm")  # the first miss: registries[0]'s LRU keys by the key alone
+        calls.clear()
+        release.clear()
+        entered[0].clear()
+        results = {}
+        barrier = threading.Barrier(8)
+
+        def call(i):
+            database = i % 2
+            barrier.wait()
+            results[i] = Model(registries[database]).slow("k")
+
+        def release_later():
+            # both databases compute at once (neither waits for the other's flight)
+            assert entered[0].wait(WAIT) and entered[1].wait(WAIT)
+            time.sleep(0.2)  # every thread is in by now
+            release.set()
+
+        releaser = threading.Thread(target=release_later)
+        releaser.start()
+        run_threads(8, call)
+        releaser.join(WAIT)
+        assert sorted(calls) == [0, 1]
+        assert all(results[i] == (i % 2, "k") for i in range(8))
+        assert Model.__dict__["slow"].flights == {} and _lookup._waiting == {}
+    finally:
+        for name in names:
+            Registry.delete(name)

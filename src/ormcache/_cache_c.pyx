@@ -461,6 +461,9 @@ cdef class CachedMethod:
     cdef object __weakref__
     cdef readonly object func
     cdef readonly dict flights
+    # the LRU whose flights are keyed by the key alone (the first a miss used; compared, never
+    # dereferenced): other LRUs' flights by (id(lru), key), as ``_lookup.miss`` keys them all
+    cdef PyObject* flight_lru
     cdef object key_function
     cdef object cache_name
     cdef object static_model
@@ -890,6 +893,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
     cdef PyObject* current
     cdef object fkey, value
     cdef unsigned long me
+    cdef bint single
     try:
         hash(key)
     except Exception as exc:  # the cache never fails the call
@@ -897,7 +901,15 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
     if _no_flight:
         return _compute(self, slot, key, args, kwargs, None)
     me = PyThread_get_thread_ident()
-    fkey = (id(slot.lru), key)
+    with cython.critical_section(self):
+        if self.flight_lru == NULL:
+            self.flight_lru = <PyObject*>slot.lru
+        # one table key per (LRU, key), fixed for the method's life: the key alone (no tuple to
+        # make and hash: its hash is kept) for the LRU of its first miss, as most methods serve
+        # one database; a live LRU's address is never another live one's, and a HashedKey (a
+        # model name first) never equals an (int, key) pair
+        single = self.flight_lru == <PyObject*>slot.lru
+    fkey = key if single else (id(slot.lru), key)
     while True:
         flight = Flight.__new__(Flight)
         flight.thread = me
