@@ -37,8 +37,6 @@ cdef extern from "Python.h":
     object PyMethod_New(object func, object self)
     int PyErr_ExceptionMatches(object exc)
     void PyErr_Clear()
-    # borrowed; NULL with an exception set
-    PyObject* PyDict_SetDefault(object d, object key, object default)
 
 cdef extern from *:
     """
@@ -856,6 +854,25 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
 
 # -- the miss: the compiled twin of ``_lookup.miss`` ---------------------------------------------
 
+cdef extern from *:
+    """
+    /* dict.setdefault(key, value) as a new reference (a borrowed one is unsafe on free-threaded
+       builds, where another thread may remove the entry); NULL with an exception set. */
+    static PyObject *ormcache_setdefault(PyObject *d, PyObject *key, PyObject *value) {
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyObject *result;
+        if (PyDict_SetDefaultRef(d, key, value, &result) < 0) return NULL;
+        return result;
+    #else
+        PyObject *result = PyDict_SetDefault(d, key, value);
+        Py_XINCREF(result);
+        return result;
+    #endif
+    }
+    """
+    object ormcache_setdefault(object d, object key, object value)
+
+
 @cython.final
 @cython.freelist(8)
 cdef class Flight:
@@ -890,8 +907,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
     served by ``_lookup.follow``). The key is hashed here, once, and never again by the flight
     table, the store or the flight removal."""
     cdef Flight flight
-    cdef PyObject* current
-    cdef object fkey, value
+    cdef object current, fkey, value
     cdef unsigned long me
     cdef bint single
     try:
@@ -913,12 +929,10 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
     while True:
         flight = Flight.__new__(Flight)
         flight.thread = me
-        current = PyDict_SetDefault(self.flights, fkey, flight)
-        if current == NULL:
-            raise_pending()
-        if current == <PyObject*>flight:
+        current = ormcache_setdefault(self.flights, fkey, flight)
+        if current is flight:
             break
-        value = _follow(<object>current, me, self.func, slot.lru, slot.counter, key, args, kwargs)
+        value = _follow(current, me, self.func, slot.lru, slot.counter, key, args, kwargs)
         if value is not _AGAIN:
             return value
     try:
