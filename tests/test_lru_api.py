@@ -1181,3 +1181,27 @@ def test_repr_is_identical_on_both_engines():
                    timer=time.perf_counter)
 
     assert repr(build(fastlru._lru_c.LRU)) == repr(build(fastlru._lru_py.LRU))
+
+
+# ---------------------------------------------------------------- index load
+
+@pytest.mark.parametrize("count", [4, 8, 64, 8192, 5000])
+def test_index_stays_under_half_full(LRU, count):
+    # A count that is a power of two (Odoo's 8192) used to run its open-addressing index at
+    # exactly half load, where linear probing's clusters are longest and every full store
+    # (miss probe, backward-shift deletion of the evicted entry) walks them. _check() asserts
+    # the load; the twin's index size is also read directly.
+    lru = LRU(count)
+    for k in range(3 * count):  # fills, then every store evicts
+        lru[k] = k
+        if k % 97 == 0 or k == count - 1:
+            lru._check()
+    assert len(lru) == count
+    lru._check()
+    if hasattr(lru, "_mask"):  # the pure-Python twin
+        assert lru._mask + 1 > 2 * len(lru)
+    lru.count = count // 2  # the arena is compacted and the index rebuilt for the survivors
+    assert len(lru) == count // 2
+    lru._check()
+    if hasattr(lru, "_mask"):
+        assert lru._mask + 1 > 2 * len(lru)

@@ -309,13 +309,17 @@ cdef class LRU:
 
     @cython.final
     cdef int _reserve(self) except -1:
-        """Makes room for one more entry: a free entry and a table at most half full."""
+        """Makes room for one more entry: a free entry and a table under half full.
+
+        Strictly under: a cache whose count is a power of two (Odoo's 8192) would otherwise
+        run at exactly half load, where linear probing's clusters are longest; every full
+        store's miss probe and backward-shift deletion walks them."""
         cdef Py_ssize_t new_alloc
         cdef Entry* entries
         cdef Py_ssize_t* weights
         cdef Stamp* stamps
         cdef int bits
-        if (<size_t>self.size + 1) * 2 > self.tmask + 1:
+        if (<size_t>self.size + 1) * 2 >= self.tmask + 1:
             bits = 64 - self.shift + 1
             self._rebuild_table(bits)
         if self.free_head != EMPTY or self.fill < self.alloc:
@@ -1102,7 +1106,7 @@ cdef class LRU:
                 PyMem_Free(entries)
                 PyMem_Free(weights)
                 raise MemoryError()
-        while ((<Py_ssize_t>1) << bits) < 2 * self.size:
+        while ((<Py_ssize_t>1) << bits) <= 2 * self.size:  # under half full, as _reserve
             bits += 1
         for j in range(self.size):
             entries[j] = self.entries[e]
@@ -1334,6 +1338,8 @@ cdef class LRU:
                     total += self.weights[e]
             if problem is None and n != self.size:
                 problem = "table and list disagree"
+            if problem is None and <size_t>self.size * 2 >= self.tmask + 1:
+                problem = "table half full or more"
             if problem is None and self.stamps != NULL and self.oldest != EMPTY:
                 n = 0
                 e = self.oldest

@@ -566,7 +566,7 @@ class LRU(Generic[_K, _V]):
 
     def _insert(self, key: _K, value: _V, h: int, plain: bool, w: int,
                 now: Optional[float]) -> None:
-        if (self._size + 1) * 2 > self._mask + 1:
+        if (self._size + 1) * 2 >= self._mask + 1:  # under half full (see _lru_c._reserve)
             self._resize_table((self._mask + 1) * 2)
         e = self._free
         if e != _EMPTY:
@@ -764,7 +764,7 @@ class LRU(Generic[_K, _V]):
         self._head = 0 if n else _EMPTY
         self._version += 1
         size = _MIN_TABLE
-        while size < 2 * n:
+        while size <= 2 * n:  # under half full, as _insert
             size *= 2
         self._resize_table(size)
 
@@ -891,6 +891,7 @@ class LRU(Generic[_K, _V]):
                     if self._weights is not None:
                         total += self._weights[e]
             assert n == self._size, "table and list disagree"
+            assert self._size * 2 < self._mask + 1, "table half full or more"
             if self._expires is not None:
                 n = 0
                 e = self._oldest
