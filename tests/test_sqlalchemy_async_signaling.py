@@ -64,3 +64,54 @@ def test_a_unit_of_work_keeps_the_loop_serving_while_signaling_hangs(adb, aregis
     assert 2 * TIMEOUT * 0.8 <= took, took  # the check and the publish each waited a deadline...
     assert gap < MAX_GAP, gap  # ...while the loop kept serving the heartbeat
     assert any("kept" in record.getMessage() for record in caplog.records)  # the publish failed
+
+
+@pytest.mark.parametrize("start", ["add", "add_all"])
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_a_unit_of_work_starting_with_add_keeps_the_loop_serving(adb, aregistry, kind, start):
+    """``AsyncSession.add()`` / ``add_all()`` autobegin outside the greenlet bridge: the check of
+    that transaction waits for its first step inside the bridge (here the commit's flush), where
+    it is awaited."""
+    with BlackHole() as hole:
+        aregistry.signaling = _backend(kind, hole.port)
+        aregistry.signaling_retry_interval = 0.0
+        aregistry.signaling_background_retry = False
+        checks, blocking = [], []
+        check, blocking_check = aregistry.acheck_signaling, aregistry.check_signaling
+
+        async def counted_check():
+            checks.append(True)
+            return await check()
+
+        def counted_blocking_check():
+            blocking.append(True)
+            return blocking_check()
+
+        aregistry.acheck_signaling = counted_check
+        aregistry.check_signaling = counted_blocking_check
+
+        async def body(engine):
+            cache, maker = make_cache(aregistry, engine)
+
+            async def unit():
+                async with maker() as session:
+                    if start == "add":
+                        session.add(Customer(id=1000, name="new"))
+                    else:
+                        session.add_all([Customer(id=1000, name="new")])
+                    assert session.in_transaction()  # autobegun, its check not run yet
+                    await session.commit()  # the flush: the check; then the publish
+                return True
+
+            try:
+                return await _with_heartbeat(unit)
+            finally:
+                await aregistry.signaling.aclose()
+
+        done, took, gap = run(adb, body)
+        aregistry._signaling_pending.clear()
+    assert done is True
+    assert TIMEOUT * 0.8 <= took, took  # the check waited a deadline...
+    assert gap < MAX_GAP, gap  # ...while the loop kept serving the heartbeat
+    assert blocking == []  # no check called blocking in the event loop
+    assert checks, checks  # the check of the add()'s transaction was awaited
