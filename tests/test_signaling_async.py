@@ -229,6 +229,54 @@ def test_async_signal_is_seen_by_a_sync_peer(server, make_registry):
     assert peer.check_signaling() == caches_of(peer, "assets")
 
 
+def test_an_async_on_reload_is_awaited_by_the_async_check(server, make_registry, caplog):
+    """``on_reload`` may be an ``async def``: ``acheck_signaling()`` awaits it (the event loop runs
+    other tasks meanwhile; what it raises is raised by the check). The blocking
+    ``check_signaling()`` cannot await it: the coroutine is closed unrun (no "never awaited"
+    warning) and an error says so."""
+    port, make_backend = server
+    registry, peer = make_registry(make_backend(port)), make_registry(make_backend(port))
+    assert peer.check_signaling() == []
+    reloads, others = [], []
+
+    async def on_reload(reloaded):
+        assert filled(reloaded) == []  # every cache cleared first
+        await asyncio.sleep(0.01)  # another task runs meanwhile
+        reloads.append(reloaded)
+
+    def reload_registry():
+        peer.registry_invalidated = True
+        peer.signal_changes()
+
+    async def main():
+        assert await registry.acheck_signaling() == []
+        registry.on_reload = on_reload
+        warm(registry)
+        reload_registry()
+        other = asyncio.ensure_future(asyncio.sleep(0.005, result="ran"))
+        assert await registry.acheck_signaling() == sorted(registry.caches)
+        others.append(other.result() if other.done() else None)
+        assert reloads == [registry]  # awaited to its end before the check returned
+
+        async def failing(reloaded):
+            raise LookupError("reload failed")
+
+        registry.on_reload = failing
+        reload_registry()
+        with pytest.raises(LookupError, match="reload failed"):
+            await registry.acheck_signaling()
+
+    run(registry, main)
+    assert others == ["ran"]
+    # blocking: not awaited, said loudly, nothing left behind
+    registry.on_reload = on_reload
+    reload_registry()
+    with caplog.at_level(logging.ERROR, logger="ormcache.signaling"):
+        assert registry.check_signaling() == sorted(registry.caches)
+    assert reloads == [registry]  # not run
+    assert any("coroutine function" in record.getMessage() for record in caplog.records)
+
+
 # -- hung servers: the loop keeps serving ------------------------------------------------------
 
 async def _with_heartbeat(work):
