@@ -10,6 +10,7 @@ registry; a wrong password is a configuration error that never shows the passwor
 """
 import asyncio
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -275,6 +276,39 @@ def test_an_async_on_reload_is_awaited_by_the_async_check(server, make_registry,
         assert registry.check_signaling() == sorted(registry.caches)
     assert reloads == [registry]  # not run
     assert any("coroutine function" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("resolver", ["slow", "hung"])
+def test_a_host_name_is_resolved_without_blocking_the_loop(postgres_server, pg_dsn, make_registry, monkeypatch,
+                                                           resolver):
+    """A DSN naming its host ("localhost"): the async connection resolves it in the event loop's
+    executor, within the deadline, where libpq would resolve it while connecting, blocking the
+    loop. A slow resolver costs its time while the heartbeat goes on; a hung one costs one
+    deadline (an outage, as a hung server)."""
+    dbname = pg_dsn.split("dbname=")[1].split()[0]
+    resolving = 0.1 if resolver == "slow" else 0.6
+    timeout = SLACK if resolver == "slow" else TIMEOUT
+    registry = make_registry(PostgresSignaling(
+        f"host=localhost port={postgres_server.port} user=postgres dbname={dbname}", timeout=timeout))
+    asked = []
+    getaddrinfo = socket.getaddrinfo
+
+    def slow_getaddrinfo(host, *args, **kwargs):
+        asked.append(host)
+        time.sleep(resolving)
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    warm(registry)
+    cleared, took, gap = run(registry, lambda: _with_heartbeat(registry.acheck_signaling))
+    assert asked == ["localhost"]  # resolved by the loop's executor, not by libpq
+    assert gap < MAX_GAP, gap  # the loop kept serving meanwhile
+    if resolver == "slow":
+        assert cleared == [] and not registry._signaling_outage  # connected: first contact
+        assert resolving * 0.8 <= took, took
+    else:
+        assert cleared == sorted(registry.caches) and registry._signaling_outage  # an outage
+        assert TIMEOUT * 0.8 <= took <= TIMEOUT + MARGIN, took  # one deadline
 
 
 # -- hung servers: the loop keeps serving ------------------------------------------------------
