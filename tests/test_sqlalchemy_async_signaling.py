@@ -9,14 +9,16 @@ blocking calls would stall it for the whole deadline (the baseline of test_signa
 import asyncio
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from ormcache.signaling import SignalingUnavailable
 from servers import BlackHole
 from test_signaling_async import MARGIN, MAX_GAP, TIMEOUT, _backend, _with_heartbeat
 from test_sqlalchemy_async_support import (  # noqa: F401 - fixtures
+    Currency,
     Customer,
     Shop,
+    add_customers,
     adb,
     aregistry,
     async_pg,
@@ -119,3 +121,61 @@ def test_a_unit_of_work_starting_with_add_keeps_the_loop_serving(adb, aregistry,
     assert gap < MAX_GAP, gap  # ...while the loop kept serving the heartbeat
     assert blocking == []  # no check called blocking in the event loop
     assert checks, checks  # the check of the add()'s transaction was awaited
+
+
+@pytest.mark.parametrize("step", ["execute", "commit", "savepoint", "cached read", "rollback"])
+def test_the_deferred_check_runs_before_the_first_sql(adb, aregistry, step):
+    """The check of a transaction ``add()`` began runs, awaited, at its first step inside the
+    bridge and before that step's first SQL (the transaction's snapshot comes after the check,
+    as when a query begins it); a transaction that ends with no such step skips it."""
+    trace = []
+    check = aregistry.acheck_signaling
+
+    async def traced_check():
+        trace.append("check")
+        return await check()
+
+    def blocking_check():
+        trace.append("blocking check")
+
+    aregistry.acheck_signaling = traced_check
+    aregistry.check_signaling = blocking_check
+
+    async def body(engine):
+        cache, maker = make_cache(aregistry, engine)
+        await add_customers(maker, 3)
+        names = ("customer1", "customer2", "customer3")
+        async with maker() as session:
+            assert await Shop(cache, session).customer_names == names  # cached
+        listener = lambda *args: trace.append("sql")  # noqa: E731
+        event.listen(engine.sync_engine, "before_cursor_execute", listener)
+        del trace[:]
+        async with maker() as session:
+            added = Currency(code="USD", name="US dollar")
+            session.add(added)
+            assert trace == []  # deferred
+            if step == "execute":
+                assert len((await session.scalars(select(Customer.id))).all()) == 3
+            elif step == "commit":
+                await session.commit()
+            elif step == "savepoint":
+                async with session.begin_nested():
+                    assert await Shop(cache, session).customer_names == names
+            elif step == "cached read":
+                session.expunge(added)  # nothing to flush: still not a hit without the check
+                assert await Shop(cache, session).customer_names == names
+            else:
+                await session.rollback()
+        async with maker() as session:  # the next transaction: checked as usual
+            await session.scalars(select(Customer.id))
+        event.remove(engine.sync_engine, "before_cursor_execute", listener)
+
+    run(adb, body)
+    assert "blocking check" not in trace
+    if step == "rollback":
+        assert trace[0] == "check" and trace.count("check") == 1, trace  # only the next one's
+    elif step == "cached read":
+        assert trace[:2] == ["check", "check"], trace  # a hit: no SQL; then the next transaction
+    else:
+        assert trace[0] == "check" and "sql" in trace, trace  # before any SQL
+        assert trace.count("check") == 2, trace
