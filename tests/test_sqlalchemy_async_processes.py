@@ -33,7 +33,11 @@ class AsyncApp:
         return select(User.name).order_by(User.id)
 
 
-def test_async_commits_invalidate_other_processes_and_back(db, request):
+@pytest.fixture
+def peers(db, request):
+    """``(registry, other)``: this process's Registry on the signaling of ``db`` (its PostgreSQL,
+    or Redis beside SQLite), and ``other()`` starting the sync worker of another process with the
+    same database name and signaling."""
     kind, where = db
     signaling = "postgres" if kind == "postgresql" else "redis"
     redis_url = request.getfixturevalue("redis_server").url if signaling == "redis" else None
@@ -45,6 +49,14 @@ def test_async_commits_invalidate_other_processes_and_back(db, request):
         registry.signaling = RedisSignaling(redis_url, key_prefix=f"{prefix}{{db_name}}:")
     else:
         registry.signaling = PostgresSignaling(where)
+    yield registry, lambda: Worker(kind, where, db_name, redis_url, signaling, False, "pickle", prefix)
+    registry.signaling.close()
+    Registry.delete(db_name)
+
+
+def test_async_commits_invalidate_other_processes_and_back(db, peers):
+    kind, where = db
+    registry, start_other = peers
 
     async def body(engine):
         maker = async_sessionmaker(engine, expire_on_commit=False)
@@ -56,7 +68,7 @@ def test_async_commits_invalidate_other_processes_and_back(db, request):
             session.add_all([User(id=1, name="user1"), User(id=2, name="user2"),
                              Country(code="CH", name="Switzerland")])
             await session.commit()
-        other = Worker(kind, where, db_name, redis_url, signaling, False, "pickle", prefix)
+        other = start_other()
         try:
             (value, computed), _ = other("user_names")
             assert computed == 1 and value["names"] == ("user1", "user2")
@@ -89,30 +101,17 @@ def test_async_commits_invalidate_other_processes_and_back(db, request):
             queries.close()
             cache.close()
 
-    try:
-        run((kind, where), body)
-    finally:
-        registry.signaling.close()
-        Registry.delete(db_name)
+    run((kind, where), body)
 
 
-def test_a_transaction_begun_by_add_checks_before_it_serves(db, request):
+def test_a_transaction_begun_by_add_checks_before_it_serves(db, peers):
     """``AsyncSession.add()`` autobegins outside the greenlet bridge, where the check would block
     the event loop: it is deferred to the transaction's first step inside the bridge, never
     skipped. A value this process cached before another process committed a change is not
     served by that transaction, whether the session still has the new object to flush or
     it was expunged (a clean session: a hit would need no I/O, and waits for the check)."""
     kind, where = db
-    signaling = "postgres" if kind == "postgresql" else "redis"
-    redis_url = request.getfixturevalue("redis_server").url if signaling == "redis" else None
-    prefix = request.getfixturevalue("redis_prefix") if redis_url else None
-    db_name = f"test-{uuid.uuid4().hex[:8]}"
-    AsyncApp.computed = 0
-    registry = Registry(db_name)
-    if signaling == "redis":
-        registry.signaling = RedisSignaling(redis_url, key_prefix=f"{prefix}{{db_name}}:")
-    else:
-        registry.signaling = PostgresSignaling(where)
+    registry, start_other = peers
     blocking = []
     blocking_check = registry.check_signaling
 
@@ -128,7 +127,7 @@ def test_a_transaction_begun_by_add_checks_before_it_serves(db, request):
         async with maker() as session:
             session.add_all([User(id=1, name="user1"), User(id=2, name="user2")])
             await session.commit()
-        other = Worker(kind, where, db_name, redis_url, signaling, False, "pickle", prefix)
+        other = start_other()
         try:
             renamed = 0
             for then in ("expunged", "flushed"):
@@ -154,11 +153,7 @@ def test_a_transaction_begun_by_add_checks_before_it_serves(db, request):
             assert other.stop() == 0
             cache.close()
 
-    try:
-        run((kind, where), body)
-    finally:
-        registry.signaling.close()
-        Registry.delete(db_name)
+    run((kind, where), body)
 
 
 # -- never stale: an async writer, async readers in its event loop, sync readers in other processes --
