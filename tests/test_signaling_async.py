@@ -10,6 +10,7 @@ registry; a wrong password is a configuration error that never shows the passwor
 """
 import asyncio
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -227,6 +228,87 @@ def test_async_signal_is_seen_by_a_sync_peer(server, make_registry):
 
     run(registry, main)
     assert peer.check_signaling() == caches_of(peer, "assets")
+
+
+def test_an_async_on_reload_is_awaited_by_the_async_check(server, make_registry, caplog):
+    """``on_reload`` may be an ``async def``: ``acheck_signaling()`` awaits it (the event loop runs
+    other tasks meanwhile; what it raises is raised by the check). The blocking
+    ``check_signaling()`` cannot await it: the coroutine is closed unrun (no "never awaited"
+    warning) and an error says so."""
+    port, make_backend = server
+    registry, peer = make_registry(make_backend(port)), make_registry(make_backend(port))
+    assert peer.check_signaling() == []
+    reloads, others = [], []
+
+    async def on_reload(reloaded):
+        assert filled(reloaded) == []  # every cache cleared first
+        await asyncio.sleep(0.01)  # another task runs meanwhile
+        reloads.append(reloaded)
+
+    def reload_registry():
+        peer.registry_invalidated = True
+        peer.signal_changes()
+
+    async def main():
+        assert await registry.acheck_signaling() == []
+        registry.on_reload = on_reload
+        warm(registry)
+        reload_registry()
+        other = asyncio.ensure_future(asyncio.sleep(0.005, result="ran"))
+        assert await registry.acheck_signaling() == sorted(registry.caches)
+        others.append(other.result() if other.done() else None)
+        assert reloads == [registry]  # awaited to its end before the check returned
+
+        async def failing(reloaded):
+            raise LookupError("reload failed")
+
+        registry.on_reload = failing
+        reload_registry()
+        with pytest.raises(LookupError, match="reload failed"):
+            await registry.acheck_signaling()
+
+    run(registry, main)
+    assert others == ["ran"]
+    # blocking: not awaited, said loudly, nothing left behind
+    registry.on_reload = on_reload
+    reload_registry()
+    with caplog.at_level(logging.ERROR, logger="ormcache.signaling"):
+        assert registry.check_signaling() == sorted(registry.caches)
+    assert reloads == [registry]  # not run
+    assert any("coroutine function" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("resolver", ["slow", "hung"])
+def test_a_host_name_is_resolved_without_blocking_the_loop(postgres_server, pg_dsn, make_registry, monkeypatch,
+                                                           resolver):
+    """A DSN naming its host ("localhost"): the async connection resolves it in the event loop's
+    executor, within the deadline, where libpq would resolve it while connecting, blocking the
+    loop. A slow resolver costs its time while the heartbeat goes on; a hung one costs one
+    deadline (an outage, as a hung server)."""
+    dbname = pg_dsn.split("dbname=")[1].split()[0]
+    resolving = 0.1 if resolver == "slow" else 0.6
+    timeout = SLACK if resolver == "slow" else TIMEOUT
+    registry = make_registry(PostgresSignaling(
+        f"host=localhost port={postgres_server.port} user=postgres dbname={dbname}", timeout=timeout))
+    asked = []
+    getaddrinfo = socket.getaddrinfo
+
+    def slow_getaddrinfo(host, *args, **kwargs):
+        asked.append(host)
+        time.sleep(resolving)
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    warm(registry)
+    cleared, took, gap = run(registry, lambda: _with_heartbeat(registry.acheck_signaling))
+    assert asked == ["localhost"]  # resolved by the loop's executor, not by libpq
+    assert gap < MAX_GAP, gap  # the loop kept serving meanwhile
+    if resolver == "slow":
+        assert cleared == [] and not registry._signaling_outage  # connected: first contact
+        assert resolving * 0.8 <= took, took
+    else:
+        assert cleared == sorted(registry.caches) and registry._signaling_outage  # an outage
+        assert TIMEOUT * 0.8 <= took <= TIMEOUT + MARGIN, took  # one deadline
 
 
 # -- hung servers: the loop keeps serving ------------------------------------------------------

@@ -33,7 +33,11 @@ class AsyncApp:
         return select(User.name).order_by(User.id)
 
 
-def test_async_commits_invalidate_other_processes_and_back(db, request):
+@pytest.fixture
+def peers(db, request):
+    """``(registry, other)``: this process's Registry on the signaling of ``db`` (its PostgreSQL,
+    or Redis beside SQLite), and ``other()`` starting the sync worker of another process with the
+    same database name and signaling."""
     kind, where = db
     signaling = "postgres" if kind == "postgresql" else "redis"
     redis_url = request.getfixturevalue("redis_server").url if signaling == "redis" else None
@@ -45,6 +49,14 @@ def test_async_commits_invalidate_other_processes_and_back(db, request):
         registry.signaling = RedisSignaling(redis_url, key_prefix=f"{prefix}{{db_name}}:")
     else:
         registry.signaling = PostgresSignaling(where)
+    yield registry, lambda: Worker(kind, where, db_name, redis_url, signaling, False, "pickle", prefix)
+    registry.signaling.close()
+    Registry.delete(db_name)
+
+
+def test_async_commits_invalidate_other_processes_and_back(db, peers):
+    kind, where = db
+    registry, start_other = peers
 
     async def body(engine):
         maker = async_sessionmaker(engine, expire_on_commit=False)
@@ -56,7 +68,7 @@ def test_async_commits_invalidate_other_processes_and_back(db, request):
             session.add_all([User(id=1, name="user1"), User(id=2, name="user2"),
                              Country(code="CH", name="Switzerland")])
             await session.commit()
-        other = Worker(kind, where, db_name, redis_url, signaling, False, "pickle", prefix)
+        other = start_other()
         try:
             (value, computed), _ = other("user_names")
             assert computed == 1 and value["names"] == ("user1", "user2")
@@ -89,11 +101,59 @@ def test_async_commits_invalidate_other_processes_and_back(db, request):
             queries.close()
             cache.close()
 
-    try:
-        run((kind, where), body)
-    finally:
-        registry.signaling.close()
-        Registry.delete(db_name)
+    run((kind, where), body)
+
+
+def test_a_transaction_begun_by_add_checks_before_it_serves(db, peers):
+    """``AsyncSession.add()`` autobegins outside the greenlet bridge, where the check would block
+    the event loop: it is deferred to the transaction's first step inside the bridge, never
+    skipped. A value this process cached before another process committed a change is not
+    served by that transaction, whether the session still has the new object to flush or
+    it was expunged (a clean session: a hit would need no I/O, and waits for the check)."""
+    kind, where = db
+    registry, start_other = peers
+    blocking = []
+    blocking_check = registry.check_signaling
+
+    def counted_blocking_check():
+        blocking.append(True)
+        return blocking_check()
+
+    async def body(engine):
+        maker = async_sessionmaker(engine, expire_on_commit=False)
+        cache = OrmCache(registry, Base.metadata)
+        cache.watch(maker)
+        cache.register(AsyncApp)
+        async with maker() as session:
+            session.add_all([User(id=1, name="user1"), User(id=2, name="user2")])
+            await session.commit()
+        other = start_other()
+        try:
+            renamed = 0
+            for then in ("expunged", "flushed"):
+                async with maker() as session:  # cached in this process
+                    names = await AsyncApp(cache, session).user_names
+                    assert names == ("user1", "user2" if not renamed else f"other{renamed}")
+                    await session.commit()
+                renamed += 1
+                other("rename_user", 2, f"other{renamed}")  # committed and signaled by another process
+                registry.check_signaling = counted_blocking_check
+                async with maker() as session:
+                    country = Country(code=f"C{renamed}", name="new")
+                    session.add(country)  # autobegins: the check is deferred
+                    if then == "expunged":
+                        session.expunge(country)
+                    assert await AsyncApp(cache, session).user_names == ("user1", f"other{renamed}"), then
+                    await session.commit()
+                registry.check_signaling = blocking_check
+                assert blocking == [], then  # the check ran, awaited
+            assert AsyncApp.computed == 3  # each value stored: the second round's first read hits
+        finally:
+            registry.check_signaling = blocking_check
+            assert other.stop() == 0
+            cache.close()
+
+    run((kind, where), body)
 
 
 # -- never stale: an async writer, async readers in its event loop, sync readers in other processes --
@@ -108,9 +168,11 @@ class AsyncStaleApp:
         return int(await self.session.scalar(select(User.name).where(User.id == 1)))
 
 
-def async_write_and_read(where, isolation):
+def async_write_and_read(where, isolation, start="read"):
     """``hammer()``'s part of this process, async: one task writes through AsyncSessions (the
-    floor moves when commit() returned) while ``local_readers`` tasks read through others."""
+    floor moves when commit() returned) while ``local_readers`` tasks read through others.
+    ``start="add"``: each reader's transaction begins with ``session.add()`` (outside the
+    greenlet bridge: its check is deferred) of an object expunged at once (a clean session)."""
 
     def here(factory, sync_cache, floor, stop, duration, local_readers):
         counts = {"reads": 0, "stale": 0}
@@ -128,6 +190,10 @@ def async_write_and_read(where, isolation):
                     while not done.is_set():
                         low = floor.value  # every commit up to this one returned before we begin
                         async with maker() as session:
+                            if start == "add":
+                                added = Country(code="XX", name="never flushed")
+                                session.add(added)
+                                session.expunge(added)
                             version = await AsyncStaleApp(cache, session).version
                             country = int((await Country.by_key(session, "CH")).name)
                             await session.commit()
@@ -163,14 +229,15 @@ def async_write_and_read(where, isolation):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("start", ["read", "add"])
 @pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ"])
-def test_async_writer_and_readers_count_no_stale_read(pg_dsn, isolation):
+def test_async_writer_and_readers_count_no_stale_read(pg_dsn, isolation, start):
     engine = make_engine("postgresql", pg_dsn)
     Base.metadata.create_all(engine)
     engine.dispose()
     opts = options("postgresql", pg_dsn, signaling="postgres", isolation=isolation)
     writes, reads, stale, examples = hammer(opts, duration=3.0, readers=1, local_readers=2,
-                                            here=async_write_and_read(pg_dsn, isolation))
-    print(f"{isolation}, async writer: {writes} commits, {reads} reads, {stale} stale")
+                                            here=async_write_and_read(pg_dsn, isolation, start))
+    print(f"{isolation}, async writer, readers start with {start}: {writes} commits, {reads} reads, {stale} stale")
     assert writes >= 5 and reads >= 30, (writes, reads)
     assert stale == 0, f"{stale} of {reads} reads stale (floor, orm_cached, full-table): {examples}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import inspect
 import logging
 import os
 import threading
@@ -48,6 +49,18 @@ class _Blocking:
         while registry._signaling_flying and time.monotonic() < deadline:
             time.sleep(_SETTLE_POLL)
 
+    @staticmethod
+    def reload(registry: "RegistrySignaling", on_reload: Callable[[Any], Any]) -> None:
+        """``on_reload(registry)`` where nothing can await it (``check_signaling()``,
+        ``reset_changes()``): the coroutine of an ``async def on_reload`` is closed unrun, and
+        that is logged as an error (only ``acheck_signaling()`` awaits it)."""
+        result = on_reload(registry)
+        if inspect.iscoroutine(result):
+            result.close()  # no "never awaited" warning: the error below says it
+            _logger.error("on_reload of %r is a coroutine function: check_signaling() and reset_changes() "
+                          "cannot await it, it did not run (await registry.acheck_signaling() does)",
+                          registry.db_name)
+
 
 class _Awaiting:
     """The same round trips, made with the backend's coroutine twins."""
@@ -66,6 +79,12 @@ class _Awaiting:
         while registry._signaling_flying and time.monotonic() < deadline:
             await asyncio.sleep(_SETTLE_POLL)
 
+    @staticmethod
+    def reload(registry: "RegistrySignaling", on_reload: Callable[[Any], Any]) -> Any:
+        """``on_reload(registry)``; what it returns is awaited if it is awaitable (an ``async
+        def on_reload``)."""
+        return on_reload(registry)
+
 
 class RegistrySignaling:
     """Mixin of ``ormcache.registry.Registry``: check_signaling / signal_changes / reset_changes
@@ -75,6 +94,7 @@ class RegistrySignaling:
 
     ``on_reload`` (None, or a callable taking the registry) is called when another process
     changed the registry itself, after every local cache was cleared; it may be set per instance.
+    ``acheck_signaling()`` awaits what it returns when that is awaitable (an ``async def``).
 
     After the backend failed, the next ``signaling_retry_interval`` seconds do without it: checks
     clear everything at once and signals are kept, instead of each waiting for a network timeout.
@@ -84,7 +104,7 @@ class RegistrySignaling:
     trips never block the event loop.
     """
 
-    on_reload: Optional[Callable[[Any], None]] = None
+    on_reload: Optional[Callable[[Any], Optional[Awaitable[Any]]]] = None
     signaling_retry_interval: float = 1.0
     #: publish invalidations kept after a failure from a background thread as soon as the
     #: backend answers (False: only the next signal_changes()/check_signaling() of the process)
@@ -186,7 +206,7 @@ class RegistrySignaling:
     def _signaling_reload(self) -> None:
         self._signaling_clear_all()
         if self.on_reload is not None:
-            self.on_reload(self)
+            _Blocking.reload(self, self.on_reload)
 
     def _signaling_publishing_pending(self, backend: Any) -> Steps[None]:
         with self._signaling_lock:
@@ -345,7 +365,8 @@ class RegistrySignaling:
         ``AsyncConnection``; a worker thread for other backends): the event loop runs other
         tasks during each round trip, which keeps the backend's deadline (``timeout``). Safe
         from concurrent tasks and from several threads each running its own loop.
-        ``on_reload`` is called as by ``check_signaling()`` (not awaited).
+        ``on_reload`` is called as by ``check_signaling()``, and awaited if it returns an
+        awaitable (an ``async def on_reload``).
         """
         return await arun_steps(self._signaling_checking(), _Awaiting)
 
@@ -392,8 +413,9 @@ class RegistrySignaling:
                 cleared, call_reload = self._signaling_apply(backend, names, epoch, dict(zip(names, values)))
                 self._signaling_snapshot()
                 break
-        if call_reload and self.on_reload is not None:
-            self.on_reload(self)
+        on_reload = self.on_reload
+        if call_reload and on_reload is not None:
+            yield lambda io: io.reload(self, on_reload)
         return cleared
 
     def _signaling_apply(self, backend: Any, names: Sequence[str], epoch: Any,

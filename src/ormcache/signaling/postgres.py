@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import select
+import socket
 import threading
 import time
 import uuid
@@ -22,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Un
 
 import psycopg
 from psycopg import generators, sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .base import (
     ReadOnlyBackendError,
@@ -107,6 +108,55 @@ async def _adrive(gen: Any, fileno: Optional[int], deadline: float) -> Any:
             state = gen.send(ready)
     except StopIteration as stop:
         return stop.value
+
+
+async def _aresolved(dsn: str, deadline: float) -> str:
+    """``dsn`` with the addresses of its host names resolved by the event loop (``getaddrinfo``
+    in the loop's executor, within ``deadline``): given a name, libpq resolves it itself while
+    it starts connecting, blocking the loop. Each address of a name becomes one more host to try,
+    in order (as libpq tries them); the names stay as ``host`` (TLS checks them). Unchanged when
+    ``hostaddr`` is given or no host is a name (addresses, socket directories, the default)."""
+    params = conninfo_to_dict(dsn)
+    host = str(params.get("host") or os.environ.get("PGHOST", ""))
+    if not host or params.get("hostaddr") or os.environ.get("PGHOSTADDR"):
+        return dsn
+    hosts = host.split(",")
+    ports = str(params.get("port") or os.environ.get("PGPORT") or "5432").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    if len(ports) != len(hosts):
+        return dsn  # libpq refuses it, and says why
+    loop = asyncio.get_running_loop()
+    names, addresses, numbers = [], [], []
+    for name, port in zip(hosts, ports):
+        if not name or name.startswith("/") or name[1:2] == ":" or _is_address(name):
+            found = [name if _is_address(name) else ""]  # "": libpq uses ``host`` (a socket directory)
+        else:
+            remaining = deadline - time.monotonic()
+            try:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(name, port or "5432", type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP),
+                    max(remaining, 0))
+            except asyncio.TimeoutError:
+                raise _Expired(f"host name {name!r} not resolved within the deadline") from None
+            except OSError as exc:
+                raise psycopg.OperationalError(f"failed to resolve host {name!r}: {exc}") from exc
+            found = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for address in found:
+            names.append(name)
+            addresses.append(address)
+            numbers.append(port)
+    return make_conninfo(dsn, host=",".join(names), hostaddr=",".join(addresses), port=",".join(numbers))
+
+
+def _is_address(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, fd: int, wait: int, timeout: float) -> int:
@@ -337,7 +387,7 @@ class PostgresSignaling(SignalingBackend):
         """``_connect()`` with an ``AsyncConnection``."""
         conn = None
         try:
-            pgconn = await _adrive(generators.connect(self.dsn), None, deadline)
+            pgconn = await _adrive(generators.connect(await _aresolved(self.dsn, deadline)), None, deadline)
             conn = _DeadlineAsyncConnection(pgconn)
             conn.deadline = deadline
             await conn.set_autocommit(True)

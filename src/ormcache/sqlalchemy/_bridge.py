@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 
+from ._session import UNCHECKED_KEY
+
 try:
     from sqlalchemy.util import await_  # SQLAlchemy 2.1 (await_only is its deprecated alias)
 except ImportError:  # SQLAlchemy 2.0
@@ -68,8 +70,9 @@ def resolve(value: Any) -> Any:
 
 
 def ready(session: Session) -> bool:
-    """Whether ``session`` is in a transaction with nothing to flush: a cache lookup needs no I/O."""
-    return session._transaction is not None and session._is_clean()
+    """Whether ``session`` is in a transaction that checked signaling, with nothing to flush: a
+    cache lookup needs no I/O."""
+    return session._transaction is not None and not session.info.get(UNCHECKED_KEY) and session._is_clean()
 
 
 class Flight:

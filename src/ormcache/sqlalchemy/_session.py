@@ -14,6 +14,10 @@ from ._changes import KEY_PREFIX
 OWNER_KEY = "ormcache.sqlalchemy.owner"
 #: ``session.info`` flag of the sessions this package opens for itself (never watched).
 INTERNAL_KEY = "ormcache.sqlalchemy.internal"
+#: ``session.info`` key: the OrmCaches whose ``check_signaling()`` of the current transaction
+#: has not run yet (an AsyncSession's ``add()`` began it outside the greenlet bridge; the check
+#: runs at its first step inside). No cached value may be served or stored meanwhile.
+UNCHECKED_KEY = "ormcache.sqlalchemy.unchecked"
 
 
 def table_key(model: type) -> Tuple[str, str, type]:

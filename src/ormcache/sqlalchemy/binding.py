@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_session, async_sessionmaker
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from ormcache._cache_py import Counter
@@ -40,7 +40,7 @@ from ormcache._cache_py import Counter
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
 from ._bridge import Flights, await_, in_greenlet
-from ._session import INTERNAL_KEY, OWNER_KEY, CachedMember, Transaction, default_session, table_key
+from ._session import INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, default_session, table_key
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
@@ -189,8 +189,11 @@ class OrmCache:
         return session.info.get(self._pending_key)
 
     def transaction(self, session: Session) -> Transaction:
-        """The layer of the current transaction of ``session`` (created if needed)."""
+        """The layer of the current transaction of ``session`` (created if needed; first its
+        ``check_signaling()``, when that was deferred)."""
         txn = session.info.get(self._pending_key)
+        if txn is None:
+            txn = self._deferred(session)
         if txn is None:
             txn = session.info[self._pending_key] = Transaction(next(self._clock), self.registry.generation)
         return txn
@@ -284,17 +287,40 @@ class OrmCache:
             return
         if transaction.parent is not None:
             if transaction.nested:  # a savepoint: a layer of its own
-                txn = session.info.get(self._pending_key)
+                txn = session.info.get(self._pending_key) or self._deferred(session)
                 if txn is not None:
                     txn.layers.append({})
             return
         session.info[OWNER_KEY] = self
+        if self.check_signaling and not in_greenlet() and async_session(session) is not None:
+            # AsyncSession.add()/add_all() (a save-update cascade) autobegin outside the greenlet
+            # bridge, where the check would block the event loop: it runs at the transaction's
+            # first step inside the bridge (_deferred), before its first SQL and before any
+            # cached value is served or stored
+            session.info.setdefault(UNCHECKED_KEY, set()).add(self)
+            return
+        self._begin(session)
+
+    def _begin(self, session: Session) -> Transaction:
+        """The check of a new transaction of ``session``, then its layer."""
         if self.check_signaling:
             _check_signaling(self.registry)
+        unchecked = session.info.get(UNCHECKED_KEY)
+        if unchecked:
+            unchecked.discard(self)  # after the check: one that failed runs again at the next step
         # the clock after the check: what it cleared does not count against this transaction
-        session.info[self._pending_key] = Transaction(
+        txn = session.info[self._pending_key] = Transaction(
             next(self._clock), self.registry.generation,
             self.signaling_version() if self.shared is not None else None)
+        return txn
+
+    def _deferred(self, session: Session) -> Optional[Transaction]:
+        """The layer of the transaction of ``session`` whose check was deferred, begun now (the
+        check awaited inside the greenlet bridge); None when no check of ours waits."""
+        unchecked = session.info.get(UNCHECKED_KEY)
+        if not unchecked or self not in unchecked:
+            return None
+        return self._begin(session)
 
     def _on_after_begin(self, session: Session, transaction: Any, connection: Any) -> None:
         if session.info.get(INTERNAL_KEY):
@@ -341,6 +367,8 @@ class OrmCache:
         session = orm_execute_state.session
         if session.info.get(INTERNAL_KEY):
             return
+        if session.info.get(UNCHECKED_KEY):
+            self._deferred(session)  # before the statement, even on a connection the session holds
         tables = statement_tables(orm_execute_state)
         if tables is ALL_TABLES:  # text() SQL that may write: anything may be stale
             self._invalidate(session, self._counters, FULL_TABLE_MODELS)
@@ -389,6 +417,9 @@ class OrmCache:
                 self.lru.pop(key, None)
 
     def _on_after_transaction_end(self, session: Session, transaction: Any) -> None:
+        unchecked = session.info.get(UNCHECKED_KEY)
+        if unchecked and transaction.parent is None:
+            unchecked.discard(self)  # ended with no step that needed its check: nothing read
         if transaction.parent is None and self._pending_key in session.info:
             # closed without commit or rollback event (e.g. Session.close()): nothing committed
             pending = session.info.pop(self._pending_key)
@@ -403,10 +434,9 @@ class OrmCache:
 
 def _check_signaling(registry: Any) -> None:
     """``registry.check_signaling()`` at the start of a session transaction. For an
-    AsyncSession this runs inside the greenlet bridge when the transaction starts with I/O:
-    then ``acheck_signaling()`` is awaited there, and the event loop serves other tasks during
-    the round trip. ``AsyncSession.add()`` autobegins outside the bridge: that check is the
-    blocking one (bounded by the backend's deadline)."""
+    AsyncSession this runs inside the greenlet bridge: ``acheck_signaling()`` is awaited there,
+    and the event loop serves other tasks during the round trip (a transaction that
+    ``AsyncSession.add()`` began outside the bridge is checked at its first step inside)."""
     if in_greenlet():
         await_(registry.acheck_signaling())
     else:
