@@ -237,6 +237,34 @@ def test_each_call_of_a_hung_tier_awaits_its_deadline(call):
     assert tier._backlog == ({"m"} if call == "invalidate" else set())
 
 
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_a_cancelled_call_keeps_its_invalidations_and_does_not_rest_the_tier(call):
+    """A task cancelled while its tier call waits (a commit's invalidation, a read...): the names
+    of an invalidation are kept for the next command, and a cancellation is no outage (the tier
+    does not rest)."""
+    with BlackHole() as hole:
+        tier = SharedTier(f"redis://127.0.0.1:{hole.port}/0", secret=SECRET, timeout=30, retry_interval=30)
+
+        async def main():
+            task = asyncio.ensure_future(bridged(CALLS[call], tier))
+            await asyncio.sleep(0.2)  # connected, waiting for an answer
+            assert not task.done()
+            start = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return time.monotonic() - start
+
+        try:
+            took = asyncio.run(main())
+        finally:
+            tier.close()
+    assert took < 1.0, took
+    assert tier._failed_at is None
+    assert tier._backlog == ({"m"} if call == "invalidate" else set())
+    assert blocking_connections(tier) == 0
+
+
 def test_a_tier_that_is_down_keeps_invalidations_for_later(redis_server, redis_prefix):
     """Nothing listens: the async call fails at once and the names are kept; once the server is
     back they are sent before the next command (the sync test's scenario)."""
