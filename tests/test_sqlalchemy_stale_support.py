@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import sessionmaker
 
 from ormcache.sqlalchemy import orm_cached
-from test_sqlalchemy_support import Base, Country, User, Worker, make_engine
+from test_sqlalchemy_support import Base, Country, User, Worker, make_engine, serve
 
 TIMEOUT = 60
 
@@ -213,25 +213,20 @@ def hammer(opts, duration: float, readers: int = 2, local_readers: int = 2, here
 
 def command_worker(conn, opts) -> None:
     engine, factory, cache = open_caches(opts)
+
+    def answer(command):
+        name, *args = command
+        if name == "read":
+            return read(factory, cache)
+        if name == "write":
+            if cache.shared is not None and opts.get("fresh_shared_connection"):
+                cache.shared.client.connection_pool.disconnect()  # it connects anew
+            write(factory, args[0])
+            return None
+        raise ValueError(name)
+
     try:
-        conn.send("ready")
-        while True:
-            command = conn.recv()
-            if command is None:
-                break
-            try:
-                name, *args = command
-                if name == "read":
-                    conn.send(("ok", read(factory, cache)))
-                elif name == "write":
-                    if cache.shared is not None and opts.get("fresh_shared_connection"):
-                        cache.shared.client.connection_pool.disconnect()  # it connects anew
-                    write(factory, args[0])
-                    conn.send(("ok", None))
-                else:
-                    raise ValueError(name)
-            except Exception as exc:  # noqa: BLE001
-                conn.send(("error", repr(exc)))
+        serve(conn, answer)
     finally:
         close_caches(engine, cache)
         conn.close()

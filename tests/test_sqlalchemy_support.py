@@ -206,20 +206,26 @@ def run_command(factory, cache, counter, command):
     return result, counter.count
 
 
+def serve(conn, answer) -> None:
+    """A worker's loop: says it is ready, then sends ``answer(command)`` for each command until
+    ``None`` (an exception is reported to the parent, which fails the test)."""
+    conn.send("ready")
+    while True:
+        command = conn.recv()
+        if command is None:
+            return
+        try:
+            conn.send(("ok", answer(command)))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+            conn.send(("error", repr(exc)))
+
+
 def worker(conn, *args):
     """Child process main: answer commands until ``None``."""
     engine, factory, cache = open_cache(*args)
     counter = QueryCounter(engine)
     try:
-        conn.send("ready")
-        while True:
-            command = conn.recv()
-            if command is None:
-                break
-            try:
-                conn.send(("ok", run_command(factory, cache, counter, command)))
-            except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
-                conn.send(("error", repr(exc)))
+        serve(conn, lambda command: run_command(factory, cache, counter, command))
     finally:
         counter.close()
         close_cache(engine, cache)

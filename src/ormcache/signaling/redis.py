@@ -42,7 +42,23 @@ else:
     _DRIVER = {"driver_info": DriverInfo()}
 
 
-async def _aclose_client(client: Any) -> None:
+def make_client(url: str, timeout: float) -> "redis.Redis":
+    """A blocking client of ``url`` with ormcache's deadlines: ``timeout`` seconds to connect and
+    per round trip, no retries of redis-py (a timeout retried is a second deadline)."""
+    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **_options(timeout))
+
+
+def make_aclient(url: str, timeout: float) -> "redis.asyncio.Redis":
+    """``make_client()``'s redis.asyncio twin (it belongs to the event loop that uses it first)."""
+    return redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **_options(timeout))
+
+
+def _options(timeout: float) -> Dict[str, Any]:
+    """The options of both clients (blocking and async), but their retries (none)."""
+    return dict(socket_timeout=timeout, socket_connect_timeout=timeout, **_DRIVER)
+
+
+async def aclose_client(client: Any) -> None:
     await client.aclose()
 
 
@@ -93,14 +109,14 @@ class RedisSignaling(SignalingBackend):
         self._role_checked = False
         # no retries of redis-py (a timeout retried is a second deadline): _calling retries once
         # when a pooled connection died with the server
-        self.client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **self._options())
+        self.client = make_client(url, self.timeout)
         kwargs = self.client.connection_pool.connection_kwargs  # no password in messages
         self._where = "redis://{}:{}/{}".format(
             kwargs.get("host", kwargs.get("path", "?")), kwargs.get("port", ""), kwargs.get("db", 0))
         self._keys: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
         self._listener: Optional[_RedisListener] = _RedisListener(self) if pubsub else None
         #: event loop -> its redis.asyncio client (a client belongs to the loop that made it)
-        self._aclients: PerLoop[Any] = PerLoop(self._new_aclient, _aclose_client)
+        self._aclients: PerLoop[Any] = PerLoop(self._new_aclient, aclose_client)
         self._token = uuid.uuid4().hex
         self._token_pid = os.getpid()
 
@@ -218,11 +234,7 @@ class RedisSignaling(SignalingBackend):
 
     def _new_aclient(self) -> Any:
         """A redis.asyncio client (one per event loop: a client belongs to the loop that made it)."""
-        return redis.asyncio.Redis.from_url(self.url, retry=AsyncRetry(NoBackoff(), 0), **self._options())
-
-    def _options(self) -> Dict[str, Any]:
-        """The options of both clients (blocking and async), but their retries (none)."""
-        return dict(socket_timeout=self.timeout, socket_connect_timeout=self.timeout, **_DRIVER)
+        return make_aclient(self.url, self.timeout)
 
     async def aclose(self) -> None:
         await self._aclients.aclose()

@@ -181,6 +181,13 @@ class OrmCache:
         if self.shared is not None:
             self.shared.close()
 
+    async def aclose(self) -> None:
+        """``close()``, and the shared tier's async client of the running event loop (the
+        clients of other loops are closed when their loop shuts down)."""
+        self.close()
+        if self.shared is not None:
+            await self.shared.aclose()
+
     # -- invalidation ------------------------------------------------------------------------
 
     def pending(self, session: Session) -> Optional[Transaction]:

@@ -13,6 +13,10 @@ old signaling versions go away). Invalidation increments the counter: a value st
 older counter is not served; a value is stored only if the counter did not move while it was
 computed (WATCH). The local fastlru tier in front keeps ``(version, signals, value)`` and is
 trusted only while the counter still reads ``version``.
+
+Each call's protocol is written once, as generator steps (``signaling.base.Steps``): driven with
+the blocking client, or, inside SQLAlchemy's greenlet bridge (an AsyncSession's unit of work),
+awaited with the ``redis.asyncio`` client of the running event loop.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from typing import Any, Callable, Iterable, Optional, Set, Tuple, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from ..signaling import SignalingConfigurationError
+from ..signaling.base import PerLoop, Step, Steps, arun_steps, run_steps
+from ._bridge import await_, in_greenlet
 
 __all__ = ["SharedTier", "SharedCacheWarning", "NOT_FOUND", "FORGED", "STORED", "MOVED", "LOCAL_ONLY",
            "stable_key", "redact_url"]
@@ -96,6 +102,15 @@ def _is_counter(version: bytes) -> bool:
     return version.isdigit()
 
 
+def _one(step: Step) -> Steps[Any]:
+    """A protocol of one round trip."""
+    return (yield step)
+
+
+def _pipeline(client: Any) -> Any:
+    return client.pipeline(transaction=True)  # no I/O (blocking and async clients alike)
+
+
 class SharedTier:
     """Redis storage for cached values, validated by a version counter per value.
 
@@ -109,6 +124,12 @@ class SharedTier:
     ``timeout``: the deadline of each call (connect and round trip); after a failure the tier
     rests ``retry_interval`` seconds for every thread (calls fail at once), so a server that
     hangs costs one deadline per interval, not one per request.
+
+    Called inside SQLAlchemy's greenlet bridge (an AsyncSession's unit of work), each method
+    sends the same commands through a ``redis.asyncio`` client of the running event loop (one per
+    loop, same deadlines, closed when the loop shuts down or by ``await aclose()``) and awaits
+    them: the loop serves its other tasks meanwhile. Results, errors and the rest after a
+    failure are the same.
     """
 
     def __init__(self, url: str, *, prefix: str = "ormcache:", serializer: str = "pickle",
@@ -116,6 +137,8 @@ class SharedTier:
                  retry_interval: float = 1.0, ttl: int = 86400,
                  socket_timeout: Optional[float] = None) -> None:
         import redis
+
+        from ..signaling.redis import aclose_client, make_aclient, make_client
 
         self._dumps, self._loads = _serializer(serializer)
         if isinstance(secret, str):
@@ -135,12 +158,10 @@ class SharedTier:
         self.ttl = ttl
         self.timeout = timeout if socket_timeout is None else socket_timeout
         self.retry_interval = retry_interval
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         # no client-side retries: one deadline per call, then the tier rests
-        self.client = redis.Redis.from_url(url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-                                           retry=Retry(NoBackoff(), 0))
+        self.client = make_client(url, self.timeout)
+        #: event loop -> its redis.asyncio client (the calls made in the greenlet bridge)
+        self._aclients: PerLoop[Any] = PerLoop(lambda: make_aclient(url, self.timeout), aclose_client)
         self._warned: Set[Any] = set()
         #: names whose invalidation could not be sent; sent again before any other command
         self._backlog: Set[Any] = set()
@@ -150,15 +171,26 @@ class SharedTier:
         return (f"SharedTier({redact_url(self.url)!r}, prefix={self.prefix!r}, serializer={self.serializer!r}, "
                 f"signed={self._secret is not None})")
 
-    def _call(self, function: Callable[[], _T]) -> _T:
-        """Run one network call; after a failure, fail at once for ``retry_interval`` seconds."""
+    def _run(self, steps: Steps[_T]) -> _T:
+        """Drive ``steps``: awaited with the running loop's async client inside the greenlet
+        bridge (an AsyncSession's unit of work), else with the blocking client."""
+        if in_greenlet():
+            return await_(self._arun(steps))
+        return run_steps(steps, self.client)
+
+    async def _arun(self, steps: Steps[_T]) -> _T:
+        return await arun_steps(steps, await self._aclients.get())
+
+    def _calling(self, steps: Steps[_T]) -> Steps[_T]:
+        """Run one network call (``steps``: one round trip, or the few of a WATCH); after a
+        failure, fail at once for ``retry_interval`` seconds."""
         failed_at = self._failed_at
         if failed_at is not None and time.monotonic() < failed_at + self.retry_interval:
             raise self._redis.ConnectionError(
                 f"shared tier {redact_url(self.url)} failed less than {self.retry_interval}s ago; "
                 "not tried again yet")
         try:
-            result = function()
+            result = yield from steps
         except self._redis.AuthenticationError as exc:  # a configuration error, not an outage
             raise SignalingConfigurationError(
                 f"shared tier at {redact_url(self.url)}: authentication failed (check the user and "
@@ -174,7 +206,12 @@ class SharedTier:
         return hmac.new(self._secret, message, hashlib.sha256).digest()  # type: ignore[arg-type]  # with a secret
 
     def close(self) -> None:
+        """Close the blocking client (an event loop's async client is closed with the loop)."""
         self.client.close()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's async client (a later call makes a new one)."""
+        await self._aclients.aclose()
 
     def _keys(self, name: str, signals: str = "") -> Tuple[str, str]:
         return f"{self.prefix}{name}:ver", f"{self.prefix}{name}:val:{signals}"
@@ -192,25 +229,32 @@ class SharedTier:
 
     def version(self, name: str) -> bytes:
         """The current version of ``name`` (one round trip)."""
-        self._send_backlog()
-        return self._call(lambda: self.client.get(self._keys(name)[0])) or b"0"  # type: ignore[return-value]  # bytes: no decode_responses
+        return self._run(self._versioning(name))
+
+    def _versioning(self, name: str) -> Steps[bytes]:
+        yield from self._sending_backlog()
+        key = self._keys(name)[0]
+        return (yield from self._calling(_one(lambda client: client.get(key)))) or b"0"  # bytes: no decode_responses
 
     def get(self, name: str, role: Any, signals: str = "") -> Tuple[bytes, Any]:
         """``(version, value)``, value ``NOT_FOUND`` when no process stored one for this version
         of the tier and the signaling version ``signals`` (a ``token()``), ``FORGED`` when what
         is stored does not carry a valid tag (it is not deserialised). TypeError when ``role``
         has no stable key."""
-        self._send_backlog()
+        return self._run(self._getting(name, role, signals))
+
+    def _getting(self, name: str, role: Any, signals: str) -> Steps[Tuple[bytes, Any]]:
+        yield from self._sending_backlog()
         ver_key, val_key = self._keys(name, signals)
         field = self._field(role)
 
-        def run() -> Any:
-            pipe = self.client.pipeline(transaction=True)
+        def run(client: Any) -> Any:
+            pipe = _pipeline(client)
             pipe.get(ver_key)
             pipe.hget(val_key, field)
             return pipe.execute()
 
-        version, data = self._call(run)
+        version, data = yield from self._calling(_one(run))
         version = version or b"0"
         if not _is_counter(version):  # not written by INCR: someone else wrote it
             return version, FORGED
@@ -246,26 +290,37 @@ class SharedTier:
             return LOCAL_ONLY
         if not _is_counter(version):
             return MOVED  # never store under a counter someone else wrote
+        return self._run(self._storing(name, role, version, data, signals))
+
+    def _storing(self, name: str, role: Any, version: bytes, data: bytes, signals: str) -> Steps[str]:
         ver_key, val_key = self._keys(name, signals)
         field = self._field(role)
         if self._secret is not None:
             data = self._tag(val_key, field, version, data) + data
+        return (yield from self._calling(self._setting(ver_key, version, val_key, field, version + b":" + data)))
 
-        def run() -> str:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(ver_key)  # type: ignore[no-untyped-call]  # untyped in redis-py
-                    if (pipe.get(ver_key) or b"0") != version:
-                        return MOVED
-                    pipe.multi()
-                    pipe.hset(val_key, field, version + b":" + data)
-                    pipe.expire(val_key, self.ttl)
-                    pipe.execute()
-                except self._redis.WatchError:
-                    return MOVED
-            return STORED
-
-        return self._call(run)
+    def _setting(self, ver_key: str, version: bytes, val_key: str, field: str, data: bytes) -> Steps[str]:
+        """``HSET`` (and ``EXPIRE``) in a MULTI/EXEC under ``WATCH ver_key``, if the counter still
+        reads ``version``: STORED, or MOVED."""
+        pipe = yield _pipeline
+        closing = False
+        try:
+            yield lambda _: pipe.watch(ver_key)
+            if ((yield lambda _: pipe.get(ver_key)) or b"0") != version:
+                return MOVED
+            pipe.multi()
+            pipe.hset(val_key, field, data)
+            pipe.expire(val_key, self.ttl)
+            yield lambda _: pipe.execute()
+        except self._redis.WatchError:
+            return MOVED
+        except GeneratorExit:  # abandoned: nothing more may be yielded
+            closing = True
+            raise
+        finally:
+            if not closing:  # UNWATCH, the connection back to its pool: as leaving `(async) with pipe`
+                yield lambda _: pipe.reset()
+        return STORED
 
     # -- invalidation ------------------------------------------------------------------------
 
@@ -273,19 +328,27 @@ class SharedTier:
         """Move the version of each name, so its stored values are not served (one round trip).
         If Redis is unreachable the names are kept and sent before the next command; the
         signaling versions in the keys make those values unreachable meanwhile anyway."""
+        self._run(self._invalidating(names))
+
+    def _invalidating(self, names: Iterable[str]) -> Steps[None]:
         names = set(names) | self._backlog
         if not names:
             return
-        pipe = self.client.pipeline(transaction=True)
-        for name in sorted(names):
-            pipe.incr(self._keys(name)[0])
+        keys = [self._keys(name)[0] for name in sorted(names)]
+
+        def run(client: Any) -> Any:
+            pipe = _pipeline(client)
+            for key in keys:
+                pipe.incr(key)
+            return pipe.execute()
+
         try:
-            self._call(pipe.execute)
-        except self._redis.RedisError:
+            yield from self._calling(_one(run))
+        except BaseException:  # unreachable, a cancelled task...: the names wait for the next command
             self._backlog = names
             raise
         self._backlog = set()
 
-    def _send_backlog(self) -> None:
+    def _sending_backlog(self) -> Steps[None]:
         if self._backlog:
-            self.invalidate(())
+            yield from self._invalidating(())
