@@ -10,6 +10,7 @@ both hit paths (``registry``). Every scenario runs under ``asyncio.run`` with a 
 import asyncio
 import importlib
 import inspect
+import os
 import threading
 
 import pytest
@@ -300,6 +301,101 @@ def test_ormcache_caches_the_awaited_value(registry):
     assert not inspect.iscoroutinefunction(Model.get_sync)
     assert model.get_sync("a") == "sync a" and model.get_sync("a") == "sync a"
     assert Model.sync_calls == ["a"]
+
+
+def test_ormcache_a_hit_is_awaited_as_the_methods_coroutine(registry):
+    """What a hit returns behaves as the method's coroutine would: awaited once, scheduled by
+    create_task/ensure_future/gather, recognised by asyncio.iscoroutine; a hit is counted once."""
+    Model = async_model(registry)
+    model = Model()
+    assert run(model.get("a")) == "value of a"  # cached from here on
+    assert asyncio.iscoroutinefunction(Model.get) and asyncio.iscoroutinefunction(model.get)
+
+    async def main():
+        hit = model.get("a")
+        assert asyncio.iscoroutine(hit)
+        values = [await hit]
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            await hit
+        values.append(await asyncio.create_task(model.get("a")))
+        values.append(await asyncio.ensure_future(model.get("a")))
+        values.extend(await asyncio.gather(model.get("a"), model.get(key="a")))
+        task = asyncio.create_task(model.get("a"))
+        assert "Task" in repr(task)
+        values.append(await task)
+        return values
+
+    assert run(main()) == ["value of a"] * 6
+    assert Model.calls == ["a"]
+    _, _, counter = get_cache_key_counter(model.get, "a")
+    assert (counter.hit, counter.miss) == (6, 1)
+
+
+def test_ormcache_a_hit_sends_throws_and_closes_as_a_coroutine(registry):
+    Model = async_model(registry)
+    model = Model()
+    assert run(model.get("a")) == "value of a"
+
+    hit = model.get("a")
+    with pytest.raises(TypeError, match="can't send non-None value to a just-started coroutine"):
+        hit.send(1)
+    with pytest.raises(StopIteration) as stopped:
+        hit.send(None)  # still usable after the refused send
+    assert stopped.value.value == "value of a"
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        hit.send(None)
+
+    hit = model.get("a")
+    with pytest.raises(ValueError, match="thrown in"):
+        hit.throw(ValueError("thrown in"))
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        hit.send(None)
+
+    hit = model.get("a")
+    hit.close()
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        hit.send(None)
+    hit.close()  # again: nothing to do, as a coroutine's
+    assert Model.calls == ["a"]
+
+
+def test_ormcache_compiled_hit_on_async_def_runs_no_python_frame(LRU, monkeypatch):
+    """The compiled hit path serves an ``async def`` method's hit without a Python frame (no
+    coroutine of a wrapper to create and run): the sync hit's cost plus a done awaitable."""
+    import sys
+
+    import ormcache
+    from ormcache import Registry, _cache_c, decorators
+
+    monkeypatch.setattr(decorators, "_impl", _cache_c)
+    name = "test-async-frames"
+    registry = Registry(name, lru_factory=LRU)
+    try:
+        Model = async_model(registry)
+        model = Model()
+        assert run(model.get("a")) == "value of a"
+        frames = []
+        package = os.path.dirname(ormcache.__file__)
+
+        def profile(frame, event, arg):  # ormcache's frames (the pure-Python engine has its own)
+            if event == "call" and frame.f_code.co_filename.startswith(package):
+                frames.append(frame.f_code.co_name)
+
+        async def hits():
+            sys.setprofile(profile)
+            try:
+                return [await model.get("a"), await model.get("a"), await Model.get(model, "a")]
+            finally:
+                sys.setprofile(None)
+
+        coroutine = hits()
+        with pytest.raises(StopIteration) as done:
+            coroutine.send(None)  # a hit never suspends: no event loop needed
+        assert done.value.value == ["value of a"] * 3
+        assert frames == []  # today: ['wrapper', 'owner_keys', ...] (the async def wrapper's frames)
+        assert Model.calls == ["a"]
+    finally:
+        Registry.delete(name)
 
 
 def test_ormcache_follows_the_owners_registry_and_forgets_deleted_ones(LRU, hit_path):

@@ -15,12 +15,19 @@ Measured with ``python -m ormcache._bench`` (the same numbers appear in ``python
 """
 cimport cython
 from cpython.object cimport PyObject
+from cpython.exc cimport PyErr_SetString
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import functools
+import inspect
+import sys
+from collections.abc import Coroutine
+
+from fastlru._aio import AsyncFlights
 
 from ormcache._lookup import lookup_failed as _lookup_failed, miss as _miss, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
+from ormcache._async import await_miss as _await_miss, cached_coroutine as _cached_coroutine_py
 from ormcache.registry import DELETE_HOOKS
 
 cdef extern from "Python.h":
@@ -453,7 +460,9 @@ cdef class CachedMethod:
     cdef dict __dict__
     cdef object __weakref__
     cdef readonly object func
-    cdef readonly dict flights
+    cdef readonly object flights  # a dict (fastlru._aio.AsyncFlights for an async def)
+    # an async def (cached_coroutine): a hit returns an AwaitedValue, a miss _async.await_miss
+    cdef bint awaited
     cdef object key_function
     cdef object cache_name
     cdef object static_model
@@ -803,12 +812,17 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
                 self.scratch = None
             if found != NULL:
                 slot.counter.hit += 1
+                if self.awaited:
+                    return _awaited_value(ormcache_steal(found))
                 return ormcache_steal(found)
             if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
                 raise error
             key = ormcache_hashed(<PyObject*>key)  # a key of its own, to store or to report
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
             if failure:
+                if self.awaited:
+                    return _await_miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
+                                       _positional(args, nargs), _keywords(args, nargs, kwnames))
                 return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
                              _positional(args, nargs), _keywords(args, nargs, kwnames))
             return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
@@ -834,10 +848,15 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     found = PyObject_GetItem(slot.lru, key)
     if found != NULL:
         slot.counter.hit += 1
+        if self.awaited:
+            return _awaited_value(ormcache_steal(found))
         return ormcache_steal(found)
     failure = ormcache_lookup_failure(<PyObject*>key)
     if failure < 0:
         raise_pending()
+    if failure and self.awaited:
+        return _await_miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, ormcache_hashed(<PyObject*>key),
+                           _positional(args, nargs), _keywords(args, nargs, kwnames))
     if failure:
         return _miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, ormcache_hashed(<PyObject*>key),
                      _positional(args, nargs), _keywords(args, nargs, kwnames))
@@ -860,6 +879,128 @@ def cached_multi(spec):
     """``ormcache_multi``'s wrapper: positional calls served here, others by
     ``spec.multi_fallback`` (the decorator's Python wrapper, sharing ``spec.flights``)."""
     return cached_method(spec)
+
+
+# -- async def methods: a hit is a coroutine that is already done --------------------------------
+
+cdef extern from *:
+    """
+    /* am_send (3.10+): `await` and asyncio's tasks take the value of a done AwaitedValue through
+       PyIter_Send, without a StopIteration; earlier versions go through tp_iternext. */
+    typedef int (*ormcache_send_func)(PyObject *, PyObject *, PyObject **);
+    static void ormcache_enable_send(PyObject *type, ormcache_send_func send) {
+    #if PY_VERSION_HEX >= 0x030A0000
+        PyTypeObject *tp = (PyTypeObject *)type;
+        if (tp->tp_as_async != NULL) {
+            tp->tp_as_async->am_send = (sendfunc)send;
+            PyType_Modified(tp);
+        }
+    #else
+        (void)type; (void)send;
+    #endif
+    }
+    """
+    ctypedef int (*ormcache_send_func)(PyObject*, PyObject*, PyObject**) noexcept
+    void ormcache_enable_send(object type, ormcache_send_func send)
+
+
+@cython.final
+@cython.freelist(16)
+cdef class AwaitedValue:
+    """What an ``async def`` method under ``ormcache`` returns on a hit: a coroutine that is
+    already done. ``await``, ``asyncio.create_task``/``ensure_future``/``gather``,
+    ``asyncio.iscoroutine`` take it as the method's coroutine; like one, it is awaited once
+    (``send``, ``throw``, ``close``), then ``RuntimeError``. No Python frame runs on a hit."""
+
+    cdef object value
+    cdef bint done
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        """Finish with the cached value (``StopIteration(value)``), as the method would."""
+        cdef object result
+        if self.done:
+            raise RuntimeError("cannot reuse already awaited coroutine")
+        if value is not None:
+            raise TypeError("can't send non-None value to a just-started coroutine")
+        self.done = True
+        result, self.value = self.value, None
+        raise StopIteration(result)
+
+    def throw(self, typ, val=None, tb=None):
+        """Raise the exception here, as a coroutine that has not started would (it is done)."""
+        self.done = True
+        self.value = None
+        if isinstance(typ, BaseException):
+            exc = typ
+        elif val is None:
+            exc = typ()
+        elif isinstance(val, typ):
+            exc = val
+        else:
+            exc = typ(val)
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        raise exc
+
+    def close(self):
+        """Done without a value, as a coroutine closed before it started."""
+        self.done = True
+        self.value = None
+
+
+cdef int _awaited_send(PyObject* obj, PyObject* arg, PyObject** result) noexcept:
+    # am_send: 0 (PYGEN_RETURN) with the value, or -1 (PYGEN_ERROR) with an exception set
+    cdef AwaitedValue self = <AwaitedValue>obj
+    cdef object value
+    result[0] = NULL
+    if self.done:
+        PyErr_SetString(RuntimeError, "cannot reuse already awaited coroutine")
+        return -1
+    if arg != <PyObject*>None:
+        PyErr_SetString(TypeError, "can't send non-None value to a just-started coroutine")
+        return -1
+    self.done = True
+    value, self.value = self.value, None
+    Py_INCREF(value)
+    result[0] = <PyObject*>value
+    return 0
+
+
+cdef inline AwaitedValue _awaited_value(object value):
+    cdef AwaitedValue awaited = AwaitedValue.__new__(AwaitedValue)
+    awaited.value = value
+    return awaited
+
+
+ormcache_enable_send(AwaitedValue, _awaited_send)
+Coroutine.register(AwaitedValue)
+
+
+def cached_coroutine(spec):
+    """The caching wrapper of an ``async def`` method (``ormcache``/``ormcache_context``): the
+    compiled hit path, whose hit returns an ``AwaitedValue``; a miss is ``_async.await_miss``
+    (single flight per event loop in ``spec``'s ``AsyncFlights``). The wrapper is function-like
+    (``__code__`` is the method's), so ``inspect.iscoroutinefunction`` holds; Python 3.9's
+    ``inspect`` knows functions only: there, the pure-Python ``async def`` wrapper."""
+    if sys.version_info < (3, 10):
+        return _cached_coroutine_py(spec)
+    cdef CachedMethod wrapper = CachedMethod(spec)
+    wrapper.flights = AsyncFlights()
+    wrapper.awaited = True
+    functools.update_wrapper(wrapper, spec.func)
+    # what inspect reads of a function-like callable (inspect._signature_is_functionlike)
+    wrapper.__code__ = spec.func.__code__
+    wrapper.__defaults__ = spec.func.__defaults__
+    wrapper.__kwdefaults__ = spec.func.__kwdefaults__
+    if hasattr(inspect, "markcoroutinefunction"):  # 3.12+: the documented mark
+        inspect.markcoroutinefunction(wrapper)
+    return wrapper
 
 
 cdef void _enable_vectorcall():
