@@ -89,6 +89,114 @@ def test_lru_cache_caches_the_awaited_value(module):
     assert run(double(2)) == [2, 2] and calls == [2, 2]
 
 
+async def awaited_as_coroutines(call, call_with_keyword):
+    """Six hits (``call()`` returns a fresh one), awaited as a coroutine of the function would
+    be: directly (and once only), by create_task, ensure_future, gather, and a task's repr."""
+    hit = call()
+    assert asyncio.iscoroutine(hit)
+    values = [await hit]
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        await hit
+    values.append(await asyncio.create_task(call()))
+    values.append(await asyncio.ensure_future(call()))
+    values.extend(await asyncio.gather(call(), call_with_keyword()))
+    task = asyncio.create_task(call())
+    assert "Task" in repr(task)
+    values.append(await task)
+    return values
+
+
+def sends_throws_and_closes(call, value):
+    """Three hits driven by hand as coroutines: send, throw, close, each then exhausted."""
+    hit = call()
+    with pytest.raises(TypeError, match="can't send non-None value to a just-started coroutine"):
+        hit.send(1)
+    with pytest.raises(StopIteration) as stopped:
+        hit.send(None)  # still usable after the refused send
+    assert stopped.value.value == value
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        hit.send(None)
+
+    hit = call()
+    with pytest.raises(ValueError, match="thrown in"):
+        hit.throw(ValueError("thrown in"))
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        hit.send(None)
+
+    hit = call()
+    hit.close()
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        hit.send(None)
+    hit.close()  # again: nothing to do, as a coroutine's
+
+
+def python_frames_of_hits(package, calls, value):
+    """The names of ``package``'s Python frames run while each of ``calls`` is awaited (all
+    hits: driven without an event loop, they must not suspend)."""
+    import sys
+
+    where = os.path.dirname(package.__file__)
+    frames = []
+
+    def profile(frame, event, arg):  # the package's frames only (a pure-Python LRU has its own)
+        if event == "call" and frame.f_code.co_filename.startswith(where):
+            frames.append(frame.f_code.co_name)
+
+    async def hits():
+        sys.setprofile(profile)
+        try:
+            return [await call() for call in calls]
+        finally:
+            sys.setprofile(None)
+
+    coroutine = hits()
+    with pytest.raises(StopIteration) as done:
+        coroutine.send(None)
+    assert done.value.value == [value] * len(calls)
+    return frames
+
+
+def test_lru_cache_a_hit_is_awaited_as_the_functions_coroutine(module):
+    calls = []
+
+    @module.lru_cache(maxsize=8)
+    async def double(x):
+        calls.append(x)
+        return [x, x]
+
+    assert run(double(2)) == [2, 2]
+    assert asyncio.iscoroutinefunction(double)
+    assert run(awaited_as_coroutines(lambda: double(2), lambda: double(x=2))) == [[2, 2]] * 6
+    assert calls == [2, 2]  # x=2 is a key of its own, as in functools
+    assert tuple(double.cache_info()) == (5, 2, 8, 2)
+    sends_throws_and_closes(lambda: double(2), [2, 2])
+    assert calls == [2, 2]
+
+
+def test_lru_cache_compiled_hit_runs_no_python_frame():
+    import fastlru
+    from fastlru import _functools_c
+
+    calls = []
+
+    @_functools_c.lru_cache(maxsize=8)
+    async def double(x):
+        calls.append(x)
+        return [x, x]
+
+    class Service:
+        @_functools_c.cache
+        async def load(self, x):
+            calls.append(("load", x))
+            return x * 10
+
+    service = Service()
+    assert run(double(2)) == [2, 2] and run(service.load(1)) == 10
+    assert python_frames_of_hits(fastlru, [lambda: double(2), lambda: double(2)], [2, 2]) == []  # today: ['wrapper', ...]
+    assert python_frames_of_hits(fastlru, [lambda: service.load(1)], 10) == []
+    assert calls == [2, ("load", 1)]
+
+
 def test_lru_cache_keys_as_functools(module):
     calls = []
 
@@ -304,66 +412,21 @@ def test_ormcache_caches_the_awaited_value(registry):
 
 
 def test_ormcache_a_hit_is_awaited_as_the_methods_coroutine(registry):
-    """What a hit returns behaves as the method's coroutine would: awaited once, scheduled by
-    create_task/ensure_future/gather, recognised by asyncio.iscoroutine; a hit is counted once."""
+    """What a hit returns behaves as the method's coroutine would; a hit is counted once."""
     Model = async_model(registry)
     model = Model()
     assert run(model.get("a")) == "value of a"  # cached from here on
     assert asyncio.iscoroutinefunction(Model.get) and asyncio.iscoroutinefunction(model.get)
-
-    async def main():
-        hit = model.get("a")
-        assert asyncio.iscoroutine(hit)
-        values = [await hit]
-        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
-            await hit
-        values.append(await asyncio.create_task(model.get("a")))
-        values.append(await asyncio.ensure_future(model.get("a")))
-        values.extend(await asyncio.gather(model.get("a"), model.get(key="a")))
-        task = asyncio.create_task(model.get("a"))
-        assert "Task" in repr(task)
-        values.append(await task)
-        return values
-
-    assert run(main()) == ["value of a"] * 6
-    assert Model.calls == ["a"]
+    assert run(awaited_as_coroutines(lambda: model.get("a"), lambda: model.get(key="a"))) == ["value of a"] * 6
     _, _, counter = get_cache_key_counter(model.get, "a")
     assert (counter.hit, counter.miss) == (6, 1)
-
-
-def test_ormcache_a_hit_sends_throws_and_closes_as_a_coroutine(registry):
-    Model = async_model(registry)
-    model = Model()
-    assert run(model.get("a")) == "value of a"
-
-    hit = model.get("a")
-    with pytest.raises(TypeError, match="can't send non-None value to a just-started coroutine"):
-        hit.send(1)
-    with pytest.raises(StopIteration) as stopped:
-        hit.send(None)  # still usable after the refused send
-    assert stopped.value.value == "value of a"
-    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
-        hit.send(None)
-
-    hit = model.get("a")
-    with pytest.raises(ValueError, match="thrown in"):
-        hit.throw(ValueError("thrown in"))
-    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
-        hit.send(None)
-
-    hit = model.get("a")
-    hit.close()
-    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
-        hit.send(None)
-    hit.close()  # again: nothing to do, as a coroutine's
+    sends_throws_and_closes(lambda: model.get("a"), "value of a")
     assert Model.calls == ["a"]
 
 
 def test_ormcache_compiled_hit_on_async_def_runs_no_python_frame(LRU, monkeypatch):
     """The compiled hit path serves an ``async def`` method's hit without a Python frame (no
     coroutine of a wrapper to create and run): the sync hit's cost plus a done awaitable."""
-    import sys
-
     import ormcache
     from ormcache import Registry, _cache_c, decorators
 
@@ -374,24 +437,7 @@ def test_ormcache_compiled_hit_on_async_def_runs_no_python_frame(LRU, monkeypatc
         Model = async_model(registry)
         model = Model()
         assert run(model.get("a")) == "value of a"
-        frames = []
-        package = os.path.dirname(ormcache.__file__)
-
-        def profile(frame, event, arg):  # ormcache's frames (the pure-Python engine has its own)
-            if event == "call" and frame.f_code.co_filename.startswith(package):
-                frames.append(frame.f_code.co_name)
-
-        async def hits():
-            sys.setprofile(profile)
-            try:
-                return [await model.get("a"), await model.get("a"), await Model.get(model, "a")]
-            finally:
-                sys.setprofile(None)
-
-        coroutine = hits()
-        with pytest.raises(StopIteration) as done:
-            coroutine.send(None)  # a hit never suspends: no event loop needed
-        assert done.value.value == ["value of a"] * 3
+        frames = python_frames_of_hits(ormcache, [lambda: model.get("a"), lambda: Model.get(model, "a")], "value of a")
         assert frames == []  # today: ['wrapper', 'owner_keys', ...] (the async def wrapper's frames)
         assert Model.calls == ["a"]
     finally:

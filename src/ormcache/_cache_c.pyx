@@ -15,16 +15,15 @@ Measured with ``python -m ormcache._bench`` (the same numbers appear in ``python
 """
 cimport cython
 from cpython.object cimport PyObject
-from cpython.exc cimport PyErr_SetString
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import functools
-import inspect
 import sys
-from collections.abc import Coroutine
 
-from fastlru._aio import AsyncFlights
+from fastlru._aio import AsyncFlights, function_like
+from fastlru._functools_c import _awaited_capi
 
 from ormcache._lookup import lookup_failed as _lookup_failed, miss as _miss, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
 from ormcache._async import await_miss as _await_miss, cached_coroutine as _cached_coroutine_py
@@ -883,108 +882,15 @@ def cached_multi(spec):
 
 # -- async def methods: a hit is a coroutine that is already done --------------------------------
 
-cdef extern from *:
-    """
-    /* am_send (3.10+): `await` and asyncio's tasks take the value of a done AwaitedValue through
-       PyIter_Send, without a StopIteration; earlier versions go through tp_iternext. */
-    typedef int (*ormcache_send_func)(PyObject *, PyObject *, PyObject **);
-    static void ormcache_enable_send(PyObject *type, ormcache_send_func send) {
-    #if PY_VERSION_HEX >= 0x030A0000
-        PyTypeObject *tp = (PyTypeObject *)type;
-        if (tp->tp_as_async != NULL) {
-            tp->tp_as_async->am_send = (sendfunc)send;
-            PyType_Modified(tp);
-        }
-    #else
-        (void)type; (void)send;
-    #endif
-    }
-    """
-    ctypedef int (*ormcache_send_func)(PyObject*, PyObject*, PyObject**) noexcept
-    void ormcache_enable_send(object type, ormcache_send_func send)
-
-
-@cython.final
-@cython.freelist(16)
-cdef class AwaitedValue:
-    """What an ``async def`` method under ``ormcache`` returns on a hit: a coroutine that is
-    already done. ``await``, ``asyncio.create_task``/``ensure_future``/``gather``,
-    ``asyncio.iscoroutine`` take it as the method's coroutine; like one, it is awaited once
-    (``send``, ``throw``, ``close``), then ``RuntimeError``. No Python frame runs on a hit."""
-
-    cdef object value
-    cdef bint done
-
-    def __await__(self):
-        return self
-
-    def __next__(self):
-        return self.send(None)
-
-    def send(self, value):
-        """Finish with the cached value (``StopIteration(value)``), as the method would."""
-        cdef object result
-        if self.done:
-            raise RuntimeError("cannot reuse already awaited coroutine")
-        if value is not None:
-            raise TypeError("can't send non-None value to a just-started coroutine")
-        self.done = True
-        result, self.value = self.value, None
-        raise StopIteration(result)
-
-    def throw(self, typ, val=None, tb=None):
-        """Raise the exception here, as a coroutine that has not started would (it is done)."""
-        self.done = True
-        self.value = None
-        if isinstance(typ, BaseException):
-            exc = typ
-        elif val is None:
-            exc = typ()
-        elif isinstance(val, typ):
-            exc = val
-        else:
-            exc = typ(val)
-        if tb is not None:
-            exc = exc.with_traceback(tb)
-        raise exc
-
-    def close(self):
-        """Done without a value, as a coroutine closed before it started."""
-        self.done = True
-        self.value = None
-
-
-cdef int _awaited_send(PyObject* obj, PyObject* arg, PyObject** result) noexcept:
-    # am_send: 0 (PYGEN_RETURN) with the value, or -1 (PYGEN_ERROR) with an exception set
-    cdef AwaitedValue self = <AwaitedValue>obj
-    cdef object value
-    result[0] = NULL
-    if self.done:
-        PyErr_SetString(RuntimeError, "cannot reuse already awaited coroutine")
-        return -1
-    if arg != <PyObject*>None:
-        PyErr_SetString(TypeError, "can't send non-None value to a just-started coroutine")
-        return -1
-    self.done = True
-    value, self.value = self.value, None
-    Py_INCREF(value)
-    result[0] = <PyObject*>value
-    return 0
-
-
-cdef inline AwaitedValue _awaited_value(object value):
-    cdef AwaitedValue awaited = AwaitedValue.__new__(AwaitedValue)
-    awaited.value = value
-    return awaited
-
-
-ormcache_enable_send(AwaitedValue, _awaited_send)
-Coroutine.register(AwaitedValue)
+# fastlru's AwaitedValue (fastlru._functools_c), made through the function its capsule holds
+ctypedef object (*_awaited_func)(object)
+cdef _awaited_func _awaited_value = <_awaited_func>PyCapsule_GetPointer(_awaited_capi, "fastlru._functools_c.awaited_value")
 
 
 def cached_coroutine(spec):
     """The caching wrapper of an ``async def`` method (``ormcache``/``ormcache_context``): the
-    compiled hit path, whose hit returns an ``AwaitedValue``; a miss is ``_async.await_miss``
+    compiled hit path, whose hit returns a ``fastlru._functools_c.AwaitedValue`` (a coroutine
+    already done, no Python frame); a miss is ``_async.await_miss``
     (single flight per event loop in ``spec``'s ``AsyncFlights``). The wrapper is function-like
     (``__code__`` is the method's), so ``inspect.iscoroutinefunction`` holds; Python 3.9's
     ``inspect`` knows functions only: there, the pure-Python ``async def`` wrapper."""
@@ -993,14 +899,7 @@ def cached_coroutine(spec):
     cdef CachedMethod wrapper = CachedMethod(spec)
     wrapper.flights = AsyncFlights()
     wrapper.awaited = True
-    functools.update_wrapper(wrapper, spec.func)
-    # what inspect reads of a function-like callable (inspect._signature_is_functionlike)
-    wrapper.__code__ = spec.func.__code__
-    wrapper.__defaults__ = spec.func.__defaults__
-    wrapper.__kwdefaults__ = spec.func.__kwdefaults__
-    if hasattr(inspect, "markcoroutinefunction"):  # 3.12+: the documented mark
-        inspect.markcoroutinefunction(wrapper)
-    return wrapper
+    return function_like(wrapper, spec.func)
 
 
 cdef void _enable_vectorcall():

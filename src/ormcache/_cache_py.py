@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import operator
-from types import CoroutineType
 from typing import Any, Callable, Dict, Tuple
 
 from ._async import cached_coroutine
@@ -16,11 +15,7 @@ from ._lookup import lookup_failed, miss, resolve
 from .keys import context_of, context_part
 from .registry import DELETE_HOOKS
 
-__all__ = ["AwaitedValue", "Counter", "HashedKey", "cached_coroutine", "cached_method", "forget_registries"]
-
-#: What an ``async def`` method's hit returns: here the wrapper's own coroutine (``cached_coroutine``
-#: is ``_async``'s ``async def`` wrapper); the compiled twin returns a coroutine already done.
-AwaitedValue = CoroutineType
+__all__ = ["Counter", "HashedKey", "cached_coroutine", "cached_method", "forget_registries"]
 
 _UNSET = object()
 # bumped when a registry is deleted: wrappers then drop the registries they remember
