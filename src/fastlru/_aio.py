@@ -54,7 +54,7 @@ __all__ = ["AsyncFlights", "Flight", "RETRY", "await_miss", "cached_coroutine", 
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-_W = TypeVar("_W")
+_W = TypeVar("_W", bound=Callable[..., Any])
 
 
 class _Retry:
