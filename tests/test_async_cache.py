@@ -10,6 +10,8 @@ both hit paths (``registry``). Every scenario runs under ``asyncio.run`` with a 
 import asyncio
 import importlib
 import inspect
+import os
+import sys
 import threading
 
 import pytest
@@ -86,6 +88,160 @@ def test_lru_cache_caches_the_awaited_value(module):
     double.cache_clear()
     assert tuple(double.cache_info()) == (0, 0, 8, 0)
     assert run(double(2)) == [2, 2] and calls == [2, 2]
+
+
+async def awaited_as_coroutines(call, call_with_keyword):
+    """Six hits (``call()`` returns a fresh one), awaited as a coroutine of the function would
+    be: directly (and once only), by create_task, ensure_future, gather, and a task's repr."""
+    hit = call()
+    assert asyncio.iscoroutine(hit)
+    values = [await hit]
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        await hit
+    values.append(await asyncio.create_task(call()))
+    values.append(await asyncio.ensure_future(call()))
+    values.extend(await asyncio.gather(call(), call_with_keyword()))
+    task = asyncio.create_task(call())
+    assert "Task" in repr(task)
+    values.append(await task)
+    return values
+
+
+def sends_throws_and_closes(call, value):
+    """Three hits driven by hand as coroutines: send, throw, close, each then exhausted."""
+    hit = call()
+    with pytest.raises(TypeError, match="can't send non-None value to a just-started coroutine"):
+        hit.send(1)
+    with pytest.raises(StopIteration) as stopped:
+        hit.send(None)  # still usable after the refused send
+    assert stopped.value.value == value
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        hit.send(None)
+
+    hit = call()
+    with pytest.raises(ValueError, match="thrown in"):
+        hit.throw(ValueError("thrown in"))
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        hit.send(None)
+
+    hit = call()
+    hit.close()
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        hit.send(None)
+    hit.close()  # again: nothing to do, as a coroutine's
+
+
+#: Python 3.10+: the compiled wrappers serve a coroutine function's hit without a Python frame;
+#: 3.9's inspect takes only real functions for coroutine functions: there the wrapper is an
+#: ``async def`` (whose frame runs on a hit)
+COMPILED_ASYNC_HIT = sys.version_info >= (3, 10)
+
+
+def expected_frames(wrapper_frames):
+    """The frames a hit runs: none (3.10+), else the ``async def`` wrapper's."""
+    return [] if COMPILED_ASYNC_HIT else wrapper_frames
+
+
+def python_frames_of_hits(package, calls, values):
+    """The names of ``package``'s Python frames run while each of ``calls`` is awaited (all
+    hits, giving ``values``: driven without an event loop, they must not suspend)."""
+    where = os.path.dirname(package.__file__)
+    frames = []
+
+    def profile(frame, event, arg):  # the package's frames only (a pure-Python LRU has its own)
+        if event == "call" and frame.f_code.co_filename.startswith(where):
+            frames.append(frame.f_code.co_name)
+
+    async def hits():
+        sys.setprofile(profile)
+        try:
+            return [await call() for call in calls]
+        finally:
+            sys.setprofile(None)
+
+    coroutine = hits()
+    with pytest.raises(StopIteration) as done:
+        coroutine.send(None)
+    assert done.value.value == values
+    return frames
+
+
+def test_lru_cache_a_hit_is_awaited_as_the_functions_coroutine(module):
+    calls = []
+
+    @module.lru_cache(maxsize=8)
+    async def double(x):
+        calls.append(x)
+        return [x, x]
+
+    assert run(double(2)) == [2, 2]
+    assert asyncio.iscoroutinefunction(double)
+    assert run(awaited_as_coroutines(lambda: double(2), lambda: double(x=2))) == [[2, 2]] * 6
+    assert calls == [2, 2]  # x=2 is a key of its own, as in functools
+    assert tuple(double.cache_info()) == (5, 2, 8, 2)
+    sends_throws_and_closes(lambda: double(2), [2, 2])
+    assert calls == [2, 2]
+
+
+def test_lru_cache_compiled_hit_runs_no_python_frame():
+    import fastlru
+    from fastlru import _functools_c
+
+    calls = []
+
+    @_functools_c.lru_cache(maxsize=8)
+    async def double(x):
+        calls.append(x)
+        return [x, x]
+
+    class Service:
+        @_functools_c.cache
+        async def load(self, x):
+            calls.append(("load", x))
+            return x * 10
+
+    service = Service()
+    assert run(double(2)) == [2, 2] and run(service.load(1)) == 10
+    frames = python_frames_of_hits(fastlru, [lambda: double(2), lambda: double(2), lambda: service.load(1)], [[2, 2], [2, 2], 10])
+    assert frames == expected_frames(["wrapper"] * 3)  # today, on 3.10+ too: ['wrapper'] * 3
+    assert calls == [2, ("load", 1)]
+    # the compiled hit returns a coroutine already done, a fresh one per call
+    hit, other = double(2), double(2)
+    assert isinstance(hit, _functools_c.AwaitedValue) is COMPILED_ASYNC_HIT and hit is not other
+    hit.close()
+    other.close()
+
+
+def test_lru_cache_and_ormcache_hits_keep_no_reference(module, registry):
+    """Hits awaited, or dropped unawaited (closed), leave the cached value's reference count
+    as it was: the done coroutine hands its value over, or lets it go."""
+    value = object()
+
+    @module.lru_cache(maxsize=8)
+    async def function(x):
+        return value
+
+    class Model:
+        _name = "test.refs"
+        pool = registry
+
+        @cached("x")
+        async def method(self, x):
+            return value
+
+    model = Model()
+    assert run(function(1)) is value and run(model.method(1)) is value
+    before = sys.getrefcount(value)
+
+    async def awaits():
+        for _ in range(1000):
+            assert await function(1) is value and await model.method(1) is value
+
+    run(awaits())
+    for _ in range(1000):
+        function(1).close()
+        model.method(1).close()
+    assert sys.getrefcount(value) == before
 
 
 def test_lru_cache_keys_as_functools(module):
@@ -300,6 +456,40 @@ def test_ormcache_caches_the_awaited_value(registry):
     assert not inspect.iscoroutinefunction(Model.get_sync)
     assert model.get_sync("a") == "sync a" and model.get_sync("a") == "sync a"
     assert Model.sync_calls == ["a"]
+
+
+def test_ormcache_a_hit_is_awaited_as_the_methods_coroutine(registry):
+    """What a hit returns behaves as the method's coroutine would; a hit is counted once."""
+    Model = async_model(registry)
+    model = Model()
+    assert run(model.get("a")) == "value of a"  # cached from here on
+    assert asyncio.iscoroutinefunction(Model.get) and asyncio.iscoroutinefunction(model.get)
+    assert run(awaited_as_coroutines(lambda: model.get("a"), lambda: model.get(key="a"))) == ["value of a"] * 6
+    _, _, counter = get_cache_key_counter(model.get, "a")
+    assert (counter.hit, counter.miss) == (6, 1)
+    sends_throws_and_closes(lambda: model.get("a"), "value of a")
+    assert Model.calls == ["a"]
+
+
+def test_ormcache_compiled_hit_on_async_def_runs_no_python_frame(LRU, monkeypatch):
+    """The compiled hit path serves an ``async def`` method's hit without a Python frame (no
+    coroutine of a wrapper to create and run): the sync hit's cost plus a done awaitable."""
+    import ormcache
+    from ormcache import Registry, _cache_c, decorators
+
+    monkeypatch.setattr(decorators, "_impl", _cache_c)
+    name = "test-async-frames"
+    registry = Registry(name, lru_factory=LRU)
+    try:
+        Model = async_model(registry)
+        model = Model()
+        assert run(model.get("a")) == "value of a"
+        frames = python_frames_of_hits(ormcache, [lambda: model.get("a"), lambda: Model.get(model, "a")], ["value of a"] * 2)
+        # today, on 3.10+ too: ['wrapper', 'owner_keys', 'wrapper', 'owner_keys']
+        assert frames == expected_frames(["wrapper", "owner_keys"] * 2)
+        assert Model.calls == ["a"]
+    finally:
+        Registry.delete(name)
 
 
 def test_ormcache_follows_the_owners_registry_and_forgets_deleted_ones(LRU, hit_path):

@@ -57,12 +57,26 @@ def test_targets_are_printed_only_with_the_targets_flag():
     for internal in ("Targets", "target", "MISSED", "<= 1.3x dict", "SUSPECT"):
         assert internal not in default.stdout, (internal, default.stdout)
     assert not re.search(r"\bmet\b", default.stdout), default.stdout
-    flagged = _run("--quick", "--repeats", "2", "--only", "get-hit-int,ormcache-hit", "--targets")
+    flagged = _run("--quick", "--repeats", "2", "--only", "get-hit-int,ormcache-hit,ormcache-hit-async", "--targets")
     assert flagged.returncode == 0, flagged.stderr
     assert "Targets (the project's own goals" in flagged.stdout
     assert "get-hit-int <= 1.3x dict" in flagged.stdout
     assert "ormcache-hit: ormcache (c) <= 2.0x undecorated" in flagged.stdout or \
         "ormcache-hit: ormcache (python) <= 2.0x undecorated" in flagged.stdout
+    # the async def hit (issue 13): its own table, against the undecorated await and lru_cache's
+    assert re.search(r"ormcache-hit-async: ormcache \((c|python)\) <= 2\.0x the undecorated await", flagged.stdout)
+    assert re.search(r"ormcache-hit-async: ormcache \((c|python)\) <= 1\.0x lru_cache's async hit", flagged.stdout)
+
+
+def test_the_async_hit_table_has_min_and_median_of_every_contender():
+    from ormcache import _bench
+
+    rows = [r for r in _bench.rows(quick=True, repeats=1) if r["workload"] == _bench.ASYNC]
+    names = {r["impl"] for r in rows}
+    assert {_bench.ASYNC_UNDECORATED, "ormcache (python twin)"} <= names
+    assert any(n.startswith("fastlru.lru_cache") for n in names) and any(n.startswith("ormcache (c") for n in names)
+    for row in rows:
+        assert row["ns"] > 0 and row["ns_median"] > 0 and row["baseline"] == _bench.ASYNC_UNDECORATED, row
 
 
 class MethodsCache:

@@ -50,10 +50,11 @@ from typing import (
     TypeVar,
 )
 
-__all__ = ["AsyncFlights", "Flight", "RETRY", "cached_coroutine", "refuse_async_generator"]
+__all__ = ["AsyncFlights", "Flight", "RETRY", "await_miss", "cached_coroutine", "function_like", "refuse_async_generator"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+_W = TypeVar("_W", bound=Callable[..., Any])
 
 
 class _Retry:
@@ -196,7 +197,7 @@ def refuse_async_generator(func: Callable[..., Any], decorator: str) -> None:
         )
 
 
-async def _miss(
+async def await_miss(
     flights: AsyncFlights[Hashable],
     lru: Any,
     key: Hashable,
@@ -213,6 +214,21 @@ async def _miss(
         return lru.peek(key, RETRY) if outcome is RETRY else outcome
 
     return await flights.run(key, compute, recheck)
+
+
+def function_like(wrapper: _W, func: Callable[..., Any]) -> _W:
+    """``wrapper`` (a compiled callable with a ``__dict__``) made to look like ``func`` to
+    ``inspect``: ``functools.update_wrapper``, and the attributes ``inspect`` reads of a
+    function-like callable (``__code__``, ``__defaults__``, ``__kwdefaults__``), so that
+    ``inspect.iscoroutinefunction`` (3.10+) holds for the compiled wrapper of a coroutine
+    function, as it does for an ``async def``; 3.12+: ``inspect.markcoroutinefunction`` too."""
+    update_wrapper(wrapper, func)
+    for name in ("__code__", "__defaults__", "__kwdefaults__"):
+        setattr(wrapper, name, getattr(func, name, None))
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:
+        mark(wrapper)
+    return wrapper
 
 
 def cached_coroutine(
@@ -242,7 +258,7 @@ def cached_coroutine(
             result = lru.get(key, RETRY)
             if result is not RETRY:
                 return result  # type: ignore[no-any-return]
-            return await _miss(flights, lru, key, func, args, kwargs)
+            return await await_miss(flights, lru, key, func, args, kwargs)
 
     for name in ("cache_info", "cache_clear", "cache_parameters"):
         setattr(wrapper, name, getattr(inner, name))

@@ -20,11 +20,13 @@ else:
     LRUCacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 
-def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashable]
+def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashable],
+               coroutine_wrapper: Callable[..., Any] = cached_coroutine,
                ) -> Tuple[LRUCacheDecorator, CacheDecorator]:
     """``lru_cache`` and ``cache`` decorating with ``wrapper_type(func, maxsize, typed, ttl,
-    timer, single_flight)``; a coroutine function gets an ``async def`` wrapper around one
-    (``_aio.cached_coroutine``), which looks up ``make_key(args, kwargs, typed)``."""
+    timer, single_flight)``; a coroutine function's is ``coroutine_wrapper(wrapper, make_key,
+    func, typed)``: by default an ``async def`` wrapper around it (``_aio.cached_coroutine``),
+    which looks up ``make_key(args, kwargs, typed)``; the compiled module passes its own."""
 
     def lru_cache(maxsize: Any = 128, typed: bool = False, *, ttl: Optional[float] = None,
                   single_flight: bool = False, timer: Callable[[], float] = time.monotonic) -> Any:
@@ -62,7 +64,7 @@ def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashabl
             refuse_async_generator(user_function, "lru_cache")
             wrapper = wrapper_type(user_function, maxsize, typed, ttl, timer, single_flight)
             if inspect.iscoroutinefunction(user_function):
-                return cached_coroutine(wrapper, make_key, user_function, typed)
+                return coroutine_wrapper(wrapper, make_key, user_function, typed)
             return update_wrapper(wrapper, user_function)
 
         return decorating_function

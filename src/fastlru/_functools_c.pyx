@@ -9,14 +9,19 @@ items, in a key object that hashes them once), then reads the LRU through its ma
 a miss forwards the very same arguments to the function.
 """
 cimport cython
+from cpython.exc cimport PyErr_SetString
 from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_New
 
 import sys
 
+from collections.abc import Coroutine
+
+from ._aio import AsyncFlights, await_miss as _await_miss, cached_coroutine, function_like
 from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
 from ._lru_c import LRU
 
-__all__ = ["lru_cache", "cache", "LRUCacheWrapper"]
+__all__ = ["lru_cache", "cache", "AwaitedValue", "LRUCacheWrapper"]
 
 
 cdef extern from "Python.h":
@@ -195,6 +200,7 @@ cdef class LRUCacheWrapper:
     cdef object _ttl
     cdef object _flight
     cdef unsigned long long _misses  # only for maxsize=0 (the others count in the LRU)
+    cdef object _flights  # a coroutine function's computations in progress (_aio.AsyncFlights)
     cdef vectorcallfunc vectorcall   # set by __init__: until then, calls are refused
     cdef dict __dict__
     cdef object __weakref__
@@ -251,7 +257,141 @@ cdef class LRUCacheWrapper:
         return self
 
 
-lru_cache, cache = decorators(LRUCacheWrapper, make_key)
+# -- coroutine functions: a hit is a coroutine that is already done ------------------------------
+
+cdef extern from *:
+    """
+    /* am_send (3.10+): `await` and asyncio's tasks take the value of a done AwaitedValue through
+       PyIter_Send, without a StopIteration; earlier versions go through tp_iternext. */
+    typedef int (*fastlru_send_func)(PyObject *, PyObject *, PyObject **);
+    static void fastlru_enable_send(PyObject *type, fastlru_send_func send) {
+    #if PY_VERSION_HEX >= 0x030A0000
+        PyTypeObject *tp = (PyTypeObject *)type;
+        if (tp->tp_as_async != NULL) {
+            tp->tp_as_async->am_send = (sendfunc)send;
+            PyType_Modified(tp);
+        }
+    #else
+        (void)type; (void)send;
+    #endif
+    }
+    """
+    ctypedef int (*fastlru_send_func)(PyObject*, PyObject*, PyObject**) noexcept
+    void fastlru_enable_send(object type, fastlru_send_func send)
+
+
+@cython.final
+@cython.freelist(16)
+@cython.auto_pickle(False)
+cdef class AwaitedValue:
+    """What a coroutine function under ``lru_cache`` (or an ``async def`` method under
+    ormcache's compiled hit path) returns on a hit: a coroutine that is already done.
+    ``await``, ``asyncio.create_task``/``ensure_future``/``gather`` and ``asyncio.iscoroutine``
+    take it as the function's coroutine; like one, it is awaited once (``send``, ``throw``,
+    ``close``), then ``RuntimeError``. No Python frame runs on a hit."""
+
+    cdef object value
+    cdef bint done
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        """Finish with the cached value (``StopIteration(value)``), as the function would."""
+        cdef object result
+        if self.done:
+            raise RuntimeError("cannot reuse already awaited coroutine")
+        if value is not None:
+            raise TypeError("can't send non-None value to a just-started coroutine")
+        self.done = True
+        result, self.value = self.value, None
+        raise StopIteration(result)
+
+    def throw(self, typ, val=None, tb=None):
+        """Raise the exception here, as a coroutine that has not started would (it is done)."""
+        self.done = True
+        self.value = None
+        if isinstance(typ, BaseException):
+            exc = typ
+        elif val is None:
+            exc = typ()
+        elif isinstance(val, typ):
+            exc = val
+        else:
+            exc = typ(val)
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        raise exc
+
+    def close(self):
+        """Done without a value, as a coroutine closed before it started."""
+        self.done = True
+        self.value = None
+
+
+cdef int _awaited_send(PyObject* obj, PyObject* arg, PyObject** result) noexcept:
+    # am_send: 0 (PYGEN_RETURN) with the value, or -1 (PYGEN_ERROR) with an exception set
+    cdef AwaitedValue self = <AwaitedValue>obj
+    cdef object value
+    result[0] = NULL
+    if self.done:
+        PyErr_SetString(RuntimeError, "cannot reuse already awaited coroutine")
+        return -1
+    if arg != <PyObject*>None:
+        PyErr_SetString(TypeError, "can't send non-None value to a just-started coroutine")
+        return -1
+    self.done = True
+    value, self.value = self.value, None
+    Py_INCREF(<PyObject*>value)
+    result[0] = <PyObject*>value
+    return 0
+
+
+cdef object _awaited_value(object value):
+    cdef AwaitedValue awaited = AwaitedValue.__new__(AwaitedValue)
+    awaited.value = value
+    return awaited
+
+
+fastlru_enable_send(AwaitedValue, _awaited_send)
+Coroutine.register(AwaitedValue)
+# for other compiled modules (ormcache._cache_c): the C function that makes one
+_awaited_capi = PyCapsule_New(<void*>_awaited_value, "fastlru._functools_c.awaited_value", NULL)
+
+
+cdef object _coroutine_vectorcall(LRUCacheWrapper self, PyObject** args, size_t nargsf, PyObject* kwnames):
+    """The call of a coroutine function's wrapper: a hit is an ``AwaitedValue``; a miss is the
+    coroutine of ``_aio.await_miss`` (single flight per event loop), as the ``async def``
+    wrapper of ``_aio.cached_coroutine`` (the twin's, and this one's on Python 3.9)."""
+    cdef Py_ssize_t nargs = PyVectorcall_NARGS(nargsf)
+    cdef object lru = self._lru
+    cdef PyObject* hit
+    key = _make_key(args, nargs, kwnames, self._typed)
+    hit = _getitem(<PyObject*>lru, <PyObject*>key)  # the mapping slot, as lru[key]
+    if hit != NULL:
+        return _awaited_value(_steal(hit))
+    if not PyErr_ExceptionMatches(PyExc_KeyError):
+        _reraise()
+    PyErr_Clear()
+    return _await_miss(self._flights, lru, key, self._func, _positional(args, nargs), _keywords(args, nargs, kwnames))
+
+
+def _cached_coroutine(LRUCacheWrapper inner not None, make_key, func, typed):
+    """``lru_cache`` of a coroutine function: ``inner`` itself, called through
+    ``_coroutine_vectorcall`` (``_aio.cached_coroutine``'s ``async def`` wrapper for
+    ``maxsize=0``, and on Python 3.9, whose ``inspect`` takes only functions for coroutine
+    functions). Function-like (``_aio.function_like``): ``inspect.iscoroutinefunction`` holds."""
+    if sys.version_info < (3, 10) or inner._lru is None:
+        return cached_coroutine(inner, make_key, func, typed)
+    inner._flights = AsyncFlights()
+    inner.vectorcall = <vectorcallfunc><void*>_coroutine_vectorcall
+    return function_like(inner, func)
+
+
+lru_cache, cache = decorators(LRUCacheWrapper, make_key, _cached_coroutine)
 
 
 cdef _install_vectorcall():

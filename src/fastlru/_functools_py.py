@@ -7,13 +7,17 @@ its arguments once, even on a miss (lookup and store).
 from __future__ import annotations
 
 import sys
-from types import MethodType
+from types import CoroutineType, MethodType
 from typing import Any, Callable, Dict, Hashable, Iterable, Optional, Tuple, Type
 
 from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
 from ._lru_py import LRU
 
-__all__ = ["lru_cache", "cache", "LRUCacheWrapper"]
+__all__ = ["lru_cache", "cache", "AwaitedValue", "LRUCacheWrapper"]
+
+#: What a coroutine function's wrapper returns on a hit: here the ``async def`` wrapper's own
+#: coroutine (``_aio.cached_coroutine``); the compiled twin's is a coroutine already done.
+AwaitedValue = CoroutineType
 
 _MISSING: Any = object()
 _KWD_MARK = (object(),)  # separates positional from keyword arguments in a key

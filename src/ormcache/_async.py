@@ -37,7 +37,7 @@ from .registry import DELETE_HOOKS
 if TYPE_CHECKING:
     from .decorators import ormcache, ormcache_multi
 
-__all__ = ["cached_coroutine", "cached_coroutine_multi"]
+__all__ = ["await_miss", "cached_coroutine", "cached_coroutine_multi"]
 
 #: bumped when a registry is deleted: the wrappers then drop the one they remember
 _epoch = [0]
@@ -96,7 +96,7 @@ def _recheck(lru: Any, counter: Any, key: Tuple[Any, ...], outcome: Any) -> Any:
     return outcome
 
 
-async def _miss(
+async def await_miss(
     func: Callable[..., Awaitable[Any]],
     flights: AsyncFlights[Tuple[Any, ...]],
     registry: Any,
@@ -106,7 +106,8 @@ async def _miss(
     args: Tuple[Any, ...],
     kwargs: Dict[str, Any],
 ) -> Any:
-    """The key is not cached: compute it once for the event loop's concurrent callers."""
+    """The key is not cached: compute it once for the event loop's concurrent callers (the
+    wrapper below, and the compiled hit path's ``_cache_c.cached_coroutine``)."""
 
     async def compute() -> Tuple[Any, bool]:
         counter.miss += 1
@@ -118,7 +119,8 @@ async def _miss(
 
 
 def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
-    """The caching wrapper of an ``async def`` method under ``ormcache``/``ormcache_context``."""
+    """The caching wrapper of an ``async def`` method under ``ormcache``/``ormcache_context``
+    (the pure-Python hit path's; ``_cache_c.cached_coroutine`` is the compiled one)."""
     func, key_function, has_owner, model = spec.func, spec.key.function, spec.has_owner, spec.model
     index, min_args, max_args = _fast_index(spec)
     last = _Last(spec)
@@ -146,7 +148,7 @@ def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
             if value is not RETRY:
                 slot[6].hit += 1
                 return value
-            return await _miss(func, flights, slot[3], slot[5], slot[6], key, args, kwargs)
+            return await await_miss(func, flights, slot[3], slot[5], slot[6], key, args, kwargs)
         # outside the except clause: the method's own errors do not chain to the lookup's
         return await func(*args, **kwargs)
 

@@ -7,7 +7,10 @@ dict lookup, ``functools.lru_cache`` on the same method and ``@ormcache('key')``
 table adds ``@ormcache_context('key')``, ``@ormcache_multi`` (per id, 8 cached ids per call),
 the pure-Python twin, Odoo's classic ormcache design (rebuilt below: a ``decorator``-library
 wrapper, an eval'd key lambda, ``STAT`` counters in a defaultdict, an ``OrderedDict`` LRU whose
-every method holds an ``RLock``) and the simplest dict wrapper, for scale.
+every method holds an ``RLock``) and the simplest dict wrapper, for scale. The table ``ormcache-hit-async`` (issue 13) times
+``await obj.get_param(key)`` on slotted records: the undecorated ``async def``,
+``fastlru.lru_cache`` and ``@ormcache('key')`` on it (both hit paths), the loop inside a
+coroutine driven by ``send(None)`` (a hit never suspends), its own empty loop subtracted.
 
 Measured as the engine's workloads are (``fastlru.bench.timing.interleaved``): every contender
 of every table in one run, passes interleaved in a rotated order with the GC off, minimum and
@@ -20,6 +23,10 @@ Targets (issue 11; in each row's ``targets``, printed by ``python -m fastlru.ben
 the undecorated method, for each shape; ``@ormcache_context`` at most 1.3x an ``@ormcache`` hit;
 ``@ormcache_multi`` at most 1.5x an ``@ormcache`` hit per id; the flight bookkeeping at most 20%
 of a miss (table ``ormcache-miss``: a miss, and the same miss without its single flight).
+Issue 13: an ``async def`` ``@ormcache`` hit at most 2.0x the undecorated ``await`` and no slower
+than ``fastlru.lru_cache``'s async hit. A compiled async hit may beat the undecorated ``await``
+(it runs no coroutine frame, the method's ``await`` does): flagged as a measurement error only
+for a wrapper that runs one.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from fastlru.bench.odoo_lru import LRU as OdooLRU
 
-__all__ = ["rows", "measure", "contenders", "call_args", "calls", "SHAPES", "MULTI_IDS"]
+__all__ = ["rows", "measure", "contenders", "async_contenders", "awaits", "call_args", "calls", "SHAPES", "MULTI_IDS"]
 
 _T = TypeVar("_T")
 WORKLOAD = "ormcache-hit"
@@ -229,6 +236,74 @@ def contenders() -> Dict[str, Dict[str, Any]]:
     return found
 
 
+# -- an async def method's hit (issue 13) ---------------------------------------------------------
+
+ASYNC = "ormcache-hit-async"
+ASYNC_UNDECORATED = "undecorated await"
+
+
+def _async_method() -> Callable[[Any, str], Any]:
+    params = PARAMS
+
+    async def get_param(self: Any, key: str) -> str:
+        return params[key]
+
+    return get_param
+
+
+def async_contenders() -> Dict[str, Any]:
+    """{name -> an object whose ``await get_param(key)`` is timed}: the undecorated ``async def``,
+    ``fastlru.lru_cache`` and ``@ormcache('key')`` on it (both hit paths), slotted records."""
+    import fastlru
+
+    from . import _cache_py, decorators
+    from .decorators import ormcache
+    from .registry import Registry
+
+    registry = Registry("ormcache-bench-async")
+    found = {
+        ASYNC_UNDECORATED: _shape_class("slotted", registry, "bench.async", get_param=_async_method()),
+        f"fastlru.lru_cache ({fastlru.IMPLEMENTATION})": _shape_class(
+            "slotted", registry, "bench.async", get_param=fastlru.lru_cache(maxsize=8192)(_async_method())),
+        f"ormcache ({decorators.IMPLEMENTATION})": _shape_class(
+            "slotted", registry, "bench.async.ours", get_param=ormcache("key")(_async_method())),
+        "ormcache (python twin)": _shape_class(
+            "slotted", registry, "bench.async.py",
+            get_param=_with_impl(decorators, _cache_py, lambda: ormcache("key")(_async_method()))),
+    }
+    for obj in found.values():
+        awaits(obj, list(KEYS), 1)  # fill the caches
+    return found
+
+
+async def _awaits(obj: Any, keys: List[Any], rounds: int) -> None:
+    for _ in range(rounds):
+        for key in keys:
+            await obj.get_param(key)
+
+
+async def _no_awaits(obj: Any, keys: List[Any], rounds: int) -> None:
+    for _ in range(rounds):
+        for key in keys:
+            pass
+
+
+def awaits(obj: Any, keys: List[Any], rounds: int, loop: Callable[..., Any] = _awaits) -> None:
+    """Run ``loop`` to its end without an event loop: a hit never suspends, so only the awaits
+    (and the loop, subtracted) are timed."""
+    coroutine = loop(obj, keys, rounds)
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    raise RuntimeError("a cache hit suspended: the benchmark measures hits only")
+
+
+def _no_awaits_pass(obj: Any, keys: List[Any], rounds: int) -> None:
+    awaits(obj, keys, rounds, _no_awaits)
+
+
 # -- the cost of a miss: the flight bookkeeping's share ------------------------------------------
 
 MISS = "ormcache-miss"
@@ -325,6 +400,10 @@ def measure(quick: bool, repeats: Optional[int] = None) -> Dict[str, Dict[str, T
         for name, obj in found.items():
             cases[(workload, name)] = functools.partial(_prepare, calls, obj, call_args(name), rounds)
     cases[("", EMPTY)] = functools.partial(_prepare, _no_calls, None, list(KEYS), rounds)
+    for name, obj in async_contenders().items():
+        cases[(ASYNC, name)] = functools.partial(_prepare, awaits, obj, list(KEYS), rounds)
+    # the same loop inside a coroutine, driven the same way: subtracted from the async rows
+    cases[(ASYNC, EMPTY)] = functools.partial(_prepare, _no_awaits_pass, None, list(KEYS), rounds)
     if IMPLEMENTATION_IS_C():
         for name, obj in miss_contenders().items():  # one pass: 1024 misses (the cache emptied first)
             cases[(MISS, name)] = functools.partial(_prepare_miss, name, obj, 1)
@@ -341,8 +420,13 @@ def measure(quick: bool, repeats: Optional[int] = None) -> Dict[str, Dict[str, T
     n = rounds * len(KEYS)
     loop = samples[("", EMPTY)]
     result: Dict[str, Dict[str, Tuple[float, float]]] = {"": {EMPTY: (loop.min() / n, loop.median() / n)}}
+    async_loop = samples[(ASYNC, EMPTY)]
+    result[ASYNC] = {EMPTY: (async_loop.min() / n, async_loop.median() / n)}
     for (workload, name), got in samples.items():
         if name == EMPTY:
+            continue
+        if workload == ASYNC:
+            result[ASYNC][name] = ((got.min() - async_loop.min()) / n, (got.median() - async_loop.median()) / n)
             continue
         if workload == MISS:  # one pass of 1024 calls; the loop's share is negligible
             result.setdefault(workload, {})[name] = (got.min() / len(MISS_KEYS), got.median() / len(MISS_KEYS))
@@ -395,6 +479,7 @@ def rows(quick: bool, repeats: Optional[int] = None) -> List[Dict[str, Any]]:
                 "targets": [("flight bookkeeping <= 20% of a miss", f"{100 * share:.0f}%", share <= 0.20)]
                            if name == MISS_OURS else [],
             })
+    out.extend(_async_rows(ns.pop(ASYNC), ours))
     for workload, found in ns.items():
         base, hit, lru_cache = found["undecorated"][0], found[ours][0], found["functools.lru_cache"][0]
 
@@ -438,9 +523,45 @@ def rows(quick: bool, repeats: Optional[int] = None) -> List[Dict[str, Any]]:
     return out
 
 
+def _async_rows(found: Dict[str, Tuple[float, float]], ours: str) -> List[Dict[str, Any]]:
+    """The ``ormcache-hit-async`` table: ratios to the undecorated ``await``."""
+    loop = found.pop(EMPTY)
+    base = found[ASYNC_UNDECORATED][0]
+    hit = found[ours][0]
+    lru_cache = next(low for name, (low, _) in found.items() if name.startswith("fastlru.lru_cache"))
+    notes = {
+        ASYNC_UNDECORATED: f"await of an async def whose body is return params[key]; slotted records; the loop "
+                           f"inside a coroutine driven by send(None), {loop[0]:.1f} ns (median {loop[1]:.1f}), "
+                           "subtracted from every row",
+        ours: f"{hit / base:.2f}x the undecorated await, {hit / lru_cache:.2f}x lru_cache's async hit",
+        "ormcache (python twin)": "the pure-Python hit path: an async def wrapper",
+    }
+    targets = {ours: [(f"{ASYNC}: {ours} <= 2.0x the undecorated await", f"{hit / base:.2f}x", hit <= 2.0 * base),
+                      (f"{ASYNC}: {ours} <= 1.0x lru_cache's async hit", f"{hit / lru_cache:.2f}x", hit <= lru_cache)]}
+    out = []
+    for name, (low, median) in found.items():
+        note = notes.get(name, "on the same async def" if name.startswith("fastlru") else "")
+        if name != ASYNC_UNDECORATED and low < base:
+            # a compiled hit creates and runs no coroutine (the await of the method does): it may
+            # beat the undecorated await; an async def wrapper, which awaits more, cannot
+            note = (f"faster than the undecorated await: its hit runs no coroutine frame; {note}"
+                    if "(c)" in name else f"measurement error: faster than the undecorated await it wraps (noise); {note}")
+        out.append({
+            "workload": ASYNC,
+            "impl": name,
+            "ns": round(low, 1),
+            "ns_median": round(median, 1),
+            "baseline": ASYNC_UNDECORATED,
+            "ratio": round(low / base, 3),
+            "note": note,
+            "targets": targets.get(name, []),
+        })
+    return out
+
+
 if __name__ == "__main__":
     from fastlru.bench.report import table
 
     got = rows(quick=True)
-    for workload in [*SHAPES, MISS]:
+    for workload in [*SHAPES, ASYNC, MISS]:
         print(table(workload, [r for r in got if r["workload"] == workload]))

@@ -18,14 +18,21 @@ Measured with ``python -m ormcache._bench`` (the same numbers appear in ``python
 cimport cython
 from cpython.object cimport PyObject
 from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import functools
 from time import perf_counter as _perf_counter
 
+import sys
+
+from fastlru._aio import AsyncFlights, function_like
+from fastlru._functools_c import _awaited_capi
+
 from ormcache._lookup import lookup_failed as _lookup_failed, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
 from ormcache._lookup import AGAIN as _AGAIN, _LAND_GUARDED, _land, follow as _follow, store as _store
+from ormcache._async import await_miss as _await_miss, cached_coroutine as _cached_coroutine_py
 from ormcache.registry import DELETE_HOOKS
 
 cdef extern from "Python.h":
@@ -458,7 +465,9 @@ cdef class CachedMethod:
     cdef dict __dict__
     cdef object __weakref__
     cdef readonly object func
-    cdef readonly dict flights
+    cdef readonly object flights  # a dict (fastlru._aio.AsyncFlights for an async def)
+    # an async def (cached_coroutine): a hit returns an AwaitedValue, a miss _async.await_miss
+    cdef bint awaited
     # the LRU whose flights are keyed by the key alone (the first a miss used; compared, never
     # dereferenced): other LRUs' flights by (id(lru), key), as ``_lookup.miss`` keys them all
     cdef PyObject* flight_lru
@@ -811,12 +820,17 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
                 self.scratch = None
             if found != NULL:
                 slot.counter.hit += 1
+                if self.awaited:
+                    return _awaited_value(ormcache_steal(found))
                 return ormcache_steal(found)
             if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
                 raise error
             key = ormcache_hashed(<PyObject*>key)  # a key of its own, to store or to report
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
             if failure:
+                if self.awaited:
+                    return _await_miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
+                                       _positional(args, nargs), _keywords(args, nargs, kwnames))
                 return _miss(self, slot, key, _positional(args, nargs), _keywords(args, nargs, kwnames))
             return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
         key = PyTuple_New(n + 2 + (tail is not None))
@@ -841,10 +855,15 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     found = PyObject_GetItem(slot.lru, key)
     if found != NULL:
         slot.counter.hit += 1
+        if self.awaited:
+            return _awaited_value(ormcache_steal(found))
         return ormcache_steal(found)
     failure = ormcache_lookup_failure(<PyObject*>key)
     if failure < 0:
         raise_pending()
+    if failure and self.awaited:
+        return _await_miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, ormcache_hashed(<PyObject*>key),
+                           _positional(args, nargs), _keywords(args, nargs, kwnames))
     if failure:
         return _miss(self, slot, ormcache_hashed(<PyObject*>key), _positional(args, nargs), _keywords(args, nargs, kwnames))
     # taken off the error indicator, so the method's own errors do not chain to the lookup's
@@ -910,6 +929,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
     cdef object current, fkey, value
     cdef unsigned long me
     cdef bint single
+    cdef dict flights = self.flights  # an async def's (AsyncFlights) never reach here
     try:
         hash(key)
     except Exception as exc:  # the cache never fails the call
@@ -929,7 +949,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
     while True:
         flight = Flight.__new__(Flight)
         flight.thread = me
-        current = ormcache_setdefault(self.flights, fkey, flight)
+        current = ormcache_setdefault(flights, fkey, flight)
         if current is flight:
             break
         value = _follow(current, me, self.func, slot.lru, slot.counter, key, args, kwargs)
@@ -938,7 +958,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
     try:
         return _compute(self, slot, key, args, kwargs, flight)
     finally:
-        self.flights.pop(fkey, None)  # callers from now on find the value in the cache
+        flights.pop(fkey, None)  # callers from now on find the value in the cache
         if _land_guarded:
             _land(flight)
         else:  # ``_lookup._land``: under the GIL nothing runs between these steps
@@ -979,6 +999,28 @@ def cached_multi(spec):
     """``ormcache_multi``'s wrapper: positional calls served here, others by
     ``spec.multi_fallback`` (the decorator's Python wrapper, sharing ``spec.flights``)."""
     return cached_method(spec)
+
+
+# -- async def methods: a hit is a coroutine that is already done --------------------------------
+
+# fastlru's AwaitedValue (fastlru._functools_c), made through the function its capsule holds
+ctypedef object (*_awaited_func)(object)
+cdef _awaited_func _awaited_value = <_awaited_func>PyCapsule_GetPointer(_awaited_capi, "fastlru._functools_c.awaited_value")
+
+
+def cached_coroutine(spec):
+    """The caching wrapper of an ``async def`` method (``ormcache``/``ormcache_context``): the
+    compiled hit path, whose hit returns a ``fastlru._functools_c.AwaitedValue`` (a coroutine
+    already done, no Python frame); a miss is ``_async.await_miss``
+    (single flight per event loop in ``spec``'s ``AsyncFlights``). The wrapper is function-like
+    (``__code__`` is the method's), so ``inspect.iscoroutinefunction`` holds; Python 3.9's
+    ``inspect`` knows functions only: there, the pure-Python ``async def`` wrapper."""
+    if sys.version_info < (3, 10):
+        return _cached_coroutine_py(spec)
+    cdef CachedMethod wrapper = CachedMethod(spec)
+    wrapper.flights = AsyncFlights()
+    wrapper.awaited = True
+    return function_like(wrapper, spec.func)
 
 
 cdef void _enable_vectorcall():

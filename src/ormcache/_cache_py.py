@@ -10,11 +10,12 @@ import functools
 import operator
 from typing import Any, Callable, Dict, Tuple
 
+from ._async import cached_coroutine
 from ._lookup import lookup_failed, miss, resolve
 from .keys import context_of, context_part
 from .registry import DELETE_HOOKS
 
-__all__ = ["Counter", "HashedKey", "cached_method", "forget_registries"]
+__all__ = ["Counter", "HashedKey", "cached_coroutine", "cached_method", "forget_registries"]
 
 _UNSET = object()
 # bumped when a registry is deleted: wrappers then drop the registries they remember

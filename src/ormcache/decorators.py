@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 from fastlru._aio import refuse_async_generator
 from fastlru._common import check_ttl, choose
 
-from ._async import cached_coroutine, cached_coroutine_multi
+from ._async import cached_coroutine_multi
 from ._lookup import cache_of, lookup_failed, multi_miss, multi_rest, resolve
 from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, ExpiringName, Registry, default_registry
@@ -165,7 +165,7 @@ class ormcache:
 
     def _make_async_wrapper(self) -> Callable[..., Any]:
         self.counter_type = _impl.Counter
-        return cached_coroutine(self)
+        return _impl.cached_coroutine(self)
 
     def clear_cache(self, owner: Any = None) -> None:
         """Clear the named cache of this method in ``owner``'s registry (recorded for signaling)."""
