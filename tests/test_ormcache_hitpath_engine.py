@@ -229,3 +229,32 @@ def test_hash_that_changes_the_cache_during_a_hit(hit_path, lru_module):
         assert Model().f(key) == ("value", key) and counter().err == err + 1
         print("ok")
     """)
+
+
+def test_multi_ids_hit_with_the_tuple_hash(registry):
+    """``ormcache_multi``'s ids are looked up as their plain key tuples are hashed and compared:
+    None, -1 (hashed -2), big ints, equal other objects and values stored under the plain tuple
+    are all hits on the second call."""
+    from ormcache import ormcache_multi
+
+    calls = []
+
+    class Model:
+        _name = "m"
+        pool = registry
+
+        @ormcache_multi(multi="ids")
+        def names(self, ids):
+            calls.append(list(ids))
+            return {i: f"n{i}" for i in ids}
+
+    big = 10 ** 30
+    ids = [None, -1, big, "".join(["i", "d"]), 1.5]
+    expected = {i: f"n{i}" for i in ids}
+    assert Model().names(ids) == expected
+    registry.caches["default"][("m", Model.names.__wrapped__, "stored")] = "from the cache"
+    again = [None, -1, int(str(big)), "".join(["i", "d"]), 1.5, "stored"]
+    assert Model().names(again) == {**expected, "stored": "from the cache"}
+    assert calls == [ids]
+    counter = registry.counters[("m", Model.names.__wrapped__)]
+    assert (counter.hit, counter.miss, counter.err) == (6, 5, 0)

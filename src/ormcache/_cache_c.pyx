@@ -7,9 +7,13 @@ bound method, an argument tuple or a keyword dict. A hit costs: finding the (poo
 (by the owner's type and its version tag: alone for slotted records such as Odoo's; for ordinary
 classes plus the instance dict's own ``pool`` and ``_name``, read directly and, on CPython
 3.9-3.12, remembered per dict version; getattr only for custom getattr or descriptors),
-refilling the wrapper's own probe key tuple (no allocation), one ``PyObject_GetItem`` on the LRU
-and one C integer increment. Anything else (a new registry or model, a miss, an error) goes to
-the shared Python code in ``_lookup``.
+refilling the wrapper's own probe key tuple (no allocation), the key's hash folded from the
+slot's (model, method) prefix with only the arguments' hashes computed (as ``tuple.__hash__``
+folds them), one C call into the compiled engine (``fastlru._lru_c._get_known``: no Python call,
+a stored key of the probe's very items matched without ``__eq__``, no ``KeyError`` on a miss)
+and one C integer increment; caches that are not exactly the compiled ``LRU`` get
+``PyObject_GetItem``. Anything else (a new registry or model, a miss, an error) goes to the
+shared Python code in ``_lookup``.
 
 Measured with ``python -m ormcache._bench`` (the same numbers appear in ``python -m fastlru.bench``).
 """
@@ -684,7 +688,8 @@ cdef object _multi_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize
     cdef dict result = {}
     cdef dict missed = None
     cdef PyObject* found
-    cdef int failure
+    cdef int failure, got
+    cdef Py_hash_t h
     cdef object probe = None
     cdef object value, error
     for id_ in <object>args[self.multi_position]:
@@ -692,13 +697,20 @@ cdef object _multi_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize
             probe = PyTuple_New(n + 3)
             ormcache_fill(<PyObject*>probe, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
         ormcache_fill_item(<PyObject*>probe, n + 2, <PyObject*>id_)
-        found = PyObject_GetItem(slot.lru, probe)
+        if slot.known:  # the engine's C lookup, with the hash folded here (as _cached_call)
+            h = _hash_key(slot, probe, args, self.indices, n, <PyObject*>id_)
+            found = NULL
+            got = _get_known(<PyObject*>slot.lru, <PyObject*>probe, h, &found) if h != -1 else -1
+            failure = 1 if got >= 0 else ormcache_error_kind()
+        else:
+            found = PyObject_GetItem(slot.lru, probe)
+            if found == NULL:
+                failure = ormcache_lookup_failure(<PyObject*>probe)
         if found != NULL:
             value = ormcache_steal(found)
             result[id_] = value
             slot.counter.hit += 1
             continue
-        failure = ormcache_lookup_failure(<PyObject*>probe)
         if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
             raise_pending()
         if missed is None:
@@ -783,8 +795,9 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
 
 
 cdef inline Py_hash_t _hash_key(_Slot slot, object key, PyObject** args, const Py_ssize_t* indices, Py_ssize_t n,
-                                object tail) noexcept:
-    """hash(key) of the filled probe ``key`` = (model, func, *args[indices], [tail]): folded from
+                                PyObject* tail) noexcept:
+    """hash(key) of the filled probe ``key`` = (model, func, *args[indices], [tail]) (``tail``
+    NULL: none): folded from
     the slot's prefix when it may be (only the arguments' hashes computed, in order, as
     tuple.__hash__ does), else the tuple's own; -1 with the exception of a failing __hash__."""
     cdef Py_uhash_t acc
@@ -798,9 +811,9 @@ cdef inline Py_hash_t _hash_key(_Slot slot, object key, PyObject** args, const P
         if lane == -1:
             return -1
         acc = ormcache_fold(acc, lane)
-    if tail is None:
+    if tail == NULL:
         return ormcache_fold_end(acc, n + 2)
-    lane = PyObject_Hash_raw(<PyObject*>tail)
+    lane = PyObject_Hash_raw(tail)
     if lane == -1:
         return -1
     return ormcache_fold_end(ormcache_fold(acc, lane), n + 3)
@@ -902,7 +915,7 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             found = NULL
             h = -1
             if slot.known:  # the engine's C lookup, with the hash folded here
-                h = _hash_key(slot, key, args, self.indices, n, tail)
+                h = _hash_key(slot, key, args, self.indices, n, <PyObject*>tail if tail is not None else NULL)
                 if h != -1:
                     got = _get_known(<PyObject*>slot.lru, <PyObject*>key, h, &found)
                 else:  # a key item's __hash__ failed: a lookup error, as the engine's hash would
