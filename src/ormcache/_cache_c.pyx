@@ -375,7 +375,7 @@ cdef extern from *:
     /* The hash of the key tuple (model, func, *args) folded item by item, as CPython's own
        tuple hash does (xxHash-based, Objects/tupleobject.c tuplehash, 3.8 on): a slot folds
        its constant prefix (model, func) once, a hit folds only the arguments' hashes. Used
-       only if it gives hash(t) for sample tuples at import (ormcache_fold_checked). */
+       only if it gives hash(t) for sample tuples at import (_fold_ok). */
     #if SIZEOF_PY_UHASH_T > 4
     #define ORMCACHE_P1 ((Py_uhash_t)11400714785074694791ULL)
     #define ORMCACHE_P2 ((Py_uhash_t)14029467366897019727ULL)
@@ -797,9 +797,9 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
 cdef inline Py_hash_t _hash_key(_Slot slot, object key, PyObject** args, const Py_ssize_t* indices, Py_ssize_t n,
                                 PyObject* tail) noexcept:
     """hash(key) of the filled probe ``key`` = (model, func, *args[indices], [tail]) (``tail``
-    NULL: none): folded from
-    the slot's prefix when it may be (only the arguments' hashes computed, in order, as
-    tuple.__hash__ does), else the tuple's own; -1 with the exception of a failing __hash__."""
+    NULL: none): folded from the slot's prefix when it may be (only the arguments' hashes
+    computed, in order, as tuple.__hash__ does), else the tuple's own; -1 with the exception of
+    a failing __hash__."""
     cdef Py_uhash_t acc
     cdef Py_hash_t lane
     cdef Py_ssize_t i
