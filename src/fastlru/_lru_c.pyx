@@ -1459,3 +1459,102 @@ cdef int _lru_clear(PyObject* o) noexcept:
 
 collections.abc.MutableMapping.register(LRU)
 LRUType.register(LRU)
+
+
+# -- a C-level lookup for compiled callers (ormcache's hit path) ---------------------------------
+# Reached through the capsule ``_GET_KNOWN`` (no Python call, no key hashing, no KeyError on a
+# miss); an internal detail of the compiled engine, with no twin: ormcache's tests cover it.
+
+cdef extern from *:
+    """
+    /* a tuple compared by tuple's own rich comparison (the tuple type, or a subclass that
+       does not override it) */
+    static inline int fastlru_plain_tuple(PyObject *o) {
+        return PyTuple_Check(o) && Py_TYPE(o)->tp_richcompare == PyTuple_Type.tp_richcompare;
+    }
+    #define fastlru_tuple_items(o) (((PyTupleObject *)(o))->ob_item)
+    """
+    object PyCapsule_New(void* pointer, const char* name, void* destructor)
+    bint _plain_tuple "fastlru_plain_tuple"(PyObject*) noexcept
+    bint _tuple_check_exact "PyTuple_CheckExact"(PyObject*) noexcept
+    Py_ssize_t _tuple_size "PyTuple_GET_SIZE"(PyObject*) noexcept
+    PyObject** _tuple_items "fastlru_tuple_items"(PyObject*) noexcept
+
+
+cdef inline bint _same_items(PyObject* stored, PyObject* key) noexcept:
+    """True if the stored key equals the probe ``key`` (an exact tuple) with no ``__eq__`` run:
+    a tuple compared by tuple's own rich comparison, of the same length, whose items are the
+    probe's very objects (which ``tuple.__eq__`` finds equal by identity)."""
+    cdef Py_ssize_t i, n = _tuple_size(key)
+    cdef PyObject** a
+    cdef PyObject** b
+    if not _plain_tuple(stored):
+        return False
+    if _tuple_size(stored) != n:
+        return False
+    a = _tuple_items(stored)
+    b = _tuple_items(key)
+    for i in range(n):
+        if a[i] != b[i]:
+            return False
+    return True
+
+
+cdef int _get_known(LRU self, object key, Py_hash_t h, PyObject** value) except -1:
+    """``self[key]`` where ``h`` is ``hash(key)`` (computed by the caller, as ``__getitem__``
+    would, before any state is touched) and ``self`` is exactly an ``LRU``: 1 and the value (a
+    new reference in ``*value``) on a hit, made most recent; 0 on a miss, with no exception
+    (no ``KeyError`` is made); -1 with the exception of a failed lookup. Hits and misses are
+    counted as by ``__getitem__``, and a lookup that has to compare keys with ``__eq__`` is
+    ``__getitem__``'s own (``_lookup``: section ended meanwhile, restarts). A probe that is an
+    exact tuple finds a stored tuple of its very items without calling any ``__eq__``."""
+    cdef fastlru_cs cs
+    cdef PyObject* hold = NULL
+    cdef Py_ssize_t e
+    cdef size_t i
+    cdef int32_t f
+    cdef Entry* ep
+    cdef object found
+    value[0] = NULL
+    if self.stamps != NULL:
+        found = self._get_expiring(key, h, _MISSING)
+        if found is _MISSING:
+            return 0
+        _incref(<PyObject*>found)
+        value[0] = <PyObject*>found
+        return 1
+    fastlru_cs_begin(&cs, self)
+    e = -1
+    if _tuple_check_exact(<PyObject*>key):
+        i = _home(h, self.shift)
+        while True:
+            f = self.table[i]
+            if f == EMPTY:
+                self.miss_slot = i
+                break
+            ep = &self.entries[f]
+            if ep.key == <PyObject*>key or (ep.hash == h and _same_items(ep.key, <PyObject*>key)):
+                e = f
+                break
+            if ep.hash == h:  # equal only if __eq__ says so: the engine's own lookup decides
+                e = self._lookup(key, h, &cs, &hold)
+                break
+            i = (i + 1) & self.tmask
+    else:
+        e = self._find(key, h, &cs, &hold)
+    if e < 0:
+        self.misses += 1
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return 0
+    self.hits += 1
+    self._promote(<int32_t>e)
+    self.version += 1
+    value[0] = self.entries[e].value
+    _incref(value[0])
+    fastlru_cs_end(&cs)
+    _xdecref(hold)
+    return 1
+
+
+_GET_KNOWN = PyCapsule_New(<void*>_get_known, b"fastlru._lru_c._GET_KNOWN", NULL)

@@ -7,11 +7,14 @@ bound method, an argument tuple or a keyword dict. A hit costs: finding the (poo
 (by the owner's type and its version tag: alone for slotted records such as Odoo's; for ordinary
 classes plus the instance dict's own ``pool`` and ``_name``, read directly and, on CPython
 3.9-3.12, remembered per dict version; getattr only for custom getattr or descriptors),
-refilling the wrapper's own probe key tuple (no allocation), one ``PyObject_GetItem`` on the LRU
-and one C integer increment. A miss is computed here too (``_miss``, the twin of
-``_lookup.miss``: its single flight without Python frames); anything else (a new registry or
-model, a wait for another caller's flight, the store rule, an error) goes to the shared Python
-code in ``_lookup``.
+refilling the wrapper's own probe key tuple (no allocation), the key's hash folded from the
+slot's (model, method) prefix with only the arguments' hashes computed (as ``tuple.__hash__``
+folds them), one C call into the compiled engine (``fastlru._lru_c._get_known``: no Python call,
+a stored key of the probe's very items matched without ``__eq__``, no ``KeyError`` on a miss)
+and one C integer increment; caches that are not exactly the compiled ``LRU`` get
+``PyObject_GetItem``. A miss is computed here too (``_miss``, the twin of ``_lookup.miss``: its single flight
+without Python frames); anything else (a new registry or model, a wait for another caller's
+flight, the store rule, an error) goes to the shared Python code in ``_lookup``.
 
 Measured with ``python -m ormcache._bench`` (the same numbers appear in ``python -m fastlru.bench``).
 """
@@ -378,11 +381,86 @@ cdef extern from *:
     object ormcache_fetch_error()
     void raise_pending "ormcache_raise_pending" () except *
 
+cdef extern from *:
+    """
+    /* The hash of the key tuple (model, func, *args) folded item by item, as CPython's own
+       tuple hash does (xxHash-based, Objects/tupleobject.c tuplehash, 3.8 on): a slot folds
+       its constant prefix (model, func) once, a hit folds only the arguments' hashes. Used
+       only if it gives hash(t) for sample tuples at import (_fold_ok). */
+    #if SIZEOF_PY_UHASH_T > 4
+    #define ORMCACHE_P1 ((Py_uhash_t)11400714785074694791ULL)
+    #define ORMCACHE_P2 ((Py_uhash_t)14029467366897019727ULL)
+    #define ORMCACHE_P5 ((Py_uhash_t)2870177450012600261ULL)
+    #define ORMCACHE_ROTATE(x) ((x << 31) | (x >> 33))
+    #else
+    #define ORMCACHE_P1 ((Py_uhash_t)2654435761UL)
+    #define ORMCACHE_P2 ((Py_uhash_t)2246822519UL)
+    #define ORMCACHE_P5 ((Py_uhash_t)374761393UL)
+    #define ORMCACHE_ROTATE(x) ((x << 13) | (x >> 19))
+    #endif
+    static inline Py_uhash_t ormcache_fold_start(void) { return ORMCACHE_P5; }
+    static inline Py_uhash_t ormcache_fold(Py_uhash_t acc, Py_hash_t lane) {
+        acc += (Py_uhash_t)lane * ORMCACHE_P2;
+        acc = ORMCACHE_ROTATE(acc);
+        return acc * ORMCACHE_P1;
+    }
+    static inline Py_hash_t ormcache_fold_end(Py_uhash_t acc, Py_ssize_t len) {
+        acc += (Py_uhash_t)len ^ (ORMCACHE_P5 ^ 3527539UL);
+        return acc == (Py_uhash_t)-1 ? 1546275796 : (Py_hash_t)acc;
+    }
+    /* 1 if the fold gives hash(t) for the tuple t (its items' hashes are known not to fail) */
+    static int ormcache_fold_matches(PyObject *t) {
+        Py_ssize_t i, n = PyTuple_GET_SIZE(t);
+        Py_uhash_t acc = ormcache_fold_start();
+        Py_hash_t expected = PyObject_Hash(t);
+        if (expected == -1) { PyErr_Clear(); return 0; }
+        for (i = 0; i < n; i++) acc = ormcache_fold(acc, PyObject_Hash(PyTuple_GET_ITEM(t, i)));
+        return ormcache_fold_end(acc, n) == expected;
+    }
+    /* Whether hashing o runs no Python code and always gives the same value: a str (its hash
+       is cached) or an object hashed by identity (a function). Only such constant key items are
+       folded once per slot. */
+    static int ormcache_constant_hash(PyObject *o) {
+        return PyUnicode_CheckExact(o) || Py_TYPE(o)->tp_hash == PyBaseObject_Type.tp_hash;
+    }
+    /* The kind of the pending exception of a failed lookup: 0 an Exception (reported, the
+       method computed uncached), -1 any other BaseException (KeyboardInterrupt...: propagated). */
+    static int ormcache_error_kind(void) {
+        return PyErr_ExceptionMatches(PyExc_Exception) ? 0 : -1;
+    }
+    typedef int (*ormcache_get_known_t)(PyObject *lru, PyObject *key, Py_hash_t h, PyObject **value);
+    """
+    ctypedef size_t Py_uhash_t
+    ctypedef int (*get_known_t "ormcache_get_known_t")(PyObject* lru, PyObject* key, Py_hash_t h, PyObject** value) noexcept
+    Py_uhash_t ormcache_fold_start()
+    Py_uhash_t ormcache_fold(Py_uhash_t acc, Py_hash_t lane)
+    Py_hash_t ormcache_fold_end(Py_uhash_t acc, Py_ssize_t n)
+    bint ormcache_fold_matches(object t)
+    bint ormcache_constant_hash(PyObject* o)
+    int ormcache_error_kind()
+    Py_hash_t PyObject_Hash_raw "PyObject_Hash" (PyObject* o)
+    void* PyCapsule_GetPointer(object capsule, const char* name) except NULL
+
 cdef enum:
     # at most this many plain parameter names take the fast key path (more use the key function)
     MAX_INDICES = 8
     # the (pool, model) pairs a method remembers (an inherited method serves several models)
     MAX_SLOTS = 8
+
+# The compiled engine's lookup with a known hash (fastlru._lru_c._get_known: a hit without a
+# Python call, a miss without a KeyError), for caches that are exactly its LRU; and whether the
+# key's hash may be folded item by item (it gives hash() of sample tuples on this interpreter).
+cdef get_known_t _get_known = NULL
+cdef object _engine_lru = None
+try:
+    from fastlru._lru_c import LRU as _engine_lru, _GET_KNOWN
+except ImportError:  # the engine's twin only: every lookup goes through PyObject_GetItem
+    pass
+else:
+    _get_known = <get_known_t>PyCapsule_GetPointer(_GET_KNOWN, b"fastlru._lru_c._GET_KNOWN")
+cdef bint _fold_ok = True
+for _sample in ((), ("ir.model",), ("ir.model", len, "key", None, 1.5, -1, 2 ** 70, (1, "x"))):
+    _fold_ok = _fold_ok and ormcache_fold_matches(_sample)
 
 # bumped when a registry is deleted: wrappers then drop their slots (and the registries in them)
 cdef unsigned long _epoch = 0
@@ -434,6 +512,11 @@ cdef class _Slot:
     # ormcache_context, kind 1: the class's env and _context decide the context (None: absent)
     cdef bint context_by_type
     cdef object class_env, class_context
+    # the lru is exactly the compiled engine's (_get_known applies); prefixed: the key's hash
+    # is folded from ``prefix``, the fold of the constant items (model, func)
+    cdef bint known
+    cdef bint prefixed
+    cdef Py_uhash_t prefix
 
 
 cdef inline tuple _positional(PyObject** args, Py_ssize_t n):
@@ -583,6 +666,10 @@ cdef class CachedMethod:
         slot.pool = pool
         slot.mkey = mkey
         slot.registry, slot.model, slot.lru, slot.counter = _resolve(pool, mkey, self.func, self.cache_name, Counter)
+        slot.known = _get_known != NULL and type(slot.lru) is _engine_lru
+        if _fold_ok and ormcache_constant_hash(<PyObject*>slot.model) and ormcache_constant_hash(<PyObject*>self.func):
+            slot.prefix = ormcache_fold(ormcache_fold(ormcache_fold_start(), hash(slot.model)), hash(self.func))
+            slot.prefixed = True
         owner_type = type(owner)
         if self.has_owner and not isinstance(owner, type):
             kind = ormcache_owner_kind(owner_type, "pool", "_name", &class_pool, &class_name, &tag)
@@ -617,7 +704,8 @@ cdef object _multi_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize
     cdef dict result = {}
     cdef dict missed = None
     cdef PyObject* found
-    cdef int failure
+    cdef int failure, got
+    cdef Py_hash_t h
     cdef object probe = None
     cdef object value, error
     for id_ in <object>args[self.multi_position]:
@@ -625,13 +713,20 @@ cdef object _multi_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize
             probe = PyTuple_New(n + 3)
             ormcache_fill(<PyObject*>probe, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
         ormcache_fill_item(<PyObject*>probe, n + 2, <PyObject*>id_)
-        found = PyObject_GetItem(slot.lru, probe)
+        if slot.known:  # the engine's C lookup, with the hash folded here (as _cached_call)
+            h = _hash_key(slot, probe, args, self.indices, n, <PyObject*>id_)
+            found = NULL
+            got = _get_known(<PyObject*>slot.lru, <PyObject*>probe, h, &found) if h != -1 else -1
+            failure = 1 if got >= 0 else ormcache_error_kind()
+        else:
+            found = PyObject_GetItem(slot.lru, probe)
+            if found == NULL:
+                failure = ormcache_lookup_failure(<PyObject*>probe)
         if found != NULL:
             value = ormcache_steal(found)
             result[id_] = value
             slot.counter.hit += 1
             continue
-        failure = ormcache_lookup_failure(<PyObject*>probe)
         if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
             raise_pending()
         if missed is None:
@@ -715,6 +810,31 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
     return part
 
 
+cdef inline Py_hash_t _hash_key(_Slot slot, object key, PyObject** args, const Py_ssize_t* indices, Py_ssize_t n,
+                                PyObject* tail) noexcept:
+    """hash(key) of the filled probe ``key`` = (model, func, *args[indices], [tail]) (``tail``
+    NULL: none): folded from the slot's prefix when it may be (only the arguments' hashes
+    computed, in order, as tuple.__hash__ does), else the tuple's own; -1 with the exception of
+    a failing __hash__."""
+    cdef Py_uhash_t acc
+    cdef Py_hash_t lane
+    cdef Py_ssize_t i
+    if not slot.prefixed:
+        return PyObject_Hash_raw(<PyObject*>key)
+    acc = slot.prefix
+    for i in range(n):
+        lane = PyObject_Hash_raw(args[indices[i]])
+        if lane == -1:
+            return -1
+        acc = ormcache_fold(acc, lane)
+    if tail == NULL:
+        return ormcache_fold_end(acc, n + 2)
+    lane = PyObject_Hash_raw(tail)
+    if lane == -1:
+        return -1
+    return ormcache_fold_end(ormcache_fold(acc, lane), n + 3)
+
+
 cdef object _cached_vectorcall(PyObject* callable, PyObject** args, size_t nargsf, PyObject* kwnames):
     # the C signature of vectorcall: a "cdef object" function returns a new reference, or NULL
     # with the exception set
@@ -735,7 +855,8 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     cdef int kind
     cdef Py_ssize_t i, n
     cdef bint keywords = kwnames != NULL and len(<tuple>kwnames) > 0
-    cdef int failure
+    cdef int failure, got
+    cdef Py_hash_t h
     if self.func is None:
         raise TypeError("CachedMethod not initialised")
     with cython.critical_section(self):
@@ -805,15 +926,27 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, self.indices, n)
             if tail is not None:  # ormcache_context: the context's values, one nested tuple
                 ormcache_fill_item(<PyObject*>key, n + 2, <PyObject*>tail)
-            found = PyObject_GetItem(slot.lru, key)
             failure = 1
             error = None
-            if found == NULL:
-                # off the error indicator before the reference count is read (the engine's
-                # KeyError holds the key), and so the method's own errors do not chain to it
-                failure = ormcache_lookup_failure(<PyObject*>key)  # reads the probe's identity only
-                if failure != 1:
+            found = NULL
+            h = -1
+            if slot.known:  # the engine's C lookup, with the hash folded here
+                h = _hash_key(slot, key, args, self.indices, n, <PyObject*>tail if tail is not None else NULL)
+                if h != -1:
+                    got = _get_known(<PyObject*>slot.lru, <PyObject*>key, h, &found)
+                else:  # a key item's __hash__ failed: a lookup error, as the engine's hash would
+                    got = -1
+                if got < 0:
+                    failure = ormcache_error_kind()
                     error = ormcache_fetch_error()
+            else:
+                found = PyObject_GetItem(slot.lru, key)
+                if found == NULL:
+                    # off the error indicator before the reference count is read (the engine's
+                    # KeyError holds the key), and so the method's own errors do not chain to it
+                    failure = ormcache_lookup_failure(<PyObject*>key)  # reads the probe's identity only
+                    if failure != 1:
+                        error = ormcache_fetch_error()
             if Py_REFCNT(<PyObject*>key) == 2:
                 ormcache_unfill(<PyObject*>key, n)
             else:  # someone kept it (a key's __eq__ looking around): leave it to them
