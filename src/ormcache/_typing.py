@@ -8,17 +8,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any, Optional, Protocol, TypeVar, overload
+    from typing import Any, Optional, Protocol, overload
 
-    from typing_extensions import Concatenate, ParamSpec, Self
+    from typing_extensions import Concatenate, Self
+
+    from fastlru._typing import P, P2, R, R_co, S  # the same type variables as lru_cache's
 
     from .decorators import ormcache
-
-    P = ParamSpec("P")
-    P2 = ParamSpec("P2")
-    R = TypeVar("R")
-    R_co = TypeVar("R_co", covariant=True)
-    S = TypeVar("S")
 
     class BoundOrmCached(Protocol[P, R_co]):
         """A cached method bound to its object: the method's parameters after ``self``."""
