@@ -1,4 +1,4 @@
-# Sourced by scripts/test, scripts/compare, scripts/versions and scripts/asan: builds the wheel
+# Sourced by scripts/test, scripts/compare, scripts/versions, scripts/asan and scripts/sdist: builds the wheel
 # and installs it, with the given extras, into .venv (override with FASTLRU_VENV). Tests and
 # benchmarks run against the installed wheel, never the source tree.
 set -euo pipefail
@@ -6,6 +6,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${FASTLRU_VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
 PIP_QUIET=(-q --disable-pip-version-check)
+# Every pip install (ours, and the one `python -m build` makes for its isolated environment)
+# takes the pinned versions of constraints/test.txt (scripts/pin regenerates it), so a fresh
+# clone installs what the suite passed with; FASTLRU_LATEST=1 (scripts/test-latest) lifts them.
+if [ "${FASTLRU_LATEST:-}" = 1 ]; then
+    unset PIP_CONSTRAINT
+else
+    export PIP_CONSTRAINT=$ROOT/constraints/test.txt
+fi
 
 setup_env() {
     local extras=$1

@@ -327,7 +327,10 @@ class _RedisListener:
             while not self._stop.is_set():
                 try:
                     if pubsub is None:
-                        pubsub = self.backend.client.pubsub()  # type: ignore[no-untyped-call]
+                        # through Any: redis-py < 8 leaves pubsub() unannotated, 8 annotates it,
+                        # and a `type: ignore` would be unused under one of them
+                        client: Any = self.backend.client
+                        pubsub = client.pubsub()
                         subscribed = set()
                     with self._lock:
                         wanted = set(self._registries)
