@@ -4,8 +4,8 @@ and ``await registry.asignal_changes()``.
 Real private servers (servers.py). The async protocol is the sync one with other I/O: the same
 scenario run through both gives the same trace; a change made by another process is seen; a
 hung server (a black hole, a path gone silent) costs one deadline while the event loop keeps
-serving other tasks (a heartbeat every 1 ms never waits 20 ms), where the sync call blocks the
-loop for the whole deadline; concurrent tasks, and two threads each running a loop, share one
+serving other tasks (a heartbeat every 1 ms never waits half that deadline), where the sync call
+blocks the loop for the whole deadline; concurrent tasks, and two threads each running a loop, share one
 registry; a wrong password is a configuration error that never shows the password.
 """
 import asyncio
@@ -40,7 +40,13 @@ TIMEOUT = 0.2  # the deadline of the backends that will hang (default 0.5)
 SLACK = 2.0  # the deadline of the backends on a working server (a loaded machine)
 MARGIN = 0.35  # scheduling slack on a loaded machine
 HEARTBEAT = 0.001
-MAX_GAP = 0.020
+#: the deadline of a backend that hangs while the event loop must keep serving: a blocking call
+#: stalls the loop for all of it (the baseline test_sync_check_in_a_coroutine_blocks_the_loop)
+HANG = 1.0
+#: the longest heartbeat gap that still means "the loop kept serving": half the stall of a
+#: blocking call, and far above what scheduling on a loaded 2-core machine adds (tens of ms; the
+#: 20 ms of issue #13 failed there, issue #21)
+MAX_GAP = HANG / 2
 
 
 @pytest.fixture(params=KINDS)
@@ -286,8 +292,8 @@ def test_a_host_name_is_resolved_without_blocking_the_loop(postgres_server, pg_d
     loop. A slow resolver costs its time while the heartbeat goes on; a hung one costs one
     deadline (an outage, as a hung server)."""
     dbname = pg_dsn.split("dbname=")[1].split()[0]
-    resolving = 0.1 if resolver == "slow" else 0.6
-    timeout = SLACK if resolver == "slow" else TIMEOUT
+    resolving = 0.1 if resolver == "slow" else HANG + 0.6
+    timeout = SLACK if resolver == "slow" else HANG
     registry = make_registry(PostgresSignaling(
         f"host=localhost port={postgres_server.port} user=postgres dbname={dbname}", timeout=timeout))
     asked = []
@@ -308,7 +314,7 @@ def test_a_host_name_is_resolved_without_blocking_the_loop(postgres_server, pg_d
         assert resolving * 0.8 <= took, took
     else:
         assert cleared == sorted(registry.caches) and registry._signaling_outage  # an outage
-        assert TIMEOUT * 0.8 <= took <= TIMEOUT + MARGIN, took  # one deadline
+        assert HANG * 0.8 <= took <= HANG + MARGIN, took  # one deadline
 
 
 # -- hung servers: the loop keeps serving ------------------------------------------------------
@@ -347,12 +353,12 @@ def hung(kind, make_registry, request):
     nothing forwarded)."""
     if request.param == "black-hole":
         with BlackHole() as hole:
-            yield make_registry(_backend(kind, hole.port)), lambda: None
+            yield make_registry(_backend(kind, hole.port, timeout=HANG)), lambda: None
         return
     port, make_backend = request.getfixturevalue("server")
     assert make_registry(make_backend(port)).check_signaling() == []  # the tables exist
     with TcpProxy(port) as proxy:
-        registry = make_registry(make_backend(proxy.port, timeout=TIMEOUT))
+        registry = make_registry(make_backend(proxy.port, timeout=HANG))
 
         def hang():
             proxy.silent = True
@@ -375,11 +381,11 @@ def test_hung_server_the_loop_keeps_serving(hung):
     (cleared, took, gap), (failure, signal_took, signal_gap) = run(registry, main)
     assert cleared == sorted(registry.caches)  # an outage: every cache cleared, as in sync
     assert filled(registry) == []
-    assert TIMEOUT * 0.8 <= took <= TIMEOUT + MARGIN, took  # one deadline...
+    assert HANG * 0.8 <= took <= HANG + MARGIN, took  # one deadline...
     assert gap < MAX_GAP, gap  # ...during which the loop ran the heartbeat
     assert isinstance(failure, SignalingUnavailable), failure
     assert registry._signaling_pending == {"default"}  # kept for the next publish
-    assert TIMEOUT * 0.8 <= signal_took <= TIMEOUT + MARGIN, signal_took
+    assert HANG * 0.8 <= signal_took <= HANG + MARGIN, signal_took
     assert signal_gap < MAX_GAP, signal_gap
 
 
@@ -387,14 +393,14 @@ def test_sync_check_in_a_coroutine_blocks_the_loop(kind, make_registry):
     """The baseline the test above is measured against: the sync call stalls the heartbeat
     for the whole deadline."""
     with BlackHole() as hole:
-        registry = make_registry(_backend(kind, hole.port))
+        registry = make_registry(_backend(kind, hole.port, timeout=HANG))
 
         async def blocking():
             return registry.check_signaling()
 
         cleared, took, gap = run(registry, lambda: _with_heartbeat(blocking))
     assert cleared == sorted(registry.caches)
-    assert gap >= TIMEOUT * 0.8, gap
+    assert gap >= HANG * 0.8, gap
     assert gap > MAX_GAP
 
 

@@ -3,8 +3,9 @@ the session events run inside SQLAlchemy's greenlet bridge, where the check at t
 transaction and the publish after its commit await ``acheck_signaling()`` / ``asignal_changes()``.
 
 With the signaling server hung (a black hole: it accepts and never answers) each costs one
-deadline, during which a heartbeat task ticking every 1 ms keeps ticking (no gap of 20 ms). The
-blocking calls would stall it for the whole deadline (the baseline of test_signaling_async).
+deadline, during which a heartbeat task ticking every 1 ms keeps ticking (no gap of half a
+deadline). The blocking calls would stall it for the whole deadline (the baseline of
+test_signaling_async).
 """
 import asyncio
 
@@ -13,7 +14,7 @@ from sqlalchemy import event, select
 
 from ormcache.signaling import SignalingUnavailable
 from servers import BlackHole
-from test_signaling_async import MARGIN, MAX_GAP, TIMEOUT, _backend, _with_heartbeat
+from test_signaling_async import HANG, MAX_GAP, _backend, _with_heartbeat
 from test_sqlalchemy_async_support import (  # noqa: F401 - fixtures
     Currency,
     Customer,
@@ -30,7 +31,7 @@ from test_sqlalchemy_async_support import (  # noqa: F401 - fixtures
 @pytest.mark.parametrize("kind", ["postgres", "redis"])
 def test_a_unit_of_work_keeps_the_loop_serving_while_signaling_hangs(adb, aregistry, kind, caplog):
     with BlackHole() as hole:
-        aregistry.signaling = _backend(kind, hole.port)
+        aregistry.signaling = _backend(kind, hole.port, timeout=HANG)
         aregistry.signaling_retry_interval = 0.0  # the commit's publish tries (and waits) too
         aregistry.signaling_background_retry = False
         checks = []
@@ -63,7 +64,7 @@ def test_a_unit_of_work_keeps_the_loop_serving_while_signaling_hangs(adb, aregis
         aregistry._signaling_pending.clear()  # not retried at exit
     assert names == ("new",)  # the unit of work went through, and its commit was served fresh
     assert len(checks) == 2  # each transaction's check was awaited, not called blocking
-    assert 2 * TIMEOUT * 0.8 <= took, took  # the check and the publish each waited a deadline...
+    assert 2 * HANG * 0.8 <= took, took  # the check and the publish each waited a deadline...
     assert gap < MAX_GAP, gap  # ...while the loop kept serving the heartbeat
     assert any("kept" in record.getMessage() for record in caplog.records)  # the publish failed
 
@@ -75,7 +76,7 @@ def test_a_unit_of_work_starting_with_add_keeps_the_loop_serving(adb, aregistry,
     that transaction waits for its first step inside the bridge (here the commit's flush), where
     it is awaited."""
     with BlackHole() as hole:
-        aregistry.signaling = _backend(kind, hole.port)
+        aregistry.signaling = _backend(kind, hole.port, timeout=HANG)
         aregistry.signaling_retry_interval = 0.0
         aregistry.signaling_background_retry = False
         checks, blocking = [], []
@@ -117,7 +118,7 @@ def test_a_unit_of_work_starting_with_add_keeps_the_loop_serving(adb, aregistry,
         done, took, gap = run(adb, body)
         aregistry._signaling_pending.clear()
     assert done is True
-    assert TIMEOUT * 0.8 <= took, took  # the check waited a deadline...
+    assert HANG * 0.8 <= took, took  # the check waited a deadline...
     assert gap < MAX_GAP, gap  # ...while the loop kept serving the heartbeat
     assert blocking == []  # no check called blocking in the event loop
     assert checks, checks  # the check of the add()'s transaction was awaited
