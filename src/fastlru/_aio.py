@@ -31,10 +31,9 @@ methods use it. The rules:
 """
 from __future__ import annotations
 
-import asyncio
-import inspect
 from functools import update_wrapper
 from typing import (
+    TYPE_CHECKING,
     Any,
     Coroutine,
     Awaitable,
@@ -51,6 +50,19 @@ from typing import (
 )
 
 __all__ = ["AsyncFlights", "Flight", "RETRY", "await_miss", "cached_coroutine", "function_like", "refuse_async_generator"]
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    # ``import fastlru`` leaves asyncio (and its ~100 modules) alone until the first AsyncFlights,
+    # made when an ``async def`` is decorated (issue #21); until then nothing here runs it
+    asyncio = None
+
+
+def _import_asyncio() -> None:
+    global asyncio
+    import asyncio
+
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -109,6 +121,8 @@ class AsyncFlights(Generic[K]):
     __slots__ = ("table",)
 
     def __init__(self) -> None:
+        if asyncio is None:
+            _import_asyncio()
         self.table: Dict[Tuple[asyncio.AbstractEventLoop, K], Flight] = {}
 
     def claim(self, keys: Iterable[K]) -> Tuple[Dict[K, Optional[Flight]], Dict[K, Flight]]:
@@ -189,6 +203,8 @@ class AsyncFlights(Generic[K]):
 
 def refuse_async_generator(func: Callable[..., Any], decorator: str) -> None:
     """Async generators yield once per iteration: there is no single result to cache."""
+    import inspect  # at decoration, not at import (issue #21)
+
     if inspect.isasyncgenfunction(func):
         name = getattr(func, "__qualname__", func)
         raise TypeError(
@@ -222,6 +238,8 @@ def function_like(wrapper: _W, func: Callable[..., Any]) -> _W:
     function-like callable (``__code__``, ``__defaults__``, ``__kwdefaults__``), so that
     ``inspect.iscoroutinefunction`` (3.10+) holds for the compiled wrapper of a coroutine
     function, as it does for an ``async def``; 3.12+: ``inspect.markcoroutinefunction`` too."""
+    import inspect
+
     update_wrapper(wrapper, func)
     for name in ("__code__", "__defaults__", "__kwdefaults__"):
         setattr(wrapper, name, getattr(func, name, None))

@@ -2,7 +2,6 @@
 with ``functools.lru_cache``'s argument rules, its ``CacheInfo``, and single-flight misses."""
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from collections import namedtuple
@@ -63,6 +62,8 @@ def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashabl
                 raise TypeError("the cached object must be callable")
             refuse_async_generator(user_function, "lru_cache")
             wrapper = wrapper_type(user_function, maxsize, typed, ttl, timer, single_flight)
+            import inspect  # at decoration, not at import (issue #21)
+
             if inspect.iscoroutinefunction(user_function):
                 return coroutine_wrapper(wrapper, make_key, user_function, typed)
             return update_wrapper(wrapper, user_function)

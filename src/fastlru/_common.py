@@ -8,7 +8,6 @@ import math
 import numbers
 import operator
 import os
-import platform
 import sys
 import time
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional,
@@ -226,7 +225,7 @@ def choose(package: str, compiled: str, twin: str) -> Tuple[Any, str]:
     """The compiled module of ``package`` and ``"c"``, or its pure-Python twin and ``"python"``
     when ``FASTLRU_NO_EXTENSIONS`` is set, the interpreter is not CPython, or the compiled one is
     missing. One rule for every compiled module of the distribution."""
-    if not os.environ.get("FASTLRU_NO_EXTENSIONS") and platform.python_implementation() == "CPython":
+    if not os.environ.get("FASTLRU_NO_EXTENSIONS") and sys.implementation.name == "cpython":
         try:
             return importlib.import_module(f"{package}.{compiled}"), "c"
         except ImportError:  # pragma: no cover - exercised only where the build failed

@@ -22,7 +22,6 @@ is not CPython, or it did not build; then ``_cache_py``. ``IMPLEMENTATION`` says
 from __future__ import annotations
 
 import functools
-import inspect
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, overload
 
@@ -61,6 +60,8 @@ def _registry_of(owner: Any) -> Registry:
 def _takes_owner(func: Callable[..., Any]) -> bool:
     """A method: its first parameter is ``self`` or ``cls`` (a staticmethod wrapped outside
     ``@ormcache`` cannot be told from a method otherwise)."""
+    import inspect  # at decoration, not with ormcache (issue #21)
+
     params = list(inspect.signature(func).parameters.values())
     return bool(params) and params[0].name in ("self", "cls") and params[0].kind is not inspect.Parameter.VAR_POSITIONAL
 
@@ -147,6 +148,8 @@ class ormcache:
             prefix = getattr(method, "__qualname__", "").rpartition(".")[0]
             self.model = prefix if prefix and not prefix.endswith("<locals>") else str(getattr(method, "__module__", None))
         self.key = self._compile_key()
+        import inspect
+
         wrapper: Any = self._make_async_wrapper() if inspect.iscoroutinefunction(method) else self._make_wrapper()
         wrapper.__cache__ = self
         wrapper.clear_cache = self.clear_cache
@@ -232,6 +235,8 @@ class ormcache_multi(ormcache):
         return cached_coroutine_multi(self)
 
     def _compile_key(self) -> KeyFunction:
+        import inspect
+
         where = f"ormcache_multi on {self.func.__qualname__!r}"
         self.signature = inspect.signature(self.func)
         if self.multi not in self.signature.parameters:
@@ -245,6 +250,8 @@ class ormcache_multi(ormcache):
         key_type = _impl.HashedKey
         flights: Dict[Any, Any] = {}  # the ids being computed, as ormcache's (``_lookup.multi_miss``)
         missing_name = f"{func.__qualname__} returned no value for {multi}"
+        import inspect
+
         # a positional call that gives the ids positionally is called back without binding
         positional = [p.name for p in signature.parameters.values()
                       if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]

@@ -11,14 +11,16 @@ never the module's globals, and a bad expression fails here, naming the method a
 """
 from __future__ import annotations
 
-import ast
 import builtins
-import inspect
-from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
+
+if TYPE_CHECKING:
+    import ast
+    import inspect
+# ast and inspect are imported when a key is compiled (at decoration), not with ormcache (issue #21)
 
 __all__ = ["KeyFunction", "compile_key", "context_of", "context_part"]
 
-_P = inspect.Parameter
 _BUILTINS = frozenset(dir(builtins))
 # the eval'd lambda sees only these names (plus its parameters)
 _CTX = "_ormcache_ctx"
@@ -62,6 +64,8 @@ def context_of(owner: Any) -> Any:
 
 def _lambda_parameters(sig: inspect.Signature, namespace: Dict[str, Any]) -> str:
     """The parameter list of ``sig`` as source, defaults referenced by name (any object works)."""
+    from inspect import Parameter as _P
+
     parts = []
     seen_kwonly = seen_posonly = False
     for index, param in enumerate(sig.parameters.values()):
@@ -90,6 +94,8 @@ def _lambda_parameters(sig: inspect.Signature, namespace: Dict[str, Any]) -> str
 
 def _free_names(tree: ast.AST) -> Set[Any]:
     """Names an expression reads that it does not bind itself (comprehensions, lambdas)."""
+    import ast
+
     read: Set[str] = set()
     bound: Set[str] = set()
     for node in ast.walk(tree):
@@ -101,6 +107,8 @@ def _free_names(tree: ast.AST) -> Set[Any]:
 
 
 def _check_expression(where: str, expr: Any, names: Set[Any]) -> None:
+    import ast
+
     if not isinstance(expr, str):
         raise TypeError(f"{where}: key expression {expr!r} must be a string")
     try:
@@ -123,6 +131,8 @@ def compile_key(
     where: Optional[str] = None,
 ) -> KeyFunction:
     """Compile ``exprs`` (and, for ormcache_context, the context keys) over ``func``'s signature."""
+    import inspect
+
     where = where or f"ormcache on {getattr(func, '__qualname__', func)!r}"
     sig = inspect.signature(func)
     params = sig.parameters
@@ -160,6 +170,8 @@ def _fast_path(
     params: Mapping[str, inspect.Parameter], exprs: Sequence[str], context_keys: Optional[Tuple[str, ...]]
 ) -> Tuple[Optional[Tuple[int, ...]], int, int, int]:
     """-> (indices, min_args, max_args, context_index): see ``KeyFunction``."""
+    from inspect import Parameter as _P
+
     positional = [p for p in params.values() if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
     position = {p.name: i for i, p in enumerate(positional)}
     min_args = sum(1 for p in positional if p.default is _P.empty)

@@ -4,12 +4,15 @@ Every other module of ``ormcache.signaling`` imports this one; it imports no dri
 """
 from __future__ import annotations
 
-import asyncio
-import inspect
 import threading
 import weakref
-from typing import (Any, AsyncGenerator, Awaitable, Callable, Dict, Generator, Generic, Iterable, List,
-                    Sequence, Tuple, TypeVar)
+from typing import (TYPE_CHECKING, Any, AsyncGenerator, Awaitable, Callable, Dict, Generator, Generic, Iterable,
+                    List, Sequence, Tuple, TypeVar)
+
+if TYPE_CHECKING:
+    import asyncio
+# asyncio is imported where a coroutine runs (it is loaded then): ``import ormcache`` stays
+# without it (issue #21)
 
 __all__ = [
     "REGISTRY",
@@ -57,6 +60,8 @@ def run_steps(steps: Steps[_T], io: Any) -> _T:
 
 async def arun_steps(steps: Steps[_T], io: Any) -> _T:
     """Drive ``steps`` with async I/O on ``io``: the event loop runs other tasks meanwhile."""
+    import inspect  # loaded with asyncio
+
     try:
         step = next(steps)
         while True:
@@ -91,6 +96,8 @@ class PerLoop(Generic[_T]):
 
     async def get(self) -> _T:
         """The running loop's resource (made, and its guard started, on first use)."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         entry = self._entries.get(loop)
         if entry is None:
@@ -103,6 +110,8 @@ class PerLoop(Generic[_T]):
 
     async def aclose(self) -> None:
         """Close the running loop's resource now (a later ``get()`` makes a new one)."""
+        import asyncio
+
         with self._lock:
             entry = self._entries.pop(asyncio.get_running_loop(), None)
         if entry is not None:
@@ -200,9 +209,13 @@ class SignalingBackend:
         raise NotImplementedError
 
     async def aread_versions(self, db_name: str, names: Sequence[str]) -> Versions:
+        import asyncio
+
         return await asyncio.to_thread(self.read_versions, db_name, names)
 
     async def abump(self, db_name: str, names: Iterable[str]) -> None:
+        import asyncio
+
         await asyncio.to_thread(self.bump, db_name, list(names))
 
     def attach(self, registry: Any) -> None:

@@ -1,15 +1,14 @@
 """The Registry mixin: check_signaling / signal_changes / reset_changes / cursor_scope."""
 from __future__ import annotations
 
-import asyncio
 import atexit
-import inspect
 import logging
 import os
 import threading
 import time
 import weakref
 from contextlib import contextmanager
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .base import (
@@ -55,7 +54,7 @@ class _Blocking:
         ``reset_changes()``): the coroutine of an ``async def on_reload`` is closed unrun, and
         that is logged as an error (only ``acheck_signaling()`` awaits it)."""
         result = on_reload(registry)
-        if inspect.iscoroutine(result):
+        if isinstance(result, CoroutineType):  # inspect.iscoroutine(), without importing inspect
             result.close()  # no "never awaited" warning: the error below says it
             _logger.error("on_reload of %r is a coroutine function: check_signaling() and reset_changes() "
                           "cannot await it, it did not run (await registry.acheck_signaling() does)",
@@ -75,6 +74,8 @@ class _Awaiting:
 
     @staticmethod
     async def settle(registry: "RegistrySignaling", timeout: float) -> None:
+        import asyncio  # loaded: a coroutine runs; ``import ormcache`` stays without it
+
         deadline = time.monotonic() + timeout
         while registry._signaling_flying and time.monotonic() < deadline:
             await asyncio.sleep(_SETTLE_POLL)
