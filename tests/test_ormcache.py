@@ -398,10 +398,13 @@ def test_owner_without_pool_uses_default_registry(hit_path, clean_default):
             return x + 2
 
     assert Plain().f(1) == 2 and Plain().f(1) == 2
-    assert NotARegistry().f(1) == 3
+    # a pool that is not a Registry is a mistake, said at once (issue #21; it used
+    # default_registry silently): test_ormcache_owner_registry.py
+    with pytest.raises(TypeError, match="pool must be a Registry"):
+        NotARegistry().f(1)
     keys = set(default_registry.caches["default"].keys())
     assert (Plain.__qualname__, Plain.f.__wrapped__, 1) in keys
-    assert (NotARegistry.__qualname__, NotARegistry.f.__wrapped__, 1) in keys
+    assert not any(key[0] == NotARegistry.__qualname__ for key in keys)
     counter = default_registry.counters[(Plain.__qualname__, Plain.f.__wrapped__)]
     assert (counter.hit, counter.miss) == (1, 1)
 

@@ -31,9 +31,21 @@ _waiting: Dict[int, "Flight"] = {}
 _warned: Set[Any] = set()
 
 
+def registry_of(pool: Any) -> Registry:
+    """The registry of an owner's ``pool``: the pool itself, or ``default_registry`` for an owner
+    without one (``None``); any other pool is a mistake, said at once rather than cached in
+    ``default_registry`` (issue #21)."""
+    if isinstance(pool, Registry):
+        return pool
+    if pool is None:
+        return default_registry
+    raise TypeError(f"an ormcache owner's pool must be a Registry (or None: default_registry), "
+                    f"not {type(pool).__qualname__}")
+
+
 def resolve(pool: Any, mkey: Any, func: Callable[..., Any], cache_name: str, counter_type: type) -> Tuple[Any, str, Any, Any]:
     """-> (registry, model name, LRU, counter) for an owner's ``pool`` and ``_name`` (or type)."""
-    registry = pool if isinstance(pool, Registry) else default_registry
+    registry = pool if type(pool) is Registry else registry_of(pool)
     model = mkey if isinstance(mkey, str) else getattr(mkey, "__qualname__", None) or str(mkey)
     lru = cache_of(registry, cache_name)
     counters = registry.counters

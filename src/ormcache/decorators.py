@@ -29,7 +29,7 @@ from fastlru._aio import refuse_async_generator
 from fastlru._common import check_ttl, choose
 
 from ._async import cached_coroutine_multi
-from ._lookup import cache_of, lookup_failed, multi_miss, multi_rest, resolve
+from ._lookup import cache_of, lookup_failed, multi_miss, multi_rest, registry_of, resolve
 from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, ExpiringName, Registry, default_registry
 
@@ -53,8 +53,7 @@ _MISSING = object()
 
 
 def _registry_of(owner: Any) -> Registry:
-    pool = getattr(owner, "pool", None)
-    return pool if isinstance(pool, Registry) else default_registry
+    return registry_of(getattr(owner, "pool", None))
 
 
 def _takes_owner(func: Callable[..., Any]) -> bool:
@@ -171,7 +170,13 @@ class ormcache:
         return _impl.cached_coroutine(self)
 
     def clear_cache(self, owner: Any = None) -> None:
-        """Clear the named cache of this method in ``owner``'s registry (recorded for signaling)."""
+        """Clear the named cache of this method in ``owner``'s registry (recorded for signaling).
+        A method's registry is its owner's: ``Model.method.clear_cache()`` without one raises
+        ``TypeError`` (it cleared ``default_registry`` instead, issue #21)."""
+        if owner is None and self.has_owner:
+            raise TypeError(
+                f"{self.func.__qualname__}.clear_cache() needs the model whose registry to clear: "
+                f"clear_cache(model), or registry.clear_cache({str(self.cache_name)!r})")
         _registry_of(owner).clear_cache(str(self.cache_name))
 
     def add_value(self, *args: Any, cache_value: Any = None, **kwargs: Any) -> None:
