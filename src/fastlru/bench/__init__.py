@@ -10,8 +10,25 @@ Modules: ``impls`` (the contenders), ``data`` (keys and sequences), ``loops`` (t
 subprocess), ``report`` (tables and targets), ``plot``, ``extra`` (sections of other layers),
 ``cli``.
 
-Other layers add sections: each module listed in ``EXTRA_SECTIONS`` that imports must provide
-``rows(quick: bool)`` returning dicts with ``workload``, ``impl``, ``ns``, ``baseline``,
-``ratio``, ``note``.
+Other layers add sections: a distribution declares a module in the ``fastlru.bench`` entry-point
+group (``[project.entry-points."fastlru.bench"]`` of pyproject.toml); each such module that
+imports must provide ``rows(quick: bool)`` returning dicts with ``workload``, ``impl``, ``ns``,
+``baseline``, ``ratio``, ``note``. fastlru names no upper layer, not even in a string.
 """
-EXTRA_SECTIONS = ["ormcache._bench"]
+from typing import Any, List
+
+#: the entry-point group of the extra sections
+ENTRY_POINT_GROUP = "fastlru.bench"
+
+
+def extra_sections() -> List[str]:
+    """The modules of the extra sections the installed distributions declare, sorted."""
+    from importlib.metadata import entry_points
+
+    found: Any
+    try:
+        found = entry_points(group=ENTRY_POINT_GROUP)
+    except TypeError:  # Python 3.9: a dict of groups
+        groups: Any = entry_points()
+        found = groups.get(ENTRY_POINT_GROUP, ())
+    return sorted({ep.value for ep in found})

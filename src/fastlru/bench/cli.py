@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import EXTRA_SECTIONS, extra, impls, plot, report
+from . import extra, extra_sections, impls, plot, report
 from .workloads import FULL, QUICK, RUNNERS, WORKLOADS, describe
 
 
@@ -30,13 +30,64 @@ def _parser() -> argparse.ArgumentParser:
                    help="reduced sizes and repeats (a smoke test, well under a minute)")
     p.add_argument("--json", metavar="PATH", help="write every result to PATH as JSON")
     p.add_argument("--plot", metavar="PATH", help="write a PNG bar chart to PATH (matplotlib)")
+    p.add_argument("--import-time", action="store_true",
+                   help="only measure the import of fastlru, ormcache and functools (python -X "
+                        "importtime, the least of %d fresh interpreters each)" % IMPORT_RUNS)
     p.add_argument("--only", metavar="WORKLOAD", action="append", default=[],
                    help="run only these workloads (repeatable or comma-separated): %s, or a "
                         "workload of an extra section" % ", ".join(WORKLOADS))
-    p.add_argument("--repeats", type=int, metavar="N", help="timed passes per contender")
+    p.add_argument("--repeats", type=_positive, metavar="N", help="timed passes per contender (1 or more)")
     p.add_argument("--targets", action="store_true",
                    help="also print the project's own performance targets, met or missed")
     return p
+
+
+#: fresh interpreters per module for --import-time
+IMPORT_RUNS = 7
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more, not %d" % value)
+    return value
+
+
+def _check_writable(parser: argparse.ArgumentParser, option: str, path: str) -> None:
+    """Fail before measuring, not after, when ``path`` cannot be written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        parser.error("%s %s: is a directory" % (option, path))
+    if not os.path.isdir(directory):
+        parser.error("%s %s: no directory %s" % (option, path, directory))
+    if not os.access(path if os.path.exists(path) else directory, os.W_OK):
+        parser.error("%s %s: not writable" % (option, path))
+
+
+def _import_ms(module: str) -> float:
+    """The least cumulative ``-X importtime`` of ``import module`` over fresh interpreters, in ms."""
+    import subprocess
+
+    best = math.inf
+    for _ in range(IMPORT_RUNS):
+        err = subprocess.run([sys.executable, "-X", "importtime", "-c", "import " + module],
+                             capture_output=True, text=True, check=True).stderr
+        line = [row for row in err.splitlines() if row.split("|")[-1].strip() == module][-1]
+        best = min(best, int(line.split("|")[1]) / 1000)
+    return best
+
+
+def _import_times(args: argparse.Namespace) -> int:
+    times = {module: _import_ms(module) for module in ("functools", "fastlru", "ormcache")}
+    print("import time (python -X importtime, least of %d fresh interpreters): %s" % (
+        IMPORT_RUNS, ", ".join("%s %.1f ms" % item for item in times.items())))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"import_ms": times, "python": platform.python_version()}, f, indent=1)
+    return 0
 
 
 def _progress(text: str, end: str = "") -> None:
@@ -65,7 +116,13 @@ def _clean(value: Any) -> Any:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            _check_writable(parser, option, path)
+    if args.import_time:
+        return _import_times(args)
     only = [w.strip() for item in args.only for w in item.split(",") if w.strip()]
     builtin = [w for w in WORKLOADS if not only or w in only]
     wanted_extra = [w for w in only if w not in WORKLOADS]  # names of extra-section workloads
@@ -73,8 +130,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.plot:
         plot.require_matplotlib()
     sizes = QUICK if args.quick else FULL
-    if args.repeats:
-        sizes = dataclasses.replace(sizes, repeats=max(1, args.repeats))
+    if args.repeats is not None:
+        sizes = dataclasses.replace(sizes, repeats=args.repeats)
 
     import fastlru
 
@@ -113,9 +170,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(flush=True)
 
     extra_rows: List[Dict[str, Any]] = []
-    if run_extras and EXTRA_SECTIONS:
+    sections = extra_sections() if run_extras else []
+    if sections:
         _progress("%-14s" % "extra")
-        extra_rows, extra_errors = extra.collect(EXTRA_SECTIONS, args.quick,
+        extra_rows, extra_errors = extra.collect(sections, args.quick,
                                                  lambda s: _progress(" " + s))
         _progress("" if extra_rows or extra_errors else " (none installed)", "\n")
         if wanted_extra:

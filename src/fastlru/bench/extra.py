@@ -1,4 +1,4 @@
-"""Sections added by other layers: each module named in ``EXTRA_SECTIONS`` that imports provides
+"""Sections added by other layers: each module of the ``fastlru.bench`` entry points that imports provides
 ``rows(quick: bool) -> list[dict]`` with ``workload``, ``impl``, ``ns``, ``baseline``, ``ratio``
 and ``note``, and optionally ``targets``: ``[(target, measured, met)]``, the section's own goals
 (printed with ``--targets`` only). A missing module is skipped silently; a failing one is
