@@ -12,6 +12,8 @@
 >>> Settings.pool.clear_cache()          # or Settings.get_param.clear_cache(Settings())
 >>> Registry.delete("example")
 """
+from fastlru import __version__  # one distribution (fastlru), one version
+
 from .decorators import IMPLEMENTATION, ormcache, ormcache_context, ormcache_multi
 from .registry import CACHE_SIZES, CACHES_BY_KEY, Registry, default_registry
 from .statistics import enable_signal_handlers, get_cache_key_counter, log_ormcache_stats, stats
@@ -29,4 +31,5 @@ __all__ = [
     "enable_signal_handlers",
     "get_cache_key_counter",
     "IMPLEMENTATION",
+    "__version__",
 ]

@@ -482,7 +482,7 @@ class PostgresSignaling(SignalingBackend):
         if kind == "read":
             # one scalar subquery per table: no join to plan, one row back
             parts = [self._read_part(EPOCH_TABLE, "token")] + [
-                self._read_part(self.TABLE_PREFIX + name, "coalesce(sum(weight), 0)", name)
+                self._read_part(self.TABLE_PREFIX + name, "coalesce(sum(weight), 0)::bigint", name)
                 for name in names
             ]
             query: sql.Composable = sql.SQL("SELECT {}").format(sql.SQL(", ").join(parts))
