@@ -70,21 +70,8 @@ def decorate(func: Callable[..., Any], caller: Callable[..., Any]) -> Callable[.
     return fun
 
 
-def decorate5(func: Callable[..., Any], caller: Callable[..., Any]) -> Callable[..., Any]:
-    """The ``decorator`` library (5.x): binds every call to the signature (``decorator.fix``)."""
-    sig = inspect.signature(func)
-
-    def fun(*args: Any, **kw: Any) -> Any:
-        bound = sig.bind(*args, **kw)
-        bound.apply_defaults()
-        return caller(func, *bound.args, **bound.kwargs)
-
-    functools.update_wrapper(fun, func)
-    return fun
-
-
 class odoo_ormcache:
-    """odoo.tools.cache.ormcache as it was before Odoo 17 (``decorator`` 4.x unless told)."""
+    """odoo.tools.cache.ormcache as it was before Odoo 17 (``decorator`` 4.x)."""
 
     decorate = staticmethod(decorate)
 
@@ -128,12 +115,6 @@ class odoo_ormcache:
 
     def clear(self, model: Any, *args: Any) -> None:
         model.pool._Registry__cache.clear()
-
-
-class odoo_ormcache_decorator5(odoo_ormcache):
-    """The same, where the ``decorator`` library is 5.x (e.g. Debian 12's python3-decorator)."""
-
-    decorate = staticmethod(decorate5)
 
 
 def naive_cache(method: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:

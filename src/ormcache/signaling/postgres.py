@@ -703,9 +703,6 @@ class PostgresSignaling(SignalingBackend):
         """Prune the tables of ``names`` now (normally done every ``prune_every`` signals)."""
         self._run("prune", tuple(names), write=True)
 
-    def _prune_due(self, names: Sequence[str]) -> None:
-        run_steps(self._pruning_due(names), self._run)
-
     def _pruning_due(self, names: Sequence[str]) -> Steps[None]:
         # the steps here are calls of the backend (``_run`` or ``_arun``)
         due = tuple(self._due(names))
