@@ -87,3 +87,22 @@ assert asyncio.run(main()) == [9, 9, 16]
 """
     result = _loaded_after(code, env, tmp_path)
     assert result["impl"] == [impl, impl] and "asyncio" in result["loaded"]
+
+
+@pytest.mark.c_extension
+def test_import_fastlru_loads_no_typing(tmp_path):
+    """typing (with re and enum) cost more than the rest of ``import fastlru``: the compiled
+    engine's modules read its names under ``TYPE_CHECKING`` only (the pure-Python twins and
+    ormcache still import it). Counted within the process: what site loaded does not count."""
+    code = """
+import json, sys
+before = set(sys.modules)
+import fastlru
+print(json.dumps({"impl": fastlru.IMPLEMENTATION, "new": sorted(set(sys.modules) - before)}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "error"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["impl"] == "c"
+    assert not {"typing", "re", "enum"} & set(result["new"]), result

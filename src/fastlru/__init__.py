@@ -12,7 +12,7 @@
 interpreter is not CPython, or the extension is missing; ``IMPLEMENTATION`` says which
 (``"c"`` or ``"python"``).
 """
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 
 from ._common import CacheInfo, choose
 

@@ -32,41 +32,52 @@ methods use it. The rules:
 from __future__ import annotations
 
 from functools import update_wrapper
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Coroutine,
-    Awaitable,
-    Callable,
-    Dict,
-    Final,
-    Generic,
-    Hashable,
-    Iterable,
-    Mapping,
-    Optional,
-    Tuple,
-    TypeVar,
-)
 
 __all__ = ["AsyncFlights", "Flight", "RETRY", "await_miss", "cached_coroutine", "function_like", "refuse_async_generator"]
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     import asyncio
+    from typing import (
+        Any,
+        Coroutine,
+        Awaitable,
+        Callable,
+        Dict,
+        Final,
+        Generic,
+        Hashable,
+        Iterable,
+        Mapping,
+        Optional,
+        Tuple,
+        TypeVar,
+    )
+
+    K = TypeVar("K", bound=Hashable)
+    V = TypeVar("V")
+    _W = TypeVar("_W", bound=Callable[..., Any])
 else:
     # ``import fastlru`` leaves asyncio (and its ~100 modules) alone until the first AsyncFlights,
     # made when an ``async def`` is decorated (issue #21); until then nothing here runs it
     asyncio = None
+
+    class Generic:
+        """typing.Generic's place at run time (typing is not imported): ``AsyncFlights[T]`` is
+        ``AsyncFlights``; the type variables exist for type checkers only."""
+
+        __slots__ = ()
+
+        def __class_getitem__(cls, item):
+            return cls
+
+    K = None
 
 
 def _import_asyncio() -> None:
     global asyncio
     import asyncio
 
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-_W = TypeVar("_W", bound=Callable[..., Any])
 
 
 class _Retry:

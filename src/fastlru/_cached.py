@@ -6,12 +6,14 @@ import threading
 import time
 from collections import namedtuple
 from functools import update_wrapper
-from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Optional, Tuple
 
 from ._aio import cached_coroutine, refuse_async_generator
 from ._common import check_timer, check_ttl
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Hashable, Optional, Tuple
+
     from ._lru_py import LRU
     from ._typing import CacheDecorator, LRUCacheDecorator, LRUCacheInfo as LRUCacheInfo
 else:

@@ -10,8 +10,12 @@ import operator
 import os
 import sys
 import time
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional,
-                    SupportsIndex, Tuple, Union)
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
+if TYPE_CHECKING:
+    from typing import (Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, SupportsIndex,
+                        Tuple, Union)
 
 # A lookup whose key's __eq__ keeps changing the cache restarts at most this often, then raises
 # RuntimeError instead of looping forever. Large enough that contention from other threads
@@ -19,14 +23,21 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List
 MAX_RESTARTS = 1000
 
 
-class CacheInfo(NamedTuple):
+if TYPE_CHECKING:
+    class _CacheInfo(NamedTuple):
+        hits: int
+        misses: int
+        evictions: int
+        size: int
+        count: int  # type: ignore[assignment]  # the LRU's count, shadowing tuple.count
+else:  # the same tuple, without importing typing
+    _CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "evictions", "size", "count"])
+
+
+class CacheInfo(_CacheInfo):
     """Counters of an LRU: ``hits``/``misses`` count ``lru[key]`` and ``lru.get(key)``."""
 
-    hits: int
-    misses: int
-    evictions: int
-    size: int
-    count: int  # type: ignore[assignment]  # the LRU's count, shadowing tuple.count
+    __slots__ = ()
 
     @property
     def currsize(self) -> int:
