@@ -34,7 +34,8 @@ from fastlru._aio import AsyncFlights, function_like
 from fastlru._functools_c import _awaited_capi
 
 from ormcache._lookup import lookup_failed as _lookup_failed, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
-from ormcache._lookup import AGAIN as _AGAIN, _LAND_GUARDED, _land, follow as _follow, store as _store
+from ormcache._lookup import (AGAIN as _AGAIN, _LAND_GUARDED, _land, claim as _claim,
+                              follow as _follow, recheck as _recheck, store as _store)
 from ormcache._async import await_miss as _await_miss, cached_coroutine as _cached_coroutine_py
 from ormcache.registry import DELETE_HOOKS
 
@@ -1083,21 +1084,37 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
         flight = Flight.__new__(Flight)
         flight.thread = me
         current = ormcache_setdefault(flights, fkey, flight)
+        if current is not flight and current.landed:
+            current = _claim(flights, fkey, flight)  # one left landed by a failed removal: replaced
         if current is flight:
             break
         value = _follow(current, me, self.func, slot.lru, slot.counter, key, args, kwargs)
         if value is not _AGAIN:
             return value
     try:
+        # a flight that ended since this caller missed stored its value: single flight is single
+        value = _recheck(slot.lru, key)
+        if value is not _AGAIN:
+            slot.counter.hit += 1
+            flight.value = value
+            flight.stored = True
+            return value
         return _compute(self, slot, key, args, kwargs, flight)
     finally:
-        flights.pop(fkey, None)  # callers from now on find the value in the cache
-        if _land_guarded:
-            _land(flight)
-        else:  # ``_lookup._land``: under the GIL nothing runs between these steps
-            flight.landed = True
-            if flight.lock is not None:
-                flight.lock.release()
+        # ``_lookup.drop``: remove it (only it), then land it whatever the removal did (a
+        # colliding key's ``__eq__`` may raise there: it stays landed, replaced by the next miss)
+        try:
+            if flights.get(fkey) is flight:
+                del flights[fkey]  # callers from now on find the value in the cache
+        except Exception:
+            pass
+        finally:
+            if _land_guarded:
+                _land(flight)
+            else:  # ``_lookup._land``: under the GIL nothing runs between these steps
+                flight.landed = True
+                if flight.lock is not None:
+                    flight.lock.release()
 
 
 cdef object _compute(CachedMethod self, _Slot slot, object key, tuple args, dict kwargs, Flight flight):
