@@ -452,13 +452,15 @@ cdef enum:
 # Python call, a miss without a KeyError), for caches that are exactly its LRU; and whether the
 # key's hash may be folded item by item (it gives hash() of sample tuples on this interpreter).
 cdef get_known_t _get_known = NULL
+cdef get_known_t _peek_known = NULL  # (fastlru._lru_c._peek_known: the same, as ``peek``)
 cdef object _engine_lru = None
 try:
-    from fastlru._lru_c import LRU as _engine_lru, _GET_KNOWN
+    from fastlru._lru_c import LRU as _engine_lru, _GET_KNOWN, _PEEK_KNOWN
 except ImportError:  # the engine's twin only: every lookup goes through PyObject_GetItem
     pass
 else:
     _get_known = <get_known_t>PyCapsule_GetPointer(_GET_KNOWN, b"fastlru._lru_c._GET_KNOWN")
+    _peek_known = <get_known_t>PyCapsule_GetPointer(_PEEK_KNOWN, b"fastlru._lru_c._PEEK_KNOWN")
 cdef bint _fold_ok = True
 for _sample in ((), ("ir.model",), ("ir.model", len, "key", None, 1.5, -1, 2 ** 70, (1, "x"))):
     _fold_ok = _fold_ok and ormcache_fold_matches(_sample)
@@ -1064,6 +1066,8 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
     cdef unsigned long me
     cdef bint single
     cdef dict flights = self.flights  # an async def's (AsyncFlights) never reach here
+    cdef PyObject* found = NULL
+    cdef int got
     try:
         hash(key)
     except Exception as exc:  # the cache never fails the call
@@ -1093,7 +1097,16 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
             return value
     try:
         # a flight that ended since this caller missed stored its value: single flight is single
-        value = _recheck(slot.lru, key)
+        # (``_lookup.recheck``; the engine's own LRU through its C peek, the key's hash is kept)
+        if slot.known:
+            got = _peek_known(<PyObject*>slot.lru, <PyObject*>key, hash(key), &found)
+            if got < 0 and ormcache_error_kind() < 0:  # KeyboardInterrupt...: propagates
+                raise_pending()
+            value = ormcache_steal(found) if got > 0 else _AGAIN
+            if got < 0:
+                PyErr_Clear()  # the cache refuses it now: computed, as a miss
+        else:
+            value = _recheck(slot.lru, key)
         if value is not _AGAIN:
             slot.counter.hit += 1
             flight.value = value
@@ -1101,11 +1114,11 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
             return value
         return _compute(self, slot, key, args, kwargs, flight)
     finally:
-        # ``_lookup.drop``: remove it (only it), then land it whatever the removal did (a
-        # colliding key's ``__eq__`` may raise there: it stays landed, replaced by the next miss)
+        # ``_lookup.drop``: remove it, then land it whatever the removal did (a colliding key's
+        # ``__eq__`` may raise there: it stays landed, replaced by the next miss). Under this
+        # key the table holds this flight until it lands (only a landed one is replaced).
         try:
-            if flights.get(fkey) is flight:
-                del flights[fkey]  # callers from now on find the value in the cache
+            flights.pop(fkey, None)  # callers from now on find the value in the cache
         except Exception:
             pass
         finally:
