@@ -150,6 +150,9 @@ class AsyncFlights(Generic[K]):
             for key in keys:
                 flight = Flight(loop, task)
                 current = self.table.setdefault((loop, key), flight)
+                if current is not flight and current.future.done():
+                    # a flight that ended but could not be removed (``release``): replace it
+                    self.table[(loop, key)] = current = flight
                 if current is flight:
                     led[key] = flight
                 elif _reaches(current, task):  # our own computation, or one that waits on us
@@ -166,9 +169,17 @@ class AsyncFlights(Generic[K]):
         for key, flight in led.items():
             if flight is None:
                 continue
-            self.table.pop((flight.loop, key), None)  # callers from now on look in the cache
-            if not flight.future.done() and not flight.loop.is_closed():
-                flight.future.set_result(shared.get(key, RETRY))
+            outcome: Any = RETRY
+            try:  # callers from now on look in the cache
+                outcome = shared.get(key, RETRY)
+                table_key = (flight.loop, key)
+                if self.table.get(table_key) is flight:
+                    del self.table[table_key]
+            except Exception:  # noqa: BLE001 - a colliding key's __eq__: left done, replaced by ``claim``
+                pass
+            finally:  # the waiters are woken whatever the removal did
+                if not flight.future.done() and not flight.loop.is_closed():
+                    flight.future.set_result(outcome)
 
     async def wait(self, flight: Flight) -> Any:
         """The outcome of another task's flight: its shared value, or ``RETRY``."""
@@ -202,6 +213,12 @@ class AsyncFlights(Generic[K]):
                 return outcome  # type: ignore[no-any-return]
         shared: Dict[K, Any] = {}
         try:
+            if led[key] is not None:
+                # a flight that ended since this caller missed stored its value: no new one
+                outcome = recheck(RETRY)
+                if outcome is not RETRY:
+                    shared[key] = outcome
+                    return outcome  # type: ignore[no-any-return]
             value, share = await compute()
             if share:
                 shared[key] = value

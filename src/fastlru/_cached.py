@@ -112,7 +112,12 @@ class _Flight:
 class SingleFlight:
     """Misses of one key that overlap compute it once: the first caller computes and stores,
     the others wait, then read the cache. The leader's own re-entrant call for the same key
-    computes directly (waiting would deadlock); if the leader fails, a waiter computes."""
+    computes directly (waiting would deadlock); if the leader fails, a waiter computes.
+
+    A caller that finds no flight looks in the cache again before starting one (a flight that
+    just ended stored its value there). A finished flight wakes its waiters whatever its removal
+    from the table does (a colliding key's ``__eq__`` may raise there); one left behind is done,
+    and the next caller of its key replaces it."""
 
     __slots__ = ("_lock", "_pending")
 
@@ -125,7 +130,10 @@ class SingleFlight:
         while True:
             with self._lock:
                 flight = self._pending.get(key)
-                if flight is None:
+                if flight is None or flight.done.is_set():  # none, or one whose removal failed
+                    result = lru.peek(key, missing)  # a flight that just ended stored it
+                    if result is not missing:
+                        return result
                     flight = self._pending[key] = _Flight()
                     leader = True
                 else:
@@ -139,11 +147,21 @@ class SingleFlight:
                     return result
                 finally:
                     if flight is not None:
-                        with self._lock:
-                            del self._pending[key]
-                        flight.done.set()
+                        self._end(key, flight)
             flight.done.wait()  # type: ignore[union-attr]  # not the leader: a flight
             result = lru.peek(key, missing)
             if result is not missing:
                 return result
             # the leader failed (or its result was already evicted): compete again
+
+    def _end(self, key: Hashable, flight: _Flight) -> None:
+        """Remove ``flight`` (only it) from the table, then wake its waiters, whatever the
+        removal did: a failed removal leaves it done, for the next caller to replace."""
+        try:
+            with self._lock:
+                if self._pending.get(key) is flight:
+                    del self._pending[key]
+        except Exception:  # noqa: BLE001 - a colliding key's __eq__: the value is ours to return
+            pass
+        finally:
+            flight.done.set()

@@ -11,7 +11,7 @@ a miss forwards the very same arguments to the function.
 cimport cython
 from cpython.exc cimport PyErr_SetString
 from cpython.object cimport PyObject
-from cpython.pycapsule cimport PyCapsule_New
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 
 import sys
 
@@ -19,7 +19,7 @@ from collections.abc import Coroutine
 
 from ._aio import AsyncFlights, await_miss as _await_miss, cached_coroutine, function_like
 from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
-from ._lru_c import LRU
+from ._lru_c import LRU, _GET_KNOWN
 
 __all__ = ["lru_cache", "cache", "AwaitedValue", "LRUCacheWrapper"]
 
@@ -39,10 +39,6 @@ cdef extern from "Python.h":
     void Py_DECREF(PyObject*)
     int _richcmp_bool "PyObject_RichCompareBool"(PyObject*, PyObject*, int) except -1
     int Py_EQ
-    PyObject* _getitem "PyObject_GetItem"(PyObject*, PyObject*)
-    bint PyErr_ExceptionMatches(PyObject*)
-    PyObject* PyExc_KeyError
-    void PyErr_Clear()
     PyObject* _type_of "(PyObject*)Py_TYPE"(PyObject*)
     unsigned long Py_TPFLAGS_HAVE_VECTORCALL
     ctypedef struct _VectorcallSlots "PyTypeObject":
@@ -50,6 +46,12 @@ cdef extern from "Python.h":
         unsigned long tp_flags
     void _type_modified "PyType_Modified"(_VectorcallSlots*)
 
+
+# The compiled engine's lookup with a known hash (``_lru_c._get_known``): 1 and the value on a
+# hit, 0 on a miss (no KeyError made), -1 with the exception of a failed lookup. A KeyError
+# raised by a key's ``__eq__`` or a ttl's timer is such an exception, never taken for a miss.
+ctypedef int (*_get_known_t)(PyObject* lru, PyObject* key, Py_hash_t h, PyObject** value) noexcept
+cdef _get_known_t _get_known = <_get_known_t>PyCapsule_GetPointer(_GET_KNOWN, b"fastlru._lru_c._GET_KNOWN")
 
 cdef object _MISSING = object()
 cdef object _KWD_MARK = object()  # separates positional from keyword arguments in a key
@@ -64,12 +66,18 @@ cdef class _HashedKey:
     cdef tuple items
     cdef Py_hash_t h
 
+    def __init__(self, *args, **kwargs):
+        # made only by _make_key (through __new__, which skips this): never from Python
+        raise TypeError("cannot create 'fastlru._functools_c._HashedKey' instances")
+
     def __hash__(self):
         return self.h
 
     def __eq__(self, other):
         if type(other) is not _HashedKey:
             return NotImplemented
+        if self.items is None or (<_HashedKey>other).items is None:
+            return self is other  # one made by __new__ from Python: no items to compare
         return _same_items(<PyObject*>self.items, <PyObject*>(<_HashedKey>other).items)
 
 
@@ -171,14 +179,14 @@ cdef object _vectorcall(LRUCacheWrapper self, PyObject** args, size_t nargsf, Py
     if lru is None:
         self._misses += 1
         return PyObject_Vectorcall(self._func, args, nargs, kwnames)
-    cdef PyObject* hit
+    cdef PyObject* hit = NULL
+    cdef int got
     key = _make_key(args, nargs, kwnames, self._typed)
-    hit = _getitem(<PyObject*>lru, <PyObject*>key)  # the mapping slot, as lru[key]
-    if hit != NULL:
+    got = _get_known(<PyObject*>lru, <PyObject*>key, hash(key), &hit)  # as lru[key]
+    if got > 0:
         return _steal(hit)
-    if not PyErr_ExceptionMatches(PyExc_KeyError):
+    if got < 0:
         _reraise()
-    PyErr_Clear()  # (before the call: the function's exceptions get no chained KeyError)
     if self._flight is not None:
         return self._flight.call(lru, key, self._func, _positional(args, nargs),
                                  _keywords(args, nargs, kwnames), _MISSING)
@@ -296,6 +304,11 @@ cdef class AwaitedValue:
     def __await__(self):
         return self
 
+    def __iter__(self):
+        # ``yield from`` it in a ``@types.coroutine`` generator (a coroutine object is accepted
+        # there as such; any other awaitable is taken as an iterator)
+        return self
+
     def __next__(self):
         return self.send(None)
 
@@ -311,7 +324,11 @@ cdef class AwaitedValue:
         raise StopIteration(result)
 
     def throw(self, typ, val=None, tb=None):
-        """Raise the exception here, as a coroutine that has not started would (it is done)."""
+        """Raise the exception here, as a coroutine that has not started would (it is done):
+        ``StopIteration`` comes out as ``RuntimeError`` (a coroutine's frame turns it into
+        that); once done, ``RuntimeError``."""
+        if self.done:
+            raise RuntimeError("cannot reuse already awaited coroutine")
         self.done = True
         self.value = None
         if isinstance(typ, BaseException):
@@ -324,6 +341,8 @@ cdef class AwaitedValue:
             exc = typ(val)
         if tb is not None:
             exc = exc.with_traceback(tb)
+        if isinstance(exc, StopIteration):
+            raise RuntimeError("coroutine raised StopIteration") from exc
         raise exc
 
     def close(self):
@@ -368,14 +387,14 @@ cdef object _coroutine_vectorcall(LRUCacheWrapper self, PyObject** args, size_t 
     wrapper of ``_aio.cached_coroutine`` (the twin's, and this one's on Python 3.9)."""
     cdef Py_ssize_t nargs = PyVectorcall_NARGS(nargsf)
     cdef object lru = self._lru
-    cdef PyObject* hit
+    cdef PyObject* hit = NULL
+    cdef int got
     key = _make_key(args, nargs, kwnames, self._typed)
-    hit = _getitem(<PyObject*>lru, <PyObject*>key)  # the mapping slot, as lru[key]
-    if hit != NULL:
+    got = _get_known(<PyObject*>lru, <PyObject*>key, hash(key), &hit)  # as lru[key]
+    if got > 0:
         return _awaited_value(_steal(hit))
-    if not PyErr_ExceptionMatches(PyExc_KeyError):
+    if got < 0:
         _reraise()
-    PyErr_Clear()
     return _await_miss(self._flights, lru, key, self._func, _positional(args, nargs), _keywords(args, nargs, kwnames))
 
 

@@ -1558,3 +1558,29 @@ cdef int _get_known(LRU self, object key, Py_hash_t h, PyObject** value) except 
 
 
 _GET_KNOWN = PyCapsule_New(<void*>_get_known, b"fastlru._lru_c._GET_KNOWN", NULL)
+
+
+cdef int _peek_known(LRU self, object key, Py_hash_t h, PyObject** value) except -1:
+    """``self.peek(key)`` where ``h`` is ``hash(key)``: 1 and the value (a new reference in
+    ``*value``), 0 when absent or expired, -1 with the exception of a failed lookup; neither
+    counted nor made most recent (ormcache's miss looks again before it computes)."""
+    cdef fastlru_cs cs
+    cdef PyObject* hold = NULL
+    cdef Py_ssize_t e
+    cdef double now = 0
+    value[0] = NULL
+    if self.stamps != NULL:
+        now = self._now()
+    fastlru_cs_begin(&cs, self)
+    e = self._find(key, h, &cs, &hold)
+    if e >= 0 and self.stamps != NULL and self.stamps[e].expires <= now:
+        e = -1  # expired: absent (reclaimed by a later get or store)
+    if e >= 0:
+        value[0] = self.entries[e].value
+        _incref(value[0])
+    fastlru_cs_end(&cs)
+    _xdecref(hold)
+    return 1 if e >= 0 else 0
+
+
+_PEEK_KNOWN = PyCapsule_New(<void*>_peek_known, b"fastlru._lru_c._PEEK_KNOWN", NULL)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Dict, Lis
 
 from fastlru._aio import RETRY, AsyncFlights
 
-from ._lookup import check_multi_result, lookup_failed, multi_value, owner_keys, resolve, store
+from ._lookup import AGAIN, check_multi_result, lookup_failed, multi_value, owner_keys, reader, recheck, resolve, store
 from .registry import DELETE_HOOKS
 
 if TYPE_CHECKING:
@@ -53,16 +53,17 @@ DELETE_HOOKS.append(_forget_registries)
 class _Last:
     """The registry, model name, LRU and counter of a wrapper's last (pool, model key): a hit
     on the same kind of owner resolves nothing. ``slot`` is one tuple, replaced whole (threads):
-    (pool, model key, epoch, registry, model name, LRU, counter)."""
+    (pool, model key, epoch, registry, model name, LRU, counter, the LRU's ``reader``)."""
 
     __slots__ = ("func", "cache_name", "counter_type", "slot")
 
     def __init__(self, spec: ormcache) -> None:
         self.func, self.cache_name, self.counter_type = spec.func, spec.cache_name, spec.counter_type
-        self.slot: Tuple[Any, ...] = (None, None, -1, None, "", None, None)
+        self.slot: Tuple[Any, ...] = (None, None, -1, None, "", None, None, None)
 
     def resolve(self, pool: Any, mkey: Any) -> Tuple[Any, ...]:
-        slot = self.slot = (pool, mkey, _epoch[0], *resolve(pool, mkey, self.func, self.cache_name, self.counter_type))
+        resolved = resolve(pool, mkey, self.func, self.cache_name, self.counter_type)
+        slot = self.slot = (pool, mkey, _epoch[0], *resolved, reader(resolved[2]))
         return slot
 
 
@@ -88,7 +89,7 @@ def _recheck(lru: Any, counter: Any, key: Tuple[Any, ...], outcome: Any) -> Any:
     """A waiter's flight ended: its shared value, else the cache's, else ``RETRY``."""
     if outcome is RETRY:
         try:
-            outcome = lru.get(key, RETRY)
+            outcome = reader(lru)(key, RETRY)
         except Exception:  # noqa: BLE001 - the cache refuses it now: compute it ourselves
             return RETRY
     if outcome is not RETRY:
@@ -141,7 +142,7 @@ def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
         else:
             key = (slot[4], func, *key_function(*args, **kwargs))
         try:
-            value = slot[5].get(key, RETRY)
+            value = slot[7](key, RETRY)
         except Exception as exc:  # noqa: BLE001 - unhashable key...: the cache never fails the call
             lookup_failed(func, slot[6], key, exc)
         else:
@@ -169,7 +170,7 @@ def cached_coroutine_multi(spec: ormcache_multi) -> Callable[..., Coroutine[Any,
         if has_owner and not args:
             return await func(*args, **kwargs)  # type: ignore[no-any-return]
         pool, mkey = owner_keys(args[0]) if has_owner else (None, model)
-        registry, name, lru, counter = last.resolve(pool, mkey)[3:]
+        registry, name, lru, counter, get = last.resolve(pool, mkey)[3:]
         base = (name, func, *key_function(*args, **kwargs))
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
@@ -180,7 +181,7 @@ def cached_coroutine_multi(spec: ormcache_multi) -> Callable[..., Coroutine[Any,
         for id_ in ids:
             key = (*base, id_)
             try:
-                value = lru.get(key, RETRY)
+                value = get(key, RETRY)
             except Exception as exc:  # noqa: BLE001 - the cache never fails the call
                 lookup_failed(func, counter, key, exc)
                 unkeyed.append(id_)
@@ -192,6 +193,16 @@ def cached_coroutine_multi(spec: ormcache_multi) -> Callable[..., Coroutine[Any,
                 found[id_] = value
         while todo or unkeyed:
             led, joined = flights.claim(list(todo))
+            try:
+                for key, flight in list(led.items()):
+                    value = recheck(lru, key) if flight is not None else AGAIN
+                    if value is not AGAIN:  # stored by a flight that ended since the lookup
+                        flights.release({key: flight}, {key: value})
+                        found[todo.pop(key)] = value
+                        del led[key]
+            except BaseException:  # a key's __eq__ failed: the flights claimed end here
+                flights.release(led, {})
+                raise
             if led or unkeyed:
                 shared: Dict[Tuple[Any, ...], Any] = {}
                 try:

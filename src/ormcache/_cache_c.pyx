@@ -34,7 +34,8 @@ from fastlru._aio import AsyncFlights, function_like
 from fastlru._functools_c import _awaited_capi
 
 from ormcache._lookup import lookup_failed as _lookup_failed, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
-from ormcache._lookup import AGAIN as _AGAIN, _LAND_GUARDED, _land, follow as _follow, store as _store
+from ormcache._lookup import (AGAIN as _AGAIN, _LAND_GUARDED, _land, claim as _claim,
+                              follow as _follow, recheck as _recheck, store as _store)
 from ormcache._async import await_miss as _await_miss, cached_coroutine as _cached_coroutine_py
 from ormcache.registry import DELETE_HOOKS
 
@@ -451,13 +452,15 @@ cdef enum:
 # Python call, a miss without a KeyError), for caches that are exactly its LRU; and whether the
 # key's hash may be folded item by item (it gives hash() of sample tuples on this interpreter).
 cdef get_known_t _get_known = NULL
+cdef get_known_t _peek_known = NULL  # (fastlru._lru_c._peek_known: the same, as ``peek``)
 cdef object _engine_lru = None
 try:
-    from fastlru._lru_c import LRU as _engine_lru, _GET_KNOWN
+    from fastlru._lru_c import LRU as _engine_lru, _GET_KNOWN, _PEEK_KNOWN
 except ImportError:  # the engine's twin only: every lookup goes through PyObject_GetItem
     pass
 else:
     _get_known = <get_known_t>PyCapsule_GetPointer(_GET_KNOWN, b"fastlru._lru_c._GET_KNOWN")
+    _peek_known = <get_known_t>PyCapsule_GetPointer(_PEEK_KNOWN, b"fastlru._lru_c._PEEK_KNOWN")
 cdef bint _fold_ok = True
 for _sample in ((), ("ir.model",), ("ir.model", len, "key", None, 1.5, -1, 2 ** 70, (1, "x"))):
     _fold_ok = _fold_ok and ormcache_fold_matches(_sample)
@@ -1063,6 +1066,8 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
     cdef unsigned long me
     cdef bint single
     cdef dict flights = self.flights  # an async def's (AsyncFlights) never reach here
+    cdef PyObject* found = NULL
+    cdef int got
     try:
         hash(key)
     except Exception as exc:  # the cache never fails the call
@@ -1083,21 +1088,46 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
         flight = Flight.__new__(Flight)
         flight.thread = me
         current = ormcache_setdefault(flights, fkey, flight)
+        if current is not flight and current.landed:
+            current = _claim(flights, fkey, flight)  # one left landed by a failed removal: replaced
         if current is flight:
             break
         value = _follow(current, me, self.func, slot.lru, slot.counter, key, args, kwargs)
         if value is not _AGAIN:
             return value
     try:
+        # a flight that ended since this caller missed stored its value: single flight is single
+        # (``_lookup.recheck``; the engine's own LRU through its C peek, the key's hash is kept)
+        if slot.known:
+            got = _peek_known(<PyObject*>slot.lru, <PyObject*>key, hash(key), &found)
+            if got < 0 and ormcache_error_kind() < 0:  # KeyboardInterrupt...: propagates
+                raise_pending()
+            value = ormcache_steal(found) if got > 0 else _AGAIN
+            if got < 0:
+                PyErr_Clear()  # the cache refuses it now: computed, as a miss
+        else:
+            value = _recheck(slot.lru, key)
+        if value is not _AGAIN:
+            slot.counter.hit += 1
+            flight.value = value
+            flight.stored = True
+            return value
         return _compute(self, slot, key, args, kwargs, flight)
     finally:
-        flights.pop(fkey, None)  # callers from now on find the value in the cache
-        if _land_guarded:
-            _land(flight)
-        else:  # ``_lookup._land``: under the GIL nothing runs between these steps
-            flight.landed = True
-            if flight.lock is not None:
-                flight.lock.release()
+        # ``_lookup.drop``: remove it, then land it whatever the removal did (a colliding key's
+        # ``__eq__`` may raise there: it stays landed, replaced by the next miss). Under this
+        # key the table holds this flight until it lands (only a landed one is replaced).
+        try:
+            flights.pop(fkey, None)  # callers from now on find the value in the cache
+        except Exception:
+            pass
+        finally:
+            if _land_guarded:
+                _land(flight)
+            else:  # ``_lookup._land``: under the GIL nothing runs between these steps
+                flight.landed = True
+                if flight.lock is not None:
+                    flight.lock.release()
 
 
 cdef object _compute(CachedMethod self, _Slot slot, object key, tuple args, dict kwargs, Flight flight):

@@ -11,7 +11,7 @@ import operator
 from typing import Any, Callable, Dict, Tuple
 
 from ._async import cached_coroutine
-from ._lookup import lookup_failed, miss, resolve
+from ._lookup import lookup_failed, miss, reader, resolve
 from .keys import context_of, context_part
 from .registry import DELETE_HOOKS
 
@@ -84,9 +84,9 @@ def cached_method(spec: Any) -> Callable[..., Any]:
     has_owner = spec.has_owner
     static_model = spec.model
     flights: Dict[Any, Any] = {}
-    # (pool, model key, registry, model name, LRU, counter) of the last call; one tuple,
-    # replaced whole, so a thread never sees one call's pool with another's LRU
-    slot: Tuple[Any, ...] = (_UNSET, _UNSET, None, None, None, None)
+    # (pool, model key, registry, model name, LRU, counter, the LRU's ``reader``) of the last
+    # call; one tuple, replaced whole, so a thread never sees one call's pool with another's LRU
+    slot: Tuple[Any, ...] = (_UNSET, _UNSET, None, None, None, None, None)
     # every (pool, model key) seen since the last Registry.delete, by identities
     known: Dict[Any, Any] = {}
     epoch = _epoch[0]
@@ -104,13 +104,14 @@ def cached_method(spec: Any) -> Callable[..., Any]:
         else:
             pool = None
             mkey = static_model
-        current: Any = slot  # (pool, model key, registry, model name, LRU, counter)
+        current: Any = slot  # (pool, model key, registry, model name, LRU, counter, reader)
         if current[0] is not pool or current[1] is not mkey or epoch != _epoch[0]:
             if epoch != _epoch[0]:  # a registry was deleted: forget them all
                 known, epoch = {}, _epoch[0]
             current = known.get((id(pool), id(mkey)))
             if current is None or current[0] is not pool or current[1] is not mkey:
-                current = (pool, mkey, *resolve(pool, mkey, func, cache_name, Counter))
+                resolved = resolve(pool, mkey, func, cache_name, Counter)
+                current = (pool, mkey, *resolved, reader(resolved[2]))
                 known[(id(pool), id(mkey))] = current
             slot = current
         if indices is not None and not kwargs and min_args <= len(args) <= max_args:
@@ -126,7 +127,7 @@ def cached_method(spec: Any) -> Callable[..., Any]:
         else:
             key = (current[3], func, *key_function(*args, **kwargs))
         try:
-            value = current[4].get(key, _UNSET)
+            value = current[6](key, _UNSET)
         except Exception as exc:  # noqa: BLE001 - unhashable key...: the cache never fails the call
             lookup_failed(func, current[5], key, exc)
         else:

@@ -20,6 +20,9 @@ from _thread import allocate_lock as _allocate_lock
 from threading import get_ident
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from fastlru import LRU as _LRU
+from fastlru._lru_py import LRU as _LRU_PY
+
 from .registry import ExpiringName, Registry, default_registry
 
 _logger = logging.getLogger("ormcache")
@@ -56,6 +59,64 @@ def resolve(pool: Any, mkey: Any, func: Callable[..., Any], cache_name: str, cou
             fresh.hit, fresh.miss, fresh.err, fresh.gen_time = counter.hit, counter.miss, counter.err, counter.gen_time
         counter = counters[(model, func)] = fresh
     return registry, model, lru, counter
+
+
+#: the engine's own LRU types: their ``get`` is their ``__getitem__`` with a default
+_ENGINE_LRUS = frozenset({_LRU, _LRU_PY})
+
+
+def reader(lru: Any) -> Callable[[Any, Any], Any]:
+    """``lru``'s lookup as the hit paths read it, ``get(key, default)``: the engine's ``get``,
+    or for any other LRU (a ``Registry(lru_factory=...)`` subclass) ``lru[key]``, so that an
+    overridden ``__getitem__`` is honoured, as by the compiled hit path; a ``KeyError`` other
+    than the miss of this very key is a failed lookup, as there."""
+    if type(lru) in _ENGINE_LRUS:
+        return lru.get  # type: ignore[no-any-return]
+
+    def get(key: Any, default: Any) -> Any:
+        try:
+            return lru[key]
+        except KeyError as exc:
+            if len(exc.args) == 1 and exc.args[0] is key:
+                return default
+            raise
+
+    return get
+
+
+def recheck(lru: Any, key: Any) -> Any:
+    """The value of ``key`` in ``lru`` (``AGAIN`` if not there or the cache refuses it), read by
+    a caller about to start a flight: a flight that ended since this caller missed stored its
+    value there, and single flight is single. Not counted by the engine, not made most recent
+    (``peek``); another LRU type is read as the hit path reads it (``reader``)."""
+    try:
+        if type(lru) in _ENGINE_LRUS:
+            return lru.peek(key, AGAIN)
+        return reader(lru)(key, AGAIN)
+    except Exception:  # noqa: BLE001 - the cache refuses it now: computed, as a miss
+        return AGAIN
+
+
+def claim(flights: Dict[Any, Any], fkey: Any, flight: "Flight") -> Any:
+    """``flights.setdefault(fkey, flight)``; a flight left there landed (its removal failed,
+    ``drop``) is replaced, never followed."""
+    current = flights.setdefault(fkey, flight)
+    if current is not flight and current.landed:
+        flights[fkey] = current = flight
+    return current
+
+
+def drop(flights: Dict[Any, Any], fkey: Any, flight: Any) -> None:
+    """The computing thread is done with ``flight``: remove it (only it) from ``flights``, then
+    wake its waiters whatever the removal did (a colliding key's ``__eq__`` may raise there: the
+    flight then stays, landed, and ``claim`` replaces it)."""
+    try:
+        if flights.get(fkey) is flight:
+            del flights[fkey]  # callers from now on find the value in the cache
+    except Exception:  # noqa: BLE001 - the computing caller's value is still its to return
+        pass
+    finally:
+        _land(flight)
 
 
 def owner_keys(owner: Any) -> Tuple[Any, Any]:
@@ -181,23 +242,28 @@ def miss(func: Callable[..., Any], flights: Dict[Any, Any], registry: Any, lru: 
     fkey = (id(lru), key)
     while True:
         flight = _flight(me)
-        current = flights.setdefault(fkey, flight)
+        current = claim(flights, fkey, flight)
         if current is flight:
             break
         value = follow(current, me, func, lru, counter, key, args, kwargs)
         if value is not AGAIN:
             return value
-    counter.miss += 1
-    generation = registry.generation
     try:
+        value = recheck(lru, key)
+        if value is not AGAIN:
+            counter.hit += 1
+            flight.value = value
+            flight.stored = True
+            return value
+        counter.miss += 1
+        generation = registry.generation
         value = timed(counter, func, args, kwargs)
         if store(func, registry, lru, counter, key, value, generation):
             flight.value = value
             flight.stored = True
         return value
     finally:
-        flights.pop(fkey, None)  # callers from now on find the value in the cache
-        _land(flight)
+        drop(flights, fkey, flight)
 
 
 #: ``follow``'s answer when the caller must try again: start a flight of its own, or join a newer one
@@ -275,11 +341,17 @@ def multi_miss(
                 continue
             flight = _flight(me)
             try:
-                current = flights.setdefault((id(lru), key), flight)
+                current = claim(flights, (id(lru), key), flight)
             except Exception:  # noqa: BLE001 - its hash fails now: computed here, never stored
                 mine[id_] = (None, None)
                 continue
             if current is flight:
+                value = recheck(lru, key)
+                if value is not AGAIN:  # stored by a flight that ended since the lookup
+                    values[id_] = flight.value = value
+                    flight.stored = True
+                    drop(flights, (id(lru), key), flight)
+                    continue
                 mine[id_] = (key, flight)
             elif _waits_on_me(current, me):  # recursion on the same id, or a cycle of threads
                 mine[id_] = (key, None)
@@ -347,8 +419,7 @@ def _compute_ids(
     finally:
         for key, flight in mine.values():
             if flight is not None:
-                flights.pop((id(lru), key), None)  # callers from now on find the value in the cache
-                _land(flight)
+                drop(flights, (id(lru), key), flight)
 
 
 def check_multi_result(func: Callable[..., Any], name: str, result: object) -> None:

@@ -29,7 +29,7 @@ from fastlru._aio import refuse_async_generator
 from fastlru._common import check_ttl, choose
 
 from ._async import cached_coroutine_multi
-from ._lookup import cache_of, lookup_failed, multi_miss, multi_rest, registry_of, resolve
+from ._lookup import cache_of, lookup_failed, multi_miss, multi_rest, reader, registry_of, resolve
 from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, ExpiringName, Registry, default_registry
 
@@ -281,10 +281,11 @@ class ormcache_multi(ormcache):
                 ids = bound.arguments[multi]
             result: Dict[Any, Any] = {}
             missed: Dict[Any, Any] = {}  # id -> its key, None if the cache cannot take it
+            get = reader(lru)  # an overridden __getitem__ is honoured, as by the compiled hit path
             for id_ in ids:
                 key = (*base, id_)
                 try:
-                    value = lru.get(key, _MISSING)
+                    value = get(key, _MISSING)
                 except Exception as exc:  # noqa: BLE001 - the cache never fails the call
                     lookup_failed(func, counter, key, exc)
                     missed[id_] = None

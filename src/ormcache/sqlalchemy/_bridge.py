@@ -87,10 +87,14 @@ class Flight:
         """The computation ended (stored, kept for its transaction, failed or cancelled): the
         waiting tasks look again (and one of them computes if nothing was stored)."""
         running = self.flights._running
-        if running.get(self.key) is self:
-            del running[self.key]
-        if not self.future.done():
-            self.future.set_result(None)
+        try:
+            if running.get(self.key) is self:
+                del running[self.key]
+        except Exception:  # noqa: BLE001 - a colliding key's __eq__: left done, replaced by ``start``
+            pass
+        finally:  # the waiting tasks are woken whatever the removal did
+            if not self.future.done():
+                self.future.set_result(None)
 
     async def wait(self) -> None:
         # shielded: a waiter cancelled does not cancel the others' wait
@@ -111,7 +115,7 @@ class Flights:
         loop = asyncio.get_running_loop()
         full = (loop, key)
         flight = self._running.get(full)
-        if flight is not None:
+        if flight is not None and not flight.future.done():  # (a done one: its removal failed)
             return flight, False
         flight = self._running[full] = Flight(self, full, loop.create_future())
         return flight, True
