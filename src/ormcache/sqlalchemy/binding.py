@@ -40,7 +40,8 @@ from ormcache._cache_py import Counter
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
 from ._bridge import Flights, await_, in_greenlet
-from ._session import INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, default_session, table_key
+from ._session import (INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, begin, default_session,
+                       table_key)
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
@@ -199,6 +200,11 @@ class OrmCache:
         """The layer of the current transaction of ``session`` (created if needed; first its
         ``check_signaling()``, when that was deferred)."""
         txn = session.info.get(self._pending_key)
+        if txn is None and session._transaction is None:
+            # a bulk or text() write as the first statement: do_orm_execute runs before the
+            # session autobegins; begin now, so the layer holding its keys is the transaction's
+            begin(session)
+            txn = session.info.get(self._pending_key)
         if txn is None:
             txn = self._deferred(session)
         if txn is None:
@@ -316,9 +322,13 @@ class OrmCache:
         if unchecked:
             unchecked.discard(self)  # after the check: one that failed runs again at the next step
         # the clock after the check: what it cleared does not count against this transaction
-        txn = session.info[self._pending_key] = Transaction(
-            next(self._clock), self.registry.generation,
-            self.signaling_version() if self.shared is not None else None)
+        txn = Transaction(next(self._clock), self.registry.generation,
+                          self.signaling_version() if self.shared is not None else None)
+        early = session.info.get(self._pending_key)
+        if early is not None and early.keys:  # invalidated before the session began: its writes
+            txn.keys.update(early.keys)
+            txn.shared.update(early.shared)
+        session.info[self._pending_key] = txn
         return txn
 
     def _deferred(self, session: Session) -> Optional[Transaction]:
