@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import weakref
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Type, Union
 
 from sqlalchemy import MetaData, event
@@ -171,6 +172,13 @@ class OrmCache:
         for name in _EVENTS:
             event.listen(sync_target, name, getattr(self, "_on_" + name))
         self._watched.append(sync_target)
+        bind = sync_target.kw.get("bind") if isinstance(sync_target, sessionmaker) else getattr(sync_target, "bind", None)
+        if isinstance(bind, Engine) and bind.dialect.name != "postgresql" and getattr(
+                getattr(self.registry, "signaling", None), "record_in_transaction", False):
+            # known now: signals cannot be recorded in this database's transactions
+            verdicts = _same_database.setdefault(bind.pool, {})
+            if id(self.registry.signaling) not in verdicts:
+                verdicts[id(self.registry.signaling)] = _elsewhere(self.registry, bind, "another dialect")
         return target
 
     def close(self) -> None:
@@ -552,8 +560,59 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
     awaiting = await_ if in_greenlet() else None  # an AsyncSession: round trips awaited
     for registry, names in by_registry.items():
         record = getattr(registry, "record_changes", None)
-        recorded[registry] = bool(record is not None and record(sorted(names), execute, awaiting=awaiting))
+        if record is None:
+            recorded[registry] = False
+            continue
+        backend = getattr(registry, "signaling", None)
+        verdicts = _same_database.setdefault(connection.engine.pool, {})
+        verdict = verdicts.get(id(backend))
+        if verdict is None and connection.dialect.name != "postgresql":
+            verdict = verdicts[id(backend)] = _elsewhere(registry, connection, "another dialect")
+        if verdict is False:
+            recorded[registry] = False
+        elif verdict is True:
+            recorded[registry] = bool(record(sorted(names), execute, awaiting=awaiting))
+        else:  # the first time on this pool: a savepoint, in case it is not the signaling database
+            execute("SAVEPOINT ormcache_record")
+            try:
+                recorded[registry] = bool(record(sorted(names), execute, awaiting=awaiting))
+            except Exception as exc:
+                if not _not_signaling_database(exc):
+                    raise
+                execute("ROLLBACK TO SAVEPOINT ormcache_record")
+                verdicts[id(backend)] = _elsewhere(registry, connection, "another database")
+                recorded[registry] = False
+            else:
+                if recorded[registry]:  # (False: the backend cannot tell yet; asked again next time)
+                    verdicts[id(backend)] = True
+            execute("RELEASE SAVEPOINT ormcache_record")
     return by_registry, recorded
+
+
+#: pool -> {id(signaling backend): whether its database is the signaling one}, learnt at the
+#: first commit that records (a pool's connections all go to one database)
+_same_database: "weakref.WeakKeyDictionary[Any, Dict[int, bool]]" = weakref.WeakKeyDictionary()
+
+
+def _not_signaling_database(exc: BaseException) -> bool:
+    """Whether recording failed because the connection is not on the signaling database: the
+    signaling tables are missing there, or the epoch token is another database's."""
+    return getattr(exc, "sqlstate", None) == "42P01" or "not in the signaling database" in str(exc)
+
+
+def _elsewhere(registry: Any, bind: Any, why: str) -> bool:
+    """Warn, once per pool and backend, that signals of ``registry`` are published after the
+    COMMIT; returns False (they cannot be recorded in the transaction)."""
+    backend = getattr(registry, "signaling", None)
+    if getattr(backend, "record_in_transaction", False):
+        _logger.warning(
+            "ormcache %r: the application database (%s, %s) is not the signaling database of %r: "
+            "invalidations are published after the COMMIT, before commit() returns; between the "
+            "COMMIT and the publish (one round trip) another process may read old values. Put the "
+            "signaling tables in the application database, or set record_in_transaction=False to "
+            "say so", registry.db_name, bind.engine.url.render_as_string(hide_password=True),
+            why, backend)
+    return False
 
 
 def _after_commit(unsent: Dict[OrmCache, _Unsent], by_registry: Dict[Any, Set[str]],
@@ -579,13 +638,34 @@ def _on_commit(connection: Any) -> None:
         return
     try:
         by_registry, recorded = _record(connection, unsent)
+    except Exception as exc:  # noqa: BLE001 - wrapped and raised as SQLAlchemy would
+        _discard(connection)  # nothing committed, and no later transaction may commit it
+        connection._handle_dbapi_exception(exc, None, None, None, None)
+    try:
         # The real COMMIT now, so that what follows happens after it and before commit()
         # returns (with an external transaction, session.commit() is not this COMMIT); the
         # COMMIT SQLAlchemy sends next finds nothing left to commit.
         connection.connection.dbapi_connection.commit()
     except Exception as exc:  # noqa: BLE001 - wrapped and raised as SQLAlchemy would
+        # the server may have committed (its answer lost): publish anyway, an invalidation
+        # too many costs a miss; then leave nothing open on the connection
+        _after_commit(unsent, by_registry, dict.fromkeys(by_registry, False))
+        _discard(connection)
         connection._handle_dbapi_exception(exc, None, None, None, None)
     _after_commit(unsent, by_registry, recorded)
+
+
+def _discard(connection: Any) -> None:
+    """Roll back the DBAPI transaction of ``connection`` after a failure inside its COMMIT
+    event (SQLAlchemy then holds the transaction for ended and would not); if that fails too,
+    invalidate the connection, so the pool never hands out a transaction left open."""
+    try:
+        connection.connection.dbapi_connection.rollback()
+    except Exception:  # noqa: BLE001 - the connection is unusable: never reused
+        try:
+            connection.invalidate()
+        except Exception:  # noqa: BLE001 - already invalidated or closed
+            pass
 
 
 def _info(connection: Any) -> Dict[str, Any]:
