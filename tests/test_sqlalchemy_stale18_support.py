@@ -97,3 +97,50 @@ class Process18(Worker):
 
     def exit(self) -> int:
         return self.stop()
+
+
+# -- a COMMIT whose answer is lost ---------------------------------------------------------------
+
+def commit_cutter(target_port: int):
+    """A ``TcpProxy`` that, once ``armed``, forwards the next ``COMMIT`` to the server, drops its
+    answer and cuts every connection 0.3 s later: the server committed, the client never knows.
+    ``cut`` (a threading.Event) is set once the path is cut; ``start()`` listens again."""
+    import threading
+
+    from servers import TcpProxy
+
+    class CommitCutter(TcpProxy):
+        armed = False
+
+        def __init__(self, port):
+            super().__init__(port)
+            self.cut = threading.Event()
+
+        def _pipe(self, src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    if self.armed and b"COMMIT\x00" in data:
+                        self.armed = False
+                        self.silent = True  # from now on, every answer is lost
+                        dst.sendall(data)
+                        threading.Timer(0.3, self._cut).start()
+                        continue
+                    if not self.silent:
+                        dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                import contextlib
+
+                with contextlib.suppress(OSError):
+                    dst.shutdown(1)
+
+        def _cut(self):
+            self.stop()
+            self.silent = False
+            self.cut.set()
+
+    return CommitCutter(target_port)
