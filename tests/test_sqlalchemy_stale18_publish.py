@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 
 from test_sqlalchemy_stale18_support import Process18, commit_cutter, open18, true_users
 from test_sqlalchemy_stale_support import close_caches, dsn_port, options, seed, with_port
-from test_sqlalchemy_support import Base, User, make_engine
+from test_sqlalchemy_support import Base, Country, User, make_engine
 
 ROUNDS = 5
 
@@ -74,3 +74,61 @@ def test_an_ambiguous_commit_publishes_anyway(pg, redis_server, redis_prefix, si
           f"fresh 2.5 s later: {later}")
     assert raised == ROUNDS
     assert stale == [] and later
+
+
+@pytest.fixture(scope="module")
+def pg_2pc():
+    """A private PostgreSQL of its own that allows prepared transactions."""
+    from servers import PostgresServer
+
+    class TwoPhaseServer(PostgresServer):
+        def _run(self, *args, check=True):
+            if args[:2] == ("pg_ctl", "start"):
+                args = (*args[:-1], args[-1] + " -c max_prepared_transactions=10")
+            return super()._run(*args, check=check)
+
+    server = TwoPhaseServer()
+    server.setup()
+    try:
+        dsn = server.create_database("app")
+        engine = make_engine("postgresql", dsn)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        yield dsn
+    finally:
+        server.teardown()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_manual_two_phase_commit_publishes_at_commit_prepared(pg_2pc, redis_server, redis_prefix, shared):
+    opts = options("postgresql", pg_2pc, signaling="redis", shared=shared, redis_url=redis_server.url,
+                   redis_prefix=redis_prefix)
+    engine, factory, cache = open18(opts)
+    with engine.begin() as connection:
+        connection.execute(User.__table__.delete())
+        connection.execute(Country.__table__.delete())
+    seed(factory)
+    reader = Process18(opts)
+    stale = []
+    try:
+        for i in range(1, ROUNDS + 1):
+            reader("read")
+            with engine.connect() as connection:
+                outer = connection.begin_twophase()
+                session = factory(bind=connection, join_transaction_mode="create_savepoint")
+                session.get(User, 1).name = str(i)
+                session.commit()
+                session.close()
+                outer.prepare()
+                outer.commit()
+            if i % 2:
+                engine.dispose()  # no next BEGIN on that connection, ever
+            seen = reader("read")
+            if seen != true_users(engine):
+                stale.append((i, seen))
+    finally:
+        reader.exit()
+        close_caches(engine, cache)
+    print(f"two-phase commit by hand, Redis signaling, shared tier {shared}: {len(stale)} of {ROUNDS} stale")
+    assert stale == []

@@ -688,7 +688,27 @@ def _on_prepare_twophase(connection: Any, xid: Any) -> None:
     # PREPARE TRANSACTION ends what may be written: record now, publish after the commit
     unsent = connection.info.pop(_UNSENT_KEY, None)
     if unsent:
+        _publishing_two_phase_commits(connection.dialect)
         connection.info[_PREPARED_KEY] = (unsent, *_record(connection, unsent))
+
+
+def _publishing_two_phase_commits(dialect: Any) -> None:
+    """Have ``dialect``'s ``do_commit_twophase`` publish once it returns: SQLAlchemy sends no
+    event after a two-phase COMMIT (psycopg's ``tpc_commit()`` runs no statement either), and
+    the connection's next BEGIN may never come (``engine.dispose()``). A COMMIT that raises
+    may have committed: it publishes too."""
+    if dialect.__dict__.get("_ormcache_publishing"):
+        return
+    inner = dialect.do_commit_twophase
+
+    def do_commit_twophase(connection: Any, xid: Any, is_prepared: bool = True, recover: bool = False) -> None:
+        try:
+            inner(connection, xid, is_prepared, recover=recover)
+        finally:
+            _after_two_phase_commit(connection)
+
+    dialect.do_commit_twophase = do_commit_twophase
+    dialect._ormcache_publishing = True
 
 
 def _on_rollback_twophase(connection: Any, xid: Any, is_prepared: bool) -> None:
