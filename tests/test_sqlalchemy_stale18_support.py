@@ -15,12 +15,15 @@ from test_sqlalchemy_support import User, Worker, serve
 
 
 class Stale18App:
+    computed = 0  # how many times this process computed ``users``
+
     def __init__(self, orm_cache, session):
         self.orm_cache, self.session = orm_cache, session
 
     @orm_cached(policy="on-table-change:users")
     @property
     def users(self):
+        Stale18App.computed += 1
         return tuple(tuple(row) for row in self.session.execute(select(User.id, User.name).order_by(User.id)))
 
 
@@ -75,11 +78,27 @@ def first_write(factory, kind: str, i: int) -> None:
 
 def worker18(conn, opts) -> None:
     engine, factory, cache = open18(opts)
+    held = []  # a session whose transaction "begin" opened
 
     def answer(command):
         name, *args = command
+        if name == "begin":  # a transaction that takes its snapshot now (uncached SELECT)
+            session = factory()
+            session.execute(select(User.id)).all()
+            held.append(session)
+            return None
+        if name == "read_held":  # the cached value in that transaction, then commit
+            session = held.pop()
+            try:
+                value = Stale18App(cache, session).users
+                session.commit()
+            finally:
+                session.close()
+            return value
         if name == "read":
             return cached_users(factory, cache)
+        if name == "computed":
+            return Stale18App.computed
         raise ValueError(name)
 
     try:

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_ses
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from ormcache._cache_py import Counter
+from ormcache.signaling import LocalSignaling
 
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
@@ -230,6 +231,26 @@ class OrmCache:
         versions = tuple(version(name) for name in self._signal_names)
         return None if None in versions else versions
 
+    def _tier_signals(self) -> bool:
+        """Whether the shared tier's own counter is the version source (no signaling backend)."""
+        backend = getattr(self.registry, "signaling", None)
+        return backend is None or isinstance(backend, LocalSignaling)
+
+    def _shared_version(self) -> Any:
+        """The version a transaction beginning now reads and stores shared values under: the
+        signaling versions, or without a signaling backend the shared tier's own counter (read
+        now, before the transaction's snapshot); None when neither can vouch for one."""
+        if not self._tier_signals():
+            return self.signaling_version()
+        import redis
+
+        try:
+            return ("shared tier", self.shared.signals())  # type: ignore[union-attr]  # with a tier
+        except redis.RedisError as exc:
+            _logger.warning("orm_cached: shared tier unreachable (%s) as a transaction began; its "
+                            "values are computed without the tier", exc)
+            return None
+
     def may_store(self, txn: Transaction, key: Any) -> bool:
         """Whether a value of ``key`` computed in ``txn`` may be stored for others: ``txn`` did
         not write what it depends on, and no invalidation of it (nor any clear of the registry)
@@ -279,7 +300,7 @@ class OrmCache:
         self._drop(unsent.keys)
         if self.shared is not None and unsent.shared:
             try:
-                self.shared.invalidate(unsent.shared)
+                self.shared.invalidate(unsent.shared, signals=self._tier_signals())
             except Exception as exc:  # noqa: BLE001 - the commit happened; retried on next use
                 _logger.error("Shared tier unreachable (%s): invalidation of %s kept, sent before "
                               "the next use of the tier", exc, sorted(unsent.shared))
@@ -290,7 +311,7 @@ class OrmCache:
         """Drop ``orm_cached`` values everywhere, now (outside of any transaction)."""
         self._drop([descriptor.key for descriptor in descriptors])
         if self.shared is not None:
-            self.shared.invalidate(d.name for d in descriptors)
+            self.shared.invalidate((d.name for d in descriptors), signals=self._tier_signals())
         self.registry.clear_cache(self.cache_name)
         _signal_changes(self.registry)
 
@@ -331,7 +352,7 @@ class OrmCache:
             unchecked.discard(self)  # after the check: one that failed runs again at the next step
         # the clock after the check: what it cleared does not count against this transaction
         txn = Transaction(next(self._clock), self.registry.generation,
-                          self.signaling_version() if self.shared is not None else None)
+                          self._shared_version() if self.shared is not None else None)
         early = session.info.get(self._pending_key)
         if early is not None and early.keys:  # invalidated before the session began: its writes
             txn.keys.update(early.keys)
