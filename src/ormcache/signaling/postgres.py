@@ -372,6 +372,7 @@ class PostgresSignaling(SignalingBackend):
             conn = _DeadlineConnection(pgconn)
             conn.deadline = deadline
             conn.autocommit = True
+            conn.prepare_threshold = None  # no server-side statements: PgBouncer transaction pooling
         except psycopg.OperationalError as exc:
             if conn is not None:
                 conn.close()
@@ -391,6 +392,7 @@ class PostgresSignaling(SignalingBackend):
             conn = _DeadlineAsyncConnection(pgconn)
             conn.deadline = deadline
             await conn.set_autocommit(True)
+            conn.prepare_threshold = None  # no server-side statements: PgBouncer transaction pooling
         except psycopg.OperationalError as exc:
             await _aclose(conn)
             raise self._connect_failed(exc) from exc
