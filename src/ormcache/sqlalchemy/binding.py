@@ -585,6 +585,9 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
             recorded[registry] = False
             continue
         backend = getattr(registry, "signaling", None)
+        if not (getattr(backend, "record_in_transaction", False) and hasattr(backend, "record_statement")):
+            recorded[registry] = bool(record(sorted(names), execute, awaiting=awaiting))  # runs nothing
+            continue
         verdicts = _same_database.setdefault(connection.engine.pool, {})
         verdict = verdicts.get(id(backend))
         if verdict is None and connection.dialect.name != "postgresql":
