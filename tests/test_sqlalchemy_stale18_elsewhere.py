@@ -70,3 +70,44 @@ def test_app_database_not_the_signaling_one(app_database, pg_dsn, caplog):
     assert errors == [] and stale == []
     assert len(warnings) == 1, warnings
     assert "after the COMMIT" in warnings[0]
+
+
+@pytest.mark.parametrize("signaling", ["postgres", "redis"])
+def test_the_same_database_probe_runs_once_per_pool_and_only_when_recording(pg_dsn, redis_server, redis_prefix,
+                                                                              signaling):
+    """The SAVEPOINT around the first recording of a pool is sent once (PostgreSQL signaling on
+    the app database), never with a backend that does not record (Redis)."""
+    import psycopg
+
+    engine = make_engine("postgresql", pg_dsn)
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(User.__table__.insert().values(id=1, name="0"))
+    engine.dispose()
+    sent = []
+
+    class Counting(psycopg.Cursor):
+        def execute(self, query, *args, **kwargs):
+            sent.append(str(query))
+            return super().execute(query, *args, **kwargs)
+
+    opts = options("postgresql", pg_dsn, signaling=signaling, redis_url=redis_server.url,
+                   redis_prefix=redis_prefix)
+    engine, factory, cache = open18(opts)
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    counted = create_engine("postgresql+psycopg://",
+                            creator=lambda: psycopg.connect(pg_dsn, cursor_factory=Counting))
+    factory_counted = sessionmaker(counted)
+    cache.watch(factory_counted)
+    try:
+        for i in range(1, 4):
+            _rename(factory_counted, i)
+        assert cached_users(factory, cache) == ((1, "3"),)
+    finally:
+        counted.dispose()
+        close_caches(engine, cache)
+    savepoints = [q for q in sent if "ormcache_record" in q]
+    print(f"{signaling} signaling, 3 commits: {savepoints}")
+    assert len(savepoints) == (2 if signaling == "postgres" else 0)  # SAVEPOINT and RELEASE, once
