@@ -88,3 +88,29 @@ def test_the_shared_tier_alone_never_stores_an_old_snapshot_for_others(pg, redis
         close_caches(engine, cache)
     print(f"shared tier alone, REPEATABLE READ, old snapshot stored for others: {len(stale)} of {ROUNDS} stale")
     assert stale == []
+
+
+def test_a_shared_tier_signaling_cannot_vouch_for_says_so_once(pg, redis_server, redis_prefix, caplog):
+    """``check_signaling=False`` and nobody checks: the tier cannot be used (no signaling version);
+    before, nothing said so (every value computed in every process, silently); now one warning."""
+    import logging
+
+    from ormcache.sqlalchemy import OrmCache
+
+    opts = options("postgresql", pg, shared=True, redis_url=redis_server.url, redis_prefix=redis_prefix)
+    engine, factory, cache = open18(opts)
+    cache.close()
+    cache = OrmCache(cache.registry, Base.metadata, redis_url=redis_server.url, secret=b"test secret",
+                     redis_prefix=f"{redis_prefix}unchecked:", check_signaling=False)
+    cache.watch(factory)
+    cache.register(Stale18App)
+    seed(factory)
+    caplog.set_level(logging.WARNING, logger="ormcache")
+    try:
+        for _ in range(3):
+            cached_users(factory, cache)
+    finally:
+        close_caches(engine, cache)
+    said = [r.getMessage() for r in caplog.records if "shared tier" in r.getMessage() and "vouch" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "check_signaling=False" in said[0]

@@ -123,6 +123,7 @@ class OrmCache:
         self._callables: List[Any] = []
         self._tables_of_class: Dict[type, FrozenSet[str]] = {}
         self._watched: List[Any] = []
+        self._unvouched_warned = False
         #: the names whose invalidation clears our registry cache (its signaling versions)
         self._signal_names = sorted(name for name, caches in registry.caches_by_key.items() if cache in caches)
         _listen_to_connections()
@@ -241,7 +242,14 @@ class OrmCache:
         signaling versions, or without a signaling backend the shared tier's own counter (read
         now, before the transaction's snapshot); None when neither can vouch for one."""
         if not self._tier_signals():
-            return self.signaling_version()
+            version = self.signaling_version()
+            if version is None and not self._unvouched_warned:
+                self._unvouched_warned = True  # once: an outage passes, a missing check does not
+                _logger.warning(
+                    "orm_cached: the shared tier of %r is not used while the registry's signaling "
+                    "has no version to vouch for its values (never checked: check_signaling=False "
+                    "and no registry.check_signaling() yet; or signaling failing)", self.registry.db_name)
+            return version
         import redis
 
         try:
