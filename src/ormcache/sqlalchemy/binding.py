@@ -342,11 +342,12 @@ class OrmCache:
                     txn.layers.append({})
             return
         session.info[OWNER_KEY] = self
-        if self.check_signaling and not in_greenlet() and async_session(session) is not None:
+        if ((self.check_signaling or self.shared is not None) and not in_greenlet()
+                and async_session(session) is not None):
             # AsyncSession.add()/add_all() (a save-update cascade) autobegin outside the greenlet
             # bridge, where the check would block the event loop: it runs at the transaction's
             # first step inside the bridge (_deferred), before its first SQL and before any
-            # cached value is served or stored
+            # cached value is served or stored (so does the shared tier's GET of its own version)
             session.info.setdefault(UNCHECKED_KEY, set()).add(self)
             return
         self._begin(session)
