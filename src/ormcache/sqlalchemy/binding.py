@@ -122,6 +122,8 @@ class OrmCache:
         self._watched: List[Any] = []
         #: the names whose invalidation clears our registry cache (its signaling versions)
         self._signal_names = sorted(name for name, caches in registry.caches_by_key.items() if cache in caches)
+        #: True once install() ran, None once the warning that it did not was logged
+        self._captured: Optional[bool] = False
         _listen_to_connections()
 
     def __repr__(self) -> str:
@@ -171,6 +173,30 @@ class OrmCache:
             event.listen(sync_target, name, getattr(self, "_on_" + name))
         self._watched.append(sync_target)
         return target
+
+    def install(self, bind: Any) -> List[Any]:
+        """Capture changes in the database of ``bind`` (an Engine or Connection; PostgreSQL or
+        SQLite): create, idempotently, the signaling tables and, on every table the registered
+        values depend on, triggers that record a signal inside the writer's transaction, so
+        that writes made by any path or program invalidate. Raises
+        ``SignalingConfigurationError`` when the registry's signaling does not read that
+        database. Returns the (schema, table) pairs equipped by this call. See
+        ``ormcache.sqlalchemy.capture``."""
+        from .capture import install
+
+        return install(self, bind)
+
+    def ddl(self, dialect: Any) -> str:
+        """What ``install()`` creates, as SQL text for a migration tool (Alembic's
+        ``op.execute``): statements separated by ``;`` (``ddl_statements()``: the list)."""
+        return ";\n".join(self.ddl_statements(dialect)) + ";\n"
+
+    def ddl_statements(self, dialect: Any) -> List[str]:
+        """``ddl()`` as a list of statements (``dialect``: ``"postgresql"``, ``"sqlite"`` or a
+        SQLAlchemy dialect)."""
+        from .capture import ddl_statements
+
+        return ddl_statements(self, dialect)
 
     def close(self) -> None:
         """Stop listening and close the shared tier's connections."""
@@ -310,6 +336,10 @@ class OrmCache:
 
     def _begin(self, session: Session) -> Transaction:
         """The check of a new transaction of ``session``, then its layer."""
+        if self._captured is False:
+            from .capture import warn_uncaptured
+
+            warn_uncaptured(self)
         if self.check_signaling:
             _check_signaling(self.registry)
         unchecked = session.info.get(UNCHECKED_KEY)

@@ -1,0 +1,162 @@
+"""Capture changes in the database: triggers that record a signal inside the writer's transaction.
+
+An ORM event sees only the writes that go through the ORM; a trigger sees them all (raw SQL,
+``COPY``, cascades, other triggers, functions, migrations, other programs), inside the writer's
+own transaction: the signal commits or rolls back with the data. The rows go to the tables the
+signaling backend reads (``orm_signaling_<name>``, one row per signal, ``sum(weight)`` is the
+version), so ``check_signaling()`` needs nothing new.
+
+- PostgreSQL: one statement-level trigger per table (INSERT, UPDATE, DELETE, and TRUNCATE), and
+  a transaction-local marker (``set_config(..., true)``) so that a transaction records a name at
+  most once, whatever the number of statements. Rows are inserted, never updated: no hot row for
+  writers to queue on.
+- SQLite: row-level triggers (SQLite has no statement-level ones nor transaction-local
+  variables) adding one to a single counter row per name: SQLite serialises every writer of a
+  file anyway, so that row costs no concurrency; the tables live in the application's file.
+
+This module only builds SQL text (no driver, no SQLAlchemy): ``ddl(dialect, names, tables)``
+returns the statements, for ``OrmCache.install(bind)`` to run and ``OrmCache.ddl()`` to hand to
+a migration tool.
+
+>>> print(ddl("postgresql", ["default"], [(None, "users")])[-1])  # doctest: +ELLIPSIS
+CREATE OR REPLACE TRIGGER "orm_signaling_capture_default" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "users" ...
+"""
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+__all__ = ["EPOCH_TABLE", "TABLE_PREFIX", "CAPTURE_FUNCTION", "TRIGGER_PREFIX", "DIALECTS", "ddl",
+           "trigger_name", "quote", "captured_tables_query"]
+
+#: the epoch's table and the signals' tables: those of the PostgreSQL backend
+EPOCH_TABLE = "orm_signaling.epoch"
+TABLE_PREFIX = "orm_signaling_"
+#: the PostgreSQL trigger function (a dot cannot appear in a signaled name: no collision)
+CAPTURE_FUNCTION = "orm_signaling.capture"
+TRIGGER_PREFIX = "orm_signaling_capture_"
+DIALECTS = ("postgresql", "sqlite")
+
+#: one name, one table: (schema or None, table name)
+Table = Tuple[Optional[str], str]
+
+
+def quote(identifier: str) -> str:
+    """``identifier`` as a quoted SQL identifier (PostgreSQL and SQLite alike)."""
+    if "\x00" in identifier:
+        raise ValueError(f"an SQL identifier cannot contain NUL: {identifier!r}")
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError(f"an SQL string cannot contain NUL: {text!r}")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _qualified(table: Table) -> str:
+    schema, name = table
+    return name if schema is None else f"{schema}.{name}"
+
+
+def _quoted(table: Table) -> str:
+    schema, name = table
+    return quote(name) if schema is None else f"{quote(schema)}.{quote(name)}"
+
+
+def trigger_name(name: str) -> str:
+    """The trigger recording ``name`` (one per name on each table)."""
+    return TRIGGER_PREFIX + name
+
+
+def _check(dialect: str, names: Sequence[str]) -> None:
+    if dialect not in DIALECTS:
+        raise ValueError(f"capture supports the dialects {list(DIALECTS)}, not {dialect!r}")
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a signaled name is a non-empty string, not {name!r}")
+
+
+def ddl(dialect: str, names: Sequence[str], tables: Iterable[Table]) -> List[str]:
+    """The statements creating, idempotently, the signaling tables of ``names`` and, on each
+    of ``tables``, the triggers recording them (``dialect``: ``"postgresql"`` or ``"sqlite"``).
+    Run them in one transaction."""
+    names = sorted(set(names))
+    _check(dialect, names)
+    tables = sorted(set(tables), key=lambda t: (t[0] or "", t[1]))
+    if dialect == "postgresql":
+        return _postgres(names, tables)
+    return _sqlite(names, tables)
+
+
+def _postgres(names: Sequence[str], tables: Sequence[Table]) -> List[str]:
+    statements = [
+        # concurrent CREATE ... IF NOT EXISTS can still collide in the catalogs: serialise
+        # (the lock the PostgreSQL backend takes when it creates its tables)
+        "SELECT pg_advisory_xact_lock(hashtext('orm_signaling'))",
+        f"CREATE TABLE IF NOT EXISTS {quote(EPOCH_TABLE)} (token text NOT NULL)",
+        f"INSERT INTO {quote(EPOCH_TABLE)} (token) SELECT md5(random()::text || clock_timestamp()::text) "
+        f"WHERE NOT EXISTS (SELECT FROM {quote(EPOCH_TABLE)})",
+    ]
+    for name in names:
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {quote(TABLE_PREFIX + name)} (id bigint GENERATED ALWAYS AS "
+            "IDENTITY PRIMARY KEY, date timestamptz NOT NULL DEFAULT now(), weight bigint NOT NULL DEFAULT 1)")
+    # TG_ARGV[0]: the name. The marker is a custom setting local to the transaction (a rolled
+    # back savepoint takes it back with its row); its name hashes the signaled name, which may
+    # hold any character.
+    statements.append(
+        f"CREATE OR REPLACE FUNCTION {quote(CAPTURE_FUNCTION)}() RETURNS trigger LANGUAGE plpgsql AS $body$\n"
+        "DECLARE marker text := 'orm_signaling.n' || md5(TG_ARGV[0]);\n"
+        "BEGIN\n"
+        "  IF coalesce(current_setting(marker, true), '') = '' THEN\n"
+        # (no percent sign anywhere: drivers given parameters take it for a placeholder)
+        f"    EXECUTE 'INSERT INTO ' || quote_ident({_literal(TABLE_PREFIX)} || TG_ARGV[0]) || ' (weight) VALUES (1)';\n"
+        "    PERFORM set_config(marker, '1', true);\n"
+        "  END IF;\n"
+        "  RETURN NULL;\n"
+        "END $body$")
+    for table in tables:
+        for name in names:
+            statements.append(
+                f"CREATE OR REPLACE TRIGGER {quote(trigger_name(name))} AFTER INSERT OR UPDATE OR DELETE "
+                f"OR TRUNCATE ON {_quoted(table)} FOR EACH STATEMENT EXECUTE FUNCTION "
+                f"{quote(CAPTURE_FUNCTION)}({_literal(name)})")
+    return statements
+
+
+def _sqlite(names: Sequence[str], tables: Sequence[Table]) -> List[str]:
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {quote(EPOCH_TABLE)} (token text NOT NULL)",
+        f"INSERT INTO {quote(EPOCH_TABLE)} (token) SELECT lower(hex(randomblob(16))) "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {quote(EPOCH_TABLE)})",
+    ]
+    for name in names:
+        table = quote(TABLE_PREFIX + name)
+        statements.append(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, "
+                          "weight INTEGER NOT NULL DEFAULT 1)")
+        # the counter row every trigger adds to (id 0: signals of the backend take ids from 1)
+        statements.append(f"INSERT OR IGNORE INTO {table} (id, weight) VALUES (0, 0)")
+    for table in tables:
+        schema, bare = table
+        for name in names:
+            for event in ("INSERT", "UPDATE", "DELETE"):
+                trigger = f"{trigger_name(name)}_{event.lower()}_{bare}"
+                trigger = quote(trigger) if schema is None else f"{quote(schema)}.{quote(trigger)}"
+                statements.append(
+                    f"CREATE TRIGGER IF NOT EXISTS {trigger} AFTER {event} ON {quote(bare)} BEGIN "
+                    f"UPDATE {quote(TABLE_PREFIX + name)} SET weight = weight + 1 WHERE id = 0; END")
+    return statements
+
+
+def captured_tables_query(dialect: str, names: Sequence[str]) -> str:
+    """A query of the tables (schema, name) that carry the capture trigger of every one of
+    ``names`` (what ``install()`` finds already done)."""
+    _check(dialect, names)
+    if dialect == "postgresql":
+        wanted = ", ".join(_literal(trigger_name(name)) for name in names)
+        return ("SELECT n.nspname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                f"WHERE NOT t.tgisinternal AND t.tgname IN ({wanted}) "
+                f"GROUP BY n.nspname, c.relname HAVING count(DISTINCT t.tgname) = {len(set(names))}")
+    wanted = " OR ".join(f"name LIKE {_literal(trigger_name(name) + '_%')}" for name in names)
+    return f"SELECT NULL, tbl_name FROM sqlite_master WHERE type = 'trigger' AND ({wanted})"
