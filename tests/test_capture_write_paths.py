@@ -182,3 +182,27 @@ def test_bad_bind_is_refused(pg):
             cache.install("postgresql://")
     finally:
         Registry.delete("capture-bad")
+
+
+def test_captured_signals_are_pruned_by_the_checks(pg):
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(pg))
+    backend = PostgresSignaling(pg, prune_every=8)
+    cache = _cache("capture-pruned", backend)
+    try:
+        cache.install(engine)
+        registry = cache.registry
+        registry.check_signaling()
+        rows = 'SELECT count(*), coalesce(sum(weight), 0) FROM "orm_signaling_default"'
+        with psycopg.connect(pg, autocommit=True) as conn:
+            before = conn.execute(rows).fetchone()
+            for i in range(20):  # 20 transactions of another program: 20 rows no process wrote
+                conn.execute("UPDATE countries SET name = %s", [str(i)])
+            assert conn.execute(rows).fetchone() == (before[0] + 20, before[1] + 20)
+            registry.check_signaling()  # 20 versions past the last prune: prunes
+            count, total = conn.execute(rows).fetchone()
+        assert total == before[1] + 20  # the version never changes
+        assert count == 1
+    finally:
+        backend.close()
+        engine.dispose()
+        Registry.delete("capture-pruned")
