@@ -81,9 +81,10 @@ def test_install_is_idempotent_and_creates_statement_triggers(pg):
             rows = conn.execute(
                 "SELECT c.relname, t.tgtype FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "WHERE t.tgname = 'orm_signaling_capture_default' ORDER BY 1").fetchall()
-        # tgtype bits: 1 row-level (absent: statement), 4 insert, 8 delete, 16 update, 32 truncate
-        assert [(name, tgtype & (1 | 4 | 8 | 16 | 32)) for name, tgtype in rows] == [
-            ("countries", 4 | 8 | 16 | 32), ("users", 4 | 8 | 16 | 32)]
+        # tgtype bits: 1 row-level (absent: statement), 2 before, 4 insert, 8 delete, 16 update,
+        # 32 truncate
+        assert [(name, tgtype & 63) for name, tgtype in rows] == [
+            ("countries", 2 | 4 | 8 | 16 | 32), ("users", 2 | 4 | 8 | 16 | 32)]
     finally:
         cache.registry.signaling.close()
         engine.dispose()

@@ -7,8 +7,8 @@ signaling backend reads (``orm_signaling_<name>``, one row per signal, ``sum(wei
 version), so ``check_signaling()`` needs nothing new.
 
 - PostgreSQL: one statement-level trigger per table (INSERT, UPDATE, DELETE, and TRUNCATE), and
-  a transaction-local marker (``set_config(..., true)``) so that a transaction records a name at
-  most once, whatever the number of statements. Rows are inserted, never updated: no hot row for
+  a transaction-local marker (``set_config(..., true)``, read by the trigger's ``WHEN``) so that
+  a transaction records a name at most once, whatever the number of statements. Rows are inserted, never updated: no hot row for
   writers to queue on.
 - SQLite: row-level triggers (SQLite has no statement-level ones nor transaction-local
   variables) adding one to a single counter row per name: SQLite serialises every writer of a
@@ -19,14 +19,15 @@ returns the statements, for ``OrmCache.install(bind)`` to run and ``OrmCache.ddl
 a migration tool.
 
 >>> print(ddl("postgresql", ["default"], [(None, "users")])[-1])  # doctest: +ELLIPSIS
-CREATE OR REPLACE TRIGGER "orm_signaling_capture_default" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "users" ...
+CREATE OR REPLACE TRIGGER "orm_signaling_capture_default" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "users" ...
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 __all__ = ["EPOCH_TABLE", "TABLE_PREFIX", "CAPTURE_FUNCTION", "TRIGGER_PREFIX", "DIALECTS", "ddl",
-           "trigger_name", "quote", "captured_tables_query"]
+           "trigger_name", "capture_function", "marker", "quote", "captured_tables_query"]
 
 #: the epoch's table and the signals' tables: those of the PostgreSQL backend
 EPOCH_TABLE = "orm_signaling.epoch"
@@ -61,6 +62,17 @@ def _qualified(table: Table) -> str:
 def _quoted(table: Table) -> str:
     schema, name = table
     return quote(name) if schema is None else f"{quote(schema)}.{quote(name)}"
+
+
+def capture_function(name: str) -> str:
+    """The PostgreSQL function recording ``name``."""
+    return CAPTURE_FUNCTION + "." + name
+
+
+def marker(name: str) -> str:
+    """The transaction-local setting saying ``name`` is recorded (a setting's name takes
+    letters and digits only: a hash of the name)."""
+    return "orm_signaling.n" + hashlib.md5(name.encode("utf-8")).hexdigest()
 
 
 def trigger_name(name: str) -> str:
@@ -101,26 +113,22 @@ def _postgres(names: Sequence[str], tables: Sequence[Table]) -> List[str]:
         statements.append(
             f"CREATE TABLE IF NOT EXISTS {quote(TABLE_PREFIX + name)} (id bigint GENERATED ALWAYS AS "
             "IDENTITY PRIMARY KEY, date timestamptz NOT NULL DEFAULT now(), weight bigint NOT NULL DEFAULT 1)")
-    # TG_ARGV[0]: the name. The marker is a custom setting local to the transaction (a rolled
-    # back savepoint takes it back with its row); its name hashes the signaled name, which may
-    # hold any character.
-    statements.append(
-        f"CREATE OR REPLACE FUNCTION {quote(CAPTURE_FUNCTION)}() RETURNS trigger LANGUAGE plpgsql AS $body$\n"
-        "DECLARE marker text := 'orm_signaling.n' || md5(TG_ARGV[0]);\n"
-        "BEGIN\n"
-        "  IF coalesce(current_setting(marker, true), '') = '' THEN\n"
-        # (no percent sign anywhere: drivers given parameters take it for a placeholder)
-        f"    EXECUTE 'INSERT INTO ' || quote_ident({_literal(TABLE_PREFIX)} || TG_ARGV[0]) || ' (weight) VALUES (1)';\n"
-        "    PERFORM set_config(marker, '1', true);\n"
-        "  END IF;\n"
-        "  RETURN NULL;\n"
-        "END $body$")
+    for name in names:
+        # One function per name, its INSERT static (PL/pgSQL keeps its plan). The trigger's WHEN
+        # reads the marker, a custom setting local to the transaction (a rolled back savepoint
+        # takes it back with its row): once it is set, no function call at all. BEFORE: no event
+        # to queue; a statement that fails rolls its signal back with it.
+        statements.append(
+            f"CREATE OR REPLACE FUNCTION {quote(capture_function(name))}() RETURNS trigger LANGUAGE plpgsql "
+            f"AS $body$ BEGIN INSERT INTO {quote(TABLE_PREFIX + name)} (weight) VALUES (1); "
+            f"PERFORM set_config({_literal(marker(name))}, '1', true); RETURN NULL; END $body$")
     for table in tables:
         for name in names:
             statements.append(
-                f"CREATE OR REPLACE TRIGGER {quote(trigger_name(name))} AFTER INSERT OR UPDATE OR DELETE "
-                f"OR TRUNCATE ON {_quoted(table)} FOR EACH STATEMENT EXECUTE FUNCTION "
-                f"{quote(CAPTURE_FUNCTION)}({_literal(name)})")
+                f"CREATE OR REPLACE TRIGGER {quote(trigger_name(name))} BEFORE INSERT OR UPDATE OR DELETE "
+                f"OR TRUNCATE ON {_quoted(table)} FOR EACH STATEMENT "
+                f"WHEN (current_setting({_literal(marker(name))}, true) IS DISTINCT FROM '1') "
+                f"EXECUTE FUNCTION {quote(capture_function(name))}()")
     return statements
 
 
