@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import uuid
 from typing import Any, Callable, Dict
@@ -54,12 +55,16 @@ def options(dsn: str, **extra: Any) -> Dict[str, Any]:
 
 def open_caches(opts):
     from ormcache.registry import Registry
-    from ormcache.signaling import PostgresSignaling
+    from ormcache.signaling import PostgresSignaling, SqliteSignaling
     from ormcache.sqlalchemy import OrmCache
 
     registry = Registry(opts["db_name"])
-    registry.signaling = PostgresSignaling(opts["dsn"], connect_timeout=2)
-    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(opts["dsn"]))
+    if opts.get("kind") == "sqlite":  # dsn: the file's path
+        registry.signaling = SqliteSignaling(opts["dsn"])
+        engine = create_engine(f"sqlite:///{opts['dsn']}")
+    else:
+        registry.signaling = PostgresSignaling(opts["dsn"], connect_timeout=2)
+        engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(opts["dsn"]))
     factory = sessionmaker(engine)
     cache = OrmCache(registry, Base.metadata)
     cache.watch(factory)
@@ -88,7 +93,14 @@ def read(factory, cache):
 
 
 def truth(dsn: str):
-    """What the database holds, read without any cache."""
+    """What the database holds, read without any cache (``dsn``: a path for SQLite)."""
+    if dsn.endswith(".sqlite"):
+        conn = sqlite3.connect(dsn)
+        try:
+            users = tuple(tuple(row) for row in conn.execute("SELECT id, name FROM users ORDER BY id"))
+            return users, conn.execute("SELECT name FROM countries WHERE code = 'CH'").fetchone()[0]
+        finally:
+            conn.close()
     with psycopg.connect(dsn) as conn:
         users = tuple(tuple(row) for row in conn.execute("SELECT id, name FROM users ORDER BY id"))
         country = conn.execute("SELECT name FROM countries WHERE code = 'CH'").fetchone()[0]
@@ -234,3 +246,65 @@ PATHS: Dict[str, Callable[..., None]] = {
     "truncate": truncate,
 }
 SETUPS = {"on_delete_cascade": cascade_setup}
+
+
+# -- SQLite: the same app on a file shared by the processes -----------------------------------
+
+SQLITE_SETUP = [
+    "CREATE TABLE cap_log (id INTEGER PRIMARY KEY, v text)",
+    "CREATE TRIGGER cap_log_writes AFTER INSERT ON cap_log BEGIN "
+    "UPDATE users SET name = NEW.v WHERE id = 1; END",
+]
+
+
+def sqlite_seed(path: str, factory) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        for statement in SQLITE_SETUP:
+            conn.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+    with factory() as session:
+        session.add(User(id=1, name="0"))
+        session.add(Country(id=1, code="CH", name="0"))
+        session.commit()
+
+
+def _sqlite_program(path: str, sql: str, params=()) -> None:
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute(sql, params)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def sqlite_other_program(engine, factory, path, value, k):
+    _sqlite_program(path, "UPDATE users SET name = ? WHERE id = 1", (value,))
+
+
+def sqlite_full_table(engine, factory, path, value, k):
+    _sqlite_program(path, "UPDATE countries SET name = ? WHERE code = 'CH'", (value,))
+
+
+def sqlite_raw_dbapi_cursor(engine, factory, path, value, k):
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("UPDATE users SET name = ? WHERE id = 1", (value,))
+        cursor.close()
+        raw.commit()
+    finally:
+        raw.close()
+
+
+SQLITE_PATHS: Dict[str, Callable[..., None]] = {
+    "other_program": sqlite_other_program,
+    "full_table_by_other_program": sqlite_full_table,
+    "raw_dbapi_cursor": sqlite_raw_dbapi_cursor,
+    "exec_driver_sql": exec_driver_sql,
+    "core_on_session_connection": core_on_session_connection,
+    "bulk_update_mappings": bulk_update_mappings,
+    "trigger_writing_cached_table": trigger_writing_cached_table,
+}
