@@ -27,7 +27,7 @@ import hashlib
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 __all__ = ["EPOCH_TABLE", "TABLE_PREFIX", "CAPTURE_FUNCTION", "TRIGGER_PREFIX", "DIALECTS", "ddl",
-           "trigger_name", "capture_function", "marker", "quote", "captured_tables_query"]
+           "trigger_name", "capture_function", "marker", "quote", "captured_tables_query", "versions_query"]
 
 #: the epoch's table and the signals' tables: those of the PostgreSQL backend
 EPOCH_TABLE = "orm_signaling.epoch"
@@ -154,6 +154,16 @@ def _sqlite(names: Sequence[str], tables: Sequence[Table]) -> List[str]:
                     f"CREATE TRIGGER IF NOT EXISTS {trigger} AFTER {event} ON {quote(bare)} BEGIN "
                     f"UPDATE {quote(TABLE_PREFIX + name)} SET weight = weight + 1 WHERE id = 0; END")
     return statements
+
+
+def versions_query(names: Sequence[str]) -> str:
+    """One SELECT of the epoch token and the version of each of ``names``, as the backends read
+    them, to run on a reader's own connection inside its transaction: its snapshot then covers
+    the versions as well as the data (PostgreSQL and SQLite alike)."""
+    _check("postgresql", names)
+    parts = [f"(SELECT token FROM {quote(EPOCH_TABLE)})"] + [
+        f"(SELECT coalesce(sum(weight), 0) FROM {quote(TABLE_PREFIX + name)})" for name in names]
+    return "SELECT " + ", ".join(parts)
 
 
 def captured_tables_query(dialect: str, names: Sequence[str]) -> str:

@@ -587,6 +587,19 @@ class RegistrySignaling:
             versions = self._signaling_versions
             return epoch, versions.get(REGISTRY, 0), versions.get(name, 0)
 
+    def signaling_behind(self, epoch: Any, versions: Dict[str, int]) -> bool:
+        """Whether a snapshot that read ``(epoch, {name: version})`` from the signaling tables
+        (on a reader's own connection, inside its transaction) is older than what this process
+        has applied: a value computed from it must not be stored for others. True as well when
+        this process cannot vouch for its counters (never synced, the backend failed since, or
+        another epoch)."""
+        with self._signaling_lock:
+            if (self._signaling_epoch is _UNSYNCED or self._signaling_outage
+                    or epoch != self._signaling_epoch):
+                return True
+            local = self._signaling_versions
+            return any(version < local.get(name, 0) for name, version in versions.items())
+
     @contextmanager
     def cursor_scope(self, execute: Optional[Callable[[str], Any]] = None) -> Iterator[Any]:
         """``check_signaling()``, the work, then ``signal_changes()`` on success or

@@ -41,6 +41,7 @@ from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, change
                        loaded_state, statement_tables)
 from ._bridge import Flights, await_, in_greenlet
 from ._session import INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, default_session, table_key
+from .capture import read_snapshot
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
@@ -364,6 +365,8 @@ class OrmCache:
             return
         txn = self.transaction(session)
         txn.connections.append(connection)
+        if self._captured is True:  # the versions in this transaction's snapshot
+            read_snapshot(self, connection, txn)
         unsent = connection.info.get(_UNSENT_KEY, {}).get(self)
         if unsent is not None:
             # joined a database transaction that an earlier session transaction wrote in (an

@@ -13,12 +13,12 @@ from typing import Any, List, Optional, Set, Tuple
 
 from sqlalchemy.engine import Connection, Engine
 
-from ormcache.signaling import SignalingConfigurationError
+from ormcache.signaling import REGISTRY, SignalingConfigurationError
 from ormcache.signaling import capture
 
 from ._changes import FULL_TABLE_MODELS
 
-__all__ = ["captured_tables", "ddl_statements", "install", "warn_uncaptured"]
+__all__ = ["captured_tables", "ddl_statements", "install", "warn_uncaptured", "read_snapshot"]
 
 _logger = logging.getLogger("ormcache.sqlalchemy")
 
@@ -136,3 +136,18 @@ def warn_uncaptured(orm_cache: Any) -> None:
             "(raw SQL, COPY, cascades, triggers, other programs) are not seen; call "
             "OrmCache.install(engine) to capture them in the database",
             orm_cache.registry.db_name, ", ".join(tables))
+
+
+def read_snapshot(orm_cache: Any, connection: Any, txn: Any) -> None:
+    """The versions of the signals, read on the transaction's own connection (PostgreSQL, where
+    ``install()`` put the signals next to the data): when that snapshot is older than a signal
+    this process applied (the connection's transaction began before it: REPEATABLE READ,
+    SERIALIZABLE, a session joined to an external transaction), the transaction stores nothing
+    for others. One statement per transaction."""
+    registry = orm_cache.registry
+    if connection.dialect.name != "postgresql" or registry.signaling_version(orm_cache.cache_name) is None:
+        return  # not synced yet: the tables may not exist, nothing to compare with
+    names = [REGISTRY, *orm_cache._signal_names]
+    row = connection.exec_driver_sql(capture.versions_query(names)).fetchone()
+    if registry.signaling_behind(row[0], dict(zip(names, row[1:]))):
+        txn.start = 0  # older than every invalidation: may_store() refuses every key
