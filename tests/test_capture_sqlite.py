@@ -92,15 +92,15 @@ def test_sqlite_triggers_count_rows_in_the_file(path):
     try:
         assert sorted(name for _, name in cache.install(engine)) == ["countries", "users"]
         assert cache.install(engine) == []
-        epoch, (before,) = backend.read_versions(registry.db_name, ["default"])
+        epoch, (before,) = backend.read_versions(registry.db_name, ["t.users"])
         conn = sqlite3.connect(path)
         conn.execute("INSERT INTO users (id, name, email, role, karma) VALUES (7, 'x', '', 'm', 0)")
         conn.rollback()  # rolled back: no signal
-        assert backend.read_versions(registry.db_name, ["default"]) == (epoch, (before,))
+        assert backend.read_versions(registry.db_name, ["t.users"]) == (epoch, (before,))
         conn.execute("INSERT INTO users (id, name, email, role, karma) VALUES (7, 'x', '', 'm', 0)")
         conn.commit()
         conn.close()
-        assert backend.read_versions(registry.db_name, ["default"])[1][0] > before
+        assert backend.read_versions(registry.db_name, ["t.users"])[1][0] > before
     finally:
         backend.close()
         engine.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ormcache.sqlalchemy import orm_cached
 from servers import postgres_bindir
-from test_sqlalchemy_support import Base, Country, User, serve
+from test_sqlalchemy_support import Base, Country, Setting, User, serve
 
 #: tables the ORM does not map (no policy names them): writing them is not seen by the ORM hooks
 outside = MetaData()
@@ -308,3 +308,56 @@ SQLITE_PATHS: Dict[str, Callable[..., None]] = {
     "bulk_update_mappings": bulk_update_mappings,
     "trigger_writing_cached_table": trigger_writing_cached_table,
 }
+
+
+# -- invalidation per table: two members on two tables -----------------------------------------
+
+class TwoTables:
+    def __init__(self, orm_cache, session):
+        self.orm_cache, self.session = orm_cache, session
+
+    @orm_cached(policy="on-table-change:users")
+    def user_name(self, i):
+        return self.session.scalar(select(User.name).where(User.id == i))
+
+    @orm_cached(policy="on-table-change:settings")
+    def setting(self, i):
+        return self.session.scalar(select(Setting.value).where(Setting.id == i))
+
+
+def open_two_tables(opts):
+    from ormcache.registry import Registry
+    from ormcache.signaling import PostgresSignaling
+    from ormcache.sqlalchemy import OrmCache
+
+    registry = Registry(opts["db_name"])
+    registry.signaling = PostgresSignaling(opts["dsn"], connect_timeout=2)
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(opts["dsn"]))
+    factory = sessionmaker(engine)
+    cache = OrmCache(registry, Base.metadata)
+    cache.watch(factory)
+    cache.register(TwoTables)
+    cache.install(engine)
+    return engine, factory, cache
+
+
+def read_two_tables(factory, cache, count: int):
+    """Every value of both members in one transaction: (users, settings, setting hits, user hits)."""
+    setting = cache._counters[TwoTables.__dict__["setting"]]
+    user = cache._counters[TwoTables.__dict__["user_name"]]
+    setting_hits, user_hits = setting.hit, user.hit
+    with factory() as session:
+        app = TwoTables(cache, session)
+        users = [app.user_name(i) for i in range(count)]
+        settings = [app.setting(i) for i in range(count)]
+        session.commit()
+    return users, settings, setting.hit - setting_hits, user.hit - user_hits
+
+
+def two_tables_reader(conn, opts) -> None:
+    engine, factory, cache = open_two_tables(opts)
+    try:
+        serve(conn, lambda command: read_two_tables(factory, cache, command[1]))
+    finally:
+        close_caches(engine, cache)
+        conn.close()

@@ -27,7 +27,8 @@ import hashlib
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 __all__ = ["EPOCH_TABLE", "TABLE_PREFIX", "CAPTURE_FUNCTION", "TRIGGER_PREFIX", "DIALECTS", "ddl",
-           "trigger_name", "capture_function", "marker", "quote", "captured_tables_query", "versions_query"]
+           "trigger_name", "capture_function", "marker", "quote", "versions_query", "table_signal", "table_ddl", "pairs_ddl",
+           "triggers_query", "missing_pairs", "sqlite_trigger_name"]
 
 #: the epoch's table and the signals' tables: those of the PostgreSQL backend
 EPOCH_TABLE = "orm_signaling.epoch"
@@ -64,9 +65,18 @@ def _quoted(table: Table) -> str:
     return quote(name) if schema is None else f"{quote(schema)}.{quote(name)}"
 
 
+def _short(prefix: str, name: str) -> str:
+    """``prefix + name``, or a hash of ``name`` where that is longer than PostgreSQL keeps (63
+    bytes: a truncated name could collide with another's)."""
+    full = prefix + name
+    if len(full.encode("utf-8")) <= 63:
+        return full
+    return prefix + hashlib.md5(name.encode("utf-8")).hexdigest()
+
+
 def capture_function(name: str) -> str:
     """The PostgreSQL function recording ``name``."""
-    return CAPTURE_FUNCTION + "." + name
+    return _short(CAPTURE_FUNCTION + ".", name)
 
 
 def marker(name: str) -> str:
@@ -77,7 +87,12 @@ def marker(name: str) -> str:
 
 def trigger_name(name: str) -> str:
     """The trigger recording ``name`` (one per name on each table)."""
-    return TRIGGER_PREFIX + name
+    return _short(TRIGGER_PREFIX, name)
+
+
+def table_signal(table: Table) -> str:
+    """The fine-grained signal of ``table``'s changes: ``t.<schema.>name``."""
+    return "t." + _qualified(table)
 
 
 def _check(dialect: str, names: Sequence[str]) -> None:
@@ -92,15 +107,28 @@ def ddl(dialect: str, names: Sequence[str], tables: Iterable[Table]) -> List[str
     """The statements creating, idempotently, the signaling tables of ``names`` and, on each
     of ``tables``, the triggers recording them (``dialect``: ``"postgresql"`` or ``"sqlite"``).
     Run them in one transaction."""
-    names = sorted(set(names))
+    tables = list(tables)
+    return pairs_ddl(dialect, [(table, name) for table in tables for name in names], extra=names)
+
+
+def table_ddl(dialect: str, tables: Iterable[Table]) -> List[str]:
+    """``ddl()`` where each table records its own signal (``table_signal()``): invalidation per
+    table."""
+    return pairs_ddl(dialect, [(table, table_signal(table)) for table in tables])
+
+
+def pairs_ddl(dialect: str, pairs: Iterable[Tuple[Table, str]], extra: Sequence[str] = ()) -> List[str]:
+    """The statements putting, on each (table, name) of ``pairs``, the trigger recording
+    ``name`` (and the signaling tables of those names and of ``extra``)."""
+    pairs = sorted(set(pairs), key=lambda pair: (pair[0][0] or "", pair[0][1], pair[1]))
+    names = sorted({name for _, name in pairs} | set(extra))
     _check(dialect, names)
-    tables = sorted(set(tables), key=lambda t: (t[0] or "", t[1]))
     if dialect == "postgresql":
-        return _postgres(names, tables)
-    return _sqlite(names, tables)
+        return _postgres(names, pairs)
+    return _sqlite(names, pairs)
 
 
-def _postgres(names: Sequence[str], tables: Sequence[Table]) -> List[str]:
+def _postgres(names: Sequence[str], pairs: Sequence[Tuple[Table, str]]) -> List[str]:
     statements = [
         # concurrent CREATE ... IF NOT EXISTS can still collide in the catalogs: serialise
         # (the lock the PostgreSQL backend takes when it creates its tables)
@@ -122,17 +150,16 @@ def _postgres(names: Sequence[str], tables: Sequence[Table]) -> List[str]:
             f"CREATE OR REPLACE FUNCTION {quote(capture_function(name))}() RETURNS trigger LANGUAGE plpgsql "
             f"AS $body$ BEGIN INSERT INTO {quote(TABLE_PREFIX + name)} (weight) VALUES (1); "
             f"PERFORM set_config({_literal(marker(name))}, '1', true); RETURN NULL; END $body$")
-    for table in tables:
-        for name in names:
-            statements.append(
-                f"CREATE OR REPLACE TRIGGER {quote(trigger_name(name))} BEFORE INSERT OR UPDATE OR DELETE "
-                f"OR TRUNCATE ON {_quoted(table)} FOR EACH STATEMENT "
-                f"WHEN (current_setting({_literal(marker(name))}, true) IS DISTINCT FROM '1') "
-                f"EXECUTE FUNCTION {quote(capture_function(name))}()")
+    for table, name in pairs:
+        statements.append(
+            f"CREATE OR REPLACE TRIGGER {quote(trigger_name(name))} BEFORE INSERT OR UPDATE OR DELETE "
+            f"OR TRUNCATE ON {_quoted(table)} FOR EACH STATEMENT "
+            f"WHEN (current_setting({_literal(marker(name))}, true) IS DISTINCT FROM '1') "
+            f"EXECUTE FUNCTION {quote(capture_function(name))}()")
     return statements
 
 
-def _sqlite(names: Sequence[str], tables: Sequence[Table]) -> List[str]:
+def _sqlite(names: Sequence[str], pairs: Sequence[Tuple[Table, str]]) -> List[str]:
     statements = [
         f"CREATE TABLE IF NOT EXISTS {quote(EPOCH_TABLE)} (token text NOT NULL)",
         f"INSERT INTO {quote(EPOCH_TABLE)} (token) SELECT lower(hex(randomblob(16))) "
@@ -144,16 +171,20 @@ def _sqlite(names: Sequence[str], tables: Sequence[Table]) -> List[str]:
                           "weight INTEGER NOT NULL DEFAULT 1)")
         # the counter row every trigger adds to (id 0: signals of the backend take ids from 1)
         statements.append(f"INSERT OR IGNORE INTO {table} (id, weight) VALUES (0, 0)")
-    for table in tables:
-        schema, bare = table
-        for name in names:
-            for event in ("INSERT", "UPDATE", "DELETE"):
-                trigger = f"{trigger_name(name)}_{event.lower()}_{bare}"
-                trigger = quote(trigger) if schema is None else f"{quote(schema)}.{quote(trigger)}"
-                statements.append(
-                    f"CREATE TRIGGER IF NOT EXISTS {trigger} AFTER {event} ON {quote(bare)} BEGIN "
-                    f"UPDATE {quote(TABLE_PREFIX + name)} SET weight = weight + 1 WHERE id = 0; END")
+    for (schema, bare), name in pairs:
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            trigger = sqlite_trigger_name(name, event, bare)
+            trigger = quote(trigger) if schema is None else f"{quote(schema)}.{quote(trigger)}"
+            statements.append(
+                f"CREATE TRIGGER IF NOT EXISTS {trigger} AFTER {event} ON {quote(bare)} BEGIN "
+                f"UPDATE {quote(TABLE_PREFIX + name)} SET weight = weight + 1 WHERE id = 0; END")
     return statements
+
+
+def sqlite_trigger_name(name: str, event: str, table: str) -> str:
+    """The SQLite trigger recording ``name`` for ``event`` on ``table`` (one schema per file:
+    the trigger's name holds the table's)."""
+    return f"{trigger_name(name)}_{event.lower()}_{table}"
 
 
 def versions_query(names: Sequence[str]) -> str:
@@ -166,15 +197,29 @@ def versions_query(names: Sequence[str]) -> str:
     return "SELECT " + ", ".join(parts)
 
 
-def captured_tables_query(dialect: str, names: Sequence[str]) -> str:
-    """A query of the tables (schema, name) that carry the capture trigger of every one of
-    ``names`` (what ``install()`` finds already done)."""
-    _check(dialect, names)
+def triggers_query(dialect: str) -> str:
+    """A query of the capture triggers in place: rows (schema, table, trigger name)."""
+    _check(dialect, [])
+    prefix = _literal(TRIGGER_PREFIX)  # (no percent sign: see the function above)
     if dialect == "postgresql":
-        wanted = ", ".join(_literal(trigger_name(name)) for name in names)
-        return ("SELECT n.nspname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        return ("SELECT n.nspname, c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                f"WHERE NOT t.tgisinternal AND t.tgname IN ({wanted}) "
-                f"GROUP BY n.nspname, c.relname HAVING count(DISTINCT t.tgname) = {len(set(names))}")
-    wanted = " OR ".join(f"name LIKE {_literal(trigger_name(name) + '_%')}" for name in names)
-    return f"SELECT NULL, tbl_name FROM sqlite_master WHERE type = 'trigger' AND ({wanted})"
+                f"WHERE NOT t.tgisinternal AND starts_with(t.tgname, {prefix})")
+    return ("SELECT NULL, tbl_name, name FROM sqlite_master WHERE type = 'trigger' "
+            f"AND substr(name, 1, {len(TRIGGER_PREFIX)}) = {prefix}")
+
+
+def missing_pairs(dialect: str, pairs: Iterable[Tuple[Table, str]],
+                  rows: Iterable[Tuple[Optional[str], str, str]]) -> List[Tuple[Table, str]]:
+    """The (table, name) of ``pairs`` whose trigger is not among ``rows`` (``triggers_query()``).
+    A table given without a schema matches it in any schema."""
+    found = set()
+    for schema, table, trigger in rows:
+        found.add((schema, table, trigger))
+        found.add((None, table, trigger))
+    missing = []
+    for (schema, table), name in pairs:
+        trigger = trigger_name(name) if dialect == "postgresql" else sqlite_trigger_name(name, "INSERT", table)
+        if (schema, table, trigger) not in found:
+            missing.append(((schema, table), name))
+    return missing

@@ -131,6 +131,8 @@ class RegistrySignaling:
         self._signaling_pid = os.getpid()
         self._signaling_backend_seen: Any = None
         self._signaling_epoch: Any = _UNSYNCED
+        #: fine-grained signals (a table's, a method's): name -> what to call when it moved
+        self._signaling_topics: Dict[str, List[Callable[[List[str]], Any]]] = {}
         #: the names with a counter (the registry's first), read together at every check
         self._signaling_keys: Tuple[str, ...] = self._signaling_names()
         #: per-process local counters: name -> version this process has caught up with
@@ -181,7 +183,57 @@ class RegistrySignaling:
         return backend
 
     def _signaling_names(self) -> Tuple[str, ...]:
-        return (REGISTRY, *self.caches_by_key)
+        return (REGISTRY, *self.caches_by_key, *sorted(self._signaling_topics))
+
+    def subscribe_signals(self, names: Iterable[str], on_moved: Callable[[List[str]], Any]) -> None:
+        """Fine-grained signals: read ``names`` (a table's, a method's: any name that is not a
+        cache name) with every check, in the same round trip; when some of them moved,
+        ``on_moved(moved)`` is called instead of clearing whole caches. It runs under the
+        signaling lock, in the checking thread: it may only drop local entries (an error it
+        raises is logged and every cache is cleared instead). A name's first read counts as
+        moved (what was cached before may predate it).
+
+        >>> from ormcache.registry import Registry
+        >>> from ormcache.signaling import LocalSignaling
+        >>> registry = Registry("topics-doc")
+        >>> registry.signaling = backend = LocalSignaling()
+        >>> registry.check_signaling()                    # first contact
+        []
+        >>> registry.subscribe_signals(["t.users"], print)
+        >>> backend.bump("topics-doc", ["t.users"])
+        >>> registry.check_signaling()                    # on_moved(["t.users"]); no cache cleared
+        ['t.users']
+        []
+        >>> Registry.delete("topics-doc")
+        """
+        names = list(names)
+        for name in names:
+            if not isinstance(name, str) or not name or name == REGISTRY or name in self.caches_by_key:
+                raise ValueError(f"a fine-grained signal is a non-empty string other than a cache "
+                                 f"name or {REGISTRY!r}, not {name!r}")
+        with self._signaling_lock:
+            for name in names:
+                callbacks = self._signaling_topics.setdefault(name, [])
+                if on_moved not in callbacks:
+                    callbacks.append(on_moved)
+            keys = self._signaling_names()
+            if keys != self._signaling_keys:
+                self._signaling_keys = keys
+                self._signaling_snapshot()  # a new name reads as moved at the next check
+
+    def _signaling_topics_moved(self, moved: List[str]) -> None:
+        """Call the subscribers of the fine-grained signals that moved (under the lock)."""
+        by_callback: Dict[Any, Tuple[Callable[[List[str]], Any], List[str]]] = {}
+        for name in moved:
+            for callback in self._signaling_topics.get(name, ()):
+                by_callback.setdefault(id(callback), (callback, []))[1].append(name)
+        for callback, names in by_callback.values():
+            try:
+                callback(names)
+            except Exception:  # noqa: BLE001 - never serve what it failed to drop
+                _logger.exception("Signaling: dropping the entries of %s failed; all caches of %r "
+                                  "cleared instead", names, self.db_name)
+                self._signaling_clear_all()
 
     def _signaling_failed(self) -> None:
         # under the lock: the backend failed; resync at the first check that succeeds
@@ -444,9 +496,15 @@ class RegistrySignaling:
                     return [], False
                 for name in moved:
                     local[name] = versions[name]
-                # clear, never clear_cache(): that would record the names and signal them back
-                cleared = self._clear_local(moved)
-                _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
+                topics = self._signaling_topics
+                cleared = []
+                caches = [name for name in moved if name not in topics]
+                if caches:
+                    # clear, never clear_cache(): that would record the names and signal them back
+                    cleared = self._clear_local(caches)
+                    _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
+                if len(caches) != len(moved):
+                    self._signaling_topics_moved([name for name in moved if name in topics])
                 return cleared, False
             _logger.info("Reloading the registry %r after signaling", self.db_name)
         cleared = self._signaling_clear_all()
@@ -578,7 +636,7 @@ class RegistrySignaling:
         """``(epoch, registry version, version of name)`` this process has caught up with, or
         None when it cannot vouch for one (never synced, or the backend failed since). A value
         stored elsewhere under that version is valid for as long as the version stays."""
-        if name not in self.caches_by_key:
+        if name not in self.caches_by_key and name not in self._signaling_topics:
             raise ValueError(f"unknown cache name {name!r}; known: {sorted(self.caches_by_key)}")
         with self._signaling_lock:
             epoch = self._signaling_epoch

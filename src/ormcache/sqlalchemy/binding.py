@@ -560,7 +560,7 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
     the names per registry and whether each registry recorded them."""
     by_registry: Dict[Any, Set[str]] = {}
     for cache, what in unsent.items():
-        if what.keys:
+        if what.keys and cache._captured is not True:  # captured: the triggers recorded it
             by_registry.setdefault(cache.registry, set()).add(cache.cache_name)
     dbapi_connection = connection.connection.dbapi_connection
 
@@ -583,7 +583,7 @@ def _after_commit(unsent: Dict[OrmCache, _Unsent], by_registry: Dict[Any, Set[st
                   recorded: Dict[Any, bool]) -> None:
     for cache, what in unsent.items():
         if what.keys:
-            cache._committed(what, recorded[cache.registry])
+            cache._committed(what, recorded.get(cache.registry, True))
     for registry, names in by_registry.items():
         try:
             if recorded[registry]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
-from typing import Any, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -17,58 +17,87 @@ from ormcache.signaling import REGISTRY, SignalingConfigurationError
 from ormcache.signaling import capture
 
 from ._changes import FULL_TABLE_MODELS
+from ._session import table_key
 
 __all__ = ["captured_tables", "ddl_statements", "install", "warn_uncaptured", "read_snapshot"]
 
 _logger = logging.getLogger("ormcache.sqlalchemy")
 
 
-def captured_tables(orm_cache: Any) -> List[Tuple[Optional[str], str]]:
-    """The tables whose changes invalidate values of ``orm_cache``, as (schema, name)."""
+def _dependencies(orm_cache: Any) -> Dict[Tuple[Optional[str], str], Set[str]]:
+    """(schema, table) -> the names the OrmCache knows it by (policy tables, full-table caches'
+    tables, and every table of its metadata when a callable policy, whose tables are unknown,
+    is registered)."""
     names: Set[str] = set(orm_cache._by_table) | set(FULL_TABLE_MODELS)
     metadata = orm_cache.metadata
-    known = {} if metadata is None else {table.name: table for table in metadata.tables.values()}
+    tables = {} if metadata is None else dict(metadata.tables)
+    by_bare = {table.name: table for table in tables.values()}
     if orm_cache._callables:  # a callable policy may depend on any table
-        names |= set(known)
-    tables = []
-    for name in sorted(names):
-        table = known.get(name)
-        tables.append((table.schema, table.name) if table is not None else (None, name))
-    return tables
+        names |= set(tables)
+    found: Dict[Tuple[Optional[str], str], Set[str]] = {}
+    for name in names:
+        table = tables.get(name)
+        if table is None:
+            table = by_bare.get(name)
+        where = (table.schema, table.name) if table is not None else (None, name)
+        found.setdefault(where, set()).add(name)
+    return found
+
+
+def captured_tables(orm_cache: Any) -> List[Tuple[Optional[str], str]]:
+    """The tables whose changes invalidate values of ``orm_cache``, as (schema, name)."""
+    return sorted(_dependencies(orm_cache), key=lambda t: (t[0] or "", t[1]))
 
 
 def ddl_statements(orm_cache: Any, dialect: Any) -> List[str]:
     """The statements ``install()`` runs, for ``dialect`` (a name or a SQLAlchemy dialect)."""
     name = getattr(dialect, "name", dialect)
-    return capture.ddl(name, [orm_cache.cache_name], captured_tables(orm_cache))
+    return capture.table_ddl(name, captured_tables(orm_cache))
 
 
 def install(orm_cache: Any, bind: Any) -> List[Tuple[Optional[str], str]]:
-    """Create what is missing of the capture (tables, function, triggers) in the database of
-    ``bind`` (an Engine or a Connection), in one transaction; then check that the registry's
-    signaling reads that database. Returns the tables newly equipped."""
+    """Create what is missing of the capture (tables, functions, triggers) in the database of
+    ``bind`` (an Engine or a Connection), in one transaction; check that the registry's
+    signaling reads that database; then subscribe the registry to the tables' signals. Returns
+    the tables newly equipped."""
     if not isinstance(bind, (Engine, Connection)):
         raise TypeError(f"OrmCache.install() takes an Engine or a Connection, not {bind!r}")
     dialect = bind.dialect.name
     if dialect not in capture.DIALECTS:
         raise ValueError(f"OrmCache.install(): capture supports {list(capture.DIALECTS)}, not {dialect!r}")
-    tables = captured_tables(orm_cache)
-    names = [orm_cache.cache_name]
+    dependencies = _dependencies(orm_cache)
+    pairs = [(table, capture.table_signal(table)) for table in dependencies]
     with _transaction(bind) as connection:
-        done = {tuple(row) for row in connection.exec_driver_sql(
-            capture.captured_tables_query(dialect, names)).fetchall()}
-        done_names = {row[1] for row in done}
-        missing = [table for table in tables
-                   if (table if table[0] is not None else (None, table[1])) not in done
-                   and not (table[0] is None and table[1] in done_names)]
+        rows = connection.exec_driver_sql(capture.triggers_query(dialect)).fetchall()
+        missing = capture.missing_pairs(dialect, pairs, [tuple(row) for row in rows])
         epoch = _epoch(connection)
         if missing or epoch is None:
-            for statement in capture.ddl(dialect, names, tables):
+            for statement in capture.pairs_ddl(dialect, missing):
                 connection.exec_driver_sql(statement)
             epoch = _epoch(connection)
     _check_reader(orm_cache, epoch, bind)
+    _subscribe(orm_cache, {signal: dependencies[table] for table, signal in pairs})
     orm_cache._captured = True
-    return missing
+    return sorted((table for table, _ in missing), key=lambda t: (t[0] or "", t[1]))
+
+
+def _subscribe(orm_cache: Any, names_of: Dict[str, Set[str]]) -> None:
+    """Each table signal drops, in this process, only the entries depending on that table."""
+    moved = getattr(orm_cache, "_tables_moved", None)
+    if moved is None:
+        def moved(signals: List[str]) -> None:
+            tables = {name for signal in signals for name in moved.names_of.get(signal, ())}
+            keys = {d.key for table in tables for d in orm_cache._by_table.get(table, ())}
+            keys.update(d.key for d in orm_cache._callables)
+            keys.update(table_key(model) for table in tables for model in FULL_TABLE_MODELS.get(table, ()))
+            orm_cache._drop(keys)
+
+        moved.names_of = {}  # type: ignore[attr-defined]
+        orm_cache._tables_moved = moved
+    moved.names_of.update(names_of)  # type: ignore[attr-defined]
+    orm_cache.registry.subscribe_signals(sorted(names_of), moved)
+    # the shared tier's version and the snapshot's read cover the tables' signals
+    orm_cache._signal_names = sorted(set(orm_cache._signal_names) | set(names_of))
 
 
 def _transaction(bind: Any) -> Any:
@@ -147,7 +176,7 @@ def read_snapshot(orm_cache: Any, connection: Any, txn: Any) -> None:
     registry = orm_cache.registry
     if connection.dialect.name != "postgresql" or registry.signaling_version(orm_cache.cache_name) is None:
         return  # not synced yet: the tables may not exist, nothing to compare with
-    names = [REGISTRY, *orm_cache._signal_names]
+    names = [REGISTRY, *orm_cache._signal_names]  # the cache's names and the tables' signals
     row = connection.exec_driver_sql(capture.versions_query(names)).fetchone()
     if registry.signaling_behind(row[0], dict(zip(names, row[1:]))):
         txn.start = 0  # older than every invalidation: may_store() refuses every key

@@ -1,0 +1,105 @@
+"""Invalidation per table (issue 18, item 2): with ``OrmCache.install()``, a committed write to
+one table drops, in every process, only the entries depending on that table; the entries of
+another table stay hits. ``check_signaling()`` stays one round trip (one SELECT) whatever the
+number of tables.
+
+Before (one signal per cache name), a write to ``users`` made both processes drop the
+``settings`` entries too: 0 of 100 stayed hits in the other process, 0 of 100 in the writer's."""
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from ormcache.registry import Registry
+from test_capture_support import (TwoTables, close_caches, open_two_tables, options, read_two_tables,
+                                  two_tables_reader)
+from test_sqlalchemy_support import Base, Setting, User, Worker, make_engine
+
+COUNT = 100
+ROUNDS = 3
+
+
+@pytest.fixture
+def pg(pg_dsn):
+    engine = make_engine("postgresql", pg_dsn)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    with psycopg.connect(pg_dsn) as conn:
+        for i in range(COUNT):
+            conn.execute("INSERT INTO users (id, name, email, role, karma) VALUES (%s, '0', '', 'm', 0)", [i])
+            conn.execute("INSERT INTO settings (id, key, value) VALUES (%s, %s, '0')", [i, f"k{i}"])
+    return pg_dsn
+
+
+def _truth(dsn):
+    with psycopg.connect(dsn) as conn:
+        users = [row[0] for row in conn.execute("SELECT name FROM users ORDER BY id")]
+        settings = [row[0] for row in conn.execute("SELECT value FROM settings ORDER BY id")]
+    return users, settings
+
+
+def _orm_write(factory, value):
+    with factory() as session:
+        session.get(User, 5).name = value
+        session.commit()
+
+
+def _program_write(dsn, value):
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE users SET name = %s WHERE id = 7", [value])
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("how", ["orm", "other_program"])
+def test_a_write_to_one_table_keeps_the_other_tables_entries(pg, how):
+    opts = options(pg)
+    engine, factory, cache = open_two_tables(opts)
+    other = Worker(opts, target=two_tables_reader)
+    kept = {"writer": 0, "other": 0}
+    stale = []
+    try:
+        for where, read in (("writer", lambda: read_two_tables(factory, cache, COUNT)),
+                            ("other", lambda: other("read", COUNT))):
+            read()  # filled
+            assert read()[2:] == (COUNT, COUNT)  # all hits
+        for k in range(1, ROUNDS + 1):
+            if how == "orm":
+                _orm_write(factory, f"v{k}")
+            else:
+                _program_write(pg, f"v{k}")
+            expected = _truth(pg)
+            for where, read in (("writer", lambda: read_two_tables(factory, cache, COUNT)),
+                                ("other", lambda: other("read", COUNT))):
+                users, settings, setting_hits, _ = read()
+                kept[where] += setting_hits
+                if (users, settings) != expected:
+                    stale.append((where, k))
+    finally:
+        other.stop()
+        close_caches(engine, cache)
+    total = COUNT * ROUNDS
+    print(f"{how}: settings entries kept as hits after users writes: writer {kept['writer']}/{total}, "
+          f"other process {kept['other']}/{total}; stale {len(stale)}")
+    assert stale == []
+    assert kept["writer"] >= 0.99 * total and kept["other"] >= 0.99 * total, kept
+
+
+def test_check_stays_one_statement_whatever_the_tables(pg):
+    opts = options(pg)
+    engine, factory, cache = open_two_tables(opts)
+    backend = cache.registry.signaling
+    try:
+        cache.registry.check_signaling()
+        statements = []
+        original = backend._working
+
+        def counting(kind, names, write, read_only):
+            statements.append((kind, names))
+            return original(kind, names, write, read_only)
+
+        backend._working = counting
+        cache.registry.check_signaling()
+        assert len(statements) == 1 and statements[0][0] == "read"
+        assert {"t.users", "t.settings"} <= set(statements[0][1])
+    finally:
+        close_caches(engine, cache)
