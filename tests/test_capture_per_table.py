@@ -103,3 +103,48 @@ def test_check_stays_one_statement_whatever_the_tables(pg):
         assert {"t.users", "t.settings"} <= set(statements[0][1])
     finally:
         close_caches(engine, cache)
+
+
+def test_members_registered_after_install_are_signalled_by_name(pg, caplog):
+    """A member registered after install() depends on a table without trigger: its commits are
+    signalled by cache name (as without capture), and one warning says to install again."""
+    import logging
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from ormcache.signaling import PostgresSignaling
+    from ormcache.sqlalchemy import OrmCache
+    from test_capture_support import CaptureApp
+
+    registry = Registry("capture-late")
+    registry.signaling = backend = PostgresSignaling(pg)
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(pg))
+    factory = sessionmaker(engine)
+    cache = OrmCache(registry, Base.metadata)
+    cache.watch(factory)
+    cache.register(CaptureApp)  # users (and the full-table countries)
+    try:
+        cache.install(engine)
+        cache.register(TwoTables)  # settings: no trigger
+        with factory() as session:
+            TwoTables(cache, session).setting(1)
+        before = backend.read("capture-late", ["default"])[1]["default"]
+        with caplog.at_level(logging.WARNING, logger="ormcache.sqlalchemy"):
+            with factory() as session:
+                session.get(Setting, 1).value = "late"
+                session.commit()
+        assert backend.read("capture-late", ["default"])[1]["default"] == before + 1  # by name
+        assert any("registered after install()" in r.getMessage() and "settings" in r.getMessage()
+                   for r in caplog.records)
+        cache.install(engine)  # again: settings captured, by table from now on
+        assert cache._captured is True
+        with factory() as session:
+            session.get(Setting, 1).value = "later"
+            session.commit()
+        assert backend.read("capture-late", ["default"])[1]["default"] == before + 1
+    finally:
+        cache.close()
+        backend.close()
+        engine.dispose()
+        Registry.delete("capture-late")

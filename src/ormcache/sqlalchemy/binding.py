@@ -41,7 +41,7 @@ from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, change
                        loaded_state, statement_tables)
 from ._bridge import Flights, await_, in_greenlet
 from ._session import INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, default_session, table_key
-from .capture import read_snapshot
+from .capture import fully_captured, read_snapshot
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
@@ -560,7 +560,7 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
     the names per registry and whether each registry recorded them."""
     by_registry: Dict[Any, Set[str]] = {}
     for cache, what in unsent.items():
-        if what.keys and cache._captured is not True:  # captured: the triggers recorded it
+        if what.keys and not fully_captured(cache):  # captured: the triggers recorded it
             by_registry.setdefault(cache.registry, set()).add(cache.cache_name)
     dbapi_connection = connection.connection.dbapi_connection
 
@@ -583,7 +583,7 @@ def _after_commit(unsent: Dict[OrmCache, _Unsent], by_registry: Dict[Any, Set[st
                   recorded: Dict[Any, bool]) -> None:
     for cache, what in unsent.items():
         if what.keys:
-            cache._committed(what, recorded.get(cache.registry, True))
+            cache._committed(what, cache.registry not in by_registry or recorded[cache.registry])
     for registry, names in by_registry.items():
         try:
             if recorded[registry]:

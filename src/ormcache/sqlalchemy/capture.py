@@ -19,7 +19,8 @@ from ormcache.signaling import capture
 from ._changes import FULL_TABLE_MODELS
 from ._session import table_key
 
-__all__ = ["captured_tables", "ddl_statements", "install", "warn_uncaptured", "read_snapshot"]
+__all__ = ["captured_tables", "ddl_statements", "install", "warn_uncaptured", "read_snapshot",
+           "fully_captured"]
 
 _logger = logging.getLogger("ormcache.sqlalchemy")
 
@@ -78,7 +79,33 @@ def install(orm_cache: Any, bind: Any) -> List[Tuple[Optional[str], str]]:
     _check_reader(orm_cache, epoch, bind)
     _subscribe(orm_cache, {signal: dependencies[table] for table, signal in pairs})
     orm_cache._captured = True
+    orm_cache._captured_tables = (_signature(orm_cache), set(dependencies))
     return sorted((table for table, _ in missing), key=lambda t: (t[0] or "", t[1]))
+
+
+def _signature(orm_cache: Any) -> Tuple[int, int, int]:
+    """What changes when the OrmCache's dependencies may have (a register(), a FullTableCache)."""
+    return len(orm_cache._counters), len(FULL_TABLE_MODELS), len(orm_cache._callables)
+
+
+def fully_captured(orm_cache: Any) -> bool:
+    """Whether the triggers cover every table the OrmCache depends on now (a member registered
+    after ``install()`` may add tables: then its commits are signalled by name, as without
+    capture, and one warning says to call ``install()`` again)."""
+    if orm_cache._captured is not True:
+        return False
+    signature, tables = orm_cache._captured_tables
+    if signature == _signature(orm_cache):
+        return True
+    missing = sorted(capture._qualified(t) for t in set(_dependencies(orm_cache)) - tables)
+    if missing:
+        _logger.warning("OrmCache %r: tables %s were registered after install(): call install() again "
+                        "to capture their changes (until then commits signal the whole cache)",
+                        orm_cache.registry.db_name, ", ".join(missing))
+        orm_cache._captured = None  # warned: no capture assumed from now on
+        return False
+    orm_cache._captured_tables = (_signature(orm_cache), tables)
+    return True
 
 
 def _subscribe(orm_cache: Any, names_of: Dict[str, Set[str]]) -> None:
