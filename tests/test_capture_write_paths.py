@@ -208,3 +208,20 @@ def test_captured_signals_are_pruned_by_the_checks(pg):
         backend.close()
         engine.dispose()
         Registry.delete("capture-pruned")
+
+
+def test_install_in_the_callers_transaction(pg):
+    """install(connection) inside the caller's open transaction (a migration's): the caller
+    commits; the next install() finds everything and checks the reader."""
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(pg))
+    cache = _cache("capture-in-txn", PostgresSignaling(pg))
+    try:
+        with engine.begin() as connection:
+            assert sorted(name for _, name in cache.install(connection)) == ["countries", "users"]
+        assert cache.install(engine) == []
+        with engine.connect() as connection:  # a connection not in a transaction: install's own
+            assert cache.install(connection) == []
+    finally:
+        cache.registry.signaling.close()
+        engine.dispose()
+        Registry.delete("capture-in-txn")

@@ -68,15 +68,20 @@ def install(orm_cache: Any, bind: Any) -> List[Tuple[Optional[str], str]]:
         raise ValueError(f"OrmCache.install(): capture supports {list(capture.DIALECTS)}, not {dialect!r}")
     dependencies = _dependencies(orm_cache)
     pairs = [(table, capture.table_signal(table)) for table in dependencies]
-    with _transaction(bind) as connection:
+    transaction, created = _transaction(bind), False
+    with transaction as connection:
         rows = connection.exec_driver_sql(capture.triggers_query(dialect)).fetchall()
         missing = capture.missing_pairs(dialect, pairs, [tuple(row) for row in rows])
         epoch = _epoch(connection)
         if missing or epoch is None:
             for statement in capture.pairs_ddl(dialect, missing):
                 connection.exec_driver_sql(statement)
+            created = True
             epoch = _epoch(connection)
-    _check_reader(orm_cache, epoch, bind)
+    if not (created and isinstance(transaction, nullcontext)):
+        # (DDL run in the caller's open transaction holds its lock and is not visible to the
+        # backend's own connection yet: the check waits for the next install(), at the next start)
+        _check_reader(orm_cache, epoch, bind)
     _subscribe(orm_cache, {signal: dependencies[table] for table, signal in pairs})
     orm_cache._captured = True
     orm_cache._captured_tables = (_signature(orm_cache), set(dependencies))
