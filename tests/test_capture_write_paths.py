@@ -11,11 +11,12 @@ import os
 
 import psycopg
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, create_engine
+from sqlalchemy import String, create_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ormcache.registry import Registry
 from ormcache.signaling import LocalSignaling, PostgresSignaling, SignalingConfigurationError
-from ormcache.sqlalchemy import OrmCache
+from ormcache.sqlalchemy import FullTableCache, OrmCache
 from test_capture_support import (PATHS, SETUPS, CaptureApp, close_caches, open_caches, options, orm_write,
                                   read, reader, seed, truth)
 from test_sqlalchemy_support import Base, Worker, make_engine
@@ -225,3 +226,28 @@ def test_install_in_the_callers_transaction(pg):
         cache.registry.signaling.close()
         engine.dispose()
         Registry.delete("capture-in-txn")
+
+
+def test_full_table_caches_of_other_metadata_are_left_alone(pg):
+    """FullTableCache classes of another MetaData (another database) get no trigger here."""
+    class OtherBase(DeclarativeBase):
+        pass
+
+    class Elsewhere(FullTableCache, OtherBase):
+        __tablename__ = "capture_elsewhere"
+        __cache_key__ = "code"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        code: Mapped[str] = mapped_column(String(2))
+
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(pg))
+    cache = _cache("capture-elsewhere", PostgresSignaling(pg))
+    try:
+        assert "capture_elsewhere" not in cache.ddl("postgresql")
+        assert sorted(name for _, name in cache.install(engine)) == ["countries", "users"]
+    finally:
+        from ormcache.sqlalchemy._changes import FULL_TABLE_MODELS
+
+        FULL_TABLE_MODELS.pop("capture_elsewhere", None)
+        cache.registry.signaling.close()
+        engine.dispose()
+        Registry.delete("capture-elsewhere")

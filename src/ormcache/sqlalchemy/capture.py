@@ -29,10 +29,13 @@ def _dependencies(orm_cache: Any) -> Dict[Tuple[Optional[str], str], Set[str]]:
     """(schema, table) -> the names the OrmCache knows it by (policy tables, full-table caches'
     tables, and every table of its metadata when a callable policy, whose tables are unknown,
     is registered)."""
-    names: Set[str] = set(orm_cache._by_table) | set(FULL_TABLE_MODELS)
     metadata = orm_cache.metadata
     tables = {} if metadata is None else dict(metadata.tables)
     by_bare = {table.name: table for table in tables.values()}
+    full = set(FULL_TABLE_MODELS)  # every FullTableCache of the process: those of this database
+    if metadata is not None:
+        full &= set(tables) | set(by_bare)
+    names: Set[str] = set(orm_cache._by_table) | full
     if orm_cache._callables:  # a callable policy may depend on any table
         names |= set(tables)
     found: Dict[Tuple[Optional[str], str], Set[str]] = {}
