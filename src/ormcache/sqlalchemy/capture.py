@@ -116,20 +116,30 @@ def fully_captured(orm_cache: Any) -> bool:
     return True
 
 
+class _TablesMoved:
+    """What a moved table signal drops, in this process: only the entries depending on that
+    table (its policies' members, its full-table caches, and every callable policy's)."""
+
+    def __init__(self, orm_cache: Any) -> None:
+        self.orm_cache = orm_cache
+        #: table signal -> the names the OrmCache knows that table by
+        self.names_of: Dict[str, Set[str]] = {}
+
+    def __call__(self, signals: List[str]) -> None:
+        cache = self.orm_cache
+        tables = {name for signal in signals for name in self.names_of.get(signal, ())}
+        keys = {d.key for table in tables for d in cache._by_table.get(table, ())}
+        keys.update(d.key for d in cache._callables)
+        keys.update(table_key(model) for table in tables for model in FULL_TABLE_MODELS.get(table, ()))
+        cache._drop(keys)
+
+
 def _subscribe(orm_cache: Any, names_of: Dict[str, Set[str]]) -> None:
-    """Each table signal drops, in this process, only the entries depending on that table."""
+    """Subscribe the registry to the tables' signals (once per OrmCache: one subscriber)."""
     moved = getattr(orm_cache, "_tables_moved", None)
     if moved is None:
-        def moved(signals: List[str]) -> None:
-            tables = {name for signal in signals for name in moved.names_of.get(signal, ())}
-            keys = {d.key for table in tables for d in orm_cache._by_table.get(table, ())}
-            keys.update(d.key for d in orm_cache._callables)
-            keys.update(table_key(model) for table in tables for model in FULL_TABLE_MODELS.get(table, ()))
-            orm_cache._drop(keys)
-
-        moved.names_of = {}  # type: ignore[attr-defined]
-        orm_cache._tables_moved = moved
-    moved.names_of.update(names_of)  # type: ignore[attr-defined]
+        moved = orm_cache._tables_moved = _TablesMoved(orm_cache)
+    moved.names_of.update(names_of)
     orm_cache.registry.subscribe_signals(sorted(names_of), moved)
     # the shared tier's version and the snapshot's read cover the tables' signals
     orm_cache._signal_names = sorted(set(orm_cache._signal_names) | set(names_of))
