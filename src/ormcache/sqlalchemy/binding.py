@@ -41,6 +41,7 @@ from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, change
                        loaded_state, statement_tables)
 from ._bridge import Flights, await_, in_greenlet
 from ._session import INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, default_session, table_key
+from . import capture as _capture
 from .capture import fully_captured, read_snapshot
 from .shared import SharedTier
 
@@ -183,9 +184,7 @@ class OrmCache:
         ``SignalingConfigurationError`` when the registry's signaling does not read that
         database. Returns the (schema, table) pairs equipped by this call. See
         ``ormcache.sqlalchemy.capture``."""
-        from .capture import install
-
-        return install(self, bind)
+        return _capture.install(self, bind)
 
     def ddl(self, dialect: Any) -> str:
         """What ``install()`` creates, as SQL text for a migration tool (Alembic's
@@ -195,9 +194,7 @@ class OrmCache:
     def ddl_statements(self, dialect: Any) -> List[str]:
         """``ddl()`` as a list of statements (``dialect``: ``"postgresql"``, ``"sqlite"`` or a
         SQLAlchemy dialect)."""
-        from .capture import ddl_statements
-
-        return ddl_statements(self, dialect)
+        return _capture.ddl_statements(self, dialect)
 
     def close(self) -> None:
         """Stop listening and close the shared tier's connections."""
@@ -338,9 +335,7 @@ class OrmCache:
     def _begin(self, session: Session) -> Transaction:
         """The check of a new transaction of ``session``, then its layer."""
         if self._captured is False:
-            from .capture import warn_uncaptured
-
-            warn_uncaptured(self)
+            _capture.warn_uncaptured(self)
         if self.check_signaling:
             _check_signaling(self.registry)
         unchecked = session.info.get(UNCHECKED_KEY)
