@@ -148,3 +148,28 @@ def test_members_registered_after_install_are_signalled_by_name(pg, caplog):
         backend.close()
         engine.dispose()
         Registry.delete("capture-late")
+
+
+@pytest.mark.timeout(300)
+def test_invalidating_one_member_drops_only_its_values_everywhere(pg):
+    """``OrmCache.invalidate(member)`` once installed publishes that member's own signal: every
+    process drops its values and keeps the other members' (issue 19, item 4, for orm_cached).
+    Before (the cache name signalled), the other process kept 0 of 100 values of the other
+    member."""
+    opts = options(pg)
+    engine, factory, cache = open_two_tables(opts)
+    other = Worker(opts, target=two_tables_reader)
+    try:
+        other("read", COUNT)
+        assert other("read", COUNT)[2:] == (COUNT, COUNT)  # all hits
+        read_two_tables(factory, cache, COUNT)
+        cache.invalidate(TwoTables.__dict__["user_name"])
+        _, _, setting_hits, user_hits = other("read", COUNT)
+        _, _, local_setting_hits, local_user_hits = read_two_tables(factory, cache, COUNT)
+    finally:
+        other.stop()
+        close_caches(engine, cache)
+    print(f"after invalidate(user_name): other process kept {setting_hits}/{COUNT} settings values, "
+          f"{user_hits}/{COUNT} user_name values; writer {local_setting_hits}/{COUNT}, {local_user_hits}/{COUNT}")
+    assert user_hits == 0 and local_user_hits == 0  # dropped everywhere
+    assert setting_hits == COUNT and local_setting_hits == COUNT  # the other member kept

@@ -221,6 +221,25 @@ class RegistrySignaling:
                 self._signaling_keys = keys
                 self._signaling_snapshot()  # a new name reads as moved at the next check
 
+    def publish_signals(self, names: Iterable[str]) -> None:
+        """Bump subscribed fine-grained signals now, in one round trip (a method's values
+        invalidated in every process, outside of any transaction). This process's counters move
+        with them (it drops its own entries itself). On failure raises ``SignalingError`` and
+        keeps the names, published again as the cache names are."""
+        run_steps(self._signaling_signals_publishing(names), _Blocking)
+
+    async def apublish_signals(self, names: Iterable[str]) -> None:
+        """``publish_signals()`` for async code."""
+        await arun_steps(self._signaling_signals_publishing(names), _Awaiting)
+
+    def _signaling_signals_publishing(self, names: Iterable[str]) -> Steps[None]:
+        names = set(names)
+        unknown = sorted(name for name in names if name not in self._signaling_topics)
+        if unknown:
+            raise ValueError(f"not subscribed fine-grained signals: {unknown}")
+        if names:
+            yield from self._signaling_publishing(self._signaling_backend(), False, names)
+
     def _signaling_topics_moved(self, moved: List[str]) -> None:
         """Call the subscribers of the fine-grained signals that moved (under the lock)."""
         by_callback: Dict[Any, Tuple[Callable[[List[str]], Any], List[str]]] = {}

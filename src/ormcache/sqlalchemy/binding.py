@@ -301,6 +301,8 @@ class OrmCache:
         self._drop([descriptor.key for descriptor in descriptors])
         if self.shared is not None:
             self.shared.invalidate(d.name for d in descriptors)
+        if _capture.publish_members(self, descriptors):  # installed: those members only
+            return
         self.registry.clear_cache(self.cache_name)
         _signal_changes(self.registry)
 

@@ -16,11 +16,12 @@ from sqlalchemy.engine import Connection, Engine
 from ormcache.signaling import REGISTRY, SignalingConfigurationError
 from ormcache.signaling import capture
 
+from ._bridge import await_, in_greenlet
 from ._changes import FULL_TABLE_MODELS
 from ._session import table_key
 
 __all__ = ["captured_tables", "ddl_statements", "install", "warn_uncaptured", "read_snapshot",
-           "fully_captured"]
+           "fully_captured", "publish_members", "member_signal"]
 
 _logger = logging.getLogger("ormcache.sqlalchemy")
 
@@ -134,13 +135,53 @@ class _TablesMoved:
         cache._drop(keys)
 
 
+def member_signal(descriptor: Any) -> str:
+    """The fine-grained signal of one ``orm_cached`` member's values: ``m.<module.Class.name>``."""
+    return "m." + str(descriptor.name)
+
+
+class _MembersMoved:
+    """What a moved member signal drops, in this process: that member's values only."""
+
+    def __init__(self, orm_cache: Any) -> None:
+        self.orm_cache = orm_cache
+        self.keys: Dict[str, Any] = {}  # member signal -> the member's cache key
+
+    def __call__(self, signals: List[str]) -> None:
+        self.orm_cache._drop([self.keys[signal] for signal in signals if signal in self.keys])
+
+
+def publish_members(orm_cache: Any, descriptors: Any) -> bool:
+    """``OrmCache.invalidate(*members)`` once installed: publish each member's own signal (the
+    other processes drop only those members' values); False when a member has none (then the
+    whole cache is signalled, as without capture)."""
+    members = getattr(orm_cache, "_members_moved", None)
+    if members is None or not fully_captured(orm_cache):
+        return False
+    signals = [member_signal(d) for d in descriptors]
+    if not all(signal in members.keys for signal in signals):
+        return False
+    registry = orm_cache.registry
+    if in_greenlet():
+        await_(registry.apublish_signals(signals))
+    else:
+        registry.publish_signals(signals)
+    return True
+
+
 def _subscribe(orm_cache: Any, names_of: Dict[str, Set[str]]) -> None:
-    """Subscribe the registry to the tables' signals (once per OrmCache: one subscriber)."""
+    """Subscribe the registry to the tables' signals and to the members' (once per OrmCache:
+    one subscriber of each kind)."""
     moved = getattr(orm_cache, "_tables_moved", None)
     if moved is None:
         moved = orm_cache._tables_moved = _TablesMoved(orm_cache)
     moved.names_of.update(names_of)
     orm_cache.registry.subscribe_signals(sorted(names_of), moved)
+    members = getattr(orm_cache, "_members_moved", None)
+    if members is None:
+        members = orm_cache._members_moved = _MembersMoved(orm_cache)
+    members.keys.update((member_signal(d), d.key) for d in orm_cache._counters)
+    orm_cache.registry.subscribe_signals(sorted(members.keys), members)
     # the shared tier's version and the snapshot's read cover the tables' signals
     orm_cache._signal_names = sorted(set(orm_cache._signal_names) | set(names_of))
 
