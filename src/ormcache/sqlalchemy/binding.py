@@ -44,6 +44,8 @@ from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, change
 from ._bridge import Flights, await_, in_greenlet
 from ._session import (INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, begin, default_session,
                        table_key)
+from . import capture as _capture
+from .capture import fully_captured, read_snapshot
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
@@ -126,6 +128,8 @@ class OrmCache:
         self._unvouched_warned = False
         #: the names whose invalidation clears our registry cache (its signaling versions)
         self._signal_names = sorted(name for name, caches in registry.caches_by_key.items() if cache in caches)
+        #: True once install() ran, None once the warning that it did not was logged
+        self._captured: Optional[bool] = False
         _listen_to_connections()
 
     def __repr__(self) -> str:
@@ -182,6 +186,26 @@ class OrmCache:
             if id(self.registry.signaling) not in verdicts:
                 verdicts[id(self.registry.signaling)] = _elsewhere(self.registry, bind, "another dialect")
         return target
+
+    def install(self, bind: Any) -> List[Any]:
+        """Capture changes in the database of ``bind`` (an Engine or Connection; PostgreSQL or
+        SQLite): create, idempotently, the signaling tables and, on every table the registered
+        values depend on, triggers that record a signal inside the writer's transaction, so
+        that writes made by any path or program invalidate. Raises
+        ``SignalingConfigurationError`` when the registry's signaling does not read that
+        database. Returns the (schema, table) pairs equipped by this call. See
+        ``ormcache.sqlalchemy.capture``."""
+        return _capture.install(self, bind)
+
+    def ddl(self, dialect: Any) -> str:
+        """What ``install()`` creates, as SQL text for a migration tool (Alembic's
+        ``op.execute``): statements separated by ``;`` (``ddl_statements()``: the list)."""
+        return ";\n".join(self.ddl_statements(dialect)) + ";\n"
+
+    def ddl_statements(self, dialect: Any) -> List[str]:
+        """``ddl()`` as a list of statements (``dialect``: ``"postgresql"``, ``"sqlite"`` or a
+        SQLAlchemy dialect)."""
+        return _capture.ddl_statements(self, dialect)
 
     def close(self) -> None:
         """Stop listening and close the shared tier's connections."""
@@ -320,6 +344,8 @@ class OrmCache:
         self._drop([descriptor.key for descriptor in descriptors])
         if self.shared is not None:
             self.shared.invalidate((d.name for d in descriptors), signals=self._tier_signals())
+        if _capture.publish_members(self, descriptors):  # installed: those members only
+            return
         self.registry.clear_cache(self.cache_name)
         _signal_changes(self.registry)
 
@@ -354,6 +380,8 @@ class OrmCache:
 
     def _begin(self, session: Session) -> Transaction:
         """The check of a new transaction of ``session``, then its layer."""
+        if self._captured is False:
+            _capture.warn_uncaptured(self)
         if self.check_signaling:
             _check_signaling(self.registry)
         unchecked = session.info.get(UNCHECKED_KEY)
@@ -382,6 +410,8 @@ class OrmCache:
             return
         txn = self.transaction(session)
         txn.connections.append(connection)
+        if self._captured is True:  # the versions in this transaction's snapshot
+            read_snapshot(self, connection, txn)
         unsent = connection.info.get(_UNSENT_KEY, {}).get(self)
         if unsent is not None:
             # joined a database transaction that an earlier session transaction wrote in (an
@@ -575,7 +605,7 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
     the names per registry and whether each registry recorded them."""
     by_registry: Dict[Any, Set[str]] = {}
     for cache, what in unsent.items():
-        if what.keys:
+        if what.keys and not fully_captured(cache):  # captured: the triggers recorded it
             by_registry.setdefault(cache.registry, set()).add(cache.cache_name)
     dbapi_connection = connection.connection.dbapi_connection
 
@@ -652,7 +682,7 @@ def _after_commit(unsent: Dict[OrmCache, _Unsent], by_registry: Dict[Any, Set[st
                   recorded: Dict[Any, bool]) -> None:
     for cache, what in unsent.items():
         if what.keys:
-            cache._committed(what, recorded[cache.registry])
+            cache._committed(what, cache.registry not in by_registry or recorded[cache.registry])
     for registry, names in by_registry.items():
         try:
             if recorded[registry]:
