@@ -17,8 +17,10 @@ a backend all worker processes share. A unit of work (request, job) runs as::
 []
 >>> Registry.delete("signaling-doc")
 
-Backends: ``LocalSignaling`` (in process, the default), ``PostgresSignaling(dsn)`` and
-``RedisSignaling(url, pubsub=False)``; set one with ``registry.signaling = backend``.
+Backends: ``LocalSignaling`` (in process, the default), ``PostgresSignaling(dsn)``,
+``RedisSignaling(url, pubsub=False)`` and ``SqliteSignaling(path)`` (processes sharing an SQLite
+file); set one with ``registry.signaling = backend``. ``capture`` builds the triggers that record
+signals inside the writers' transactions (``OrmCache.install()``).
 
 In async code, ``await registry.acheck_signaling()`` and ``await registry.asignal_changes()``
 are the same protocol with async I/O: the event loop is never blocked for a round trip.
@@ -50,6 +52,7 @@ from .mixin import RegistrySignaling
 if TYPE_CHECKING:
     from .postgres import PostgresSignaling
     from .redis import RedisSignaling
+    from .sqlite import SqliteSignaling
 
 __all__ = [
     "REGISTRY",
@@ -62,11 +65,12 @@ __all__ = [
     "local_signaling",
     "PostgresSignaling",
     "RedisSignaling",
+    "SqliteSignaling",
     "RegistrySignaling",
 ]
 
 #: backends imported on first use: each module imports its driver
-_BACKENDS = {"PostgresSignaling": ".postgres", "RedisSignaling": ".redis"}
+_BACKENDS = {"PostgresSignaling": ".postgres", "RedisSignaling": ".redis", "SqliteSignaling": ".sqlite"}
 
 
 def __getattr__(name: str) -> Any:

@@ -132,6 +132,8 @@ class RegistrySignaling:
         self._signaling_pid = os.getpid()
         self._signaling_backend_seen: Any = None
         self._signaling_epoch: Any = _UNSYNCED
+        #: fine-grained signals (a table's, a method's): name -> what to call when it moved
+        self._signaling_topics: Dict[str, List[Callable[[List[str]], Any]]] = {}
         #: the names with a counter (the registry's first), read together at every check
         self._signaling_keys: Tuple[str, ...] = self._signaling_names()
         #: per-process local counters: name -> version this process has caught up with
@@ -182,7 +184,76 @@ class RegistrySignaling:
         return backend
 
     def _signaling_names(self) -> Tuple[str, ...]:
-        return (REGISTRY, *self.caches_by_key)
+        return (REGISTRY, *self.caches_by_key, *sorted(self._signaling_topics))
+
+    def subscribe_signals(self, names: Iterable[str], on_moved: Callable[[List[str]], Any]) -> None:
+        """Fine-grained signals: read ``names`` (a table's, a method's: any name that is not a
+        cache name) with every check, in the same round trip; when some of them moved,
+        ``on_moved(moved)`` is called instead of clearing whole caches. It runs under the
+        signaling lock, in the checking thread: it may only drop local entries (an error it
+        raises is logged and every cache is cleared instead). A name's first read counts as
+        moved (what was cached before may predate it).
+
+        >>> from ormcache.registry import Registry
+        >>> from ormcache.signaling import LocalSignaling
+        >>> registry = Registry("topics-doc")
+        >>> registry.signaling = backend = LocalSignaling()
+        >>> registry.check_signaling()                    # first contact
+        []
+        >>> registry.subscribe_signals(["t.users"], print)
+        >>> backend.bump("topics-doc", ["t.users"])
+        >>> registry.check_signaling()                    # on_moved(["t.users"]); no cache cleared
+        ['t.users']
+        []
+        >>> Registry.delete("topics-doc")
+        """
+        names = list(names)
+        for name in names:
+            if not isinstance(name, str) or not name or name == REGISTRY or name in self.caches_by_key:
+                raise ValueError(f"a fine-grained signal is a non-empty string other than a cache "
+                                 f"name or {REGISTRY!r}, not {name!r}")
+        with self._signaling_lock:
+            for name in names:
+                callbacks = self._signaling_topics.setdefault(name, [])
+                if on_moved not in callbacks:
+                    callbacks.append(on_moved)
+            keys = self._signaling_names()
+            if keys != self._signaling_keys:
+                self._signaling_keys = keys
+                self._signaling_snapshot()  # a new name reads as moved at the next check
+
+    def publish_signals(self, names: Iterable[str]) -> None:
+        """Bump subscribed fine-grained signals now, in one round trip (a method's values
+        invalidated in every process, outside of any transaction). This process's counters move
+        with them (it drops its own entries itself). On failure raises ``SignalingError`` and
+        keeps the names, published again as the cache names are."""
+        run_steps(self._signaling_signals_publishing(names), _Blocking)
+
+    async def apublish_signals(self, names: Iterable[str]) -> None:
+        """``publish_signals()`` for async code."""
+        await arun_steps(self._signaling_signals_publishing(names), _Awaiting)
+
+    def _signaling_signals_publishing(self, names: Iterable[str]) -> Steps[None]:
+        names = set(names)
+        unknown = sorted(name for name in names if name not in self._signaling_topics)
+        if unknown:
+            raise ValueError(f"not subscribed fine-grained signals: {unknown}")
+        if names:
+            yield from self._signaling_publishing(self._signaling_backend(), False, names)
+
+    def _signaling_topics_moved(self, moved: List[str]) -> None:
+        """Call the subscribers of the fine-grained signals that moved (under the lock)."""
+        by_callback: Dict[Any, Tuple[Callable[[List[str]], Any], List[str]]] = {}
+        for name in moved:
+            for callback in self._signaling_topics.get(name, ()):
+                by_callback.setdefault(id(callback), (callback, []))[1].append(name)
+        for callback, names in by_callback.values():
+            try:
+                callback(names)
+            except Exception:  # noqa: BLE001 - never serve what it failed to drop
+                _logger.exception("Signaling: dropping the entries of %s failed; all caches of %r "
+                                  "cleared instead", names, self.db_name)
+                self._signaling_clear_all()
 
     def _signaling_failed(self) -> None:
         # under the lock: the backend failed; resync at the first check that succeeds
@@ -445,9 +516,15 @@ class RegistrySignaling:
                     return [], False
                 for name in moved:
                     local[name] = versions[name]
-                # clear, never clear_cache(): that would record the names and signal them back
-                cleared = self._clear_local(moved)
-                _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
+                topics = self._signaling_topics
+                cleared = []
+                caches = [name for name in moved if name not in topics]
+                if caches:
+                    # clear, never clear_cache(): that would record the names and signal them back
+                    cleared = self._clear_local(caches)
+                    _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
+                if len(caches) != len(moved):
+                    self._signaling_topics_moved([name for name in moved if name in topics])
                 return cleared, False
             _logger.info("Reloading the registry %r after signaling", self.db_name)
         cleared = self._signaling_clear_all()
@@ -579,7 +656,7 @@ class RegistrySignaling:
         """``(epoch, registry version, version of name)`` this process has caught up with, or
         None when it cannot vouch for one (never synced, or the backend failed since). A value
         stored elsewhere under that version is valid for as long as the version stays."""
-        if name not in self.caches_by_key:
+        if name not in self.caches_by_key and name not in self._signaling_topics:
             raise ValueError(f"unknown cache name {name!r}; known: {sorted(self.caches_by_key)}")
         with self._signaling_lock:
             epoch = self._signaling_epoch
@@ -587,6 +664,19 @@ class RegistrySignaling:
                 return None
             versions = self._signaling_versions
             return epoch, versions.get(REGISTRY, 0), versions.get(name, 0)
+
+    def signaling_behind(self, epoch: Any, versions: Dict[str, int]) -> bool:
+        """Whether a snapshot that read ``(epoch, {name: version})`` from the signaling tables
+        (on a reader's own connection, inside its transaction) is older than what this process
+        has applied: a value computed from it must not be stored for others. True as well when
+        this process cannot vouch for its counters (never synced, the backend failed since, or
+        another epoch)."""
+        with self._signaling_lock:
+            if (self._signaling_epoch is _UNSYNCED or self._signaling_outage
+                    or epoch != self._signaling_epoch):
+                return True
+            local = self._signaling_versions
+            return any(version < local.get(name, 0) for name, version in versions.items())
 
     @contextmanager
     def cursor_scope(self, execute: Optional[Callable[[str], Any]] = None) -> Iterator[Any]:

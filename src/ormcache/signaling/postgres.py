@@ -319,6 +319,8 @@ class PostgresSignaling(SignalingBackend):
     used (libpq's has a floor of 2 s).
 
     Pruning: after this process wrote ``prune_every`` signals of a name, it prunes that table
+    (and after a check read ``prune_every`` more signals of a name than when it last pruned it:
+    the capture triggers of ``OrmCache.install()`` write signals that no process counts)
     (one short transaction on its own connection, skipped if another process is pruning it).
 
     Async: ``aread_versions()``/``abump()`` run the same statements on a psycopg
@@ -352,6 +354,7 @@ class PostgresSignaling(SignalingBackend):
         self._queries: Dict[Tuple[str, Tuple[str, ...]], Any] = {}
         self._absent: Set[str] = set()  # names (or EPOCH_TABLE) a read-only connection did not find
         self._unpruned: Dict[str, int] = {}  # name -> signals written since this process pruned it
+        self._pruned_at: Dict[str, int] = {}  # name -> its version when this process last pruned it
         #: event loop -> its async connection (a connection belongs to the loop that made it)
         self._loop_connections: PerLoop[_LoopConnection] = PerLoop(_LoopConnection, _aclose_state)
 
@@ -372,6 +375,7 @@ class PostgresSignaling(SignalingBackend):
             conn = _DeadlineConnection(pgconn)
             conn.deadline = deadline
             conn.autocommit = True
+            conn.prepare_threshold = None  # no server-side statements: PgBouncer transaction pooling
         except psycopg.OperationalError as exc:
             if conn is not None:
                 conn.close()
@@ -391,6 +395,7 @@ class PostgresSignaling(SignalingBackend):
             conn = _DeadlineAsyncConnection(pgconn)
             conn.deadline = deadline
             await conn.set_autocommit(True)
+            conn.prepare_threshold = None  # no server-side statements: PgBouncer transaction pooling
         except psycopg.OperationalError as exc:
             await _aclose(conn)
             raise self._connect_failed(exc) from exc
@@ -737,7 +742,28 @@ class PostgresSignaling(SignalingBackend):
         token = row[0]
         if token != self._token and token is not None:
             self._token = token  # tables created again elsewhere: record statements follow
-        return token, tuple(row[1:])
+        versions = tuple(row[1:])
+        yield from self._pruning_read(names, versions)
+        return token, versions
+
+    def _pruning_read(self, names: Sequence[str], versions: Sequence[int]) -> Steps[None]:
+        """Prune the names read ``prune_every`` versions past this process's last prune of them
+        (signals written by triggers, which no process counts in ``_due``)."""
+        if self._read_only:
+            return
+        marks = self._pruned_at
+        due = []
+        for name, version in zip(names, versions):
+            mark = marks.setdefault(name, version)
+            if version - mark >= self.prune_every or version < mark:
+                marks[name] = version
+                if version >= mark:
+                    due.append(name)
+        if due:
+            try:
+                yield lambda run: run("prune", tuple(due), True)
+            except SignalingError as exc:  # the next prune of these names will catch up
+                _logger.debug("Signaling: pruning %s failed: %s", due, exc)
 
     def bump(self, db_name: str, names: Iterable[str]) -> None:
         run_steps(self._bumping(tuple(names)), self._run)

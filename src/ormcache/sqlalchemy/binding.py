@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import weakref
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Type, Union
 
 from sqlalchemy import MetaData, event
@@ -36,11 +37,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_ses
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from ormcache._cache_py import Counter
+from ormcache.signaling import LocalSignaling
 
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
 from ._bridge import Flights, await_, in_greenlet
-from ._session import INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, default_session, table_key
+from ._session import (INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, begin, default_session,
+                       table_key)
+from . import capture as _capture
+from .capture import fully_captured, read_snapshot
 from .shared import SharedTier
 
 __all__ = ["OrmCache"]
@@ -120,8 +125,11 @@ class OrmCache:
         self._callables: List[Any] = []
         self._tables_of_class: Dict[type, FrozenSet[str]] = {}
         self._watched: List[Any] = []
+        self._unvouched_warned = False
         #: the names whose invalidation clears our registry cache (its signaling versions)
         self._signal_names = sorted(name for name, caches in registry.caches_by_key.items() if cache in caches)
+        #: True once install() ran, None once the warning that it did not was logged
+        self._captured: Optional[bool] = False
         _listen_to_connections()
 
     def __repr__(self) -> str:
@@ -170,7 +178,34 @@ class OrmCache:
         for name in _EVENTS:
             event.listen(sync_target, name, getattr(self, "_on_" + name))
         self._watched.append(sync_target)
+        bind = sync_target.kw.get("bind") if isinstance(sync_target, sessionmaker) else getattr(sync_target, "bind", None)
+        if isinstance(bind, Engine) and bind.dialect.name != "postgresql" and getattr(
+                getattr(self.registry, "signaling", None), "record_in_transaction", False):
+            # known now: signals cannot be recorded in this database's transactions
+            verdicts = _same_database.setdefault(bind.pool, {})
+            if id(self.registry.signaling) not in verdicts:
+                verdicts[id(self.registry.signaling)] = _elsewhere(self.registry, bind, "another dialect")
         return target
+
+    def install(self, bind: Any) -> List[Any]:
+        """Capture changes in the database of ``bind`` (an Engine or Connection; PostgreSQL or
+        SQLite): create, idempotently, the signaling tables and, on every table the registered
+        values depend on, triggers that record a signal inside the writer's transaction, so
+        that writes made by any path or program invalidate. Raises
+        ``SignalingConfigurationError`` when the registry's signaling does not read that
+        database. Returns the (schema, table) pairs equipped by this call. See
+        ``ormcache.sqlalchemy.capture``."""
+        return _capture.install(self, bind)
+
+    def ddl(self, dialect: Any) -> str:
+        """What ``install()`` creates, as SQL text for a migration tool (Alembic's
+        ``op.execute``): statements separated by ``;`` (``ddl_statements()``: the list)."""
+        return ";\n".join(self.ddl_statements(dialect)) + ";\n"
+
+    def ddl_statements(self, dialect: Any) -> List[str]:
+        """``ddl()`` as a list of statements (``dialect``: ``"postgresql"``, ``"sqlite"`` or a
+        SQLAlchemy dialect)."""
+        return _capture.ddl_statements(self, dialect)
 
     def close(self) -> None:
         """Stop listening and close the shared tier's connections."""
@@ -199,6 +234,11 @@ class OrmCache:
         """The layer of the current transaction of ``session`` (created if needed; first its
         ``check_signaling()``, when that was deferred)."""
         txn = session.info.get(self._pending_key)
+        if txn is None and session._transaction is None:
+            # a bulk or text() write as the first statement: do_orm_execute runs before the
+            # session autobegins; begin now, so the layer holding its keys is the transaction's
+            begin(session)
+            txn = session.info.get(self._pending_key)
         if txn is None:
             txn = self._deferred(session)
         if txn is None:
@@ -215,6 +255,33 @@ class OrmCache:
             return None
         versions = tuple(version(name) for name in self._signal_names)
         return None if None in versions else versions
+
+    def _tier_signals(self) -> bool:
+        """Whether the shared tier's own counter is the version source (no signaling backend)."""
+        backend = getattr(self.registry, "signaling", None)
+        return backend is None or isinstance(backend, LocalSignaling)
+
+    def _shared_version(self) -> Any:
+        """The version a transaction beginning now reads and stores shared values under: the
+        signaling versions, or without a signaling backend the shared tier's own counter (read
+        now, before the transaction's snapshot); None when neither can vouch for one."""
+        if not self._tier_signals():
+            version = self.signaling_version()
+            if version is None and not self._unvouched_warned:
+                self._unvouched_warned = True  # once: an outage passes, a missing check does not
+                _logger.warning(
+                    "orm_cached: the shared tier of %r is not used while the registry's signaling "
+                    "has no version to vouch for its values (never checked: check_signaling=False "
+                    "and no registry.check_signaling() yet; or signaling failing)", self.registry.db_name)
+            return version
+        import redis
+
+        try:
+            return ("shared tier", self.shared.signals())  # type: ignore[union-attr]  # with a tier
+        except redis.RedisError as exc:
+            _logger.warning("orm_cached: shared tier unreachable (%s) as a transaction began; its "
+                            "values are computed without the tier", exc)
+            return None
 
     def may_store(self, txn: Transaction, key: Any) -> bool:
         """Whether a value of ``key`` computed in ``txn`` may be stored for others: ``txn`` did
@@ -265,7 +332,7 @@ class OrmCache:
         self._drop(unsent.keys)
         if self.shared is not None and unsent.shared:
             try:
-                self.shared.invalidate(unsent.shared)
+                self.shared.invalidate(unsent.shared, signals=self._tier_signals())
             except Exception as exc:  # noqa: BLE001 - the commit happened; retried on next use
                 _logger.error("Shared tier unreachable (%s): invalidation of %s kept, sent before "
                               "the next use of the tier", exc, sorted(unsent.shared))
@@ -276,7 +343,9 @@ class OrmCache:
         """Drop ``orm_cached`` values everywhere, now (outside of any transaction)."""
         self._drop([descriptor.key for descriptor in descriptors])
         if self.shared is not None:
-            self.shared.invalidate(d.name for d in descriptors)
+            self.shared.invalidate((d.name for d in descriptors), signals=self._tier_signals())
+        if _capture.publish_members(self, descriptors):  # installed: those members only
+            return
         self.registry.clear_cache(self.cache_name)
         _signal_changes(self.registry)
 
@@ -299,26 +368,33 @@ class OrmCache:
                     txn.layers.append({})
             return
         session.info[OWNER_KEY] = self
-        if self.check_signaling and not in_greenlet() and async_session(session) is not None:
+        if ((self.check_signaling or self.shared is not None) and not in_greenlet()
+                and async_session(session) is not None):
             # AsyncSession.add()/add_all() (a save-update cascade) autobegin outside the greenlet
             # bridge, where the check would block the event loop: it runs at the transaction's
             # first step inside the bridge (_deferred), before its first SQL and before any
-            # cached value is served or stored
+            # cached value is served or stored (so does the shared tier's GET of its own version)
             session.info.setdefault(UNCHECKED_KEY, set()).add(self)
             return
         self._begin(session)
 
     def _begin(self, session: Session) -> Transaction:
         """The check of a new transaction of ``session``, then its layer."""
+        if self._captured is False:
+            _capture.warn_uncaptured(self)
         if self.check_signaling:
             _check_signaling(self.registry)
         unchecked = session.info.get(UNCHECKED_KEY)
         if unchecked:
             unchecked.discard(self)  # after the check: one that failed runs again at the next step
         # the clock after the check: what it cleared does not count against this transaction
-        txn = session.info[self._pending_key] = Transaction(
-            next(self._clock), self.registry.generation,
-            self.signaling_version() if self.shared is not None else None)
+        txn = Transaction(next(self._clock), self.registry.generation,
+                          self._shared_version() if self.shared is not None else None)
+        early = session.info.get(self._pending_key)
+        if early is not None and early.keys:  # invalidated before the session began: its writes
+            txn.keys.update(early.keys)
+            txn.shared.update(early.shared)
+        session.info[self._pending_key] = txn
         return txn
 
     def _deferred(self, session: Session) -> Optional[Transaction]:
@@ -334,6 +410,8 @@ class OrmCache:
             return
         txn = self.transaction(session)
         txn.connections.append(connection)
+        if self._captured is True:  # the versions in this transaction's snapshot
+            read_snapshot(self, connection, txn)
         unsent = connection.info.get(_UNSENT_KEY, {}).get(self)
         if unsent is not None:
             # joined a database transaction that an earlier session transaction wrote in (an
@@ -527,7 +605,7 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
     the names per registry and whether each registry recorded them."""
     by_registry: Dict[Any, Set[str]] = {}
     for cache, what in unsent.items():
-        if what.keys:
+        if what.keys and not fully_captured(cache):  # captured: the triggers recorded it
             by_registry.setdefault(cache.registry, set()).add(cache.cache_name)
     dbapi_connection = connection.connection.dbapi_connection
 
@@ -542,15 +620,69 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
     awaiting = await_ if in_greenlet() else None  # an AsyncSession: round trips awaited
     for registry, names in by_registry.items():
         record = getattr(registry, "record_changes", None)
-        recorded[registry] = bool(record is not None and record(sorted(names), execute, awaiting=awaiting))
+        if record is None:
+            recorded[registry] = False
+            continue
+        backend = getattr(registry, "signaling", None)
+        if not (getattr(backend, "record_in_transaction", False) and hasattr(backend, "record_statement")):
+            recorded[registry] = bool(record(sorted(names), execute, awaiting=awaiting))  # runs nothing
+            continue
+        verdicts = _same_database.setdefault(connection.engine.pool, {})
+        verdict = verdicts.get(id(backend))
+        if verdict is None and connection.dialect.name != "postgresql":
+            verdict = verdicts[id(backend)] = _elsewhere(registry, connection, "another dialect")
+        if verdict is False:
+            recorded[registry] = False
+        elif verdict is True:
+            recorded[registry] = bool(record(sorted(names), execute, awaiting=awaiting))
+        else:  # the first time on this pool: a savepoint, in case it is not the signaling database
+            execute("SAVEPOINT ormcache_record")
+            try:
+                recorded[registry] = bool(record(sorted(names), execute, awaiting=awaiting))
+            except Exception as exc:
+                if not _not_signaling_database(exc):
+                    raise
+                execute("ROLLBACK TO SAVEPOINT ormcache_record")
+                verdicts[id(backend)] = _elsewhere(registry, connection, "another database")
+                recorded[registry] = False
+            else:
+                if recorded[registry]:  # (False: the backend cannot tell yet; asked again next time)
+                    verdicts[id(backend)] = True
+            execute("RELEASE SAVEPOINT ormcache_record")
     return by_registry, recorded
+
+
+#: pool -> {id(signaling backend): whether its database is the signaling one}, learnt at the
+#: first commit that records (a pool's connections all go to one database)
+_same_database: "weakref.WeakKeyDictionary[Any, Dict[int, bool]]" = weakref.WeakKeyDictionary()
+
+
+def _not_signaling_database(exc: BaseException) -> bool:
+    """Whether recording failed because the connection is not on the signaling database: the
+    signaling tables are missing there, or the epoch token is another database's."""
+    return getattr(exc, "sqlstate", None) == "42P01" or "not in the signaling database" in str(exc)
+
+
+def _elsewhere(registry: Any, bind: Any, why: str) -> bool:
+    """Warn, once per pool and backend, that signals of ``registry`` are published after the
+    COMMIT; returns False (they cannot be recorded in the transaction)."""
+    backend = getattr(registry, "signaling", None)
+    if getattr(backend, "record_in_transaction", False):
+        _logger.warning(
+            "ormcache %r: the application database (%s, %s) is not the signaling database of %r: "
+            "invalidations are published after the COMMIT, before commit() returns; between the "
+            "COMMIT and the publish (one round trip) another process may read old values. Put the "
+            "signaling tables in the application database, or set record_in_transaction=False to "
+            "say so", registry.db_name, bind.engine.url.render_as_string(hide_password=True),
+            why, backend)
+    return False
 
 
 def _after_commit(unsent: Dict[OrmCache, _Unsent], by_registry: Dict[Any, Set[str]],
                   recorded: Dict[Any, bool]) -> None:
     for cache, what in unsent.items():
         if what.keys:
-            cache._committed(what, recorded[cache.registry])
+            cache._committed(what, cache.registry not in by_registry or recorded[cache.registry])
     for registry, names in by_registry.items():
         try:
             if recorded[registry]:
@@ -569,13 +701,34 @@ def _on_commit(connection: Any) -> None:
         return
     try:
         by_registry, recorded = _record(connection, unsent)
+    except Exception as exc:  # noqa: BLE001 - wrapped and raised as SQLAlchemy would
+        _discard(connection)  # nothing committed, and no later transaction may commit it
+        connection._handle_dbapi_exception(exc, None, None, None, None)
+    try:
         # The real COMMIT now, so that what follows happens after it and before commit()
         # returns (with an external transaction, session.commit() is not this COMMIT); the
         # COMMIT SQLAlchemy sends next finds nothing left to commit.
         connection.connection.dbapi_connection.commit()
     except Exception as exc:  # noqa: BLE001 - wrapped and raised as SQLAlchemy would
+        # the server may have committed (its answer lost): publish anyway, an invalidation
+        # too many costs a miss; then leave nothing open on the connection
+        _after_commit(unsent, by_registry, dict.fromkeys(by_registry, False))
+        _discard(connection)
         connection._handle_dbapi_exception(exc, None, None, None, None)
     _after_commit(unsent, by_registry, recorded)
+
+
+def _discard(connection: Any) -> None:
+    """Roll back the DBAPI transaction of ``connection`` after a failure inside its COMMIT
+    event (SQLAlchemy then holds the transaction for ended and would not); if that fails too,
+    invalidate the connection, so the pool never hands out a transaction left open."""
+    try:
+        connection.connection.dbapi_connection.rollback()
+    except Exception:  # noqa: BLE001 - the connection is unusable: never reused
+        try:
+            connection.invalidate()
+        except Exception:  # noqa: BLE001 - already invalidated or closed
+            pass
 
 
 def _info(connection: Any) -> Dict[str, Any]:
@@ -598,7 +751,27 @@ def _on_prepare_twophase(connection: Any, xid: Any) -> None:
     # PREPARE TRANSACTION ends what may be written: record now, publish after the commit
     unsent = connection.info.pop(_UNSENT_KEY, None)
     if unsent:
+        _publishing_two_phase_commits(connection.dialect)
         connection.info[_PREPARED_KEY] = (unsent, *_record(connection, unsent))
+
+
+def _publishing_two_phase_commits(dialect: Any) -> None:
+    """Have ``dialect``'s ``do_commit_twophase`` publish once it returns: SQLAlchemy sends no
+    event after a two-phase COMMIT (psycopg's ``tpc_commit()`` runs no statement either), and
+    the connection's next BEGIN may never come (``engine.dispose()``). A COMMIT that raises
+    may have committed: it publishes too."""
+    if dialect.__dict__.get("_ormcache_publishing"):
+        return
+    inner = dialect.do_commit_twophase
+
+    def do_commit_twophase(connection: Any, xid: Any, is_prepared: bool = True, recover: bool = False) -> None:
+        try:
+            inner(connection, xid, is_prepared, recover=recover)
+        finally:
+            _after_two_phase_commit(connection)
+
+    dialect.do_commit_twophase = do_commit_twophase
+    dialect._ormcache_publishing = True
 
 
 def _on_rollback_twophase(connection: Any, xid: Any, is_prepared: bool) -> None:

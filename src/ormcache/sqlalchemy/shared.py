@@ -165,6 +165,7 @@ class SharedTier:
         self._warned: Set[Any] = set()
         #: names whose invalidation could not be sent; sent again before any other command
         self._backlog: Set[Any] = set()
+        self._signals_backlog = False  # the move of signals() waits with the backlog
         self._failed_at: Optional[float] = None  # time.monotonic() of the last failure
 
     def __repr__(self) -> str:
@@ -324,17 +325,35 @@ class SharedTier:
 
     # -- invalidation ------------------------------------------------------------------------
 
-    def invalidate(self, names: Iterable[str]) -> None:
-        """Move the version of each name, so its stored values are not served (one round trip).
-        If Redis is unreachable the names are kept and sent before the next command; the
-        signaling versions in the keys make those values unreachable meanwhile anyway."""
+    def invalidate(self, names: Iterable[str], *, signals: bool = False) -> None:
+        """Move the version of each name, so its stored values are not served (one round trip);
+        with ``signals``, also the tier's own signaling version (``signals()``). If Redis is
+        unreachable the names are kept and sent before the next command; the signaling versions
+        in the keys make those values unreachable meanwhile anyway."""
+        if signals:
+            self._signals_backlog = True
         self._run(self._invalidating(names))
+
+    def signals(self) -> bytes:
+        """The tier's own signaling version: a counter that every invalidation moves (one
+        round trip). Without a signaling backend, transactions begin under it."""
+        return self._run(self._signalling())
+
+    def _signalling(self) -> Steps[bytes]:
+        yield from self._sending_backlog()
+        key = self._signals_key()
+        return (yield from self._calling(_one(lambda client: client.get(key)))) or b"0"
+
+    def _signals_key(self) -> str:
+        return f"{self.prefix}#signals"  # no member's name holds a "#"
 
     def _invalidating(self, names: Iterable[str]) -> Steps[None]:
         names = set(names) | self._backlog
         if not names:
             return
         keys = [self._keys(name)[0] for name in sorted(names)]
+        if self._signals_backlog:
+            keys.append(self._signals_key())
 
         def run(client: Any) -> Any:
             pipe = _pipeline(client)
@@ -348,6 +367,7 @@ class SharedTier:
             self._backlog = names
             raise
         self._backlog = set()
+        self._signals_backlog = False
 
     def _sending_backlog(self) -> Steps[None]:
         if self._backlog:
