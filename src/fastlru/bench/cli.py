@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, metavar="N", help="timed passes per contender")
     p.add_argument("--targets", action="store_true",
                    help="also print the project's own performance targets, met or missed")
+    p.add_argument("--hit-ratio", action="store_true",
+                   help="measure hit ratios of fastlru.Cache's policies and peers instead "
+                        "(see --hit-ratio --help)")
     return p
 
 
@@ -65,6 +68,11 @@ def _clean(value: Any) -> Any:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--hit-ratio" in argv:  # another benchmark: hit ratios, not speed (bench/hitratio.py)
+        from . import hitratio
+
+        return hitratio.main([a for a in argv if a != "--hit-ratio"])
     args = _parser().parse_args(argv)
     only = [w.strip() for item in args.only for w in item.split(",") if w.strip()]
     builtin = [w for w in WORKLOADS if not only or w in only]
