@@ -1,6 +1,5 @@
 """fastlru.Cache: the mapping API, bad and hostile input, threads and a model check, for every
-policy of every implementation (today: the pure-Python twin; a compiled engine joins
-``CACHE_IMPLEMENTATIONS`` and runs the same tests)."""
+policy of both implementations (the compiled engine and its pure-Python twin)."""
 import importlib
 import random
 import sys
@@ -11,6 +10,7 @@ import pytest
 import fastlru
 
 CACHE_IMPLEMENTATIONS = [
+    pytest.param("fastlru._policy_c", id="c-extension", marks=pytest.mark.c_extension),
     pytest.param("fastlru._policy_py", id="pure-python"),
 ]
 

@@ -32,7 +32,8 @@ What ``LRU`` has and ``Cache`` has not (yet): weights (``maxweight``/``getsizeof
 (for ``"lru"``: most recent first, as ``LRU``).
 
 The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
-index maps the hash (a plain ``int``: no user code) to a chain of entries; ``self._lock`` is
+open-addressing table of entry numbers (the compiled engine's, slot for slot, so that both
+compare a key with the same entries in the same order) finds the entry; ``self._lock`` is
 released while a key's ``__eq__`` runs, and the lookup restarts if the cache changed meanwhile;
 entries are allocated before the lock (allocating may run the GC); evicted keys and values are
 released, and ``on_evict`` called, only after the lock is released.
@@ -40,11 +41,13 @@ released, and ``on_evict`` called, only after the lock is released.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import collections.abc
 from collections.abc import MutableMapping
 from types import GenericAlias
 from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, List, Optional,
                     SupportsIndex, Tuple, TypeVar, Union, overload)
+
+from array import array
 
 from ._common import MAX_RESTARTS, CacheInfo, check_count, iter_pairs
 
@@ -56,6 +59,10 @@ _T = TypeVar("_T")
 _MISSING: Any = object()
 _PLAIN = frozenset({int, str, bytes, float, bool, type(None)})
 _M64 = (1 << 64) - 1
+_FIB = 0x9E3779B97F4A7C15
+_EMPTY = -1
+_MIN_TABLE = 8
+_EMPTY_ROW = array("q", [_EMPTY])
 
 # queue an entry is in
 _FREE, _MAIN, _SMALL, _WINDOW, _PROBATION, _PROTECTED = range(6)
@@ -82,11 +89,11 @@ def _report(exc: BaseException) -> None:
 class _Entry:
     """One cached key, or the sentinel of a circular list (``next`` is the newest)."""
 
-    __slots__ = ("key", "value", "hash", "plain", "prev", "next", "chain", "queue", "bits")
+    __slots__ = ("key", "value", "hash", "plain", "prev", "next", "number", "queue", "bits")
 
     def __init__(self) -> None:
         self.prev = self.next = self
-        self.chain: Optional[_Entry] = None
+        self.number = -1  # its place in the arena
         self.queue = _FREE
         self.bits = 0  # SIEVE: visited; S3-FIFO: a frequency 0..3
 
@@ -237,6 +244,63 @@ class _SievePolicy(_Policy):
         return iter(self.list)
 
 
+def _spread(h: int) -> int:
+    """A key's hash mixed (Fibonacci hashing, high bits folded in): the sketch's and the
+    ghost's slots are taken from it."""
+    h = (h & _M64) * 0x9E3779B97F4A7C15 & _M64
+    return h ^ (h >> 32)
+
+
+class _Ghost:
+    """S3-FIFO's ghost FIFO as its authors suggest building it (paper, section 4.3): no queue,
+    a table of buckets of 4 slots holding a hash and its insertion number; a hash is in the
+    ghost while fewer than ``cap`` hashes were added after it. A full bucket forgets its
+    oldest slot (rarely: the table has twice ``cap`` slots)."""
+
+    __slots__ = ("hashes", "times", "mask", "cap", "now")
+    WAYS = 4
+
+    def __init__(self, cap: int) -> None:
+        buckets = 1
+        while buckets * self.WAYS < 2 * cap:
+            buckets *= 2
+        self.hashes = [0] * (buckets * self.WAYS)
+        self.times = [-1] * (buckets * self.WAYS)  # -1: an empty slot
+        self.mask = buckets - 1
+        self.cap = cap
+        self.now = 0
+
+    def _bucket(self, h: int) -> int:
+        return ((_spread(h) >> 17) & self.mask) * self.WAYS
+
+    def take(self, h: int) -> bool:
+        """True if ``h`` is in the ghost, which then forgets it."""
+        b = self._bucket(h)
+        for i in range(b, b + self.WAYS):
+            t = self.times[i]
+            if t >= 0 and self.hashes[i] == h and self.now - t < self.cap:
+                self.times[i] = -1
+                return True
+        return False
+
+    def add(self, h: int) -> None:
+        self.now += 1
+        b = self._bucket(h)
+        best = b
+        for i in range(b, b + self.WAYS):
+            t = self.times[i]
+            if t >= 0 and self.hashes[i] == h:
+                best = i
+                break
+            if t < 0 or self.now - t >= self.cap:
+                best = i  # empty or forgotten: free
+                break
+            if t < self.times[best]:
+                best = i
+        self.hashes[best] = h
+        self.times[best] = self.now
+
+
 class _S3FIFOPolicy(_Policy):
     """S3-FIFO (SOSP'23, Algorithm 1): evict from the small FIFO while it holds 10% or more,
     moving its accessed entries to the main FIFO and remembering the others' hashes in the
@@ -249,8 +313,7 @@ class _S3FIFOPolicy(_Policy):
         self.small = _List()
         self.main = _List()
         self.small_cap = max(1, count // 10)
-        self.ghost_cap = max(1, count - self.small_cap)
-        self.ghost: OrderedDict[int, None] = OrderedDict()
+        self.ghost = _Ghost(max(1, count - self.small_cap))
 
     def hit(self, e: _Entry) -> None:
         if e.bits < 3:
@@ -259,8 +322,7 @@ class _S3FIFOPolicy(_Policy):
     def insert(self, e: _Entry, size: int) -> List[_Entry]:
         evicted = self._make_room(size)
         e.bits = 0
-        if e.hash in self.ghost:
-            del self.ghost[e.hash]
+        if self.ghost.take(e.hash):
             e.queue = _MAIN
             self.main.push(e)
         else:
@@ -283,10 +345,7 @@ class _S3FIFOPolicy(_Policy):
                     t.queue = _MAIN
                     main.push(t)
                 else:
-                    ghost = self.ghost
-                    ghost[t.hash] = None
-                    if len(ghost) > self.ghost_cap:
-                        ghost.popitem(last=False)
+                    self.ghost.add(t.hash)
                     return t
         while True:
             t = main.last()
@@ -323,19 +382,14 @@ class _Sketch:
         self.additions = 0
         self.sample = 10 * max(count, 1)
 
-    @staticmethod
-    def _spread(h: int) -> int:
-        h = (h & _M64) * 0x9E3779B97F4A7C15 & _M64
-        return h ^ (h >> 32)
-
     def _slots(self, h: int) -> Iterator[int]:
-        s = self._spread(h)
+        s = _spread(h)
         for seed in self.SEEDS:
             x = (s * seed) & _M64
             yield (x >> 40) & self.mask
 
     def _door_slot(self, h: int) -> int:
-        return (self._spread(h) >> 7) & self.door_mask
+        return (_spread(h) >> 7) & self.door_mask
 
     def frequency(self, h: int) -> int:
         f = min(row[i] for row, i in zip(self.rows, self._slots(h)))
@@ -526,7 +580,7 @@ class Cache(Generic[_K, _V]):
     'v'
     """
 
-    __slots__ = ("_index", "_policy", "_count", "_size", "_version", "_hits", "_misses",
+    __slots__ = ("_arena", "_free", "_table", "_mask", "_shift", "_policy", "_count", "_size", "_version", "_hits", "_misses",
                  "_evictions", "_on_evict", "_lock", "_access", "_ready", "__weakref__")
     __class_getitem__: Any = classmethod(GenericAlias)
     __hash__ = None  # type: ignore[assignment]  # mutable, as dict
@@ -537,7 +591,7 @@ class Cache(Generic[_K, _V]):
         self = super().__new__(cls)
         self._lock = threading.Lock()
         self._ready = False
-        self._index = {}
+        self._new_arena()
         self._policy = _LRUPolicy(1)
         self._access = None
         self._count = 1
@@ -579,11 +633,21 @@ class Cache(Generic[_K, _V]):
         restarts = 0
         while True:
             version = self._version
-            e = self._index.get(h)
-            while e is not None:
+            table = self._table
+            arena = self._arena
+            mask = self._mask
+            i = ((h & _M64) * _FIB & _M64) >> self._shift
+            while True:
+                n = table[i]
+                if n == _EMPTY:
+                    return None
+                i = (i + 1) & mask
+                e = arena[n]
                 k = e.key
                 if k is key:
                     return e
+                if e.hash != h:
+                    continue
                 if plain and e.plain:
                     if k == key:
                         return e
@@ -602,27 +666,65 @@ class Cache(Generic[_K, _V]):
                         break
                     if equal:
                         return e
-                e = e.chain
-            else:
-                return None
 
-    def _unindex(self, e: _Entry) -> None:
-        index = self._index
-        first = index[e.hash]
-        if first is e:
-            if e.chain is None:
-                del index[e.hash]
-            else:
-                index[e.hash] = e.chain
-        else:
-            while first.chain is not e:
-                first = first.chain  # type: ignore[assignment]
-            first.chain = e.chain
-        e.chain = None
+    # -- arena and table: as _policy_c's, slot for slot (lock held, no user code) ---------
+
+    def _new_arena(self) -> None:
+        self._arena: List[_Entry] = []
+        self._free: List[int] = []  # free entry numbers, the last freed on top
+        self._table = _EMPTY_ROW * _MIN_TABLE  # an array: not tracked by the GC
+        self._mask = _MIN_TABLE - 1
+        self._shift = 64 - (_MIN_TABLE.bit_length() - 1)
+
+    def _table_insert(self, n: int, h: int) -> None:
+        table = self._table
+        mask = self._mask
+        i = ((h & _M64) * _FIB & _M64) >> self._shift
+        while table[i] != _EMPTY:
+            i = (i + 1) & mask
+        table[i] = n
+
+    def _table_remove(self, e: _Entry) -> None:
+        table = self._table
+        mask = self._mask
+        shift = self._shift
+        arena = self._arena
+        i = ((e.hash & _M64) * _FIB & _M64) >> shift
+        while table[i] != e.number:
+            i = (i + 1) & mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            f = table[j]
+            if f == _EMPTY:
+                break
+            home = ((arena[f].hash & _M64) * _FIB & _M64) >> shift
+            if (j - home) & mask >= (j - i) & mask:
+                table[i] = f
+                i = j
+        table[i] = _EMPTY
+
+    def _take(self, spare: _Entry) -> _Entry:
+        """A free entry (the last freed), else ``spare`` as a new one; the table is kept under
+        half full first (``_policy_c.Cache._reserve``)."""
+        if (self._size + 1) * 2 >= self._mask + 1:
+            size = (self._mask + 1) * 2
+            self._table = _EMPTY_ROW * size
+            self._mask = size - 1
+            self._shift = 64 - (size.bit_length() - 1)
+            for e in self._arena:
+                if e.queue != _FREE:
+                    self._table_insert(e.number, e.hash)
+        if self._free:
+            return self._arena[self._free.pop()]
+        spare.number = len(self._arena)
+        self._arena.append(spare)
+        return spare
 
     def _detach(self, e: _Entry, dropped: List[Any]) -> None:
         """Takes an entry the policy already let go of out of the index."""
-        self._unindex(e)
+        self._table_remove(e)
+        self._free.append(e.number)
         e.queue = _FREE
         dropped.append(e.key)
         dropped.append(e.value)
@@ -694,7 +796,7 @@ class Cache(Generic[_K, _V]):
     def _store(self, key: _K, value: _V, keep: bool) -> Any:
         h = hash(key)
         plain = _is_plain(key)
-        fresh = _Entry()  # allocated before the lock: allocating may run the GC
+        spare = _Entry()  # allocated before the lock: allocating may run the GC
         dropped: List[Any] = []
         evicted: List[Any] = []
         with self._lock:
@@ -708,12 +810,12 @@ class Cache(Generic[_K, _V]):
                 self._policy.hit(e)  # a write is an access, as in LRU
                 self._version += 1
             else:
+                fresh = self._take(spare)
                 fresh.key = key
                 fresh.value = value
                 fresh.hash = h
                 fresh.plain = plain
-                fresh.chain = self._index.get(h)
-                self._index[h] = fresh
+                self._table_insert(fresh.number, h)
                 self._size += 1
                 self._version += 1
                 for v in self._policy.insert(fresh, self._size - 1):
@@ -757,16 +859,14 @@ class Cache(Generic[_K, _V]):
     def clear(self) -> None:
         fresh = _POLICY_CLASSES[self._policy.name](self._count)
         with self._lock:
-            old = self._index
-            self._index = {}
+            old = self._arena
+            self._new_arena()
             self._policy = fresh
             self._access = getattr(fresh, "access", None)
             self._size = 0
             self._version += 1
-            for e in old.values():  # entries of the old index are no longer reachable
-                while e is not None:
-                    e.queue = _FREE
-                    e = e.chain
+            for e in old:  # no longer reachable: a stale match in _find must fail
+                e.queue = _FREE
         del old  # keys' and values' __del__ run here, the cache consistent
 
     def update(self, other: Any = (), /, **kwargs: _V) -> None:
@@ -814,7 +914,7 @@ class Cache(Generic[_K, _V]):
         return iter(self.keys())
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Cache) or isinstance(other, MutableMapping):
+        if isinstance(other, (Cache, collections.abc.Mapping)):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
@@ -829,12 +929,11 @@ class Cache(Generic[_K, _V]):
             assert len(listed) == self._size, "lists and size disagree"
             assert self._size <= self._count, "size above count"
             n = 0
-            for h, e in self._index.items():
-                while e is not None:
-                    assert e.hash == h and e.queue != _FREE, "free or misfiled entry indexed"
+            for number in self._table:
+                if number != _EMPTY:
+                    assert self._arena[number].queue != _FREE, "free entry in the table"
                     n += 1
-                    e = e.chain
-            assert n == self._size, "index and size disagree"
+            assert n == self._size, "table and queues disagree"
 
 
 MutableMapping.register(Cache)
