@@ -119,6 +119,7 @@ cdef inline void _dropped_init(Dropped* d) noexcept:
 
 
 cdef void _dropped_release(Dropped* d) noexcept:
+    cdef Py_ssize_t i
     for i in range(d.n):
         _decref(d.items[i])
     d.n = 0
@@ -239,7 +240,8 @@ cdef class Cache:
     @cython.final
     cdef int _setup_policy(self, int kind, Py_ssize_t count) except -1:
         """Fresh policy state for ``kind`` (no Python code; allocates, so MemoryError)."""
-        cdef Py_ssize_t buckets, n, width
+        cdef Py_ssize_t buckets = 1, n, width = 16, i, small, w
+        cdef int q
         cdef int64_t* gh = NULL
         cdef int64_t* gt = NULL
         cdef uint8_t* sk = NULL
@@ -308,6 +310,7 @@ cdef class Cache:
     @cython.final
     cdef int32_t* _new_table(self, int bits) except NULL:
         cdef size_t n = (<size_t>1) << bits
+        cdef size_t i
         cdef int32_t* table
         if n > <size_t>PY_SSIZE_T_MAX // sizeof(int32_t):
             raise MemoryError()
@@ -348,6 +351,7 @@ cdef class Cache:
     @cython.final
     cdef int _rebuild_table(self, int bits) except -1:
         cdef int32_t* table = self._new_table(bits)
+        cdef Py_ssize_t e
         PyMem_Free(self.table)
         self.table = table
         self.tmask = ((<size_t>1) << bits) - 1
@@ -580,6 +584,7 @@ cdef class Cache:
     @cython.final
     cdef bint _ghost_take(self, Py_hash_t h) noexcept:
         cdef Py_ssize_t b = self._ghost_bucket(h)
+        cdef Py_ssize_t i
         cdef int64_t t
         for i in range(b, b + GHOST_WAYS):
             t = self.ghost_times[i]
@@ -592,6 +597,7 @@ cdef class Cache:
     cdef void _ghost_add(self, Py_hash_t h) noexcept:
         cdef Py_ssize_t b = self._ghost_bucket(h)
         cdef Py_ssize_t best = b
+        cdef Py_ssize_t i
         cdef int64_t t
         self.ghost_now += 1
         for i in range(b, b + GHOST_WAYS):
@@ -622,7 +628,7 @@ cdef class Cache:
     cdef int _frequency(self, Py_hash_t h) noexcept:
         cdef uint64_t s = _spread(h)
         cdef int f = 15
-        cdef int c
+        cdef int c, row
         cdef Py_ssize_t d
         for row in range(4):
             c = self._counter(row, self._slot(s, row))
@@ -637,7 +643,8 @@ cdef class Cache:
         cdef Py_ssize_t d = <Py_ssize_t>((s >> 7) & self.smask)
         cdef Py_ssize_t at
         cdef bint added = False
-        cdef Py_ssize_t nbytes
+        cdef Py_ssize_t nbytes, i
+        cdef int row
         if not ((self.door[d >> 3] >> (d & 7)) & 1):
             self.door[d >> 3] |= <uint8_t>(1 << (d & 7))
         else:
@@ -785,6 +792,7 @@ cdef class Cache:
     cdef void _release(self, Dropped* dropped, bint evicted) noexcept:
         cdef object on_evict = self.on_evict
         cdef PyObject* result
+        cdef Py_ssize_t i
         if evicted and on_evict is not None:
             for i in range(0, dropped.n, 2):
                 result = _call2(<PyObject*>on_evict, dropped.items[i], dropped.items[i + 1], NULL)
@@ -870,7 +878,7 @@ cdef class Cache:
         cdef Py_ssize_t e
         cdef int32_t t
         cdef int32_t out[2]
-        cdef int n
+        cdef int n, i
         cdef Entry* ep
         cdef Dropped evicted
         cdef object result = value
@@ -1004,6 +1012,7 @@ cdef class Cache:
 
     @cython.final
     cdef void _free_entries(self, Entry* entries, Py_ssize_t fill) noexcept:
+        cdef Py_ssize_t i
         if entries == NULL:
             return
         for i in range(fill):
@@ -1055,7 +1064,7 @@ cdef class Cache:
         cdef int32_t e
         cdef fastlru_cs cs
         cdef int qs[3]
-        cdef int nq
+        cdef int nq, j
         if self.kind == P_S3FIFO:
             qs[0] = Q_SMALL
             qs[1] = Q_MAIN
@@ -1150,6 +1159,7 @@ cdef inquiry _base_clear = (<_TypeSlots*>Cache).tp_clear
 cdef int _cache_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
     cdef Cache self = <Cache>o
     cdef int r
+    cdef Py_ssize_t i
     if _base_traverse != NULL:
         r = _base_traverse(o, visit, arg)
         if r:
