@@ -88,6 +88,8 @@ cdef enum:
     Q_PROTECTED = 5
     NQUEUES = 6
     GHOST_WAYS = 4
+    MAX_SKETCH_WIDTH = 1 << 24  # as the twin's: the sketch's slots take 24 bits of the hash
+    MAX_GHOST_BUCKETS = 1 << 20
     HASHDOS = 6
 
 
@@ -251,7 +253,7 @@ cdef class Cache:
             self.small_cap = small if small > 1 else 1
             self.ghost_cap = count - self.small_cap if count - self.small_cap > 1 else 1
             buckets = 1
-            while buckets * GHOST_WAYS < 2 * self.ghost_cap:
+            while buckets * GHOST_WAYS < 2 * self.ghost_cap and buckets < MAX_GHOST_BUCKETS:
                 buckets *= 2
             n = buckets * GHOST_WAYS
             gh = <int64_t*>PyMem_Malloc(n * sizeof(int64_t))
@@ -265,7 +267,7 @@ cdef class Cache:
                 gt[i] = -1
         elif kind == P_WTINYLFU:
             width = 16
-            while width < count:
+            while width < count and width < MAX_SKETCH_WIDTH:
                 width *= 2
             sk = <uint8_t*>PyMem_Malloc(2 * width)  # 4 rows * width / 2
             dr = <uint8_t*>PyMem_Malloc(width // 8)

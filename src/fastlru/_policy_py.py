@@ -62,6 +62,10 @@ _M64 = (1 << 64) - 1
 _FIB = 0x9E3779B97F4A7C15
 _EMPTY = -1
 _MIN_TABLE = 8
+# A huge count must not allocate a huge sketch or ghost: the sketch's slots take 24 bits of the
+# hash (so no wider is useful), the ghost at most 4M slots (then it forgets early).
+_MAX_SKETCH_WIDTH = 1 << 24
+_MAX_GHOST_BUCKETS = 1 << 20
 _EMPTY_ROW = array("q", [_EMPTY])
 
 # queue an entry is in
@@ -90,6 +94,15 @@ class _Entry:
     """One cached key, or the sentinel of a circular list (``next`` is the newest)."""
 
     __slots__ = ("key", "value", "hash", "plain", "prev", "next", "number", "queue", "bits")
+    key: Any
+    value: Any
+    hash: int
+    plain: bool
+    prev: _Entry
+    next: _Entry
+    number: int
+    queue: int
+    bits: int
 
     def __init__(self) -> None:
         self.prev = self.next = self
@@ -235,7 +248,8 @@ class _SievePolicy(_Policy):
         while o.bits:
             o.bits = 0
             nxt = self._toward_newer(o)
-            o = nxt if nxt is not None else self.list.last()  # type: ignore[assignment]
+            o = nxt if nxt is not None else self.list.last()
+            assert o is not None
         self.hand = self._toward_newer(o)
         self.list.remove(o)
         return o
@@ -262,7 +276,7 @@ class _Ghost:
 
     def __init__(self, cap: int) -> None:
         buckets = 1
-        while buckets * self.WAYS < 2 * cap:
+        while buckets * self.WAYS < 2 * cap and buckets < _MAX_GHOST_BUCKETS:
             buckets *= 2
         self.hashes = [0] * (buckets * self.WAYS)
         self.times = [-1] * (buckets * self.WAYS)  # -1: an empty slot
@@ -373,7 +387,7 @@ class _Sketch:
 
     def __init__(self, count: int) -> None:
         width = 16
-        while width < count:
+        while width < count and width < _MAX_SKETCH_WIDTH:
             width *= 2
         self.rows = [bytearray(width) for _ in self.SEEDS]
         self.mask = width - 1
@@ -584,6 +598,22 @@ class Cache(Generic[_K, _V]):
                  "_evictions", "_on_evict", "_lock", "_access", "_ready", "__weakref__")
     __class_getitem__: Any = classmethod(GenericAlias)
     __hash__ = None  # type: ignore[assignment]  # mutable, as dict
+    _arena: List[_Entry]
+    _free: List[int]
+    _table: "array[int]"
+    _mask: int
+    _shift: int
+    _policy: _Policy
+    _count: int
+    _size: int
+    _version: int
+    _hits: int
+    _misses: int
+    _evictions: int
+    _on_evict: Optional[Callable[[Any, Any], object]]
+    _lock: threading.Lock
+    _access: Optional[Callable[[int, bool], None]]
+    _ready: bool
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Before __init__ (Cache.__new__, a subclass that forgets it) the cache is a valid
@@ -670,8 +700,8 @@ class Cache(Generic[_K, _V]):
     # -- arena and table: as _policy_c's, slot for slot (lock held, no user code) ---------
 
     def _new_arena(self) -> None:
-        self._arena: List[_Entry] = []
-        self._free: List[int] = []  # free entry numbers, the last freed on top
+        self._arena = []
+        self._free = []  # free entry numbers, the last freed on top
         self._table = _EMPTY_ROW * _MIN_TABLE  # an array: not tracked by the GC
         self._mask = _MIN_TABLE - 1
         self._shift = 64 - (_MIN_TABLE.bit_length() - 1)
