@@ -188,7 +188,7 @@ def _functools_replay(keys: Iterable[Any], size: int) -> int:
 def _theine_replay(keys: Iterable[Any], size: int) -> int:
     from theine import Cache as Theine
 
-    cache = Theine(size)
+    cache: Any = Theine(size)
     hits = 0
     for k in keys:
         got = cache.get(k)
@@ -204,7 +204,7 @@ def _theine_replay(keys: Iterable[Any], size: int) -> int:
 def _moka_replay(keys: Iterable[Any], size: int) -> int:
     from moka_py import Moka
 
-    cache = Moka(size)
+    cache: Any = Moka(size)
     hits = 0
     for k in keys:
         if cache.get(k) is None:
@@ -346,6 +346,20 @@ def write_plot(path: str, rows: List[Dict[str, Any]], names: Sequence[str]) -> N
     fig.savefig(path)
 
 
+def _builtin(make: Callable[[Scale, int, int], List[int]], scale: Scale, seed: int,
+             size: int) -> List[Any]:
+    return list(make(scale, size, seed))
+
+
+def _same(keys: List[Any], size: int) -> List[Any]:
+    return keys
+
+
+def _progress(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fastlru.bench --hit-ratio",
                                 description="Hit ratios of fastlru.Cache's policies and peers.")
@@ -387,12 +401,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise SystemExit("--plot needs matplotlib") from None
-    chosen = {}
+    chosen: Dict[str, Callable[[int], List[Any]]] = {}
     for name in only or list(WORKLOADS):
-        chosen[name] = functools.partial(WORKLOADS[name], scale, seed=args.seed)
+        chosen[name] = functools.partial(_builtin, WORKLOADS[name], scale, args.seed)
     for path in args.trace:
-        keys = read_trace(path, args.limit)
-        chosen[os.path.basename(path)] = lambda size, keys=keys: keys
+        chosen[os.path.basename(path)] = functools.partial(_same, read_trace(path, args.limit))
     replays, skipped = contenders(fastlru.POLICIES)
     names = list(replays)
     print("hit ratios in %% (cache-aside get/set), seed %d, %s; fastlru.Cache is %s, default "
@@ -401,7 +414,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, why in skipped:
         print("skipped %s: %s" % (name, why))
     started = time.perf_counter()
-    rows = run(chosen, sizes, replays, lambda s: (sys.stderr.write(s), sys.stderr.flush()))
+    rows = run(chosen, sizes, replays, _progress)
     sys.stderr.write(" %.0fs\n" % (time.perf_counter() - started))
     print(table(rows, names))
     found = check_targets(rows, fastlru.POLICIES, fastlru.DEFAULT_POLICY, WORKLOADS)

@@ -96,7 +96,8 @@ def cache_targets(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, Optional[b
         found = _by(rows, workload)
         if name in found and FASTLRU in found:
             ours, lru = found[name].get(field), found[FASTLRU].get(field)
-            ratio = ours / lru if _ok(ours) and _ok(lru) and lru > 0 else float("nan")
+            ratio = (float(ours) / float(lru) if ours is not None and lru is not None
+                     and _ok(ours) and _ok(lru) and lru > 0 else float("nan"))
             out.append(("%s %s <= %.1fx LRU's" % (name, workload, limit), _num(ratio, "%.2fx"),
                         ratio <= limit if _ok(ratio) else None))
     return out
