@@ -348,3 +348,20 @@ def test_frequent_keys_survive_a_scan(policy_module, policy_name):
         if c.get(k) is None:
             c[k] = k
     assert sum(k in c for k in range(50)) >= 45
+
+
+def test_cycles_through_values_are_collected(make):
+    import gc
+    import weakref
+
+    class Holder:
+        pass
+
+    c = make(8)
+    h = Holder()
+    h.cache = c
+    c["self"] = h
+    ref = weakref.ref(h)
+    del c, h
+    gc.collect()
+    assert ref() is None
