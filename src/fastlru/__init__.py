@@ -17,7 +17,7 @@ interpreter is not CPython, or the extension is missing; ``IMPLEMENTATION`` says
 """
 from typing import TYPE_CHECKING
 
-from ._common import CacheInfo, choose
+from ._common import DEFAULT_POLICY, POLICIES, CacheInfo, choose
 
 __all__ = ["LRU", "Cache", "POLICIES", "DEFAULT_POLICY", "CacheInfo", "IMPLEMENTATION",
            "lru_cache", "cache"]
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     # Type checkers read the pure-Python twin: no hand-kept stub of the extension can drift.
     from ._functools_py import cache, lru_cache
     from ._lru_py import LRU
-    from ._policy_py import DEFAULT_POLICY, POLICIES, Cache
+    from ._policy_py import Cache
 
     IMPLEMENTATION = "python"
 else:
@@ -38,5 +38,3 @@ else:
     cache = _wrappers.cache
     _policies, _ = choose(__name__, "_policy_c", "_policy_py")
     Cache = _policies.Cache
-    POLICIES = _policies.POLICIES
-    DEFAULT_POLICY = _policies.DEFAULT_POLICY

@@ -10,7 +10,7 @@ from functools import update_wrapper
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Optional, Tuple
 
 from ._aio import cached_coroutine, refuse_async_generator
-from ._common import check_timer, check_ttl
+from ._common import check_policy, check_timer, check_ttl
 
 if TYPE_CHECKING:
     from ._lru_py import LRU
@@ -61,8 +61,6 @@ def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashabl
         ttl = check_ttl(ttl)
         check_timer(timer)
         if policy is not None:
-            from ._policy_py import check_policy
-
             policy = check_policy(policy)
             if ttl is not None:
                 raise TypeError("lru_cache: ttl is not supported with a policy")

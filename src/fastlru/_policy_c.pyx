@@ -25,16 +25,12 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 import collections.abc
 from types import GenericAlias
 
-from ._common import MAX_RESTARTS, CacheInfo, check_count, iter_pairs
+from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
+                      check_policy, iter_pairs)
 
 assert MAX_RESTARTS == RESTART_LIMIT
 
 __all__ = ["Cache", "POLICIES", "DEFAULT_POLICY"]
-
-#: the policy names ``Cache`` accepts
-POLICIES = ("lru", "sieve", "s3fifo", "wtinylfu")
-#: the policy recommended for new code (see README, "Which policy"); ``Cache``'s default
-DEFAULT_POLICY = "wtinylfu"
 
 
 cdef extern from "Python.h":
@@ -78,7 +74,7 @@ cdef enum:
     P_LRU = 0
     P_SIEVE = 1
     P_S3FIFO = 2
-    P_WTINYLFU = 3
+    P_WTINYLFU = 3  # P_* follow POLICIES' order (checked at import)
     # queues (as the twin's)
     Q_FREE = 0
     Q_MAIN = 1
@@ -134,11 +130,7 @@ cdef object _MISSING = object()
 
 
 cdef int _policy_number(object policy) except -1:
-    if type(policy) is not str:
-        raise TypeError(f"policy must be a str, not {type(policy).__name__}")
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
-    return POLICIES.index(policy)
+    return POLICIES.index(check_policy(policy))  # numbered as the P_* constants
 
 
 @cython.trashcan(True)
@@ -1192,3 +1184,5 @@ cdef int _cache_clear(PyObject* o) noexcept:
 (<_TypeSlots*>Cache).tp_clear = <inquiry>_cache_clear
 
 collections.abc.MutableMapping.register(Cache)
+assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu")] == [
+    P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU]

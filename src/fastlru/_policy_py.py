@@ -49,7 +49,8 @@ from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, 
 
 from array import array
 
-from ._common import MAX_RESTARTS, CacheInfo, check_count, iter_pairs
+from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
+                      check_policy, iter_pairs)
 
 __all__ = ["Cache", "POLICIES"]
 
@@ -572,18 +573,7 @@ _POLICY_CLASSES: Dict[str, Callable[[int], _Policy]] = {
     "s3fifo": _S3FIFOPolicy,
     "wtinylfu": _WTinyLFUPolicy,
 }
-#: the policy names ``Cache`` accepts
-POLICIES: Tuple[str, ...] = tuple(_POLICY_CLASSES)
-#: the policy recommended for new code (see README, "Which policy"); ``Cache``'s default
-DEFAULT_POLICY = "wtinylfu"
-
-
-def check_policy(policy: object) -> str:
-    if type(policy) is not str:
-        raise TypeError(f"policy must be a str, not {type(policy).__name__}")
-    if policy not in _POLICY_CLASSES:
-        raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
-    return policy
+assert POLICIES == tuple(_POLICY_CLASSES)
 
 
 class Cache(Generic[_K, _V]):
