@@ -33,6 +33,7 @@ extensions = [
     for name, source in [
         ("fastlru._lru_c", "src/fastlru/_lru_c.pyx"),
         ("fastlru._functools_c", "src/fastlru/_functools_c.pyx"),
+        ("fastlru._policy_c", "src/fastlru/_policy_c.pyx"),
         ("ormcache._cache_c", "src/ormcache/_cache_c.pyx"),
     ]
 ]

@@ -8,7 +8,7 @@ from collections import namedtuple
 from functools import update_wrapper
 
 from ._aio import cached_coroutine, refuse_async_generator
-from ._common import check_timer, check_ttl
+from ._common import check_policy, check_timer, check_ttl
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashabl
     which looks up ``make_key(args, kwargs, typed)``; the compiled module passes its own."""
 
     def lru_cache(maxsize: Any = 128, typed: bool = False, *, ttl: Optional[float] = None,
-                  single_flight: bool = False, timer: Callable[[], float] = time.monotonic) -> Any:
+                  single_flight: bool = False, timer: Callable[[], float] = time.monotonic,
+                  policy: Optional[str] = None) -> Any:
         """Least-recently-used cache decorator, as ``functools.lru_cache``, on ``fastlru.LRU``.
 
         >>> @lru_cache(maxsize=2)
@@ -42,7 +43,9 @@ def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashabl
         ``maxsize=None`` is unbounded, ``maxsize=0`` caches nothing; ``typed=True`` caches
         ``f(3)`` and ``f(3.0)`` apart. Beyond functools: ``ttl`` seconds of life per result
         (read on ``timer``), and ``single_flight=True``: concurrent misses of one key compute
-        it once, the other callers wait for that result.
+        it once, the other callers wait for that result. ``policy`` (one of
+        ``fastlru.POLICIES``) keeps the results in a ``fastlru.Cache`` of that eviction policy
+        instead of an LRU (not with ``ttl``; an unbounded cache evicts nothing, so keeps an LRU).
 
         A coroutine function's wrapper is a coroutine function: the awaited value is cached
         (never the coroutine), and concurrent awaits of one key in one event loop always
@@ -58,12 +61,17 @@ def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashabl
             raise TypeError("Expected first argument to be an integer, a callable, or None")
         ttl = check_ttl(ttl)
         check_timer(timer)
+        if policy is not None:
+            policy = check_policy(policy)
+            if ttl is not None:
+                raise TypeError("lru_cache: ttl is not supported with a policy")
 
         def decorating_function(user_function: Callable[..., Any]) -> Any:
             if not callable(user_function):
                 raise TypeError("the cached object must be callable")
             refuse_async_generator(user_function, "lru_cache")
-            wrapper = wrapper_type(user_function, maxsize, typed, ttl, timer, single_flight)
+            wrapper = wrapper_type(user_function, maxsize, typed, ttl, timer, single_flight,
+                                   policy)
             import inspect  # at decoration, not at import (issue #21)
 
             if inspect.iscoroutinefunction(user_function):
@@ -85,19 +93,21 @@ def wrapper_repr(wrapper: Any, lru: Any) -> str:
     func = wrapper.__wrapped__
     name = f"{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', func)}"
     shown = " ".join(f"{key}={value!r}" for key, value in wrapper.cache_parameters().items())
-    if lru is not None and lru.timer is not time.monotonic:
+    if lru is not None and getattr(lru, "timer", time.monotonic) is not time.monotonic:
         shown += f" timer={lru.timer!r}"
     return f"<fastlru.lru_cache of {name} {shown}>"
 
 
 def parameters(maxsize: Optional[int], typed: bool, ttl: Optional[float],
-               single_flight: bool) -> Dict[str, Any]:
+               single_flight: bool, policy: Optional[str] = None) -> Dict[str, Any]:
     """``cache_parameters()``: functools' two keys, and ours only where they are set."""
     params: Dict[str, Any] = {"maxsize": maxsize, "typed": typed}
     if ttl is not None:
         params["ttl"] = ttl
     if single_flight:
         params["single_flight"] = True
+    if policy is not None:
+        params["policy"] = policy
     return params
 
 

@@ -242,3 +242,18 @@ def choose(package: str, compiled: str, twin: str) -> Tuple[Any, str]:
         except ImportError:  # pragma: no cover - exercised only where the build failed
             pass
     return importlib.import_module(f"{package}.{twin}"), "python"
+
+
+#: the eviction policies ``fastlru.Cache`` accepts, by name (both engines number them so)
+POLICIES: Tuple[str, ...] = ("lru", "sieve", "s3fifo", "wtinylfu")
+#: the policy recommended for new code (README, "which policy"); ``Cache``'s default
+DEFAULT_POLICY = "wtinylfu"
+
+
+def check_policy(policy: object) -> str:
+    """``policy`` if it names one of ``POLICIES``, else ``TypeError``/``ValueError``."""
+    if type(policy) is not str:
+        raise TypeError(f"policy must be a str, not {type(policy).__name__}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
+    return policy

@@ -20,6 +20,7 @@ from collections.abc import Coroutine
 from ._aio import AsyncFlights, await_miss as _await_miss, cached_coroutine, function_like
 from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
 from ._lru_c import LRU, _GET_KNOWN
+from ._policy_c import Cache
 
 __all__ = ["lru_cache", "cache", "AwaitedValue", "LRUCacheWrapper"]
 
@@ -182,11 +183,16 @@ cdef object _vectorcall(LRUCacheWrapper self, PyObject** args, size_t nargsf, Py
     cdef PyObject* hit = NULL
     cdef int got
     key = _make_key(args, nargs, kwnames, self._typed)
-    got = _get_known(<PyObject*>lru, <PyObject*>key, hash(key), &hit)  # as lru[key]
-    if got > 0:
-        return _steal(hit)
-    if got < 0:
-        _reraise()
+    if type(lru) is LRU:  # the engine's C lookup takes exactly an LRU (a policy's Cache is not one)
+        got = _get_known(<PyObject*>lru, <PyObject*>key, hash(key), &hit)  # as lru[key]
+        if got > 0:
+            return _steal(hit)
+        if got < 0:
+            _reraise()
+    else:
+        value = lru.get(key, _MISSING)  # a key's own errors propagate; only a miss is _MISSING
+        if value is not _MISSING:
+            return value
     if self._flight is not None:
         return self._flight.call(lru, key, self._func, _positional(args, nargs),
                                  _keywords(args, nargs, kwnames), _MISSING)
@@ -207,21 +213,26 @@ cdef class LRUCacheWrapper:
     cdef bint _typed
     cdef object _ttl
     cdef object _flight
+    cdef object _policy
     cdef unsigned long long _misses  # only for maxsize=0 (the others count in the LRU)
     cdef object _flights  # a coroutine function's computations in progress (_aio.AsyncFlights)
     cdef vectorcallfunc vectorcall   # set by __init__: until then, calls are refused
     cdef dict __dict__
     cdef object __weakref__
 
-    def __init__(self, func, maxsize, typed, ttl, timer, single_flight):
+    def __init__(self, func, maxsize, typed, ttl, timer, single_flight, policy=None):
         self._func = func
         self._maxsize = maxsize
         self._typed = bool(typed)
         self._ttl = ttl
         self._flight = SingleFlight() if single_flight else None
+        self._policy = policy
         self._lru = None
         if maxsize != 0:
-            self._lru = LRU(sys.maxsize if maxsize is None else maxsize, ttl=ttl, timer=timer)
+            if policy is not None and maxsize is not None:  # unbounded: nothing to evict
+                self._lru = Cache(maxsize, policy=policy)
+            else:
+                self._lru = LRU(sys.maxsize if maxsize is None else maxsize, ttl=ttl, timer=timer)
         self.vectorcall = <vectorcallfunc><void*>_vectorcall
 
     def __call__(self, *args, **kwargs):
@@ -245,7 +256,8 @@ cdef class LRUCacheWrapper:
             self._lru.clear_stats()
 
     def cache_parameters(self):
-        return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None)
+        return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None,
+                          self._policy)
 
     def __repr__(self):
         return wrapper_repr(self, self._lru)
@@ -390,11 +402,16 @@ cdef object _coroutine_vectorcall(LRUCacheWrapper self, PyObject** args, size_t 
     cdef PyObject* hit = NULL
     cdef int got
     key = _make_key(args, nargs, kwnames, self._typed)
-    got = _get_known(<PyObject*>lru, <PyObject*>key, hash(key), &hit)  # as lru[key]
-    if got > 0:
-        return _awaited_value(_steal(hit))
-    if got < 0:
-        _reraise()
+    if type(lru) is LRU:  # as _vectorcall
+        got = _get_known(<PyObject*>lru, <PyObject*>key, hash(key), &hit)  # as lru[key]
+        if got > 0:
+            return _awaited_value(_steal(hit))
+        if got < 0:
+            _reraise()
+    else:
+        value = lru.get(key, _MISSING)
+        if value is not _MISSING:
+            return _awaited_value(value)
     return _await_miss(self._flights, lru, key, self._func, _positional(args, nargs), _keywords(args, nargs, kwnames))
 
 

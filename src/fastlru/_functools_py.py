@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Hashable, Iterable, Optional, Tuple, Typ
 
 from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
 from ._lru_py import LRU
+from ._policy_py import Cache
 
 __all__ = ["lru_cache", "cache", "AwaitedValue", "LRUCacheWrapper"]
 
@@ -59,20 +60,25 @@ class LRUCacheWrapper:
     """The callable ``lru_cache`` returns: as ``functools``' wrapper, a descriptor (binds as a
     method), weak-referenceable, pickled by name, copied as itself."""
 
-    __slots__ = ("_func", "_lru", "_maxsize", "_typed", "_ttl", "_flight", "_misses",
+    __slots__ = ("_func", "_lru", "_maxsize", "_typed", "_ttl", "_flight", "_misses", "_policy",
                  "__dict__", "__weakref__")
 
     def __init__(self, func: Callable[..., Any], maxsize: Optional[int], typed: bool,
-                 ttl: Optional[float], timer: Callable[[], float], single_flight: bool) -> None:
+                 ttl: Optional[float], timer: Callable[[], float], single_flight: bool,
+                 policy: Optional[str] = None) -> None:
         self._func = func
         self._maxsize = maxsize
         self._typed = bool(typed)
         self._ttl = ttl
         self._misses = 0  # only for maxsize=0 (the others count in the LRU)
         self._flight = SingleFlight() if single_flight else None
-        self._lru: Optional[LRU[Hashable, Any]] = None
+        self._policy = policy
+        self._lru: Any = None  # an LRU, or a Cache with a policy
         if maxsize != 0:
-            self._lru = LRU(sys.maxsize if maxsize is None else maxsize, ttl=ttl, timer=timer)
+            if policy is not None and maxsize is not None:
+                self._lru = Cache(maxsize, policy=policy)
+            else:
+                self._lru = LRU(sys.maxsize if maxsize is None else maxsize, ttl=ttl, timer=timer)
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         lru = self._lru
@@ -105,7 +111,8 @@ class LRUCacheWrapper:
             self._lru.clear_stats()
 
     def cache_parameters(self):  # type: () -> Dict[str, Any]
-        return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None)
+        return parameters(self._maxsize, self._typed, self._ttl, self._flight is not None,
+                          self._policy)
 
     def __repr__(self) -> str:
         return wrapper_repr(self, self._lru)

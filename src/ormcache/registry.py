@@ -11,7 +11,9 @@ True
 
 Contract relied on by the signaling and SQLAlchemy layers:
 
-- ``Registry(db_name, *, sizes=None, lru_factory=None)``: one registry per database; the keyword
+- ``Registry(db_name, *, sizes=None, lru_factory=None, policies=None)``: one registry per
+  database; ``policies`` maps a cache name to a ``fastlru.Cache`` policy (``{"default":
+  "sieve"}``: that cache is a ``fastlru.Cache`` instead of an LRU, its expiring ones stay LRUs); the keyword
   arguments only matter at first creation. ``sizes`` overrides Odoo's sizes and may add names of
   its own (no dot; each clears only itself, and is signaled like Odoo's: ``caches_by_key``). ``__init__`` runs once per database; the
   ``RegistrySignaling`` mixin may define ``__init__(self)`` (no arguments), called after the caches
@@ -120,6 +122,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         *,
         sizes: Optional[Dict[str, int]] = None,
         lru_factory: Optional[Callable[[int], Any]] = None,
+        policies: Optional[Dict[str, str]] = None,
     ) -> None:
         factory: Callable[..., Any]
         if lru_factory is None:
@@ -134,12 +137,27 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
                 raise ValueError(f"a cache name of your own has no dot (Odoo keeps dots for "
                                  f"containers cleared through a key), not {name!r}")
             counts[name] = count  # a name Odoo does not have adds a cache of its own
+        policies = dict(policies or {})
+        if policies:
+            from fastlru import POLICIES, Cache
+
+            for name, policy in policies.items():
+                if name not in counts:
+                    raise ValueError(f"policies: unknown cache name {name!r}; known: "
+                                     f"{sorted(counts)}")
+                if policy not in POLICIES:
+                    raise ValueError(f"policies: unknown policy {policy!r} for {name!r}: "
+                                     f"expected one of {', '.join(POLICIES)}")
         self.db_name = db_name
         #: the constructor's keyword arguments that were given (shown by repr)
-        self._arguments = {"sizes": dict(sizes or {}), "lru_factory": lru_factory}
+        self._arguments = {"sizes": dict(sizes or {}), "lru_factory": lru_factory,
+                           "policies": policies}
         self._lru_factory = factory
         self._counts = counts
-        self.caches: Dict[str, Any] = {name: factory(count) for name, count in counts.items()}
+        # a named cache with a policy is a fastlru.Cache; its expiring caches stay LRUs
+        self.caches: Dict[str, Any] = {
+            name: Cache(count, policy=policies[name]) if name in policies else factory(count)
+            for name, count in counts.items()}
         #: (cache name, ttl) -> LRU, made on first use (see ``expiring_cache``); replaced whole
         #: when one is added, so that a thread iterating it never sees it change
         self.expiring: Dict[Tuple[str, float], Any] = {}

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive, metavar="N", help="timed passes per contender (1 or more)")
     p.add_argument("--targets", action="store_true",
                    help="also print the project's own performance targets, met or missed")
+    p.add_argument("--hit-ratio", action="store_true",
+                   help="measure hit ratios of fastlru.Cache's policies and peers instead "
+                        "(see --hit-ratio --help)")
     return p
 
 
@@ -116,6 +119,11 @@ def _clean(value: Any) -> Any:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--hit-ratio" in argv:  # another benchmark: hit ratios, not speed (bench/hitratio.py)
+        from . import hitratio
+
+        return hitratio.main([a for a in argv if a != "--hit-ratio"])
     parser = _parser()
     args = parser.parse_args(argv)
     for option, path in (("--json", args.json), ("--plot", args.plot)):

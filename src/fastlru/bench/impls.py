@@ -30,6 +30,7 @@ CACHEBOX = "cachebox"
 CACHETOOLS = "cachetools"
 MOKA = "moka-py"
 THEINE = "theine"
+CACHE = "fastlru.Cache"  # rows "fastlru.Cache[<policy>]": ours, one per policy
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,20 @@ def _fastlru_py() -> Impl:
     from fastlru._lru_py import LRU
 
     return Impl(FASTLRU_PY, LRU, note="pure-Python twin")
+
+
+def cache_name(policy: str) -> str:
+    return "%s[%s]" % (CACHE, policy)
+
+
+def _cache(policy: str) -> Callable[[], Impl]:
+    def load() -> Impl:
+        import fastlru
+
+        note = "compiled" if fastlru.IMPLEMENTATION == "c" else "NOT COMPILED"
+        return Impl(cache_name(policy), functools.partial(fastlru.Cache, policy=policy),
+                    exact_lru=policy == "lru", note="%s, policy=%r" % (note, policy))
+    return load
 
 
 def _odoo() -> Impl:
@@ -130,6 +145,7 @@ _LOADERS: List[Tuple[str, Callable[[], Impl]]] = [
     (DICT, lambda: Impl(DICT, _make_dict, note="baseline, no eviction")),
     (FASTLRU, _fastlru),
     (FASTLRU_PY, _fastlru_py),
+    *[(cache_name(p), _cache(p)) for p in ("lru", "sieve", "s3fifo", "wtinylfu")],
     (ODOO, _odoo),
     (FUNCTOOLS, _functools),
     (LRU_DICT, _lru_dict),
@@ -140,7 +156,7 @@ _LOADERS: List[Tuple[str, Callable[[], Impl]]] = [
 ]
 NAMES = [name for name, _ in _LOADERS]
 # Contenders that are ours or the baseline: their absence is an error, not a skip.
-REQUIRED = {DICT, FASTLRU, FASTLRU_PY, ODOO}
+REQUIRED = {DICT, FASTLRU, FASTLRU_PY, ODOO} | {n for n, _ in _LOADERS if n.startswith(CACHE)}
 
 
 def get(name: str) -> Impl:

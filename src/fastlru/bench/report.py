@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .impls import DICT, FASTLRU, ODOO
+from .impls import CACHE, DICT, FASTLRU, ODOO, cache_name
 
 TIMED = ["get-hit-int", "get-hit-tuple", "set-evict", "zipf", "threads"]
 
@@ -58,7 +58,8 @@ def targets(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, Optional[bool]]]
         ratio_target(workload, 1.3)
         found = _by(rows, workload)
         ours = found.get(FASTLRU)
-        peers = {n: r for n, r in found.items() if n not in (DICT, FASTLRU) and _ok(r["ns"])}
+        peers = {n: r for n, r in found.items()
+                 if n not in (DICT, FASTLRU) and not n.startswith(CACHE) and _ok(r["ns"])}
         if ours is not None and peers:
             best = min(peers.values(), key=lambda r: r["ns"])
             met = ours["ns"] < best["ns"] if _ok(ours["ns"]) else None
@@ -80,6 +81,25 @@ def targets(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, Optional[bool]]]
             speedup = odoo / ours if _ok(ours) and _ok(odoo) and ours > 0 else float("nan")
             out.append((">= 10x faster than %s on %s" % (ODOO, workload),
                         _num(speedup, "%.1fx"), speedup >= 10 if _ok(speedup) else None))
+    out.extend(cache_targets(rows))
+    return out
+
+
+def cache_targets(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, Optional[bool]]]:
+    """fastlru.Cache with the recommended policy against fastlru.LRU, in the same run."""
+    from .. import DEFAULT_POLICY
+
+    out: List[Tuple[str, str, Optional[bool]]] = []
+    name = cache_name(DEFAULT_POLICY)
+    for workload, limit, field in (("get-hit-int", 1.1, "ns"), ("get-hit-tuple", 1.1, "ns"),
+                                   ("set-evict", 1.3, "ns"), ("memory", 1.2, "bytes_per_entry")):
+        found = _by(rows, workload)
+        if name in found and FASTLRU in found:
+            ours, lru = found[name].get(field), found[FASTLRU].get(field)
+            ratio = (float(ours) / float(lru) if ours is not None and lru is not None
+                     and _ok(ours) and _ok(lru) and lru > 0 else float("nan"))
+            out.append(("%s %s <= %.1fx LRU's" % (name, workload, limit), _num(ratio, "%.2fx"),
+                        ratio <= limit if _ok(ratio) else None))
     return out
 
 

@@ -1,0 +1,1188 @@
+# cython: language_level=3, freethreading_compatible=True
+"""Compiled ``Cache``; ``_policy_py.py`` is its pure-Python twin, with the same policies step
+for step (see its docstring for the papers and reference implementations each follows).
+
+Entries live in a C arena of structs (key, value, hash, prev, next) indexed by int32 numbers,
+with one byte of queue and one of policy bits per entry beside it; an open-addressing table
+(linear probing, Fibonacci hashing, backward-shift deletion) maps hashes to entries, as in
+``_lru_c``; each policy queue is a circular doubly-linked list through ``prev``/``next``
+(``heads[q]`` the newest, its ``prev`` the oldest). W-TinyLFU's sketch packs 4-bit counters two
+to a byte, its doorkeeper one bit a key; S3-FIFO's ghost is a table of (hash, insertion number)
+slots, never a queue of keys.
+
+Re-entrancy and threads follow ``_lru_c`` (CPython's lru_cache): the hash is computed once,
+before any state is touched; pointer updates run no Python code, inside a critical section
+ended while a key's ``__eq__`` runs (the probe restarts if the cache changed meanwhile);
+dropped references are released, and ``on_evict`` called, once the cache is consistent.
+"""
+cimport cython
+from cpython.object cimport PyObject
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, INT32_MAX
+from libc.string cimport memset
+from cpython.pyport cimport PY_SSIZE_T_MAX
+
+import collections.abc
+from types import GenericAlias
+
+from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
+                      check_policy, iter_pairs)
+
+assert MAX_RESTARTS == RESTART_LIMIT
+
+__all__ = ["Cache", "POLICIES", "DEFAULT_POLICY"]
+
+
+cdef extern from "Python.h":
+    void _incref "Py_INCREF"(PyObject*)
+    void _decref "Py_DECREF"(PyObject*)
+    void _xdecref "Py_XDECREF"(PyObject*)
+    int _richcmp_bool "PyObject_RichCompareBool"(PyObject*, PyObject*, int)
+    int Py_EQ
+    PyObject* _call2 "PyObject_CallFunctionObjArgs"(PyObject*, PyObject*, PyObject*, void*)
+    void PyErr_WriteUnraisable(object)
+    ctypedef int (*visitproc)(PyObject*, void*)
+    ctypedef int (*traverseproc)(PyObject*, visitproc, void*)
+    ctypedef int (*inquiry)(PyObject*)
+    ctypedef struct _TypeSlots "PyTypeObject":
+        traverseproc tp_traverse
+        inquiry tp_clear
+
+
+cdef extern from "_lru_sync.h":
+    ctypedef struct fastlru_cs:
+        pass
+    void fastlru_cs_begin(fastlru_cs*, object) noexcept
+    void fastlru_cs_end(fastlru_cs*) noexcept
+    const uint64_t FIB "FASTLRU_FIB"
+
+
+ctypedef struct Entry:
+    PyObject* key      # NULL when the entry is free
+    PyObject* value
+    Py_hash_t hash
+    int32_t prev
+    int32_t next
+
+
+cdef enum:
+    EMPTY = -1
+    MIN_TABLE_BITS = 3
+    RESTART_LIMIT = 1000
+    INLINE_DROPS = 4
+    # policies
+    P_LRU = 0
+    P_SIEVE = 1
+    P_S3FIFO = 2
+    P_WTINYLFU = 3  # P_* follow POLICIES' order (checked at import)
+    # queues (as the twin's)
+    Q_FREE = 0
+    Q_MAIN = 1
+    Q_SMALL = 2
+    Q_WINDOW = 3
+    Q_PROBATION = 4
+    Q_PROTECTED = 5
+    NQUEUES = 6
+    GHOST_WAYS = 4
+    MAX_SKETCH_WIDTH = 1 << 24  # as the twin's: the sketch's slots take 24 bits of the hash
+    MAX_GHOST_BUCKETS = 1 << 20
+    HASHDOS = 6
+
+
+cdef uint64_t M64 = <uint64_t>-1
+cdef double STEP = 0.0625
+cdef double DECAY = 0.98
+cdef double RESTART = 0.05
+cdef uint64_t[4] SEEDS = [0x97CB3127, 0xB492B66F, 0x9AE16A3B, 0xC949D7C7]
+
+
+cdef inline size_t _home(Py_hash_t h, int shift) noexcept nogil:
+    return <size_t>((<uint64_t>h * <uint64_t>FIB) >> shift)
+
+
+cdef inline uint64_t _spread(Py_hash_t h) noexcept nogil:
+    cdef uint64_t x = <uint64_t>h * <uint64_t>FIB
+    return x ^ (x >> 32)
+
+
+cdef struct Dropped:
+    PyObject** items
+    Py_ssize_t n
+    PyObject* inline_items[INLINE_DROPS]
+
+
+cdef inline void _dropped_init(Dropped* d) noexcept:
+    d.items = d.inline_items
+    d.n = 0
+
+
+cdef void _dropped_release(Dropped* d) noexcept:
+    cdef Py_ssize_t i
+    for i in range(d.n):
+        _decref(d.items[i])
+    d.n = 0
+    if d.items != d.inline_items:
+        PyMem_Free(d.items)
+        d.items = d.inline_items
+
+
+cdef object _MISSING = object()
+
+
+cdef int _policy_number(object policy) except -1:
+    return POLICIES.index(check_policy(policy))  # numbered as the P_* constants
+
+
+@cython.trashcan(True)
+@cython.auto_pickle(False)
+cdef class Cache:
+    """A bounded mapping whose eviction policy is chosen by name (``POLICIES``).
+
+    >>> cache = Cache(1000, policy="wtinylfu")
+    >>> cache["k"] = "v"; cache.get("k")
+    'v'
+    """
+
+    cdef Entry* entries
+    cdef uint8_t* queue           # per entry: the queue it is in
+    cdef uint8_t* bits            # per entry: SIEVE's visited bit, S3-FIFO's frequency
+    cdef int32_t* table
+    cdef size_t tmask
+    cdef int shift
+    cdef Py_ssize_t alloc
+    cdef Py_ssize_t fill
+    cdef int32_t free_head
+    cdef int32_t heads[NQUEUES]
+    cdef Py_ssize_t lsize[NQUEUES]
+    cdef Py_ssize_t size
+    cdef Py_ssize_t _count
+    cdef int kind
+    cdef size_t version
+    cdef uint64_t hits, misses, evictions
+    cdef object on_evict
+    cdef object __weakref__
+    cdef bint ready
+    # SIEVE
+    cdef int32_t hand
+    # S3-FIFO
+    cdef Py_ssize_t small_cap
+    cdef int64_t* ghost_hashes
+    cdef int64_t* ghost_times
+    cdef uint64_t ghost_mask
+    cdef int64_t ghost_cap
+    cdef int64_t ghost_now
+    # W-TinyLFU
+    cdef Py_ssize_t window_cap
+    cdef Py_ssize_t protected_cap
+    cdef uint8_t* sketch          # 4 rows of `width` 4-bit counters, two to a byte
+    cdef uint8_t* door            # one bit per slot
+    cdef uint64_t smask
+    cdef Py_ssize_t width
+    cdef Py_ssize_t additions
+    cdef Py_ssize_t sample
+    cdef uint64_t random
+    cdef Py_ssize_t sample_hits, sample_misses
+    cdef double previous_rate
+    cdef double step
+
+    def __cinit__(self, *args, **kwargs):
+        self.free_head = EMPTY
+        self._count = 1
+        self.table = self._new_table(MIN_TABLE_BITS)
+        self.tmask = (1 << MIN_TABLE_BITS) - 1
+        self.shift = 64 - MIN_TABLE_BITS
+        self._setup_policy(P_LRU, 1)  # before __init__: a valid Cache(1, policy="lru")
+
+    def __init__(self, count, pairs=(), *, policy=DEFAULT_POLICY, on_evict=None):
+        cdef Py_ssize_t c = check_count(count)
+        cdef int kind = _policy_number(policy)
+        cdef fastlru_cs cs
+        cdef str problem = None
+        if on_evict is not None and not callable(on_evict):
+            raise TypeError("on_evict must be callable")
+        fastlru_cs_begin(&cs, self)
+        if self.ready:
+            problem = "Cache.__init__ called twice"
+        elif self.size:
+            problem = "Cache.__init__ on a cache that already holds entries"
+        else:
+            try:
+                self._setup_policy(kind, c)
+            except MemoryError:
+                fastlru_cs_end(&cs)
+                raise
+            self.ready = True
+            self._count = c
+            self.on_evict = on_evict
+        fastlru_cs_end(&cs)
+        if problem is not None:
+            raise RuntimeError(problem)
+        for key, value in iter_pairs(pairs):
+            self[key] = value
+
+    def __dealloc__(self):
+        self._free_entries(self.entries, self.fill)
+        self.entries = NULL
+        PyMem_Free(self.queue)
+        PyMem_Free(self.bits)
+        PyMem_Free(self.table)
+        PyMem_Free(self.ghost_hashes)
+        PyMem_Free(self.ghost_times)
+        PyMem_Free(self.sketch)
+        PyMem_Free(self.door)
+
+    @cython.final
+    cdef int _setup_policy(self, int kind, Py_ssize_t count) except -1:
+        """Fresh policy state for ``kind`` (no Python code; allocates, so MemoryError)."""
+        cdef Py_ssize_t buckets = 1, n, width = 16, i, small, w
+        cdef int q
+        cdef int64_t* gh = NULL
+        cdef int64_t* gt = NULL
+        cdef uint8_t* sk = NULL
+        cdef uint8_t* dr = NULL
+        if kind == P_S3FIFO:
+            small = count // 10
+            self.small_cap = small if small > 1 else 1
+            self.ghost_cap = count - self.small_cap if count - self.small_cap > 1 else 1
+            buckets = 1
+            while buckets * GHOST_WAYS < 2 * self.ghost_cap and buckets < MAX_GHOST_BUCKETS:
+                buckets *= 2
+            n = buckets * GHOST_WAYS
+            gh = <int64_t*>PyMem_Malloc(n * sizeof(int64_t))
+            gt = <int64_t*>PyMem_Malloc(n * sizeof(int64_t))
+            if gh == NULL or gt == NULL:
+                PyMem_Free(gh)
+                PyMem_Free(gt)
+                raise MemoryError()
+            for i in range(n):
+                gh[i] = 0
+                gt[i] = -1
+        elif kind == P_WTINYLFU:
+            width = 16
+            while width < count and width < MAX_SKETCH_WIDTH:
+                width *= 2
+            sk = <uint8_t*>PyMem_Malloc(2 * width)  # 4 rows * width / 2
+            dr = <uint8_t*>PyMem_Malloc(width // 8)
+            if sk == NULL or dr == NULL:
+                PyMem_Free(sk)
+                PyMem_Free(dr)
+                raise MemoryError()
+            memset(sk, 0, 2 * width)
+            memset(dr, 0, width // 8)
+        PyMem_Free(self.ghost_hashes)
+        PyMem_Free(self.ghost_times)
+        PyMem_Free(self.sketch)
+        PyMem_Free(self.door)
+        self.ghost_hashes = gh
+        self.ghost_times = gt
+        self.sketch = sk
+        self.door = dr
+        self.kind = kind
+        for q in range(NQUEUES):
+            self.heads[q] = EMPTY
+            self.lsize[q] = 0
+        self.hand = EMPTY
+        if kind == P_S3FIFO:
+            self.ghost_mask = <uint64_t>(buckets - 1)
+            self.ghost_now = 0
+        elif kind == P_WTINYLFU:
+            self.width = width
+            self.smask = <uint64_t>(width - 1)
+            self.additions = 0
+            self.sample = 10 * (count if count > 1 else 1)
+            w = count // 100
+            self.window_cap = w if w > 1 else 1
+            self.protected_cap = <Py_ssize_t>(<double>(count - self.window_cap) * 0.8)
+            self.random = 0x2545F4914F6CDD1D
+            self.sample_hits = self.sample_misses = 0
+            self.previous_rate = 0.0
+            self.step = -STEP * <double>count
+        return 0
+
+    # -- arena and table (section held, no Python code) --------------------------------------
+
+    @cython.final
+    cdef int32_t* _new_table(self, int bits) except NULL:
+        cdef size_t n = (<size_t>1) << bits
+        cdef size_t i
+        cdef int32_t* table
+        if n > <size_t>PY_SSIZE_T_MAX // sizeof(int32_t):
+            raise MemoryError()
+        table = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
+        if table == NULL:
+            raise MemoryError()
+        for i in range(n):
+            table[i] = EMPTY
+        return table
+
+    @cython.final
+    cdef inline void _table_insert(self, int32_t e, Py_hash_t h) noexcept:
+        cdef size_t i = _home(h, self.shift)
+        while self.table[i] != EMPTY:
+            i = (i + 1) & self.tmask
+        self.table[i] = e
+
+    @cython.final
+    cdef void _table_remove(self, int32_t e) noexcept:
+        cdef size_t mask = self.tmask
+        cdef int32_t* table = self.table
+        cdef size_t i = _home(self.entries[e].hash, self.shift)
+        cdef size_t j
+        cdef int32_t f
+        while table[i] != e:
+            i = (i + 1) & mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            f = table[j]
+            if f == EMPTY:
+                break
+            if ((j - _home(self.entries[f].hash, self.shift)) & mask) >= ((j - i) & mask):
+                table[i] = f
+                i = j
+        table[i] = EMPTY
+
+    @cython.final
+    cdef int _rebuild_table(self, int bits) except -1:
+        cdef int32_t* table = self._new_table(bits)
+        cdef Py_ssize_t e
+        PyMem_Free(self.table)
+        self.table = table
+        self.tmask = ((<size_t>1) << bits) - 1
+        self.shift = 64 - bits
+        for e in range(self.fill):
+            if self.entries[e].key != NULL:
+                self._table_insert(<int32_t>e, self.entries[e].hash)
+        return 0
+
+    @cython.final
+    cdef int _reserve(self) except -1:
+        """Room for one more entry: a free entry and a table under half full."""
+        cdef Py_ssize_t new_alloc
+        cdef Entry* entries
+        cdef uint8_t* q
+        if (<size_t>self.size + 1) * 2 >= self.tmask + 1:
+            self._rebuild_table(64 - self.shift + 1)
+        if self.free_head != EMPTY or self.fill < self.alloc:
+            return 0
+        new_alloc = self.alloc * 2 if self.alloc < 1024 else self.alloc + self.alloc // 4
+        if new_alloc < 8:
+            new_alloc = 8
+        if new_alloc > self._count:
+            new_alloc = self._count if self._count > self.alloc else self.alloc + 1
+        if new_alloc > INT32_MAX - 1:
+            if self.alloc >= INT32_MAX - 1:
+                raise MemoryError("a Cache holds at most 2**31 - 2 entries")
+            new_alloc = INT32_MAX - 1
+        if <size_t>new_alloc > <size_t>PY_SSIZE_T_MAX // sizeof(Entry):
+            raise MemoryError()
+        entries = <Entry*>PyMem_Realloc(self.entries, new_alloc * sizeof(Entry))
+        if entries == NULL:
+            raise MemoryError()
+        self.entries = entries
+        q = <uint8_t*>PyMem_Realloc(self.queue, new_alloc)
+        if q == NULL:
+            raise MemoryError()
+        self.queue = q
+        q = <uint8_t*>PyMem_Realloc(self.bits, new_alloc)
+        if q == NULL:
+            raise MemoryError()
+        self.bits = q
+        self.alloc = new_alloc
+        return 0
+
+    # -- queues (section held, no Python code) -------------------------------------------------
+
+    @cython.final
+    cdef inline void _push(self, int q, int32_t e) noexcept:
+        """Makes ``e`` the newest of queue ``q``."""
+        cdef Entry* ents = self.entries
+        cdef int32_t head = self.heads[q]
+        cdef int32_t tail
+        if head == EMPTY:
+            ents[e].prev = e
+            ents[e].next = e
+        else:
+            tail = ents[head].prev
+            ents[e].next = head
+            ents[e].prev = tail
+            ents[tail].next = e
+            ents[head].prev = e
+        self.heads[q] = e
+        self.queue[e] = <uint8_t>q
+        self.lsize[q] += 1
+
+    @cython.final
+    cdef inline void _remove(self, int32_t e) noexcept:
+        cdef Entry* ents = self.entries
+        cdef int q = self.queue[e]
+        cdef int32_t nxt = ents[e].next
+        cdef int32_t prv
+        self.lsize[q] -= 1
+        if nxt == e:
+            self.heads[q] = EMPTY
+            return
+        prv = ents[e].prev
+        ents[prv].next = nxt
+        ents[nxt].prev = prv
+        if self.heads[q] == e:
+            self.heads[q] = nxt
+
+    @cython.final
+    cdef inline int32_t _last(self, int q) noexcept:
+        cdef int32_t head = self.heads[q]
+        return EMPTY if head == EMPTY else self.entries[head].prev
+
+    # -- policies (section held, no Python code) -----------------------------------------------
+
+    @cython.final
+    cdef inline void _hit(self, int32_t e) noexcept:
+        cdef int kind = self.kind
+        cdef int q
+        cdef int32_t d
+        if kind == P_SIEVE:
+            if not self.bits[e]:
+                self.bits[e] = 1  # the only write of a SIEVE hit, and only the first time
+        elif kind == P_LRU:
+            if self.heads[Q_MAIN] != e:
+                self._remove(e)
+                self._push(Q_MAIN, e)
+        elif kind == P_S3FIFO:
+            if self.bits[e] < 3:
+                self.bits[e] += 1
+        else:
+            q = self.queue[e]
+            if q == Q_WINDOW or q == Q_PROTECTED:
+                if self.heads[q] != e:
+                    self._remove(e)
+                    self._push(q, e)
+            else:
+                self._remove(e)
+                self._push(Q_PROTECTED, e)
+                while self.lsize[Q_PROTECTED] > self.protected_cap:
+                    d = self._last(Q_PROTECTED)
+                    self._remove(d)
+                    self._push(Q_PROBATION, d)
+
+    @cython.final
+    cdef inline int32_t _toward_newer(self, int32_t e) noexcept:
+        return EMPTY if e == self.heads[Q_MAIN] else self.entries[e].prev
+
+    @cython.final
+    cdef void _unfile(self, int32_t e) noexcept:
+        """Takes ``e`` out of its queue (pop, del)."""
+        if self.kind == P_SIEVE and self.hand == e:
+            self.hand = self._toward_newer(e)
+        self._remove(e)
+
+    @cython.final
+    cdef int32_t _victim(self) noexcept:
+        """Picks the entry the policy evicts next and takes it out of its queue."""
+        cdef int kind = self.kind
+        cdef int32_t o, t
+        if kind == P_LRU:
+            o = self._last(Q_MAIN)
+            self._remove(o)
+            return o
+        if kind == P_SIEVE:
+            o = self.hand if self.hand != EMPTY else self._last(Q_MAIN)
+            while self.bits[o]:
+                self.bits[o] = 0
+                t = self._toward_newer(o)
+                o = t if t != EMPTY else self._last(Q_MAIN)
+            self.hand = self._toward_newer(o)
+            self._remove(o)
+            return o
+        if kind == P_S3FIFO:
+            if self.lsize[Q_SMALL] >= self.small_cap or self.lsize[Q_MAIN] == 0:
+                while self.lsize[Q_SMALL]:
+                    t = self._last(Q_SMALL)
+                    self._remove(t)
+                    if self.bits[t] >= 1:
+                        self.bits[t] = 0
+                        self._push(Q_MAIN, t)
+                    else:
+                        self._ghost_add(self.entries[t].hash)
+                        return t
+            while True:
+                t = self._last(Q_MAIN)
+                self._remove(t)
+                if self.bits[t]:
+                    self.bits[t] -= 1
+                    self._push(Q_MAIN, t)
+                else:
+                    return t
+        o = self._last(Q_PROBATION)
+        if o == EMPTY:
+            o = self._last(Q_PROTECTED)
+        if o == EMPTY:
+            o = self._last(Q_WINDOW)
+        self._remove(o)
+        return o
+
+    @cython.final
+    cdef int _file(self, int32_t e, int32_t* out) noexcept:
+        """Files the new entry ``e`` (already counted in size); the entries it evicts go to
+        ``out`` (at most one: size <= count held before). Returns how many."""
+        cdef int n = 0
+        cdef int32_t c, v
+        cdef Py_ssize_t size = self.size
+        if self.kind != P_WTINYLFU:
+            if size - 1 >= self._count:
+                out[0] = self._victim()
+                n = 1
+            self.bits[e] = 0
+            if self.kind == P_S3FIFO and self._ghost_take(self.entries[e].hash):
+                self._push(Q_MAIN, e)
+            else:
+                self._push(Q_SMALL if self.kind == P_S3FIFO else Q_MAIN, e)
+            return n
+        self._increment(self.entries[e].hash)
+        self._push(Q_WINDOW, e)
+        while self.lsize[Q_WINDOW] > self.window_cap:
+            c = self._last(Q_WINDOW)
+            self._remove(c)
+            self.queue[c] = Q_PROBATION
+            if size > self._count:
+                v = self._last(Q_PROBATION)
+                if v == EMPTY:
+                    v = self._last(Q_PROTECTED)
+                if v == EMPTY or not self._admit(c, v):
+                    out[n] = c
+                    n += 1
+                    size -= 1
+                    continue
+                self._remove(v)
+                out[n] = v
+                n += 1
+                size -= 1
+            self._push(Q_PROBATION, c)
+        while size > self._count:
+            v = self._last(Q_PROBATION)
+            if v == EMPTY:
+                v = self._last(Q_PROTECTED)
+            if v == EMPTY:
+                v = self._last(Q_WINDOW)
+            self._remove(v)
+            out[n] = v
+            n += 1
+            size -= 1
+        return n
+
+    # S3-FIFO's ghost
+
+    @cython.final
+    cdef inline Py_ssize_t _ghost_bucket(self, Py_hash_t h) noexcept:
+        return <Py_ssize_t>((_spread(h) >> 17) & self.ghost_mask) * GHOST_WAYS
+
+    @cython.final
+    cdef bint _ghost_take(self, Py_hash_t h) noexcept:
+        cdef Py_ssize_t b = self._ghost_bucket(h)
+        cdef Py_ssize_t i
+        cdef int64_t t
+        for i in range(b, b + GHOST_WAYS):
+            t = self.ghost_times[i]
+            if t >= 0 and self.ghost_hashes[i] == h and self.ghost_now - t < self.ghost_cap:
+                self.ghost_times[i] = -1
+                return True
+        return False
+
+    @cython.final
+    cdef void _ghost_add(self, Py_hash_t h) noexcept:
+        cdef Py_ssize_t b = self._ghost_bucket(h)
+        cdef Py_ssize_t best = b
+        cdef Py_ssize_t i
+        cdef int64_t t
+        self.ghost_now += 1
+        for i in range(b, b + GHOST_WAYS):
+            t = self.ghost_times[i]
+            if t >= 0 and self.ghost_hashes[i] == h:
+                best = i
+                break
+            if t < 0 or self.ghost_now - t >= self.ghost_cap:
+                best = i
+                break
+            if t < self.ghost_times[best]:
+                best = i
+        self.ghost_hashes[best] = h
+        self.ghost_times[best] = self.ghost_now
+
+    # W-TinyLFU's sketch, admission and hill climber
+
+    @cython.final
+    cdef inline Py_ssize_t _slot(self, uint64_t s, int row) noexcept:
+        return <Py_ssize_t>((((s * SEEDS[row]) & M64) >> 40) & self.smask)
+
+    @cython.final
+    cdef inline int _counter(self, int row, Py_ssize_t i) noexcept:
+        cdef Py_ssize_t at = row * self.width + i
+        return (self.sketch[at >> 1] >> ((at & 1) * 4)) & 15
+
+    @cython.final
+    cdef int _frequency(self, Py_hash_t h) noexcept:
+        cdef uint64_t s = _spread(h)
+        cdef int f = 15
+        cdef int c, row
+        cdef Py_ssize_t d
+        for row in range(4):
+            c = self._counter(row, self._slot(s, row))
+            if c < f:
+                f = c
+        d = <Py_ssize_t>((s >> 7) & self.smask)
+        return f + ((self.door[d >> 3] >> (d & 7)) & 1)
+
+    @cython.final
+    cdef void _increment(self, Py_hash_t h) noexcept:
+        cdef uint64_t s = _spread(h)
+        cdef Py_ssize_t d = <Py_ssize_t>((s >> 7) & self.smask)
+        cdef Py_ssize_t at
+        cdef bint added = False
+        cdef Py_ssize_t nbytes, i
+        cdef int row
+        if not ((self.door[d >> 3] >> (d & 7)) & 1):
+            self.door[d >> 3] |= <uint8_t>(1 << (d & 7))
+        else:
+            for row in range(4):
+                at = row * self.width + self._slot(s, row)
+                if ((self.sketch[at >> 1] >> ((at & 1) * 4)) & 15) < 15:
+                    self.sketch[at >> 1] += <uint8_t>(1 << ((at & 1) * 4))
+                    added = True
+            if not added:
+                return
+        self.additions += 1
+        if self.additions >= self.sample:
+            self.additions //= 2
+            nbytes = 2 * self.width
+            for i in range(nbytes):  # halve both nibbles of every byte
+                self.sketch[i] = (self.sketch[i] >> 1) & 0x77
+            memset(self.door, 0, self.width // 8)
+
+    @cython.final
+    cdef bint _admit(self, int32_t candidate, int32_t victim) noexcept:
+        cdef int fc = self._frequency(self.entries[candidate].hash)
+        cdef int fv = self._frequency(self.entries[victim].hash)
+        cdef uint64_t x
+        if fc > fv:
+            return True
+        if fc >= HASHDOS:
+            x = self.random
+            x ^= (x << 13) & M64
+            x ^= x >> 7
+            x ^= (x << 17) & M64
+            self.random = x
+            return (x & 127) == 0
+        return False
+
+    @cython.final
+    cdef inline void _access(self, Py_hash_t h, bint hit) noexcept:
+        if hit:
+            self._increment(h)
+            self.sample_hits += 1
+        else:
+            self.sample_misses += 1
+        if self.sample_hits + self.sample_misses >= self.sample:
+            self._climb()
+
+    @cython.final
+    cdef void _climb(self) noexcept:
+        cdef Py_ssize_t n = self.sample_hits + self.sample_misses
+        cdef double rate = <double>self.sample_hits / <double>n
+        cdef double change = rate - self.previous_rate
+        cdef double amount = self.step if change >= 0 else -self.step
+        cdef Py_ssize_t adjust, quota
+        if (change if change >= 0 else -change) >= RESTART:
+            self.step = STEP * <double>self._count * (1 if amount >= 0 else -1)
+        else:
+            self.step = DECAY * amount
+        self.previous_rate = rate
+        self.sample_hits = self.sample_misses = 0
+        adjust = <Py_ssize_t>amount
+        if adjust > 0:
+            quota = adjust if adjust < self.protected_cap else self.protected_cap
+            self.protected_cap -= quota
+            self.window_cap += quota
+        elif adjust < 0:
+            quota = -adjust if -adjust < self.window_cap - 1 else self.window_cap - 1
+            self.window_cap -= quota
+            self.protected_cap += quota
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    @cython.final
+    cdef inline Py_ssize_t _find(self, object key, Py_hash_t h, fastlru_cs* cs,
+                                 PyObject** hold) except -2:
+        cdef int32_t e = self.table[_home(h, self.shift)]
+        if e == EMPTY:
+            return -1
+        if self.entries[e].key == <PyObject*>key:
+            return e
+        return self._lookup(key, h, cs, hold)
+
+    @cython.final
+    cdef Py_ssize_t _lookup(self, object key, Py_hash_t h, fastlru_cs* cs,
+                            PyObject** hold) except -2:
+        """As ``_lru_c.LRU._lookup``: the section is ended while a key's ``__eq__`` runs."""
+        cdef size_t i
+        cdef size_t version
+        cdef int32_t e
+        cdef Entry* ep
+        cdef PyObject* k
+        cdef PyObject* old
+        cdef int restarts = 0
+        cdef int equal
+        while True:
+            version = self.version
+            i = _home(h, self.shift)
+            while True:
+                e = self.table[i]
+                if e == EMPTY:
+                    return -1
+                ep = &self.entries[e]
+                if ep.key == <PyObject*>key:
+                    return e
+                if ep.hash == h:
+                    k = ep.key
+                    _incref(k)
+                    fastlru_cs_end(cs)
+                    old = hold[0]
+                    hold[0] = k
+                    _xdecref(old)
+                    if restarts > RESTART_LIMIT:
+                        hold[0] = NULL
+                        _decref(k)
+                        raise RuntimeError("Cache mutated during key comparison")
+                    equal = _richcmp_bool(k, <PyObject*>key, Py_EQ)
+                    if equal < 0:
+                        hold[0] = NULL
+                        _decref(k)
+                        return -2
+                    fastlru_cs_begin(cs, self)
+                    if self.version != version:
+                        if equal and e < self.fill and self.entries[e].key == k:
+                            return e
+                        restarts += 1
+                        break
+                    if equal:
+                        return e
+                i = (i + 1) & self.tmask
+
+    @cython.final
+    cdef void _detach(self, int32_t e, Dropped* dropped) noexcept:
+        """Frees entry ``e``, already out of its queue; its references go to ``dropped``."""
+        cdef Entry* ep = &self.entries[e]
+        self._table_remove(e)
+        dropped.items[dropped.n] = ep.key
+        dropped.items[dropped.n + 1] = ep.value
+        dropped.n += 2
+        ep.key = NULL
+        ep.value = NULL
+        ep.next = self.free_head
+        self.queue[e] = Q_FREE
+        self.free_head = e
+        self.size -= 1
+        self.version += 1
+
+    @cython.final
+    cdef void _release(self, Dropped* dropped, bint evicted) noexcept:
+        cdef object on_evict = self.on_evict
+        cdef PyObject* result
+        cdef Py_ssize_t i
+        if evicted and on_evict is not None:
+            for i in range(0, dropped.n, 2):
+                result = _call2(<PyObject*>on_evict, dropped.items[i], dropped.items[i + 1], NULL)
+                if result == NULL:
+                    PyErr_WriteUnraisable(on_evict)
+                else:
+                    _decref(result)
+        _dropped_release(dropped)
+
+    # -- mapping ------------------------------------------------------------------------------
+
+    def __getitem__(self, key):
+        value = self._get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key, default=None):
+        """The value of ``key`` (a read the policy records), or ``default``."""
+        return self._get(key, default)
+
+    @cython.final
+    cdef inline object _get(self, object key, object default):
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef object value
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        if e < 0:
+            self.misses += 1
+            if self.kind == P_WTINYLFU:
+                self._access(h, False)
+            value = default
+        else:
+            self.hits += 1
+            if self.kind == P_WTINYLFU:
+                self._access(h, True)
+            self._hit(<int32_t>e)
+            value = <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return value
+
+    def peek(self, key, default=None):
+        """The value of ``key`` without counting or recording a read, or ``default``."""
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        value = default if e < 0 else <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return value
+
+    def __contains__(self, key):
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return e >= 0
+
+    def __setitem__(self, key, value):
+        self._store(key, value, False)
+
+    def setdefault(self, key, default=None):
+        """The value of ``key``; if absent, stores and returns ``default``."""
+        return self._store(key, default, True)
+
+    @cython.final
+    cdef object _store(self, object key, object value, bint keep):
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef PyObject* replaced = NULL
+        cdef Py_ssize_t e
+        cdef int32_t t
+        cdef int32_t out[2]
+        cdef int n, i
+        cdef Entry* ep
+        cdef Dropped evicted
+        cdef object result = value
+        _dropped_init(&evicted)
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        if e >= 0:
+            ep = &self.entries[e]
+            if keep:
+                result = <object>ep.value
+            else:
+                replaced = ep.value
+                _incref(<PyObject*>value)
+                ep.value = <PyObject*>value
+            self._hit(<int32_t>e)  # a write is an access, as in LRU
+            self.version += 1
+        else:
+            try:
+                self._reserve()
+            except MemoryError:
+                fastlru_cs_end(&cs)
+                _xdecref(hold)
+                raise
+            t = self.free_head
+            if t != EMPTY:
+                self.free_head = self.entries[t].next
+            else:
+                t = <int32_t>self.fill
+                self.fill += 1
+            ep = &self.entries[t]
+            _incref(<PyObject*>key)
+            _incref(<PyObject*>value)
+            ep.key = <PyObject*>key
+            ep.value = <PyObject*>value
+            ep.hash = h
+            self._table_insert(t, h)
+            self.size += 1
+            self.version += 1
+            n = self._file(t, out)
+            for i in range(n):
+                self._detach(out[i], &evicted)
+                self.evictions += 1
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        _xdecref(replaced)
+        if evicted.n:
+            self._release(&evicted, True)
+        return result
+
+    def __delitem__(self, key):
+        self._pop(key, None, True)
+
+    def pop(self, key, default=_MISSING, /):
+        """Removes ``key`` and returns its value; ``default`` if given and ``key`` is absent."""
+        return self._pop(key, default, default is _MISSING)
+
+    @cython.final
+    cdef object _pop(self, object key, object default, bint required):
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef Dropped dropped
+        _dropped_init(&dropped)
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        if e >= 0:
+            self._unfile(<int32_t>e)
+            self._detach(<int32_t>e, &dropped)
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        if e < 0:
+            if required:
+                raise KeyError(key)
+            return default
+        value = <object>dropped.items[1]
+        _dropped_release(&dropped)
+        return value
+
+    def popitem(self):
+        """Removes and returns the entry the policy would evict next."""
+        cdef fastlru_cs cs
+        cdef Dropped dropped
+        _dropped_init(&dropped)
+        fastlru_cs_begin(&cs, self)
+        if self.size:
+            self._detach(self._victim(), &dropped)
+        fastlru_cs_end(&cs)
+        if not dropped.n:
+            raise KeyError("popitem(): Cache is empty")
+        item = (<object>dropped.items[0], <object>dropped.items[1])
+        _dropped_release(&dropped)
+        return item
+
+    def clear(self):
+        """Removes every entry (and forgets the policy's history: ghost, sketch, window)."""
+        self._clear()
+
+    @cython.final
+    cdef int _clear(self) except -1:
+        cdef fastlru_cs cs
+        cdef int32_t* table = self._new_table(MIN_TABLE_BITS)
+        cdef Entry* entries
+        cdef Py_ssize_t fill
+        fastlru_cs_begin(&cs, self)
+        try:
+            self._setup_policy(self.kind, self._count)
+        except MemoryError:
+            fastlru_cs_end(&cs)
+            PyMem_Free(table)
+            raise
+        entries = self.entries
+        fill = self.fill
+        PyMem_Free(self.table)
+        self.table = table
+        self.tmask = (1 << MIN_TABLE_BITS) - 1
+        self.shift = 64 - MIN_TABLE_BITS
+        self.entries = NULL
+        PyMem_Free(self.queue)
+        PyMem_Free(self.bits)
+        self.queue = NULL
+        self.bits = NULL
+        self.alloc = 0
+        self.fill = 0
+        self.free_head = EMPTY
+        self.size = 0
+        self.version += 1
+        fastlru_cs_end(&cs)
+        self._free_entries(entries, fill)
+        return 0
+
+    @cython.final
+    cdef void _free_entries(self, Entry* entries, Py_ssize_t fill) noexcept:
+        cdef Py_ssize_t i
+        if entries == NULL:
+            return
+        for i in range(fill):
+            _xdecref(entries[i].key)
+            _xdecref(entries[i].value)
+        PyMem_Free(entries)
+
+    def update(self, other=(), /, **kwargs):
+        if hasattr(other, "keys"):
+            for key in list(other.keys()):
+                self[key] = other[key]
+        else:
+            for key, value in list(iter_pairs(other)):
+                self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def __len__(self):
+        return self.size
+
+    @property
+    def count(self):
+        return self._count
+
+    @property
+    def policy(self):
+        return POLICIES[self.kind]
+
+    def info(self):
+        cdef fastlru_cs cs
+        fastlru_cs_begin(&cs, self)
+        info = (self.hits, self.misses, self.evictions, self.size, self._count)
+        fastlru_cs_end(&cs)
+        return CacheInfo(*info)
+
+    def clear_stats(self):
+        """Resets the hits, misses and evictions counters to zero."""
+        cdef fastlru_cs cs
+        fastlru_cs_begin(&cs, self)
+        self.hits = self.misses = self.evictions = 0
+        fastlru_cs_end(&cs)
+
+    # -- views ----------------------------------------------------------------------------
+
+    @cython.final
+    cdef list _order(self):
+        """Entries in the twin's order: per queue (small/window first), newest first."""
+        cdef list out = []
+        cdef int32_t e
+        cdef fastlru_cs cs
+        cdef int qs[3]
+        cdef int nq, j
+        if self.kind == P_S3FIFO:
+            qs[0] = Q_SMALL
+            qs[1] = Q_MAIN
+            nq = 2
+        elif self.kind == P_WTINYLFU:
+            qs[0] = Q_WINDOW
+            qs[1] = Q_PROBATION
+            qs[2] = Q_PROTECTED
+            nq = 3
+        else:
+            qs[0] = Q_MAIN
+            nq = 1
+        # Snapshot the entry numbers first: building tuples allocates (the GC may run Python).
+        fastlru_cs_begin(&cs, self)
+        refs = []
+        try:
+            for j in range(nq):
+                e = self.heads[qs[j]]
+                if e == EMPTY:
+                    continue
+                while True:
+                    refs.append(<object>self.entries[e].key)
+                    refs.append(<object>self.entries[e].value)
+                    e = self.entries[e].next
+                    if e == self.heads[qs[j]]:
+                        break
+        finally:
+            fastlru_cs_end(&cs)
+        for i in range(0, len(refs), 2):
+            out.append((refs[i], refs[i + 1]))
+        return out
+
+    def items(self):
+        return self._order()
+
+    def keys(self):
+        return [k for k, _ in self._order()]
+
+    def values(self):
+        return [v for _, v in self._order()]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __eq__(self, other):
+        if isinstance(other, (Cache, collections.abc.Mapping)):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._count}, policy={self.policy!r}, size={self.size})"
+
+    @classmethod
+    def __class_getitem__(cls, item):
+        return GenericAlias(cls, item)
+
+    def _check(self):
+        """Debug: asserts that the table, the queues and the counters agree."""
+        cdef int32_t e
+        cdef Py_ssize_t n, total = 0
+        for q in range(1, NQUEUES):
+            n = 0
+            e = self.heads[q]
+            if e != EMPTY:
+                while True:
+                    n += 1
+                    assert n <= self.size, "queue longer than size"
+                    assert self.entries[self.entries[e].next].prev == e, "broken back link"
+                    assert self.queue[e] == q, "entry in the wrong queue"
+                    assert self.entries[e].key != NULL, "free entry queued"
+                    e = self.entries[e].next
+                    if e == self.heads[q]:
+                        break
+            assert n == self.lsize[q], "queue size drifted"
+            total += n
+        assert total == self.size, "queues and size disagree"
+        assert self.size <= self._count, "size above count"
+        n = 0
+        for i in range(self.tmask + 1):
+            if self.table[i] != EMPTY:
+                n += 1
+        assert n == self.size, "table and queues disagree"
+
+
+# The arena holds Python references in C memory: teach the GC to see and break cycles there.
+cdef traverseproc _base_traverse = (<_TypeSlots*>Cache).tp_traverse
+cdef inquiry _base_clear = (<_TypeSlots*>Cache).tp_clear
+
+
+cdef int _cache_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
+    cdef Cache self = <Cache>o
+    cdef int r
+    cdef Py_ssize_t i
+    if _base_traverse != NULL:
+        r = _base_traverse(o, visit, arg)
+        if r:
+            return r
+    for i in range(self.fill):
+        if self.entries[i].key != NULL:
+            r = visit(self.entries[i].key, arg)
+            if r:
+                return r
+            r = visit(self.entries[i].value, arg)
+            if r:
+                return r
+    return 0
+
+
+cdef int _cache_clear(PyObject* o) noexcept:
+    cdef Cache self = <Cache>o
+    try:
+        self._clear()
+    except BaseException:
+        PyErr_WriteUnraisable(self)
+    if _base_clear != NULL:
+        return _base_clear(o)
+    return 0
+
+
+(<_TypeSlots*>Cache).tp_traverse = <traverseproc>_cache_traverse
+(<_TypeSlots*>Cache).tp_clear = <inquiry>_cache_clear
+
+collections.abc.MutableMapping.register(Cache)
+assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu")] == [
+    P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU]

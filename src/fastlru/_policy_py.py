@@ -1,0 +1,959 @@
+"""Pure-Python ``Cache``: a bounded mapping whose eviction policy is chosen by name.
+
+>>> cache = Cache(2, policy="sieve")
+>>> cache["a"] = 1; cache["b"] = 2
+>>> cache["a"]
+1
+>>> cache["c"] = 3  # "b" was never read again: SIEVE evicts it, "a" was visited
+>>> sorted(cache)
+['a', 'c']
+
+Policies (``POLICIES``), each as its authors describe it:
+
+- ``"lru"``: least recently used, one list, a hit moves the entry to the front.
+- ``"sieve"``: Zhang, Yang, Yue, Vigfusson, Rashmi, "SIEVE is Simpler than LRU: an Efficient
+  Turn-Key Eviction Algorithm for Web Caches", NSDI'24 (https://sievecache.com). One FIFO list,
+  a visited bit per entry, a hand moving from the oldest entry towards the newest; a hit only
+  sets the bit (no list update: nothing but one flag written on a read).
+- ``"s3fifo"``: Yang, Zhang, Qiu, Yue, Vinayak, "FIFO queues are all you need for cache
+  eviction", SOSP'23, and libCacheSim's ``S3FIFOv0.c`` / cachemon's reference: a small FIFO
+  (10% of the entries), a main FIFO (90%, a 2-bit CLOCK), a ghost FIFO of hashes as long as the
+  main one. New keys go to the small FIFO, or to the main one if the ghost remembers them.
+- ``"wtinylfu"``: Einziger, Friedman, Manes, "TinyLFU: A Highly Efficient Cache Admission
+  Policy", ACM ToS 2017, as Caffeine builds it (``BoundedLocalCache``, ``FrequencySketch``): a
+  window LRU (1% of the entries), a segmented LRU main (probation 20%, protected 80%), a 4-bit
+  count-min sketch of 4 rows with a doorkeeper bit set, halved every ``10 * count`` additions;
+  a candidate leaving the window replaces the probation victim only if the sketch estimates it
+  more frequent; the window is resized by Caffeine's hill climber (step 6.25%, decay 0.98,
+  restart on a 5-point change of the hit ratio).
+
+What ``LRU`` has and ``Cache`` has not (yet): weights (``maxweight``/``getsizeof``), a ``ttl``,
+``peek_*``, pickling and resizing ``count``; ``keys()`` lists entries in the policy's own order
+(for ``"lru"``: most recent first, as ``LRU``).
+
+The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
+open-addressing table of entry numbers (the compiled engine's, slot for slot, so that both
+compare a key with the same entries in the same order) finds the entry; ``self._lock`` is
+released while a key's ``__eq__`` runs, and the lookup restarts if the cache changed meanwhile;
+entries are allocated before the lock (allocating may run the GC); evicted keys and values are
+released, and ``on_evict`` called, only after the lock is released.
+"""
+from __future__ import annotations
+
+import threading
+import collections.abc
+from collections.abc import MutableMapping
+from types import GenericAlias
+from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, List, Optional,
+                    SupportsIndex, Tuple, TypeVar, Union, overload)
+
+from array import array
+
+from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
+                      check_policy, iter_pairs)
+
+__all__ = ["Cache", "POLICIES"]
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+_T = TypeVar("_T")
+_MISSING: Any = object()
+_PLAIN = frozenset({int, str, bytes, float, bool, type(None)})
+_M64 = (1 << 64) - 1
+_FIB = 0x9E3779B97F4A7C15
+_EMPTY = -1
+_MIN_TABLE = 8
+# A huge count must not allocate a huge sketch or ghost: the sketch's slots take 24 bits of the
+# hash (so no wider is useful), the ghost at most 4M slots (then it forgets early).
+_MAX_SKETCH_WIDTH = 1 << 24
+_MAX_GHOST_BUCKETS = 1 << 20
+_EMPTY_ROW = array("q", [_EMPTY])
+
+# queue an entry is in
+_FREE, _MAIN, _SMALL, _WINDOW, _PROBATION, _PROTECTED = range(6)
+
+
+def _is_plain(key: Any) -> bool:
+    t = type(key)
+    if t in _PLAIN:
+        return True
+    if t is tuple:
+        for item in key:
+            if type(item) not in _PLAIN:
+                return False
+        return True
+    return False
+
+
+def _report(exc: BaseException) -> None:
+    from ._lru_py import _report as report
+
+    report(exc)
+
+
+class _Entry:
+    """One cached key, or the sentinel of a circular list (``next`` is the newest)."""
+
+    __slots__ = ("key", "value", "hash", "plain", "prev", "next", "number", "queue", "bits")
+    key: Any
+    value: Any
+    hash: int
+    plain: bool
+    prev: _Entry
+    next: _Entry
+    number: int
+    queue: int
+    bits: int
+
+    def __init__(self) -> None:
+        self.prev = self.next = self
+        self.number = -1  # its place in the arena
+        self.queue = _FREE
+        self.bits = 0  # SIEVE: visited; S3-FIFO: a frequency 0..3
+
+
+class _List:
+    """A circular doubly-linked list with a sentinel: ``first()`` the newest, ``last()`` the
+    oldest."""
+
+    __slots__ = ("root", "size")
+
+    def __init__(self) -> None:
+        self.root = _Entry()
+        self.size = 0
+
+    def push(self, e: _Entry) -> None:
+        root = self.root
+        first = root.next
+        e.prev = root
+        e.next = first
+        first.prev = e
+        root.next = e
+        self.size += 1
+
+    def remove(self, e: _Entry) -> None:
+        e.prev.next = e.next
+        e.next.prev = e.prev
+        self.size -= 1
+
+    def last(self) -> Optional[_Entry]:
+        e = self.root.prev
+        return None if e is self.root else e
+
+    def __iter__(self) -> Iterator[_Entry]:
+        e = self.root.next
+        while e is not self.root:
+            yield e
+            e = e.next
+
+
+class _Policy:
+    """What a policy does, always under the cache's lock and without user code.
+
+    ``insert`` files a new entry and returns the entries it evicts to stay within ``count``
+    (possibly the new one: an admission policy may refuse it); ``hit`` records a read;
+    ``remove`` takes an entry out (pop, del); ``victim`` picks and removes one (popitem)."""
+
+    name = ""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def hit(self, e: _Entry) -> None:
+        raise NotImplementedError
+
+    def insert(self, e: _Entry, size: int) -> List[_Entry]:
+        raise NotImplementedError
+
+    def remove(self, e: _Entry) -> None:
+        raise NotImplementedError
+
+    def victim(self) -> _Entry:
+        raise NotImplementedError
+
+    def order(self) -> Iterator[_Entry]:
+        raise NotImplementedError
+
+    def _make_room(self, size: int) -> List[_Entry]:
+        evicted = []
+        while size >= self.count:
+            evicted.append(self.victim())
+            size -= 1
+        return evicted
+
+
+class _LRUPolicy(_Policy):
+    name = "lru"
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.list = _List()
+
+    def hit(self, e: _Entry) -> None:
+        self.list.remove(e)
+        self.list.push(e)
+
+    def insert(self, e: _Entry, size: int) -> List[_Entry]:
+        evicted = self._make_room(size)
+        e.queue = _MAIN
+        self.list.push(e)
+        return evicted
+
+    def remove(self, e: _Entry) -> None:
+        self.list.remove(e)
+
+    def victim(self) -> _Entry:
+        e = self.list.last()
+        assert e is not None
+        self.list.remove(e)
+        return e
+
+    def order(self) -> Iterator[_Entry]:
+        return iter(self.list)
+
+
+class _SievePolicy(_Policy):
+    """SIEVE (NSDI'24, Algorithm 1): the hand walks from the oldest towards the newest,
+    clearing visited bits, and evicts the first unvisited entry; new entries go to the head."""
+
+    name = "sieve"
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.list = _List()
+        self.hand: Optional[_Entry] = None
+
+    def hit(self, e: _Entry) -> None:
+        if not e.bits:
+            e.bits = 1
+
+    def insert(self, e: _Entry, size: int) -> List[_Entry]:
+        evicted = self._make_room(size)
+        e.queue = _MAIN
+        e.bits = 0
+        self.list.push(e)
+        return evicted
+
+    def _toward_newer(self, e: _Entry) -> Optional[_Entry]:
+        p = e.prev
+        return None if p is self.list.root else p
+
+    def remove(self, e: _Entry) -> None:
+        if self.hand is e:
+            self.hand = self._toward_newer(e)
+        self.list.remove(e)
+
+    def victim(self) -> _Entry:
+        o = self.hand if self.hand is not None else self.list.last()
+        assert o is not None
+        while o.bits:
+            o.bits = 0
+            nxt = self._toward_newer(o)
+            o = nxt if nxt is not None else self.list.last()
+            assert o is not None
+        self.hand = self._toward_newer(o)
+        self.list.remove(o)
+        return o
+
+    def order(self) -> Iterator[_Entry]:
+        return iter(self.list)
+
+
+def _spread(h: int) -> int:
+    """A key's hash mixed (Fibonacci hashing, high bits folded in): the sketch's and the
+    ghost's slots are taken from it."""
+    h = (h & _M64) * 0x9E3779B97F4A7C15 & _M64
+    return h ^ (h >> 32)
+
+
+class _Ghost:
+    """S3-FIFO's ghost FIFO as its authors suggest building it (paper, section 4.3): no queue,
+    a table of buckets of 4 slots holding a hash and its insertion number; a hash is in the
+    ghost while fewer than ``cap`` hashes were added after it. A full bucket forgets its
+    oldest slot (rarely: the table has twice ``cap`` slots)."""
+
+    __slots__ = ("hashes", "times", "mask", "cap", "now")
+    WAYS = 4
+
+    def __init__(self, cap: int) -> None:
+        buckets = 1
+        while buckets * self.WAYS < 2 * cap and buckets < _MAX_GHOST_BUCKETS:
+            buckets *= 2
+        self.hashes = [0] * (buckets * self.WAYS)
+        self.times = [-1] * (buckets * self.WAYS)  # -1: an empty slot
+        self.mask = buckets - 1
+        self.cap = cap
+        self.now = 0
+
+    def _bucket(self, h: int) -> int:
+        return ((_spread(h) >> 17) & self.mask) * self.WAYS
+
+    def take(self, h: int) -> bool:
+        """True if ``h`` is in the ghost, which then forgets it."""
+        b = self._bucket(h)
+        for i in range(b, b + self.WAYS):
+            t = self.times[i]
+            if t >= 0 and self.hashes[i] == h and self.now - t < self.cap:
+                self.times[i] = -1
+                return True
+        return False
+
+    def add(self, h: int) -> None:
+        self.now += 1
+        b = self._bucket(h)
+        best = b
+        for i in range(b, b + self.WAYS):
+            t = self.times[i]
+            if t >= 0 and self.hashes[i] == h:
+                best = i
+                break
+            if t < 0 or self.now - t >= self.cap:
+                best = i  # empty or forgotten: free
+                break
+            if t < self.times[best]:
+                best = i
+        self.hashes[best] = h
+        self.times[best] = self.now
+
+
+class _S3FIFOPolicy(_Policy):
+    """S3-FIFO (SOSP'23, Algorithm 1): evict from the small FIFO while it holds 10% or more,
+    moving its accessed entries to the main FIFO and remembering the others' hashes in the
+    ghost; the main FIFO reinserts an accessed entry with its frequency decreased."""
+
+    name = "s3fifo"
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.small = _List()
+        self.main = _List()
+        self.small_cap = max(1, count // 10)
+        self.ghost = _Ghost(max(1, count - self.small_cap))
+
+    def hit(self, e: _Entry) -> None:
+        if e.bits < 3:
+            e.bits += 1
+
+    def insert(self, e: _Entry, size: int) -> List[_Entry]:
+        evicted = self._make_room(size)
+        e.bits = 0
+        if self.ghost.take(e.hash):
+            e.queue = _MAIN
+            self.main.push(e)
+        else:
+            e.queue = _SMALL
+            self.small.push(e)
+        return evicted
+
+    def remove(self, e: _Entry) -> None:
+        (self.small if e.queue == _SMALL else self.main).remove(e)
+
+    def victim(self) -> _Entry:
+        small, main = self.small, self.main
+        if small.size >= self.small_cap or main.size == 0:
+            while small.size:
+                t = small.last()
+                assert t is not None
+                small.remove(t)
+                if t.bits >= 1:  # accessed while in the small FIFO: to the main one
+                    t.bits = 0
+                    t.queue = _MAIN
+                    main.push(t)
+                else:
+                    self.ghost.add(t.hash)
+                    return t
+        while True:
+            t = main.last()
+            assert t is not None
+            main.remove(t)
+            if t.bits:
+                t.bits -= 1
+                main.push(t)
+            else:
+                return t
+
+    def order(self) -> Iterator[_Entry]:
+        yield from self.small
+        yield from self.main
+
+
+class _Sketch:
+    """Caffeine's ``FrequencySketch`` in spirit: 4 rows of 4-bit counters (capped at 15), a
+    doorkeeper (TinyLFU paper, section 3.4.2) that absorbs each key's first occurrence, and a
+    reset that halves every counter after ``10 * count`` additions."""
+
+    __slots__ = ("rows", "mask", "door", "door_mask", "additions", "sample")
+
+    SEEDS = (0x97CB3127, 0xB492B66F, 0x9AE16A3B, 0xC949D7C7)
+
+    def __init__(self, count: int) -> None:
+        width = 16
+        while width < count and width < _MAX_SKETCH_WIDTH:
+            width *= 2
+        self.rows = [bytearray(width) for _ in self.SEEDS]
+        self.mask = width - 1
+        self.door = bytearray(width)  # one byte per bit: the compiled engine packs them
+        self.door_mask = width - 1
+        self.additions = 0
+        self.sample = 10 * max(count, 1)
+
+    def _slots(self, h: int) -> Iterator[int]:
+        s = _spread(h)
+        for seed in self.SEEDS:
+            x = (s * seed) & _M64
+            yield (x >> 40) & self.mask
+
+    def _door_slot(self, h: int) -> int:
+        return (_spread(h) >> 7) & self.door_mask
+
+    def frequency(self, h: int) -> int:
+        f = min(row[i] for row, i in zip(self.rows, self._slots(h)))
+        return f + self.door[self._door_slot(h)]
+
+    def increment(self, h: int) -> None:
+        d = self._door_slot(h)
+        if not self.door[d]:
+            self.door[d] = 1
+        else:
+            added = False
+            for row, i in zip(self.rows, self._slots(h)):
+                if row[i] < 15:
+                    row[i] += 1
+                    added = True
+            if not added:
+                return
+        self.additions += 1
+        if self.additions >= self.sample:
+            self.additions //= 2
+            for row in self.rows:
+                row[:] = bytes(c >> 1 for c in row)
+            self.door[:] = bytes(len(self.door))
+
+
+class _WTinyLFUPolicy(_Policy):
+    """W-TinyLFU as Caffeine: window LRU -> (admission by the sketch) -> segmented LRU."""
+
+    name = "wtinylfu"
+    STEP = 0.0625  # Caffeine's HILL_CLIMBER_STEP_PERCENT
+    DECAY = 0.98  # HILL_CLIMBER_STEP_DECAY_RATE
+    RESTART = 0.05  # HILL_CLIMBER_RESTART_THRESHOLD
+    HASHDOS = 6  # ADMIT_HASHDOS_THRESHOLD
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.window = _List()
+        self.probation = _List()
+        self.protected = _List()
+        self.window_cap = max(1, count // 100)
+        self.protected_cap = int((count - self.window_cap) * 0.8)
+        self.sketch = _Sketch(count)
+        self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
+        self.sample_hits = self.sample_misses = 0
+        self.previous_rate = 0.0
+        self.step = -self.STEP * count
+
+    # -- statistics that drive the hill climber -----------------------------------------
+    def access(self, h: int, hit: bool) -> None:
+        if hit:  # a miss is counted when its key is inserted (Caffeine: on put)
+            self.sketch.increment(h)
+            self.sample_hits += 1
+        else:
+            self.sample_misses += 1
+        if self.sample_hits + self.sample_misses >= self.sketch.sample:
+            self._climb()
+
+    def _climb(self) -> None:
+        n = self.sample_hits + self.sample_misses
+        rate = self.sample_hits / n
+        change = rate - self.previous_rate
+        amount = self.step if change >= 0 else -self.step
+        if abs(change) >= self.RESTART:
+            self.step = self.STEP * self.count * (1 if amount >= 0 else -1)
+        else:
+            self.step = self.DECAY * amount
+        self.previous_rate = rate
+        self.sample_hits = self.sample_misses = 0
+        adjust = int(amount)
+        if adjust > 0:  # grow the window, shrink the protected segment
+            quota = min(adjust, self.protected_cap)
+            self.protected_cap -= quota
+            self.window_cap += quota
+        elif adjust < 0:
+            quota = min(-adjust, self.window_cap - 1)
+            self.window_cap -= quota
+            self.protected_cap += quota
+
+    def hit(self, e: _Entry) -> None:
+        q = e.queue
+        if q == _WINDOW:
+            self.window.remove(e)
+            self.window.push(e)
+        elif q == _PROTECTED:
+            self.protected.remove(e)
+            self.protected.push(e)
+        else:
+            self.probation.remove(e)
+            e.queue = _PROTECTED
+            self.protected.push(e)
+            while self.protected.size > self.protected_cap:
+                d = self.protected.last()
+                assert d is not None
+                self.protected.remove(d)
+                d.queue = _PROBATION
+                self.probation.push(d)
+
+    def _admit(self, candidate: _Entry, victim: _Entry) -> bool:
+        fc = self.sketch.frequency(candidate.hash)
+        fv = self.sketch.frequency(victim.hash)
+        if fc > fv:
+            return True
+        if fc >= self.HASHDOS:  # a flood of colliding keys must not pin the victim forever
+            x = self.random
+            x ^= (x << 13) & _M64
+            x ^= x >> 7
+            x ^= (x << 17) & _M64
+            self.random = x
+            return (x & 127) == 0
+        return False
+
+    def insert(self, e: _Entry, size: int) -> List[_Entry]:
+        self.sketch.increment(e.hash)
+        e.queue = _WINDOW
+        self.window.push(e)
+        size += 1
+        evicted = []
+        while self.window.size > self.window_cap:
+            c = self.window.last()
+            assert c is not None
+            self.window.remove(c)
+            c.queue = _PROBATION
+            if size > self.count:
+                v = self.probation.last() or self.protected.last()
+                if v is None:
+                    evicted.append(c)
+                    size -= 1
+                    continue
+                if self._admit(c, v):
+                    (self.probation if v.queue == _PROBATION else self.protected).remove(v)
+                    evicted.append(v)
+                else:
+                    evicted.append(c)
+                    size -= 1
+                    continue
+                size -= 1
+            self.probation.push(c)
+        while size > self.count:  # the window may hold more than its share: from probation
+            v = self.probation.last() or self.protected.last() or self.window.last()
+            assert v is not None
+            self.remove(v)
+            evicted.append(v)
+            size -= 1
+        return evicted
+
+    def remove(self, e: _Entry) -> None:
+        q = e.queue
+        (self.window if q == _WINDOW else self.protected if q == _PROTECTED
+         else self.probation).remove(e)
+
+    def victim(self) -> _Entry:
+        v = self.probation.last() or self.protected.last() or self.window.last()
+        assert v is not None
+        self.remove(v)
+        return v
+
+    def order(self) -> Iterator[_Entry]:
+        yield from self.window
+        yield from self.probation
+        yield from self.protected
+
+
+_POLICY_CLASSES: Dict[str, Callable[[int], _Policy]] = {
+    "lru": _LRUPolicy,
+    "sieve": _SievePolicy,
+    "s3fifo": _S3FIFOPolicy,
+    "wtinylfu": _WTinyLFUPolicy,
+}
+assert POLICIES == tuple(_POLICY_CLASSES)
+
+
+class Cache(Generic[_K, _V]):
+    """A bounded mapping whose eviction policy is chosen by name (see the module docstring).
+
+    >>> cache = Cache(1000, policy="wtinylfu")
+    >>> cache["k"] = "v"; cache.get("k")
+    'v'
+    """
+
+    __slots__ = ("_arena", "_free", "_table", "_mask", "_shift", "_policy", "_count", "_size", "_version", "_hits", "_misses",
+                 "_evictions", "_on_evict", "_lock", "_access", "_ready", "__weakref__")
+    __class_getitem__: Any = classmethod(GenericAlias)
+    __hash__ = None  # type: ignore[assignment]  # mutable, as dict
+    _arena: List[_Entry]
+    _free: List[int]
+    _table: "array[int]"
+    _mask: int
+    _shift: int
+    _policy: _Policy
+    _count: int
+    _size: int
+    _version: int
+    _hits: int
+    _misses: int
+    _evictions: int
+    _on_evict: Optional[Callable[[Any, Any], object]]
+    _lock: threading.Lock
+    _access: Optional[Callable[[int, bool], None]]
+    _ready: bool
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Before __init__ (Cache.__new__, a subclass that forgets it) the cache is a valid
+        # Cache(1, policy="lru"), as LRU is a valid LRU(1).
+        self = super().__new__(cls)
+        self._lock = threading.Lock()
+        self._ready = False
+        self._new_arena()
+        self._policy = _LRUPolicy(1)
+        self._access = None
+        self._count = 1
+        self._size = self._version = 0
+        self._hits = self._misses = self._evictions = 0
+        self._on_evict = None
+        return self
+
+    def __init__(self, count: SupportsIndex, pairs: Iterable[Tuple[_K, _V]] = (), *,
+                 policy: str = DEFAULT_POLICY,
+                 on_evict: Optional[Callable[[_K, _V], object]] = None) -> None:
+        count = check_count(count)
+        policy = check_policy(policy)
+        if on_evict is not None and not callable(on_evict):
+            raise TypeError("on_evict must be callable")
+        fresh = _POLICY_CLASSES[policy](count)
+        problem = None
+        with self._lock:
+            if self._ready:
+                problem = "Cache.__init__ called twice"
+            elif self._size:
+                problem = "Cache.__init__ on a cache that already holds entries"
+            else:
+                self._ready = True
+                self._policy = fresh
+                self._access = getattr(fresh, "access", None)
+                self._count = count
+                self._on_evict = on_evict
+        if problem is not None:
+            raise RuntimeError(problem)
+        for key, value in iter_pairs(pairs):
+            self[key] = value
+
+    # -- lookup (lock held) ---------------------------------------------------------------
+
+    def _find(self, key: object, h: int, plain: bool) -> Optional[_Entry]:
+        """With the lock held: the entry of ``key`` or None. The lock is released only while a
+        key's ``__eq__`` runs (held again on return, also if it raised)."""
+        restarts = 0
+        while True:
+            version = self._version
+            table = self._table
+            arena = self._arena
+            mask = self._mask
+            i = ((h & _M64) * _FIB & _M64) >> self._shift
+            while True:
+                n = table[i]
+                if n == _EMPTY:
+                    return None
+                i = (i + 1) & mask
+                e = arena[n]
+                k = e.key
+                if k is key:
+                    return e
+                if e.hash != h:
+                    continue
+                if plain and e.plain:
+                    if k == key:
+                        return e
+                else:
+                    self._lock.release()
+                    try:
+                        if restarts > MAX_RESTARTS:
+                            raise RuntimeError("Cache mutated during key comparison")
+                        equal = bool(k == key)
+                    finally:
+                        self._lock.acquire()
+                    if self._version != version:
+                        if equal and e.queue != _FREE and e.key is k:
+                            return e
+                        restarts += 1
+                        break
+                    if equal:
+                        return e
+
+    # -- arena and table: as _policy_c's, slot for slot (lock held, no user code) ---------
+
+    def _new_arena(self) -> None:
+        self._arena = []
+        self._free = []  # free entry numbers, the last freed on top
+        self._table = _EMPTY_ROW * _MIN_TABLE  # an array: not tracked by the GC
+        self._mask = _MIN_TABLE - 1
+        self._shift = 64 - (_MIN_TABLE.bit_length() - 1)
+
+    def _table_insert(self, n: int, h: int) -> None:
+        table = self._table
+        mask = self._mask
+        i = ((h & _M64) * _FIB & _M64) >> self._shift
+        while table[i] != _EMPTY:
+            i = (i + 1) & mask
+        table[i] = n
+
+    def _table_remove(self, e: _Entry) -> None:
+        table = self._table
+        mask = self._mask
+        shift = self._shift
+        arena = self._arena
+        i = ((e.hash & _M64) * _FIB & _M64) >> shift
+        while table[i] != e.number:
+            i = (i + 1) & mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            f = table[j]
+            if f == _EMPTY:
+                break
+            home = ((arena[f].hash & _M64) * _FIB & _M64) >> shift
+            if (j - home) & mask >= (j - i) & mask:
+                table[i] = f
+                i = j
+        table[i] = _EMPTY
+
+    def _take(self, spare: _Entry) -> _Entry:
+        """A free entry (the last freed), else ``spare`` as a new one; the table is kept under
+        half full first (``_policy_c.Cache._reserve``)."""
+        if (self._size + 1) * 2 >= self._mask + 1:
+            size = (self._mask + 1) * 2
+            self._table = _EMPTY_ROW * size
+            self._mask = size - 1
+            self._shift = 64 - (size.bit_length() - 1)
+            for e in self._arena:
+                if e.queue != _FREE:
+                    self._table_insert(e.number, e.hash)
+        if self._free:
+            return self._arena[self._free.pop()]
+        spare.number = len(self._arena)
+        self._arena.append(spare)
+        return spare
+
+    def _detach(self, e: _Entry, dropped: List[Any]) -> None:
+        """Takes an entry the policy already let go of out of the index."""
+        self._table_remove(e)
+        self._free.append(e.number)
+        e.queue = _FREE
+        dropped.append(e.key)
+        dropped.append(e.value)
+        e.key = e.value = None
+        self._size -= 1
+        self._version += 1
+
+    def _release_evicted(self, evicted: List[Any]) -> None:
+        on_evict = self._on_evict
+        if on_evict is not None:
+            for i in range(0, len(evicted), 2):
+                try:
+                    on_evict(evicted[i], evicted[i + 1])
+                except BaseException as exc:  # noqa: BLE001 - reported, never raised mid-call
+                    _report(exc)
+        evicted.clear()
+
+    # -- mapping --------------------------------------------------------------------------
+
+    def __getitem__(self, key: _K) -> _V:
+        value = self._lookup(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    @overload
+    def get(self, key: _K) -> Optional[_V]: ...
+    @overload
+    def get(self, key: _K, default: Union[_V, _T]) -> Union[_V, _T]: ...
+    def get(self, key: _K, default: object = None) -> object:
+        return self._lookup(key, default)
+
+    def _lookup(self, key: _K, default: Any) -> Any:
+        h = hash(key)
+        plain = _is_plain(key)
+        with self._lock:
+            e = self._find(key, h, plain)
+            if e is None:
+                self._misses += 1
+                if self._access is not None:
+                    self._access(h, False)
+                return default
+            self._hits += 1
+            if self._access is not None:
+                self._access(h, True)
+            self._policy.hit(e)
+            return e.value
+
+    def __contains__(self, key: object) -> bool:
+        h = hash(key)
+        plain = _is_plain(key)
+        with self._lock:
+            return self._find(key, h, plain) is not None
+
+    def peek(self, key: _K, default: object = None) -> object:
+        """The value of ``key`` (or ``default``) without counting or recording a read."""
+        h = hash(key)
+        plain = _is_plain(key)
+        with self._lock:
+            e = self._find(key, h, plain)
+            return default if e is None else e.value
+
+    def __setitem__(self, key: _K, value: _V) -> None:
+        self._store(key, value, False)
+
+    def setdefault(self, key: _K, default: Any = None) -> Any:
+        return self._store(key, default, True)
+
+    def _store(self, key: _K, value: _V, keep: bool) -> Any:
+        h = hash(key)
+        plain = _is_plain(key)
+        spare = _Entry()  # allocated before the lock: allocating may run the GC
+        dropped: List[Any] = []
+        evicted: List[Any] = []
+        with self._lock:
+            e = self._find(key, h, plain)
+            if e is not None:
+                if keep:
+                    value = e.value
+                else:
+                    dropped.append(e.value)
+                    e.value = value
+                self._policy.hit(e)  # a write is an access, as in LRU
+                self._version += 1
+            else:
+                fresh = self._take(spare)
+                fresh.key = key
+                fresh.value = value
+                fresh.hash = h
+                fresh.plain = plain
+                self._table_insert(fresh.number, h)
+                self._size += 1
+                self._version += 1
+                for v in self._policy.insert(fresh, self._size - 1):
+                    self._detach(v, evicted)
+                    self._evictions += 1
+        del dropped
+        self._release_evicted(evicted)
+        return value
+
+    def __delitem__(self, key: _K) -> None:
+        self._pop(key, _MISSING)
+
+    def pop(self, key: _K, default: object = _MISSING, /) -> Any:
+        return self._pop(key, default)
+
+    def _pop(self, key: _K, default: object) -> Any:
+        h = hash(key)
+        plain = _is_plain(key)
+        dropped: List[Any] = []
+        with self._lock:
+            e = self._find(key, h, plain)
+            if e is not None:
+                self._policy.remove(e)
+                self._detach(e, dropped)
+        if not dropped:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return dropped[1]
+
+    def popitem(self) -> Tuple[_K, _V]:
+        """Removes and returns the entry the policy would evict next."""
+        dropped: List[Any] = []
+        with self._lock:
+            if self._size:
+                self._detach(self._policy.victim(), dropped)
+        if not dropped:
+            raise KeyError("popitem(): Cache is empty")
+        return dropped[0], dropped[1]
+
+    def clear(self) -> None:
+        fresh = _POLICY_CLASSES[self._policy.name](self._count)
+        with self._lock:
+            old = self._arena
+            self._new_arena()
+            self._policy = fresh
+            self._access = getattr(fresh, "access", None)
+            self._size = 0
+            self._version += 1
+            for e in old:  # no longer reachable: a stale match in _find must fail
+                e.queue = _FREE
+        del old  # keys' and values' __del__ run here, the cache consistent
+
+    def update(self, other: Any = (), /, **kwargs: _V) -> None:
+        if hasattr(other, "keys"):
+            for key in list(other.keys()):
+                self[key] = other[key]
+        else:
+            for key, value in list(iter_pairs(other)):
+                self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value  # type: ignore[index]
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def policy(self) -> str:
+        return self._policy.name
+
+    def info(self) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(self._hits, self._misses, self._evictions, self._size, self._count)
+
+    def clear_stats(self) -> None:
+        with self._lock:
+            self._hits = self._misses = self._evictions = 0
+
+    # -- views ----------------------------------------------------------------------------
+
+    def items(self) -> List[Tuple[_K, _V]]:
+        with self._lock:
+            return [(e.key, e.value) for e in self._policy.order()]
+
+    def keys(self) -> List[_K]:
+        return [k for k, _ in self.items()]
+
+    def values(self) -> List[_V]:
+        return [v for _, v in self.items()]
+
+    def __iter__(self) -> Iterator[_K]:
+        return iter(self.keys())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Cache, collections.abc.Mapping)):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self._count}, policy={self._policy.name!r}, "
+                f"size={self._size})")
+
+    def _check(self) -> None:
+        """Debug: asserts that the index, the policy's lists and the counters agree."""
+        with self._lock:
+            listed = list(self._policy.order())
+            assert len(listed) == self._size, "lists and size disagree"
+            assert self._size <= self._count, "size above count"
+            n = 0
+            for number in self._table:
+                if number != _EMPTY:
+                    assert self._arena[number].queue != _FREE, "free entry in the table"
+                    n += 1
+            assert n == self._size, "table and queues disagree"
+
+
+MutableMapping.register(Cache)
