@@ -86,3 +86,63 @@ def test_a_huge_count_allocates_little(module, policy):
         c[k] = k
     assert len(c) == 100 and c[5] == 5
     c._check()
+
+
+class _RaisingEq:
+    """Equal hashes, and an ``__eq__`` that raises ``KeyError`` once armed: a lookup error, not
+    a miss (as functools and the LRU-backed wrappers treat it)."""
+
+    armed = False
+
+    def __init__(self, n):
+        self.n = n
+
+    def __hash__(self):
+        return 7
+
+    def __eq__(self, other):
+        if _RaisingEq.armed:
+            raise KeyError("from __eq__")
+        return isinstance(other, _RaisingEq) and other.n == self.n
+
+
+@pytest.mark.parametrize("policy", fastlru.POLICIES)
+def test_a_lookup_error_propagates_and_a_hit_is_served(lru_cache, policy):
+    # The compiled wrapper's C lookup is the LRU engine's: a policy's Cache must be asked through
+    # its own lookup (a Cache given to the LRU's C entry would be read as an LRU's memory).
+    calls = []
+
+    @lru_cache(maxsize=8, policy=policy)
+    def f(x):
+        calls.append(x)
+        return ("v", x.n) if isinstance(x, _RaisingEq) else ("v", x)
+
+    for _ in range(3):
+        assert [f(i) for i in range(5)] == [("v", i) for i in range(5)]
+    assert calls.count(0) >= 1 and f.cache_info().hits >= 5
+    first = _RaisingEq(1)
+    assert f(first) == ("v", 1)
+    _RaisingEq.armed = True
+    try:
+        before = list(calls)
+        with pytest.raises(KeyError, match="from __eq__"):
+            f(_RaisingEq(2))  # collides with the stored key: its comparison raises
+        assert calls == before  # not taken for a miss: the function did not run
+    finally:
+        _RaisingEq.armed = False
+
+
+@pytest.mark.parametrize("policy", fastlru.POLICIES)
+def test_a_coroutine_hit_of_a_policy_cache(lru_cache, policy):
+    calls = []
+
+    @lru_cache(maxsize=4, policy=policy)
+    async def g(x):
+        calls.append(x)
+        return x * 2
+
+    async def main():
+        return [await g(1), await g(1), await g(2), await g(1)]
+
+    assert asyncio.run(main()) == [2, 2, 4, 2]
+    assert calls == [1, 2]
