@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import fastlru
-from fastlru.bench import scaling
+from fastlru.bench import impls, scaling
 
 
 def _run(*args, timeout=600):
@@ -42,3 +42,10 @@ def test_only_other_workloads_leaves_scaling_out(tmp_path):
     workloads = {r["workload"] for r in json.loads(out.read_text())["rows"]}
     assert workloads == {"get-hit-int"}  # --only names what runs, scaling included
     assert "scaling" not in proc.stdout
+
+
+def test_a_peer_that_keeps_the_gil_off_is_not_skipped():
+    # on a free-threaded interpreter a peer whose import would enable the GIL is skipped (asked
+    # of a child); a module that declares free-threading support (or any, under the GIL) is not
+    assert impls._enables_gil("json") is False
+    assert impls._enables_gil("no_such_module_here") is False  # missing: the import says so
