@@ -12,6 +12,7 @@ import pytest
 
 from freethreaded_support import FREE_THREADED, run_threads, scaled
 
+PAUSE = 0.0002  # seconds between two disturbances from another thread
 WRAPPERS = [
     pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
     pytest.param("fastlru._functools_py", id="pure-python"),
@@ -74,7 +75,7 @@ def test_eviction_churn_from_16_threads_never_exceeds_count(LRU):
                 over.append(("wrong value", (tid, i - 1), value))
 
     def watcher(tid):
-        while not stop.is_set():
+        while not stop.wait(PAUSE):
             if len(lru) > count or lru.info().size > count or len(lru.keys()) > count:
                 over.append("watcher")
 
@@ -164,13 +165,14 @@ def test_on_evict_clear_and_count_changes_from_other_threads(LRU):
             if len(done) == 12:
                 stop.set()
 
+    # paced: spinning would starve the writers on 2 cores
     def resizer(tid):
         rnd = random.Random(tid)
-        while not stop.is_set():
+        while not stop.wait(PAUSE):
             lru.count = rnd.randint(1, 200)
 
     def clearer(tid):
-        while not stop.is_set():
+        while not stop.wait(PAUSE):
             lru.clear()
 
     done = []
