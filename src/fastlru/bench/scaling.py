@@ -6,7 +6,9 @@ so with ``n`` threads the work is ``n`` times one thread's; throughput is the wo
 time from the threads' common start to the last join (min over interleaved passes). On a GIL
 build the threads take turns and 2 threads deliver about 1x; on free-threaded CPython with 2
 free cores, a cache whose reads do not contend delivers close to 2x. The project's target:
-fastlru's get-hit with 2 threads >= 1.8x one thread's (``--targets``).
+fastlru's get-hit with 2 threads >= 1.8x one thread's (``--targets``). A control row
+(``scaling-control``: a loop of additions, no cache, nothing shared) shows what the machine
+itself allows: when it is near 1x, two cores were not free and no cache can do better.
 
 >>> [w for w in WORKLOADS]
 ['get-hit', 'zipf']
@@ -59,6 +61,25 @@ def _run_together(runs: Sequence[Callable[[], Any]]) -> int:
     return elapsed
 
 
+CONTROL_OPS = 1_000_000  # additions per thread and pass in the control row
+
+
+def _additions(n: int) -> None:
+    total = 0
+    for i in range(n):
+        total += i
+
+
+def _control() -> Dict[int, Prepare]:
+    def control(n: int) -> Prepare:
+        def prepare() -> Callable[[], Optional[int]]:
+            return lambda: _run_together([lambda: _additions(CONTROL_OPS)] * n)
+
+        return prepare
+
+    return {n: control(n) for n in THREADS}
+
+
 def _cases(workload: str, impl: Impl, sz: Sizes) -> Tuple[Dict[int, Prepare], int]:
     """{threads: prepare} for one contender, and the operations of one thread per pass."""
     if workload == "get-hit":
@@ -97,6 +118,13 @@ def rows(contenders: List[Impl], sz: Sizes, tick: Callable[[str], None]) -> List
     """One row per (workload, contender): ``mops`` per thread count and ``speedup`` (2 over 1)."""
     chosen = [impl for impl in contenders if impl.name in CONTENDERS and impl.thread_safe]
     out = []
+    tick("control")
+    samples = interleaved({("control", n): prepare for n, prepare in _control().items()},
+                          sz.repeats, tick=tick)
+    mops = {str(n): n * CONTROL_OPS / samples[("control", n)].min() * 1e3 for n in THREADS}
+    out.append({"workload": "scaling-control", "impl": "no cache", "mops": mops,
+                "speedup": mops["2"] / mops["1"], "free_threaded": free_threaded(),
+                "note": "a loop of additions, nothing shared: what the machine allows"})
     for workload in WORKLOADS:
         tick(workload)
         cases: Dict[Tuple[str, int], Prepare] = {}
