@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import extra, extra_sections, impls, plot, report
+from . import extra, extra_sections, impls, plot, report, scaling
 from .workloads import FULL, QUICK, RUNNERS, WORKLOADS, describe
 
 
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="run only these workloads (repeatable or comma-separated): %s, or a "
                         "workload of an extra section" % ", ".join(WORKLOADS))
     p.add_argument("--repeats", type=_positive, metavar="N", help="timed passes per contender (1 or more)")
+    p.add_argument("--scaling", action="store_true",
+                   help="also measure one shared cache's throughput with 1 and 2 threads (on by "
+                        "default on a free-threaded interpreter; --only scaling: that alone)")
     p.add_argument("--targets", action="store_true",
                    help="also print the project's own performance targets, met or missed")
     p.add_argument("--hit-ratio", action="store_true",
@@ -133,8 +136,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _import_times(args)
     only = [w.strip() for item in args.only for w in item.split(",") if w.strip()]
     builtin = [w for w in WORKLOADS if not only or w in only]
-    wanted_extra = [w for w in only if w not in WORKLOADS]  # names of extra-section workloads
+    # names of extra-section workloads
+    wanted_extra = [w for w in only if w not in WORKLOADS and w != "scaling"]
     run_extras = not only or bool(wanted_extra)
+    run_scaling = "scaling" in only or (args.scaling or scaling.free_threaded()) and not only
     if args.plot:
         plot.require_matplotlib()
     sizes = QUICK if args.quick else FULL
@@ -147,9 +152,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     implementation = ("compiled engine" if fastlru.IMPLEMENTATION == "c" else
                       "WARNING: NOT the compiled engine, fastlru.IMPLEMENTATION == %r"
                       % fastlru.IMPLEMENTATION)
-    print("fastlru %s benchmark%s: Python %s (%s), %s, %s CPUs" % (
+    print("fastlru %s benchmark%s: Python %s (%s%s), %s, %s CPUs" % (
         _version("fastlru") or "(version unknown)", " (--quick)" if args.quick else "", platform.python_version(),
-        platform.python_implementation(), platform.machine(), os.cpu_count()))
+        platform.python_implementation(), ", free-threaded, GIL off" if scaling.free_threaded() else "",
+        platform.machine(), os.cpu_count()))
     print("fastlru.LRU = %s.%s: %s" % (fastlru.LRU.__module__, fastlru.LRU.__qualname__,
                                         implementation))
     print("min of %d interleaved passes per contender, GC off while timed; ratios vs dict "
@@ -177,6 +183,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(report.table("%s — %s" % (workload, describe(workload, sizes)), got))
         print(flush=True)
 
+    scaling_rows: List[Dict[str, Any]] = []
+    if run_scaling:
+        t0 = time.perf_counter()
+        _progress("%-14s" % "scaling")
+        try:
+            scaling_rows = scaling.rows(contenders, sizes, lambda s: _progress(" " + s))
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            errors.append("scaling: %s: %s" % (type(exc).__name__, exc))
+        _progress("  (%.1fs)" % (time.perf_counter() - t0), "\n")
+        if scaling_rows:
+            print(scaling.table(scaling_rows, sizes))
+            print(flush=True)
+
     extra_rows: List[Dict[str, Any]] = []
     sections = extra_sections() if run_extras else []
     if sections:
@@ -196,7 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             errors.append("--only %s: no such workload (built in: %s)"
                           % (name, ", ".join(WORKLOADS)))
 
-    found = report.targets(rows) + report.section_targets(extra_rows)
+    found = report.targets(rows) + report.section_targets(extra_rows + scaling_rows)
     if found and args.targets:
         print(report.targets_text(found, implementation))
     for error in errors:
@@ -214,6 +236,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "machine": platform.machine(),
                 "processor": platform.processor() or None,
                 "cpus": os.cpu_count(),
+                "free_threaded": scaling.free_threaded(),
                 "fastlru_implementation": fastlru.IMPLEMENTATION,
                 "quick": args.quick,
                 "sizes": dataclasses.asdict(sizes),
@@ -221,7 +244,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "versions": {n: _version(n) for n in PEER_DISTRIBUTIONS},
                 "skipped": dict(skipped),
             },
-            "rows": [{k: v for k, v in row.items() if k != "targets"} for row in rows + extra_rows],
+            "rows": [{k: v for k, v in row.items() if k != "targets"}
+                     for row in rows + extra_rows + scaling_rows],
             "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in found],
             "errors": errors,
         }
@@ -230,6 +254,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.plot:
         plot.write(args.plot, rows + extra_rows, "fastlru.LRU (%s) vs peers, %s" % (
             fastlru.IMPLEMENTATION, "quick" if args.quick else "full run"))
-    if only and not rows and not extra_rows:
+    if only and not rows and not extra_rows and not scaling_rows:
         return 2  # asked for nothing that exists
     return 0

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
@@ -155,6 +157,9 @@ _LOADERS: List[Tuple[str, Callable[[], Impl]]] = [
     (THEINE, _theine),
 ]
 NAMES = [name for name, _ in _LOADERS]
+# The module each peer imports (checked in a child first on a free-threaded interpreter).
+_MODULES = {LRU_DICT: "lru", CACHEBOX: "cachebox", CACHETOOLS: "cachetools", MOKA: "moka_py",
+            THEINE: "theine"}
 # Contenders that are ours or the baseline: their absence is an error, not a skip.
 REQUIRED = {DICT, FASTLRU, FASTLRU_PY, ODOO} | {n for n, _ in _LOADERS if n.startswith(CACHE)}
 
@@ -171,6 +176,11 @@ def available() -> Tuple[List[Impl], List[Tuple[str, str]]]:
     """(importable contenders, [(name, why skipped)])."""
     found, skipped = [], []
     for name, loader in _LOADERS:
+        if name in _MODULES and _enables_gil(_MODULES[name]):
+            skipped.append((name, "importing %s would enable the GIL of this free-threaded "
+                                  "interpreter (its build does not declare free-threading support)"
+                            % _MODULES[name]))
+            continue
         try:
             found.append(loader())
         except ImportError as exc:
@@ -178,3 +188,12 @@ def available() -> Tuple[List[Impl], List[Tuple[str, str]]]:
                 raise
             skipped.append((name, "not importable: %s" % exc))
     return found, skipped
+
+
+def _enables_gil(module: str) -> bool:
+    """On a free-threaded interpreter whose GIL is off: whether importing ``module`` turns it on
+    (for the whole process, every contender's numbers included), asked of a child process."""
+    if not (hasattr(sys, "_is_gil_enabled") and not sys._is_gil_enabled()):
+        return False
+    code = "import sys\ntry:\n import %s\nexcept ImportError:\n sys.exit(0)\nsys.exit(3 if sys._is_gil_enabled() else 0)" % module
+    return subprocess.run([sys.executable, "-W", "ignore", "-c", code]).returncode == 3

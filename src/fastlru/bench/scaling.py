@@ -1,0 +1,177 @@
+"""Scaling: throughput of one shared cache with 1 and 2 threads (``python -m fastlru.bench
+--scaling``, on by default on a free-threaded interpreter).
+
+Each thread runs the same number of operations on the same cache (its own order of the keys),
+so with ``n`` threads the work is ``n`` times one thread's; throughput is the work over the wall
+time from the threads' common start to the last join (min over interleaved passes). On a GIL
+build the threads take turns and 2 threads deliver about 1x; on free-threaded CPython with 2
+free cores, a cache whose reads do not contend delivers close to 2x. The project's target:
+fastlru's get-hit with 2 threads >= 1.8x one thread's (``--targets``). A control row
+(``scaling-control``: a loop of additions, no cache, nothing shared) shows what the machine
+itself allows: when it is near 1x, two cores were not free and no cache can do better.
+
+>>> [w for w in WORKLOADS]
+['get-hit', 'zipf']
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import data
+from .impls import CACHEBOX, FASTLRU, FUNCTOOLS, MOKA, Impl
+from .timing import Prepare, interleaved
+from .workloads import Sizes, _fill, _get_loop, _get_or_set_loop, _warm_cache, _zipf_sequence
+
+WORKLOADS = ["get-hit", "zipf"]
+CONTENDERS = (FASTLRU, FUNCTOOLS, CACHEBOX, MOKA)
+THREADS = (1, 2)
+TARGET = 1.8  # fastlru's get-hit: 2 threads' throughput over one thread's, 2 free cores
+
+
+def free_threaded() -> bool:
+    """True on a free-threaded interpreter whose GIL is off."""
+    return hasattr(sys, "_is_gil_enabled") and not sys._is_gil_enabled()
+
+
+def _run_together(runs: Sequence[Callable[[], Any]]) -> int:
+    """Runs each callable in its own thread, released together; ns from release to last join."""
+    barrier = threading.Barrier(len(runs) + 1)
+    errors: List[BaseException] = []
+
+    def worker(run: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            run()
+        except BaseException as exc:  # noqa: BLE001 - raised in the timing thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(run,)) for run in runs]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter_ns()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter_ns() - start
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+CONTROL_OPS = 1_000_000  # additions per thread and pass in the control row
+
+
+def _additions(n: int) -> None:
+    total = 0
+    for i in range(n):
+        total += i
+
+
+def _control() -> Dict[int, Prepare]:
+    def control(n: int) -> Prepare:
+        def prepare() -> Callable[[], Optional[int]]:
+            return lambda: _run_together([lambda: _additions(CONTROL_OPS)] * n)
+
+        return prepare
+
+    return {n: control(n) for n in THREADS}
+
+
+def _cases(workload: str, impl: Impl, sz: Sizes) -> Tuple[Dict[int, Prepare], int]:
+    """{threads: prepare} for one contender, and the operations of one thread per pass."""
+    if workload == "get-hit":
+        keys = data.int_keys(sz.get_keys)
+        orders = [data.uniform_sequence(keys, sz.get_lookups, seed=data.SEED + t) for t in range(max(THREADS))]
+        cache: List[Any] = []
+
+        def get_hit(n: int) -> Prepare:
+            def prepare() -> Callable[[], Optional[int]]:
+                if not cache:  # filled once: hits do not change which keys are cached
+                    c = impl.make(len(keys))
+                    _fill(impl, c, keys)
+                    cache.append(c)
+                runs = [_get_loop(impl, cache[0], orders[t]) for t in range(n)]
+                return lambda: _run_together(runs)
+
+            return prepare
+
+        return {n: get_hit(n) for n in THREADS}, sz.get_lookups
+    warm, timed = _zipf_sequence(sz)
+    # each thread its own rotation of the timed sequence: same popularity, other order
+    orders = [timed[t * len(timed) // 2:] + timed[: t * len(timed) // 2] for t in range(max(THREADS))]
+
+    def zipf(n: int) -> Prepare:
+        def prepare() -> Callable[[], Optional[int]]:
+            c = _warm_cache(impl, sz, warm)
+            runs = [_get_or_set_loop(impl, c, orders[t]) for t in range(n)]
+            return lambda: _run_together(runs)
+
+        return prepare
+
+    return {n: zipf(n) for n in THREADS}, len(timed)
+
+
+def rows(contenders: List[Impl], sz: Sizes, tick: Callable[[str], None]) -> List[Dict[str, Any]]:
+    """One row per (workload, contender): ``mops`` per thread count and ``speedup`` (2 over 1)."""
+    chosen = [impl for impl in contenders if impl.name in CONTENDERS and impl.thread_safe]
+    out = []
+    tick("control")
+    samples = interleaved({("control", n): prepare for n, prepare in _control().items()},
+                          sz.repeats, tick=tick)
+    mops = {str(n): n * CONTROL_OPS / samples[("control", n)].min() * 1e3 for n in THREADS}
+    out.append({"workload": "scaling-control", "impl": "no cache", "mops": mops,
+                "speedup": mops["2"] / mops["1"], "free_threaded": free_threaded(),
+                "note": "a loop of additions, nothing shared: what the machine allows"})
+    for workload in WORKLOADS:
+        tick(workload)
+        cases: Dict[Tuple[str, int], Prepare] = {}
+        ops: Dict[str, int] = {}
+        for impl in chosen:
+            per_thread, ops[impl.name] = _cases(workload, impl, sz)
+            for n, prepare in per_thread.items():
+                cases[(impl.name, n)] = prepare
+        samples = interleaved(cases, sz.repeats, tick=tick)
+        for impl in chosen:
+            mops, notes = {}, [impl.note]
+            for n in THREADS:
+                s = samples[(impl.name, n)]
+                if s.error:
+                    notes.append("%d threads: %s" % (n, s.error))
+                    continue
+                mops[n] = n * ops[impl.name] / s.min() * 1e3  # million operations per second
+            speedup = mops[2] / mops[1] if 1 in mops and 2 in mops else float("nan")
+            row: Dict[str, Any] = {
+                "workload": "scaling-" + workload, "impl": impl.name,
+                "mops": {str(n): v for n, v in mops.items()}, "speedup": speedup,
+                "free_threaded": free_threaded(), "note": "; ".join(n for n in notes if n),
+            }
+            if workload == "get-hit" and impl.name == FASTLRU:
+                row["targets"] = [("scaling get-hit: 2 threads >= %.1fx one thread" % TARGET,
+                                   "%.2fx" % speedup, speedup >= TARGET if speedup == speedup else None)]
+            out.append(row)
+    return out
+
+
+def table(found: List[Dict[str, Any]], sz: Sizes) -> str:
+    """The scaling rows as one fixed-width table."""
+    head = ("workload", "impl", "1 thread", "2 threads", "2/1", "note")
+    cells = []
+    for r in found:
+        m = r["mops"]
+        cells.append((r["workload"], r["impl"],
+                      "%.2f" % m["1"] if "1" in m else "-", "%.2f" % m["2"] if "2" in m else "-",
+                      "%.2fx" % r["speedup"] if r["speedup"] == r["speedup"] else "-", r["note"]))
+    widths = [max(len(c[i]) for c in [head] + cells) for i in range(len(head) - 1)]
+    gil = ("free-threaded, GIL off" if free_threaded() else
+           "GIL build (or GIL on): threads take turns, ~1x is expected")
+    lines = ["scaling — Mops/s of one shared cache, each thread %s get-hit lookups of %s keys / %s "
+             "Zipf get-or-set ops; %s" % (f"{sz.get_lookups:,}", f"{sz.get_keys:,}",
+                                          f"{sz.zipf_ops:,}", gil)]
+    for c in [head] + cells:
+        left = "  ".join(c[i].ljust(widths[i]) if i < 2 else c[i].rjust(widths[i])
+                         for i in range(len(head) - 1))
+        lines.append(("  " + left + "  " + c[-1]).rstrip())
+    return "\n".join(lines)
