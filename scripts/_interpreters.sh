@@ -9,6 +9,10 @@
 #   python3.13 source package, `./configure --disable-gil`, runs on the host.
 # Both go through the mirror this machine's apt uses; the host's apt configuration is untouched.
 set -euo pipefail
+# What is installed on these interpreters is pinned by constraints/newpythons.txt (given with -c):
+# constraints/test.txt, which scripts/_env.sh exports, is resolved for the GIL builds 3.9-3.13
+# and would contradict it (hypothesis has no wheel of its pinned version on 3.13t).
+unset PIP_CONSTRAINT
 
 if [ -n "${FASTLRU_INTERPRETERS:-}" ]; then
     CACHE=$FASTLRU_INTERPRETERS
