@@ -24,6 +24,7 @@ from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
 
 import functools
 from time import perf_counter as _perf_counter
@@ -444,8 +445,45 @@ cdef extern from *:
 cdef enum:
     # at most this many plain parameter names take the fast key path (more use the key function)
     MAX_INDICES = 8
-    # the (pool, model) pairs a method remembers (an inherited method serves several models)
-    MAX_SLOTS = 8
+    # the (pool, model) pairs a method remembers (an inherited method serves many models: Odoo's
+    # mixin and BaseModel methods serve hundreds); past this, it starts over from the new one
+    MAX_SLOTS = 1024
+
+cdef extern from *:
+    """
+    /* A method's owner types -> slots: open addressing over a power-of-two array, linear
+       probing, keyed by the type's address (never by its __hash__ or __eq__: no user code). The
+       pointers are borrowed: the table's tuple of slots keeps the slots, which keep the types. */
+    typedef struct { PyObject *type; PyObject *slot; } ormcache_entry;
+    static inline size_t ormcache_type_index(PyObject *type, size_t mask) {
+        size_t h = (size_t)type >> 4;  /* objects are 16-byte aligned */
+        return (h ^ (h >> 9)) & mask;
+    }
+    /* the slot of `type`, NULL when none (the array always has an empty entry) */
+    static inline PyObject *ormcache_type_slot(ormcache_entry *entries, size_t mask, PyObject *type) {
+        size_t i = ormcache_type_index(type, mask);
+        for (;;) {
+            PyObject *t = entries[i].type;
+            if (t == type) return entries[i].slot;
+            if (t == NULL) return NULL;
+            i = (i + 1) & mask;
+        }
+    }
+    /* 1 if `type` was added (0: it has a slot already, a more recent one) */
+    static inline int ormcache_type_add(ormcache_entry *entries, size_t mask, PyObject *type, PyObject *slot) {
+        size_t i = ormcache_type_index(type, mask);
+        for (;;) {
+            if (entries[i].type == type) return 0;
+            if (entries[i].type == NULL) { entries[i].type = type; entries[i].slot = slot; return 1; }
+            i = (i + 1) & mask;
+        }
+    }
+    """
+    ctypedef struct ormcache_entry:
+        PyObject* type
+        PyObject* slot
+    PyObject* ormcache_type_slot(ormcache_entry* entries, size_t mask, PyObject* type)
+    int ormcache_type_add(ormcache_entry* entries, size_t mask, PyObject* type, PyObject* slot)
 
 # The compiled engine's lookup with a known hash (fastlru._lru_c._get_known: a hit without a
 # Python call, a miss without a KeyError), for caches that are exactly its LRU; and whether the
@@ -519,6 +557,49 @@ cdef class _Slot:
     cdef Py_uhash_t prefix
 
 
+@cython.final
+cdef class _Table:
+    """The slots of a method: immutable once published, replaced whole when a slot is added
+    (a call holds the table it read, whatever another thread publishes meanwhile). A hit finds
+    its slot by the owner's type in ``types`` (one probe, usually), or for owners the type
+    does not decide by (pool, model key) identities: the most recent slot, then ``pairs``."""
+
+    # every slot, most recent first: keeps the slots (and their types) the arrays point to
+    cdef tuple slots
+    # owner type -> slot, for slots whose type tells how its instances read pool and _name
+    cdef ormcache_entry* types
+    cdef size_t mask
+    # (id(pool), id(model key)) -> slot: checked by identity (an id may be reused)
+    cdef dict pairs
+
+    def __dealloc__(self):
+        PyMem_Free(self.types)
+
+
+cdef _Table _EMPTY_TABLE = _new_table(())
+
+
+cdef _Table _new_table(tuple slots):
+    """The table of ``slots`` (most recent first: a type or pair keeps its most recent slot)."""
+    cdef _Table table = _Table.__new__(_Table)
+    cdef size_t size = 8
+    cdef _Slot slot
+    while size < 2 * <size_t>len(slots) + 2:
+        size *= 2
+    table.types = <ormcache_entry*>PyMem_Calloc(size, sizeof(ormcache_entry))
+    if table.types == NULL:
+        raise MemoryError()
+    table.mask = size - 1
+    table.slots = slots
+    table.pairs = {}
+    for slot in reversed(slots):  # the most recent last: its pair wins
+        table.pairs[(id(slot.pool), id(slot.mkey))] = slot
+    for slot in slots:  # the most recent first: its type wins
+        if slot.owner_type is not None:
+            ormcache_type_add(table.types, table.mask, <PyObject*>slot.owner_type, <PyObject*>slot)
+    return table
+
+
 cdef inline tuple _positional(PyObject** args, Py_ssize_t n):
     cdef tuple result = PyTuple_New(n)
     cdef Py_ssize_t i
@@ -563,8 +644,8 @@ cdef class CachedMethod:
     cdef Py_ssize_t indices[MAX_INDICES]
     cdef Py_ssize_t min_args
     cdef Py_ssize_t max_args
-    # most recently resolved first; replaced whole, never mutated
-    cdef tuple slots
+    # the slots of the (pool, model) pairs seen (see _Table); replaced whole, never mutated
+    cdef _Table table
     cdef unsigned long epoch
     # the probe key of fast-path hits, refilled per call (see ormcache_scratch_free)
     cdef tuple scratch
@@ -587,7 +668,7 @@ cdef class CachedMethod:
     def __cinit__(self):
         self._vectorcall = <void*>_cached_vectorcall
         self.flights = {}
-        self.slots = ()
+        self.table = _EMPTY_TABLE
         self.epoch = _epoch
 
     def __init__(self, spec):
@@ -691,9 +772,19 @@ cdef class CachedMethod:
                         slot.context_by_type = True
         with cython.critical_section(self):
             if self.epoch != _epoch:
-                self.slots = ()
+                self.table = _EMPTY_TABLE
                 self.epoch = _epoch
-            self.slots = (slot,) + self.slots[:MAX_SLOTS - 1]
+            slots = self.table.slots
+        # the slots this one replaces (same pool, model key and type) are dropped; past
+        # MAX_SLOTS the method starts over (classes made by the thousand are not kept alive)
+        kept = [old for old in slots if not ((<_Slot>old).pool is pool and (<_Slot>old).mkey is mkey
+                                             and (<_Slot>old).owner_type is slot.owner_type)]
+        table = _new_table((slot, *kept) if len(kept) < MAX_SLOTS else (slot,))
+        with cython.critical_section(self):
+            if self.epoch == _epoch and self.table.slots is slots:
+                self.table = table
+            # else another thread published meanwhile (or a registry was deleted): this call is
+            # served by its slot all the same; a later call resolves again if it must
         return slot
 
 
@@ -843,10 +934,10 @@ cdef object _cached_vectorcall(PyObject* callable, PyObject** args, size_t nargs
 
 cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     cdef object owner, pool, mkey, key, tail, item
-    cdef tuple slots
+    cdef _Table table
     cdef _Slot slot
     cdef PyObject* found
-    cdef PyObject* candidate  # borrowed from ``slots``: no reference counting in the search
+    cdef PyObject* candidate  # borrowed from ``table``: no reference counting in the search
     cdef PyObject* owner_type
     cdef PyObject* by_type
     cdef PyObject* own_pool
@@ -860,23 +951,19 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     if self.func is None:
         raise TypeError("CachedMethod not initialised")
     with cython.critical_section(self):
-        slots = self.slots
+        table = self.table
         if self.epoch != _epoch:  # a registry was deleted: forget them all
-            slots = self.slots = ()
+            table = self.table = _EMPTY_TABLE
             self.epoch = _epoch
-    n = len(slots)
     found = NULL
     if self.has_owner:
         if nargs == 0:  # no owner: let the method report the missing argument
             return self.func(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
         owner_type = Py_TYPE_raw(args[0])
-        tag = ormcache_type_tag(<object>owner_type)
-        by_type = NULL
-        for i in range(n):  # the owner's type tells how to read pool and _name
-            candidate = PyTuple_GET_ITEM_raw(slots, i)
-            if <PyObject*>(<_Slot>candidate).owner_type == owner_type and (<_Slot>candidate).tag == tag:
-                by_type = candidate
-                break
+        # the owner's type tells how to read pool and _name (while its version tag is the slot's)
+        by_type = ormcache_type_slot(table.types, table.mask, owner_type)
+        if by_type != NULL and (<_Slot>by_type).tag != ormcache_type_tag(<object>owner_type):
+            by_type = NULL
         kind = 0
         if by_type != NULL:
             kind = (<_Slot>by_type).kind
@@ -904,12 +991,14 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         owner = None
         pool = None
         mkey = self.static_model
-    if found == NULL:
-        for i in range(n):
-            candidate = PyTuple_GET_ITEM_raw(slots, i)
-            if (<_Slot>candidate).pool is pool and (<_Slot>candidate).mkey is mkey:
-                found = candidate
-                break
+    if found == NULL and len(table.slots):  # the most recent slot, else any by identities
+        candidate = PyTuple_GET_ITEM_raw(table.slots, 0)
+        if (<_Slot>candidate).pool is pool and (<_Slot>candidate).mkey is mkey:
+            found = candidate
+        else:
+            item = table.pairs.get((id(pool), id(mkey)))
+            if item is not None and (<_Slot>item).pool is pool and (<_Slot>item).mkey is mkey:
+                found = <PyObject*>item
     if found != NULL:
         slot = <_Slot>found
     else:
