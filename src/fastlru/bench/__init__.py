@@ -14,4 +14,4 @@ Other layers add sections: each module listed in ``EXTRA_SECTIONS`` that imports
 ``rows(quick: bool)`` returning dicts with ``workload``, ``impl``, ``ns``, ``baseline``,
 ``ratio``, ``note``.
 """
-EXTRA_SECTIONS = ["ormcache._bench"]
+EXTRA_SECTIONS = ["ormcache._bench", "ormcache._bench_odoo"]
