@@ -482,6 +482,41 @@ cdef extern from *:
     ctypedef struct ormcache_entry:
         PyObject* type
         PyObject* slot
+
+cdef extern from *:
+    """
+    /* The offset of the slot `name` of tp's instances (a __slots__ entry: a member descriptor
+       of type T_OBJECT_EX that tp inherits or defines), 0 when `name` is anything else. Read
+       directly while tp's version tag is unchanged, as the descriptor's __get__ would: the
+       object stored there, or NULL (unset: getattr raises AttributeError). */
+    #include "structmember.h"  /* PyMemberDef before 3.12 */
+    #define ORMCACHE_T_OBJECT_EX 16
+    static Py_ssize_t ormcache_member_offset(PyObject *type, PyObject *name) {
+        PyTypeObject *tp = (PyTypeObject *)type;
+        PyObject *v = _PyType_Lookup(tp, name);
+        PyMemberDef *member;
+        if (v == NULL || !Py_IS_TYPE(v, &PyMemberDescr_Type)) return 0;
+        if (!PyType_IsSubtype(tp, PyDescr_TYPE(v))) return 0;
+        member = ((PyMemberDescrObject *)v)->d_member;
+        if (member->type != ORMCACHE_T_OBJECT_EX || member->offset <= 0) return 0;
+        return member->offset;
+    }
+    static inline PyObject *ormcache_member_read(PyObject *obj, Py_ssize_t offset) {
+        return *(PyObject **)((char *)obj + offset);  /* borrowed, NULL when unset */
+    }
+    /* 1 if `context` is a dict whose `get` is dict's own (a dict, or a subclass such as Odoo's
+       frozendict that does not override it): its values are read from the dict's storage, and
+       its version (ormcache_dict_version) tells a change, as for a dict. */
+    static int ormcache_plain_dict(PyObject *context, PyObject *get_name) {
+        PyTypeObject *tp = Py_TYPE(context);
+        if (tp == &PyDict_Type) return 1;
+        if (!PyDict_Check(context)) return 0;
+        return _PyType_Lookup(tp, get_name) == _PyType_Lookup(&PyDict_Type, get_name);
+    }
+    """
+    Py_ssize_t ormcache_member_offset(object type, object name)
+    PyObject* ormcache_member_read(PyObject* obj, Py_ssize_t offset)
+    bint ormcache_plain_dict(object context, object get_name)
     PyObject* ormcache_type_slot(ormcache_entry* entries, size_t mask, PyObject* type)
     int ormcache_type_add(ormcache_entry* entries, size_t mask, PyObject* type, PyObject* slot)
 
@@ -550,6 +585,15 @@ cdef class _Slot:
     # ormcache_context, kind 1: the class's env and _context decide the context (None: absent)
     cdef bint context_by_type
     cdef object class_env, class_context
+    # ormcache_context, kind 1, env a __slots__ entry (Odoo's records): its offset in the owner,
+    # and how instances of env_type (at env_tag) read ``context`` (env_kind, as ``kind``; the
+    # class attribute env_class_context; the last env dict read: env_seen)
+    cdef Py_ssize_t env_offset
+    cdef object env_type
+    cdef unsigned int env_tag
+    cdef int env_kind
+    cdef object env_class_context
+    cdef ormcache_seen env_seen
     # the lru is exactly the compiled engine's (_get_known applies); prefixed: the key's hash
     # is folded from ``prefix``, the fold of the constant items (model, func)
     cdef bint known
@@ -659,6 +703,10 @@ cdef class CachedMethod:
     # ormcache_dict_version): the same dict at the same version gives the same part
     cdef PyObject* context_seen
     cdef unsigned long long context_version
+    # and that dict's type at its version tag (a dict, or a subclass that keeps dict's get):
+    # compared (the type is dereferenced only once it is known to be the context's own)
+    cdef PyObject* context_type
+    cdef unsigned int context_type_tag
     # ormcache_multi: the position of the ids (-1: not a multi), the Python wrapper serving
     # the calls the fast path does not, and the start of the KeyError of an id left out
     cdef Py_ssize_t multi_position
@@ -738,6 +786,30 @@ cdef class CachedMethod:
     def __repr__(self):
         return f"<ormcache wrapper of {getattr(self.func, '__qualname__', self.func)!r}>"
 
+    cdef void _resolve_env(self, _Slot slot, object owner, object owner_type) except *:
+        """Odoo's record shape: ``env`` a ``__slots__`` entry, read at its offset; and how the
+        type of this owner's env reads ``context`` (the env of later calls is checked against it)."""
+        cdef PyObject* class_context = NULL
+        cdef PyObject* unused = NULL
+        cdef unsigned int tag = 0
+        cdef int kind
+        cdef Py_ssize_t offset = ormcache_member_offset(owner_type, "env")
+        if offset <= 0 or ormcache_type_tag(owner_type) != slot.tag:
+            return
+        env = getattr(owner, "env", None)  # a member descriptor: no user code
+        if ormcache_type_tag(owner_type) != slot.tag:
+            return
+        slot.env_offset = offset
+        if env is None:
+            return
+        env_type = type(env)
+        kind = ormcache_owner_kind(env_type, "context", "context", &class_context, &unused, &tag)
+        if kind:
+            slot.env_class_context = <object>class_context if class_context != NULL else None
+            slot.env_type = env_type
+            slot.env_tag = tag
+            slot.env_kind = kind
+
     cdef _Slot _resolve(self, object owner, object pool, object mkey):
         cdef _Slot slot = _Slot.__new__(_Slot)
         cdef PyObject* class_pool = NULL
@@ -770,6 +842,8 @@ cdef class CachedMethod:
                         slot.class_env = <object>class_pool if class_pool != NULL else None
                         slot.class_context = <object>class_name if class_name != NULL else None
                         slot.context_by_type = True
+                    else:
+                        self._resolve_env(slot, owner, owner_type)
         with cython.critical_section(self):
             if self.epoch != _epoch:
                 self.table = _EMPTY_TABLE
@@ -848,19 +922,47 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
     cdef tuple part = None
     cdef tuple last
     cdef object context, env, value, item
-    cdef bint by_type, exact
+    cdef bint by_type, same_type, exact
     cdef unsigned long long version
+    cdef PyObject* found
+    cdef PyObject* found_too
+    cdef int got
     if self.context_index >= 0:
         context = <object>args[self.context_index]
         if not context:
             context = _NO_CONTEXT
     else:
         owner = <object>args[0]
+        same_type = (Py_TYPE_raw(args[0]) == <PyObject*>slot.owner_type
+                     and ormcache_type_tag(slot.owner_type) == slot.tag)
         # no instance dict (kind 1): the class's env and _context are the owner's
-        by_type = (slot.context_by_type and Py_TYPE_raw(args[0]) == <PyObject*>slot.owner_type
-                   and ormcache_type_tag(slot.owner_type) == slot.tag)
-        env = slot.class_env if by_type else getattr(owner, "env", None)
-        context = getattr(env, "context", None) if env is not None else None
+        by_type = slot.context_by_type and same_type
+        if by_type:
+            env = slot.class_env
+        elif slot.env_offset and same_type:  # env a __slots__ entry (Odoo's records)
+            found = ormcache_member_read(args[0], slot.env_offset)
+            env = <object>found if found != NULL else None
+        else:
+            env = getattr(owner, "env", None)
+        context = None
+        if env is None:
+            pass
+        elif (slot.env_kind and Py_TYPE_raw(<PyObject*>env) == <PyObject*>slot.env_type
+                and ormcache_type_tag(slot.env_type) == slot.env_tag):
+            if slot.env_kind == 1:  # no instance dict: the class attribute
+                context = slot.env_class_context
+            else:  # the env's instance dict, else the class attribute
+                got = ormcache_instance_attrs(<PyObject*>env, "context", "context", &slot.env_seen, &found, &found_too)
+                if got < 0:
+                    raise_pending()
+                if got:
+                    if found_too != NULL:
+                        ormcache_steal(found_too)  # the same object, a second reference: dropped
+                    context = ormcache_steal(found) if found != NULL else slot.env_class_context
+                else:
+                    context = getattr(env, "context", None)
+        else:
+            context = getattr(env, "context", None)
         if context is None:
             # (the getattr on env may have changed the class: the version tag tells)
             if by_type and ormcache_type_tag(slot.owner_type) == slot.tag:
@@ -869,14 +971,17 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
                 context = getattr(owner, "_context", None)
         if context is None:
             context = _NO_CONTEXT
-    exact = type(context) is dict
     with cython.critical_section(self):
         last = self.context_part
-        if exact and ormcache_same_dict(<PyObject*>context, self.context_seen, self.context_version):
+        # the dict of the last call, unchanged, of the same type (unchanged): the same part
+        if (Py_TYPE_raw(<PyObject*>context) == self.context_type
+                and ormcache_same_dict(<PyObject*>context, self.context_seen, self.context_version)
+                and ormcache_type_tag(<object>self.context_type) == self.context_type_tag):
             return last
+    exact = ormcache_plain_dict(context, "get")
     version = ormcache_version_or_zero(<PyObject*>context) if exact else 0
     for i in range(n):
-        if type(context) is dict:
+        if exact:
             value = (<dict>context).get(keys[i])
         else:
             value = context.get(keys[i])
@@ -898,6 +1003,9 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
         self.context_part = part
         self.context_seen = <PyObject*>context if exact else NULL  # compared, never dereferenced
         self.context_version = version
+        # a type without a version tag (0) cannot tell a change: nothing remembered then
+        self.context_type_tag = ormcache_type_tag(type(context)) if exact else 0
+        self.context_type = Py_TYPE_raw(<PyObject*>context) if self.context_type_tag else NULL
     return part
 
 
