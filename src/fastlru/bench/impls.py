@@ -24,6 +24,7 @@ DICT = "dict"
 FASTLRU = "fastlru"
 FASTLRU_PY = "fastlru-py"
 ODOO = "odoo-lru"
+ODOO_183 = "odoo-lru-18.3"
 FUNCTOOLS = "functools.lru_cache"
 LRU_DICT = "lru-dict"
 CACHEBOX = "cachebox"
@@ -81,7 +82,14 @@ def _fastlru_py() -> Impl:
 def _odoo() -> Impl:
     from .odoo_lru import LRU
 
-    return Impl(ODOO, LRU, note="OrderedDict + RLock (the code being replaced)")
+    return Impl(ODOO, LRU, note="Odoo's classic LRU up to 18.2: OrderedDict + RLock (the code being replaced)")
+
+
+def _odoo_183() -> Impl:
+    from .odoo_lru_183 import LRU
+
+    return Impl(ODOO_183, LRU, note="Odoo 18.3+ LRU, our reconstruction from odoo/odoo PR #205866: "
+                                    "lock-free reads, one plain dict")
 
 
 def _functools() -> Impl:
@@ -131,6 +139,7 @@ _LOADERS: List[Tuple[str, Callable[[], Impl]]] = [
     (FASTLRU, _fastlru),
     (FASTLRU_PY, _fastlru_py),
     (ODOO, _odoo),
+    (ODOO_183, _odoo_183),
     (FUNCTOOLS, _functools),
     (LRU_DICT, _lru_dict),
     (CACHEBOX, _cachebox),
@@ -140,7 +149,7 @@ _LOADERS: List[Tuple[str, Callable[[], Impl]]] = [
 ]
 NAMES = [name for name, _ in _LOADERS]
 # Contenders that are ours or the baseline: their absence is an error, not a skip.
-REQUIRED = {DICT, FASTLRU, FASTLRU_PY, ODOO}
+REQUIRED = {DICT, FASTLRU, FASTLRU_PY, ODOO, ODOO_183}
 
 
 def get(name: str) -> Impl:
