@@ -43,7 +43,7 @@ PAIRS = 512  # calls per pass of the models table
 IDS = (7, 11, 13)  # ``frozenset(ids)``'s argument (a default, as a real call would pass it)
 
 
-class frozendict(dict):  # noqa: N801 - Odoo's name
+class frozendict(Dict[Any, Any]):  # noqa: N801 - Odoo's name
     """Odoo's ``odoo.tools.frozendict``: a dict subclass whose mutators raise."""
 
     __slots__ = ()
@@ -51,7 +51,7 @@ class frozendict(dict):  # noqa: N801 - Odoo's name
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError("'__setitem__' not supported on frozendict")
 
-    __delitem__ = __setitem__ = clear = pop = popitem = setdefault = update = _refuse
+    __delitem__ = __setitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(frozenset(self.items()))
@@ -161,7 +161,8 @@ def model_contenders() -> Dict[str, List[Tuple[Any, str]]]:
 
     registry = Registry("ormcache-bench-models")
     found: Dict[str, List[Tuple[Any, str]]] = {}
-    for impl, label in ((None, UNDECORATED), (decorators._impl, f"ormcache ({decorators.IMPLEMENTATION})"),
+    compiled: Any = getattr(decorators, "_impl")  # the hit path in use (not exported to type checkers)
+    for impl, label in ((None, UNDECORATED), (compiled, f"ormcache ({decorators.IMPLEMENTATION})"),
                         (_cache_py, "ormcache (python twin)")):
         method = _plain() if impl is None else _with_impl(decorators, impl, lambda: ormcache("key")(_plain()))
         mixin = type("Mixin", (BaseModel,), {"__slots__": (), "get_param": method})
