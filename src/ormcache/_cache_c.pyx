@@ -693,6 +693,10 @@ cdef class CachedMethod:
     cdef unsigned long epoch
     # the probe key of fast-path hits, refilled per call (see ormcache_scratch_free)
     cdef tuple scratch
+    # the probe key of expression-key hits (the key lambda's values after model and method),
+    # made on first use at the lambda's length; expr_lost: someone kept it, never made again
+    cdef tuple expr_scratch
+    cdef bint expr_lost
     # ormcache_context: the context keys, and where the context comes from (KeyFunction)
     cdef tuple context_keys
     cdef Py_ssize_t context_index
@@ -1181,6 +1185,13 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         if found == NULL:
             raise_pending()
         tail = ormcache_steal(found)
+        if type(tail) is tuple and slot.known and len(<tuple>tail) <= MAX_INDICES:
+            n = len(<tuple>tail)
+            if self.expr_scratch is None and not self.expr_lost:
+                self.expr_scratch = (None,) * (n + 2)
+            if (self.expr_scratch is not None and len(self.expr_scratch) == n + 2
+                    and ormcache_scratch_free(<PyObject*>self.expr_scratch)):
+                return _expr_call(self, slot, <tuple>tail, args, nargs, kwnames)
         key = (slot.model, self.func) + <tuple?>tail
     found = PyObject_GetItem(slot.lru, key)
     if found != NULL:
@@ -1198,6 +1209,57 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         return _miss(self, slot, ormcache_hashed(<PyObject*>key), _positional(args, nargs), _keywords(args, nargs, kwnames))
     # taken off the error indicator, so the method's own errors do not chain to the lookup's
     error = ormcache_fetch_error()
+    return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
+
+
+# positions 0..MAX_INDICES-1: the key lambda's values are taken in order (``_expr_call``)
+cdef Py_ssize_t _IN_ORDER[MAX_INDICES]
+for _i in range(MAX_INDICES):
+    _IN_ORDER[_i] = _i
+
+
+cdef object _expr_call(CachedMethod self, _Slot slot, tuple values, PyObject** args, Py_ssize_t nargs,
+                       PyObject* kwnames):
+    """An expression-key call (``values``: the key lambda's tuple, at most MAX_INDICES items):
+    the probe ``(model, method, *values)`` refilled in the method's own tuple, its hash folded
+    from the slot's prefix, one C lookup in the engine (as the fast path's hit); a miss or an
+    error goes where ``_cached_call``'s would."""
+    cdef Py_ssize_t n = len(values)
+    cdef PyObject** items = PySequence_Fast_ITEMS(values)
+    cdef PyObject* found = NULL
+    cdef int failure = 1
+    cdef int got
+    cdef Py_hash_t h
+    cdef object error = None
+    key = self.expr_scratch  # ours alone: 2 references (the field and this one)
+    ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, items, _IN_ORDER, n)
+    h = _hash_key(slot, key, items, _IN_ORDER, n, NULL)
+    if h != -1:
+        got = _get_known(<PyObject*>slot.lru, <PyObject*>key, h, &found)
+    else:  # an item's __hash__ failed: a lookup error, as the engine's hash would
+        got = -1
+    if got < 0:
+        failure = ormcache_error_kind()
+        error = ormcache_fetch_error()
+    if Py_REFCNT(<PyObject*>key) == 2:
+        ormcache_unfill(<PyObject*>key, n)
+    else:  # someone kept it (a key's __eq__ looking around): leave it to them
+        self.expr_scratch = None
+        self.expr_lost = True
+    if found != NULL:
+        slot.counter.hit += 1
+        if self.awaited:
+            return _awaited_value(ormcache_steal(found))
+        return ormcache_steal(found)
+    if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
+        raise error
+    key = ormcache_hashed(<PyObject*>key)  # a key of its own, to store or to report
+    ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, items, _IN_ORDER, n)
+    if failure:
+        if self.awaited:
+            return _await_miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
+                               _positional(args, nargs), _keywords(args, nargs, kwnames))
+        return _miss(self, slot, key, _positional(args, nargs), _keywords(args, nargs, kwnames))
     return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
 
 
