@@ -24,6 +24,7 @@ from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
 
 import functools
 from time import perf_counter as _perf_counter
@@ -445,8 +446,80 @@ cdef extern from *:
 cdef enum:
     # at most this many plain parameter names take the fast key path (more use the key function)
     MAX_INDICES = 8
-    # the (pool, model) pairs a method remembers (an inherited method serves several models)
-    MAX_SLOTS = 8
+    # the (pool, model) pairs a method remembers (an inherited method serves many models: Odoo's
+    # mixin and BaseModel methods serve hundreds); past this, it starts over from the new one
+    MAX_SLOTS = 1024
+
+cdef extern from *:
+    """
+    /* A method's owner types -> slots: open addressing over a power-of-two array, linear
+       probing, keyed by the type's address (never by its __hash__ or __eq__: no user code). The
+       pointers are borrowed: the table's tuple of slots keeps the slots, which keep the types. */
+    typedef struct { PyObject *type; PyObject *slot; } ormcache_entry;
+    static inline size_t ormcache_type_index(PyObject *type, size_t mask) {
+        size_t h = (size_t)type >> 4;  /* objects are 16-byte aligned */
+        return (h ^ (h >> 9)) & mask;
+    }
+    /* the slot of `type`, NULL when none (the array always has an empty entry) */
+    static inline PyObject *ormcache_type_slot(ormcache_entry *entries, size_t mask, PyObject *type) {
+        size_t i = ormcache_type_index(type, mask);
+        for (;;) {
+            PyObject *t = entries[i].type;
+            if (t == type) return entries[i].slot;
+            if (t == NULL) return NULL;
+            i = (i + 1) & mask;
+        }
+    }
+    /* 1 if `type` was added (0: it has a slot already, a more recent one) */
+    static inline int ormcache_type_add(ormcache_entry *entries, size_t mask, PyObject *type, PyObject *slot) {
+        size_t i = ormcache_type_index(type, mask);
+        for (;;) {
+            if (entries[i].type == type) return 0;
+            if (entries[i].type == NULL) { entries[i].type = type; entries[i].slot = slot; return 1; }
+            i = (i + 1) & mask;
+        }
+    }
+    """
+    ctypedef struct ormcache_entry:
+        PyObject* type
+        PyObject* slot
+
+cdef extern from *:
+    """
+    /* The offset of the slot `name` of tp's instances (a __slots__ entry: a member descriptor
+       of type T_OBJECT_EX that tp inherits or defines), 0 when `name` is anything else. Read
+       directly while tp's version tag is unchanged, as the descriptor's __get__ would: the
+       object stored there, or NULL (unset: getattr raises AttributeError). */
+    #include "structmember.h"  /* PyMemberDef before 3.12 */
+    #define ORMCACHE_T_OBJECT_EX 16
+    static Py_ssize_t ormcache_member_offset(PyObject *type, PyObject *name) {
+        PyTypeObject *tp = (PyTypeObject *)type;
+        PyObject *v = _PyType_Lookup(tp, name);
+        PyMemberDef *member;
+        if (v == NULL || !Py_IS_TYPE(v, &PyMemberDescr_Type)) return 0;
+        if (!PyType_IsSubtype(tp, PyDescr_TYPE(v))) return 0;
+        member = ((PyMemberDescrObject *)v)->d_member;
+        if (member->type != ORMCACHE_T_OBJECT_EX || member->offset <= 0) return 0;
+        return member->offset;
+    }
+    static inline PyObject *ormcache_member_read(PyObject *obj, Py_ssize_t offset) {
+        return *(PyObject **)((char *)obj + offset);  /* borrowed, NULL when unset */
+    }
+    /* 1 if `context` is a dict whose `get` is dict's own (a dict, or a subclass such as Odoo's
+       frozendict that does not override it): its values are read from the dict's storage, and
+       its version (ormcache_dict_version) tells a change, as for a dict. */
+    static int ormcache_plain_dict(PyObject *context, PyObject *get_name) {
+        PyTypeObject *tp = Py_TYPE(context);
+        if (tp == &PyDict_Type) return 1;
+        if (!PyDict_Check(context)) return 0;
+        return _PyType_Lookup(tp, get_name) == _PyType_Lookup(&PyDict_Type, get_name);
+    }
+    """
+    Py_ssize_t ormcache_member_offset(object type, object name)
+    PyObject* ormcache_member_read(PyObject* obj, Py_ssize_t offset)
+    bint ormcache_plain_dict(object context, object get_name)
+    PyObject* ormcache_type_slot(ormcache_entry* entries, size_t mask, PyObject* type)
+    int ormcache_type_add(ormcache_entry* entries, size_t mask, PyObject* type, PyObject* slot)
 
 # The compiled engine's lookup with a known hash (fastlru._lru_c._get_known: a hit without a
 # Python call, a miss without a KeyError), for caches that are exactly its LRU; and whether the
@@ -515,11 +588,63 @@ cdef class _Slot:
     # ormcache_context, kind 1: the class's env and _context decide the context (None: absent)
     cdef bint context_by_type
     cdef object class_env, class_context
+    # ormcache_context, kind 1, env a __slots__ entry (Odoo's records): its offset in the owner,
+    # and how instances of env_type (at env_tag) read ``context`` (env_kind, as ``kind``; the
+    # class attribute env_class_context; the last env dict read: env_seen)
+    cdef Py_ssize_t env_offset
+    cdef object env_type
+    cdef unsigned int env_tag
+    cdef int env_kind
+    cdef object env_class_context
+    cdef ormcache_seen env_seen
     # the lru is exactly the compiled engine's (_get_known applies); prefixed: the key's hash
     # is folded from ``prefix``, the fold of the constant items (model, func)
     cdef bint known
     cdef bint prefixed
     cdef Py_uhash_t prefix
+
+
+@cython.final
+cdef class _Table:
+    """The slots of a method: immutable once published, replaced whole when a slot is added
+    (a call holds the table it read, whatever another thread publishes meanwhile). A hit finds
+    its slot by the owner's type in ``types`` (one probe, usually), or for owners the type
+    does not decide by (pool, model key) identities: the most recent slot, then ``pairs``."""
+
+    # every slot, most recent first: keeps the slots (and their types) the arrays point to
+    cdef tuple slots
+    # owner type -> slot, for slots whose type tells how its instances read pool and _name
+    cdef ormcache_entry* types
+    cdef size_t mask
+    # (id(pool), id(model key)) -> slot: checked by identity (an id may be reused)
+    cdef dict pairs
+
+    def __dealloc__(self):
+        PyMem_Free(self.types)
+
+
+cdef _Table _EMPTY_TABLE = _new_table(())
+
+
+cdef _Table _new_table(tuple slots):
+    """The table of ``slots`` (most recent first: a type or pair keeps its most recent slot)."""
+    cdef _Table table = _Table.__new__(_Table)
+    cdef size_t size = 8
+    cdef _Slot slot
+    while size < 2 * <size_t>len(slots) + 2:
+        size *= 2
+    table.types = <ormcache_entry*>PyMem_Calloc(size, sizeof(ormcache_entry))
+    if table.types == NULL:
+        raise MemoryError()
+    table.mask = size - 1
+    table.slots = slots
+    table.pairs = {}
+    for slot in reversed(slots):  # the most recent last: its pair wins
+        table.pairs[(id(slot.pool), id(slot.mkey))] = slot
+    for slot in slots:  # the most recent first: its type wins
+        if slot.owner_type is not None:
+            ormcache_type_add(table.types, table.mask, <PyObject*>slot.owner_type, <PyObject*>slot)
+    return table
 
 
 cdef inline tuple _positional(PyObject** args, Py_ssize_t n):
@@ -566,11 +691,15 @@ cdef class CachedMethod:
     cdef Py_ssize_t indices[MAX_INDICES]
     cdef Py_ssize_t min_args
     cdef Py_ssize_t max_args
-    # most recently resolved first; replaced whole, never mutated
-    cdef tuple slots
+    # the slots of the (pool, model) pairs seen (see _Table); replaced whole, never mutated
+    cdef _Table table
     cdef unsigned long epoch
     # the probe key of fast-path hits, refilled per call (see ormcache_scratch_free)
     cdef tuple scratch
+    # the probe key of expression-key hits (the key lambda's values after model and method),
+    # made on first use at the lambda's length; expr_lost: someone kept it, never made again
+    cdef tuple expr_scratch
+    cdef bint expr_lost
     # ormcache_context: the context keys, and where the context comes from (KeyFunction)
     cdef tuple context_keys
     cdef Py_ssize_t context_index
@@ -581,6 +710,10 @@ cdef class CachedMethod:
     # ormcache_dict_version): the same dict at the same version gives the same part
     cdef PyObject* context_seen
     cdef unsigned long long context_version
+    # and that dict's type at its version tag (a dict, or a subclass that keeps dict's get):
+    # compared (the type is dereferenced only once it is known to be the context's own)
+    cdef PyObject* context_type
+    cdef unsigned int context_type_tag
     # ormcache_multi: the position of the ids (-1: not a multi), the Python wrapper serving
     # the calls the fast path does not, and the start of the KeyError of an id left out
     cdef Py_ssize_t multi_position
@@ -590,7 +723,7 @@ cdef class CachedMethod:
     def __cinit__(self):
         self._vectorcall = <void*>_cached_vectorcall
         self.flights = {}
-        self.slots = ()
+        self.table = _EMPTY_TABLE
         self.epoch = _epoch
 
     def __init__(self, spec):
@@ -660,6 +793,30 @@ cdef class CachedMethod:
     def __repr__(self):
         return f"<ormcache wrapper of {getattr(self.func, '__qualname__', self.func)!r}>"
 
+    cdef void _resolve_env(self, _Slot slot, object owner, object owner_type) except *:
+        """Odoo's record shape: ``env`` a ``__slots__`` entry, read at its offset; and how the
+        type of this owner's env reads ``context`` (the env of later calls is checked against it)."""
+        cdef PyObject* class_context = NULL
+        cdef PyObject* unused = NULL
+        cdef unsigned int tag = 0
+        cdef int kind
+        cdef Py_ssize_t offset = ormcache_member_offset(owner_type, "env")
+        if offset <= 0 or ormcache_type_tag(owner_type) != slot.tag:
+            return
+        env = getattr(owner, "env", None)  # a member descriptor: no user code
+        if ormcache_type_tag(owner_type) != slot.tag:
+            return
+        slot.env_offset = offset
+        if env is None:
+            return
+        env_type = type(env)
+        kind = ormcache_owner_kind(env_type, "context", "context", &class_context, &unused, &tag)
+        if kind:
+            slot.env_class_context = <object>class_context if class_context != NULL else None
+            slot.env_type = env_type
+            slot.env_tag = tag
+            slot.env_kind = kind
+
     cdef _Slot _resolve(self, object owner, object pool, object mkey):
         cdef _Slot slot = _Slot.__new__(_Slot)
         cdef PyObject* class_pool = NULL
@@ -692,11 +849,23 @@ cdef class CachedMethod:
                         slot.class_env = <object>class_pool if class_pool != NULL else None
                         slot.class_context = <object>class_name if class_name != NULL else None
                         slot.context_by_type = True
+                    else:
+                        self._resolve_env(slot, owner, owner_type)
         with cython.critical_section(self):
             if self.epoch != _epoch:
-                self.slots = ()
+                self.table = _EMPTY_TABLE
                 self.epoch = _epoch
-            self.slots = (slot,) + self.slots[:MAX_SLOTS - 1]
+            slots = self.table.slots
+        # the slots this one replaces (same pool, model key and type) are dropped; past
+        # MAX_SLOTS the method starts over (classes made by the thousand are not kept alive)
+        kept = [old for old in slots if not ((<_Slot>old).pool is pool and (<_Slot>old).mkey is mkey
+                                             and (<_Slot>old).owner_type is slot.owner_type)]
+        table = _new_table((slot, *kept) if len(kept) < MAX_SLOTS else (slot,))
+        with cython.critical_section(self):
+            if self.epoch == _epoch and self.table.slots is slots:
+                self.table = table
+            # else another thread published meanwhile (or a registry was deleted): this call is
+            # served by its slot all the same; a later call resolves again if it must
         return slot
 
 
@@ -760,19 +929,47 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
     cdef tuple part = None
     cdef tuple last
     cdef object context, env, value, item
-    cdef bint by_type, exact
+    cdef bint by_type, same_type, exact
     cdef unsigned long long version
+    cdef PyObject* found
+    cdef PyObject* found_too
+    cdef int got
     if self.context_index >= 0:
         context = <object>args[self.context_index]
         if not context:
             context = _NO_CONTEXT
     else:
         owner = <object>args[0]
+        same_type = (Py_TYPE_raw(args[0]) == <PyObject*>slot.owner_type
+                     and ormcache_type_tag(slot.owner_type) == slot.tag)
         # no instance dict (kind 1): the class's env and _context are the owner's
-        by_type = (slot.context_by_type and Py_TYPE_raw(args[0]) == <PyObject*>slot.owner_type
-                   and ormcache_type_tag(slot.owner_type) == slot.tag)
-        env = slot.class_env if by_type else getattr(owner, "env", None)
-        context = getattr(env, "context", None) if env is not None else None
+        by_type = slot.context_by_type and same_type
+        if by_type:
+            env = slot.class_env
+        elif slot.env_offset and same_type:  # env a __slots__ entry (Odoo's records)
+            found = ormcache_member_read(args[0], slot.env_offset)
+            env = <object>found if found != NULL else None
+        else:
+            env = getattr(owner, "env", None)
+        context = None
+        if env is None:
+            pass
+        elif (slot.env_kind and Py_TYPE_raw(<PyObject*>env) == <PyObject*>slot.env_type
+                and ormcache_type_tag(slot.env_type) == slot.env_tag):
+            if slot.env_kind == 1:  # no instance dict: the class attribute
+                context = slot.env_class_context
+            else:  # the env's instance dict, else the class attribute
+                got = ormcache_instance_attrs(<PyObject*>env, "context", "context", &slot.env_seen, &found, &found_too)
+                if got < 0:
+                    raise_pending()
+                if got:
+                    if found_too != NULL:
+                        ormcache_steal(found_too)  # the same object, a second reference: dropped
+                    context = ormcache_steal(found) if found != NULL else slot.env_class_context
+                else:
+                    context = getattr(env, "context", None)
+        else:
+            context = getattr(env, "context", None)
         if context is None:
             # (the getattr on env may have changed the class: the version tag tells)
             if by_type and ormcache_type_tag(slot.owner_type) == slot.tag:
@@ -781,14 +978,17 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
                 context = getattr(owner, "_context", None)
         if context is None:
             context = _NO_CONTEXT
-    exact = type(context) is dict
     with cython.critical_section(self):
         last = self.context_part
-        if exact and ormcache_same_dict(<PyObject*>context, self.context_seen, self.context_version):
+        # the dict of the last call, unchanged, of the same type (unchanged): the same part
+        if (Py_TYPE_raw(<PyObject*>context) == self.context_type
+                and ormcache_same_dict(<PyObject*>context, self.context_seen, self.context_version)
+                and ormcache_type_tag(<object>self.context_type) == self.context_type_tag):
             return last
+    exact = ormcache_plain_dict(context, "get")
     version = ormcache_version_or_zero(<PyObject*>context) if exact else 0
     for i in range(n):
-        if type(context) is dict:
+        if exact:
             value = (<dict>context).get(keys[i])
         else:
             value = context.get(keys[i])
@@ -810,6 +1010,9 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
         self.context_part = part
         self.context_seen = <PyObject*>context if exact else NULL  # compared, never dereferenced
         self.context_version = version
+        # a type without a version tag (0) cannot tell a change: nothing remembered then
+        self.context_type_tag = ormcache_type_tag(type(context)) if exact else 0
+        self.context_type = Py_TYPE_raw(<PyObject*>context) if self.context_type_tag else NULL
     return part
 
 
@@ -846,10 +1049,10 @@ cdef object _cached_vectorcall(PyObject* callable, PyObject** args, size_t nargs
 
 cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     cdef object owner, pool, mkey, key, tail, item
-    cdef tuple slots
+    cdef _Table table
     cdef _Slot slot
     cdef PyObject* found
-    cdef PyObject* candidate  # borrowed from ``slots``: no reference counting in the search
+    cdef PyObject* candidate  # borrowed from ``table``: no reference counting in the search
     cdef PyObject* owner_type
     cdef PyObject* by_type
     cdef PyObject* own_pool
@@ -863,23 +1066,19 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
     if self.func is None:
         raise TypeError("CachedMethod not initialised")
     with cython.critical_section(self):
-        slots = self.slots
+        table = self.table
         if self.epoch != _epoch:  # a registry was deleted: forget them all
-            slots = self.slots = ()
+            table = self.table = _EMPTY_TABLE
             self.epoch = _epoch
-    n = len(slots)
     found = NULL
     if self.has_owner:
         if nargs == 0:  # no owner: let the method report the missing argument
             return self.func(*_positional(args, nargs), **_keywords(args, nargs, kwnames))
         owner_type = Py_TYPE_raw(args[0])
-        tag = ormcache_type_tag(<object>owner_type)
-        by_type = NULL
-        for i in range(n):  # the owner's type tells how to read pool and _name
-            candidate = PyTuple_GET_ITEM_raw(slots, i)
-            if <PyObject*>(<_Slot>candidate).owner_type == owner_type and (<_Slot>candidate).tag == tag:
-                by_type = candidate
-                break
+        # the owner's type tells how to read pool and _name (while its version tag is the slot's)
+        by_type = ormcache_type_slot(table.types, table.mask, owner_type)
+        if by_type != NULL and (<_Slot>by_type).tag != ormcache_type_tag(<object>owner_type):
+            by_type = NULL
         kind = 0
         if by_type != NULL:
             kind = (<_Slot>by_type).kind
@@ -907,12 +1106,14 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         owner = None
         pool = None
         mkey = self.static_model
-    if found == NULL:
-        for i in range(n):
-            candidate = PyTuple_GET_ITEM_raw(slots, i)
-            if (<_Slot>candidate).pool is pool and (<_Slot>candidate).mkey is mkey:
-                found = candidate
-                break
+    if found == NULL and len(table.slots):  # the most recent slot, else any by identities
+        candidate = PyTuple_GET_ITEM_raw(table.slots, 0)
+        if (<_Slot>candidate).pool is pool and (<_Slot>candidate).mkey is mkey:
+            found = candidate
+        else:
+            item = table.pairs.get((id(pool), id(mkey)))
+            if item is not None and (<_Slot>item).pool is pool and (<_Slot>item).mkey is mkey:
+                found = <PyObject*>item
     if found != NULL:
         slot = <_Slot>found
     else:
@@ -987,6 +1188,13 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         if found == NULL:
             raise_pending()
         tail = ormcache_steal(found)
+        if type(tail) is tuple and slot.known and len(<tuple>tail) <= MAX_INDICES:
+            n = len(<tuple>tail)
+            if self.expr_scratch is None and not self.expr_lost:
+                self.expr_scratch = (None,) * (n + 2)
+            if (self.expr_scratch is not None and len(self.expr_scratch) == n + 2
+                    and ormcache_scratch_free(<PyObject*>self.expr_scratch)):
+                return _expr_call(self, slot, <tuple>tail, args, nargs, kwnames)
         key = (slot.model, self.func) + <tuple?>tail
     found = PyObject_GetItem(slot.lru, key)
     if found != NULL:
@@ -1004,6 +1212,57 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         return _miss(self, slot, ormcache_hashed(<PyObject*>key), _positional(args, nargs), _keywords(args, nargs, kwnames))
     # taken off the error indicator, so the method's own errors do not chain to the lookup's
     error = ormcache_fetch_error()
+    return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
+
+
+# positions 0..MAX_INDICES-1: the key lambda's values are taken in order (``_expr_call``)
+cdef Py_ssize_t _IN_ORDER[MAX_INDICES]
+for _i in range(MAX_INDICES):
+    _IN_ORDER[_i] = _i
+
+
+cdef object _expr_call(CachedMethod self, _Slot slot, tuple values, PyObject** args, Py_ssize_t nargs,
+                       PyObject* kwnames):
+    """An expression-key call (``values``: the key lambda's tuple, at most MAX_INDICES items):
+    the probe ``(model, method, *values)`` refilled in the method's own tuple, its hash folded
+    from the slot's prefix, one C lookup in the engine (as the fast path's hit); a miss or an
+    error goes where ``_cached_call``'s would."""
+    cdef Py_ssize_t n = len(values)
+    cdef PyObject** items = PySequence_Fast_ITEMS(values)
+    cdef PyObject* found = NULL
+    cdef int failure = 1
+    cdef int got
+    cdef Py_hash_t h
+    cdef object error = None
+    key = self.expr_scratch  # ours alone: 2 references (the field and this one)
+    ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, items, _IN_ORDER, n)
+    h = _hash_key(slot, key, items, _IN_ORDER, n, NULL)
+    if h != -1:
+        got = _get_known(<PyObject*>slot.lru, <PyObject*>key, h, &found)
+    else:  # an item's __hash__ failed: a lookup error, as the engine's hash would
+        got = -1
+    if got < 0:
+        failure = ormcache_error_kind()
+        error = ormcache_fetch_error()
+    if Py_REFCNT(<PyObject*>key) == 2:
+        ormcache_unfill(<PyObject*>key, n)
+    else:  # someone kept it (a key's __eq__ looking around): leave it to them
+        self.expr_scratch = None
+        self.expr_lost = True
+    if found != NULL:
+        slot.counter.hit += 1
+        if self.awaited:
+            return _awaited_value(ormcache_steal(found))
+        return ormcache_steal(found)
+    if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
+        raise error
+    key = ormcache_hashed(<PyObject*>key)  # a key of its own, to store or to report
+    ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, items, _IN_ORDER, n)
+    if failure:
+        if self.awaited:
+            return _await_miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
+                               _positional(args, nargs), _keywords(args, nargs, kwnames))
+        return _miss(self, slot, key, _positional(args, nargs), _keywords(args, nargs, kwnames))
     return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
 
 

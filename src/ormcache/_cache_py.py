@@ -18,6 +18,8 @@ from .registry import DELETE_HOOKS
 __all__ = ["Counter", "HashedKey", "cached_coroutine", "cached_method", "forget_registries"]
 
 _UNSET = object()
+#: owner types a method remembers (as ``_cache_c``'s MAX_SLOTS); past this, it starts over
+MAX_TYPES = 1024
 # bumped when a registry is deleted: wrappers then drop the registries they remember
 _epoch = [0]
 
@@ -89,10 +91,13 @@ def cached_method(spec: Any) -> Callable[..., Any]:
     slot: Tuple[Any, ...] = (_UNSET, _UNSET, None, None, None, None, None)
     # every (pool, model key) seen since the last Registry.delete, by identities
     known: Dict[Any, Any] = {}
+    # the last slot of each owner type (a guess, checked by identities: an inherited method
+    # called round robin over many models finds its slot without building a key)
+    by_type: Dict[Any, Any] = {}
     epoch = _epoch[0]
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        nonlocal slot, known, epoch
+        nonlocal slot, known, by_type, epoch
         if has_owner:
             if not args:
                 return func(*args, **kwargs)  # let the method report the missing argument
@@ -102,17 +107,24 @@ def cached_method(spec: Any) -> Callable[..., Any]:
             if mkey is None:
                 mkey = owner if isinstance(owner, type) else type(owner)
         else:
+            owner = None
             pool = None
             mkey = static_model
         current: Any = slot  # (pool, model key, registry, model name, LRU, counter, reader)
         if current[0] is not pool or current[1] is not mkey or epoch != _epoch[0]:
             if epoch != _epoch[0]:  # a registry was deleted: forget them all
-                known, epoch = {}, _epoch[0]
-            current = known.get((id(pool), id(mkey)))
+                known, by_type, epoch = {}, {}, _epoch[0]
+            owner_type = type(owner)
+            current = by_type.get(owner_type)
             if current is None or current[0] is not pool or current[1] is not mkey:
-                resolved = resolve(pool, mkey, func, cache_name, Counter)
-                current = (pool, mkey, *resolved, reader(resolved[2]))
-                known[(id(pool), id(mkey))] = current
+                current = known.get((id(pool), id(mkey)))
+                if current is None or current[0] is not pool or current[1] is not mkey:
+                    resolved = resolve(pool, mkey, func, cache_name, Counter)
+                    current = (pool, mkey, *resolved, reader(resolved[2]))
+                    known[(id(pool), id(mkey))] = current
+                if len(by_type) >= MAX_TYPES:  # classes made by the thousand are not kept alive
+                    by_type = {}
+                by_type[owner_type] = current
             slot = current
         if indices is not None and not kwargs and min_args <= len(args) <= max_args:
             if context_keys is not None:

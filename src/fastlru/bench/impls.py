@@ -26,6 +26,7 @@ DICT = "dict"
 FASTLRU = "fastlru"
 FASTLRU_PY = "fastlru-py"
 ODOO = "odoo-lru"
+ODOO_183 = "odoo-lru-18.3"
 FUNCTOOLS = "functools.lru_cache"
 LRU_DICT = "lru-dict"
 CACHEBOX = "cachebox"
@@ -98,7 +99,14 @@ def _cache(policy: str) -> Callable[[], Impl]:
 def _odoo() -> Impl:
     from .odoo_lru import LRU
 
-    return Impl(ODOO, LRU, note="OrderedDict + RLock (the code being replaced)")
+    return Impl(ODOO, LRU, note="Odoo's classic LRU up to 18.2: OrderedDict + RLock (the code being replaced)")
+
+
+def _odoo_183() -> Impl:
+    from .odoo_lru_183 import LRU
+
+    return Impl(ODOO_183, LRU, note="Odoo 18.3+ LRU, our reconstruction from odoo/odoo PR #205866: "
+                                    "lock-free reads, one plain dict")
 
 
 def _functools() -> Impl:
@@ -149,6 +157,7 @@ _LOADERS: List[Tuple[str, Callable[[], Impl]]] = [
     (FASTLRU_PY, _fastlru_py),
     *[(cache_name(p), _cache(p)) for p in ("lru", "sieve", "s3fifo", "wtinylfu")],
     (ODOO, _odoo),
+    (ODOO_183, _odoo_183),
     (FUNCTOOLS, _functools),
     (LRU_DICT, _lru_dict),
     (CACHEBOX, _cachebox),
@@ -161,7 +170,7 @@ NAMES = [name for name, _ in _LOADERS]
 _MODULES = {LRU_DICT: "lru", CACHEBOX: "cachebox", CACHETOOLS: "cachetools", MOKA: "moka_py",
             THEINE: "theine"}
 # Contenders that are ours or the baseline: their absence is an error, not a skip.
-REQUIRED = {DICT, FASTLRU, FASTLRU_PY, ODOO} | {n for n, _ in _LOADERS if n.startswith(CACHE)}
+REQUIRED = {DICT, FASTLRU, FASTLRU_PY, ODOO, ODOO_183} | {n for n, _ in _LOADERS if n.startswith(CACHE)}
 
 
 def get(name: str) -> Impl:

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Tuple
 KINDS: Dict[str, Tuple[str, str]] = {
     "ours": ("tab:green", "fastlru / ormcache (this package)"),
     "baseline": ("tab:gray", "baseline: dict, or the undecorated method"),
-    "odoo": ("tab:red", "Odoo's classic code (what this replaces)"),
+    "odoo": ("tab:red", "Odoo's code (what this replaces; 18.3+ LRU: our reconstruction)"),
     "peer": ("tab:blue", "other libraries"),
 }
 
@@ -17,7 +17,7 @@ def kind_of(name: str) -> str:
     """Which of ``KINDS`` the contender called ``name`` is."""
     if name in ("dict", "undecorated"):
         return "baseline"
-    if name in ("odoo-lru", "odoo classic ormcache"):
+    if name in ("odoo-lru", "odoo-lru-18.3", "odoo classic ormcache"):
         return "odoo"
     if name.startswith(("fastlru", "ormcache")):
         return "ours"

@@ -303,6 +303,10 @@ class RegistrySignaling:
     def _signaling_publishing(self, backend: Any, registry_changed: bool, names: Set[str]) -> Steps[None]:
         # no need to signal caches with the registry: reloading starts with empty caches
         bumped = [REGISTRY] if registry_changed else sorted(names)
+        if registry_changed:  # Odoo's lines (odoo/modules/registry.py), sorted names
+            _logger.info("Registry changed, signaling through the database")
+        else:
+            _logger.info("Caches invalidated, signaling through the database: %s", bumped)
         # No lock is held across the round trip (a coroutine holding a thread lock would stall
         # its loop): the bump is counted in flight, and a check that reads meanwhile takes it as
         # landed (_signaling_landed), so no read taken between the bump and the local increment
@@ -522,11 +526,11 @@ class RegistrySignaling:
                 if caches:
                     # clear, never clear_cache(): that would record the names and signal them back
                     cleared = self._clear_local(caches)
-                    _logger.info("Invalidating caches of %r after signaling: %s", self.db_name, cleared)
+                    _logger.info("Invalidating caches after database signaling: %s", sorted(cleared))
                 if len(caches) != len(moved):
                     self._signaling_topics_moved([name for name in moved if name in topics])
                 return cleared, False
-            _logger.info("Reloading the registry %r after signaling", self.db_name)
+            _logger.info("Reloading the model registry after database signaling.")
         cleared = self._signaling_clear_all()
         self._signaling_versions = dict(versions)
         return cleared, registry_moved
@@ -538,6 +542,17 @@ class RegistrySignaling:
             self._signaling_clear_all()
         else:
             self._clear_local([name for name in names if name in self.caches_by_key])
+
+    def gc_signaling(self, *, keep: int = 10, older_than: float = 3600.0) -> int:
+        """Odoo's garbage collection of old signals, for a scheduled job (``ir.autovacuum``):
+        the backend's ``gc()`` on every signaled name (PostgreSQL: rows older than
+        ``older_than`` seconds and not among each table's ``keep`` newest); 0 for a backend
+        that keeps no rows (Redis). Returns the number of rows deleted."""
+        backend = self._signaling_backend()
+        collect = getattr(backend, "gc", None)
+        if collect is None:
+            return 0
+        return collect(self._signaling_names(), keep=keep, older_than=older_than)  # type: ignore[no-any-return]
 
     def signal_changes(self) -> None:
         """Publish this thread's invalidations; call at the end of a successful unit of work.

@@ -602,6 +602,9 @@ class PostgresSignaling(SignalingBackend):
             return self._token
         if kind == "prune":
             return (yield from self._pruning(names))
+        if kind.startswith("gc:"):  # "gc:<keep>:<older_than seconds>"
+            _, keep, older_than = kind.split(":")
+            return (yield from self._collecting(names, int(keep), float(older_than)))
         return (yield _one(self._query(kind, names)))
 
     def _failure(self, exc: psycopg.Error, fresh: bool, last: bool,
@@ -692,6 +695,40 @@ class PostgresSignaling(SignalingBackend):
             "gone AS (DELETE FROM {0} WHERE id < (SELECT id FROM top) RETURNING weight) "
             "UPDATE {0} SET weight = weight + (SELECT coalesce(sum(weight), 0) FROM gone) "
             "WHERE id = (SELECT id FROM top)").format(table))
+
+    def gc(self, names: Iterable[str], *, keep: int = 10, older_than: float = 3600.0) -> int:
+        """Odoo's garbage collection of the signaling tables (``ir.autovacuum``'s
+        ``_gc_orm_signaling``), for a scheduled job: delete the rows of each name's table that
+        are older than ``older_than`` seconds and not among its ``keep`` newest. Their weights
+        go to the newest row, in the same transaction: every version (``sum(weight)``) stays
+        what it was, in every reader's snapshot. Returns the number of rows deleted."""
+        keep = int(keep)
+        older_than = float(older_than)
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1 (the newest row carries the version), not {keep!r}")
+        if not older_than >= 0:
+            raise ValueError(f"older_than must be a number of seconds >= 0, not {older_than!r}")
+        return self._run(f"gc:{keep}:{older_than!r}", tuple(names), write=True)  # type: ignore[no-any-return]
+
+    def _collecting(self, names: Sequence[str], keep: int, older_than: float) -> Steps[int]:
+        deleted = 0
+        for name in names:
+            deleted += yield from _transaction(self._collecting_one(name, keep, older_than))
+        return deleted
+
+    def _collecting_one(self, name: str, keep: int, older_than: float) -> Steps[int]:
+        table = self._table(name)
+        locked = yield _one("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [self.TABLE_PREFIX + name])
+        if not locked[0]:
+            return 0  # another process is pruning or collecting it
+        row = yield _one(sql.SQL(
+            "WITH kept AS (SELECT id FROM {0} ORDER BY id DESC LIMIT %s), "
+            "gone AS (DELETE FROM {0} WHERE date < now() - make_interval(secs => %s) "
+            "AND id NOT IN (SELECT id FROM kept) RETURNING weight), "
+            "moved AS (UPDATE {0} SET weight = weight + (SELECT coalesce(sum(weight), 0) FROM gone) "
+            "WHERE id = (SELECT max(id) FROM kept)) "
+            "SELECT count(*) FROM gone").format(table), [keep, older_than])
+        return int(row[0])
 
     def _due(self, names: Sequence[str]) -> List[str]:
         """Count signals written by this process; the names whose table is due for pruning."""
