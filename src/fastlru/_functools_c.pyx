@@ -337,8 +337,9 @@ cdef class AwaitedValue:
 
     def throw(self, typ, val=None, tb=None):
         """Raise the exception here, as a coroutine that has not started would (it is done):
-        ``StopIteration`` comes out as ``RuntimeError`` (a coroutine's frame turns it into
-        that); once done, ``RuntimeError``."""
+        ``StopIteration`` comes out as ``RuntimeError`` where this interpreter's coroutines turn
+        it into that (up to 3.11: the frame runs; 3.12 on raise it as is); once done,
+        ``RuntimeError``."""
         if self.done:
             raise RuntimeError("cannot reuse already awaited coroutine")
         self.done = True
@@ -353,7 +354,7 @@ cdef class AwaitedValue:
             exc = typ(val)
         if tb is not None:
             exc = exc.with_traceback(tb)
-        if isinstance(exc, StopIteration):
+        if _UNSTARTED_THROW_RUNS_FRAME and isinstance(exc, StopIteration):
             raise RuntimeError("coroutine raised StopIteration") from exc
         raise exc
 
@@ -361,6 +362,27 @@ cdef class AwaitedValue:
         """Done without a value, as a coroutine closed before it started."""
         self.done = True
         self.value = None
+
+
+def _unstarted_throw_runs_frame():
+    """Whether ``throw()`` into a coroutine that has not started runs its frame, which turns a
+    ``StopIteration`` into ``RuntimeError`` (CPython up to 3.11), or raises the exception as is
+    (3.12 on): asked of a real coroutine of this interpreter (compiled by it, not by Cython)."""
+    namespace = {}
+    exec("async def probe():\n    pass\n", namespace)
+    coroutine = namespace["probe"]()
+    try:
+        coroutine.throw(StopIteration)
+    except RuntimeError:
+        return True
+    except StopIteration:
+        return False
+    finally:
+        coroutine.close()
+    return True
+
+
+cdef bint _UNSTARTED_THROW_RUNS_FRAME = _unstarted_throw_runs_frame()
 
 
 cdef int _awaited_send(PyObject* obj, PyObject* arg, PyObject** result) noexcept:
