@@ -121,9 +121,9 @@ def rows(contenders: List[Impl], sz: Sizes, tick: Callable[[str], None]) -> List
     tick("control")
     samples = interleaved({("control", n): prepare for n, prepare in _control().items()},
                           sz.repeats, tick=tick)
-    mops = {str(n): n * CONTROL_OPS / samples[("control", n)].min() * 1e3 for n in THREADS}
-    out.append({"workload": "scaling-control", "impl": "no cache", "mops": mops,
-                "speedup": mops["2"] / mops["1"], "free_threaded": free_threaded(),
+    control = {str(n): n * CONTROL_OPS / samples[("control", n)].min() * 1e3 for n in THREADS}
+    out.append({"workload": "scaling-control", "impl": "no cache", "mops": control,
+                "speedup": control["2"] / control["1"], "free_threaded": free_threaded(),
                 "note": "a loop of additions, nothing shared: what the machine allows"})
     for workload in WORKLOADS:
         tick(workload)
@@ -135,7 +135,8 @@ def rows(contenders: List[Impl], sz: Sizes, tick: Callable[[str], None]) -> List
                 cases[(impl.name, n)] = prepare
         samples = interleaved(cases, sz.repeats, tick=tick)
         for impl in chosen:
-            mops, notes = {}, [impl.note]
+            mops: Dict[int, float] = {}
+            notes = [impl.note]
             for n in THREADS:
                 s = samples[(impl.name, n)]
                 if s.error:
