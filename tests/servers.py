@@ -436,13 +436,39 @@ class BlackHole:
 # pytest fixtures
 # --------------------------------------------------------------------------------------------
 
+class StartedPostgres(PostgresServer):
+    """A private PostgreSQL that the caller started on 127.0.0.1 at ``port`` (trust
+    authentication), for environments that cannot run the server binaries themselves:
+    scripts/newpythons' CPython 3.14 root shares the host's network, so the host starts one.
+    It cannot be stopped or restarted from here."""
+
+    def __init__(self, port):  # no binaries to find: not PostgresServer.__init__
+        self.bindir = None
+        self.port = port
+        self.user = "postgres"
+        self.basedir = None
+        self.running = True
+
+    def setup(self, *, standby_of=None):
+        return self
+
+    def start(self):
+        raise RuntimeError("this PostgreSQL was started by the caller (FASTLRU_POSTGRES_PORT)")
+
+    stop = start
+
+    def teardown(self):
+        pass
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """One private PostgreSQL for the session. A test that stops it must start it again.
-    ``FASTLRU_SKIP_POSTGRES=reason`` skips the tests that need it, with that reason (where no
-    server can run, e.g. scripts/newpythons' CPython 3.14 root)."""
-    if os.environ.get("FASTLRU_SKIP_POSTGRES"):
-        pytest.skip(os.environ["FASTLRU_SKIP_POSTGRES"])
+    ``FASTLRU_POSTGRES_PORT=port``: use the private server the caller started there instead
+    (``StartedPostgres``)."""
+    if os.environ.get("FASTLRU_POSTGRES_PORT"):
+        yield StartedPostgres(int(os.environ["FASTLRU_POSTGRES_PORT"]))
+        return
     server = PostgresServer()
     server.setup()
     try:
