@@ -34,6 +34,7 @@ def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashabl
                   policy: Optional[str] = None) -> Any:
         """Least-recently-used cache decorator, as ``functools.lru_cache``, on ``fastlru.LRU``.
 
+        >>> from fastlru import lru_cache
         >>> @lru_cache(maxsize=2)
         ... def square(x):
         ...     return x * x
