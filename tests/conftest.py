@@ -8,8 +8,8 @@ import itertools
 
 import pytest
 
-# Private PostgreSQL and Redis servers on 127.0.0.1, started on first use (tests/servers.py).
-pytest_plugins = ("servers",)
+# Private PostgreSQL and Redis servers on 127.0.0.1, started on first use (tests/support/servers.py).
+pytest_plugins = ("support.servers",)
 
 IMPLEMENTATIONS = [
     pytest.param("fastlru._lru_c", id="c-extension", marks=pytest.mark.c_extension),

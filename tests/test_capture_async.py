@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from ormcache.registry import Registry
 from ormcache.signaling import PostgresSignaling
 from ormcache.sqlalchemy import OrmCache, orm_cached
-from test_sqlalchemy_support import Base, User, make_engine
+from support.sqla import Base, User, make_engine
 
 
 class AsyncApp:

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from ormcache.registry import Registry
-from test_capture_support import (TwoTables, close_caches, open_two_tables, options, read_two_tables,
+from support.capture import (TwoTables, close_caches, open_two_tables, options, read_two_tables,
                                   two_tables_reader)
-from test_sqlalchemy_support import Base, Setting, User, Worker, make_engine
+from support.sqla import Base, Setting, User, Worker, make_engine
 
 COUNT = 100
 ROUNDS = 3
@@ -115,7 +115,7 @@ def test_members_registered_after_install_are_signalled_by_name(pg, caplog):
 
     from ormcache.signaling import PostgresSignaling
     from ormcache.sqlalchemy import OrmCache
-    from test_capture_support import CaptureApp
+    from support.capture import CaptureApp
 
     registry = Registry("capture-late")
     registry.signaling = backend = PostgresSignaling(pg)

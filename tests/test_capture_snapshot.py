@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from test_capture_support import CaptureApp, close_caches, open_caches, options, orm_write, read, seed, truth
-from test_sqlalchemy_support import Base, make_engine
+from support.capture import CaptureApp, close_caches, open_caches, options, orm_write, read, seed, truth
+from support.sqla import Base, make_engine
 
 ROUNDS = 10
 

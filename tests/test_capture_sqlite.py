@@ -12,9 +12,9 @@ from sqlalchemy import create_engine
 from ormcache.registry import Registry
 from ormcache.signaling import SignalingError, SqliteSignaling
 from ormcache.sqlalchemy import OrmCache
-from test_capture_support import (SQLITE_PATHS, CaptureApp, close_caches, open_caches, options, orm_write, read,
+from support.capture import (SQLITE_PATHS, CaptureApp, close_caches, open_caches, options, orm_write, read,
                                   reader, sqlite_seed, truth)
-from test_sqlalchemy_support import Base, Worker, make_engine
+from support.sqla import Base, Worker, make_engine
 
 ROUNDS = 2
 INSTALL = os.environ.get("CAPTURE_TEST_NO_INSTALL") != "1"

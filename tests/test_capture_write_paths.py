@@ -17,9 +17,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ormcache.registry import Registry
 from ormcache.signaling import LocalSignaling, PostgresSignaling, SignalingConfigurationError
 from ormcache.sqlalchemy import FullTableCache, OrmCache
-from test_capture_support import (PATHS, SETUPS, CaptureApp, close_caches, open_caches, options, orm_write,
+from support.capture import (PATHS, SETUPS, CaptureApp, close_caches, open_caches, options, orm_write,
                                   read, reader, seed, truth)
-from test_sqlalchemy_support import Base, Worker, make_engine
+from support.sqla import Base, Worker, make_engine
 
 ROUNDS = 2
 INSTALL = os.environ.get("CAPTURE_TEST_NO_INSTALL") != "1"

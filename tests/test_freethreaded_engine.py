@@ -1,5 +1,5 @@
 """The engine under many threads at once (meant for free-threaded CPython; see
-tests/freethreaded_support.py): eviction churn never lets ``len()`` exceed ``count`` (CPython's
+tests/support/freethreaded.py): eviction churn never lets ``len()`` exceed ``count`` (CPython's
 own ``lru_cache`` does, gh-148180), ``on_evict``, ``clear()`` and count changes from other
 threads, and a differential fuzz where each thread checks every answer against its own model
 while the others mutate the same cache. No crash, hang, lost or wrong value."""
@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from freethreaded_support import FREE_THREADED, run_threads, scaled
+from support.freethreaded import FREE_THREADED, run_threads, scaled
 
 PAUSE = 0.0002  # seconds between two disturbances from another thread
 WRAPPERS = [

@@ -1,5 +1,5 @@
 """Single flight under many threads at once (meant for free-threaded CPython; see
-tests/freethreaded_support.py): over many bursts of 8+ threads calling one cold key together,
+tests/support/freethreaded.py): over many bursts of 8+ threads calling one cold key together,
 each key is computed exactly once (cachebox's per-key lock computes twice on 3.14t, its issue
 #61), including re-entrant chains of keys, by ``lru_cache(single_flight=True)`` and ``@ormcache``,
 compiled and twin. Every caller gets the computed value; nothing is left in a flight table."""
@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from freethreaded_support import run_threads, scaled
+from support.freethreaded import run_threads, scaled
 from ormcache import _lookup
 from ormcache import ormcache as cached
 

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import pytest
 
 import fastlru
-from lru_support import captured_unraisable
+from support.lru import captured_unraisable
 
 
 # ---------------------------------------------------------------- helpers

@@ -10,7 +10,7 @@ import weakref
 
 import pytest
 
-from lru_support import run_isolated
+from support.lru import run_isolated
 
 MAX = sys.maxsize
 

@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from lru_support import captured_unraisable
+from support.lru import captured_unraisable
 
 
 class Thing:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lru_support import captured_unraisable
+from support.lru import captured_unraisable
 
 
 class Clock:

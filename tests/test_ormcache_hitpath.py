@@ -4,30 +4,11 @@ Every test runs on both fastlru engines and both hit paths (``registry`` fixture
 could crash the interpreter run in a subprocess with a timeout.
 """
 import logging
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from ormcache import Registry, ormcache as cached
-
-
-def make_model(registry, calls):
-    class Model:
-        _name = "m"
-        pool = registry
-
-        @cached("x")
-        def f(self, x):
-            calls.append(x)
-            return ("value", x)
-
-    return Model
-
-
-def counter_of(registry, Model):
-    return registry.counters[("m", Model.f.__wrapped__)]
+from support.models import counter_of, run_isolated, value_model
 
 
 class Colliding:
@@ -61,7 +42,7 @@ def test_key_error_from_hash_or_eq_is_a_lookup_error(registry, caplog, on, call)
     """A KeyError raised by an argument's __hash__ or __eq__ is not a miss: as any other lookup
     error, it is counted, logged, and the method is computed without the cache."""
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     m = Model()
     stored = Colliding("stored")
     assert m.f(stored) == ("value", stored)  # something to compare with
@@ -87,7 +68,7 @@ def test_base_exceptions_during_the_lookup_propagate(registry, error, on, call):
     """A KeyboardInterrupt (any BaseException that is not an Exception) raised while the key is
     looked up stops the call: nothing is computed, nothing counted, nothing stored."""
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     m = Model()
     stored = Colliding("stored")
     m.f(stored)
@@ -119,37 +100,6 @@ def test_a_method_raising_key_error_is_not_a_miss(registry):
 
 
 # -- finding 7: the key layout cannot change under a call ---------------------------------------
-
-
-CRASH_TIMEOUT = 120
-
-
-def run_isolated(hit_path_module, lru_module, body):
-    """Run ``body`` in a fresh interpreter with ``Model`` built on the given hit path and engine;
-    it must print "ok" and exit cleanly (a crash fails this test only)."""
-    code = textwrap.dedent(
-        f"""
-        import importlib, types
-        from ormcache import Registry, decorators, ormcache as cached
-        decorators._impl = importlib.import_module({hit_path_module!r})
-        LRU = importlib.import_module({lru_module!r}).LRU
-        registry = Registry("isolated", lru_factory=LRU)
-        calls = []
-
-        class Model:
-            _name = "m"
-            pool = registry
-
-            @cached("x")
-            def f(self, x):
-                calls.append(x)
-                return ("value", x)
-
-        counter = lambda: registry.counters[("m", Model.f.__wrapped__)]
-        """
-    ) + textwrap.dedent(body)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=CRASH_TIMEOUT)
-    assert (out.returncode, out.stdout.strip()) == (0, "ok"), out.stderr[-3000:]
 
 
 def test_reinitialising_the_wrapper_from_an_argument_hash(hit_path, lru_module):
@@ -187,7 +137,7 @@ def test_compiled_wrapper_init_runs_once(registry):
     from ormcache import _cache_c
 
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     spec = Model.f.__cache__
     if isinstance(Model.f, _cache_c.CachedMethod):
         with pytest.raises(RuntimeError, match="called twice"):
@@ -221,7 +171,7 @@ class CountedHash:
 @pytest.mark.parametrize("call", ["positional", "keyword"])
 def test_a_miss_hashes_the_key_at_most_twice(registry, call):
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     m = Model()
     key = CountedHash()
     f = (lambda: m.f(key)) if call == "positional" else (lambda: m.f(x=key))
@@ -237,7 +187,7 @@ def test_a_miss_hashes_the_key_at_most_twice(registry, call):
 @pytest.mark.parametrize("call", ["positional", "keyword"])
 def test_a_key_whose_hash_fails_from_its_second_call_is_computed_uncached(registry, caplog, call):
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     m = Model()
     key = CountedHash(fail_from=2)
     with caplog.at_level(logging.WARNING, logger="ormcache"):
@@ -333,7 +283,7 @@ def test_stored_keys_are_tuples_equal_to_the_plain_key(registry):
     import pickle
 
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     Model().f("a")
     (key,) = registry.caches["default"].keys()
     plain = ("m", Model.f.__wrapped__, "a")
@@ -368,7 +318,7 @@ def test_compiled_probe_tuple_survives_misses_and_lookup_errors(monkeypatch):
     registry = Registry(name, lru_factory=LRU)
     try:
         calls = []
-        Model = make_model(registry, calls)
+        Model = value_model(registry, calls)
 
         def probe():
             found = [r for r in gc.get_referents(Model.f) if type(r) is tuple and len(r) == 3]

@@ -7,7 +7,7 @@ timeout.
 """
 import pytest
 
-from test_ormcache_hitpath import counter_of, make_model, run_isolated
+from support.models import counter_of, run_isolated, value_model
 
 
 class FixedHash:
@@ -29,7 +29,7 @@ def test_a_hit_finds_the_key_stored_under_the_tuple_hash(registry, argument):
     """A value stored under the plain key tuple (hashed by tuple.__hash__) is the hit of a call
     with that argument: the folded hash is the tuple's."""
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     lru = registry.caches["default"]
     lru[("m", Model.f.__wrapped__, argument)] = "stored"
     assert Model().f(argument) == "stored"
@@ -44,7 +44,7 @@ def test_equal_arguments_that_are_other_objects_hit(registry):
     """An argument equal to the stored key's, but another object (a string built at run time, a
     big int, 1.0 for 1), is a hit through the key's __eq__, as lru[key] finds it."""
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     m = Model()
     assert m.f("".join(["pa", "ram"])) == ("value", "param")
     assert m.f("".join(["par", "am"])) == ("value", "param")
@@ -72,7 +72,7 @@ def test_a_stored_tuple_with_its_own_eq_is_asked(registry):
     """A stored key of the probe's very items, but of a tuple type with its own __eq__, is
     equal only if that __eq__ says so (here never: the call misses and computes)."""
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     lru = registry.caches["default"]
     NeverEqual.asked = 0
     lru[NeverEqual(("m", Model.f.__wrapped__, "k"))] = "wrong"
@@ -103,7 +103,7 @@ def test_an_lru_subclass_lookup_is_honoured(LRU, hit_path):
     reg = Registry("test-registry-subclass-engine", lru_factory=Recording)
     try:
         calls = []
-        Model = make_model(reg, calls)
+        Model = value_model(reg, calls)
         assert Model().f("k") == "from the subclass"
         assert calls == [] and asked == [("m", Model.f.__wrapped__, "k")]
     finally:
@@ -113,7 +113,7 @@ def test_an_lru_subclass_lookup_is_honoured(LRU, hit_path):
 def test_engine_statistics_count_a_hit_and_a_miss(registry):
     """The engine counts an ormcache hit and miss as lru[key] would (the same on both paths)."""
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     lru = registry.caches["default"]
     before = lru.info()
     assert Model().f("k") == ("value", "k")
@@ -126,7 +126,7 @@ def test_engine_statistics_count_a_hit_and_a_miss(registry):
 
 def test_a_hit_is_made_most_recent(registry):
     calls = []
-    Model = make_model(registry, calls)
+    Model = value_model(registry, calls)
     lru = registry.caches["default"]
     for key in ("a", "b", "c"):
         Model().f(key)

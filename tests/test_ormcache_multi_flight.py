@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from ormcache import _lookup, ormcache_multi
+from support.models import make_model
 
 WAIT = 10  # seconds: only reached when something is broken
 
@@ -45,31 +46,27 @@ def finish(*threads):
         assert thread.errors == []
 
 
-def make_model(registry, calls, gate=None, fail=None):
+def names_model(registry, calls, gate=None, fail=None):
     """``names(mode, ids)``: records each call's ids; the first call waits for ``gate``, and
     raises if it was given the id ``fail``."""
 
-    class Model:
-        _name = "m"
-        pool = registry
+    @ormcache_multi("mode", multi="ids")
+    def names(self, mode, ids):
+        calls.append(sorted(ids))
+        first = len(calls) == 1
+        if gate is not None and first:
+            assert gate.wait(WAIT)
+        if fail is not None and fail in ids and first:
+            raise RuntimeError("first computation fails")
+        return {i: f"{mode}{i}" for i in ids}
 
-        @ormcache_multi("mode", multi="ids")
-        def names(self, mode, ids):
-            calls.append(sorted(ids))
-            first = len(calls) == 1
-            if gate is not None and first:
-                assert gate.wait(WAIT)
-            if fail is not None and fail in ids and first:
-                raise RuntimeError("first computation fails")
-            return {i: f"{mode}{i}" for i in ids}
-
-    return Model
+    return make_model(registry, names=names)
 
 
 def test_overlapping_ids_are_computed_once(registry):
     calls, results = [], {}
     gate = threading.Event()
-    Model = make_model(registry, calls, gate)
+    Model = names_model(registry, calls, gate)
     first = start(lambda: results.setdefault("first", Model().names("a", [1, 2, 3])))
     for _ in range(WAIT * 1000):  # until the first thread computes (its flights are up)
         if calls:
@@ -90,7 +87,7 @@ def test_overlapping_ids_are_computed_once(registry):
 def test_a_failed_computation_is_not_shared(registry):
     calls, results = [], {}
     gate = threading.Event()
-    Model = make_model(registry, calls, gate, fail=1)
+    Model = names_model(registry, calls, gate, fail=1)
     first = start(lambda: results.setdefault("first", Model().names("a", [1, 2])))
     for _ in range(WAIT * 1000):
         if calls:
@@ -108,7 +105,7 @@ def test_a_failed_computation_is_not_shared(registry):
 
 def test_many_threads_each_id_once(registry):
     calls = []
-    Model = make_model(registry, calls)
+    Model = names_model(registry, calls)
     barrier = threading.Barrier(8)
     results = [None] * 8
 
@@ -183,7 +180,7 @@ def test_the_method_is_called_back_as_it_was_called(registry):
 
 def test_ids_from_a_generator_are_read_once(registry):
     calls = []
-    Model = make_model(registry, calls)
+    Model = names_model(registry, calls)
     assert Model().names("a", (i for i in [1, 2])) == {1: "a1", 2: "a2"}
     assert Model().names("a", (i for i in [2, 3])) == {2: "a2", 3: "a3"}
     assert calls == [[1, 2], [3]]

@@ -11,6 +11,7 @@ import itertools
 import pytest
 
 from ormcache import Registry, ormcache, ormcache_multi
+from support.models import make_model
 
 _names = itertools.count()
 
@@ -36,38 +37,37 @@ def versioned(LRU, hit_path):
     Registry.delete(name)
 
 
-def make_model(registry, calls):
-    class Model:
-        _name = "m"
-        pool = registry
+def record(registry, calls):
+    """A record of a model with ``get``/``aget`` (``@ormcache("key")``) and ``many``/``amany``
+    (``@ormcache_multi(multi="ids")``), each recording what it computes in ``calls``."""
 
-        @ormcache("key")
-        def get(self, key):
-            calls.append(key)
-            return f"computed {key} #{len(calls)}"
+    @ormcache("key")
+    def get(self, key):
+        calls.append(key)
+        return f"computed {key} #{len(calls)}"
 
-        @ormcache("key")
-        async def aget(self, key):
-            calls.append(key)
-            return f"computed {key} #{len(calls)}"
+    @ormcache("key")
+    async def aget(self, key):
+        calls.append(key)
+        return f"computed {key} #{len(calls)}"
 
-        @ormcache_multi(multi="ids")
-        def many(self, ids):
-            calls.extend(ids)
-            return {id_: f"computed {id_} #{len(calls)}" for id_ in ids}
+    @ormcache_multi(multi="ids")
+    def many(self, ids):
+        calls.extend(ids)
+        return {id_: f"computed {id_} #{len(calls)}" for id_ in ids}
 
-        @ormcache_multi(multi="ids")
-        async def amany(self, ids):
-            calls.extend(ids)
-            return {id_: f"computed {id_} #{len(calls)}" for id_ in ids}
+    @ormcache_multi(multi="ids")
+    async def amany(self, ids):
+        calls.extend(ids)
+        return {id_: f"computed {id_} #{len(calls)}" for id_ in ids}
 
-    return Model()
+    return make_model(registry, get=get, aget=aget, many=many, amany=amany)()
 
 
 def test_hit_reads_through_getitem(versioned):
     registry, state = versioned
     calls = []
-    model = make_model(registry, calls)
+    model = record(registry, calls)
     assert model.get(1) == "computed 1 #1"
     assert model.get(1) == "computed 1 #1"  # the hit: the value, not what the LRU stores
     assert calls == [1]
@@ -80,7 +80,7 @@ def test_hit_reads_through_getitem(versioned):
 def test_async_hit_reads_through_getitem(versioned):
     registry, state = versioned
     calls = []
-    model = make_model(registry, calls)
+    model = record(registry, calls)
     assert asyncio.run(model.aget(1)) == "computed 1 #1"
     assert asyncio.run(model.aget(1)) == "computed 1 #1"
     state["version"] = 2
@@ -92,7 +92,7 @@ def test_async_hit_reads_through_getitem(versioned):
 def test_multi_hits_read_through_getitem(versioned):
     registry, state = versioned
     calls = []
-    model = make_model(registry, calls)
+    model = record(registry, calls)
     assert model.many([1, 2]) == {1: "computed 1 #2", 2: "computed 2 #2"}
     assert model.many([1, 2]) == {1: "computed 1 #2", 2: "computed 2 #2"}
     assert model.many(ids=[2]) == {2: "computed 2 #2"}  # (a keyword call: the Python wrapper)
@@ -105,7 +105,7 @@ def test_multi_hits_read_through_getitem(versioned):
 def test_async_multi_hits_read_through_getitem(versioned):
     registry, state = versioned
     calls = []
-    model = make_model(registry, calls)
+    model = record(registry, calls)
     assert asyncio.run(model.amany([1, 2])) == {1: "computed 1 #2", 2: "computed 2 #2"}
     assert asyncio.run(model.amany([1, 2])) == {1: "computed 1 #2", 2: "computed 2 #2"}
     state["version"] = 2
@@ -118,7 +118,7 @@ def test_a_foreign_key_error_is_a_failed_lookup(versioned):
     method computed without the cache), on both hit paths alike."""
     registry, state = versioned
     calls = []
-    model = make_model(registry, calls)
+    model = record(registry, calls)
     lru = registry.caches["default"]
     assert model.get(1) == "computed 1 #1"
     broken = type(lru).__getitem__

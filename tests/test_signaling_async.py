@@ -1,7 +1,7 @@
 """Non-blocking signaling for async apps (issue #13 item 3): ``await registry.acheck_signaling()``
 and ``await registry.asignal_changes()``.
 
-Real private servers (servers.py). The async protocol is the sync one with other I/O: the same
+Real private servers (tests/support/servers.py). The async protocol is the sync one with other I/O: the same
 scenario run through both gives the same trace; a change made by another process is seen; a
 hung server (a black hole, a path gone silent) costs one deadline while the event loop keeps
 serving other tasks (a heartbeat every 1 ms never waits half that deadline), where the sync call
@@ -26,27 +26,23 @@ from ormcache.signaling import (
     SignalingError,
     SignalingUnavailable,
 )
-from servers import BlackHole, TcpProxy, free_port
-from signaling_workers import CONFIG_DDL, WriterProcess
-from test_signaling_config_errors import (  # noqa: F401 - fixtures
+from support.servers import BlackHole, TcpProxy, free_port
+from support.signaling_workers import CONFIG_DDL, WriterProcess
+from support.signaling import (  # noqa: F401 - fixtures
+    HANG,
+    MARGIN,
+    MAX_GAP,
     PASSWORD,
+    TIMEOUT,
     assert_no_password,
+    backend_on,
     pg_password_dsn,
     redis_with_password,
+    with_heartbeat,
 )
 
 KINDS = ["postgres", "redis"]
-TIMEOUT = 0.2  # the deadline of the backends that will hang (default 0.5)
 SLACK = 2.0  # the deadline of the backends on a working server (a loaded machine)
-MARGIN = 0.35  # scheduling slack on a loaded machine
-HEARTBEAT = 0.001
-#: the deadline of a backend that hangs while the event loop must keep serving: a blocking call
-#: stalls the loop for all of it (the baseline test_sync_check_in_a_coroutine_blocks_the_loop)
-HANG = 1.0
-#: the longest heartbeat gap that still means "the loop kept serving": half the stall of a
-#: blocking call, and far above what scheduling on a loaded 2-core machine adds (tens of ms; the
-#: 20 ms of issue #13 failed there, issue #21)
-MAX_GAP = HANG / 2
 
 
 @pytest.fixture(params=KINDS)
@@ -74,14 +70,6 @@ def make_registry():
         Registry.delete(registry.db_name)
 
 
-def _backend(kind, port, *, dbname=None, prefix="ormcache:{db_name}:", timeout=TIMEOUT):
-    """A backend of ``kind`` on 127.0.0.1:``port`` (a server, a proxy or a black hole)."""
-    if kind == "postgres":
-        return PostgresSignaling(f"host=127.0.0.1 port={port} user=postgres dbname={dbname or 'postgres'}",
-                                 timeout=timeout)
-    return RedisSignaling(f"redis://127.0.0.1:{port}/0", key_prefix=prefix, timeout=timeout)
-
-
 @pytest.fixture
 def server(kind, request):
     """(port, make_backend(port, timeout=SLACK)) of the real server of ``kind``, on counters
@@ -89,10 +77,10 @@ def server(kind, request):
     if kind == "postgres":
         server = request.getfixturevalue("postgres_server")
         dbname = request.getfixturevalue("pg_dsn").split("dbname=")[1].split()[0]
-        return server.port, lambda port, timeout=SLACK: _backend(kind, port, dbname=dbname, timeout=timeout)
+        return server.port, lambda port, timeout=SLACK: backend_on(kind, port, dbname=dbname, timeout=timeout)
     server = request.getfixturevalue("redis_server")
     prefix = request.getfixturevalue("redis_prefix")
-    return server.port, lambda port, timeout=SLACK: _backend(kind, port, prefix=prefix, timeout=timeout)
+    return server.port, lambda port, timeout=SLACK: backend_on(kind, port, prefix=prefix, timeout=timeout)
 
 
 def run(registry, coro_function):
@@ -306,7 +294,7 @@ def test_a_host_name_is_resolved_without_blocking_the_loop(postgres_server, pg_d
 
     monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
     warm(registry)
-    cleared, took, gap = run(registry, lambda: _with_heartbeat(registry.acheck_signaling))
+    cleared, took, gap = run(registry, lambda: with_heartbeat(registry.acheck_signaling))
     assert asked == ["localhost"]  # resolved by the loop's executor, not by libpq
     assert gap < MAX_GAP, gap  # the loop kept serving meanwhile
     if resolver == "slow":
@@ -319,33 +307,6 @@ def test_a_host_name_is_resolved_without_blocking_the_loop(postgres_server, pg_d
 
 # -- hung servers: the loop keeps serving ------------------------------------------------------
 
-async def _with_heartbeat(work):
-    """Await ``work()`` while a task ticks every 1 ms: (result or exception, seconds, the
-    largest gap between two ticks during the work)."""
-    ticks = []
-    done = False
-
-    async def heartbeat():
-        while not done:
-            ticks.append(time.monotonic())
-            await asyncio.sleep(HEARTBEAT)
-
-    beat = asyncio.ensure_future(heartbeat())
-    await asyncio.sleep(0.02)  # beating
-    start = time.monotonic()
-    try:
-        result = await work()
-    except SignalingError as exc:
-        result = exc
-    took = time.monotonic() - start
-    ticks.append(time.monotonic())
-    done = True
-    await beat
-    during = [start] + [tick for tick in ticks if tick >= start]
-    gaps = [later - earlier for earlier, later in zip(during, during[1:])]
-    return result, took, max(gaps)
-
-
 @pytest.fixture(params=["black-hole", "silent"])
 def hung(kind, make_registry, request):
     """(registry, hang): a registry whose backend will hang once ``hang()`` was called: a black
@@ -353,7 +314,7 @@ def hung(kind, make_registry, request):
     nothing forwarded)."""
     if request.param == "black-hole":
         with BlackHole() as hole:
-            yield make_registry(_backend(kind, hole.port, timeout=HANG)), lambda: None
+            yield make_registry(backend_on(kind, hole.port, timeout=HANG)), lambda: None
         return
     port, make_backend = request.getfixturevalue("server")
     assert make_registry(make_backend(port)).check_signaling() == []  # the tables exist
@@ -373,9 +334,9 @@ def test_hung_server_the_loop_keeps_serving(hung):
         await registry.acheck_signaling()  # connected (a black hole: already failed)
         hang()
         warm(registry)
-        check = await _with_heartbeat(registry.acheck_signaling)
+        check = await with_heartbeat(registry.acheck_signaling)
         registry.clear_cache("default")
-        signal = await _with_heartbeat(registry.asignal_changes)
+        signal = await with_heartbeat(registry.asignal_changes)
         return check, signal
 
     (cleared, took, gap), (failure, signal_took, signal_gap) = run(registry, main)
@@ -393,12 +354,12 @@ def test_sync_check_in_a_coroutine_blocks_the_loop(kind, make_registry):
     """The baseline the test above is measured against: the sync call stalls the heartbeat
     for the whole deadline."""
     with BlackHole() as hole:
-        registry = make_registry(_backend(kind, hole.port, timeout=HANG))
+        registry = make_registry(backend_on(kind, hole.port, timeout=HANG))
 
         async def blocking():
             return registry.check_signaling()
 
-        cleared, took, gap = run(registry, lambda: _with_heartbeat(blocking))
+        cleared, took, gap = run(registry, lambda: with_heartbeat(blocking))
     assert cleared == sorted(registry.caches)
     assert gap >= HANG * 0.8, gap
     assert gap > MAX_GAP

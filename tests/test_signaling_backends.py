@@ -1,4 +1,4 @@
-"""The signaling backends on their own, against real servers (see servers.py)."""
+"""The signaling backends on their own, against real servers (see tests/support/servers.py)."""
 import tempfile
 import threading
 import uuid
@@ -183,7 +183,7 @@ def test_postgres_read_only_reads_tables_created_after_it_connected(pg_dsn, pg_b
 
 
 def test_postgres_hot_standby_reads_but_never_writes(postgres_server, pg_dsn, pg_backend):
-    from servers import PostgresServer
+    from support.servers import PostgresServer
 
     pg_backend.bump("db", ["assets"])  # the primary creates the tables
     dbname = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
@@ -278,7 +278,7 @@ def test_redis_epoch_changes_when_the_data_is_lost(redis_backend, redis_server):
 
 
 def test_redis_unreachable_url_is_a_clear_error():
-    from servers import free_port
+    from support.servers import free_port
 
     backend = RedisSignaling(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=1)
     try:
@@ -289,7 +289,7 @@ def test_redis_unreachable_url_is_a_clear_error():
 
 
 def test_redis_refuses_a_replica(redis_server, redis_prefix):
-    from servers import RedisServer
+    from support.servers import RedisServer
 
     with RedisServer(replica_of=redis_server) as replica:
         backend = RedisSignaling(replica.url, key_prefix=redis_prefix)

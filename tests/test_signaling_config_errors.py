@@ -1,7 +1,7 @@
 """Configuration errors of the signaling backends (issue #9, the parts that live in the
 backends): a wrong password is a configuration error (``SignalingConfigurationError``, never an
 outage), a Redis that may evict keys (``allkeys-*``) is refused, and no password is ever printed.
-Real servers (servers.py); a Redis and a PostgreSQL role with passwords of their own."""
+Real servers (tests/support/servers.py); a Redis and a PostgreSQL role with passwords of their own."""
 import logging
 import uuid
 
@@ -18,52 +18,7 @@ from ormcache.signaling import (
     SignalingError,
     SignalingUnavailable,
 )
-from servers import RedisServer
-
-PASSWORD = "s3cret-Pa55word"
-
-
-@pytest.fixture(scope="module")
-def redis_with_password():
-    server = RedisServer()
-    server.setup()
-    try:
-        client = redis.Redis.from_url(server.url)
-        client.config_set("requirepass", PASSWORD)
-        client.close()
-        yield server
-    finally:
-        server.teardown()
-
-
-@pytest.fixture
-def pg_password_dsn(postgres_server, pg_dsn):
-    """A role with a password, and a DSN of it (the server trusts 127.0.0.1: the role cannot
-    log in with a wrong password only if password authentication is on, so the HBA is made
-    to require it for that role)."""
-    role = f"r_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
-    hba = f"{postgres_server.datadir}/pg_hba.conf"
-    with open(hba) as file:
-        original = file.read()
-    with open(hba, "w") as file:
-        file.write(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + original)
-    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
-        conn.execute("SELECT pg_reload_conf()")
-    try:
-        yield pg_dsn.replace("user=postgres", f"user={role}"), role
-    finally:
-        with open(hba, "w") as file:
-            file.write(original)
-        with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
-            conn.execute("SELECT pg_reload_conf()")
-
-
-def assert_no_password(*texts):
-    for text in texts:
-        assert PASSWORD not in text, text
-
+from support.signaling import PASSWORD, assert_no_password, pg_password_dsn, redis_with_password  # noqa: F401 - fixtures
 
 def test_the_configuration_error_is_a_signaling_error_but_not_an_outage():
     assert issubclass(SignalingConfigurationError, SignalingError)

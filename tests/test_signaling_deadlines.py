@@ -1,6 +1,6 @@
 """Deadlines of the signaling backends (issue #9 item 2) and the eviction check (item 3).
 
-Real servers only (servers.py): a black hole (a 127.0.0.1 socket that accepts and never answers)
+Real servers only (tests/support/servers.py): a black hole (a 127.0.0.1 socket that accepts and never answers)
 and a silent proxy (an established path that stops forwarding, connections left open) in front
 of each backend. A check_signaling() costs at most one deadline (plus a margin), for one thread
 and for 4 threads at once; after a failure the registry rests for signaling_retry_interval and
@@ -18,7 +18,7 @@ from ormcache.signaling import (
     RedisSignaling,
     SignalingConfigurationError,
 )
-from servers import BlackHole, RedisServer, TcpProxy
+from support.servers import BlackHole, RedisServer, TcpProxy
 
 TIMEOUT = 1.0
 #: scheduling slack on a loaded 2-core machine (a second deadline would be +1 s; the 0.35 s of a

@@ -15,10 +15,10 @@ import uuid
 import psycopg
 import pytest
 
-import signaling_workers
+from support import signaling_workers
 from ormcache.registry import Registry
-from servers import TcpProxy
-from signaling_workers import WriterProcess
+from support.servers import TcpProxy
+from support.signaling_workers import WriterProcess
 
 PROCESSES = 3  # process 0 writes; each has two reader threads
 

@@ -3,7 +3,7 @@
 Workers read a "config parameter" row of PostgreSQL through their 'default' cache while some of
 them change it; a reader must never return a value older than the last change whose
 signal_changes() had returned before the reader's check_signaling() began. See
-signaling_workers.py for the loop.
+support/signaling_workers.py for the loop.
 """
 import multiprocessing
 import time
@@ -14,7 +14,7 @@ import pytest
 
 from ormcache.registry import CACHES_BY_KEY
 
-import signaling_workers
+from support import signaling_workers
 
 WORKERS = 4
 KINDS = ["postgres", "redis", "redis-pubsub"]

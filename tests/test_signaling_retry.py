@@ -15,8 +15,8 @@ import pytest
 from ormcache.registry import CACHES_BY_KEY, Registry
 from ormcache.signaling import RedisSignaling, SignalingUnavailable
 from ormcache.signaling.base import SignalingBackend
-from servers import TcpProxy
-from signaling_workers import WriterProcess
+from support.servers import TcpProxy
+from support.signaling_workers import WriterProcess
 
 
 

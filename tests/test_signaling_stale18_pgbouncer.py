@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from ormcache.signaling import PostgresSignaling, SignalingError
-from servers import _wait_for_port, free_port
+from support.servers import _wait_for_port, free_port
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
 READS = 200

@@ -1,6 +1,6 @@
 """Signals recorded inside the writer's own transaction (issue #8, item 1 and interface8):
 ``record_changes()`` / ``changes_committed()`` / ``signaling_version()`` /
-``cursor_scope(execute=...)``, against a private PostgreSQL (servers.py)."""
+``cursor_scope(execute=...)``, against a private PostgreSQL (tests/support/servers.py)."""
 import uuid
 
 import psycopg

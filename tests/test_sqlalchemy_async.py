@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_ses
 from sqlalchemy.orm import Session
 
 from ormcache.sqlalchemy import OrmCache, RecordCache
-from test_sqlalchemy_async_support import (  # noqa: F401
+from support.sqla_async import (  # noqa: F401
     AsyncBase,
     Currency,
     Customer,
@@ -371,7 +371,7 @@ def test_watching_an_async_sessionmaker_hears_only_its_sessions(adb, aregistry):
 # -- bad input: clear errors, the cache left as it was ---------------------------------------------
 
 def test_async_member_read_with_a_sync_session(adb, aregistry):
-    from test_sqlalchemy_support import make_engine
+    from support.sqla import make_engine
 
     engine = make_engine(*adb)
     cache = OrmCache(aregistry, AsyncBase.metadata)

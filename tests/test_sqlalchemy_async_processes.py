@@ -1,7 +1,7 @@
 """AsyncSession across processes: what an AsyncSession commits invalidates the other processes
 (through the registry's signaling, today's synchronous one), and what they commit invalidates
 this process's async unit of work. The other process is the sync worker of
-test_sqlalchemy_support (one database name, one signaling)."""
+support.sqla (one database name, one signaling)."""
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from ormcache.registry import Registry
 from ormcache.signaling import PostgresSignaling, RedisSignaling
 from ormcache.sqlalchemy import OrmCache, orm_cached
-from test_sqlalchemy_async_support import run
-from test_sqlalchemy_stale_support import hammer, options
-from test_sqlalchemy_support import Base, Country, QueryCounter, User, Worker, db, make_engine  # noqa: F401
+from support.sqla_async import run
+from support.sqla_stale import hammer, options
+from support.sqla import Base, Country, QueryCounter, User, Worker, db, make_engine  # noqa: F401
 
 
 class AsyncApp:

@@ -24,10 +24,9 @@ from ormcache.signaling import PostgresSignaling, RedisSignaling, SignalingConfi
 from ormcache.sqlalchemy import shared as shared_module
 from ormcache.sqlalchemy._bridge import run as bridged
 from ormcache.sqlalchemy.shared import SharedTier
-from servers import BlackHole, free_port
-from test_signaling_async import HANG, MARGIN, MAX_GAP, TIMEOUT, _with_heartbeat
-from test_signaling_config_errors import PASSWORD, assert_no_password, redis_with_password  # noqa: F401
-from test_sqlalchemy_async_support import (  # noqa: F401 - fixtures
+from support.servers import BlackHole, free_port
+from support.signaling import HANG, MARGIN, MAX_GAP, PASSWORD, TIMEOUT, assert_no_password, redis_with_password, with_heartbeat  # noqa: F401
+from support.sqla_async import (  # noqa: F401 - fixtures
     Customer,
     Shop,
     adb,
@@ -38,11 +37,10 @@ from test_sqlalchemy_async_support import (  # noqa: F401 - fixtures
     make_cache,
     run,
 )
-from test_sqlalchemy_shared_security import Exploit
-from test_sqlalchemy_support import Worker, serve
+from support.sqla import Exploit, Worker, serve
 
 SECRET = b"test secret"
-MEMBER = "test_sqlalchemy_async_support.Shop.customer_names"
+MEMBER = "support.sqla_async.Shop.customer_names"
 
 
 def blocking_connections(tier: SharedTier) -> int:
@@ -182,7 +180,7 @@ def test_a_hung_tier_keeps_the_loop_serving_during_a_unit_of_work(adb, aregistry
             cache, maker = shared_cache(aregistry, engine, f"redis://127.0.0.1:{hole.port}/0", "hung:",
                                         redis_timeout=HANG)
             try:
-                measured = await _with_heartbeat(lambda: unit(cache, maker, 2))
+                measured = await with_heartbeat(lambda: unit(cache, maker, 2))
                 return measured, cache.shared._backlog, blocking_connections(cache.shared)
             finally:
                 cache.close()
@@ -192,7 +190,7 @@ def test_a_hung_tier_keeps_the_loop_serving_during_a_unit_of_work(adb, aregistry
     assert 2 * HANG * 0.8 <= took, took  # the read and the commit each waited a deadline...
     assert gap < MAX_GAP, gap  # ...while the loop kept serving the heartbeat
     # the invalidations (every member on the customers table) go before the tier's next command
-    assert backlog == {MEMBER, "test_sqlalchemy_async_support.Shop.slow"}
+    assert backlog == {MEMBER, "support.sqla_async.Shop.slow"}
     assert blocking == 0
     assert "shared tier unreachable" in caplog.text
 
@@ -219,7 +217,7 @@ def test_each_call_of_a_hung_tier_awaits_its_deadline(call):
                 except redis.RedisError as exc:
                     return exc
 
-            hung = await _with_heartbeat(work)
+            hung = await with_heartbeat(work)
             accepted = len(hole._accepted)
             start = time.monotonic()
             resting = await work()

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import event, select
 
 from ormcache.signaling import SignalingUnavailable
-from servers import BlackHole
-from test_signaling_async import HANG, MAX_GAP, _backend, _with_heartbeat
-from test_sqlalchemy_async_support import (  # noqa: F401 - fixtures
+from support.servers import BlackHole
+from support.signaling import HANG, MAX_GAP, backend_on, with_heartbeat
+from support.sqla_async import (  # noqa: F401 - fixtures
     Currency,
     Customer,
     Shop,
@@ -31,7 +31,7 @@ from test_sqlalchemy_async_support import (  # noqa: F401 - fixtures
 @pytest.mark.parametrize("kind", ["postgres", "redis"])
 def test_a_unit_of_work_keeps_the_loop_serving_while_signaling_hangs(adb, aregistry, kind, caplog):
     with BlackHole() as hole:
-        aregistry.signaling = _backend(kind, hole.port, timeout=HANG)
+        aregistry.signaling = backend_on(kind, hole.port, timeout=HANG)
         aregistry.signaling_retry_interval = 0.0  # the commit's publish tries (and waits) too
         aregistry.signaling_background_retry = False
         checks = []
@@ -56,7 +56,7 @@ def test_a_unit_of_work_keeps_the_loop_serving_while_signaling_hangs(adb, aregis
                     return await Shop(cache, session).customer_names
 
             try:
-                return await _with_heartbeat(unit)
+                return await with_heartbeat(unit)
             finally:
                 await aregistry.signaling.aclose()
 
@@ -76,7 +76,7 @@ def test_a_unit_of_work_starting_with_add_keeps_the_loop_serving(adb, aregistry,
     that transaction waits for its first step inside the bridge (here the commit's flush), where
     it is awaited."""
     with BlackHole() as hole:
-        aregistry.signaling = _backend(kind, hole.port, timeout=HANG)
+        aregistry.signaling = backend_on(kind, hole.port, timeout=HANG)
         aregistry.signaling_retry_interval = 0.0
         aregistry.signaling_background_retry = False
         checks, blocking = [], []
@@ -111,7 +111,7 @@ def test_a_unit_of_work_starting_with_add_keeps_the_loop_serving(adb, aregistry,
                 # its first INSERT on a loaded machine
                 await unit(999)
                 del checks[:], blocking[:]
-                return await _with_heartbeat(unit)
+                return await with_heartbeat(unit)
             finally:
                 await aregistry.signaling.aclose()
 

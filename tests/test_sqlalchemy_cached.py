@@ -12,7 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from ormcache.registry import Registry
 from ormcache.signaling import LocalSignaling
 from ormcache.sqlalchemy import OrmCache, orm_cached, request_cached
-from test_sqlalchemy_support import Base, Post, Setting, User, add_users, db, engine, queries  # noqa: F401
+from support.sqla import Base, Post, Setting, User, add_users, db, engine, queries  # noqa: F401
 
 CALLS: Counter = Counter()
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 from ormcache.registry import Registry
 from ormcache.sqlalchemy import FullTableCache, OrmCache, orm_cached
 from ormcache.sqlalchemy import _changes
-from test_sqlalchemy_support import make_engine, engine_url
+from support.sqla import make_engine, engine_url
 
 CALLS: Counter = Counter()
 

@@ -6,7 +6,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session
 
 from ormcache.sqlalchemy import MissingRecord, RecordCache
-from test_sqlalchemy_support import Post, User, add_users, db, engine, queries  # noqa: F401
+from support.sqla import Post, User, add_users, db, engine, queries  # noqa: F401
 
 FIELDS = ["name", "email", "karma"]
 

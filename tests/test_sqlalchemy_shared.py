@@ -9,7 +9,7 @@ import pytest
 
 from ormcache.sqlalchemy import SharedCacheWarning, orm_cached
 from ormcache.sqlalchemy.shared import MOVED, NOT_FOUND, STORED, SharedTier
-from test_sqlalchemy_support import (  # noqa: F401
+from support.sqla import (  # noqa: F401
     Country,
     QueryCounter,
     SharedApp,

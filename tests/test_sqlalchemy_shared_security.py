@@ -3,7 +3,6 @@ a secret, stable keys, a deadline with a rest after a failure, no password print
 from __future__ import annotations
 
 import functools
-import os
 import pickle
 import socket
 import threading
@@ -18,7 +17,7 @@ from ormcache.signaling import SignalingConfigurationError
 from ormcache.sqlalchemy import OrmCache, orm_cached
 from ormcache.sqlalchemy import shared as shared_module
 from ormcache.sqlalchemy.shared import SharedTier
-from test_sqlalchemy_support import (  # noqa: F401
+from support.sqla import (  # noqa: F401
     Base,
     QueryCounter,
     SharedApp,
@@ -30,14 +29,6 @@ from test_sqlalchemy_support import (  # noqa: F401
     open_cache,
     run_command,
 )
-
-
-class Exploit:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def timed_request(cache, factory, times):
@@ -525,7 +516,7 @@ def test_no_password_in_reprs_and_errors(tmp_path, caplog):
 
 
 def test_wrong_redis_password_is_a_configuration_error(tmp_path):
-    from servers import RedisServer
+    from support.servers import RedisServer
 
     with RedisServer() as server:
         admin = redis.Redis.from_url(server.url)

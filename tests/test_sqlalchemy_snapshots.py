@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ormcache.registry import Registry
 from ormcache.sqlalchemy import OrmCache, orm_cached, request_cached
-from test_sqlalchemy_support import Base, Country, User, db, engine, make_engine  # noqa: F401
+from support.sqla import Base, Country, User, db, engine, make_engine  # noqa: F401
 
 
 class KarmaApp:

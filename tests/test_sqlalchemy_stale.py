@@ -10,8 +10,8 @@ import signal
 import pytest
 import redis
 
-from servers import TcpProxy
-from test_sqlalchemy_stale_support import (
+from support.servers import TcpProxy
+from support.sqla_stale import (
     Process,
     close_caches,
     dsn_port,
@@ -23,7 +23,7 @@ from test_sqlalchemy_stale_support import (
     with_port,
     write,
 )
-from test_sqlalchemy_support import Base, Country, User, make_engine
+from support.sqla import Base, Country, User, make_engine
 
 ROUNDS = 20
 
@@ -124,7 +124,7 @@ def test_external_transaction_rolled_back_publishes_nothing(pg):
             session.commit()
             # the same external transaction, a new session transaction: sees its own write
             again = factory(bind=connection, join_transaction_mode="create_savepoint")
-            from test_sqlalchemy_stale_support import StaleApp
+            from support.sqla_stale import StaleApp
 
             assert StaleApp(cache, again).version == 5
             again.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text, update
 
-from test_sqlalchemy_async_support import Customer, Shop, add_customers, adb, aregistry, async_pg, make_cache, run  # noqa: F401
+from support.sqla_async import Customer, Shop, add_customers, adb, aregistry, async_pg, make_cache, run  # noqa: F401
 
 KINDS = {
     "update": lambda: update(Customer).where(Customer.id == 1).values(name="never"),

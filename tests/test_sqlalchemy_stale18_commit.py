@@ -20,8 +20,8 @@ from sqlalchemy.orm import sessionmaker
 from ormcache.registry import Registry
 from ormcache.signaling import PostgresSignaling
 from ormcache.sqlalchemy import OrmCache
-from test_sqlalchemy_stale18_support import Stale18App
-from test_sqlalchemy_support import Base, User
+from support.sqla_stale18 import Stale18App
+from support.sqla import Base, User
 
 ROUNDS = 5
 

@@ -11,10 +11,10 @@ import logging
 
 import pytest
 
-from servers import fresh_database
-from test_sqlalchemy_stale18_support import Process18, cached_users, open18, true_users
-from test_sqlalchemy_stale_support import close_caches, options
-from test_sqlalchemy_support import Base, User, make_engine
+from support.servers import fresh_database
+from support.sqla_stale18 import Process18, cached_users, open18, true_users
+from support.sqla_stale import close_caches, options
+from support.sqla import Base, User, make_engine
 
 ROUNDS = 5
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import insert, update
 
-from test_sqlalchemy_stale18_support import (
+from support.sqla_stale18 import (
     FIRST_WRITES,
     Process18,
     Stale18App,
@@ -20,8 +20,8 @@ from test_sqlalchemy_stale18_support import (
     open18,
     true_users,
 )
-from test_sqlalchemy_stale_support import close_caches, options, seed
-from test_sqlalchemy_support import Base, Country, User, make_engine
+from support.sqla_stale import close_caches, options, seed
+from support.sqla import Base, Country, User, make_engine
 
 ROUNDS = 20
 

@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 
-from test_sqlalchemy_stale18_support import Process18, commit_cutter, open18, true_users
-from test_sqlalchemy_stale_support import close_caches, dsn_port, options, seed, with_port
-from test_sqlalchemy_support import Base, Country, User, make_engine
+from support.sqla_stale18 import Process18, commit_cutter, open18, true_users
+from support.sqla_stale import close_caches, dsn_port, options, seed, with_port
+from support.sqla import Base, Country, User, make_engine
 
 ROUNDS = 5
 
@@ -79,7 +79,7 @@ def test_an_ambiguous_commit_publishes_anyway(pg, redis_server, redis_prefix, si
 @pytest.fixture(scope="module")
 def pg_2pc():
     """A private PostgreSQL of its own that allows prepared transactions."""
-    from servers import PostgresServer
+    from support.servers import PostgresServer
 
     class TwoPhaseServer(PostgresServer):
         def _run(self, *args, check=True):

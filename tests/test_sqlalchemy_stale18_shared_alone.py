@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from test_sqlalchemy_stale18_support import Process18, Stale18App, cached_users, open18, true_users
-from test_sqlalchemy_stale_support import close_caches, options, seed
-from test_sqlalchemy_support import Base, User, make_engine
+from support.sqla_stale18 import Process18, Stale18App, cached_users, open18, true_users
+from support.sqla_stale import close_caches, options, seed
+from support.sqla import Base, User, make_engine
 
 ROUNDS = 10
 

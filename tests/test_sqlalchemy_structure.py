@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from ormcache import stats
 from ormcache.registry import Registry
-from test_sqlalchemy_support import Base, User
+from support.sqla import Base, User
 
 
 def _imported_modules(module_name: str) -> set:

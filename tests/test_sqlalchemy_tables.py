@@ -10,7 +10,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ormcache.registry import Registry
 from ormcache.sqlalchemy import OrmCache
-from test_sqlalchemy_support import Base, Country, User, db, engine, queries  # noqa: F401
+from support.sqla import Base, Country, User, db, engine, queries  # noqa: F401
 
 
 @pytest.fixture

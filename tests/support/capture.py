@@ -17,8 +17,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from sqlalchemy.orm import sessionmaker
 
 from ormcache.sqlalchemy import orm_cached
-from servers import postgres_bindir
-from test_sqlalchemy_support import Base, Country, Setting, User, serve
+from support.servers import postgres_bindir
+from support.sqla import Base, Country, Setting, User, serve
 
 #: tables the ORM does not map (no policy names them): writing them is not seen by the ORM hooks
 outside = MetaData()

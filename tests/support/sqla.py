@@ -1,11 +1,12 @@
 """Models, engines and SQL counting shared by the SQLAlchemy tests (no tests here).
 
 The engine fixture runs each test on SQLite (a file, so several connections and processes share
-it) and on the private PostgreSQL server of ``tests/servers.py``.
+it) and on the private PostgreSQL server of ``tests/support/servers.py``.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator, List
 
 import pytest
@@ -271,3 +272,13 @@ class Worker:
             self.process.join()
         self.conn.close()
         return self.process.exitcode
+
+
+class Exploit:
+    """Unpickling it runs ``touch marker``: what a shared tier must never unpickle."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

@@ -1,7 +1,7 @@
 """Models, async engines and the owner class shared by the AsyncSession tests (no tests here).
 
 Each test runs on SQLite through aiosqlite (a file, so other connections and processes share it)
-and on the private PostgreSQL of ``tests/servers.py`` through psycopg's AsyncConnection. A test
+and on the private PostgreSQL of ``tests/support/servers.py`` through psycopg's AsyncConnection. A test
 body is a coroutine run by ``run(adb, body)`` in a fresh event loop with a fresh async engine,
 under a deadline.
 """
@@ -18,8 +18,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ormcache import Registry
 from ormcache.sqlalchemy import FullTableCache, OrmCache, orm_cached, request_cached
-from servers import fresh_database
-from test_sqlalchemy_support import QueryCounter, make_engine
+from support.servers import fresh_database
+from support.sqla import QueryCounter, make_engine
 
 T = TypeVar("T")
 

@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict
 from sqlalchemy import delete, insert, select, text, update
 
 from ormcache.sqlalchemy import orm_cached
-from test_sqlalchemy_stale_support import close_caches, open_caches
-from test_sqlalchemy_support import User, Worker, serve
+from support.sqla_stale import close_caches, open_caches
+from support.sqla import User, Worker, serve
 
 
 class Stale18App:
@@ -126,7 +126,7 @@ def commit_cutter(target_port: int):
     ``cut`` (a threading.Event) is set once the path is cut; ``start()`` listens again."""
     import threading
 
-    from servers import TcpProxy
+    from support.servers import TcpProxy
 
     class CommitCutter(TcpProxy):
         armed = False

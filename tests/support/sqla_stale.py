@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import sessionmaker
 
 from ormcache.sqlalchemy import orm_cached
-from test_sqlalchemy_support import Base, Country, User, Worker, make_engine, serve
+from support.sqla import Base, Country, User, Worker, make_engine, serve
 
 TIMEOUT = 60
 

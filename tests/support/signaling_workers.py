@@ -317,13 +317,13 @@ def run_scope_writer_cli(data_dsn, signal_dsn, db_name):
 
 
 class WriterProcess:
-    """The parent's handle on ``python -c "signaling_workers.<entry>(*args)"``, a writer that
-    answers one line per command on its stdin; every wait is bounded."""
+    """The parent's handle on ``python -c "support.signaling_workers.<entry>(*args)"`` (run from
+    ``tests/``), a writer that answers one line per command on its stdin; every wait is bounded."""
 
     def __init__(self, entry, *args, exit_wait=60):
-        code = f"import signaling_workers; signaling_workers.{entry}(*{args!r})"
+        code = f"from support import signaling_workers; signaling_workers.{entry}(*{args!r})"
         self.exit_wait = exit_wait
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.abspath(__file__)),
+        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                      text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
 
