@@ -30,7 +30,7 @@ def test_init_twice_on_an_empty_cache_is_refused_too(LRU):
 
 def test_class_can_be_subclassed(LRU):
     # Issue #10 turned "the class is final" around: subclasses are supported
-    # (tests/test_lru_subclass.py has the details).
+    # (tests/fastlru/test_lru_subclass.py has the details).
     Sub = type("Sub", (LRU,), {})
     s = Sub(2, [(1, 1), (2, 2), (3, 3)])
     assert type(s) is Sub and s.items() == [(3, 3), (2, 2)]

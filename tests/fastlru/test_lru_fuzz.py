@@ -9,7 +9,7 @@ stands still, goes back, or fails. Each sequence is drawn first, as plain data, 
 on each engine with its own objects ("worlds"); the two records are compared step by step.
 
 The fuzz runs in a subprocess (a crash fails the test, not the runner):
-``FASTLRU_FUZZ_SEEDS`` (default 2000) sets how many seeds; ``python tests/test_lru_fuzz.py
+``FASTLRU_FUZZ_SEEDS`` (default 2000) sets how many seeds; ``python tests/fastlru/test_lru_fuzz.py
 FIRST COUNT`` replays seeds by hand and prints the first disagreement.
 """
 import os
