@@ -41,7 +41,7 @@ def timed_registry(LRU, hit_path, clock):
     Registry.delete(name)
 
 
-def ttl_model(registry, calls, ttl=60, cache="default"):
+def expiring_model(registry, calls, ttl=60, cache="default"):
     """``fresh(key)`` expires after ``ttl``, ``forever(key)`` does not; both record their calls."""
 
     @cached("key", ttl=ttl, cache=cache)
@@ -59,7 +59,7 @@ def ttl_model(registry, calls, ttl=60, cache="default"):
 
 def test_entries_of_a_ttl_method_expire_and_others_do_not(timed_registry, clock):
     calls = []
-    model = ttl_model(timed_registry, calls)()
+    model = expiring_model(timed_registry, calls)()
     first, kept = model.fresh("a"), model.forever("a")
     clock.now += 59.999
     assert model.fresh("a") == first and model.forever("a") == kept
@@ -77,7 +77,7 @@ def test_entries_of_a_ttl_method_expire_and_others_do_not(timed_registry, clock)
 
 def test_the_expiring_cache_is_the_named_caches_sibling(timed_registry, clock, LRU):
     calls = []
-    Model = ttl_model(timed_registry, calls, ttl=5, cache="stable")
+    Model = expiring_model(timed_registry, calls, ttl=5, cache="stable")
     model = Model()
     model.fresh("a")
     model.forever("a")
@@ -95,7 +95,7 @@ def test_the_expiring_cache_is_the_named_caches_sibling(timed_registry, clock, L
 
 def test_clearing_the_named_cache_clears_its_expiring_caches(timed_registry):
     calls = []
-    Model = ttl_model(timed_registry, calls, ttl=60, cache="default")
+    Model = expiring_model(timed_registry, calls, ttl=60, cache="default")
     model = Model()
     model.fresh("a")
     timed_registry.clear_cache("stable")  # expands to 'default' and clears its ttl sibling
@@ -139,7 +139,7 @@ def test_context_and_multi_methods_take_a_ttl(timed_registry, clock):
 
 def test_add_value_of_a_ttl_method_expires_too(timed_registry, clock):
     calls = []
-    Model = ttl_model(timed_registry, calls, ttl=3)
+    Model = expiring_model(timed_registry, calls, ttl=3)
     model = Model()
     Model.fresh.__cache__.add_value(model, "k", cache_value="prefilled")
     assert model.fresh("k") == "prefilled"
@@ -163,6 +163,6 @@ def test_a_bad_ttl_fails_at_decoration(hit_path, ttl, error, message):
 
 
 def test_repr_shows_the_ttl(timed_registry):
-    Model = ttl_model(timed_registry, [], ttl=60)
+    Model = expiring_model(timed_registry, [], ttl=60)
     assert repr(Model.fresh.__cache__).endswith("cache='default' ttl=60.0>")
     assert "ttl" not in repr(Model.forever.__cache__)
