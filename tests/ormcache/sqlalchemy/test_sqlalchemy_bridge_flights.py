@@ -1,6 +1,6 @@
 """The SQLAlchemy bridge's single flight (``ormcache.sqlalchemy._bridge.Flights``) under a hostile
 key (issue #20): its own file, in the SQLAlchemy area, so that every environment that runs it has
-SQLAlchemy (tests/test_flight_hostile.py, which AddressSanitizer also runs, needs none)."""
+SQLAlchemy (tests/ormcache/test_flight_hostile.py, which AddressSanitizer also runs, needs none)."""
 import asyncio
 
 from ormcache.sqlalchemy._bridge import Flights

@@ -150,7 +150,7 @@ def test_default_and_configured_sizes(LRU):
         assert all(isinstance(lru, LRU) for lru in reg.caches.values())
     finally:
         Registry.delete(name)
-    # a name Odoo does not have adds a cache of its own (tests/test_registry_names.py)
+    # a name Odoo does not have adds a cache of its own (tests/ormcache/test_registry_names.py)
     with pytest.raises(ValueError, match="non-empty strings"):
         Registry(f"test-ormcache-{next(_names)}", sizes={"": 3})
 
