@@ -10,24 +10,10 @@ import threading
 
 import pytest
 
-from support.freethreaded import FREE_THREADED, run_threads, scaled
+from support.freethreaded import FREE_THREADED, fast_switching, run_threads, scaled  # noqa: F401 - autouse
+from support.lru import WRAPPERS
 
 PAUSE = 0.0002  # seconds between two disturbances from another thread
-WRAPPERS = [
-    pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._functools_py", id="pure-python"),
-]
-
-
-@pytest.fixture(autouse=True)
-def fast_switching():
-    """On a GIL build, the GIL changes hands in the middle of operations."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 def check_after(lru):

@@ -18,17 +18,7 @@ from random import choice
 import pytest
 
 import fastlru
-
-WRAPPERS = [
-    pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._functools_py", id="pure-python"),
-]
-
-
-@pytest.fixture(params=WRAPPERS, scope="module")
-def module(request):
-    """The lru_cache module of one implementation (compiled or twin)."""
-    return importlib.import_module(request.param)
+from support.lru import WRAPPERS, lru_cache_module  # noqa: F401 - the "module" fixture
 
 
 def test_public_names():

@@ -8,11 +8,7 @@ import importlib
 import types
 
 import pytest
-
-WRAPPERS = [
-    pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._functools_py", id="pure-python"),
-]
+from support.lru import WRAPPERS
 
 
 @pytest.fixture(params=WRAPPERS)

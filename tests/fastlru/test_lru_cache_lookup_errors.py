@@ -9,21 +9,11 @@ and the cache's size must agree.
 """
 import asyncio
 import functools
-import importlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-WRAPPERS = [
-    pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._functools_py", id="pure-python"),
-]
-
-
-@pytest.fixture(params=WRAPPERS, scope="module")
-def module(request):
-    return importlib.import_module(request.param)
+from support.lru import WRAPPERS, lru_cache_module  # noqa: F401 - the "module" fixture
 
 
 class Colliding:

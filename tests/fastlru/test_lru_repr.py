@@ -5,11 +5,7 @@ import time
 import pytest
 
 from ormcache import Registry
-
-WRAPPERS = [
-    pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._functools_py", id="pure-python"),
-]
+from support.lru import WRAPPERS
 
 
 def clock():

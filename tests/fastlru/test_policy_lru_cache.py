@@ -7,11 +7,7 @@ import sys
 import pytest
 
 import fastlru
-
-WRAPPERS = [
-    pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._functools_py", id="pure-python"),
-]
+from support.lru import WRAPPERS
 
 
 @pytest.fixture(params=WRAPPERS, scope="module")

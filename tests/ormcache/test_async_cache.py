@@ -8,7 +8,6 @@ both hit paths (``registry``). Every scenario runs under ``asyncio.run`` with a 
 (``wait_for``), so a deadlock fails the test instead of hanging the run.
 """
 import asyncio
-import importlib
 import inspect
 import os
 import sys
@@ -18,6 +17,7 @@ import warnings
 import pytest
 
 from ormcache import get_cache_key_counter, ormcache as cached, ormcache_context, ormcache_multi
+from support.lru import WRAPPERS, lru_cache_module  # noqa: F401 - the "module" fixture
 
 
 def asyncio_iscoroutinefunction(func):
@@ -30,18 +30,6 @@ def asyncio_iscoroutinefunction(func):
 
 
 DEADLINE = 10  # seconds: a scenario that has not ended by then is deadlocked
-
-WRAPPERS = [
-    pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._functools_py", id="pure-python"),
-]
-
-
-@pytest.fixture(params=WRAPPERS, scope="module")
-def module(request):
-    """The lru_cache module of one implementation (compiled or twin)."""
-    return importlib.import_module(request.param)
-
 
 def run(coroutine):
     """``asyncio.run`` with a deadline."""

@@ -5,32 +5,17 @@ each key is computed exactly once (cachebox's per-key lock computes twice on 3.1
 compiled and twin. Every caller gets the computed value; nothing is left in a flight table."""
 import collections
 import importlib
-import sys
 import threading
 
 import pytest
 
-from support.freethreaded import run_threads, scaled
 from ormcache import _lookup
 from ormcache import ormcache as cached
+from support.freethreaded import fast_switching, run_threads, scaled  # noqa: F401 - autouse
+from support.lru import WRAPPERS
 
 THREADS = 8
 PAUSE = 0.0002  # seconds between two disturbances from another thread
-WRAPPERS = [
-    pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._functools_py", id="pure-python"),
-]
-
-
-@pytest.fixture(autouse=True)
-def fast_switching():
-    """On a GIL build, the GIL changes hands in the middle of a miss."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 class Calls:

@@ -1,4 +1,4 @@
-"""Helpers of the free-threaded suite (tests/test_freethreaded_*.py).
+"""Helpers of the free-threaded suite (tests/fastlru/ and tests/ormcache/test_freethreaded_*.py).
 
 The suite is meant for free-threaded CPython (3.13t and later), where threads really run at once
 and the engine's critical sections are all that keeps it consistent; it also runs on GIL builds,
@@ -6,6 +6,8 @@ with a tiny switch interval and smaller numbers (``scaled``), to keep their time
 """
 import sys
 import threading
+
+import pytest
 
 FREE_THREADED = hasattr(sys, "_is_gil_enabled") and not sys._is_gil_enabled()
 HANG = 120  # seconds a thread may take before the test calls it hung; only reached when broken
@@ -36,3 +38,15 @@ def run_threads(workers, timeout=HANG):
         thread.join(timeout)
     assert not any(thread.is_alive() for thread in threads), "a thread hung (deadlock?)"
     return errors
+
+
+@pytest.fixture(autouse=True)
+def fast_switching():
+    """On a GIL build, the GIL changes hands in the middle of operations (autouse in the modules
+    that import it)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)

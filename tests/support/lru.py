@@ -1,8 +1,11 @@
-"""Helpers shared by the LRU test files."""
+"""Helpers shared by the engine and lru_cache test files."""
 import contextlib
+import importlib
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 
 @contextlib.contextmanager
@@ -30,3 +33,16 @@ def run_isolated(module, code, timeout=60):
         raise AssertionError(f"hung for {timeout}s:\n{exc.stderr or ''}") from None
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
+
+
+# the two lru_cache implementations (fastlru._functools_c compiled, _functools_py its twin)
+WRAPPERS = [
+    pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
+    pytest.param("fastlru._functools_py", id="pure-python"),
+]
+
+
+@pytest.fixture(params=WRAPPERS, scope="module", name="module")
+def lru_cache_module(request):
+    """The lru_cache module of one implementation (compiled or twin)."""
+    return importlib.import_module(request.param)

@@ -4,24 +4,13 @@ benchmark, then lost it, or took 0 as the default 7); the extra sections come fr
 ``fastlru.bench`` entry points (fastlru names no upper layer); ``--import-time`` measures the
 imports."""
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
 import fastlru
 import fastlru.bench
-
-
-def _run(*args, timeout=300):
-    # The child must import the same fastlru as this test run.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastlru.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "fastlru.bench", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+from support.bench import run_bench as _run
 
 
 @pytest.mark.parametrize("option", ["--json", "--plot"])

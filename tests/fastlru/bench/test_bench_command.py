@@ -7,22 +7,12 @@ import json
 import os
 import platform
 import re
-import subprocess
-import sys
 
 import pytest
 
 import fastlru
 from fastlru.bench import extra, impls, plot, workloads
-
-
-def _run(*args, timeout=300):
-    # The child must import the same fastlru as this test run.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastlru.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "fastlru.bench", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+from support.bench import run_bench as _run
 
 
 def test_quick_get_hit_writes_json(tmp_path):

@@ -1,20 +1,13 @@
 """``python -m fastlru.bench --only scaling``: 1- and 2-thread throughput of one shared cache, a
 table and JSON rows."""
 import json
-import os
-import subprocess
-import sys
 
-import fastlru
 from fastlru.bench import impls, scaling
+from support.bench import run_bench
 
 
 def _run(*args, timeout=600):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastlru.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "fastlru.bench", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    return run_bench(*args, timeout=timeout)
 
 
 def test_scaling_rows_table_and_target(tmp_path):

@@ -23,7 +23,6 @@ from ormcache.signaling import (
     PostgresSignaling,
     RedisSignaling,
     SignalingConfigurationError,
-    SignalingError,
     SignalingUnavailable,
 )
 from support.servers import BlackHole, TcpProxy, free_port

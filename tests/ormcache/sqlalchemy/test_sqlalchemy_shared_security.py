@@ -19,6 +19,7 @@ from ormcache.sqlalchemy import shared as shared_module
 from ormcache.sqlalchemy.shared import SharedTier
 from support.sqla import (  # noqa: F401
     Base,
+    Exploit,
     QueryCounter,
     SharedApp,
     User,
