@@ -1,25 +1,17 @@
 """Registry(policies={name: policy}): a named cache that is a fastlru.Cache; the decorators
 serve from it, clearing clears it, bad names and policies are refused."""
-import uuid
 
 import pytest
 
 import fastlru
-from ormcache import Registry, ormcache
+from ormcache import ormcache
+from support.registries import fresh_registries
 
 
 @pytest.fixture
 def make_registry():
-    made = []
-
-    def make(**kwargs):
-        registry = Registry(f"policies-{uuid.uuid4().hex[:10]}", **kwargs)
-        made.append(registry)
-        return registry
-
-    yield make
-    for registry in made:
-        Registry.delete(registry.db_name)
+    with fresh_registries("policies") as new:
+        yield new
 
 
 @pytest.mark.parametrize("policy", fastlru.POLICIES)

@@ -1,27 +1,18 @@
 """A registry may add cache names of its own (e.g. for the SQLAlchemy layer): each clears only
 itself and is signaled across processes like Odoo's names."""
-import uuid
+import functools
 
 import pytest
 
-from ormcache import CACHES_BY_KEY, Registry
+from ormcache import CACHES_BY_KEY
 from ormcache.signaling import PostgresSignaling
+from support.registries import fresh_registries
 
 
 @pytest.fixture
 def make_registry(LRU):
-    made = []
-
-    def make(**kwargs):
-        registry = Registry(f"names-{uuid.uuid4().hex[:10]}", lru_factory=LRU, **kwargs)
-        made.append(registry)
-        return registry
-
-    yield make
-    for registry in made:
-        if registry.signaling is not None:
-            registry.signaling.close()
-        Registry.delete(registry.db_name)
+    with fresh_registries("names") as new:
+        yield functools.partial(new, lru_factory=LRU)
 
 
 def test_an_own_name_is_a_cache_that_clears_only_itself(make_registry, LRU):

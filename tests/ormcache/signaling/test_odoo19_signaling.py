@@ -9,33 +9,28 @@
   job; here it also keeps every version (``sum(weight)``) unchanged.
 """
 import logging
-import uuid
 
 import psycopg
 import pytest
 
-from ormcache.registry import Registry
 from ormcache.signaling import PostgresSignaling
+from support.registries import fresh_registries
 
 LOGGER = "ormcache.signaling"
 
 
 @pytest.fixture
 def make_registry():
-    made = []
+    with fresh_registries("odoo19-signaling") as new:
 
-    def make(backend):
-        registry = Registry(f"odoo19-signaling-{uuid.uuid4().hex[:10]}")
-        registry.signaling = backend
-        registry.signaling_retry_interval = 0
-        registry.signaling_background_retry = False
-        made.append(registry)
-        return registry
+        def make(backend):
+            registry = new()
+            registry.signaling = backend
+            registry.signaling_retry_interval = 0
+            registry.signaling_background_retry = False
+            return registry
 
-    yield make
-    for registry in made:
-        registry.signaling.close()
-        Registry.delete(registry.db_name)
+        yield make
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ without ``{db_name}``.
 import logging
 import threading
 import time
-import uuid
 
 import pytest
 
-from ormcache.registry import CACHES_BY_KEY, Registry
+from ormcache.registry import CACHES_BY_KEY
 from ormcache.signaling import (
     LocalSignaling,
     PostgresSignaling,
@@ -20,6 +19,7 @@ from ormcache.signaling import (
     SignalingUnavailable,
     local_signaling,
 )
+from support.registries import fresh_registries
 
 # pub/sub registries catch up on their own (their check_signaling() then returns []): they
 # have their own tests below
@@ -29,23 +29,18 @@ BACKENDS = ["postgres", "redis"]
 @pytest.fixture
 def make_registry():
     """make_registry(backend or None) -> a fresh Registry (deleted, backend closed, after)."""
-    made = []
+    with fresh_registries("signaling") as new:
 
-    def make(backend=None):
-        registry = Registry(f"signaling-{uuid.uuid4().hex[:10]}")
-        registry.signaling = backend
-        registry.signaling_retry_interval = 0  # retry at once after a restart (tested apart)
-        # these tests follow who publishes kept invalidations, and when: no background thread
-        # (it has tests of its own: test_signaling_retry.py)
-        registry.signaling_background_retry = False
-        made.append(registry)
-        return registry
+        def make(backend=None):
+            registry = new()
+            registry.signaling = backend
+            registry.signaling_retry_interval = 0  # retry at once after a restart (tested apart)
+            # these tests follow who publishes kept invalidations, and when: no background thread
+            # (it has tests of its own: test_signaling_retry.py)
+            registry.signaling_background_retry = False
+            return registry
 
-    yield make
-    for registry in made:
-        if registry.signaling is not None:
-            registry.signaling.close()
-        Registry.delete(registry.db_name)
+        yield make
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,32 +8,28 @@ that lost its data changes the epoch, and every reader resynchronises anyway).
 import logging
 import threading
 import time
-import uuid
 
 import pytest
 
-from ormcache.registry import CACHES_BY_KEY, Registry
+from ormcache.registry import CACHES_BY_KEY
 from ormcache.signaling import RedisSignaling, SignalingUnavailable
 from ormcache.signaling.base import SignalingBackend
 from support.servers import TcpProxy
 from support.signaling_workers import WriterProcess
+from support.registries import fresh_registries
 
 
 
 @pytest.fixture
 def make_registry():
-    made = []
+    with fresh_registries("retry") as new:
 
-    def make(backend):
-        registry = Registry(f"retry-{uuid.uuid4().hex[:10]}")
-        registry.signaling = backend
-        made.append(registry)
-        return registry
+        def make(backend):
+            registry = new()
+            registry.signaling = backend
+            return registry
 
-    yield make
-    for registry in made:
-        registry.signaling.close()
-        Registry.delete(registry.db_name)
+        yield make
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import uuid
 import psycopg
 import pytest
 
-from ormcache.registry import CACHES_BY_KEY, Registry
+from ormcache.registry import CACHES_BY_KEY
 from ormcache.signaling import (
     LocalSignaling,
     PostgresSignaling,
@@ -14,24 +14,20 @@ from ormcache.signaling import (
     RedisSignaling,
     SignalingUnavailable,
 )
+from support.registries import fresh_registries
 
 
 @pytest.fixture
 def make_registry():
-    made = []
+    with fresh_registries("record") as new:
 
-    def make(backend=None):
-        registry = Registry(f"record-{uuid.uuid4().hex[:10]}")
-        registry.signaling = backend
-        registry.signaling_retry_interval = 0
-        made.append(registry)
-        return registry
+        def make(backend=None):
+            registry = new()
+            registry.signaling = backend
+            registry.signaling_retry_interval = 0
+            return registry
 
-    yield make
-    for registry in made:
-        if registry.signaling is not None:
-            registry.signaling.close()
-        Registry.delete(registry.db_name)
+        yield make
 
 
 @pytest.fixture
