@@ -282,3 +282,12 @@ class Exploit:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def pg(pg_dsn):
+    """The private PostgreSQL's DSN, its database holding the tables of ``Base``."""
+    engine = make_engine("postgresql", pg_dsn)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    return pg_dsn

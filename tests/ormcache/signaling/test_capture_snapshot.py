@@ -9,17 +9,9 @@ from __future__ import annotations
 import pytest
 
 from support.capture import CaptureApp, close_caches, open_caches, options, orm_write, read, seed, truth
-from support.sqla import Base, make_engine
+from support.sqla import pg  # noqa: F401 - fixture
 
 ROUNDS = 10
-
-
-@pytest.fixture
-def pg(pg_dsn):
-    engine = make_engine("postgresql", pg_dsn)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return pg_dsn
 
 
 @pytest.mark.timeout(300)

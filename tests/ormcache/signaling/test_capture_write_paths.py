@@ -19,18 +19,11 @@ from ormcache.signaling import LocalSignaling, PostgresSignaling, SignalingConfi
 from ormcache.sqlalchemy import FullTableCache, OrmCache
 from support.capture import (PATHS, SETUPS, CaptureApp, close_caches, open_caches, options, orm_write,
                                   read, reader, seed, truth)
-from support.sqla import Base, Worker, make_engine
+from support.sqla import Base, Worker
+from support.sqla import pg  # noqa: F401 - fixture
 
 ROUNDS = 2
 INSTALL = os.environ.get("CAPTURE_TEST_NO_INSTALL") != "1"
-
-
-@pytest.fixture
-def pg(pg_dsn):
-    engine = make_engine("postgresql", pg_dsn)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return pg_dsn
 
 
 @pytest.mark.timeout(300)

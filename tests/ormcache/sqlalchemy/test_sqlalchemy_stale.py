@@ -24,16 +24,9 @@ from support.sqla_stale import (
     write,
 )
 from support.sqla import Base, Country, User, make_engine
+from support.sqla import pg  # noqa: F401 - fixture
 
 ROUNDS = 20
-
-
-@pytest.fixture
-def pg(pg_dsn):
-    engine = make_engine("postgresql", pg_dsn)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return pg_dsn
 
 
 # -- hammers -------------------------------------------------------------------------------------

@@ -16,16 +16,9 @@ from sqlalchemy import create_engine
 from support.sqla_stale18 import Process18, commit_cutter, open18, true_users
 from support.sqla_stale import close_caches, dsn_port, options, seed, with_port
 from support.sqla import Base, Country, User, make_engine
+from support.sqla import pg  # noqa: F401 - fixture
 
 ROUNDS = 5
-
-
-@pytest.fixture
-def pg(pg_dsn):
-    engine = make_engine("postgresql", pg_dsn)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return pg_dsn
 
 
 @pytest.mark.timeout(120)

@@ -11,17 +11,10 @@ import pytest
 
 from support.sqla_stale18 import Process18, Stale18App, cached_users, open18, true_users
 from support.sqla_stale import close_caches, options, seed
-from support.sqla import Base, User, make_engine
+from support.sqla import Base, User
+from support.sqla import pg  # noqa: F401 - fixture
 
 ROUNDS = 10
-
-
-@pytest.fixture
-def pg(pg_dsn):
-    engine = make_engine("postgresql", pg_dsn)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return pg_dsn
 
 
 @pytest.mark.timeout(120)
