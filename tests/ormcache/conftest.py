@@ -1,7 +1,8 @@
 """Fixtures of the ormcache suites (tests/ormcache/ and its signaling/ and sqlalchemy/ folders).
 
 ``hit_path`` runs a test once on the compiled hit path and once on the pure-Python one;
-``registry`` is a fresh Registry on the engine of ``LRU`` (tests/conftest.py) and that hit path.
+``registry`` is a fresh Registry on the engine of ``LRU`` (tests/conftest.py) and that hit path;
+``clean_default`` leaves ``default_registry`` as the test found it.
 """
 import importlib
 import itertools
@@ -36,3 +37,15 @@ def registry(LRU, hit_path):
     assert isinstance(reg.caches["default"], LRU)
     yield reg
     Registry.delete(name)
+
+
+@pytest.fixture
+def clean_default():
+    """Tests using default_registry leave it as they found it."""
+    from ormcache import default_registry
+
+    default_registry.clear_all_caches()
+    default_registry.cache_invalidated.clear()
+    yield default_registry
+    default_registry.clear_all_caches()
+    default_registry.cache_invalidated.clear()

@@ -28,16 +28,6 @@ from ormcache import decorators
 _names = itertools.count()
 
 
-@pytest.fixture
-def clean_default():
-    """Tests using default_registry leave it as they found it."""
-    default_registry.clear_all_caches()
-    default_registry.cache_invalidated.clear()
-    yield default_registry
-    default_registry.clear_all_caches()
-    default_registry.cache_invalidated.clear()
-
-
 def model_class(registry, name="test.model"):
     """A model in Odoo's owner protocol whose ``get(key)`` counts its computations."""
 

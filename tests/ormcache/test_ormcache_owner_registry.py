@@ -13,15 +13,6 @@ class NotARegistry:
     caches = {}
 
 
-@pytest.fixture
-def clean_default():
-    default_registry.clear_all_caches()
-    default_registry.cache_invalidated.clear()
-    yield default_registry
-    default_registry.clear_all_caches()
-    default_registry.cache_invalidated.clear()
-
-
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_pool_that_is_not_a_registry_is_refused(hit_path, registry, kind):
     calls = []
