@@ -11,22 +11,18 @@ import pytest
 
 from ormcache import ormcache_context
 from ormcache._bench_odoo import BaseModel, Environment, frozendict
+from support.models import make_model
 
 
 def model(registry, calls, name="test.odoo.ctx", keys=("lang",)):
-    class Model(BaseModel):
-        __slots__ = ()
-        _name = name
-        pool = registry
+    @ormcache_context("x", keys=keys)
+    def f(self, x):
+        calls.append(x)
+        env = getattr(self, "env", None)
+        context = getattr(env, "context", None) or {}
+        return (x, *(context.get(k) for k in keys))
 
-        @ormcache_context("x", keys=keys)
-        def f(self, x):
-            calls.append(x)
-            env = getattr(self, "env", None)
-            context = getattr(env, "context", None) or {}
-            return (x, *(context.get(k) for k in keys))
-
-    return Model
+    return make_model(registry, name, (BaseModel,), __slots__=(), f=f)
 
 
 def test_each_context_its_own_entry(registry):

@@ -10,20 +10,16 @@ import pytest
 
 from ormcache import ormcache
 from ormcache._bench_odoo import BaseModel, Environment, frozendict
+from support.models import make_model
 
 
 def model(registry, calls, *exprs):
-    class Model(BaseModel):
-        __slots__ = ()
-        _name = "test.odoo.expr"
-        pool = registry
+    @ormcache(*exprs)
+    def f(self, key, ids=(1, 2)):
+        calls.append((key, self.env.uid, tuple(ids)))
+        return (key, self.id, self.env.uid, frozenset(ids))
 
-        @ormcache(*exprs)
-        def f(self, key, ids=(1, 2)):
-            calls.append((key, self.env.uid, tuple(ids)))
-            return (key, self.id, self.env.uid, frozenset(ids))
-
-    return Model
+    return make_model(registry, "test.odoo.expr", (BaseModel,), __slots__=(), f=f)
 
 
 @pytest.mark.parametrize("exprs", [("key", "self.id"), ("key", "self.env.uid"), ("key", "frozenset(ids)"),

@@ -13,11 +13,12 @@ CRASH_TIMEOUT = 120
 _TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def make_model(registry, name="m", **methods):
+def make_model(registry, name="m", bases=(), **methods):
     """A model class ``Model`` as Odoo declares one: ``_name`` (``name``), ``pool`` (``registry``,
-    where its caches live) and ``methods``, decorated by the caller during the test (so that they
-    use the hit path the test chose)."""
-    return type("Model", (), {"_name": name, "pool": registry, **methods})
+    where its caches live), ``bases`` and ``methods`` (or other class attributes: ``__slots__``),
+    the methods decorated by the caller during the test (so that they use the hit path the test
+    chose)."""
+    return type("Model", bases, {"_name": name, "pool": registry, **methods})
 
 
 def value_model(registry, calls):
