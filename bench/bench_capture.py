@@ -29,7 +29,7 @@ for path in (os.path.join(HERE, "..", "src"), os.path.join(HERE, "..", "tests"))
 import psycopg  # noqa: E402
 
 from ormcache.signaling import capture  # noqa: E402
-from servers import PostgresServer  # noqa: E402
+from support.servers import PostgresServer  # noqa: E402
 
 ROWS = 1000
 

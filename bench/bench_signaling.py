@@ -37,7 +37,7 @@ for path in (os.path.join(HERE, "..", "src"), os.path.join(HERE, "..", "tests"))
 
 from ormcache.registry import Registry  # noqa: E402
 from ormcache.signaling import REGISTRY, LocalSignaling, PostgresSignaling, RedisSignaling, SignalingUnavailable  # noqa: E402
-from servers import PostgresServer, RedisServer, TcpProxy  # noqa: E402
+from support.servers import PostgresServer, RedisServer, TcpProxy  # noqa: E402
 
 
 class NamedRegistry(Registry):

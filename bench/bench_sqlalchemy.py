@@ -445,9 +445,9 @@ def run_async(label: str, engine, requests: int) -> List[Dict[str, object]]:
 
 @contextlib.contextmanager
 def private_server(kind: str) -> Iterator[str]:
-    """A throw-away PostgreSQL (its DSN) or Redis (its URL) from tests/servers.py."""
+    """A throw-away PostgreSQL (its DSN) or Redis (its URL) from tests/support/servers.py."""
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-    import servers
+    from support import servers
 
     server = servers.PostgresServer() if kind == "postgres" else servers.RedisServer()
     server.setup()
