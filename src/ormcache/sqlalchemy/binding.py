@@ -179,12 +179,8 @@ class OrmCache:
             event.listen(sync_target, name, getattr(self, "_on_" + name))
         self._watched.append(sync_target)
         bind = sync_target.kw.get("bind") if isinstance(sync_target, sessionmaker) else getattr(sync_target, "bind", None)
-        if isinstance(bind, Engine) and bind.dialect.name != "postgresql" and getattr(
-                getattr(self.registry, "signaling", None), "record_in_transaction", False):
-            # known now: signals cannot be recorded in this database's transactions
-            verdicts = _same_database.setdefault(bind.pool, {})
-            if id(self.registry.signaling) not in verdicts:
-                verdicts[id(self.registry.signaling)] = _elsewhere(self.registry, bind, "another dialect")
+        if isinstance(bind, Engine):
+            _probe(self.registry, bind)
         return target
 
     def install(self, bind: Any) -> List[Any]:
@@ -655,6 +651,37 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
 #: pool -> {id(signaling backend): whether its database is the signaling one}, learnt at the
 #: first commit that records (a pool's connections all go to one database)
 _same_database: "weakref.WeakKeyDictionary[Any, Dict[int, bool]]" = weakref.WeakKeyDictionary()
+
+
+def _probe(registry: Any, engine: Engine) -> None:
+    """At ``watch()``: whether the signals of ``registry`` can be recorded in the transactions
+    of ``engine``'s database. Another dialect is known at once; another PostgreSQL database is
+    found with one probe connection (its epoch token is not the signaling database's). Either
+    way the one warning is logged now and commits publish after the COMMIT, with no SQL sent for
+    recording. When the probe cannot tell (a server unreachable now), the first commit decides
+    (in a savepoint)."""
+    backend = getattr(registry, "signaling", None)
+    if not (getattr(backend, "record_in_transaction", False) and hasattr(backend, "record_statement")):
+        return
+    verdicts = _same_database.setdefault(engine.pool, {})
+    if id(backend) in verdicts:
+        return
+    if engine.dialect.name != "postgresql":
+        verdicts[id(backend)] = _elsewhere(registry, engine, "another dialect")
+        return
+    from .capture import app_epoch
+
+    try:
+        epoch = backend.read_versions(registry.db_name, [])[0]  # creates the signaling tables
+        with engine.connect() as connection:
+            found = app_epoch(connection)
+    except Exception as exc:  # noqa: BLE001 - undecided: the first commit's savepoint decides
+        _logger.debug("ormcache %r: the signaling database probe of %s failed (%s); the first "
+                      "commit decides", registry.db_name,
+                      engine.url.render_as_string(hide_password=True), exc)
+        return
+    if epoch is not None and found != epoch:
+        verdicts[id(backend)] = _elsewhere(registry, engine, "another database")
 
 
 def _not_signaling_database(exc: BaseException) -> bool:

@@ -225,6 +225,11 @@ def _epoch(connection: Connection) -> Any:
     return None if row is None else row[0]
 
 
+def app_epoch(connection: Connection) -> Any:
+    """The epoch token of the signaling tables in ``connection``'s database (None: none there)."""
+    return _epoch(connection)
+
+
 def _check_reader(orm_cache: Any, epoch: Any, bind: Any) -> None:
     """The triggers write signals next to the data: the registry must read them there."""
     registry = orm_cache.registry
