@@ -155,6 +155,8 @@ class OrmCache:
                         f"orm_cached {descriptor.name}: policy {descriptor.policy!r} names unknown "
                         f"table(s) {unknown}; known: {sorted(self.metadata.tables)}"
                     )
+        if self._captured is True and self.metadata is None:
+            _capture.check_capturable(self, [d for d in found if d not in self._counters])
         for descriptor in found:
             if descriptor in self._counters:
                 continue
@@ -175,11 +177,13 @@ class OrmCache:
         sync_target = _event_target(target)
         if any(watched is sync_target for watched in self._watched):
             return target
+        bind = _bound_engine(sync_target)
+        if bind is not None and self._captured is True:
+            _capture.check_bind(self, bind)  # raises before anything listens
         for name in _EVENTS:
             event.listen(sync_target, name, getattr(self, "_on_" + name))
         self._watched.append(sync_target)
-        bind = sync_target.kw.get("bind") if isinstance(sync_target, sessionmaker) else getattr(sync_target, "bind", None)
-        if isinstance(bind, Engine):
+        if bind is not None:
             _probe(self.registry, bind)
         return target
 
@@ -191,7 +195,7 @@ class OrmCache:
         ``SignalingConfigurationError`` when the registry's signaling does not read that
         database. Returns the (schema, table) pairs equipped by this call. See
         ``ormcache.sqlalchemy.capture``."""
-        return _capture.install(self, bind)
+        return _capture.install(self, bind, [e for e in map(_bound_engine, self._watched) if e is not None])
 
     def ddl(self, dialect: Any) -> str:
         """What ``install()`` creates, as SQL text for a migration tool (Alembic's
@@ -556,6 +560,12 @@ def _event_target(target: Any) -> Any:
         return target
     raise TypeError(f"OrmCache.watch(): expected a Session or AsyncSession class, a sessionmaker, "
                     f"async_sessionmaker, scoped_session, async_scoped_session or a session, not {target!r}")
+
+
+def _bound_engine(sync_target: Any) -> Optional[Engine]:
+    """The Engine a watched sessionmaker or session is bound to, None when not known."""
+    bind = sync_target.kw.get("bind") if isinstance(sync_target, sessionmaker) else getattr(sync_target, "bind", None)
+    return bind if isinstance(bind, Engine) else None
 
 
 def _sync_class(maker: "async_sessionmaker[Any]") -> Type[Session]:
