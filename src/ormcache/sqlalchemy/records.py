@@ -11,7 +11,7 @@ Example::
     await records.prefetch(User, user_ids, ["name", "email"])
 
 The cache is ``{model: {id: {field: value}}}``; a field is loaded when it is a key of the record's
-dict. It lives in ``session.info`` and ends with the session's transaction (commit or rollback), as
+dict. It lives in ``session.info`` and ends with the session's transaction (commit, rollback or close), as
 the session's own identity map expires then. Inserts, updates and deletes flushed by the session
 drop the records they touch; ORM bulk ``insert()/update()/delete()`` statements drop the model;
 ``session.execute(text(...))`` SQL other than a read drops everything. Writes that bypass the
@@ -324,6 +324,9 @@ def _install_listeners() -> None:
     event.listen(Session, "do_orm_execute", _do_orm_execute)
     event.listen(Session, "after_commit", _end_of_transaction)
     event.listen(Session, "after_rollback", _end_of_transaction)
+    # close() (and a rollback with no SQL to undo) end the transaction without either event:
+    # the next transaction must read what others committed meanwhile
+    event.listen(Session, "after_transaction_end", _after_transaction_end)
     _installed = True
 
 
@@ -359,3 +362,8 @@ def _end_of_transaction(session: Session) -> None:
     cache = session.info.get(_INFO_KEY)
     if cache is not None:
         cache.clear()
+
+
+def _after_transaction_end(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        _end_of_transaction(session)
