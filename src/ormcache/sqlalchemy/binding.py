@@ -796,7 +796,9 @@ def _publishing_two_phase_commits(dialect: Any) -> None:
     """Have ``dialect``'s ``do_commit_twophase`` publish once it returns: SQLAlchemy sends no
     event after a two-phase COMMIT (psycopg's ``tpc_commit()`` runs no statement either), and
     the connection's next BEGIN may never come (``engine.dispose()``). A COMMIT that raises
-    may have committed: it publishes too."""
+    may have committed: it publishes too, and the connection is discarded (psycopg keeps a
+    connection whose ``tpc_commit()`` failed in its two-phase state: every later transaction
+    on it would fail)."""
     if dialect.__dict__.get("_ormcache_publishing"):
         return
     inner = dialect.do_commit_twophase
@@ -804,11 +806,22 @@ def _publishing_two_phase_commits(dialect: Any) -> None:
     def do_commit_twophase(connection: Any, xid: Any, is_prepared: bool = True, recover: bool = False) -> None:
         try:
             inner(connection, xid, is_prepared, recover=recover)
+        except BaseException:
+            _discard_two_phase(connection)
+            raise
         finally:
             _after_two_phase_commit(connection)
 
     dialect.do_commit_twophase = do_commit_twophase
     dialect._ormcache_publishing = True
+
+
+def _discard_two_phase(connection: Any) -> None:
+    """After a failed two-phase COMMIT: the pool must not hand out this DBAPI connection again."""
+    try:
+        connection.invalidate()
+    except Exception:  # noqa: BLE001 - already invalidated or closed
+        pass
 
 
 def _on_rollback_twophase(connection: Any, xid: Any, is_prepared: bool) -> None:
