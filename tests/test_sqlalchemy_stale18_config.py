@@ -137,6 +137,19 @@ def test_installing_elsewhere_than_the_watched_database_raises(databases):
         _close(cache, engine_a, engine_b)
 
 
+@pytest.fixture
+def no_other_full_table_caches():
+    """Without metadata, install() covers every FullTableCache of the process (those of the
+    other test modules too): none during these tests."""
+    from ormcache.sqlalchemy._changes import FULL_TABLE_MODELS
+
+    saved = dict(FULL_TABLE_MODELS)
+    FULL_TABLE_MODELS.clear()
+    yield
+    FULL_TABLE_MODELS.update(saved)
+
+
+@pytest.mark.usefixtures("no_other_full_table_caches")
 def test_a_callable_policy_without_metadata_cannot_be_captured(tmp_path):
     from ormcache.signaling import SqliteSignaling
 
@@ -155,6 +168,7 @@ def test_a_callable_policy_without_metadata_cannot_be_captured(tmp_path):
         _close(cache, engine)
 
 
+@pytest.mark.usefixtures("no_other_full_table_caches")
 def test_a_callable_policy_registered_after_install_without_metadata_raises(tmp_path):
     from ormcache.signaling import SqliteSignaling
 

@@ -303,13 +303,14 @@ def warn_uncaptured(orm_cache: Any) -> None:
 
 
 def read_snapshot(orm_cache: Any, connection: Any, txn: Any) -> None:
-    """The versions of the signals, read on the transaction's own connection (PostgreSQL, where
-    ``install()`` put the signals next to the data): when that snapshot is older than a signal
-    this process applied (the connection's transaction began before it: REPEATABLE READ,
-    SERIALIZABLE, a session joined to an external transaction), the transaction stores nothing
-    for others. One statement per transaction."""
+    """The versions of the signals, read on the transaction's own connection (PostgreSQL, or
+    the application's SQLite file, where ``install()`` put the signals next to the data): when
+    that snapshot is older than a signal this process applied (the connection's transaction
+    began before it: REPEATABLE READ, SERIALIZABLE, a session joined to an external
+    transaction, an SQLite WAL reader), the transaction stores nothing for others. One
+    statement per transaction."""
     registry = orm_cache.registry
-    if connection.dialect.name != "postgresql" or registry.signaling_version(orm_cache.cache_name) is None:
+    if connection.dialect.name not in capture.DIALECTS or registry.signaling_version(orm_cache.cache_name) is None:
         return  # not synced yet: the tables may not exist, nothing to compare with
     names = [REGISTRY, *orm_cache._signal_names]  # the cache's names and the tables' signals
     row = connection.exec_driver_sql(capture.versions_query(names)).fetchone()
