@@ -671,7 +671,8 @@ def _probe(registry: Any, engine: Engine) -> None:
     recording. When the probe cannot tell (a server unreachable now), the first commit decides
     (in a savepoint)."""
     backend = getattr(registry, "signaling", None)
-    if not (getattr(backend, "record_in_transaction", False) and hasattr(backend, "record_statement")):
+    if backend is None or not (getattr(backend, "record_in_transaction", False)
+                               and hasattr(backend, "record_statement")):
         return
     verdicts = _same_database.setdefault(engine.pool, {})
     if id(backend) in verdicts:
