@@ -680,12 +680,10 @@ def _probe(registry: Any, engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         verdicts[id(backend)] = _elsewhere(registry, engine, "another dialect")
         return
-    from .capture import app_epoch
-
     try:
         epoch = backend.read_versions(registry.db_name, [])[0]  # creates the signaling tables
         with engine.connect() as connection:
-            found = app_epoch(connection)
+            found = _capture.app_epoch(connection)
     except Exception as exc:  # noqa: BLE001 - undecided: the first commit's savepoint decides
         _logger.debug("ormcache %r: the signaling database probe of %s failed (%s); the first "
                       "commit decides", registry.db_name,
