@@ -15,7 +15,7 @@ import sys
 
 import psycopg
 import pytest
-from sqlalchemy import String, create_engine
+from sqlalchemy import String, create_engine, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, Session
 
 from ormcache.sqlalchemy import RecordCache
@@ -88,3 +88,52 @@ def test_a_record_cache_ends_with_its_transaction(database, elsewhere):
           f"stale {len(stale)} of {ROUNDS}")
     assert stale == []
 
+
+
+#: a write in the session's own transaction by a path that bypasses the session's ORM events
+_OWN_WRITES = {
+    "core_on_session_connection": lambda s, v: s.connection().execute(
+        Rec.__table__.update().where(Rec.__table__.c.id == 1).values(name=v)),
+    "text_on_session_connection": lambda s, v: s.connection().execute(
+        text("UPDATE recs_r18 SET name = :v WHERE id = 1"), {"v": v}),
+    "exec_driver_sql": lambda s, v: s.connection().exec_driver_sql(
+        "UPDATE recs_r18 SET name = '" + v + "' WHERE id = 1"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(_OWN_WRITES))
+def test_a_record_cache_reads_its_transactions_own_writes(database, path):
+    """Item 4 for RecordCache: a transaction that wrote by a connection-level path reads its
+    own write. Before the fix: the old value 5 of 5 rounds (each path, both databases)."""
+    kind, where, engine = database
+    stale = []
+    with Session(engine) as session:
+        for i in range(1, 6):
+            records = RecordCache.of(session)
+            records.get(Rec, 1, "name")
+            _OWN_WRITES[path](session, str(i))
+            seen = records.get(Rec, 1, "name")
+            if seen != str(i):
+                stale.append((i, seen))
+            session.commit()
+    print(f"{kind}, {path}: own write not read {len(stale)} of 5")
+    assert stale == []
+
+
+def test_flushes_and_reads_keep_the_other_records(database):
+    """The connection-level watch does not widen what a flush or a read drops: a flushed
+    change drops its record only, a SELECT or a savepoint drops nothing."""
+    kind, where, engine = database
+    with Session(engine) as session:
+        session.add(Rec(id=2, name="two"))
+        session.commit()
+        records = RecordCache.of(session)
+        records.prefetch(Rec, [1, 2], ["name"])
+        queries = records.queries
+        session.connection().exec_driver_sql("SELECT name FROM recs_r18").fetchall()
+        session.connection().execute(text("SELECT 1")).fetchall()
+        session.get(Rec, 1).name = "flushed"
+        session.flush()
+        assert records.get(Rec, 2, "name") == "two" and records.queries == queries
+        assert records.get(Rec, 1, "name") == "flushed" and records.queries == queries + 1
+        session.commit()
