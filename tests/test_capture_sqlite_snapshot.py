@@ -109,10 +109,9 @@ def _cached(factory, cache):
     return value
 
 
+@pytest.mark.parametrize("app", ["wal"], indirect=True)  # (rollback journal: see the docstring)
 def test_a_value_from_an_older_snapshot_is_not_stored(app):
     mode, path, engine, factory, cache = app
-    if mode != "wal":
-        pytest.skip("rollback journal: the other process cannot commit while the snapshot is open")
     stale = []
     for i in range(1, ROUNDS + 1):
         _cached(factory, cache)  # cached (stale ones counted below, at the end of each round)
