@@ -185,3 +185,14 @@ def test_a_callable_policy_registered_after_install_without_metadata_raises(tmp_
         assert cache._counters == counters and cache._callables == []  # nothing changed
     finally:
         _close(cache, engine)
+
+
+def test_the_shared_tier_prefix_formats_with_db_name_only():
+    """Before the fix: a KeyError ('other') with no word of the argument."""
+    registry = Registry(f"s18-prefix-{uuid.uuid4().hex[:8]}")
+    try:
+        with pytest.raises(ValueError, match="redis_prefix 'x:{other}:'") as info:
+            OrmCache(registry, redis_url="redis://:s3cret-pw@127.0.0.1:1/0", secret=b"k", redis_prefix="x:{other}:")
+        assert "s3cret" not in str(info.value)
+    finally:
+        Registry.delete(registry.db_name)

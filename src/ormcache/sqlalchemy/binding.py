@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from ormcache._cache_py import Counter
 from ormcache.signaling import LocalSignaling
+from ormcache.signaling.base import check_key_prefix
 
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
@@ -107,6 +108,7 @@ class OrmCache:
         self.lru = registry.caches[cache]
         self.shared: Optional[SharedTier] = None
         if redis_url is not None:
+            redis_prefix = check_key_prefix(redis_prefix, "redis_prefix")
             self.shared = SharedTier(redis_url, prefix=redis_prefix.format(db_name=registry.db_name),
                                      serializer=serializer, secret=secret, timeout=redis_timeout,
                                      retry_interval=getattr(registry, "signaling_retry_interval", 1.0))
