@@ -267,6 +267,20 @@ class LocalSignaling(SignalingBackend):
         return "LocalSignaling()"
 
 
+def check_key_prefix(prefix: Any, argument: str) -> str:
+    """``prefix`` (a Redis key prefix formatted with ``db_name``) if it can be used: a str
+    whose only placeholder is ``{db_name}``; else TypeError/ValueError at construction (it
+    would fail at every call)."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"{argument} must be a str, not {type(prefix).__name__}")
+    try:
+        prefix.format(db_name="db")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{argument} {prefix!r}: its only placeholder may be {{db_name}} "
+                         f"(double the braces of a literal one): {type(exc).__name__} {exc}") from None
+    return prefix
+
+
 def _zeros(count: int) -> Tuple[int, ...]:
     return (0,) * count
 

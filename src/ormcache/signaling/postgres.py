@@ -334,6 +334,12 @@ class PostgresSignaling(SignalingBackend):
 
     def __init__(self, dsn: str, *, timeout: float = 0.5, connect_timeout: Optional[float] = None,
                  record_in_transaction: bool = True, prune_every: int = 64) -> None:
+        if not isinstance(record_in_transaction, bool):  # "no" would mean yes
+            raise TypeError(f"record_in_transaction must be True or False, not {record_in_transaction!r}")
+        if isinstance(prune_every, bool) or not isinstance(prune_every, int):
+            raise TypeError(f"prune_every must be an int (signals of a name between prunes), not {prune_every!r}")
+        if prune_every < 1:
+            raise ValueError(f"prune_every must be at least 1 signal, not {prune_every!r}")
         self.dsn = dsn
         params = conninfo_to_dict(dsn)
         self.timeout = float(timeout if connect_timeout is None else connect_timeout)

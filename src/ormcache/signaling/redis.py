@@ -25,6 +25,7 @@ from .base import (
     PerLoop,
     Versions,
     arun_steps,
+    check_key_prefix,
     run_steps,
 )
 
@@ -105,7 +106,7 @@ class RedisSignaling(SignalingBackend):
             raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
         self._redis = redis
         self.url = url
-        self.key_prefix = key_prefix
+        self.key_prefix = check_key_prefix(key_prefix, "key_prefix")
         self._role_checked = False
         # no retries of redis-py (a timeout retried is a second deadline): _calling retries once
         # when a pooled connection died with the server

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from ormcache._cache_py import Counter
 from ormcache.signaling import LocalSignaling
+from ormcache.signaling.base import check_key_prefix
 
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
@@ -107,6 +108,7 @@ class OrmCache:
         self.lru = registry.caches[cache]
         self.shared: Optional[SharedTier] = None
         if redis_url is not None:
+            redis_prefix = check_key_prefix(redis_prefix, "redis_prefix")
             self.shared = SharedTier(redis_url, prefix=redis_prefix.format(db_name=registry.db_name),
                                      serializer=serializer, secret=secret, timeout=redis_timeout,
                                      retry_interval=getattr(registry, "signaling_retry_interval", 1.0))
@@ -155,6 +157,8 @@ class OrmCache:
                         f"orm_cached {descriptor.name}: policy {descriptor.policy!r} names unknown "
                         f"table(s) {unknown}; known: {sorted(self.metadata.tables)}"
                     )
+        if self._captured is True and self.metadata is None:
+            _capture.check_capturable(self, [d for d in found if d not in self._counters])
         for descriptor in found:
             if descriptor in self._counters:
                 continue
@@ -175,16 +179,14 @@ class OrmCache:
         sync_target = _event_target(target)
         if any(watched is sync_target for watched in self._watched):
             return target
+        bind = _bound_engine(sync_target)
+        if bind is not None and self._captured is True:
+            _capture.check_bind(self, bind)  # raises before anything listens
         for name in _EVENTS:
             event.listen(sync_target, name, getattr(self, "_on_" + name))
         self._watched.append(sync_target)
-        bind = sync_target.kw.get("bind") if isinstance(sync_target, sessionmaker) else getattr(sync_target, "bind", None)
-        if isinstance(bind, Engine) and bind.dialect.name != "postgresql" and getattr(
-                getattr(self.registry, "signaling", None), "record_in_transaction", False):
-            # known now: signals cannot be recorded in this database's transactions
-            verdicts = _same_database.setdefault(bind.pool, {})
-            if id(self.registry.signaling) not in verdicts:
-                verdicts[id(self.registry.signaling)] = _elsewhere(self.registry, bind, "another dialect")
+        if bind is not None:
+            _probe(self.registry, bind)
         return target
 
     def install(self, bind: Any) -> List[Any]:
@@ -195,7 +197,7 @@ class OrmCache:
         ``SignalingConfigurationError`` when the registry's signaling does not read that
         database. Returns the (schema, table) pairs equipped by this call. See
         ``ormcache.sqlalchemy.capture``."""
-        return _capture.install(self, bind)
+        return _capture.install(self, bind, [e for e in map(_bound_engine, self._watched) if e is not None])
 
     def ddl(self, dialect: Any) -> str:
         """What ``install()`` creates, as SQL text for a migration tool (Alembic's
@@ -562,6 +564,12 @@ def _event_target(target: Any) -> Any:
                     f"async_sessionmaker, scoped_session, async_scoped_session or a session, not {target!r}")
 
 
+def _bound_engine(sync_target: Any) -> Optional[Engine]:
+    """The Engine a watched sessionmaker or session is bound to, None when not known."""
+    bind = sync_target.kw.get("bind") if isinstance(sync_target, sessionmaker) else getattr(sync_target, "bind", None)
+    return bind if isinstance(bind, Engine) else None
+
+
 def _sync_class(maker: "async_sessionmaker[Any]") -> Type[Session]:
     """A Session subclass of ``maker``'s own, set as its ``sync_session_class`` (as a
     sessionmaker makes a class of its own): listening to it hears only ``maker``'s sessions."""
@@ -655,6 +663,36 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
 #: pool -> {id(signaling backend): whether its database is the signaling one}, learnt at the
 #: first commit that records (a pool's connections all go to one database)
 _same_database: "weakref.WeakKeyDictionary[Any, Dict[int, bool]]" = weakref.WeakKeyDictionary()
+
+
+def _probe(registry: Any, engine: Engine) -> None:
+    """At ``watch()``: whether the signals of ``registry`` can be recorded in the transactions
+    of ``engine``'s database. Another dialect is known at once; another PostgreSQL database is
+    found with one probe connection (its epoch token is not the signaling database's). Either
+    way the one warning is logged now and commits publish after the COMMIT, with no SQL sent for
+    recording. When the probe cannot tell (a server unreachable now), the first commit decides
+    (in a savepoint)."""
+    backend = getattr(registry, "signaling", None)
+    if backend is None or not (getattr(backend, "record_in_transaction", False)
+                               and hasattr(backend, "record_statement")):
+        return
+    verdicts = _same_database.setdefault(engine.pool, {})
+    if id(backend) in verdicts:
+        return
+    if engine.dialect.name != "postgresql":
+        verdicts[id(backend)] = _elsewhere(registry, engine, "another dialect")
+        return
+    try:
+        epoch = backend.read_versions(registry.db_name, [])[0]  # creates the signaling tables
+        with engine.connect() as connection:
+            found = _capture.app_epoch(connection)
+    except Exception as exc:  # noqa: BLE001 - undecided: the first commit's savepoint decides
+        _logger.debug("ormcache %r: the signaling database probe of %s failed (%s); the first "
+                      "commit decides", registry.db_name,
+                      engine.url.render_as_string(hide_password=True), exc)
+        return
+    if epoch is not None and found != epoch:
+        verdicts[id(backend)] = _elsewhere(registry, engine, "another database")
 
 
 def _not_signaling_database(exc: BaseException) -> bool:
@@ -759,7 +797,9 @@ def _publishing_two_phase_commits(dialect: Any) -> None:
     """Have ``dialect``'s ``do_commit_twophase`` publish once it returns: SQLAlchemy sends no
     event after a two-phase COMMIT (psycopg's ``tpc_commit()`` runs no statement either), and
     the connection's next BEGIN may never come (``engine.dispose()``). A COMMIT that raises
-    may have committed: it publishes too."""
+    may have committed: it publishes too, and the connection is discarded (psycopg keeps a
+    connection whose ``tpc_commit()`` failed in its two-phase state: every later transaction
+    on it would fail)."""
     if dialect.__dict__.get("_ormcache_publishing"):
         return
     inner = dialect.do_commit_twophase
@@ -767,11 +807,22 @@ def _publishing_two_phase_commits(dialect: Any) -> None:
     def do_commit_twophase(connection: Any, xid: Any, is_prepared: bool = True, recover: bool = False) -> None:
         try:
             inner(connection, xid, is_prepared, recover=recover)
+        except BaseException:
+            _discard_two_phase(connection)
+            raise
         finally:
             _after_two_phase_commit(connection)
 
     dialect.do_commit_twophase = do_commit_twophase
     dialect._ormcache_publishing = True
+
+
+def _discard_two_phase(connection: Any) -> None:
+    """After a failed two-phase COMMIT: the pool must not hand out this DBAPI connection again."""
+    try:
+        connection.invalidate()
+    except Exception:  # noqa: BLE001 - already invalidated or closed
+        pass
 
 
 def _on_rollback_twophase(connection: Any, xid: Any, is_prepared: bool) -> None:

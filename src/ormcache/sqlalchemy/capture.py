@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -20,7 +20,7 @@ from ._bridge import await_, in_greenlet
 from ._changes import FULL_TABLE_MODELS
 from ._session import table_key
 
-__all__ = ["captured_tables", "ddl_statements", "install", "warn_uncaptured", "read_snapshot",
+__all__ = ["captured_tables", "check_bind", "check_capturable", "ddl_statements", "install", "warn_uncaptured", "read_snapshot",
            "fully_captured", "publish_members", "member_signal"]
 
 _logger = logging.getLogger("ormcache.sqlalchemy")
@@ -54,22 +54,37 @@ def captured_tables(orm_cache: Any) -> List[Tuple[Optional[str], str]]:
     return sorted(_dependencies(orm_cache), key=lambda t: (t[0] or "", t[1]))
 
 
+def check_capturable(orm_cache: Any, descriptors: Any = None) -> None:
+    """ValueError when the capture cannot cover what the values depend on: a callable policy
+    may depend on any table, which only the OrmCache's metadata names (without it, no trigger
+    would signal its tables and commits would be taken for captured)."""
+    callables = [d for d in (orm_cache._callables if descriptors is None else descriptors) if d.tables is None]
+    if callables and orm_cache.metadata is None:
+        raise ValueError(
+            f"OrmCache {orm_cache.registry.db_name!r}: the capture cannot cover the callable "
+            f"policy of {', '.join(sorted(str(d.name) for d in callables))}, which may depend on "
+            "any table: give OrmCache the metadata (OrmCache(registry, Base.metadata)) so that "
+            "install() puts triggers on every table")
+
+
 def ddl_statements(orm_cache: Any, dialect: Any) -> List[str]:
     """The statements ``install()`` runs, for ``dialect`` (a name or a SQLAlchemy dialect)."""
+    check_capturable(orm_cache)
     name = getattr(dialect, "name", dialect)
     return capture.table_ddl(name, captured_tables(orm_cache))
 
 
-def install(orm_cache: Any, bind: Any) -> List[Tuple[Optional[str], str]]:
+def install(orm_cache: Any, bind: Any, watched: Sequence[Engine] = ()) -> List[Tuple[Optional[str], str]]:
     """Create what is missing of the capture (tables, functions, triggers) in the database of
     ``bind`` (an Engine or a Connection), in one transaction; check that the registry's
-    signaling reads that database; then subscribe the registry to the tables' signals. Returns
-    the tables newly equipped."""
+    signaling reads that database, and that the ``watched`` engines write to it; then
+    subscribe the registry to the tables' signals. Returns the tables newly equipped."""
     if not isinstance(bind, (Engine, Connection)):
         raise TypeError(f"OrmCache.install() takes an Engine or a Connection, not {bind!r}")
     dialect = bind.dialect.name
     if dialect not in capture.DIALECTS:
         raise ValueError(f"OrmCache.install(): capture supports {list(capture.DIALECTS)}, not {dialect!r}")
+    check_capturable(orm_cache)
     dependencies = _dependencies(orm_cache)
     pairs = [(table, capture.table_signal(table)) for table in dependencies]
     transaction, created = _transaction(bind), False
@@ -86,6 +101,11 @@ def install(orm_cache: Any, bind: Any) -> List[Tuple[Optional[str], str]]:
         # (DDL run in the caller's open transaction holds its lock and is not visible to the
         # backend's own connection yet: the check waits for the next install(), at the next start)
         _check_reader(orm_cache, epoch, bind)
+        bound = bind if isinstance(bind, Engine) else bind.engine
+        for engine in watched:
+            if engine is not bound:
+                _check_bind(engine, epoch, orm_cache)
+    orm_cache._installed_epoch = epoch
     _subscribe(orm_cache, {signal: dependencies[table] for table, signal in pairs})
     orm_cache._captured = True
     orm_cache._captured_tables = (_signature(orm_cache), set(dependencies))
@@ -225,6 +245,35 @@ def _epoch(connection: Connection) -> Any:
     return None if row is None else row[0]
 
 
+def app_epoch(connection: Connection) -> Any:
+    """The epoch token of the signaling tables in ``connection``'s database (None: none there)."""
+    return _epoch(connection)
+
+
+def check_bind(orm_cache: Any, engine: Engine) -> None:
+    """``watch()`` of an installed OrmCache: ``engine`` must write to the database holding the
+    capture triggers (one probe connection; when it cannot connect now, nothing is decided)."""
+    _check_bind(engine, getattr(orm_cache, "_installed_epoch", None), orm_cache)
+
+
+def _check_bind(engine: Engine, epoch: Any, orm_cache: Any) -> None:
+    if epoch is None:  # installed in the caller's open transaction: checked at the next install()
+        return
+    try:
+        with engine.connect() as connection:
+            found = _epoch(connection)
+    except Exception as exc:  # noqa: BLE001 - unreachable now: cannot tell
+        _logger.debug("OrmCache %r: cannot probe %s (%s)", orm_cache.registry.db_name,
+                      engine.url.render_as_string(hide_password=True), exc)
+        return
+    if found != epoch:
+        raise SignalingConfigurationError(
+            f"OrmCache {orm_cache.registry.db_name!r}: the sessions of "
+            f"{engine.url.render_as_string(hide_password=True)} write to a database that does not "
+            "hold the capture triggers of install(): their writes would never be signalled. "
+            "Watch sessions of the installed database, or install() on theirs")
+
+
 def _check_reader(orm_cache: Any, epoch: Any, bind: Any) -> None:
     """The triggers write signals next to the data: the registry must read them there."""
     registry = orm_cache.registry
@@ -254,13 +303,14 @@ def warn_uncaptured(orm_cache: Any) -> None:
 
 
 def read_snapshot(orm_cache: Any, connection: Any, txn: Any) -> None:
-    """The versions of the signals, read on the transaction's own connection (PostgreSQL, where
-    ``install()`` put the signals next to the data): when that snapshot is older than a signal
-    this process applied (the connection's transaction began before it: REPEATABLE READ,
-    SERIALIZABLE, a session joined to an external transaction), the transaction stores nothing
-    for others. One statement per transaction."""
+    """The versions of the signals, read on the transaction's own connection (PostgreSQL, or
+    the application's SQLite file, where ``install()`` put the signals next to the data): when
+    that snapshot is older than a signal this process applied (the connection's transaction
+    began before it: REPEATABLE READ, SERIALIZABLE, a session joined to an external
+    transaction, an SQLite WAL reader), the transaction stores nothing for others. One
+    statement per transaction."""
     registry = orm_cache.registry
-    if connection.dialect.name != "postgresql" or registry.signaling_version(orm_cache.cache_name) is None:
+    if connection.dialect.name not in capture.DIALECTS or registry.signaling_version(orm_cache.cache_name) is None:
         return  # not synced yet: the tables may not exist, nothing to compare with
     names = [REGISTRY, *orm_cache._signal_names]  # the cache's names and the tables' signals
     row = connection.exec_driver_sql(capture.versions_query(names)).fetchone()

@@ -11,22 +11,26 @@ Example::
     await records.prefetch(User, user_ids, ["name", "email"])
 
 The cache is ``{model: {id: {field: value}}}``; a field is loaded when it is a key of the record's
-dict. It lives in ``session.info`` and ends with the session's transaction (commit or rollback), as
+dict. It lives in ``session.info`` and ends with the session's transaction (commit, rollback or close), as
 the session's own identity map expires then. Inserts, updates and deletes flushed by the session
 drop the records they touch; ORM bulk ``insert()/update()/delete()`` statements drop the model;
-``session.execute(text(...))`` SQL other than a read drops everything. Writes that bypass the
-session (SQL on a connection, another process) are not seen.
+``session.execute(text(...))`` SQL other than a read drops everything, and so do writes on the
+session's connection that bypass the session (Core, ``text()``, ``exec_driver_sql()``). A raw
+DBAPI cursor is not seen; another process's commits are read by the next transaction.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union, overload
+import weakref
+from typing import (AbstractSet, Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union,
+                    overload)
 
-from sqlalchemy import bindparam, event, inspect, select
+from sqlalchemy import TextClause, bindparam, event, inspect, select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
 from sqlalchemy.orm import Mapper, Session, scoped_session
 
 from ._bridge import MISS, is_async, run, sync_session
-from ._changes import ALL_TABLES, changed_instances, statement_tables
+from ._changes import ALL_TABLES, changed_instances, is_single_read, statement_tables
 
 __all__ = ["RecordCache", "AsyncRecordCache", "MissingRecord"]
 
@@ -216,6 +220,8 @@ class RecordCache:
             # through the session: the application's do_orm_execute hooks (tenant criteria...) apply
             rows = self.session.execute(statement, {"ids": chunk}).all()
             self.queries += 1
+            if start == 0:
+                _watch_connection(self, self.session.connection(bind_arguments={"mapper": model.mapper}))
             found = set()
             for row in rows:
                 id_ = row[0]
@@ -324,6 +330,9 @@ def _install_listeners() -> None:
     event.listen(Session, "do_orm_execute", _do_orm_execute)
     event.listen(Session, "after_commit", _end_of_transaction)
     event.listen(Session, "after_rollback", _end_of_transaction)
+    # close() (and a rollback with no SQL to undo) end the transaction without either event:
+    # the next transaction must read what others committed meanwhile
+    event.listen(Session, "after_transaction_end", _after_transaction_end)
     _installed = True
 
 
@@ -359,3 +368,69 @@ def _end_of_transaction(session: Session) -> None:
     cache = session.info.get(_INFO_KEY)
     if cache is not None:
         cache.clear()
+
+
+# -- writes on the session's connection that bypass the session (Core, text(), driver SQL) ------
+
+#: ``Connection.info`` key: the record caches whose session reads on that DBAPI connection
+_CONNECTION_KEY = "ormcache.sqlalchemy.records.caches"
+#: engines whose statements are watched (once each)
+_watched_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+#: first words of statements that change no table
+_CONTROL = frozenset({"begin", "start", "commit", "end", "rollback", "savepoint", "release"})
+
+
+def _watch_connection(cache: RecordCache, connection: Connection) -> None:
+    """Have what is written on ``connection`` outside of the session's ORM events (Core on
+    ``session.connection()``, ``text()``, ``exec_driver_sql()``) drop what ``cache`` holds of
+    the tables written, so its transaction reads its own writes."""
+    caches = connection.info.get(_CONNECTION_KEY)
+    if caches is None:
+        caches = connection.info[_CONNECTION_KEY] = weakref.WeakSet()
+    caches.add(cache)
+    engine = connection.engine
+    if engine not in _watched_engines:
+        _watched_engines.add(engine)
+        event.listen(engine, "after_cursor_execute", _after_cursor_execute)
+
+
+def _written_tables(statement: str, context: Any) -> AbstractSet[str]:
+    """The tables a statement may have written: its table for compiled DML, nothing for a
+    compiled read or transaction control, ``ALL_TABLES`` for SQL text that is not provably a
+    read."""
+    compiled = getattr(context, "compiled", None)
+    if compiled is not None:
+        if context.isinsert or context.isupdate or context.isdelete:
+            name = getattr(getattr(compiled.statement, "table", None), "name", None)
+            return ALL_TABLES if name is None else {name}
+        if not isinstance(compiled.statement, TextClause):
+            return frozenset()  # a select(), a savepoint clause, DDL
+    words = statement.lstrip().split(None, 1)
+    if not words or words[0].lower() in _CONTROL or is_single_read(statement):
+        return frozenset()
+    return ALL_TABLES
+
+
+def _after_cursor_execute(connection: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                          executemany: bool) -> None:
+    try:
+        caches = connection.info.get(_CONNECTION_KEY)
+    except Exception:  # noqa: BLE001 - an invalidated connection: nothing cached on it
+        return
+    if not caches:
+        return
+    # a flush's own statements: after_flush drops exactly the records they wrote
+    holding = [c for c in caches if (c._data or c._missing) and not c.session._flushing]
+    if not holding:
+        return
+    tables = _written_tables(statement, context)
+    for cache in holding:
+        if tables is ALL_TABLES:  # (empty: tested first)
+            cache.clear()
+        elif tables:
+            cache._invalidate_tables(set(tables))
+
+
+def _after_transaction_end(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        _end_of_transaction(session)
