@@ -557,6 +557,10 @@ cdef class Counter:
     cdef public Py_ssize_t miss
     cdef public Py_ssize_t err
     cdef public double gen_time
+    # Odoo 19's transaction statistics (first lookup of a key in a cursor_scope(); tx_stats)
+    cdef public Py_ssize_t tx_hit
+    cdef public Py_ssize_t tx_miss
+    cdef public Py_ssize_t tx_err
 
     def __init__(self, cache_name=""):
         self.cache_name = cache_name
@@ -565,6 +569,16 @@ cdef class Counter:
     def ratio(self):
         """Hits in percent of lookups."""
         return 100.0 * self.hit / ((self.hit + self.miss) or 1)
+
+    @property
+    def tx_ratio(self):
+        """Transactions' first lookups served by the cache, in percent."""
+        return 100.0 * self.tx_hit / ((self.tx_hit + self.tx_miss) or 1)
+
+    @property
+    def tx_calls(self):
+        """Transactions' first lookups (``tx_hit + tx_miss``)."""
+        return self.tx_hit + self.tx_miss
 
     def __repr__(self):
         return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"

@@ -28,6 +28,8 @@ Contract relied on by the signaling and SQLAlchemy layers:
   seconds (``ormcache(..., ttl=)``): made on first use by ``lru_factory(count, ttl=ttl)`` with
   the named cache's count, cleared whenever ``name`` is; ``all_caches()`` lists both kinds.
 - ``counters``: (model, method) -> statistics, filled by the decorators (read by ``ormcache.stats``).
+- ``tx_stats`` (bool, off): count Odoo 19's ``tx_hit``/``tx_miss``/``tx_err``, the first lookup of
+  each key in a thread's ``cursor_scope()``; ``resolve`` then serves the hit paths an LRU that counts.
 - ``Registry.delete(db_name)`` runs ``DELETE_HOOKS``: the hit paths forget the registries they
   remember, so a deleted registry (and its caches) can be freed.
 """
@@ -79,7 +81,8 @@ class ExpiringName(str):
         return self
 
 
-#: called without arguments after a registry is deleted (hit paths drop the registries they keep)
+#: called without arguments after a registry is deleted or its ``tx_stats`` changes (hit paths
+#: drop the registries they keep)
 DELETE_HOOKS: List[Callable[[], None]] = []
 
 
@@ -108,6 +111,9 @@ class _ThreadFlags(threading.local):
     a ``threading.local`` attribute a thread never set raises (and formats) an AttributeError."""
 
     scope_generation: Any = None
+    #: the keys looked up so far in this thread's transaction (``cursor_scope()``), for the
+    #: ``tx_*`` counters; None outside a scope
+    tx_lookups: Any = None
 
 
 class Registry(RegistrySignaling, metaclass=_PerDatabase):
@@ -169,6 +175,9 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         self.counters: Dict[Tuple[str, Any], Any] = {}
         #: the signaling backend (set by the signaling layer), None when signaling is off.
         self.signaling: Any = None
+        self._tx_stats = False
+        #: (id(LRU), id(counter)) -> the ``_lookup.TxCounting`` serving them while tx_stats is on
+        self._tx_counting: Dict[Tuple[int, int], Any] = {}
         #: bumped by every clear (read through ``generation``)
         self._generation = 0
         self._invalidation_flags = _ThreadFlags()
@@ -261,10 +270,33 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         previous = getattr(flags, "scope_generation", None)
         if previous is None:  # a nested scope runs in the outer one's transaction: keep its start
             flags.scope_generation = self._generation
+            flags.tx_lookups = set()
         return previous
 
     def _end_scope(self, previous: Any) -> None:
         self._invalidation_flags.scope_generation = previous
+        if previous is None:
+            self._invalidation_flags.tx_lookups = None
+
+    # -- Odoo 19's transaction statistics ----------------------------------------------------
+
+    @property
+    def tx_stats(self) -> bool:
+        """Whether the counters' ``tx_hit``/``tx_miss``/``tx_err`` move (off by default).
+
+        When on, the first lookup of each key in a thread's ``cursor_scope()`` (its transaction)
+        counts a ``tx_hit`` or a ``tx_miss`` (Odoo 19's statistics); it costs every call of this
+        registry's methods a set lookup, so the hit paths take it only when asked."""
+        return self._tx_stats
+
+    @tx_stats.setter
+    def tx_stats(self, value: bool) -> None:
+        if type(value) is not bool:
+            raise TypeError(f"tx_stats must be True or False, not {value!r}")
+        if value is not self._tx_stats:
+            self._tx_stats = value
+            for hook in list(DELETE_HOOKS):  # the hit paths resolve their slots again
+                hook()
 
     # -- clearing ----------------------------------------------------------------------------
 
