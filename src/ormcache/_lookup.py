@@ -123,7 +123,7 @@ def _tx_counting(registry: Any, lru: Any, counter: Any) -> TxCounting:
     """One ``TxCounting`` per (LRU, counter) of a registry, so that every slot resolved for one
     method shares it (flights are keyed by the LRU's identity)."""
     made = registry._tx_counting
-    wrapped = made.get((id(lru), id(counter)))
+    wrapped: Optional[TxCounting] = made.get((id(lru), id(counter)))
     if wrapped is None or wrapped.lru is not lru or wrapped.counter is not counter:
         wrapped = made[(id(lru), id(counter))] = TxCounting(lru, counter, registry._invalidation_flags)
     return wrapped
