@@ -60,6 +60,8 @@ def resolve(pool: Any, mkey: Any, func: Callable[..., Any], cache_name: str, cou
             fresh.tx_hit, fresh.tx_miss, fresh.tx_err = (
                 getattr(counter, "tx_hit", 0), getattr(counter, "tx_miss", 0), getattr(counter, "tx_err", 0))
         counter = counters[(model, func)] = fresh
+    if registry.method_signals:
+        registry._watch_method(func)
     if registry.tx_stats:
         lru = _tx_counting(registry, lru, counter)
     return registry, model, lru, counter
