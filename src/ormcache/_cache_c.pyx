@@ -198,6 +198,36 @@ cdef extern from *:
         return -1;
     }
 
+    /* The attribute that ormcache_instance_attrs last read from obj's instance dict (`seen`),
+       borrowed (the dict holds it), when that dict is still unchanged: no reference counting,
+       no dict lookup. NULL when it cannot tell this way (then the full path runs), or when the
+       dict has no such entry (*absent = 1). */
+    static PyObject *ormcache_seen_attr(PyObject *obj, ormcache_seen *seen, int *absent) {
+        *absent = 0;
+    #ifdef ORMCACHE_DICT_VERSIONS
+        PyTypeObject *tp = Py_TYPE(obj);
+        PyObject **dictptr, *dict;
+        if (seen->dict == NULL) return NULL;
+    #ifdef Py_TPFLAGS_MANAGED_DICT
+        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
+    #else
+        if (tp->tp_dictoffset > 0)
+    #endif
+            dictptr = (PyObject **)((char *)obj + tp->tp_dictoffset);
+        else
+            dictptr = _PyObject_GetDictPtr(obj);
+        if (dictptr == NULL) return NULL;
+        dict = *dictptr;
+        if (dict != seen->dict || ormcache_dict_version(dict) != seen->version) return NULL;
+        *absent = seen->pool == NULL;
+        return seen->pool;
+    #else
+        (void)obj;
+        (void)seen;
+        return NULL;
+    #endif
+    }
+
     #define ormcache_steal(o) (o)
 
     /* The probe key of a hit is a tuple the wrapper keeps and refills, instead of a new tuple
@@ -286,6 +316,14 @@ cdef extern from *:
         {"__reduce__", (PyCFunction)ormcache_key_reduce, METH_NOARGS, NULL},
         {NULL, NULL, 0, NULL},
     };
+    /* hash(o), read straight from a HashedKey that has it (the context part of a key) */
+    static inline Py_hash_t ormcache_part_hash(PyObject *o) {
+        if (Py_IS_TYPE(o, &ormcache_HashedKey_Type)) {
+            Py_hash_t h = *ormcache_key_slot(o);
+            if (h != 0) return h;
+        }
+        return PyObject_Hash(o);
+    }
     static PyObject *ormcache_key_type(void) {
         PyTypeObject *tp = &ormcache_HashedKey_Type;
         if (tp->tp_base == NULL) {
@@ -377,6 +415,8 @@ cdef extern from *:
     unsigned long long ormcache_version_or_zero(PyObject* d)
     bint ormcache_same_dict(PyObject* d, PyObject* seen, unsigned long long version)
     int ormcache_instance_attrs(PyObject* obj, object pool_name, object name_name, ormcache_seen* seen, PyObject** pool, PyObject** name)
+    PyObject* ormcache_seen_attr(PyObject* obj, ormcache_seen* seen, int* absent)
+    Py_hash_t ormcache_part_hash(PyObject* o)
     unsigned int ormcache_type_tag(object type)
     PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
     PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
@@ -947,7 +987,23 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
     cdef unsigned long long version
     cdef PyObject* found
     cdef PyObject* found_too
-    cdef int got
+    cdef PyObject* raw
+    cdef int got, absent
+    if (self.context_index < 0 and slot.env_kind == 2 and slot.env_offset
+            and Py_TYPE_raw(args[0]) == <PyObject*>slot.owner_type
+            and ormcache_type_tag(slot.owner_type) == slot.tag):
+        # Odoo's record shape, its env's context unchanged since the last call (the env's dict
+        # and the context dict at the versions seen): the last part, with borrowed pointers only
+        raw = ormcache_member_read(args[0], slot.env_offset)
+        if (raw != NULL and Py_TYPE_raw(raw) == <PyObject*>slot.env_type
+                and ormcache_type_tag(slot.env_type) == slot.env_tag):
+            raw = ormcache_seen_attr(raw, &slot.env_seen, &absent)
+            if raw != NULL:
+                with cython.critical_section(self):
+                    if (Py_TYPE_raw(raw) == self.context_type
+                            and ormcache_same_dict(raw, self.context_seen, self.context_version)
+                            and ormcache_type_tag(<object>self.context_type) == self.context_type_tag):
+                        return self.context_part
     if self.context_index >= 0:
         context = <object>args[self.context_index]
         if not context:
@@ -1049,7 +1105,7 @@ cdef inline Py_hash_t _hash_key(_Slot slot, object key, PyObject** args, const P
         acc = ormcache_fold(acc, lane)
     if tail == NULL:
         return ormcache_fold_end(acc, n + 2)
-    lane = PyObject_Hash_raw(tail)
+    lane = ormcache_part_hash(tail)
     if lane == -1:
         return -1
     return ormcache_fold_end(ormcache_fold(acc, lane), n + 3)

@@ -321,9 +321,11 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
     def _watch_method(self, func: Any) -> str:
         """Subscribe ``func``'s signal (once); returns its name."""
         topic = method_signal(func)
-        funcs = self._method_topics.get(topic, ())
-        if func not in funcs:
-            self._method_topics[topic] = (*funcs, func)
+        if func not in self._method_topics.get(topic, ()):
+            with self._expiring_lock:  # a short lock of this registry's (no user code under it)
+                funcs = self._method_topics.get(topic, ())
+                if func not in funcs:
+                    self._method_topics[topic] = (*funcs, func)
             self.subscribe_signals([topic], self._method_signals_moved)
         return topic
 
