@@ -324,6 +324,40 @@ cdef extern from *:
         }
         return PyObject_Hash(o);
     }
+    /* The key plan's values for a positional call (keys.KeyFunction.plan, here one
+       (default, attribute names, builtin or None) per value, and each value's argument
+       position): attribute chains read and builtins called without the lambda's frame. A new
+       tuple, or NULL with the exception set. */
+    static PyObject *ormcache_plan_values(PyObject *plan, const Py_ssize_t *positions,
+                                          PyObject **args, Py_ssize_t nargs) {
+        Py_ssize_t i, j, n = PyTuple_GET_SIZE(plan);
+        PyObject *values = PyTuple_New(n), *step, *names, *call, *value, *next;
+        if (values == NULL) return NULL;
+        for (i = 0; i < n; i++) {
+            step = PyTuple_GET_ITEM(plan, i);
+            names = PyTuple_GET_ITEM(step, 1);
+            call = PyTuple_GET_ITEM(step, 2);
+            value = positions[i] < nargs ? args[positions[i]] : PyTuple_GET_ITEM(step, 0);
+            Py_INCREF(value);
+            for (j = 0; j < PyTuple_GET_SIZE(names); j++) {
+                next = PyObject_GetAttr(value, PyTuple_GET_ITEM(names, j));
+                Py_DECREF(value);
+                if (next == NULL) goto error;
+                value = next;
+            }
+            if (call != Py_None) {
+                next = PyObject_CallOneArg(call, value);
+                Py_DECREF(value);
+                if (next == NULL) goto error;
+                value = next;
+            }
+            PyTuple_SET_ITEM(values, i, value);
+        }
+        return values;
+    error:
+        Py_DECREF(values);
+        return NULL;
+    }
     static PyObject *ormcache_key_type(void) {
         PyTypeObject *tp = &ormcache_HashedKey_Type;
         if (tp->tp_base == NULL) {
@@ -417,6 +451,7 @@ cdef extern from *:
     int ormcache_instance_attrs(PyObject* obj, object pool_name, object name_name, ormcache_seen* seen, PyObject** pool, PyObject** name)
     PyObject* ormcache_seen_attr(PyObject* obj, ormcache_seen* seen, int* absent)
     Py_hash_t ormcache_part_hash(PyObject* o)
+    PyObject* ormcache_plan_values(object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs)
     unsigned int ormcache_type_tag(object type)
     PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
     PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
@@ -753,6 +788,10 @@ cdef class CachedMethod:
     # the probe key of expression-key hits (the key lambda's values after model and method),
     # made on first use at the lambda's length; expr_lost: someone kept it, never made again
     cdef tuple expr_scratch
+    # keys.KeyFunction.plan: the expressions evaluated here, without the key lambda (or None):
+    # (default, attribute names, builtin or None) per value, its argument position apart
+    cdef tuple plan
+    cdef Py_ssize_t plan_positions[MAX_INDICES]
     cdef bint expr_lost
     # ormcache_context: the context keys, and where the context comes from (KeyFunction)
     cdef tuple context_keys
@@ -825,6 +864,15 @@ cdef class CachedMethod:
         self.min_args = min_args
         self.max_args = max_args
         self.key_function = key.function
+        plan = getattr(key, "plan", None)
+        if plan is not None and not fast and context_keys is None and len(plan) <= MAX_INDICES:
+            steps = []
+            for i, (position, default, names, call) in enumerate(plan):
+                if not 0 <= position < max_args:
+                    raise ValueError(f"CachedMethod: plan position {position!r} outside the positional arguments")
+                self.plan_positions[i] = position
+                steps.append((default, tuple(names), call))
+            self.plan = tuple(steps)
         self.cache_name = spec.cache_name
         self.static_model = spec.model
         self.has_owner = spec.has_owner
@@ -1253,11 +1301,17 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             Py_INCREF(tail)
             PyTuple_SET_ITEM(key, n + 2, tail)
     else:
-        # the compiled key lambda, called with the very same argument vector
-        found = PyObject_Vectorcall(self.key_function, args, <size_t>nargs, kwnames)
-        if found == NULL:
-            raise_pending()
-        tail = ormcache_steal(found)
+        if self.plan is not None and not keywords and self.min_args <= nargs <= self.max_args:
+            found = ormcache_plan_values(self.plan, self.plan_positions, args, nargs)  # without the lambda's frame
+            if found == NULL:
+                raise_pending()
+            tail = ormcache_steal(found)
+        else:
+            # the compiled key lambda, called with the very same argument vector
+            found = PyObject_Vectorcall(self.key_function, args, <size_t>nargs, kwnames)
+            if found == NULL:
+                raise_pending()
+            tail = ormcache_steal(found)
         if type(tail) is tuple and slot.known and len(<tuple>tail) <= MAX_INDICES:
             n = len(<tuple>tail)
             if self.expr_scratch is None and not self.expr_lost:
