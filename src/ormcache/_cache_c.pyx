@@ -198,6 +198,36 @@ cdef extern from *:
         return -1;
     }
 
+    /* The attribute that ormcache_instance_attrs last read from obj's instance dict (`seen`),
+       borrowed (the dict holds it), when that dict is still unchanged: no reference counting,
+       no dict lookup. NULL when it cannot tell this way (then the full path runs), or when the
+       dict has no such entry (*absent = 1). */
+    static PyObject *ormcache_seen_attr(PyObject *obj, ormcache_seen *seen, int *absent) {
+        *absent = 0;
+    #ifdef ORMCACHE_DICT_VERSIONS
+        PyTypeObject *tp = Py_TYPE(obj);
+        PyObject **dictptr, *dict;
+        if (seen->dict == NULL) return NULL;
+    #ifdef Py_TPFLAGS_MANAGED_DICT
+        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
+    #else
+        if (tp->tp_dictoffset > 0)
+    #endif
+            dictptr = (PyObject **)((char *)obj + tp->tp_dictoffset);
+        else
+            dictptr = _PyObject_GetDictPtr(obj);
+        if (dictptr == NULL) return NULL;
+        dict = *dictptr;
+        if (dict != seen->dict || ormcache_dict_version(dict) != seen->version) return NULL;
+        *absent = seen->pool == NULL;
+        return seen->pool;
+    #else
+        (void)obj;
+        (void)seen;
+        return NULL;
+    #endif
+    }
+
     #define ormcache_steal(o) (o)
 
     /* The probe key of a hit is a tuple the wrapper keeps and refills, instead of a new tuple
@@ -286,6 +316,48 @@ cdef extern from *:
         {"__reduce__", (PyCFunction)ormcache_key_reduce, METH_NOARGS, NULL},
         {NULL, NULL, 0, NULL},
     };
+    /* hash(o), read straight from a HashedKey that has it (the context part of a key) */
+    static inline Py_hash_t ormcache_part_hash(PyObject *o) {
+        if (Py_IS_TYPE(o, &ormcache_HashedKey_Type)) {
+            Py_hash_t h = *ormcache_key_slot(o);
+            if (h != 0) return h;
+        }
+        return PyObject_Hash(o);
+    }
+    /* The key plan's values for a positional call (keys.KeyFunction.plan, here one
+       (default, attribute names, builtin or None) per value, and each value's argument
+       position): attribute chains read and builtins called without the lambda's frame. A new
+       tuple, or NULL with the exception set. */
+    static PyObject *ormcache_plan_values(PyObject *plan, const Py_ssize_t *positions,
+                                          PyObject **args, Py_ssize_t nargs) {
+        Py_ssize_t i, j, n = PyTuple_GET_SIZE(plan);
+        PyObject *values = PyTuple_New(n), *step, *names, *call, *value, *next;
+        if (values == NULL) return NULL;
+        for (i = 0; i < n; i++) {
+            step = PyTuple_GET_ITEM(plan, i);
+            names = PyTuple_GET_ITEM(step, 1);
+            call = PyTuple_GET_ITEM(step, 2);
+            value = positions[i] < nargs ? args[positions[i]] : PyTuple_GET_ITEM(step, 0);
+            Py_INCREF(value);
+            for (j = 0; j < PyTuple_GET_SIZE(names); j++) {
+                next = PyObject_GetAttr(value, PyTuple_GET_ITEM(names, j));
+                Py_DECREF(value);
+                if (next == NULL) goto error;
+                value = next;
+            }
+            if (call != Py_None) {
+                next = PyObject_CallOneArg(call, value);
+                Py_DECREF(value);
+                if (next == NULL) goto error;
+                value = next;
+            }
+            PyTuple_SET_ITEM(values, i, value);
+        }
+        return values;
+    error:
+        Py_DECREF(values);
+        return NULL;
+    }
     static PyObject *ormcache_key_type(void) {
         PyTypeObject *tp = &ormcache_HashedKey_Type;
         if (tp->tp_base == NULL) {
@@ -377,6 +449,9 @@ cdef extern from *:
     unsigned long long ormcache_version_or_zero(PyObject* d)
     bint ormcache_same_dict(PyObject* d, PyObject* seen, unsigned long long version)
     int ormcache_instance_attrs(PyObject* obj, object pool_name, object name_name, ormcache_seen* seen, PyObject** pool, PyObject** name)
+    PyObject* ormcache_seen_attr(PyObject* obj, ormcache_seen* seen, int* absent)
+    Py_hash_t ormcache_part_hash(PyObject* o)
+    PyObject* ormcache_plan_values(object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs)
     unsigned int ormcache_type_tag(object type)
     PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
     PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
@@ -557,6 +632,10 @@ cdef class Counter:
     cdef public Py_ssize_t miss
     cdef public Py_ssize_t err
     cdef public double gen_time
+    # Odoo 19's transaction statistics (first lookup of a key in a cursor_scope(); tx_stats)
+    cdef public Py_ssize_t tx_hit
+    cdef public Py_ssize_t tx_miss
+    cdef public Py_ssize_t tx_err
 
     def __init__(self, cache_name=""):
         self.cache_name = cache_name
@@ -565,6 +644,16 @@ cdef class Counter:
     def ratio(self):
         """Hits in percent of lookups."""
         return 100.0 * self.hit / ((self.hit + self.miss) or 1)
+
+    @property
+    def tx_ratio(self):
+        """Transactions' first lookups served by the cache, in percent."""
+        return 100.0 * self.tx_hit / ((self.tx_hit + self.tx_miss) or 1)
+
+    @property
+    def tx_calls(self):
+        """Transactions' first lookups (``tx_hit + tx_miss``)."""
+        return self.tx_hit + self.tx_miss
 
     def __repr__(self):
         return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"
@@ -699,6 +788,10 @@ cdef class CachedMethod:
     # the probe key of expression-key hits (the key lambda's values after model and method),
     # made on first use at the lambda's length; expr_lost: someone kept it, never made again
     cdef tuple expr_scratch
+    # keys.KeyFunction.plan: the expressions evaluated here, without the key lambda (or None):
+    # (default, attribute names, builtin or None) per value, its argument position apart
+    cdef tuple plan
+    cdef Py_ssize_t plan_positions[MAX_INDICES]
     cdef bint expr_lost
     # ormcache_context: the context keys, and where the context comes from (KeyFunction)
     cdef tuple context_keys
@@ -771,6 +864,15 @@ cdef class CachedMethod:
         self.min_args = min_args
         self.max_args = max_args
         self.key_function = key.function
+        plan = getattr(key, "plan", None)
+        if plan is not None and not fast and context_keys is None and len(plan) <= MAX_INDICES:
+            steps = []
+            for i, (position, default, names, call) in enumerate(plan):
+                if not 0 <= position < max_args:
+                    raise ValueError(f"CachedMethod: plan position {position!r} outside the positional arguments")
+                self.plan_positions[i] = position
+                steps.append((default, tuple(names), call))
+            self.plan = tuple(steps)
         self.cache_name = spec.cache_name
         self.static_model = spec.model
         self.has_owner = spec.has_owner
@@ -933,7 +1035,23 @@ cdef tuple _context_part(CachedMethod self, _Slot slot, PyObject** args):
     cdef unsigned long long version
     cdef PyObject* found
     cdef PyObject* found_too
-    cdef int got
+    cdef PyObject* raw
+    cdef int got, absent
+    if (self.context_index < 0 and slot.env_kind == 2 and slot.env_offset
+            and Py_TYPE_raw(args[0]) == <PyObject*>slot.owner_type
+            and ormcache_type_tag(slot.owner_type) == slot.tag):
+        # Odoo's record shape, its env's context unchanged since the last call (the env's dict
+        # and the context dict at the versions seen): the last part, with borrowed pointers only
+        raw = ormcache_member_read(args[0], slot.env_offset)
+        if (raw != NULL and Py_TYPE_raw(raw) == <PyObject*>slot.env_type
+                and ormcache_type_tag(slot.env_type) == slot.env_tag):
+            raw = ormcache_seen_attr(raw, &slot.env_seen, &absent)
+            if raw != NULL:
+                with cython.critical_section(self):
+                    if (Py_TYPE_raw(raw) == self.context_type
+                            and ormcache_same_dict(raw, self.context_seen, self.context_version)
+                            and ormcache_type_tag(<object>self.context_type) == self.context_type_tag):
+                        return self.context_part
     if self.context_index >= 0:
         context = <object>args[self.context_index]
         if not context:
@@ -1035,7 +1153,7 @@ cdef inline Py_hash_t _hash_key(_Slot slot, object key, PyObject** args, const P
         acc = ormcache_fold(acc, lane)
     if tail == NULL:
         return ormcache_fold_end(acc, n + 2)
-    lane = PyObject_Hash_raw(tail)
+    lane = ormcache_part_hash(tail)
     if lane == -1:
         return -1
     return ormcache_fold_end(ormcache_fold(acc, lane), n + 3)
@@ -1183,11 +1301,17 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             Py_INCREF(tail)
             PyTuple_SET_ITEM(key, n + 2, tail)
     else:
-        # the compiled key lambda, called with the very same argument vector
-        found = PyObject_Vectorcall(self.key_function, args, <size_t>nargs, kwnames)
-        if found == NULL:
-            raise_pending()
-        tail = ormcache_steal(found)
+        if self.plan is not None and not keywords and self.min_args <= nargs <= self.max_args:
+            found = ormcache_plan_values(self.plan, self.plan_positions, args, nargs)  # without the lambda's frame
+            if found == NULL:
+                raise_pending()
+            tail = ormcache_steal(found)
+        else:
+            # the compiled key lambda, called with the very same argument vector
+            found = PyObject_Vectorcall(self.key_function, args, <size_t>nargs, kwnames)
+            if found == NULL:
+                raise_pending()
+            tail = ormcache_steal(found)
         if type(tail) is tuple and slot.known and len(<tuple>tail) <= MAX_INDICES:
             n = len(<tuple>tail)
             if self.expr_scratch is None and not self.expr_lost:

@@ -35,7 +35,7 @@ DELETE_HOOKS.append(forget_registries)
 class Counter:
     """Statistics of one (database, model, method)."""
 
-    __slots__ = ("cache_name", "hit", "miss", "err", "gen_time")
+    __slots__ = ("cache_name", "hit", "miss", "err", "gen_time", "tx_hit", "tx_miss", "tx_err")
 
     def __init__(self, cache_name: str = "") -> None:
         self.cache_name = cache_name
@@ -43,11 +43,25 @@ class Counter:
         self.miss = 0
         self.err = 0
         self.gen_time = 0.0
+        # Odoo 19's transaction statistics (first lookup of a key in a cursor_scope(); tx_stats)
+        self.tx_hit = 0
+        self.tx_miss = 0
+        self.tx_err = 0
 
     @property
     def ratio(self) -> float:
         """Hits in percent of lookups."""
         return 100.0 * self.hit / ((self.hit + self.miss) or 1)
+
+    @property
+    def tx_ratio(self) -> float:
+        """Transactions' first lookups served by the cache, in percent."""
+        return 100.0 * self.tx_hit / ((self.tx_hit + self.tx_miss) or 1)
+
+    @property
+    def tx_calls(self) -> int:
+        """Transactions' first lookups (``tx_hit + tx_miss``)."""
+        return self.tx_hit + self.tx_miss
 
     def __repr__(self) -> str:
         return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"

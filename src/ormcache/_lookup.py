@@ -57,8 +57,78 @@ def resolve(pool: Any, mkey: Any, func: Callable[..., Any], cache_name: str, cou
         fresh = counter_type(str(cache_name))
         if counter is not None:
             fresh.hit, fresh.miss, fresh.err, fresh.gen_time = counter.hit, counter.miss, counter.err, counter.gen_time
+            fresh.tx_hit, fresh.tx_miss, fresh.tx_err = (
+                getattr(counter, "tx_hit", 0), getattr(counter, "tx_miss", 0), getattr(counter, "tx_err", 0))
         counter = counters[(model, func)] = fresh
+    if registry.method_signals:
+        registry._watch_method(func)
+    if registry.tx_stats:
+        lru = _tx_counting(registry, lru, counter)
     return registry, model, lru, counter
+
+
+class TxCounting:
+    """An LRU seen through Odoo 19's transaction statistics (``Registry.tx_stats``): the first
+    lookup of a key in the thread's ``cursor_scope()`` counts a ``tx_hit`` or ``tx_miss`` (a
+    key it cannot hash, a ``tx_err``). Not an engine type, so the hit paths read it by
+    ``lru[key]``; everything else is the LRU's own."""
+
+    __slots__ = ("lru", "counter", "_flags")
+
+    def __init__(self, lru: Any, counter: Any, flags: Any) -> None:
+        self.lru = lru
+        self.counter = counter
+        self._flags = flags
+
+    def __getitem__(self, key: Any) -> Any:
+        lookups = self._flags.tx_lookups
+        if lookups is None:  # outside a transaction
+            return self.lru[key]
+        try:
+            first = key not in lookups
+            if first:
+                lookups.add(tuple(key))  # a copy: the hit path may refill its probe tuple
+        except Exception:
+            self.counter.tx_err += 1
+            raise
+        try:
+            value = self.lru[key]
+        except KeyError:
+            self.counter.tx_miss += first
+            raise
+        self.counter.tx_hit += first
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.lru[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self.lru[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.lru
+
+    def __len__(self) -> int:
+        return len(self.lru)
+
+    def __iter__(self) -> Any:
+        return iter(self.lru)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lru, name)
+
+    def __repr__(self) -> str:
+        return f"<TxCounting {self.lru!r}>"
+
+
+def _tx_counting(registry: Any, lru: Any, counter: Any) -> TxCounting:
+    """One ``TxCounting`` per (LRU, counter) of a registry, so that every slot resolved for one
+    method shares it (flights are keyed by the LRU's identity)."""
+    made = registry._tx_counting
+    wrapped: Optional[TxCounting] = made.get((id(lru), id(counter)))
+    if wrapped is None or wrapped.lru is not lru or wrapped.counter is not counter:
+        wrapped = made[(id(lru), id(counter))] = TxCounting(lru, counter, registry._invalidation_flags)
+    return wrapped
 
 
 #: the engine's own LRU types: their ``get`` is their ``__getitem__`` with a default

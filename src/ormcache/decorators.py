@@ -169,15 +169,26 @@ class ormcache:
         self.counter_type = _impl.Counter
         return _impl.cached_coroutine(self)
 
-    def clear_cache(self, owner: Any = None) -> None:
+    def clear_cache(self, owner: Any = None, *, all_models: bool = False) -> None:
         """Clear the named cache of this method in ``owner``'s registry (recorded for signaling).
         A method's registry is its owner's: ``Model.method.clear_cache()`` without one raises
-        ``TypeError`` (it cleared ``default_registry`` instead, issue #21)."""
+        ``TypeError`` (it cleared ``default_registry`` instead, issue #21).
+
+        With ``registry.method_signals`` on, drop only this method's entries of ``owner``'s
+        model (of every model with ``all_models=True``) instead, here and in every process
+        (``Registry.clear_method``)."""
         if owner is None and self.has_owner:
             raise TypeError(
                 f"{self.func.__qualname__}.clear_cache() needs the model whose registry to clear: "
                 f"clear_cache(model), or registry.clear_cache({str(self.cache_name)!r})")
-        _registry_of(owner).clear_cache(str(self.cache_name))
+        registry = _registry_of(owner)
+        if registry.method_signals:
+            model = None
+            if not all_models:
+                model = self._model_of(owner)
+            registry.clear_method(self.func, model)
+            return
+        registry.clear_cache(str(self.cache_name))
 
     def add_value(self, *args: Any, cache_value: Any = None, **kwargs: Any) -> None:
         """Store ``cache_value`` as the result of the call ``method(*args, **kwargs)`` (as Odoo)."""
@@ -186,14 +197,17 @@ class ormcache:
 
     def key_of(self, *args: Any, **kwargs: Any) -> Tuple[Any, ...]:
         """The cache key of a call (as ``method(*args, **kwargs)``, owner first for methods)."""
-        if self.has_owner:
-            owner = args[0]
-            model = getattr(owner, "_name", None)
-            if model is None:
-                model = (owner if isinstance(owner, type) else type(owner)).__qualname__
-        else:
-            model = self.model
-        return (model, self.func, *self.key.function(*args, **kwargs))
+        return (self._model_of(args[0] if self.has_owner else None), self.func,
+                *self.key.function(*args, **kwargs))
+
+    def _model_of(self, owner: Any) -> Any:
+        """The model part of the keys of ``owner``'s calls (the first of the key)."""
+        if not self.has_owner:
+            return self.model
+        model = getattr(owner, "_name", None)
+        if model is None:
+            model = (owner if isinstance(owner, type) else type(owner)).__qualname__
+        return model
 
 
 class ormcache_context(ormcache):

@@ -12,7 +12,7 @@ never the module's globals, and a bad expression fails here, naming the method a
 from __future__ import annotations
 
 import builtins
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 if TYPE_CHECKING:
     import ast
@@ -46,6 +46,16 @@ class KeyFunction(NamedTuple):
     #: where the context comes from on the fast path: the position of the ``context`` parameter
     #: (given positionally), or -1: ``context_of`` the first argument (the owner).
     context_index: int = -1
+    #: when every expression is a parameter, an attribute chain on one (``self.env.uid``) or a
+    #: call of a builtin of ``PLAN_BUILTINS`` on either (``frozenset(ids)``), and ``indices`` is
+    #: None: one ``(position, default, attributes, builtin or None)`` per expression, which the
+    #: compiled hit path evaluates without the lambda's frame for a positional call of
+    #: ``min_args..max_args`` arguments (``default`` stands for a parameter not given), else None.
+    plan: Optional[Tuple[Tuple[int, Any, Tuple[str, ...], Any], ...]] = None
+
+
+#: the builtins a key plan calls directly (pure, one argument): the lambda would call the same
+PLAN_BUILTINS = {name: getattr(builtins, name) for name in ("frozenset", "tuple", "len", "str", "int", "bool")}
 
 
 def context_part(context: Any, keys: Tuple[str, ...]) -> Tuple[Any, ...]:
@@ -163,7 +173,37 @@ def compile_key(
         raise ValueError(f"{where}: invalid key expressions {tuple(exprs)!r}: {exc.msg}") from None
     function.__qualname__ = function.__name__ = f"{getattr(func, '__name__', 'key')}_key"
     indices, min_args, max_args, context_index = _fast_path(params, exprs, context_keys)
-    return KeyFunction(function, indices, min_args, max_args, context_keys, context_index)
+    plan = _plan(params, exprs) if indices is None and context_keys is None else None
+    return KeyFunction(function, indices, min_args, max_args, context_keys, context_index, plan)
+
+
+def _plan(params: Mapping[str, inspect.Parameter], exprs: Sequence[str]) -> Optional[Tuple[Tuple[int, Any, Tuple[str, ...], Any], ...]]:
+    """``KeyFunction.plan`` of ``exprs`` (already checked), or None when one does not fit."""
+    import ast
+    from inspect import Parameter as _P
+
+    positional = [p for p in params.values() if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
+    position = {p.name: i for i, p in enumerate(positional)}
+    steps = []
+    for expr in exprs:
+        node = ast.parse(expr.strip(), mode="eval").body
+        builtin = None
+        if isinstance(node, ast.Call):
+            if (not isinstance(node.func, ast.Name) or node.func.id in params
+                    or node.func.id not in PLAN_BUILTINS or len(node.args) != 1 or node.keywords
+                    or isinstance(node.args[0], ast.Starred)):
+                return None
+            builtin = PLAN_BUILTINS[node.func.id]
+            node = node.args[0]
+        attributes: List[str] = []
+        while isinstance(node, ast.Attribute):
+            attributes.insert(0, node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name) or node.id not in position:
+            return None
+        param = positional[position[node.id]]
+        steps.append((position[node.id], param.default, tuple(attributes), builtin))
+    return tuple(steps)
 
 
 def _fast_path(

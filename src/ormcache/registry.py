@@ -28,11 +28,16 @@ Contract relied on by the signaling and SQLAlchemy layers:
   seconds (``ormcache(..., ttl=)``): made on first use by ``lru_factory(count, ttl=ttl)`` with
   the named cache's count, cleared whenever ``name`` is; ``all_caches()`` lists both kinds.
 - ``counters``: (model, method) -> statistics, filled by the decorators (read by ``ormcache.stats``).
+- ``method_signals`` (bool, off) and ``clear_method(func, model=None)``: a method's entries dropped
+  alone, here and (through its fine-grained signal, subscribed by ``resolve``) in every process.
+- ``tx_stats`` (bool, off): count Odoo 19's ``tx_hit``/``tx_miss``/``tx_err``, the first lookup of
+  each key in a thread's ``cursor_scope()``; ``resolve`` then serves the hit paths an LRU that counts.
 - ``Registry.delete(db_name)`` runs ``DELETE_HOOKS``: the hit paths forget the registries they
   remember, so a deleted registry (and its caches) can be freed.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Set, Tuple
 
@@ -40,7 +45,7 @@ from fastlru._common import check_ttl
 
 from .signaling import RegistrySignaling
 
-__all__ = ["Registry", "CACHE_SIZES", "CACHES_BY_KEY", "ExpiringName", "default_registry"]
+__all__ = ["Registry", "CACHE_SIZES", "CACHES_BY_KEY", "ExpiringName", "default_registry", "method_signal"]
 
 #: Odoo's default size of each named cache.
 CACHE_SIZES: Dict[str, int] = {
@@ -79,7 +84,20 @@ class ExpiringName(str):
         return self
 
 
-#: called without arguments after a registry is deleted (hit paths drop the registries they keep)
+_MISSING = object()
+
+
+def method_signal(func: Any) -> str:
+    """The fine-grained signal of a cached function's entries: ``o.<module>.<qualname>``, the
+    same in every process; a hash of that where a PostgreSQL table name would not keep it."""
+    name = f"o.{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', func)}"
+    if len(("orm_signaling_" + name).encode("utf-8")) > 63:
+        name = "o." + hashlib.md5(name.encode("utf-8")).hexdigest()
+    return name
+
+
+#: called without arguments after a registry is deleted or its ``tx_stats`` changes (hit paths
+#: drop the registries they keep)
 DELETE_HOOKS: List[Callable[[], None]] = []
 
 
@@ -108,6 +126,9 @@ class _ThreadFlags(threading.local):
     a ``threading.local`` attribute a thread never set raises (and formats) an AttributeError."""
 
     scope_generation: Any = None
+    #: the keys looked up so far in this thread's transaction (``cursor_scope()``), for the
+    #: ``tx_*`` counters; None outside a scope
+    tx_lookups: Any = None
 
 
 class Registry(RegistrySignaling, metaclass=_PerDatabase):
@@ -169,6 +190,12 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         self.counters: Dict[Tuple[str, Any], Any] = {}
         #: the signaling backend (set by the signaling layer), None when signaling is off.
         self.signaling: Any = None
+        self._tx_stats = False
+        self._method_signals = False
+        #: method signal -> the functions it drops (see ``method_signal``)
+        self._method_topics: Dict[str, Tuple[Any, ...]] = {}
+        #: (id(LRU), id(counter)) -> the ``_lookup.TxCounting`` serving them while tx_stats is on
+        self._tx_counting: Dict[Tuple[int, int], Any] = {}
         #: bumped by every clear (read through ``generation``)
         self._generation = 0
         self._invalidation_flags = _ThreadFlags()
@@ -261,10 +288,97 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         previous = getattr(flags, "scope_generation", None)
         if previous is None:  # a nested scope runs in the outer one's transaction: keep its start
             flags.scope_generation = self._generation
+            flags.tx_lookups = set()
         return previous
 
     def _end_scope(self, previous: Any) -> None:
         self._invalidation_flags.scope_generation = previous
+        if previous is None:
+            self._invalidation_flags.tx_lookups = None
+
+    # -- per-method invalidation across processes (odoo/odoo#35012) ------------------------
+
+    @property
+    def method_signals(self) -> bool:
+        """Whether ``Model.method.clear_cache(model)`` drops only that method's entries, in
+        every process (off by default: it clears the method's named cache, as Odoo).
+
+        When on, each method this process calls subscribes a fine-grained signal of its own
+        (``method_signal(func)``), read with the other names in the check's one round trip;
+        ``clear_method()`` drops the method's entries here and publishes that signal, and
+        every other process drops the method's entries (all models) at its next check."""
+        return self._method_signals
+
+    @method_signals.setter
+    def method_signals(self, value: bool) -> None:
+        if type(value) is not bool:
+            raise TypeError(f"method_signals must be True or False, not {value!r}")
+        if value is not self._method_signals:
+            self._method_signals = value
+            for hook in list(DELETE_HOOKS):  # the hit paths resolve (and subscribe) again
+                hook()
+
+    def _watch_method(self, func: Any) -> str:
+        """Subscribe ``func``'s signal (once); returns its name."""
+        topic = method_signal(func)
+        if func not in self._method_topics.get(topic, ()):
+            with self._expiring_lock:  # a short lock of this registry's (no user code under it)
+                funcs = self._method_topics.get(topic, ())
+                if func not in funcs:
+                    self._method_topics[topic] = (*funcs, func)
+            self.subscribe_signals([topic], self._method_signals_moved)
+        return topic
+
+    def _method_signals_moved(self, topics: List[str]) -> None:
+        # under the signaling lock: drop local entries only
+        for topic in topics:
+            for func in self._method_topics.get(topic, ()):
+                self._drop_method(func, None)
+
+    def _drop_method(self, func: Any, model: Optional[str]) -> int:
+        """Drop the entries of ``func`` (of model ``model``, or every model) from every cache;
+        moves ``generation`` (a value computed across the drop is not stored). Returns how many."""
+        self._generation += 1
+        dropped = 0
+        for _, lru in self.all_caches():
+            doomed = [key for key in lru.keys()
+                      if isinstance(key, tuple) and len(key) >= 2 and key[1] is func
+                      and (model is None or key[0] == model)]
+            for key in doomed:
+                if lru.pop(key, _MISSING) is not _MISSING:
+                    dropped += 1
+        return dropped
+
+    def clear_method(self, func: Any, model: Optional[str] = None) -> int:
+        """Drop the entries of the cached function ``func`` (a decorated method's ``__cache__.func``)
+        of ``model`` (every model when None) now; with ``method_signals`` and signaling on, publish
+        its signal now (outside of any transaction: call it once the change committed), and the
+        other processes drop its entries of every model at their next check. Returns how many
+        entries were dropped here."""
+        dropped = self._drop_method(func, model)
+        if self._method_signals and self.signaling is not None:
+            self.publish_signals([self._watch_method(func)])
+        return dropped
+
+    # -- Odoo 19's transaction statistics ----------------------------------------------------
+
+    @property
+    def tx_stats(self) -> bool:
+        """Whether the counters' ``tx_hit``/``tx_miss``/``tx_err`` move (off by default).
+
+        When on, the first lookup of each key in a thread's ``cursor_scope()`` (its transaction)
+        counts a ``tx_hit`` or a ``tx_miss`` (Odoo 19's statistics); it costs every call of this
+        registry's methods a set lookup, so the hit paths take it only when asked."""
+        return self._tx_stats
+
+    @tx_stats.setter
+    def tx_stats(self, value: bool) -> None:
+        if type(value) is not bool:
+            raise TypeError(f"tx_stats must be True or False, not {value!r}")
+        if value is not self._tx_stats:
+            self._tx_stats = value
+            for hook in list(DELETE_HOOKS):  # the hit paths resolve their slots again
+                hook()
 
     # -- clearing ----------------------------------------------------------------------------
 

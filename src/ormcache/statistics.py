@@ -3,7 +3,7 @@
 >>> from ormcache import stats
 >>> rows = stats()          # every registry; stats(registry) for one
 >>> sorted(rows[0]) if rows else []  # doctest: +SKIP
-['cache', 'db', 'entries', 'err', 'gen_time', 'hit', 'method', 'miss', 'model', 'ratio']
+['cache', 'db', 'entries', 'err', 'gen_time', 'hit', 'method', 'miss', 'model', 'ratio', 'tx_calls', 'tx_err', 'tx_hit', 'tx_miss', 'tx_ratio']
 
 Counters are plain integers bumped without a lock (as in Odoo): under heavy concurrency a few
 increments may be lost; they are statistics, not accounting.
@@ -81,6 +81,12 @@ def stats(registry: Optional[Registry] = None) -> List[Dict[str, Any]]:
                     "err": counter.err,
                     "gen_time": counter.gen_time,
                     "ratio": counter.ratio,
+                    # Odoo 19's transaction statistics (``Registry.tx_stats``)
+                    "tx_hit": counter.tx_hit,
+                    "tx_miss": counter.tx_miss,
+                    "tx_err": counter.tx_err,
+                    "tx_ratio": counter.tx_ratio,
+                    "tx_calls": counter.tx_calls,
                 }
             )
     rows.sort(key=lambda row: (str(row["db"]), row["model"], row["method"]))
@@ -124,7 +130,7 @@ def cache_usage(registry: Registry, sizes: bool = False) -> List[Tuple[str, int,
 def format_stats(sizes: bool = False) -> str:
     """The table ``log_ormcache_stats`` logs."""
     lines = ["Caches stats:"]
-    header = f"{'Cache Name':>25},{'Entry':>7},{'Hit':>8},{'Miss':>8},{'Err':>6},{'Gen Time [s]':>13},{'Hit Ratio':>10},  Model.Method"
+    header = f"{'Cache Name':>25},{'Entry':>7},{'Hit':>8},{'Miss':>8},{'Err':>6},{'Gen Time [s]':>13},{'Hit Ratio':>10},{'TX Hit Ratio':>13},{'TX Call':>8},  Model.Method"
     rows = stats()
     for reg in sorted(Registry.registries(), key=lambda r: str(r.db_name)):
         lines.append(f"Database {reg.db_name}:")
@@ -136,7 +142,8 @@ def format_stats(sizes: bool = False) -> str:
             if row["db"] == reg.db_name:
                 lines.append(
                     f"{row['cache']:>25},{row['entries']:7d},{row['hit']:8d},{row['miss']:8d},{row['err']:6d},"
-                    f"{row['gen_time']:13.3f},{row['ratio']:9.1f}%,  {row['model']}.{row['method']}"
+                    f"{row['gen_time']:13.3f},{row['ratio']:9.1f}%,{row['tx_ratio']:12.1f}%,{row['tx_calls']:8d},"
+                    f"  {row['model']}.{row['method']}"
                 )
     return "\n".join(lines)
 

@@ -3,9 +3,9 @@ translated onto ormcache's API: a model with Odoo's ``_xmlid_lookup`` shape stan
 ``ir.model.data``; ``Registry`` for Odoo's registry; two registries on one PostgreSQL database
 for two workers (Odoo simulates the other worker by rewinding ``cache_sequences``).
 
-Not translated: the ``tx_hit``/``tx_miss`` assertions of the 19-era ``test_ormcache`` (ormcache
-has no per-transaction layer, so no such counters yet) and ``test_signaling_gc``, which is in
-``test_odoo19_signaling.py``.
+The ``tx_hit``/``tx_miss`` assertions of the 19-era ``test_ormcache`` are in
+``test_odoo19_tx_stats.py`` (they need ``Registry.tx_stats`` and a ``cursor_scope()``), and
+``test_signaling_gc`` is in ``test_odoo19_signaling.py``.
 """
 import logging
 import threading
