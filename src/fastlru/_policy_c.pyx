@@ -26,7 +26,7 @@ import collections.abc
 from types import GenericAlias
 
 from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
-                      check_policy, iter_pairs)
+                      check_maxweight, check_policy, check_weight, iter_pairs)
 
 assert MAX_RESTARTS == RESTART_LIMIT
 
@@ -108,12 +108,35 @@ cdef inline uint64_t _spread(Py_hash_t h) noexcept nogil:
 cdef struct Dropped:
     PyObject** items
     Py_ssize_t n
+    Py_ssize_t cap
     PyObject* inline_items[INLINE_DROPS]
 
 
 cdef inline void _dropped_init(Dropped* d) noexcept:
     d.items = d.inline_items
     d.n = 0
+    d.cap = INLINE_DROPS
+
+
+cdef int _dropped_room(Dropped* d, Py_ssize_t extra) noexcept:
+    """Room for ``extra`` more references; -1 (no exception set) if memory ran out."""
+    cdef PyObject** items
+    cdef Py_ssize_t cap, i
+    if d.n + extra <= d.cap:
+        return 0
+    cap = 2 * d.cap if 2 * d.cap >= d.n + extra else d.n + extra
+    if <size_t>cap > <size_t>PY_SSIZE_T_MAX // sizeof(PyObject*):
+        return -1
+    items = <PyObject**>PyMem_Malloc(cap * sizeof(PyObject*))
+    if items == NULL:
+        return -1
+    for i in range(d.n):
+        items[i] = d.items[i]
+    if d.items != d.inline_items:
+        PyMem_Free(d.items)
+    d.items = items
+    d.cap = cap
+    return 0
 
 
 cdef void _dropped_release(Dropped* d) noexcept:
@@ -124,6 +147,7 @@ cdef void _dropped_release(Dropped* d) noexcept:
     if d.items != d.inline_items:
         PyMem_Free(d.items)
         d.items = d.inline_items
+        d.cap = INLINE_DROPS
 
 
 cdef object _MISSING = object()
@@ -162,6 +186,12 @@ cdef class Cache:
     cdef object on_evict
     cdef object __weakref__
     cdef bint ready
+    # weights, only with a maxweight (as _lru_c): one Py_ssize_t per allocated entry
+    cdef bint weighted
+    cdef Py_ssize_t* weights
+    cdef Py_ssize_t total_weight
+    cdef Py_ssize_t _maxweight
+    cdef object getsizeof
     # SIEVE
     cdef int32_t hand
     # S3-FIFO
@@ -193,27 +223,53 @@ cdef class Cache:
         self.shift = 64 - MIN_TABLE_BITS
         self._setup_policy(P_LRU, 1)  # before __init__: a valid Cache(1, policy="lru")
 
-    def __init__(self, count, pairs=(), *, policy=DEFAULT_POLICY, on_evict=None):
+    def __init__(self, count, pairs=(), *, policy=DEFAULT_POLICY, on_evict=None,
+                 maxweight=None, getsizeof=None):
         cdef Py_ssize_t c = check_count(count)
         cdef int kind = _policy_number(policy)
         cdef fastlru_cs cs
         cdef str problem = None
+        cdef Py_ssize_t mw = 0
+        cdef Py_ssize_t* weights = NULL
+        cdef Py_ssize_t i
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
+        if getsizeof is not None and not callable(getsizeof):
+            raise TypeError("getsizeof must be callable")
+        if maxweight is not None:
+            mw = check_maxweight(maxweight)
+        elif getsizeof is not None:
+            raise TypeError("getsizeof needs maxweight")
         fastlru_cs_begin(&cs, self)
         if self.ready:
             problem = "Cache.__init__ called twice"
         elif self.size:
             problem = "Cache.__init__ on a cache that already holds entries"
         else:
+            if maxweight is not None:
+                # one weight per allocated entry: a cache used before __init__ has an arena
+                weights = <Py_ssize_t*>PyMem_Malloc(
+                    (self.alloc if self.alloc > 0 else 1) * sizeof(Py_ssize_t))
+                if weights == NULL:
+                    fastlru_cs_end(&cs)
+                    raise MemoryError()
+                for i in range(self.alloc):
+                    weights[i] = 0
             try:
                 self._setup_policy(kind, c)
             except MemoryError:
                 fastlru_cs_end(&cs)
+                PyMem_Free(weights)
                 raise
             self.ready = True
             self._count = c
             self.on_evict = on_evict
+            if weights != NULL:
+                self.weighted = True
+                self.weights = weights
+                self.total_weight = 0
+                self._maxweight = mw
+            self.getsizeof = getsizeof
         fastlru_cs_end(&cs)
         if problem is not None:
             raise RuntimeError(problem)
@@ -230,6 +286,7 @@ cdef class Cache:
         PyMem_Free(self.ghost_times)
         PyMem_Free(self.sketch)
         PyMem_Free(self.door)
+        PyMem_Free(self.weights)
 
     @cython.final
     cdef int _setup_policy(self, int kind, Py_ssize_t count) except -1:
@@ -361,6 +418,7 @@ cdef class Cache:
         cdef Py_ssize_t new_alloc
         cdef Entry* entries
         cdef uint8_t* q
+        cdef Py_ssize_t* weights
         if (<size_t>self.size + 1) * 2 >= self.tmask + 1:
             self._rebuild_table(64 - self.shift + 1)
         if self.free_head != EMPTY or self.fill < self.alloc:
@@ -388,6 +446,11 @@ cdef class Cache:
         if q == NULL:
             raise MemoryError()
         self.bits = q
+        if self.weighted:
+            weights = <Py_ssize_t*>PyMem_Realloc(self.weights, new_alloc * sizeof(Py_ssize_t))
+            if weights == NULL:
+                raise MemoryError()
+            self.weights = weights
         self.alloc = new_alloc
         return 0
 
@@ -780,7 +843,33 @@ cdef class Cache:
         self.queue[e] = Q_FREE
         self.free_head = e
         self.size -= 1
+        if self.weighted:
+            self.total_weight -= self.weights[e]
+            self.weights[e] = 0
         self.version += 1
+
+    @cython.final
+    cdef inline bint _overweight(self, Py_ssize_t extra) noexcept:
+        """The entries' weight plus ``extra`` is above maxweight (every term in
+        [0, PY_SSIZE_T_MAX] or its negation: nothing overflows, as ``_lru_c``)."""
+        return self.weighted and self.total_weight - self._maxweight > -extra
+
+    @cython.final
+    cdef int _evict_for(self, Py_ssize_t w, Dropped* dropped) noexcept:
+        """Evicts the policy's victims until ``w`` more fits under maxweight; -1 (no exception
+        set, the cache consistent) if ``dropped`` could not grow."""
+        while self._overweight(w):
+            if _dropped_room(dropped, 2) < 0:
+                return -1
+            self._detach(self._victim(), dropped)
+            self.evictions += 1
+        return 0
+
+    @cython.final
+    cdef Py_ssize_t _weigh(self, object value) except -1:
+        if self.getsizeof is None:
+            return check_weight(1, self._maxweight)
+        return check_weight(self.getsizeof(value), self._maxweight)
 
     @cython.final
     cdef void _release(self, Dropped* dropped, bint evicted) noexcept:
@@ -876,6 +965,23 @@ cdef class Cache:
         cdef Entry* ep
         cdef Dropped evicted
         cdef object result = value
+        cdef Py_ssize_t w = 1, old_w
+        cdef bint failed = False
+        if self.weighted:
+            if keep:
+                # setdefault of a present key stores nothing, so weighs nothing (as LRU)
+                fastlru_cs_begin(&cs, self)
+                e = self._find(key, h, &cs, &hold)
+                if e >= 0:
+                    self._hit(<int32_t>e)
+                    self.version += 1
+                    result = <object>self.entries[e].value
+                fastlru_cs_end(&cs)
+                _xdecref(hold)
+                hold = NULL
+                if e >= 0:
+                    return result
+            w = self._weigh(value)  # user code: before the section, the cache untouched
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
@@ -884,18 +990,46 @@ cdef class Cache:
             if keep:
                 result = <object>ep.value
             else:
-                replaced = ep.value
-                _incref(<PyObject*>value)
-                ep.value = <PyObject*>value
+                if self.weighted:
+                    old_w = self.weights[e]
+                    self.total_weight -= old_w
+                    self.weights[e] = 0
+                    if self._overweight(w):
+                        # out of the policy while others make room: never its own victim
+                        self._unfile(<int32_t>e)
+                        failed = self._evict_for(w, &evicted) < 0
+                        self._file(<int32_t>e, out)  # size <= count: evicts nothing
+                    if failed:
+                        w = old_w  # the old value stays, with its weight (it fit before)
+                    self.weights[e] = w
+                    self.total_weight += w
+                    ep = &self.entries[e]
+                if not failed:
+                    replaced = ep.value
+                    _incref(<PyObject*>value)
+                    ep.value = <PyObject*>value
             self._hit(<int32_t>e)  # a write is an access, as in LRU
             self.version += 1
-        else:
-            try:
-                self._reserve()
-            except MemoryError:
+            if failed:
                 fastlru_cs_end(&cs)
                 _xdecref(hold)
-                raise
+                self._release(&evicted, True)
+                raise MemoryError()
+        else:
+            if self._overweight(w):
+                failed = self._evict_for(w, &evicted) < 0
+            if not failed:
+                failed = _dropped_room(&evicted, 4) < 0  # what _file may evict
+            if not failed:
+                try:
+                    self._reserve()
+                except MemoryError:
+                    failed = True
+            if failed:
+                fastlru_cs_end(&cs)
+                _xdecref(hold)
+                self._release(&evicted, True)
+                raise MemoryError()
             t = self.free_head
             if t != EMPTY:
                 self.free_head = self.entries[t].next
@@ -909,6 +1043,9 @@ cdef class Cache:
             ep.value = <PyObject*>value
             ep.hash = h
             self._table_insert(t, h)
+            if self.weighted:
+                self.weights[t] = w
+                self.total_weight += w
             self.size += 1
             self.version += 1
             n = self._file(t, out)
@@ -995,6 +1132,9 @@ cdef class Cache:
         PyMem_Free(self.bits)
         self.queue = NULL
         self.bits = NULL
+        PyMem_Free(self.weights)
+        self.weights = NULL
+        self.total_weight = 0
         self.alloc = 0
         self.fill = 0
         self.free_head = EMPTY
@@ -1034,6 +1174,16 @@ cdef class Cache:
     @property
     def policy(self):
         return POLICIES[self.kind]
+
+    @property
+    def maxweight(self):
+        """The weight bound, or None."""
+        return self._maxweight if self.weighted else None
+
+    @property
+    def weight(self):
+        """The total weight of the entries (their number without a maxweight)."""
+        return self.total_weight if self.weighted else self.size
 
     def info(self):
         cdef fastlru_cs cs
@@ -1143,6 +1293,15 @@ cdef class Cache:
             if self.table[i] != EMPTY:
                 n += 1
         assert n == self.size, "table and queues disagree"
+        if self.weighted:
+            total = 0
+            for i in range(self.fill):
+                if self.entries[i].key != NULL:
+                    total += self.weights[i]
+                else:
+                    assert self.weights[i] == 0, "free entry weighs"
+            assert total == self.total_weight, "weight total drifted"
+            assert self.total_weight <= self._maxweight, "weight above maxweight"
 
 
 # The arena holds Python references in C memory: teach the GC to see and break cycles there.

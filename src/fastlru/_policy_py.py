@@ -27,8 +27,13 @@ Policies (``POLICIES``), each as its authors describe it:
   more frequent; the window is resized by Caffeine's hill climber (step 6.25%, decay 0.98,
   restart on a 5-point change of the hit ratio).
 
-What ``LRU`` has and ``Cache`` has not (yet): weights (``maxweight``/``getsizeof``), a ``ttl``,
-``peek_*``, pickling and resizing ``count``; ``keys()`` lists entries in the policy's own order
+Weights are ``LRU``'s (``maxweight``, ``getsizeof``, ``weight``): a store evicts the policy's
+victims (``popitem``'s order) until the new entry's weight fits, then files it as the policy does;
+a replacement that must evict to fit is taken out of the policy first (so it is never its own
+victim) and filed again as a new entry that was read once.
+
+What ``LRU`` has and ``Cache`` has not (yet): a ``ttl``, ``peek_*``, pickling and resizing
+``count``; ``keys()`` lists entries in the policy's own order
 (for ``"lru"``: most recent first, as ``LRU``).
 
 The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
@@ -50,7 +55,7 @@ from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, 
 from array import array
 
 from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
-                      check_policy, iter_pairs)
+                      check_maxweight, check_policy, check_weight, iter_pairs)
 
 __all__ = ["Cache", "POLICIES"]
 
@@ -585,7 +590,8 @@ class Cache(Generic[_K, _V]):
     """
 
     __slots__ = ("_arena", "_free", "_table", "_mask", "_shift", "_policy", "_count", "_size", "_version", "_hits", "_misses",
-                 "_evictions", "_on_evict", "_lock", "_access", "_ready", "__weakref__")
+                 "_evictions", "_on_evict", "_lock", "_access", "_ready", "_weights", "_weight",
+                 "_maxweight", "_getsizeof", "__weakref__")
     __class_getitem__: Any = classmethod(GenericAlias)
     __hash__ = None  # type: ignore[assignment]  # mutable, as dict
     _arena: List[_Entry]
@@ -604,6 +610,10 @@ class Cache(Generic[_K, _V]):
     _lock: threading.Lock
     _access: Optional[Callable[[int, bool], None]]
     _ready: bool
+    _weights: Optional[List[int]]  # per entry number, only with a maxweight
+    _weight: int
+    _maxweight: Optional[int]
+    _getsizeof: Optional[Callable[[Any], SupportsIndex]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Before __init__ (Cache.__new__, a subclass that forgets it) the cache is a valid
@@ -618,15 +628,26 @@ class Cache(Generic[_K, _V]):
         self._size = self._version = 0
         self._hits = self._misses = self._evictions = 0
         self._on_evict = None
+        self._weights = self._maxweight = self._getsizeof = None
+        self._weight = 0
         return self
 
     def __init__(self, count: SupportsIndex, pairs: Iterable[Tuple[_K, _V]] = (), *,
                  policy: str = DEFAULT_POLICY,
-                 on_evict: Optional[Callable[[_K, _V], object]] = None) -> None:
+                 on_evict: Optional[Callable[[_K, _V], object]] = None,
+                 maxweight: Optional[SupportsIndex] = None,
+                 getsizeof: Optional[Callable[[_V], SupportsIndex]] = None) -> None:
         count = check_count(count)
         policy = check_policy(policy)
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
+        if getsizeof is not None and not callable(getsizeof):
+            raise TypeError("getsizeof must be callable")
+        if maxweight is not None:
+            maxweight = check_maxweight(maxweight)
+        elif getsizeof is not None:
+            raise TypeError("getsizeof needs maxweight")
+        weights: Optional[List[int]] = None if maxweight is None else [0] * len(self._arena)
         fresh = _POLICY_CLASSES[policy](count)
         problem = None
         with self._lock:
@@ -640,6 +661,11 @@ class Cache(Generic[_K, _V]):
                 self._access = getattr(fresh, "access", None)
                 self._count = count
                 self._on_evict = on_evict
+                if weights is not None:
+                    self._weights = weights
+                    self._weight = 0
+                    self._maxweight = maxweight
+                self._getsizeof = getsizeof
         if problem is not None:
             raise RuntimeError(problem)
         for key, value in iter_pairs(pairs):
@@ -739,6 +765,8 @@ class Cache(Generic[_K, _V]):
             return self._arena[self._free.pop()]
         spare.number = len(self._arena)
         self._arena.append(spare)
+        if self._weights is not None:
+            self._weights.append(0)
         return spare
 
     def _detach(self, e: _Entry, dropped: List[Any]) -> None:
@@ -750,7 +778,20 @@ class Cache(Generic[_K, _V]):
         dropped.append(e.value)
         e.key = e.value = None
         self._size -= 1
+        if self._weights is not None:
+            self._weight -= self._weights[e.number]
+            self._weights[e.number] = 0
         self._version += 1
+
+    def _overweight(self, extra: int) -> bool:
+        """True if the entries' weight plus ``extra`` is above maxweight (never overflows: as
+        ``LRU._evict_until``)."""
+        return self._weights is not None and self._weight - self._maxweight > -extra  # type: ignore[operator]
+
+    def _weigh(self, value: Any) -> int:
+        if self._getsizeof is None:
+            return check_weight(1, self._maxweight)  # type: ignore[arg-type]  # only with a maxweight
+        return check_weight(self._getsizeof(value), self._maxweight)  # type: ignore[arg-type]
 
     def _release_evicted(self, evicted: List[Any]) -> None:
         on_evict = self._on_evict
@@ -816,6 +857,17 @@ class Cache(Generic[_K, _V]):
     def _store(self, key: _K, value: _V, keep: bool) -> Any:
         h = hash(key)
         plain = _is_plain(key)
+        w = 1
+        if self._weights is not None:
+            if keep:
+                # setdefault of a present key stores nothing, so weighs nothing (as LRU)
+                with self._lock:
+                    e = self._find(key, h, plain)
+                    if e is not None:
+                        self._policy.hit(e)
+                        self._version += 1
+                        return e.value
+            w = self._weigh(value)  # user code: before the lock, the cache untouched if it fails
         spare = _Entry()  # allocated before the lock: allocating may run the GC
         dropped: List[Any] = []
         evicted: List[Any] = []
@@ -827,15 +879,34 @@ class Cache(Generic[_K, _V]):
                 else:
                     dropped.append(e.value)
                     e.value = value
+                if not keep and self._weights is not None:
+                    weights = self._weights
+                    self._weight -= weights[e.number]
+                    weights[e.number] = 0
+                    if self._overweight(w):
+                        # out of the policy while others make room: never its own victim
+                        self._policy.remove(e)
+                        while self._overweight(w):
+                            self._detach(self._policy.victim(), evicted)
+                            self._evictions += 1
+                        self._policy.insert(e, self._size - 1)  # size <= count: evicts nothing
+                    weights[e.number] = w
+                    self._weight += w
                 self._policy.hit(e)  # a write is an access, as in LRU
                 self._version += 1
             else:
+                while self._size and self._overweight(w):
+                    self._detach(self._policy.victim(), evicted)
+                    self._evictions += 1
                 fresh = self._take(spare)
                 fresh.key = key
                 fresh.value = value
                 fresh.hash = h
                 fresh.plain = plain
                 self._table_insert(fresh.number, h)
+                if self._weights is not None:
+                    self._weights[fresh.number] = w
+                    self._weight += w
                 self._size += 1
                 self._version += 1
                 for v in self._policy.insert(fresh, self._size - 1):
@@ -878,12 +949,16 @@ class Cache(Generic[_K, _V]):
 
     def clear(self) -> None:
         fresh = _POLICY_CLASSES[self._policy.name](self._count)
+        weights: List[int] = []  # allocated before the lock
         with self._lock:
             old = self._arena
             self._new_arena()
             self._policy = fresh
             self._access = getattr(fresh, "access", None)
             self._size = 0
+            if self._weights is not None:
+                self._weights = weights
+                self._weight = 0
             self._version += 1
             for e in old:  # no longer reachable: a stale match in _find must fail
                 e.queue = _FREE
@@ -909,6 +984,15 @@ class Cache(Generic[_K, _V]):
     @property
     def policy(self) -> str:
         return self._policy.name
+
+    @property
+    def maxweight(self) -> Optional[int]:
+        return self._maxweight
+
+    @property
+    def weight(self) -> int:
+        """The total weight of the entries (their number without a maxweight)."""
+        return self._weight if self._weights is not None else self._size
 
     def info(self) -> CacheInfo:
         with self._lock:
@@ -954,6 +1038,10 @@ class Cache(Generic[_K, _V]):
                     assert self._arena[number].queue != _FREE, "free entry in the table"
                     n += 1
             assert n == self._size, "table and queues disagree"
+            if self._weights is not None:
+                total = sum(self._weights[e.number] for e in listed)
+                assert total == self._weight, "weight total drifted"
+                assert self._weight <= self._maxweight, "weight above maxweight"  # type: ignore[operator]
 
 
 MutableMapping.register(Cache)
