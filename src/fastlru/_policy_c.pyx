@@ -23,10 +23,12 @@ from libc.string cimport memset
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import collections.abc
+from time import monotonic as _monotonic
 from types import GenericAlias
 
 from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
-                      check_maxweight, check_policy, check_weight, iter_pairs)
+                      check_maxweight, check_policy, check_time, check_timer, check_ttl,
+                      check_weight, iter_pairs)
 
 assert MAX_RESTARTS == RESTART_LIMIT
 
@@ -63,6 +65,14 @@ ctypedef struct Entry:
     Py_hash_t hash
     int32_t prev
     int32_t next
+
+
+ctypedef struct Stamp:
+    # Per entry, only with a ttl (as _lru_c): when it expires, and its place in store order (a
+    # second circular list, oldest first), so expired entries are found oldest first.
+    double expires
+    int32_t older
+    int32_t newer
 
 
 cdef enum:
@@ -192,6 +202,12 @@ cdef class Cache:
     cdef Py_ssize_t total_weight
     cdef Py_ssize_t _maxweight
     cdef object getsizeof
+    # expiry, only with a ttl (as _lru_c)
+    cdef bint timed
+    cdef Stamp* stamps
+    cdef int32_t oldest
+    cdef double _ttl
+    cdef object _timer
     # SIEVE
     cdef int32_t hand
     # S3-FIFO
@@ -217,6 +233,8 @@ cdef class Cache:
 
     def __cinit__(self, *args, **kwargs):
         self.free_head = EMPTY
+        self.oldest = EMPTY
+        self._timer = _monotonic
         self._count = 1
         self.table = self._new_table(MIN_TABLE_BITS)
         self.tmask = (1 << MIN_TABLE_BITS) - 1
@@ -224,14 +242,17 @@ cdef class Cache:
         self._setup_policy(P_LRU, 1)  # before __init__: a valid Cache(1, policy="lru")
 
     def __init__(self, count, pairs=(), *, policy=DEFAULT_POLICY, on_evict=None,
-                 maxweight=None, getsizeof=None):
+                 maxweight=None, getsizeof=None, ttl=None, timer=_monotonic):
         cdef Py_ssize_t c = check_count(count)
         cdef int kind = _policy_number(policy)
         cdef fastlru_cs cs
         cdef str problem = None
         cdef Py_ssize_t mw = 0
         cdef Py_ssize_t* weights = NULL
+        cdef Stamp* stamps = NULL
         cdef Py_ssize_t i
+        ttl = check_ttl(ttl)
+        check_timer(timer)
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
         if getsizeof is not None and not callable(getsizeof):
@@ -255,11 +276,18 @@ cdef class Cache:
                     raise MemoryError()
                 for i in range(self.alloc):
                     weights[i] = 0
+            if ttl is not None:
+                stamps = <Stamp*>PyMem_Malloc((self.alloc if self.alloc > 0 else 1) * sizeof(Stamp))
+                if stamps == NULL:
+                    fastlru_cs_end(&cs)
+                    PyMem_Free(weights)
+                    raise MemoryError()
             try:
                 self._setup_policy(kind, c)
             except MemoryError:
                 fastlru_cs_end(&cs)
                 PyMem_Free(weights)
+                PyMem_Free(stamps)
                 raise
             self.ready = True
             self._count = c
@@ -270,6 +298,12 @@ cdef class Cache:
                 self.total_weight = 0
                 self._maxweight = mw
             self.getsizeof = getsizeof
+            if stamps != NULL:
+                self.timed = True
+                self.stamps = stamps
+                self._ttl = ttl
+                self.oldest = EMPTY
+            self._timer = timer
         fastlru_cs_end(&cs)
         if problem is not None:
             raise RuntimeError(problem)
@@ -287,6 +321,7 @@ cdef class Cache:
         PyMem_Free(self.sketch)
         PyMem_Free(self.door)
         PyMem_Free(self.weights)
+        PyMem_Free(self.stamps)
 
     @cython.final
     cdef int _setup_policy(self, int kind, Py_ssize_t count) except -1:
@@ -419,6 +454,7 @@ cdef class Cache:
         cdef Entry* entries
         cdef uint8_t* q
         cdef Py_ssize_t* weights
+        cdef Stamp* stamps
         if (<size_t>self.size + 1) * 2 >= self.tmask + 1:
             self._rebuild_table(64 - self.shift + 1)
         if self.free_head != EMPTY or self.fill < self.alloc:
@@ -451,6 +487,11 @@ cdef class Cache:
             if weights == NULL:
                 raise MemoryError()
             self.weights = weights
+        if self.timed:
+            stamps = <Stamp*>PyMem_Realloc(self.stamps, new_alloc * sizeof(Stamp))
+            if stamps == NULL:
+                raise MemoryError()
+            self.stamps = stamps
         self.alloc = new_alloc
         return 0
 
@@ -843,10 +884,97 @@ cdef class Cache:
         self.queue[e] = Q_FREE
         self.free_head = e
         self.size -= 1
+        if self.timed:
+            self._unstamp(e)
         if self.weighted:
             self.total_weight -= self.weights[e]
             self.weights[e] = 0
         self.version += 1
+
+    # -- store order, only with a ttl (section held, no Python code): as _lru_c's ------------
+
+    @cython.final
+    cdef inline void _stamp(self, int32_t e, double expires) noexcept:
+        """Gives ``e`` its expiry time and makes it the newest in store order."""
+        cdef Stamp* st = self.stamps
+        cdef int32_t oldest = self.oldest
+        cdef int32_t newest
+        st[e].expires = expires
+        if oldest == EMPTY:
+            st[e].older = e
+            st[e].newer = e
+            self.oldest = e
+        else:
+            newest = st[oldest].older
+            st[e].newer = oldest
+            st[e].older = newest
+            st[newest].newer = e
+            st[oldest].older = e
+
+    @cython.final
+    cdef inline void _unstamp(self, int32_t e) noexcept:
+        cdef Stamp* st = self.stamps
+        cdef int32_t nxt = st[e].newer
+        cdef int32_t prv
+        if nxt == e:
+            self.oldest = EMPTY
+            return
+        prv = st[e].older
+        st[prv].newer = nxt
+        st[nxt].older = prv
+        if self.oldest == e:
+            self.oldest = nxt
+
+    @cython.final
+    cdef inline bint _expired(self, Py_ssize_t e, double now) noexcept:
+        return self.timed and self.stamps[e].expires <= now
+
+    @cython.final
+    cdef int _expire(self, double now, Dropped* dropped) except -1:
+        """Reclaims (as evictions), oldest stored first, the entries expired at ``now``."""
+        cdef Py_ssize_t n = 0, i
+        cdef int32_t e = self.oldest
+        if not self.timed:
+            return 0
+        while e != EMPTY and n < self.size and self.stamps[e].expires <= now:
+            n += 1
+            e = self.stamps[e].newer
+        if n == 0:
+            return 0
+        if _dropped_room(dropped, 2 * n) < 0:
+            raise MemoryError()
+        for i in range(n):
+            e = self.oldest
+            self._unfile(e)
+            self._detach(e, dropped)
+            self.evictions += 1
+        return 0
+
+    @cython.final
+    cdef double _now(self) except? -1.0:
+        """The timer's time (Python code: called before the section)."""
+        t = self._timer()
+        if type(t) is float and t == t:
+            return <double>t
+        return check_time(t)
+
+    @cython.final
+    cdef int _expire_now(self) except -1:
+        """Reclaims the expired entries (reported to on_evict), if the cache has a ttl."""
+        cdef fastlru_cs cs
+        cdef Dropped dropped
+        cdef double now
+        if not self.timed:
+            return 0
+        now = self._now()
+        _dropped_init(&dropped)
+        fastlru_cs_begin(&cs, self)
+        try:
+            self._expire(now, &dropped)
+        finally:
+            fastlru_cs_end(&cs)
+        self._release(&dropped, True)
+        return 0
 
     @cython.final
     cdef inline bint _overweight(self, Py_ssize_t extra) noexcept:
@@ -904,8 +1032,18 @@ cdef class Cache:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef object value
+        cdef double now = 0
+        cdef Dropped expired
+        if self.timed:
+            now = self._now()
+        _dropped_init(&expired)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
+        if e >= 0 and self._expired(e, now):
+            self._unfile(<int32_t>e)
+            self._detach(<int32_t>e, &expired)  # two references: the inline room suffices
+            self.evictions += 1
+            e = -1
         if e < 0:
             self.misses += 1
             if self.kind == P_WTINYLFU:
@@ -919,6 +1057,8 @@ cdef class Cache:
             value = <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
+        if expired.n:
+            self._release(&expired, True)
         return value
 
     def peek(self, key, default=None):
@@ -927,8 +1067,13 @@ cdef class Cache:
         cdef fastlru_cs cs
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
+        cdef double now = 0
+        if self.timed:
+            now = self._now()
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
+        if e >= 0 and self._expired(e, now):
+            e = -1  # expired: absent (reclaimed by a later get or store)
         value = default if e < 0 else <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
@@ -939,8 +1084,13 @@ cdef class Cache:
         cdef fastlru_cs cs
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
+        cdef double now = 0
+        if self.timed:
+            now = self._now()
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
+        if e >= 0 and self._expired(e, now):
+            e = -1
         fastlru_cs_end(&cs)
         _xdecref(hold)
         return e >= 0
@@ -967,11 +1117,16 @@ cdef class Cache:
         cdef object result = value
         cdef Py_ssize_t w = 1, old_w
         cdef bint failed = False
+        cdef double now = 0
+        if self.timed:
+            now = self._now()
         if self.weighted:
             if keep:
                 # setdefault of a present key stores nothing, so weighs nothing (as LRU)
                 fastlru_cs_begin(&cs, self)
                 e = self._find(key, h, &cs, &hold)
+                if e >= 0 and self._expired(e, now):
+                    e = -1  # expired: stored anew below
                 if e >= 0:
                     self._hit(<int32_t>e)
                     self.version += 1
@@ -984,12 +1139,23 @@ cdef class Cache:
             w = self._weigh(value)  # user code: before the section, the cache untouched
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
+        if self.timed:
+            try:
+                self._expire(now, &evicted)  # expired entries go before any live one
+            except MemoryError:
+                fastlru_cs_end(&cs)
+                raise
         e = self._find(key, h, &cs, &hold)
         if e >= 0:
             ep = &self.entries[e]
+            if self._expired(e, now):
+                keep = False  # (a timer that went back): its value is gone, store ours
             if keep:
                 result = <object>ep.value
             else:
+                if self.timed:
+                    self._unstamp(<int32_t>e)
+                    self._stamp(<int32_t>e, now + self._ttl)
                 if self.weighted:
                     old_w = self.weights[e]
                     self.total_weight -= old_w
@@ -1046,6 +1212,8 @@ cdef class Cache:
             if self.weighted:
                 self.weights[t] = w
                 self.total_weight += w
+            if self.timed:
+                self._stamp(t, now + self._ttl)
             self.size += 1
             self.version += 1
             n = self._file(t, out)
@@ -1073,14 +1241,24 @@ cdef class Cache:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef Dropped dropped
+        cdef double now = 0
+        cdef bint expired = False
+        if self.timed:
+            now = self._now()
         _dropped_init(&dropped)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
         if e >= 0:
+            expired = self._expired(e, now)
+            if expired:
+                self.evictions += 1
             self._unfile(<int32_t>e)
             self._detach(<int32_t>e, &dropped)
         fastlru_cs_end(&cs)
         _xdecref(hold)
+        if expired:
+            self._release(&dropped, True)  # reclaimed and reported, not popped
+            e = -1
         if e < 0:
             if required:
                 raise KeyError(key)
@@ -1093,11 +1271,20 @@ cdef class Cache:
         """Removes and returns the entry the policy would evict next."""
         cdef fastlru_cs cs
         cdef Dropped dropped
+        cdef Dropped expired
+        cdef double now = 0
+        if self.timed:
+            now = self._now()
         _dropped_init(&dropped)
+        _dropped_init(&expired)
         fastlru_cs_begin(&cs, self)
-        if self.size:
-            self._detach(self._victim(), &dropped)
-        fastlru_cs_end(&cs)
+        try:
+            self._expire(now, &expired)
+            if self.size:
+                self._detach(self._victim(), &dropped)
+        finally:
+            fastlru_cs_end(&cs)
+        self._release(&expired, True)
         if not dropped.n:
             raise KeyError("popitem(): Cache is empty")
         item = (<object>dropped.items[0], <object>dropped.items[1])
@@ -1135,6 +1322,9 @@ cdef class Cache:
         PyMem_Free(self.weights)
         self.weights = NULL
         self.total_weight = 0
+        PyMem_Free(self.stamps)
+        self.stamps = NULL
+        self.oldest = EMPTY
         self.alloc = 0
         self.fill = 0
         self.free_head = EMPTY
@@ -1165,6 +1355,7 @@ cdef class Cache:
             self[key] = value
 
     def __len__(self):
+        self._expire_now()
         return self.size
 
     @property
@@ -1183,10 +1374,21 @@ cdef class Cache:
     @property
     def weight(self):
         """The total weight of the entries (their number without a maxweight)."""
+        self._expire_now()
         return self.total_weight if self.weighted else self.size
+
+    @property
+    def ttl(self):
+        """Seconds an entry lives after it was stored, or None."""
+        return self._ttl if self.timed else None
+
+    @property
+    def timer(self):
+        return self._timer
 
     def info(self):
         cdef fastlru_cs cs
+        self._expire_now()
         fastlru_cs_begin(&cs, self)
         info = (self.hits, self.misses, self.evictions, self.size, self._count)
         fastlru_cs_end(&cs)
@@ -1221,6 +1423,7 @@ cdef class Cache:
         else:
             qs[0] = Q_MAIN
             nq = 1
+        self._expire_now()
         # Snapshot the entry numbers first: building tuples allocates (the GC may run Python).
         fastlru_cs_begin(&cs, self)
         refs = []
@@ -1302,6 +1505,18 @@ cdef class Cache:
                     assert self.weights[i] == 0, "free entry weighs"
             assert total == self.total_weight, "weight total drifted"
             assert self.total_weight <= self._maxweight, "weight above maxweight"
+        if self.timed:
+            n = 0
+            e = self.oldest
+            while e != EMPTY:
+                n += 1
+                assert n <= self.size, "store order longer than size"
+                assert self.entries[e].key != NULL, "free entry in the store order"
+                assert self.stamps[self.stamps[e].newer].older == e, "broken store-order link"
+                e = self.stamps[e].newer
+                if e == self.oldest:
+                    break
+            assert n == self.size, "store order and size disagree"
 
 
 # The arena holds Python references in C memory: teach the GC to see and break cycles there.

@@ -32,8 +32,13 @@ victims (``popitem``'s order) until the new entry's weight fits, then files it a
 a replacement that must evict to fit is taken out of the policy first (so it is never its own
 victim) and filed again as a new entry that was read once.
 
-What ``LRU`` has and ``Cache`` has not (yet): a ``ttl``, ``peek_*``, pickling and resizing
-``count``; ``keys()`` lists entries in the policy's own order
+A ``ttl`` (and ``timer``) is ``LRU``'s: an entry expires ``ttl`` seconds after it was stored;
+an expired entry is absent to ``peek``/``in``, a miss to ``get`` (which reclaims it), and is
+reclaimed, oldest stored first and reported to ``on_evict`` as an eviction, before a store,
+``popitem``, ``len``, ``info``, ``weight`` and the views; the policy only ever chooses among
+live entries then. Expiry times live beside the entries only with a ttl.
+
+What ``LRU`` has and ``Cache`` has not (yet): ``peek_*``, pickling and resizing ``count``; ``keys()`` lists entries in the policy's own order
 (for ``"lru"``: most recent first, as ``LRU``).
 
 The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
@@ -46,6 +51,7 @@ released, and ``on_evict`` called, only after the lock is released.
 from __future__ import annotations
 
 import threading
+import time
 import collections.abc
 from collections.abc import MutableMapping
 from types import GenericAlias
@@ -55,7 +61,8 @@ from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, 
 from array import array
 
 from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
-                      check_maxweight, check_policy, check_weight, iter_pairs)
+                      check_maxweight, check_policy, check_time, check_timer, check_ttl,
+                      check_weight, iter_pairs)
 
 __all__ = ["Cache", "POLICIES"]
 
@@ -591,7 +598,8 @@ class Cache(Generic[_K, _V]):
 
     __slots__ = ("_arena", "_free", "_table", "_mask", "_shift", "_policy", "_count", "_size", "_version", "_hits", "_misses",
                  "_evictions", "_on_evict", "_lock", "_access", "_ready", "_weights", "_weight",
-                 "_maxweight", "_getsizeof", "__weakref__")
+                 "_maxweight", "_getsizeof", "_ttl", "_timer", "_expires", "_sprev", "_snext",
+                 "_oldest", "__weakref__")
     __class_getitem__: Any = classmethod(GenericAlias)
     __hash__ = None  # type: ignore[assignment]  # mutable, as dict
     _arena: List[_Entry]
@@ -614,6 +622,14 @@ class Cache(Generic[_K, _V]):
     _weight: int
     _maxweight: Optional[int]
     _getsizeof: Optional[Callable[[Any], SupportsIndex]]
+    _ttl: Optional[float]
+    _timer: Callable[[], float]
+    # with a ttl, per entry number: its expiry time and its place in store order (a circular
+    # list, ``_oldest`` first); else None
+    _expires: Optional[List[float]]
+    _sprev: Optional[List[int]]
+    _snext: Optional[List[int]]
+    _oldest: int
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Before __init__ (Cache.__new__, a subclass that forgets it) the cache is a valid
@@ -630,15 +646,21 @@ class Cache(Generic[_K, _V]):
         self._on_evict = None
         self._weights = self._maxweight = self._getsizeof = None
         self._weight = 0
+        self._ttl = self._expires = self._sprev = self._snext = None
+        self._timer = time.monotonic
+        self._oldest = _EMPTY
         return self
 
     def __init__(self, count: SupportsIndex, pairs: Iterable[Tuple[_K, _V]] = (), *,
                  policy: str = DEFAULT_POLICY,
                  on_evict: Optional[Callable[[_K, _V], object]] = None,
                  maxweight: Optional[SupportsIndex] = None,
-                 getsizeof: Optional[Callable[[_V], SupportsIndex]] = None) -> None:
+                 getsizeof: Optional[Callable[[_V], SupportsIndex]] = None,
+                 ttl: Optional[float] = None, timer: Callable[[], float] = time.monotonic) -> None:
         count = check_count(count)
         policy = check_policy(policy)
+        ttl = check_ttl(ttl)
+        timer = check_timer(timer)
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
         if getsizeof is not None and not callable(getsizeof):
@@ -648,6 +670,8 @@ class Cache(Generic[_K, _V]):
         elif getsizeof is not None:
             raise TypeError("getsizeof needs maxweight")
         weights: Optional[List[int]] = None if maxweight is None else [0] * len(self._arena)
+        stamps = None if ttl is None else (
+            [0.0] * len(self._arena), [0] * len(self._arena), [0] * len(self._arena))
         fresh = _POLICY_CLASSES[policy](count)
         problem = None
         with self._lock:
@@ -666,6 +690,11 @@ class Cache(Generic[_K, _V]):
                     self._weight = 0
                     self._maxweight = maxweight
                 self._getsizeof = getsizeof
+                if stamps is not None:
+                    self._ttl = ttl
+                    self._expires, self._sprev, self._snext = stamps
+                    self._oldest = _EMPTY
+                self._timer = timer
         if problem is not None:
             raise RuntimeError(problem)
         for key, value in iter_pairs(pairs):
@@ -767,6 +796,10 @@ class Cache(Generic[_K, _V]):
         self._arena.append(spare)
         if self._weights is not None:
             self._weights.append(0)
+        if self._expires is not None:
+            self._expires.append(0.0)
+            self._sprev.append(0)  # type: ignore[union-attr]  # set with _expires
+            self._snext.append(0)  # type: ignore[union-attr]
         return spare
 
     def _detach(self, e: _Entry, dropped: List[Any]) -> None:
@@ -778,10 +811,66 @@ class Cache(Generic[_K, _V]):
         dropped.append(e.value)
         e.key = e.value = None
         self._size -= 1
+        if self._expires is not None:
+            self._unstamp(e.number)
         if self._weights is not None:
             self._weight -= self._weights[e.number]
             self._weights[e.number] = 0
         self._version += 1
+
+    # -- store order, only with a ttl (lock held, no user code): as LRU's -----------------
+
+    def _stamp(self, n: int, expires: float) -> None:
+        """Gives entry number ``n`` its expiry time and makes it the newest in store order."""
+        self._expires[n] = expires  # type: ignore[index]  # called only with a ttl
+        sprev, snext = self._sprev, self._snext
+        oldest = self._oldest
+        if oldest == _EMPTY:
+            sprev[n] = snext[n] = n  # type: ignore[index]
+            self._oldest = n
+        else:
+            newest = sprev[oldest]  # type: ignore[index]
+            snext[n] = oldest  # type: ignore[index]
+            sprev[n] = newest  # type: ignore[index]
+            snext[newest] = n  # type: ignore[index]
+            sprev[oldest] = n  # type: ignore[index]
+
+    def _unstamp(self, n: int) -> None:
+        sprev, snext = self._sprev, self._snext
+        nxt = snext[n]  # type: ignore[index]
+        if nxt == n:
+            self._oldest = _EMPTY
+            return
+        prv = sprev[n]  # type: ignore[index]
+        snext[prv] = nxt  # type: ignore[index]
+        sprev[nxt] = prv  # type: ignore[index]
+        if self._oldest == n:
+            self._oldest = nxt
+
+    def _expired(self, e: _Entry, now: Optional[float]) -> bool:
+        return self._expires is not None and self._expires[e.number] <= now  # type: ignore[operator]
+
+    def _expire(self, now: float, dropped: List[Any]) -> None:
+        """Reclaims, oldest stored first, every entry expired at ``now`` (as evictions)."""
+        expires = self._expires
+        while self._oldest != _EMPTY and expires[self._oldest] <= now:  # type: ignore[index]
+            e = self._arena[self._oldest]
+            self._policy.remove(e)
+            self._detach(e, dropped)
+            self._evictions += 1
+
+    def _now(self) -> Optional[float]:
+        """The timer's time (user code: called before the lock), or None without a ttl."""
+        return None if self._ttl is None else check_time(self._timer())
+
+    def _expire_now(self) -> None:
+        """Reclaims the expired entries (reported to on_evict), if the cache has a ttl."""
+        if self._ttl is not None:
+            now = self._now()
+            evicted: List[Any] = []
+            with self._lock:
+                self._expire(now, evicted)  # type: ignore[arg-type]  # a float: there is a ttl
+            self._release_evicted(evicted)
 
     def _overweight(self, extra: int) -> bool:
         """True if the entries' weight plus ``extra`` is above maxweight (never overflows: as
@@ -819,34 +908,49 @@ class Cache(Generic[_K, _V]):
         return self._lookup(key, default)
 
     def _lookup(self, key: _K, default: Any) -> Any:
+        """``get``: a hit is recorded by the policy; an expired entry is a miss, reclaimed."""
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
+        expired: List[Any] = []
         with self._lock:
             e = self._find(key, h, plain)
+            if e is not None and self._expired(e, now):
+                self._policy.remove(e)
+                self._detach(e, expired)
+                self._evictions += 1
+                e = None
             if e is None:
                 self._misses += 1
                 if self._access is not None:
                     self._access(h, False)
-                return default
-            self._hits += 1
-            if self._access is not None:
-                self._access(h, True)
-            self._policy.hit(e)
-            return e.value
+                value = default
+            else:
+                self._hits += 1
+                if self._access is not None:
+                    self._access(h, True)
+                self._policy.hit(e)
+                value = e.value
+        if expired:
+            self._release_evicted(expired)
+        return value
 
     def __contains__(self, key: object) -> bool:
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         with self._lock:
-            return self._find(key, h, plain) is not None
+            e = self._find(key, h, plain)
+            return e is not None and not self._expired(e, now)
 
     def peek(self, key: _K, default: object = None) -> object:
         """The value of ``key`` (or ``default``) without counting or recording a read."""
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         with self._lock:
             e = self._find(key, h, plain)
-            return default if e is None else e.value
+            return default if e is None or self._expired(e, now) else e.value
 
     def __setitem__(self, key: _K, value: _V) -> None:
         self._store(key, value, False)
@@ -857,13 +961,14 @@ class Cache(Generic[_K, _V]):
     def _store(self, key: _K, value: _V, keep: bool) -> Any:
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         w = 1
         if self._weights is not None:
             if keep:
                 # setdefault of a present key stores nothing, so weighs nothing (as LRU)
                 with self._lock:
                     e = self._find(key, h, plain)
-                    if e is not None:
+                    if e is not None and not self._expired(e, now):
                         self._policy.hit(e)
                         self._version += 1
                         return e.value
@@ -872,13 +977,20 @@ class Cache(Generic[_K, _V]):
         dropped: List[Any] = []
         evicted: List[Any] = []
         with self._lock:
+            if now is not None:
+                self._expire(now, evicted)  # expired entries go before any live one
             e = self._find(key, h, plain)
             if e is not None:
+                if now is not None and self._expired(e, now):
+                    keep = False  # (a timer that went back): its value is gone, store ours
                 if keep:
                     value = e.value
                 else:
                     dropped.append(e.value)
                     e.value = value
+                    if now is not None:
+                        self._unstamp(e.number)
+                        self._stamp(e.number, now + self._ttl)  # type: ignore[operator]
                 if not keep and self._weights is not None:
                     weights = self._weights
                     self._weight -= weights[e.number]
@@ -907,6 +1019,8 @@ class Cache(Generic[_K, _V]):
                 if self._weights is not None:
                     self._weights[fresh.number] = w
                     self._weight += w
+                if now is not None:
+                    self._stamp(fresh.number, now + self._ttl)  # type: ignore[operator]
                 self._size += 1
                 self._version += 1
                 for v in self._policy.insert(fresh, self._size - 1):
@@ -925,12 +1039,19 @@ class Cache(Generic[_K, _V]):
     def _pop(self, key: _K, default: object) -> Any:
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         dropped: List[Any] = []
+        expired = False
         with self._lock:
             e = self._find(key, h, plain)
             if e is not None:
+                expired = self._expired(e, now)
+                if expired:
+                    self._evictions += 1
                 self._policy.remove(e)
                 self._detach(e, dropped)
+        if expired:
+            self._release_evicted(dropped)  # reclaimed and reported, not popped
         if not dropped:
             if default is _MISSING:
                 raise KeyError(key)
@@ -939,10 +1060,15 @@ class Cache(Generic[_K, _V]):
 
     def popitem(self) -> Tuple[_K, _V]:
         """Removes and returns the entry the policy would evict next."""
+        now = self._now()
         dropped: List[Any] = []
+        evicted: List[Any] = []
         with self._lock:
+            if now is not None:
+                self._expire(now, evicted)
             if self._size:
                 self._detach(self._policy.victim(), dropped)
+        self._release_evicted(evicted)
         if not dropped:
             raise KeyError("popitem(): Cache is empty")
         return dropped[0], dropped[1]
@@ -950,6 +1076,7 @@ class Cache(Generic[_K, _V]):
     def clear(self) -> None:
         fresh = _POLICY_CLASSES[self._policy.name](self._count)
         weights: List[int] = []  # allocated before the lock
+        stamps: Tuple[List[float], List[int], List[int]] = ([], [], [])
         with self._lock:
             old = self._arena
             self._new_arena()
@@ -959,6 +1086,9 @@ class Cache(Generic[_K, _V]):
             if self._weights is not None:
                 self._weights = weights
                 self._weight = 0
+            if self._expires is not None:
+                self._expires, self._sprev, self._snext = stamps
+                self._oldest = _EMPTY
             self._version += 1
             for e in old:  # no longer reachable: a stale match in _find must fail
                 e.queue = _FREE
@@ -975,6 +1105,7 @@ class Cache(Generic[_K, _V]):
             self[key] = value  # type: ignore[index]
 
     def __len__(self) -> int:
+        self._expire_now()
         return self._size
 
     @property
@@ -992,9 +1123,19 @@ class Cache(Generic[_K, _V]):
     @property
     def weight(self) -> int:
         """The total weight of the entries (their number without a maxweight)."""
+        self._expire_now()
         return self._weight if self._weights is not None else self._size
 
+    @property
+    def ttl(self) -> Optional[float]:
+        return self._ttl
+
+    @property
+    def timer(self) -> Callable[[], float]:
+        return self._timer
+
     def info(self) -> CacheInfo:
+        self._expire_now()
         with self._lock:
             return CacheInfo(self._hits, self._misses, self._evictions, self._size, self._count)
 
@@ -1005,6 +1146,7 @@ class Cache(Generic[_K, _V]):
     # -- views ----------------------------------------------------------------------------
 
     def items(self) -> List[Tuple[_K, _V]]:
+        self._expire_now()
         with self._lock:
             return [(e.key, e.value) for e in self._policy.order()]
 
@@ -1042,6 +1184,18 @@ class Cache(Generic[_K, _V]):
                 total = sum(self._weights[e.number] for e in listed)
                 assert total == self._weight, "weight total drifted"
                 assert self._weight <= self._maxweight, "weight above maxweight"  # type: ignore[operator]
+            if self._expires is not None:
+                n = 0
+                i = self._oldest
+                while i != _EMPTY:
+                    n += 1
+                    assert n <= self._size, "store order longer than size"
+                    assert self._arena[i].queue != _FREE, "free entry in the store order"
+                    assert self._sprev[self._snext[i]] == i, "broken store-order link"  # type: ignore[index]
+                    i = self._snext[i]  # type: ignore[index]
+                    if i == self._oldest:
+                        break
+                assert n == self._size, "store order and size disagree"
 
 
 MutableMapping.register(Cache)
