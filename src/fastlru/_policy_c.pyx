@@ -28,7 +28,8 @@ from types import GenericAlias
 
 from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
                       check_maxweight, check_policy, check_time, check_timer, check_ttl,
-                      check_weight, iter_pairs)
+                      check_weight, iter_pairs, cache_kwargs, copy_cache, rebuild_cache,
+                      reduce_cache)
 
 assert MAX_RESTARTS == RESTART_LIMIT
 
@@ -1455,6 +1456,23 @@ cdef class Cache:
 
     def __iter__(self):
         return iter(self.keys())
+
+    # -- whole-object protocols ------------------------------------------------------------
+
+    def _kwargs(self):
+        return cache_kwargs(POLICIES[self.kind], self.on_evict, self.maxweight, self.getsizeof,
+                            self.ttl, self._timer)
+
+    def copy(self):
+        """A new cache of the same type, count, policy and options holding the same entries
+        (not the policy's history: a ghost, a sketch, visited bits)."""
+        return rebuild_cache(type(self), Cache, self._count, self.items()[::-1], self._kwargs())
+
+    def __copy__(self):
+        return copy_cache(self, Cache, self._count, self._kwargs())
+
+    def __reduce__(self):
+        return reduce_cache(self, Cache, self._count, self._kwargs())
 
     def __eq__(self, other):
         if isinstance(other, (Cache, collections.abc.Mapping)):

@@ -38,7 +38,11 @@ reclaimed, oldest stored first and reported to ``on_evict`` as an eviction, befo
 ``popitem``, ``len``, ``info``, ``weight`` and the views; the policy only ever chooses among
 live entries then. Expiry times live beside the entries only with a ttl.
 
-What ``LRU`` has and ``Cache`` has not (yet): ``peek_*``, pickling and resizing ``count``; ``keys()`` lists entries in the policy's own order
+``copy()``, ``copy.copy`` and pickling rebuild a cache of the same type, count, policy and
+options holding the same entries, stored in the reverse of ``items()``; the policy's history (a
+ghost, a sketch, visited bits) is not carried over, and with a ttl the entries start afresh.
+
+What ``LRU`` has and ``Cache`` has not (yet): ``peek_*`` and resizing ``count``; ``keys()`` lists entries in the policy's own order
 (for ``"lru"``: most recent first, as ``LRU``).
 
 The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
@@ -62,7 +66,8 @@ from array import array
 
 from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
                       check_maxweight, check_policy, check_time, check_timer, check_ttl,
-                      check_weight, iter_pairs)
+                      check_weight, iter_pairs, cache_kwargs, copy_cache, rebuild_cache,
+                      reduce_cache)
 
 __all__ = ["Cache", "POLICIES"]
 
@@ -1158,6 +1163,23 @@ class Cache(Generic[_K, _V]):
 
     def __iter__(self) -> Iterator[_K]:
         return iter(self.keys())
+
+    # -- whole-object protocols ------------------------------------------------------------
+
+    def _kwargs(self) -> Dict[str, Any]:
+        return cache_kwargs(self._policy.name, self._on_evict, self._maxweight, self._getsizeof,
+                            self._ttl, self._timer)
+
+    def copy(self) -> Any:
+        """A new cache of the same type, count, policy and options holding the same entries
+        (not the policy's history: a ghost, a sketch, visited bits)."""
+        return rebuild_cache(type(self), Cache, self._count, self.items()[::-1], self._kwargs())
+
+    def __copy__(self) -> Any:
+        return copy_cache(self, Cache, self._count, self._kwargs())
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return reduce_cache(self, Cache, self._count, self._kwargs())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (Cache, collections.abc.Mapping)):
