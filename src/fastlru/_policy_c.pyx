@@ -392,6 +392,25 @@ cdef class Cache:
             self.step = -STEP * <double>count
         return 0
 
+    @cython.final
+    cdef void _resize_policy(self, Py_ssize_t count) noexcept:
+        """The policy's shares of a new ``count`` (no Python code, no allocation), as the
+        twin's ``resize``: S3-FIFO's small FIFO and ghost; W-TinyLFU's window, protected
+        segment, sketch period and hill climber start again (Caffeine's setMaximumSize)."""
+        cdef Py_ssize_t small, w
+        if self.kind == P_S3FIFO:
+            small = count // 10
+            self.small_cap = small if small > 1 else 1
+            self.ghost_cap = count - self.small_cap if count - self.small_cap > 1 else 1
+        elif self.kind == P_WTINYLFU:
+            self.sample = 10 * (count if count > 1 else 1)
+            w = count // 100
+            self.window_cap = w if w > 1 else 1
+            self.protected_cap = <Py_ssize_t>(<double>(count - self.window_cap) * 0.8)
+            self.sample_hits = self.sample_misses = 0
+            self.previous_rate = 0.0
+            self.step = -STEP * <double>count
+
     # -- arena and table (section held, no Python code) --------------------------------------
 
     @cython.final

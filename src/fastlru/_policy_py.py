@@ -169,11 +169,15 @@ class _Policy:
 
     ``insert`` files a new entry and returns the entries it evicts to stay within ``count``
     (possibly the new one: an admission policy may refuse it); ``hit`` records a read;
-    ``remove`` takes an entry out (pop, del); ``victim`` picks and removes one (popitem)."""
+    ``remove`` takes an entry out (pop, del); ``victim`` picks and removes one (popitem);
+    ``resize`` takes a new ``count`` (the cache then evicts ``victim``s down to it)."""
 
     name = ""
 
     def __init__(self, count: int) -> None:
+        self.count = count
+
+    def resize(self, count: int) -> None:
         self.count = count
 
     def hit(self, e: _Entry) -> None:
@@ -347,6 +351,13 @@ class _S3FIFOPolicy(_Policy):
         self.small_cap = max(1, count // 10)
         self.ghost = _Ghost(max(1, count - self.small_cap))
 
+    def resize(self, count: int) -> None:
+        """The FIFOs' shares of the new count; the ghost keeps its table (it forgets early if
+        the count grew past it) and remembers as many hashes as the main FIFO holds."""
+        self.count = count
+        self.small_cap = max(1, count // 10)
+        self.ghost.cap = max(1, count - self.small_cap)
+
     def hit(self, e: _Entry) -> None:
         if e.bits < 3:
             e.bits += 1
@@ -465,6 +476,18 @@ class _WTinyLFUPolicy(_Policy):
         self.protected_cap = int((count - self.window_cap) * 0.8)
         self.sketch = _Sketch(count)
         self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
+        self.sample_hits = self.sample_misses = 0
+        self.previous_rate = 0.0
+        self.step = -self.STEP * count
+
+    def resize(self, count: int) -> None:
+        """As Caffeine's ``setMaximumSize``: the window and protected shares start again from
+        the initial split of the new count and the hill climber restarts; the sketch keeps its
+        width (its counters survive), its reset period follows the count."""
+        self.count = count
+        self.window_cap = max(1, count // 100)
+        self.protected_cap = int((count - self.window_cap) * 0.8)
+        self.sketch.sample = 10 * max(count, 1)
         self.sample_hits = self.sample_misses = 0
         self.previous_rate = 0.0
         self.step = -self.STEP * count
