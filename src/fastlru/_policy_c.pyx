@@ -1382,6 +1382,31 @@ cdef class Cache:
     def count(self):
         return self._count
 
+    @count.setter
+    def count(self, count):
+        """A new bound: the policy takes its shares of it, then its victims are evicted (and
+        reported to on_evict) until at most ``count`` entries remain, as ``LRU.count``."""
+        cdef Py_ssize_t c = check_count(count)
+        cdef fastlru_cs cs
+        cdef Dropped evicted
+        self._expire_now()
+        _dropped_init(&evicted)
+        fastlru_cs_begin(&cs, self)
+        if self.size > c and _dropped_room(&evicted, 2 * (self.size - c)) < 0:
+            fastlru_cs_end(&cs)
+            raise MemoryError()  # nothing changed yet
+        self._count = c
+        self._resize_policy(c)
+        while self.size > c:
+            self._detach(self._victim(), &evicted)
+            self.evictions += 1
+        fastlru_cs_end(&cs)
+        self._release(&evicted, True)
+
+    @count.deleter
+    def count(self):
+        raise AttributeError("count cannot be deleted")
+
     @property
     def policy(self):
         return POLICIES[self.kind]

@@ -42,7 +42,11 @@ live entries then. Expiry times live beside the entries only with a ttl.
 options holding the same entries, stored in the reverse of ``items()``; the policy's history (a
 ghost, a sketch, visited bits) is not carried over, and with a ttl the entries start afresh.
 
-What ``LRU`` has and ``Cache`` has not (yet): ``peek_*`` and resizing ``count``; ``keys()`` lists entries in the policy's own order
+``count`` is settable, as ``LRU``'s: the policy takes its shares of the new count (W-TinyLFU
+restarts from its initial split, as Caffeine's ``setMaximumSize``), then evicts its victims down
+to it (the compiled engine keeps its arena's memory).
+
+What ``LRU`` has and ``Cache`` has not (yet): ``peek_*``; ``keys()`` lists entries in the policy's own order
 (for ``"lru"``: most recent first, as ``LRU``).
 
 The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
@@ -1139,6 +1143,25 @@ class Cache(Generic[_K, _V]):
     @property
     def count(self) -> int:
         return self._count
+
+    @count.setter
+    def count(self, count: SupportsIndex) -> None:
+        """A new bound: the policy takes its shares of it, then its victims are evicted (and
+        reported to on_evict) until at most ``count`` entries remain, as ``LRU.count``."""
+        count = check_count(count)
+        self._expire_now()
+        evicted: List[Any] = []
+        with self._lock:
+            self._count = count
+            self._policy.resize(count)
+            while self._size > count:
+                self._detach(self._policy.victim(), evicted)
+                self._evictions += 1
+        self._release_evicted(evicted)
+
+    @count.deleter
+    def count(self) -> None:
+        raise AttributeError("count cannot be deleted")
 
     @property
     def policy(self) -> str:
