@@ -305,3 +305,17 @@ def copy_cache(cache: Any, base: type, count: int, kwargs: Dict[str, Any]) -> An
     for name, value in slots.items():
         setattr(clone, name, value)
     return clone
+
+
+def cache_repr(cache: object, count: int, items: List[Tuple[Any, Any]],
+               kwargs: Dict[str, Any]) -> str:
+    """``repr`` of a ``fastlru.Cache`` of either engine, as ``lru_repr``: evaluating it builds
+    an equal cache (its entries in the order ``reduce_cache`` stores them)."""
+    extra = "".join(f", {name}={value!r}" for name, value in kwargs.items()
+                    if not (name == "timer" and value is time.monotonic))
+    return f"{type(cache).__name__}({count}, {items[::-1]!r}{extra})"
+
+
+class CacheType(abc.ABC):
+    """Both engines' ``Cache`` classes register here (so ``update`` copies either without
+    reading it through ``[]``, which its policy would record)."""

@@ -26,10 +26,10 @@ import collections.abc
 from time import monotonic as _monotonic
 from types import GenericAlias
 
-from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
-                      check_maxweight, check_policy, check_time, check_timer, check_ttl,
-                      check_weight, iter_pairs, cache_kwargs, copy_cache, rebuild_cache,
-                      reduce_cache)
+from ._common import (CacheInfo, CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES,
+                      cache_kwargs, cache_repr, check_count, check_maxweight, check_policy,
+                      check_time, check_timer, check_ttl, check_weight, copy_cache, iter_pairs,
+                      rebuild_cache, reduce_cache)
 
 assert MAX_RESTARTS == RESTART_LIMIT
 
@@ -44,6 +44,8 @@ cdef extern from "Python.h":
     int Py_EQ
     PyObject* _call2 "PyObject_CallFunctionObjArgs"(PyObject*, PyObject*, PyObject*, void*)
     void PyErr_WriteUnraisable(object)
+    int Py_ReprEnter(object) except -1
+    void Py_ReprLeave(object)
     ctypedef int (*visitproc)(PyObject*, void*)
     ctypedef int (*traverseproc)(PyObject*, visitproc, void*)
     ctypedef int (*inquiry)(PyObject*)
@@ -1365,7 +1367,11 @@ cdef class Cache:
         PyMem_Free(entries)
 
     def update(self, other=(), /, **kwargs):
-        if hasattr(other, "keys"):
+        if isinstance(other, (CacheType, LRUType)):
+            # other[key] would be a read other's policy records; next victim first, as LRU
+            for key, value in other.items()[::-1]:
+                self[key] = value
+        elif hasattr(other, "keys"):
             for key in list(other.keys()):
                 self[key] = other[key]
         else:
@@ -1501,6 +1507,10 @@ cdef class Cache:
     def __iter__(self):
         return iter(self.keys())
 
+    def __reversed__(self):
+        """The keys in the reverse of ``keys()`` (for ``"lru"``: least recent first)."""
+        return iter(self.keys()[::-1])
+
     # -- whole-object protocols ------------------------------------------------------------
 
     def _kwargs(self):
@@ -1526,7 +1536,12 @@ cdef class Cache:
     __hash__ = None
 
     def __repr__(self):
-        return f"{type(self).__name__}({self._count}, policy={self.policy!r}, size={self.size})"
+        if Py_ReprEnter(self):
+            return "..."
+        try:
+            return cache_repr(self, self._count, self.items(), self._kwargs())
+        finally:
+            Py_ReprLeave(self)
 
     @classmethod
     def __class_getitem__(cls, item):
@@ -1620,5 +1635,6 @@ cdef int _cache_clear(PyObject* o) noexcept:
 (<_TypeSlots*>Cache).tp_clear = <inquiry>_cache_clear
 
 collections.abc.MutableMapping.register(Cache)
+CacheType.register(Cache)
 assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu")] == [
     P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU]

@@ -58,6 +58,7 @@ released, and ``on_evict`` called, only after the lock is released.
 """
 from __future__ import annotations
 
+import reprlib
 import threading
 import time
 import collections.abc
@@ -68,10 +69,10 @@ from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, 
 
 from array import array
 
-from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
-                      check_maxweight, check_policy, check_time, check_timer, check_ttl,
-                      check_weight, iter_pairs, cache_kwargs, copy_cache, rebuild_cache,
-                      reduce_cache)
+from ._common import (CacheInfo, CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES,
+                      cache_kwargs, cache_repr, check_count, check_maxweight, check_policy,
+                      check_time, check_timer, check_ttl, check_weight, copy_cache, iter_pairs,
+                      rebuild_cache, reduce_cache)
 
 __all__ = ["Cache", "POLICIES"]
 
@@ -1127,7 +1128,11 @@ class Cache(Generic[_K, _V]):
         del old  # keys' and values' __del__ run here, the cache consistent
 
     def update(self, other: Any = (), /, **kwargs: _V) -> None:
-        if hasattr(other, "keys"):
+        if isinstance(other, (CacheType, LRUType)):
+            # other[key] would be a read other's policy records; next victim first, as LRU
+            for key, value in other.items()[::-1]:
+                self[key] = value
+        elif hasattr(other, "keys"):
             for key in list(other.keys()):
                 self[key] = other[key]
         else:
@@ -1210,6 +1215,10 @@ class Cache(Generic[_K, _V]):
     def __iter__(self) -> Iterator[_K]:
         return iter(self.keys())
 
+    def __reversed__(self) -> Iterator[_K]:
+        """The keys in the reverse of ``keys()`` (for ``"lru"``: least recent first)."""
+        return iter(self.keys()[::-1])
+
     # -- whole-object protocols ------------------------------------------------------------
 
     def _kwargs(self) -> Dict[str, Any]:
@@ -1232,9 +1241,9 @@ class Cache(Generic[_K, _V]):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
+    @reprlib.recursive_repr()
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self._count}, policy={self._policy.name!r}, "
-                f"size={self._size})")
+        return cache_repr(self, self._count, self.items(), self._kwargs())
 
     def _check(self) -> None:
         """Debug: asserts that the index, the policy's lists and the counters agree."""
@@ -1267,3 +1276,4 @@ class Cache(Generic[_K, _V]):
 
 
 MutableMapping.register(Cache)
+CacheType.register(Cache)
