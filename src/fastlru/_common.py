@@ -319,3 +319,6 @@ def cache_repr(cache: object, count: int, items: List[Tuple[Any, Any]],
 class CacheType(abc.ABC):
     """Both engines' ``Cache`` classes register here (so ``update`` copies either without
     reading it through ``[]``, which its policy would record)."""
+
+    if TYPE_CHECKING:  # what both engines have, for code that holds either
+        def items(self) -> List[Tuple[Any, Any]]: ...
