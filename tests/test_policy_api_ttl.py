@@ -442,3 +442,34 @@ def test_long_expiring_runs_match(policy):
         if rng.random() < 0.05:
             sequence.append(("tick", 0, 1))
     _compare(policy, 40, 20.0, None, sequence)
+
+
+def test_a_raising_eq_in_a_store_still_reports_what_expired(make):
+    """A store reclaims expired entries before it looks its key up; if a key's ``__eq__`` then
+    raises, those entries are still reported to on_evict and their references released (the
+    compiled engine kept them, unreported, forever)."""
+    class Bad:
+        def __hash__(self):
+            return 1
+
+        def __eq__(self, other):
+            raise ZeroDivisionError("eq")
+
+    class Value:
+        pass
+
+    clock = Clock()
+    seen = []
+    c = make(5, ttl=1, timer=clock, on_evict=lambda k, v: seen.append(k))
+    value = Value()
+    c["old"] = value
+    clock.now += 0.9
+    c[Bad()] = 1
+    clock.now += 0.6  # "old" expired, the Bad key still lives
+    before = sys.getrefcount(value)
+    with pytest.raises(ZeroDivisionError, match="eq"):
+        c[Bad()] = 2
+    assert seen == ["old"]
+    assert sys.getrefcount(value) == before - 1
+    assert len(c) == 1 and c.info().evictions == 1
+    c._check()

@@ -1167,7 +1167,11 @@ cdef class Cache:
             except MemoryError:
                 fastlru_cs_end(&cs)
                 raise
-        e = self._find(key, h, &cs, &hold)
+        try:
+            e = self._find(key, h, &cs, &hold)  # raising, it ended the section
+        except BaseException:
+            self._release(&evicted, True)  # the expired entries it reclaimed: reported, freed
+            raise
         if e >= 0:
             ep = &self.entries[e]
             if self._expired(e, now):

@@ -1009,56 +1009,61 @@ class Cache(Generic[_K, _V]):
         spare = _Entry()  # allocated before the lock: allocating may run the GC
         dropped: List[Any] = []
         evicted: List[Any] = []
-        with self._lock:
-            if now is not None:
-                self._expire(now, evicted)  # expired entries go before any live one
-            e = self._find(key, h, plain)
-            if e is not None:
-                if now is not None and self._expired(e, now):
-                    keep = False  # (a timer that went back): its value is gone, store ours
-                if keep:
-                    value = e.value
-                else:
-                    dropped.append(e.value)
-                    e.value = value
-                    if now is not None:
-                        self._unstamp(e.number)
-                        self._stamp(e.number, now + self._ttl)  # type: ignore[operator]
-                if not keep and self._weights is not None:
-                    weights = self._weights
-                    self._weight -= weights[e.number]
-                    weights[e.number] = 0
-                    if self._overweight(w):
-                        # out of the policy while others make room: never its own victim
-                        self._policy.remove(e)
-                        while self._overweight(w):
-                            self._detach(self._policy.victim(), evicted)
-                            self._evictions += 1
-                        self._policy.insert(e, self._size - 1)  # size <= count: evicts nothing
-                    weights[e.number] = w
-                    self._weight += w
-                self._policy.hit(e)  # a write is an access, as in LRU
-                self._version += 1
-            else:
-                while self._size and self._overweight(w):
-                    self._detach(self._policy.victim(), evicted)
-                    self._evictions += 1
-                fresh = self._take(spare)
-                fresh.key = key
-                fresh.value = value
-                fresh.hash = h
-                fresh.plain = plain
-                self._table_insert(fresh.number, h)
-                if self._weights is not None:
-                    self._weights[fresh.number] = w
-                    self._weight += w
+        try:
+            with self._lock:
                 if now is not None:
-                    self._stamp(fresh.number, now + self._ttl)  # type: ignore[operator]
-                self._size += 1
-                self._version += 1
-                for v in self._policy.insert(fresh, self._size - 1):
-                    self._detach(v, evicted)
-                    self._evictions += 1
+                    self._expire(now, evicted)  # expired entries go before any live one
+                e = self._find(key, h, plain)
+                if e is not None:
+                    if now is not None and self._expired(e, now):
+                        keep = False  # (a timer that went back): its value is gone, store ours
+                    if keep:
+                        value = e.value
+                    else:
+                        dropped.append(e.value)
+                        e.value = value
+                        if now is not None:
+                            self._unstamp(e.number)
+                            self._stamp(e.number, now + self._ttl)  # type: ignore[operator]
+                    if not keep and self._weights is not None:
+                        weights = self._weights
+                        self._weight -= weights[e.number]
+                        weights[e.number] = 0
+                        if self._overweight(w):
+                            # out of the policy while others make room: never its own victim
+                            self._policy.remove(e)
+                            while self._overweight(w):
+                                self._detach(self._policy.victim(), evicted)
+                                self._evictions += 1
+                            self._policy.insert(e, self._size - 1)  # size <= count: evicts nothing
+                        weights[e.number] = w
+                        self._weight += w
+                    self._policy.hit(e)  # a write is an access, as in LRU
+                    self._version += 1
+                else:
+                    while self._size and self._overweight(w):
+                        self._detach(self._policy.victim(), evicted)
+                        self._evictions += 1
+                    fresh = self._take(spare)
+                    fresh.key = key
+                    fresh.value = value
+                    fresh.hash = h
+                    fresh.plain = plain
+                    self._table_insert(fresh.number, h)
+                    if self._weights is not None:
+                        self._weights[fresh.number] = w
+                        self._weight += w
+                    if now is not None:
+                        self._stamp(fresh.number, now + self._ttl)  # type: ignore[operator]
+                    self._size += 1
+                    self._version += 1
+                    for v in self._policy.insert(fresh, self._size - 1):
+                        self._detach(v, evicted)
+                        self._evictions += 1
+        except BaseException:
+            # a key's __eq__ raised: the expired entries reclaimed before it are reported
+            self._release_evicted(evicted)
+            raise
         del dropped
         self._release_evicted(evicted)
         return value
