@@ -1167,11 +1167,13 @@ cdef class Cache:
             except MemoryError:
                 fastlru_cs_end(&cs)
                 raise
-        try:
-            e = self._find(key, h, &cs, &hold)  # raising, it ended the section
-        except BaseException:
-            self._release(&evicted, True)  # the expired entries it reclaimed: reported, freed
-            raise
+            try:
+                e = self._find(key, h, &cs, &hold)  # raising, it ended the section
+            except BaseException:
+                self._release(&evicted, True)  # the expired entries it reclaimed: reported, freed
+                raise
+        else:
+            e = self._find(key, h, &cs, &hold)
         if e >= 0:
             ep = &self.entries[e]
             if self._expired(e, now):
@@ -1210,7 +1212,7 @@ cdef class Cache:
         else:
             if self._overweight(w):
                 failed = self._evict_for(w, &evicted) < 0
-            if not failed:
+            if not failed and evicted.n + 4 > evicted.cap:
                 failed = _dropped_room(&evicted, 4) < 0  # what _file may evict
             if not failed:
                 try:
