@@ -46,8 +46,10 @@ ghost, a sketch, visited bits) is not carried over, and with a ttl the entries s
 restarts from its initial split, as Caffeine's ``setMaximumSize``), then evicts its victims down
 to it (the compiled engine keeps its arena's memory).
 
-What ``LRU`` has and ``Cache`` has not (yet): ``peek_*``; ``keys()`` lists entries in the policy's own order
-(for ``"lru"``: most recent first, as ``LRU``).
+Where ``Cache`` still differs from ``LRU``: ``keys()`` lists entries in the policy's own order
+(for ``"lru"``: most recent first, as ``LRU``); iterating takes a snapshot (``LRU``'s iterator
+raises once the cache changed); ``==`` ignores order; the compiled engine does not compact its
+arena after ``count`` shrinks.
 
 The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
 open-addressing table of entry numbers (the compiled engine's, slot for slot, so that both
