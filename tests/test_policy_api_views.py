@@ -72,3 +72,51 @@ def test_update_from_another_cache_reads_nothing(make, policy_module, source):
     c.update(other)
     assert dict(c.items()) == {"a": 1, "b": 2, "c": 3}
     assert (other.items(), other.info()) == before  # no hit counted, no order changed
+
+
+@pytest.mark.parametrize("change", ["store", "replace", "delete", "popitem", "clear", "shrink"])
+@pytest.mark.parametrize("direction", [iter, reversed])
+def test_iteration_raises_once_the_cache_changed(make, change, direction):
+    c = make(10, [(i, i) for i in range(5)])
+    it = direction(c)
+    first = next(it)
+    assert first in c
+    c.get(first)  # a read changes no policy's membership: iteration goes on
+    assert next(it) in c
+    {"store": lambda: c.__setitem__("new", 1), "replace": lambda: c.__setitem__(first, 9),
+     "delete": lambda: c.__delitem__(first), "popitem": c.popitem, "clear": c.clear,
+     "shrink": lambda: setattr(c, "count", 2)}[change]()
+    with pytest.raises(RuntimeError, match="Cache mutated during iteration"):
+        next(it)
+    with pytest.raises(RuntimeError):  # once failed it keeps failing
+        next(it)
+
+
+def test_iteration_lists_keys_as_keys_does_and_stays_exhausted(make):
+    c = make(10)
+    for i in range(8):
+        c[i] = i
+        c.get(i // 2)
+    it = iter(c)
+    assert iter(it) is it
+    assert list(it) == c.keys()
+    c["later"] = 1  # after exhaustion: it stays exhausted, no error
+    assert list(it) == []
+    assert list(reversed(c)) == c.keys()[::-1]
+
+
+def test_iteration_raises_when_expiry_changes_the_cache(policy_module, policy):
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    c = policy_module.Cache(5, [("a", 1), ("b", 2)], policy=policy, ttl=1, timer=clock)
+    it = iter(c)
+    next(it)
+    clock.now = 2
+    len(c)  # reclaims both: the cache changed
+    with pytest.raises(RuntimeError, match="Cache mutated during iteration"):
+        next(it)

@@ -1461,8 +1461,9 @@ cdef class Cache:
     # -- views ----------------------------------------------------------------------------
 
     @cython.final
-    cdef list _order(self):
-        """Entries in the twin's order: per queue (small/window first), newest first."""
+    cdef list _order(self, size_t* version=NULL):
+        """Entries in the twin's order: per queue (small/window first), newest first (and the
+        version they were listed at, if asked)."""
         cdef list out = []
         cdef int32_t e
         cdef fastlru_cs cs
@@ -1495,6 +1496,8 @@ cdef class Cache:
                     e = self.entries[e].next
                     if e == self.heads[qs[j]]:
                         break
+            if version != NULL:
+                version[0] = self.version
         finally:
             fastlru_cs_end(&cs)
         for i in range(0, len(refs), 2):
@@ -1510,12 +1513,26 @@ cdef class Cache:
     def values(self):
         return [v for _, v in self._order()]
 
+    @cython.final
+    cdef _iterator(self, bint forward):
+        cdef size_t version = 0
+        cdef list keys = [k for k, _ in self._order(&version)]
+        cdef _Iterator it = _Iterator.__new__(_Iterator)
+        if not forward:
+            keys.reverse()
+        it.cache = self
+        it.keys = keys
+        it.version = version
+        return it
+
     def __iter__(self):
-        return iter(self.keys())
+        """The keys as ``keys()`` lists them; raises RuntimeError once the cache changed (a
+        store, a removal, an eviction: not a read), as ``LRU``'s iterator."""
+        return self._iterator(True)
 
     def __reversed__(self):
         """The keys in the reverse of ``keys()`` (for ``"lru"``: least recent first)."""
-        return iter(self.keys()[::-1])
+        return self._iterator(False)
 
     # -- whole-object protocols ------------------------------------------------------------
 
@@ -1600,6 +1617,40 @@ cdef class Cache:
                 if e == self.oldest:
                     break
             assert n == self.size, "store order and size disagree"
+
+
+@cython.final
+cdef class _Iterator:
+    """A cache's keys, listed when iteration began; raises RuntimeError once the cache changed.
+    As dict's: once exhausted it stays exhausted (and lets go of the cache); once failed it
+    keeps failing."""
+
+    cdef Cache cache              # None once exhausted
+    cdef list keys
+    cdef Py_ssize_t i
+    cdef size_t version
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Cache cache = self.cache
+        cdef fastlru_cs cs
+        cdef bint changed
+        if cache is None:
+            raise StopIteration
+        fastlru_cs_begin(&cs, cache)
+        changed = cache.version != self.version
+        fastlru_cs_end(&cs)
+        if changed:
+            raise RuntimeError("Cache mutated during iteration")
+        if self.i >= len(self.keys):
+            self.cache = None
+            self.keys = None
+            raise StopIteration
+        key = self.keys[self.i]
+        self.i += 1
+        return key
 
 
 # The arena holds Python references in C memory: teach the GC to see and break cycles there.

@@ -47,9 +47,10 @@ restarts from its initial split, as Caffeine's ``setMaximumSize``), then evicts 
 to it (the compiled engine keeps its arena's memory).
 
 Where ``Cache`` still differs from ``LRU``: ``keys()`` lists entries in the policy's own order
-(for ``"lru"``: most recent first, as ``LRU``); iterating takes a snapshot (``LRU``'s iterator
-raises once the cache changed); ``==`` ignores order; the compiled engine does not compact its
-arena after ``count`` shrinks.
+(for ``"lru"``: most recent first, as ``LRU``); an iterator lists the keys when it starts and
+raises RuntimeError once the cache changed, as ``LRU``'s, but a read (which changes no
+policy's membership) does not count as a change; ``==`` ignores order; the compiled engine
+does not compact its arena after ``count`` shrinks.
 
 The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
 open-addressing table of entry numbers (the compiled engine's, slot for slot, so that both
@@ -1219,12 +1220,23 @@ class Cache(Generic[_K, _V]):
     def values(self) -> List[_V]:
         return [v for _, v in self.items()]
 
+    def _iterator(self, forward: bool) -> Iterator[_K]:
+        self._expire_now()
+        with self._lock:
+            keys = [e.key for e in self._policy.order()]
+            version = self._version
+        if not forward:
+            keys.reverse()
+        return _Iterator(self, keys, version)
+
     def __iter__(self) -> Iterator[_K]:
-        return iter(self.keys())
+        """The keys as ``keys()`` lists them; raises RuntimeError once the cache changed (a
+        store, a removal, an eviction: not a read), as ``LRU``'s iterator."""
+        return self._iterator(True)
 
     def __reversed__(self) -> Iterator[_K]:
         """The keys in the reverse of ``keys()`` (for ``"lru"``: least recent first)."""
-        return iter(self.keys()[::-1])
+        return self._iterator(False)
 
     # -- whole-object protocols ------------------------------------------------------------
 
@@ -1280,6 +1292,41 @@ class Cache(Generic[_K, _V]):
                     if i == self._oldest:
                         break
                 assert n == self._size, "store order and size disagree"
+
+
+class _Iterator:
+    """A cache's keys, listed when iteration began; raises RuntimeError once the cache changed.
+    As dict's: once exhausted it stays exhausted (and lets go of the cache); once failed it
+    keeps failing."""
+
+    __slots__ = ("_cache", "_keys", "_i", "_version")
+    _cache: Optional[Cache[Any, Any]]
+    _keys: List[Any]
+    _i: int
+    _version: int
+
+    def __init__(self, cache: Cache[Any, Any], keys: List[Any], version: int) -> None:
+        self._cache = cache
+        self._keys = keys
+        self._i = 0
+        self._version = version
+
+    def __iter__(self) -> _Iterator:
+        return self
+
+    def __next__(self) -> Any:
+        cache = self._cache
+        if cache is None:
+            raise StopIteration
+        if cache._version != self._version:
+            raise RuntimeError("Cache mutated during iteration")
+        i = self._i
+        if i >= len(self._keys):
+            self._cache = None
+            self._keys = []
+            raise StopIteration
+        self._i = i + 1
+        return self._keys[i]
 
 
 MutableMapping.register(Cache)
