@@ -240,7 +240,7 @@ def _apply(cache, clock, op):
             return ("ok", None)
         if name == "count":
             cache.count = n
-            return ("ok", cache.count)
+            return ("ok", cache.count, len(cache))
     except Exception as exc:  # noqa: BLE001 - compared between the engines
         return ("raised", type(exc).__name__, str(exc))
     raise AssertionError(name)
@@ -298,3 +298,51 @@ def test_long_runs_with_resizes_match(policy):
         if i % 500 == 499:
             sequence.append(("count", 0, rng.randrange(1, 15)))
     _compare(policy, 12, {}, sequence)
+
+
+def test_a_big_shrink_gives_the_memory_back(make):
+    """As LRU's count: once fewer than half the arena's entries may remain (and it has more
+    than 64), the live entries move to a new arena of their size and the table shrinks."""
+    import tracemalloc
+
+    keys = [("key", i) for i in range(5_000)]  # held here: evictions free no key
+    tracemalloc.start()  # before the arena is allocated: only traced blocks count when freed
+    try:
+        c = make(5_000, maxweight=10 ** 9, ttl=10 ** 9)
+        for k in keys:
+            c[k] = None
+        before = tracemalloc.get_traced_memory()[0]
+        c.count = 10
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert before - after > 5_000 * 16  # at least 16 bytes an entry went back
+    assert len(c) == 10
+    c._check()
+    for k in keys[:100]:  # and it works on, growing again
+        c[k] = 1
+        c.get(k)
+    c.count = 500
+    for k in keys[:400]:
+        c[k] = 2
+    assert len(c) <= 500
+    c._check()
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("policy", fastlru.POLICIES)
+@pytest.mark.parametrize("options", OPTIONS, ids=["plain", "weights", "ttl", "ttl+weights"])
+def test_compaction_matches_twin(policy, options):
+    rng = random.Random(23)
+    sequence = []
+    for i in range(3000):
+        k = rng.randrange(300)
+        sequence.append(("set", k, rng.randrange(6)))
+        sequence.append(("get", rng.randrange(300), 0))
+        if i % 300 == 299:
+            sequence.append(("count", 0, rng.randrange(1, 15)))  # compacts
+            sequence.append(("tick", 0, 1))
+        elif i % 300 == 100:
+            sequence.append(("count", 0, 200))
+    _compare(policy, 200, options if "maxweight" not in options else
+             dict(options, maxweight=400), sequence)

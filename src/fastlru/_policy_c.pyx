@@ -1412,6 +1412,8 @@ cdef class Cache:
         while self.size > c:
             self._detach(self._victim(), &evicted)
             self.evictions += 1
+        if self.fill // 2 > c and self.fill > 64:
+            self._compact()  # as LRU's; out of memory it leaves the arena as it was
         fastlru_cs_end(&cs)
         self._release(&evicted, True)
 
@@ -1459,6 +1461,124 @@ cdef class Cache:
         fastlru_cs_end(&cs)
 
     # -- views ----------------------------------------------------------------------------
+
+    @cython.final
+    cdef int _queue_order(self, int* qs) noexcept:
+        """The queues in the twin's ``order()``: small/window first. Returns how many."""
+        if self.kind == P_S3FIFO:
+            qs[0] = Q_SMALL
+            qs[1] = Q_MAIN
+            return 2
+        if self.kind == P_WTINYLFU:
+            qs[0] = Q_WINDOW
+            qs[1] = Q_PROBATION
+            qs[2] = Q_PROTECTED
+            return 3
+        qs[0] = Q_MAIN
+        return 1
+
+    @cython.final
+    cdef int _compact(self) noexcept:
+        """Moves the live entries into a new arena of just their number, numbered in the
+        twin's ``order()`` (as its ``_compact``), and rebuilds the table at their size (section
+        held, no Python code). -1, the cache as it was, if memory ran out."""
+        cdef Py_ssize_t n = self.size, fill = self.fill, alloc, j = 0, i
+        cdef int qs[3]
+        cdef int nq = self._queue_order(qs), k, bits = MIN_TABLE_BITS
+        cdef int32_t e, h
+        cdef int32_t* moved
+        cdef Entry* ents
+        cdef uint8_t* qu
+        cdef uint8_t* bi
+        cdef Py_ssize_t* we = NULL
+        cdef Stamp* st = NULL
+        cdef int32_t* table
+        alloc = n if n > 0 else 1
+        while ((<size_t>1) << bits) <= <size_t>(2 * n):
+            bits += 1
+        moved = <int32_t*>PyMem_Malloc(fill * sizeof(int32_t))
+        ents = <Entry*>PyMem_Malloc(alloc * sizeof(Entry))
+        qu = <uint8_t*>PyMem_Malloc(alloc)
+        bi = <uint8_t*>PyMem_Malloc(alloc)
+        table = <int32_t*>PyMem_Malloc(((<size_t>1) << bits) * sizeof(int32_t))
+        if self.weighted:
+            we = <Py_ssize_t*>PyMem_Malloc(alloc * sizeof(Py_ssize_t))
+        if self.timed:
+            st = <Stamp*>PyMem_Malloc(alloc * sizeof(Stamp))
+        if (moved == NULL or ents == NULL or qu == NULL or bi == NULL or table == NULL
+                or (self.weighted and we == NULL) or (self.timed and st == NULL)):
+            PyMem_Free(moved)
+            PyMem_Free(ents)
+            PyMem_Free(qu)
+            PyMem_Free(bi)
+            PyMem_Free(table)
+            PyMem_Free(we)
+            PyMem_Free(st)
+            return -1
+        for k in range(nq):  # number the entries, queue by queue, newest first
+            h = self.heads[qs[k]]
+            if h == EMPTY:
+                continue
+            e = h
+            while True:
+                moved[e] = <int32_t>j
+                ents[j].key = self.entries[e].key  # the references move: no incref
+                ents[j].value = self.entries[e].value
+                ents[j].hash = self.entries[e].hash
+                qu[j] = self.queue[e]
+                bi[j] = self.bits[e]
+                if we != NULL:
+                    we[j] = self.weights[e]
+                if st != NULL:
+                    st[j].expires = self.stamps[e].expires
+                j += 1
+                e = self.entries[e].next
+                if e == h:
+                    break
+        for k in range(nq):  # then the links, in the new numbers
+            h = self.heads[qs[k]]
+            if h == EMPTY:
+                continue
+            e = h
+            while True:
+                i = moved[e]
+                ents[i].prev = moved[self.entries[e].prev]
+                ents[i].next = moved[self.entries[e].next]
+                if st != NULL:
+                    st[i].older = moved[self.stamps[e].older]
+                    st[i].newer = moved[self.stamps[e].newer]
+                e = self.entries[e].next
+                if e == h:
+                    break
+            self.heads[qs[k]] = moved[h]
+        if self.hand != EMPTY:
+            self.hand = moved[self.hand]
+        if self.oldest != EMPTY:
+            self.oldest = moved[self.oldest]
+        PyMem_Free(moved)
+        PyMem_Free(self.entries)
+        PyMem_Free(self.queue)
+        PyMem_Free(self.bits)
+        PyMem_Free(self.weights)
+        PyMem_Free(self.stamps)
+        PyMem_Free(self.table)
+        self.entries = ents
+        self.queue = qu
+        self.bits = bi
+        self.weights = we
+        self.stamps = st
+        self.alloc = alloc
+        self.fill = n
+        self.free_head = EMPTY
+        self.table = table
+        self.tmask = ((<size_t>1) << bits) - 1
+        self.shift = 64 - bits
+        for i in range(<Py_ssize_t>self.tmask + 1):
+            table[i] = EMPTY
+        for i in range(n):
+            self._table_insert(<int32_t>i, ents[i].hash)
+        self.version += 1
+        return 0
 
     @cython.final
     cdef list _order(self, size_t* version=NULL):

@@ -49,8 +49,7 @@ to it (the compiled engine keeps its arena's memory).
 Where ``Cache`` still differs from ``LRU``: ``keys()`` lists entries in the policy's own order
 (for ``"lru"``: most recent first, as ``LRU``); an iterator lists the keys when it starts and
 raises RuntimeError once the cache changed, as ``LRU``'s, but a read (which changes no
-policy's membership) does not count as a change; ``==`` ignores order; the compiled engine
-does not compact its arena after ``count`` shrinks.
+policy's membership) does not count as a change; ``==`` ignores order.
 
 The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
 open-addressing table of entry numbers (the compiled engine's, slot for slot, so that both
@@ -1164,17 +1163,64 @@ class Cache(Generic[_K, _V]):
         count = check_count(count)
         self._expire_now()
         evicted: List[Any] = []
+        fresh: Tuple[List[_Entry], List[int], List[float], List[int], List[int], Dict[int, int]] = (
+            [], [], [], [], [], {})  # allocated before the lock, for _compact
         with self._lock:
             self._count = count
             self._policy.resize(count)
             while self._size > count:
                 self._detach(self._policy.victim(), evicted)
                 self._evictions += 1
+            if len(self._arena) // 2 > count and len(self._arena) > 64:
+                self._compact(fresh)
         self._release_evicted(evicted)
 
     @count.deleter
     def count(self) -> None:
         raise AttributeError("count cannot be deleted")
+
+    def _compact(self, fresh: Tuple[List[_Entry], List[int], List[float], List[int], List[int],
+                                    Dict[int, int]]) -> None:
+        """Renumbers the live entries in ``order()`` (the compiled engine's new arena, number
+        for number) into the empty lists ``fresh`` and rebuilds the table at their size."""
+        arena, weights, expires, sprev, snext, moved = fresh
+        for e in self._policy.order():
+            moved[e.number] = len(arena)
+            arena.append(e)
+        n = len(arena)
+        j = 0
+        while j < n:
+            old = arena[j].number
+            if self._weights is not None:
+                weights.append(self._weights[old])
+            if self._expires is not None:
+                expires.append(self._expires[old])
+                sprev.append(moved[self._sprev[old]])  # type: ignore[index]
+                snext.append(moved[self._snext[old]])  # type: ignore[index]
+            j += 1
+        j = 0
+        while j < n:
+            arena[j].number = j
+            j += 1
+        self._arena = arena
+        self._free = []
+        if self._weights is not None:
+            self._weights = weights
+        if self._expires is not None:
+            self._expires, self._sprev, self._snext = expires, sprev, snext
+            if self._oldest != _EMPTY:
+                self._oldest = moved[self._oldest]
+        size = _MIN_TABLE
+        while size <= 2 * n:
+            size *= 2
+        self._table = _EMPTY_ROW * size
+        self._mask = size - 1
+        self._shift = 64 - (size.bit_length() - 1)
+        j = 0
+        while j < n:
+            self._table_insert(j, arena[j].hash)
+            j += 1
+        self._version += 1
 
     @property
     def policy(self) -> str:
