@@ -44,7 +44,7 @@ ghost, a sketch, visited bits) is not carried over, and with a ttl the entries s
 
 ``count`` is settable, as ``LRU``'s: the policy takes its shares of the new count (W-TinyLFU
 restarts from its initial split, as Caffeine's ``setMaximumSize``), then evicts its victims down
-to it (the compiled engine keeps its arena's memory).
+to it; a big shrink compacts the arena, as ``LRU``'s.
 
 Where ``Cache`` still differs from ``LRU``: ``keys()`` lists entries in the policy's own order
 (for ``"lru"``: most recent first, as ``LRU``); an iterator lists the keys when it starts and
