@@ -257,3 +257,68 @@ def check_policy(policy: object) -> str:
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
     return policy
+
+
+def cache_kwargs(policy: str, on_evict: Any, maxweight: Optional[int], getsizeof: Any,
+                 ttl: Optional[float], timer: Callable[[], float]) -> Dict[str, Any]:
+    """The keyword arguments that rebuild a ``fastlru.Cache`` of either engine (those that
+    differ from the defaults; the timer only with a ttl, as ``reduce_lru``)."""
+    kwargs: Dict[str, Any] = {"policy": policy}
+    if on_evict is not None:
+        kwargs["on_evict"] = on_evict
+    if maxweight is not None:
+        kwargs["maxweight"] = maxweight
+    if getsizeof is not None:
+        kwargs["getsizeof"] = getsizeof
+    if ttl is not None:
+        kwargs["ttl"] = ttl
+        kwargs["timer"] = timer
+    return kwargs
+
+
+def rebuild_cache(cls: Any, base: Any, count: int, pairs: Iterable[Tuple[Any, Any]],
+                  kwargs: Dict[str, Any]) -> Any:
+    """Unpickles (and copies) a ``fastlru.Cache`` of either engine, as ``rebuild`` an LRU: a
+    subclass through ``cls.__new__`` and the engine's own ``__init__``."""
+    if cls is base:
+        return cls(count, pairs, **kwargs)
+    cache = cls.__new__(cls)
+    base.__init__(cache, count, pairs, **kwargs)
+    return cache
+
+
+def reduce_cache(cache: Any, base: type, count: int, kwargs: Dict[str, Any]) -> Tuple[Any, ...]:
+    """``__reduce__`` of a ``fastlru.Cache``: its entries in the reverse of ``items()`` (so the
+    newest is stored last), a subclass's attributes as state. The policy's history (a ghost,
+    a sketch, visited bits) is not carried over; with a ttl the entries start a fresh ttl."""
+    args = (type(cache), base, count, cache.items()[::-1], kwargs)
+    return rebuild_cache, args, subclass_state(cache, base)
+
+
+def copy_cache(cache: Any, base: type, count: int, kwargs: Dict[str, Any]) -> Any:
+    """``copy.copy(cache)``: what unpickling gives, without pickling."""
+    _, args, state = reduce_cache(cache, base, count, kwargs)
+    clone = rebuild_cache(*args)
+    attrs, slots = state if isinstance(state, tuple) else (state, {})
+    if attrs:
+        clone.__dict__.update(attrs)
+    for name, value in slots.items():
+        setattr(clone, name, value)
+    return clone
+
+
+def cache_repr(cache: object, count: int, items: List[Tuple[Any, Any]],
+               kwargs: Dict[str, Any]) -> str:
+    """``repr`` of a ``fastlru.Cache`` of either engine, as ``lru_repr``: evaluating it builds
+    an equal cache (its entries in the order ``reduce_cache`` stores them)."""
+    extra = "".join(f", {name}={value!r}" for name, value in kwargs.items()
+                    if not (name == "timer" and value is time.monotonic))
+    return f"{type(cache).__name__}({count}, {items[::-1]!r}{extra})"
+
+
+class CacheType(abc.ABC):
+    """Both engines' ``Cache`` classes register here (so ``update`` copies either without
+    reading it through ``[]``, which its policy would record)."""
+
+    if TYPE_CHECKING:  # what both engines have, for code that holds either
+        def items(self) -> List[Tuple[Any, Any]]: ...

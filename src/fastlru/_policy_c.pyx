@@ -23,10 +23,13 @@ from libc.string cimport memset
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import collections.abc
+from time import monotonic as _monotonic
 from types import GenericAlias
 
-from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
-                      check_policy, iter_pairs)
+from ._common import (CacheInfo, CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES,
+                      cache_kwargs, cache_repr, check_count, check_maxweight, check_policy,
+                      check_time, check_timer, check_ttl, check_weight, copy_cache, iter_pairs,
+                      rebuild_cache, reduce_cache)
 
 assert MAX_RESTARTS == RESTART_LIMIT
 
@@ -41,6 +44,8 @@ cdef extern from "Python.h":
     int Py_EQ
     PyObject* _call2 "PyObject_CallFunctionObjArgs"(PyObject*, PyObject*, PyObject*, void*)
     void PyErr_WriteUnraisable(object)
+    int Py_ReprEnter(object) except -1
+    void Py_ReprLeave(object)
     ctypedef int (*visitproc)(PyObject*, void*)
     ctypedef int (*traverseproc)(PyObject*, visitproc, void*)
     ctypedef int (*inquiry)(PyObject*)
@@ -63,6 +68,14 @@ ctypedef struct Entry:
     Py_hash_t hash
     int32_t prev
     int32_t next
+
+
+ctypedef struct Stamp:
+    # Per entry, only with a ttl (as _lru_c): when it expires, and its place in store order (a
+    # second circular list, oldest first), so expired entries are found oldest first.
+    double expires
+    int32_t older
+    int32_t newer
 
 
 cdef enum:
@@ -108,12 +121,35 @@ cdef inline uint64_t _spread(Py_hash_t h) noexcept nogil:
 cdef struct Dropped:
     PyObject** items
     Py_ssize_t n
+    Py_ssize_t cap
     PyObject* inline_items[INLINE_DROPS]
 
 
 cdef inline void _dropped_init(Dropped* d) noexcept:
     d.items = d.inline_items
     d.n = 0
+    d.cap = INLINE_DROPS
+
+
+cdef int _dropped_room(Dropped* d, Py_ssize_t extra) noexcept:
+    """Room for ``extra`` more references; -1 (no exception set) if memory ran out."""
+    cdef PyObject** items
+    cdef Py_ssize_t cap, i
+    if d.n + extra <= d.cap:
+        return 0
+    cap = 2 * d.cap if 2 * d.cap >= d.n + extra else d.n + extra
+    if <size_t>cap > <size_t>PY_SSIZE_T_MAX // sizeof(PyObject*):
+        return -1
+    items = <PyObject**>PyMem_Malloc(cap * sizeof(PyObject*))
+    if items == NULL:
+        return -1
+    for i in range(d.n):
+        items[i] = d.items[i]
+    if d.items != d.inline_items:
+        PyMem_Free(d.items)
+    d.items = items
+    d.cap = cap
+    return 0
 
 
 cdef void _dropped_release(Dropped* d) noexcept:
@@ -124,6 +160,7 @@ cdef void _dropped_release(Dropped* d) noexcept:
     if d.items != d.inline_items:
         PyMem_Free(d.items)
         d.items = d.inline_items
+        d.cap = INLINE_DROPS
 
 
 cdef object _MISSING = object()
@@ -162,6 +199,18 @@ cdef class Cache:
     cdef object on_evict
     cdef object __weakref__
     cdef bint ready
+    # weights, only with a maxweight (as _lru_c): one Py_ssize_t per allocated entry
+    cdef bint weighted
+    cdef Py_ssize_t* weights
+    cdef Py_ssize_t total_weight
+    cdef Py_ssize_t _maxweight
+    cdef object getsizeof
+    # expiry, only with a ttl (as _lru_c)
+    cdef bint timed
+    cdef Stamp* stamps
+    cdef int32_t oldest
+    cdef double _ttl
+    cdef object _timer
     # SIEVE
     cdef int32_t hand
     # S3-FIFO
@@ -187,33 +236,77 @@ cdef class Cache:
 
     def __cinit__(self, *args, **kwargs):
         self.free_head = EMPTY
+        self.oldest = EMPTY
+        self._timer = _monotonic
         self._count = 1
         self.table = self._new_table(MIN_TABLE_BITS)
         self.tmask = (1 << MIN_TABLE_BITS) - 1
         self.shift = 64 - MIN_TABLE_BITS
         self._setup_policy(P_LRU, 1)  # before __init__: a valid Cache(1, policy="lru")
 
-    def __init__(self, count, pairs=(), *, policy=DEFAULT_POLICY, on_evict=None):
+    def __init__(self, count, pairs=(), *, policy=DEFAULT_POLICY, on_evict=None,
+                 maxweight=None, getsizeof=None, ttl=None, timer=_monotonic):
         cdef Py_ssize_t c = check_count(count)
         cdef int kind = _policy_number(policy)
         cdef fastlru_cs cs
         cdef str problem = None
+        cdef Py_ssize_t mw = 0
+        cdef Py_ssize_t* weights = NULL
+        cdef Stamp* stamps = NULL
+        cdef Py_ssize_t i
+        ttl = check_ttl(ttl)
+        check_timer(timer)
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
+        if getsizeof is not None and not callable(getsizeof):
+            raise TypeError("getsizeof must be callable")
+        if maxweight is not None:
+            mw = check_maxweight(maxweight)
+        elif getsizeof is not None:
+            raise TypeError("getsizeof needs maxweight")
         fastlru_cs_begin(&cs, self)
         if self.ready:
             problem = "Cache.__init__ called twice"
         elif self.size:
             problem = "Cache.__init__ on a cache that already holds entries"
         else:
+            if maxweight is not None:
+                # one weight per allocated entry: a cache used before __init__ has an arena
+                weights = <Py_ssize_t*>PyMem_Malloc(
+                    (self.alloc if self.alloc > 0 else 1) * sizeof(Py_ssize_t))
+                if weights == NULL:
+                    fastlru_cs_end(&cs)
+                    raise MemoryError()
+                for i in range(self.alloc):
+                    weights[i] = 0
+            if ttl is not None:
+                stamps = <Stamp*>PyMem_Malloc((self.alloc if self.alloc > 0 else 1) * sizeof(Stamp))
+                if stamps == NULL:
+                    fastlru_cs_end(&cs)
+                    PyMem_Free(weights)
+                    raise MemoryError()
             try:
                 self._setup_policy(kind, c)
             except MemoryError:
                 fastlru_cs_end(&cs)
+                PyMem_Free(weights)
+                PyMem_Free(stamps)
                 raise
             self.ready = True
             self._count = c
             self.on_evict = on_evict
+            if weights != NULL:
+                self.weighted = True
+                self.weights = weights
+                self.total_weight = 0
+                self._maxweight = mw
+            self.getsizeof = getsizeof
+            if stamps != NULL:
+                self.timed = True
+                self.stamps = stamps
+                self._ttl = ttl
+                self.oldest = EMPTY
+            self._timer = timer
         fastlru_cs_end(&cs)
         if problem is not None:
             raise RuntimeError(problem)
@@ -230,6 +323,8 @@ cdef class Cache:
         PyMem_Free(self.ghost_times)
         PyMem_Free(self.sketch)
         PyMem_Free(self.door)
+        PyMem_Free(self.weights)
+        PyMem_Free(self.stamps)
 
     @cython.final
     cdef int _setup_policy(self, int kind, Py_ssize_t count) except -1:
@@ -299,6 +394,25 @@ cdef class Cache:
             self.step = -STEP * <double>count
         return 0
 
+    @cython.final
+    cdef void _resize_policy(self, Py_ssize_t count) noexcept:
+        """The policy's shares of a new ``count`` (no Python code, no allocation), as the
+        twin's ``resize``: S3-FIFO's small FIFO and ghost; W-TinyLFU's window, protected
+        segment, sketch period and hill climber start again (Caffeine's setMaximumSize)."""
+        cdef Py_ssize_t small, w
+        if self.kind == P_S3FIFO:
+            small = count // 10
+            self.small_cap = small if small > 1 else 1
+            self.ghost_cap = count - self.small_cap if count - self.small_cap > 1 else 1
+        elif self.kind == P_WTINYLFU:
+            self.sample = 10 * (count if count > 1 else 1)
+            w = count // 100
+            self.window_cap = w if w > 1 else 1
+            self.protected_cap = <Py_ssize_t>(<double>(count - self.window_cap) * 0.8)
+            self.sample_hits = self.sample_misses = 0
+            self.previous_rate = 0.0
+            self.step = -STEP * <double>count
+
     # -- arena and table (section held, no Python code) --------------------------------------
 
     @cython.final
@@ -361,6 +475,8 @@ cdef class Cache:
         cdef Py_ssize_t new_alloc
         cdef Entry* entries
         cdef uint8_t* q
+        cdef Py_ssize_t* weights
+        cdef Stamp* stamps
         if (<size_t>self.size + 1) * 2 >= self.tmask + 1:
             self._rebuild_table(64 - self.shift + 1)
         if self.free_head != EMPTY or self.fill < self.alloc:
@@ -388,6 +504,16 @@ cdef class Cache:
         if q == NULL:
             raise MemoryError()
         self.bits = q
+        if self.weighted:
+            weights = <Py_ssize_t*>PyMem_Realloc(self.weights, new_alloc * sizeof(Py_ssize_t))
+            if weights == NULL:
+                raise MemoryError()
+            self.weights = weights
+        if self.timed:
+            stamps = <Stamp*>PyMem_Realloc(self.stamps, new_alloc * sizeof(Stamp))
+            if stamps == NULL:
+                raise MemoryError()
+            self.stamps = stamps
         self.alloc = new_alloc
         return 0
 
@@ -780,7 +906,120 @@ cdef class Cache:
         self.queue[e] = Q_FREE
         self.free_head = e
         self.size -= 1
+        if self.timed:
+            self._unstamp(e)
+        if self.weighted:
+            self.total_weight -= self.weights[e]
+            self.weights[e] = 0
         self.version += 1
+
+    # -- store order, only with a ttl (section held, no Python code): as _lru_c's ------------
+
+    @cython.final
+    cdef inline void _stamp(self, int32_t e, double expires) noexcept:
+        """Gives ``e`` its expiry time and makes it the newest in store order."""
+        cdef Stamp* st = self.stamps
+        cdef int32_t oldest = self.oldest
+        cdef int32_t newest
+        st[e].expires = expires
+        if oldest == EMPTY:
+            st[e].older = e
+            st[e].newer = e
+            self.oldest = e
+        else:
+            newest = st[oldest].older
+            st[e].newer = oldest
+            st[e].older = newest
+            st[newest].newer = e
+            st[oldest].older = e
+
+    @cython.final
+    cdef inline void _unstamp(self, int32_t e) noexcept:
+        cdef Stamp* st = self.stamps
+        cdef int32_t nxt = st[e].newer
+        cdef int32_t prv
+        if nxt == e:
+            self.oldest = EMPTY
+            return
+        prv = st[e].older
+        st[prv].newer = nxt
+        st[nxt].older = prv
+        if self.oldest == e:
+            self.oldest = nxt
+
+    @cython.final
+    cdef inline bint _expired(self, Py_ssize_t e, double now) noexcept:
+        return self.timed and self.stamps[e].expires <= now
+
+    @cython.final
+    cdef int _expire(self, double now, Dropped* dropped) except -1:
+        """Reclaims (as evictions), oldest stored first, the entries expired at ``now``."""
+        cdef Py_ssize_t n = 0, i
+        cdef int32_t e = self.oldest
+        if not self.timed:
+            return 0
+        while e != EMPTY and n < self.size and self.stamps[e].expires <= now:
+            n += 1
+            e = self.stamps[e].newer
+        if n == 0:
+            return 0
+        if _dropped_room(dropped, 2 * n) < 0:
+            raise MemoryError()
+        for i in range(n):
+            e = self.oldest
+            self._unfile(e)
+            self._detach(e, dropped)
+            self.evictions += 1
+        return 0
+
+    @cython.final
+    cdef double _now(self) except? -1.0:
+        """The timer's time (Python code: called before the section)."""
+        t = self._timer()
+        if type(t) is float and t == t:
+            return <double>t
+        return check_time(t)
+
+    @cython.final
+    cdef int _expire_now(self) except -1:
+        """Reclaims the expired entries (reported to on_evict), if the cache has a ttl."""
+        cdef fastlru_cs cs
+        cdef Dropped dropped
+        cdef double now
+        if not self.timed:
+            return 0
+        now = self._now()
+        _dropped_init(&dropped)
+        fastlru_cs_begin(&cs, self)
+        try:
+            self._expire(now, &dropped)
+        finally:
+            fastlru_cs_end(&cs)
+        self._release(&dropped, True)
+        return 0
+
+    @cython.final
+    cdef inline bint _overweight(self, Py_ssize_t extra) noexcept:
+        """The entries' weight plus ``extra`` is above maxweight (every term in
+        [0, PY_SSIZE_T_MAX] or its negation: nothing overflows, as ``_lru_c``)."""
+        return self.weighted and self.total_weight - self._maxweight > -extra
+
+    @cython.final
+    cdef int _evict_for(self, Py_ssize_t w, Dropped* dropped) noexcept:
+        """Evicts the policy's victims until ``w`` more fits under maxweight; -1 (no exception
+        set, the cache consistent) if ``dropped`` could not grow."""
+        while self._overweight(w):
+            if _dropped_room(dropped, 2) < 0:
+                return -1
+            self._detach(self._victim(), dropped)
+            self.evictions += 1
+        return 0
+
+    @cython.final
+    cdef Py_ssize_t _weigh(self, object value) except -1:
+        if self.getsizeof is None:
+            return check_weight(1, self._maxweight)
+        return check_weight(self.getsizeof(value), self._maxweight)
 
     @cython.final
     cdef void _release(self, Dropped* dropped, bint evicted) noexcept:
@@ -815,8 +1054,18 @@ cdef class Cache:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef object value
+        cdef double now = 0
+        cdef Dropped expired
+        if self.timed:
+            now = self._now()
+        _dropped_init(&expired)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
+        if e >= 0 and self._expired(e, now):
+            self._unfile(<int32_t>e)
+            self._detach(<int32_t>e, &expired)  # two references: the inline room suffices
+            self.evictions += 1
+            e = -1
         if e < 0:
             self.misses += 1
             if self.kind == P_WTINYLFU:
@@ -830,6 +1079,8 @@ cdef class Cache:
             value = <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
+        if expired.n:
+            self._release(&expired, True)
         return value
 
     def peek(self, key, default=None):
@@ -838,8 +1089,13 @@ cdef class Cache:
         cdef fastlru_cs cs
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
+        cdef double now = 0
+        if self.timed:
+            now = self._now()
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
+        if e >= 0 and self._expired(e, now):
+            e = -1  # expired: absent (reclaimed by a later get or store)
         value = default if e < 0 else <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
@@ -850,8 +1106,13 @@ cdef class Cache:
         cdef fastlru_cs cs
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
+        cdef double now = 0
+        if self.timed:
+            now = self._now()
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
+        if e >= 0 and self._expired(e, now):
+            e = -1
         fastlru_cs_end(&cs)
         _xdecref(hold)
         return e >= 0
@@ -876,26 +1137,93 @@ cdef class Cache:
         cdef Entry* ep
         cdef Dropped evicted
         cdef object result = value
+        cdef Py_ssize_t w = 1, old_w
+        cdef bint failed = False
+        cdef double now = 0
+        if self.timed:
+            now = self._now()
+        if self.weighted:
+            if keep:
+                # setdefault of a present key stores nothing, so weighs nothing (as LRU)
+                fastlru_cs_begin(&cs, self)
+                e = self._find(key, h, &cs, &hold)
+                if e >= 0 and self._expired(e, now):
+                    e = -1  # expired: stored anew below
+                if e >= 0:
+                    self._hit(<int32_t>e)
+                    self.version += 1
+                    result = <object>self.entries[e].value
+                fastlru_cs_end(&cs)
+                _xdecref(hold)
+                hold = NULL
+                if e >= 0:
+                    return result
+            w = self._weigh(value)  # user code: before the section, the cache untouched
         _dropped_init(&evicted)
         fastlru_cs_begin(&cs, self)
-        e = self._find(key, h, &cs, &hold)
+        if self.timed:
+            try:
+                self._expire(now, &evicted)  # expired entries go before any live one
+            except MemoryError:
+                fastlru_cs_end(&cs)
+                raise
+            try:
+                e = self._find(key, h, &cs, &hold)  # raising, it ended the section
+            except BaseException:
+                self._release(&evicted, True)  # the expired entries it reclaimed: reported, freed
+                raise
+        else:
+            e = self._find(key, h, &cs, &hold)
         if e >= 0:
             ep = &self.entries[e]
+            if self._expired(e, now):
+                keep = False  # (a timer that went back): its value is gone, store ours
             if keep:
                 result = <object>ep.value
             else:
-                replaced = ep.value
-                _incref(<PyObject*>value)
-                ep.value = <PyObject*>value
+                if self.timed:
+                    self._unstamp(<int32_t>e)
+                    self._stamp(<int32_t>e, now + self._ttl)
+                if self.weighted:
+                    old_w = self.weights[e]
+                    self.total_weight -= old_w
+                    self.weights[e] = 0
+                    if self._overweight(w):
+                        # out of the policy while others make room: never its own victim
+                        self._unfile(<int32_t>e)
+                        failed = self._evict_for(w, &evicted) < 0
+                        self._file(<int32_t>e, out)  # size <= count: evicts nothing
+                    if failed:
+                        w = old_w  # the old value stays, with its weight (it fit before)
+                    self.weights[e] = w
+                    self.total_weight += w
+                    ep = &self.entries[e]
+                if not failed:
+                    replaced = ep.value
+                    _incref(<PyObject*>value)
+                    ep.value = <PyObject*>value
             self._hit(<int32_t>e)  # a write is an access, as in LRU
             self.version += 1
-        else:
-            try:
-                self._reserve()
-            except MemoryError:
+            if failed:
                 fastlru_cs_end(&cs)
                 _xdecref(hold)
-                raise
+                self._release(&evicted, True)
+                raise MemoryError()
+        else:
+            if self._overweight(w):
+                failed = self._evict_for(w, &evicted) < 0
+            if not failed and evicted.n + 4 > evicted.cap:
+                failed = _dropped_room(&evicted, 4) < 0  # what _file may evict
+            if not failed:
+                try:
+                    self._reserve()
+                except MemoryError:
+                    failed = True
+            if failed:
+                fastlru_cs_end(&cs)
+                _xdecref(hold)
+                self._release(&evicted, True)
+                raise MemoryError()
             t = self.free_head
             if t != EMPTY:
                 self.free_head = self.entries[t].next
@@ -909,6 +1237,11 @@ cdef class Cache:
             ep.value = <PyObject*>value
             ep.hash = h
             self._table_insert(t, h)
+            if self.weighted:
+                self.weights[t] = w
+                self.total_weight += w
+            if self.timed:
+                self._stamp(t, now + self._ttl)
             self.size += 1
             self.version += 1
             n = self._file(t, out)
@@ -936,14 +1269,24 @@ cdef class Cache:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef Dropped dropped
+        cdef double now = 0
+        cdef bint expired = False
+        if self.timed:
+            now = self._now()
         _dropped_init(&dropped)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
         if e >= 0:
+            expired = self._expired(e, now)
+            if expired:
+                self.evictions += 1
             self._unfile(<int32_t>e)
             self._detach(<int32_t>e, &dropped)
         fastlru_cs_end(&cs)
         _xdecref(hold)
+        if expired:
+            self._release(&dropped, True)  # reclaimed and reported, not popped
+            e = -1
         if e < 0:
             if required:
                 raise KeyError(key)
@@ -956,11 +1299,20 @@ cdef class Cache:
         """Removes and returns the entry the policy would evict next."""
         cdef fastlru_cs cs
         cdef Dropped dropped
+        cdef Dropped expired
+        cdef double now = 0
+        if self.timed:
+            now = self._now()
         _dropped_init(&dropped)
+        _dropped_init(&expired)
         fastlru_cs_begin(&cs, self)
-        if self.size:
-            self._detach(self._victim(), &dropped)
-        fastlru_cs_end(&cs)
+        try:
+            self._expire(now, &expired)
+            if self.size:
+                self._detach(self._victim(), &dropped)
+        finally:
+            fastlru_cs_end(&cs)
+        self._release(&expired, True)
         if not dropped.n:
             raise KeyError("popitem(): Cache is empty")
         item = (<object>dropped.items[0], <object>dropped.items[1])
@@ -995,6 +1347,12 @@ cdef class Cache:
         PyMem_Free(self.bits)
         self.queue = NULL
         self.bits = NULL
+        PyMem_Free(self.weights)
+        self.weights = NULL
+        self.total_weight = 0
+        PyMem_Free(self.stamps)
+        self.stamps = NULL
+        self.oldest = EMPTY
         self.alloc = 0
         self.fill = 0
         self.free_head = EMPTY
@@ -1015,7 +1373,11 @@ cdef class Cache:
         PyMem_Free(entries)
 
     def update(self, other=(), /, **kwargs):
-        if hasattr(other, "keys"):
+        if isinstance(other, (CacheType, LRUType)):
+            # other[key] would be a read other's policy records; next victim first, as LRU
+            for key, value in other.items()[::-1]:
+                self[key] = value
+        elif hasattr(other, "keys"):
             for key in list(other.keys()):
                 self[key] = other[key]
         else:
@@ -1025,18 +1387,67 @@ cdef class Cache:
             self[key] = value
 
     def __len__(self):
+        self._expire_now()
         return self.size
 
     @property
     def count(self):
         return self._count
 
+    @count.setter
+    def count(self, count):
+        """A new bound: the policy takes its shares of it, then its victims are evicted (and
+        reported to on_evict) until at most ``count`` entries remain, as ``LRU.count``."""
+        cdef Py_ssize_t c = check_count(count)
+        cdef fastlru_cs cs
+        cdef Dropped evicted
+        self._expire_now()
+        _dropped_init(&evicted)
+        fastlru_cs_begin(&cs, self)
+        if self.size > c and _dropped_room(&evicted, 2 * (self.size - c)) < 0:
+            fastlru_cs_end(&cs)
+            raise MemoryError()  # nothing changed yet
+        self._count = c
+        self._resize_policy(c)
+        while self.size > c:
+            self._detach(self._victim(), &evicted)
+            self.evictions += 1
+        if self.fill // 2 > c and self.fill > 64:
+            self._compact()  # as LRU's; out of memory it leaves the arena as it was
+        fastlru_cs_end(&cs)
+        self._release(&evicted, True)
+
+    @count.deleter
+    def count(self):
+        raise AttributeError("count cannot be deleted")
+
     @property
     def policy(self):
         return POLICIES[self.kind]
 
+    @property
+    def maxweight(self):
+        """The weight bound, or None."""
+        return self._maxweight if self.weighted else None
+
+    @property
+    def weight(self):
+        """The total weight of the entries (their number without a maxweight)."""
+        self._expire_now()
+        return self.total_weight if self.weighted else self.size
+
+    @property
+    def ttl(self):
+        """Seconds an entry lives after it was stored, or None."""
+        return self._ttl if self.timed else None
+
+    @property
+    def timer(self):
+        return self._timer
+
     def info(self):
         cdef fastlru_cs cs
+        self._expire_now()
         fastlru_cs_begin(&cs, self)
         info = (self.hits, self.misses, self.evictions, self.size, self._count)
         fastlru_cs_end(&cs)
@@ -1052,8 +1463,127 @@ cdef class Cache:
     # -- views ----------------------------------------------------------------------------
 
     @cython.final
-    cdef list _order(self):
-        """Entries in the twin's order: per queue (small/window first), newest first."""
+    cdef int _queue_order(self, int* qs) noexcept:
+        """The queues in the twin's ``order()``: small/window first. Returns how many."""
+        if self.kind == P_S3FIFO:
+            qs[0] = Q_SMALL
+            qs[1] = Q_MAIN
+            return 2
+        if self.kind == P_WTINYLFU:
+            qs[0] = Q_WINDOW
+            qs[1] = Q_PROBATION
+            qs[2] = Q_PROTECTED
+            return 3
+        qs[0] = Q_MAIN
+        return 1
+
+    @cython.final
+    cdef int _compact(self) noexcept:
+        """Moves the live entries into a new arena of just their number, numbered in the
+        twin's ``order()`` (as its ``_compact``), and rebuilds the table at their size (section
+        held, no Python code). -1, the cache as it was, if memory ran out."""
+        cdef Py_ssize_t n = self.size, fill = self.fill, alloc, j = 0, i
+        cdef int qs[3]
+        cdef int nq = self._queue_order(qs), k, bits = MIN_TABLE_BITS
+        cdef int32_t e, h
+        cdef int32_t* moved
+        cdef Entry* ents
+        cdef uint8_t* qu
+        cdef uint8_t* bi
+        cdef Py_ssize_t* we = NULL
+        cdef Stamp* st = NULL
+        cdef int32_t* table
+        alloc = n if n > 0 else 1
+        while ((<size_t>1) << bits) <= <size_t>(2 * n):
+            bits += 1
+        moved = <int32_t*>PyMem_Malloc(fill * sizeof(int32_t))
+        ents = <Entry*>PyMem_Malloc(alloc * sizeof(Entry))
+        qu = <uint8_t*>PyMem_Malloc(alloc)
+        bi = <uint8_t*>PyMem_Malloc(alloc)
+        table = <int32_t*>PyMem_Malloc(((<size_t>1) << bits) * sizeof(int32_t))
+        if self.weighted:
+            we = <Py_ssize_t*>PyMem_Malloc(alloc * sizeof(Py_ssize_t))
+        if self.timed:
+            st = <Stamp*>PyMem_Malloc(alloc * sizeof(Stamp))
+        if (moved == NULL or ents == NULL or qu == NULL or bi == NULL or table == NULL
+                or (self.weighted and we == NULL) or (self.timed and st == NULL)):
+            PyMem_Free(moved)
+            PyMem_Free(ents)
+            PyMem_Free(qu)
+            PyMem_Free(bi)
+            PyMem_Free(table)
+            PyMem_Free(we)
+            PyMem_Free(st)
+            return -1
+        for k in range(nq):  # number the entries, queue by queue, newest first
+            h = self.heads[qs[k]]
+            if h == EMPTY:
+                continue
+            e = h
+            while True:
+                moved[e] = <int32_t>j
+                ents[j].key = self.entries[e].key  # the references move: no incref
+                ents[j].value = self.entries[e].value
+                ents[j].hash = self.entries[e].hash
+                qu[j] = self.queue[e]
+                bi[j] = self.bits[e]
+                if we != NULL:
+                    we[j] = self.weights[e]
+                if st != NULL:
+                    st[j].expires = self.stamps[e].expires
+                j += 1
+                e = self.entries[e].next
+                if e == h:
+                    break
+        for k in range(nq):  # then the links, in the new numbers
+            h = self.heads[qs[k]]
+            if h == EMPTY:
+                continue
+            e = h
+            while True:
+                i = moved[e]
+                ents[i].prev = moved[self.entries[e].prev]
+                ents[i].next = moved[self.entries[e].next]
+                if st != NULL:
+                    st[i].older = moved[self.stamps[e].older]
+                    st[i].newer = moved[self.stamps[e].newer]
+                e = self.entries[e].next
+                if e == h:
+                    break
+            self.heads[qs[k]] = moved[h]
+        if self.hand != EMPTY:
+            self.hand = moved[self.hand]
+        if self.oldest != EMPTY:
+            self.oldest = moved[self.oldest]
+        PyMem_Free(moved)
+        PyMem_Free(self.entries)
+        PyMem_Free(self.queue)
+        PyMem_Free(self.bits)
+        PyMem_Free(self.weights)
+        PyMem_Free(self.stamps)
+        PyMem_Free(self.table)
+        self.entries = ents
+        self.queue = qu
+        self.bits = bi
+        self.weights = we
+        self.stamps = st
+        self.alloc = alloc
+        self.fill = n
+        self.free_head = EMPTY
+        self.table = table
+        self.tmask = ((<size_t>1) << bits) - 1
+        self.shift = 64 - bits
+        for i in range(<Py_ssize_t>self.tmask + 1):
+            table[i] = EMPTY
+        for i in range(n):
+            self._table_insert(<int32_t>i, ents[i].hash)
+        self.version += 1
+        return 0
+
+    @cython.final
+    cdef list _order(self, size_t* version=NULL):
+        """Entries in the twin's order: per queue (small/window first), newest first (and the
+        version they were listed at, if asked)."""
         cdef list out = []
         cdef int32_t e
         cdef fastlru_cs cs
@@ -1071,6 +1601,7 @@ cdef class Cache:
         else:
             qs[0] = Q_MAIN
             nq = 1
+        self._expire_now()
         # Snapshot the entry numbers first: building tuples allocates (the GC may run Python).
         fastlru_cs_begin(&cs, self)
         refs = []
@@ -1085,6 +1616,8 @@ cdef class Cache:
                     e = self.entries[e].next
                     if e == self.heads[qs[j]]:
                         break
+            if version != NULL:
+                version[0] = self.version
         finally:
             fastlru_cs_end(&cs)
         for i in range(0, len(refs), 2):
@@ -1100,8 +1633,43 @@ cdef class Cache:
     def values(self):
         return [v for _, v in self._order()]
 
+    @cython.final
+    cdef _iterator(self, bint forward):
+        cdef size_t version = 0
+        cdef list keys = [k for k, _ in self._order(&version)]
+        cdef _Iterator it = _Iterator.__new__(_Iterator)
+        if not forward:
+            keys.reverse()
+        it.cache = self
+        it.keys = keys
+        it.version = version
+        return it
+
     def __iter__(self):
-        return iter(self.keys())
+        """The keys as ``keys()`` lists them; raises RuntimeError once the cache changed (a
+        store, a removal, an eviction: not a read), as ``LRU``'s iterator."""
+        return self._iterator(True)
+
+    def __reversed__(self):
+        """The keys in the reverse of ``keys()`` (for ``"lru"``: least recent first)."""
+        return self._iterator(False)
+
+    # -- whole-object protocols ------------------------------------------------------------
+
+    def _kwargs(self):
+        return cache_kwargs(POLICIES[self.kind], self.on_evict, self.maxweight, self.getsizeof,
+                            self.ttl, self._timer)
+
+    def copy(self):
+        """A new cache of the same type, count, policy and options holding the same entries
+        (not the policy's history: a ghost, a sketch, visited bits)."""
+        return rebuild_cache(type(self), Cache, self._count, self.items()[::-1], self._kwargs())
+
+    def __copy__(self):
+        return copy_cache(self, Cache, self._count, self._kwargs())
+
+    def __reduce__(self):
+        return reduce_cache(self, Cache, self._count, self._kwargs())
 
     def __eq__(self, other):
         if isinstance(other, (Cache, collections.abc.Mapping)):
@@ -1111,7 +1679,12 @@ cdef class Cache:
     __hash__ = None
 
     def __repr__(self):
-        return f"{type(self).__name__}({self._count}, policy={self.policy!r}, size={self.size})"
+        if Py_ReprEnter(self):
+            return "..."
+        try:
+            return cache_repr(self, self._count, self.items(), self._kwargs())
+        finally:
+            Py_ReprLeave(self)
 
     @classmethod
     def __class_getitem__(cls, item):
@@ -1143,6 +1716,61 @@ cdef class Cache:
             if self.table[i] != EMPTY:
                 n += 1
         assert n == self.size, "table and queues disagree"
+        if self.weighted:
+            total = 0
+            for i in range(self.fill):
+                if self.entries[i].key != NULL:
+                    total += self.weights[i]
+                else:
+                    assert self.weights[i] == 0, "free entry weighs"
+            assert total == self.total_weight, "weight total drifted"
+            assert self.total_weight <= self._maxweight, "weight above maxweight"
+        if self.timed:
+            n = 0
+            e = self.oldest
+            while e != EMPTY:
+                n += 1
+                assert n <= self.size, "store order longer than size"
+                assert self.entries[e].key != NULL, "free entry in the store order"
+                assert self.stamps[self.stamps[e].newer].older == e, "broken store-order link"
+                e = self.stamps[e].newer
+                if e == self.oldest:
+                    break
+            assert n == self.size, "store order and size disagree"
+
+
+@cython.final
+cdef class _Iterator:
+    """A cache's keys, listed when iteration began; raises RuntimeError once the cache changed.
+    As dict's: once exhausted it stays exhausted (and lets go of the cache); once failed it
+    keeps failing."""
+
+    cdef Cache cache              # None once exhausted
+    cdef list keys
+    cdef Py_ssize_t i
+    cdef size_t version
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Cache cache = self.cache
+        cdef fastlru_cs cs
+        cdef bint changed
+        if cache is None:
+            raise StopIteration
+        fastlru_cs_begin(&cs, cache)
+        changed = cache.version != self.version
+        fastlru_cs_end(&cs)
+        if changed:
+            raise RuntimeError("Cache mutated during iteration")
+        if self.i >= len(self.keys):
+            self.cache = None
+            self.keys = None
+            raise StopIteration
+        key = self.keys[self.i]
+        self.i += 1
+        return key
 
 
 # The arena holds Python references in C memory: teach the GC to see and break cycles there.
@@ -1184,5 +1812,6 @@ cdef int _cache_clear(PyObject* o) noexcept:
 (<_TypeSlots*>Cache).tp_clear = <inquiry>_cache_clear
 
 collections.abc.MutableMapping.register(Cache)
+CacheType.register(Cache)
 assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu")] == [
     P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU]

@@ -27,9 +27,29 @@ Policies (``POLICIES``), each as its authors describe it:
   more frequent; the window is resized by Caffeine's hill climber (step 6.25%, decay 0.98,
   restart on a 5-point change of the hit ratio).
 
-What ``LRU`` has and ``Cache`` has not (yet): weights (``maxweight``/``getsizeof``), a ``ttl``,
-``peek_*``, pickling and resizing ``count``; ``keys()`` lists entries in the policy's own order
-(for ``"lru"``: most recent first, as ``LRU``).
+Weights are ``LRU``'s (``maxweight``, ``getsizeof``, ``weight``): a store evicts the policy's
+victims (``popitem``'s order) until the new entry's weight fits, then files it as the policy does;
+a replacement that must evict to fit is taken out of the policy first (so it is never its own
+victim) and filed again as a new entry that was read once.
+
+A ``ttl`` (and ``timer``) is ``LRU``'s: an entry expires ``ttl`` seconds after it was stored;
+an expired entry is absent to ``peek``/``in``, a miss to ``get`` (which reclaims it), and is
+reclaimed, oldest stored first and reported to ``on_evict`` as an eviction, before a store,
+``popitem``, ``len``, ``info``, ``weight`` and the views; the policy only ever chooses among
+live entries then. Expiry times live beside the entries only with a ttl.
+
+``copy()``, ``copy.copy`` and pickling rebuild a cache of the same type, count, policy and
+options holding the same entries, stored in the reverse of ``items()``; the policy's history (a
+ghost, a sketch, visited bits) is not carried over, and with a ttl the entries start afresh.
+
+``count`` is settable, as ``LRU``'s: the policy takes its shares of the new count (W-TinyLFU
+restarts from its initial split, as Caffeine's ``setMaximumSize``), then evicts its victims down
+to it; a big shrink compacts the arena, as ``LRU``'s.
+
+Where ``Cache`` still differs from ``LRU``: ``keys()`` lists entries in the policy's own order
+(for ``"lru"``: most recent first, as ``LRU``); an iterator lists the keys when it starts and
+raises RuntimeError once the cache changed, as ``LRU``'s, but a read (which changes no
+policy's membership) does not count as a change; ``==`` ignores order.
 
 The safety rules are ``LRU``'s: a key's ``__hash__`` runs once, before any state is touched; an
 open-addressing table of entry numbers (the compiled engine's, slot for slot, so that both
@@ -40,7 +60,9 @@ released, and ``on_evict`` called, only after the lock is released.
 """
 from __future__ import annotations
 
+import reprlib
 import threading
+import time
 import collections.abc
 from collections.abc import MutableMapping
 from types import GenericAlias
@@ -49,8 +71,10 @@ from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, 
 
 from array import array
 
-from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
-                      check_policy, iter_pairs)
+from ._common import (CacheInfo, CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES,
+                      cache_kwargs, cache_repr, check_count, check_maxweight, check_policy,
+                      check_time, check_timer, check_ttl, check_weight, copy_cache, iter_pairs,
+                      rebuild_cache, reduce_cache)
 
 __all__ = ["Cache", "POLICIES"]
 
@@ -152,11 +176,15 @@ class _Policy:
 
     ``insert`` files a new entry and returns the entries it evicts to stay within ``count``
     (possibly the new one: an admission policy may refuse it); ``hit`` records a read;
-    ``remove`` takes an entry out (pop, del); ``victim`` picks and removes one (popitem)."""
+    ``remove`` takes an entry out (pop, del); ``victim`` picks and removes one (popitem);
+    ``resize`` takes a new ``count`` (the cache then evicts ``victim``s down to it)."""
 
     name = ""
 
     def __init__(self, count: int) -> None:
+        self.count = count
+
+    def resize(self, count: int) -> None:
         self.count = count
 
     def hit(self, e: _Entry) -> None:
@@ -330,6 +358,13 @@ class _S3FIFOPolicy(_Policy):
         self.small_cap = max(1, count // 10)
         self.ghost = _Ghost(max(1, count - self.small_cap))
 
+    def resize(self, count: int) -> None:
+        """The FIFOs' shares of the new count; the ghost keeps its table (it forgets early if
+        the count grew past it) and remembers as many hashes as the main FIFO holds."""
+        self.count = count
+        self.small_cap = max(1, count // 10)
+        self.ghost.cap = max(1, count - self.small_cap)
+
     def hit(self, e: _Entry) -> None:
         if e.bits < 3:
             e.bits += 1
@@ -448,6 +483,18 @@ class _WTinyLFUPolicy(_Policy):
         self.protected_cap = int((count - self.window_cap) * 0.8)
         self.sketch = _Sketch(count)
         self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
+        self.sample_hits = self.sample_misses = 0
+        self.previous_rate = 0.0
+        self.step = -self.STEP * count
+
+    def resize(self, count: int) -> None:
+        """As Caffeine's ``setMaximumSize``: the window and protected shares start again from
+        the initial split of the new count and the hill climber restarts; the sketch keeps its
+        width (its counters survive), its reset period follows the count."""
+        self.count = count
+        self.window_cap = max(1, count // 100)
+        self.protected_cap = int((count - self.window_cap) * 0.8)
+        self.sketch.sample = 10 * max(count, 1)
         self.sample_hits = self.sample_misses = 0
         self.previous_rate = 0.0
         self.step = -self.STEP * count
@@ -585,7 +632,9 @@ class Cache(Generic[_K, _V]):
     """
 
     __slots__ = ("_arena", "_free", "_table", "_mask", "_shift", "_policy", "_count", "_size", "_version", "_hits", "_misses",
-                 "_evictions", "_on_evict", "_lock", "_access", "_ready", "__weakref__")
+                 "_evictions", "_on_evict", "_lock", "_access", "_ready", "_weights", "_weight",
+                 "_maxweight", "_getsizeof", "_ttl", "_timer", "_expires", "_sprev", "_snext",
+                 "_oldest", "__weakref__")
     __class_getitem__: Any = classmethod(GenericAlias)
     __hash__ = None  # type: ignore[assignment]  # mutable, as dict
     _arena: List[_Entry]
@@ -604,6 +653,18 @@ class Cache(Generic[_K, _V]):
     _lock: threading.Lock
     _access: Optional[Callable[[int, bool], None]]
     _ready: bool
+    _weights: Optional[List[int]]  # per entry number, only with a maxweight
+    _weight: int
+    _maxweight: Optional[int]
+    _getsizeof: Optional[Callable[[Any], SupportsIndex]]
+    _ttl: Optional[float]
+    _timer: Callable[[], float]
+    # with a ttl, per entry number: its expiry time and its place in store order (a circular
+    # list, ``_oldest`` first); else None
+    _expires: Optional[List[float]]
+    _sprev: Optional[List[int]]
+    _snext: Optional[List[int]]
+    _oldest: int
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Before __init__ (Cache.__new__, a subclass that forgets it) the cache is a valid
@@ -618,15 +679,34 @@ class Cache(Generic[_K, _V]):
         self._size = self._version = 0
         self._hits = self._misses = self._evictions = 0
         self._on_evict = None
+        self._weights = self._maxweight = self._getsizeof = None
+        self._weight = 0
+        self._ttl = self._expires = self._sprev = self._snext = None
+        self._timer = time.monotonic
+        self._oldest = _EMPTY
         return self
 
     def __init__(self, count: SupportsIndex, pairs: Iterable[Tuple[_K, _V]] = (), *,
                  policy: str = DEFAULT_POLICY,
-                 on_evict: Optional[Callable[[_K, _V], object]] = None) -> None:
+                 on_evict: Optional[Callable[[_K, _V], object]] = None,
+                 maxweight: Optional[SupportsIndex] = None,
+                 getsizeof: Optional[Callable[[_V], SupportsIndex]] = None,
+                 ttl: Optional[float] = None, timer: Callable[[], float] = time.monotonic) -> None:
         count = check_count(count)
         policy = check_policy(policy)
+        ttl = check_ttl(ttl)
+        timer = check_timer(timer)
         if on_evict is not None and not callable(on_evict):
             raise TypeError("on_evict must be callable")
+        if getsizeof is not None and not callable(getsizeof):
+            raise TypeError("getsizeof must be callable")
+        if maxweight is not None:
+            maxweight = check_maxweight(maxweight)
+        elif getsizeof is not None:
+            raise TypeError("getsizeof needs maxweight")
+        weights: Optional[List[int]] = None if maxweight is None else [0] * len(self._arena)
+        stamps = None if ttl is None else (
+            [0.0] * len(self._arena), [0] * len(self._arena), [0] * len(self._arena))
         fresh = _POLICY_CLASSES[policy](count)
         problem = None
         with self._lock:
@@ -640,6 +720,16 @@ class Cache(Generic[_K, _V]):
                 self._access = getattr(fresh, "access", None)
                 self._count = count
                 self._on_evict = on_evict
+                if weights is not None:
+                    self._weights = weights
+                    self._weight = 0
+                    self._maxweight = maxweight
+                self._getsizeof = getsizeof
+                if stamps is not None:
+                    self._ttl = ttl
+                    self._expires, self._sprev, self._snext = stamps
+                    self._oldest = _EMPTY
+                self._timer = timer
         if problem is not None:
             raise RuntimeError(problem)
         for key, value in iter_pairs(pairs):
@@ -739,6 +829,12 @@ class Cache(Generic[_K, _V]):
             return self._arena[self._free.pop()]
         spare.number = len(self._arena)
         self._arena.append(spare)
+        if self._weights is not None:
+            self._weights.append(0)
+        if self._expires is not None:
+            self._expires.append(0.0)
+            self._sprev.append(0)  # type: ignore[union-attr]  # set with _expires
+            self._snext.append(0)  # type: ignore[union-attr]
         return spare
 
     def _detach(self, e: _Entry, dropped: List[Any]) -> None:
@@ -750,7 +846,76 @@ class Cache(Generic[_K, _V]):
         dropped.append(e.value)
         e.key = e.value = None
         self._size -= 1
+        if self._expires is not None:
+            self._unstamp(e.number)
+        if self._weights is not None:
+            self._weight -= self._weights[e.number]
+            self._weights[e.number] = 0
         self._version += 1
+
+    # -- store order, only with a ttl (lock held, no user code): as LRU's -----------------
+
+    def _stamp(self, n: int, expires: float) -> None:
+        """Gives entry number ``n`` its expiry time and makes it the newest in store order."""
+        self._expires[n] = expires  # type: ignore[index]  # called only with a ttl
+        sprev, snext = self._sprev, self._snext
+        oldest = self._oldest
+        if oldest == _EMPTY:
+            sprev[n] = snext[n] = n  # type: ignore[index]
+            self._oldest = n
+        else:
+            newest = sprev[oldest]  # type: ignore[index]
+            snext[n] = oldest  # type: ignore[index]
+            sprev[n] = newest  # type: ignore[index]
+            snext[newest] = n  # type: ignore[index]
+            sprev[oldest] = n  # type: ignore[index]
+
+    def _unstamp(self, n: int) -> None:
+        sprev, snext = self._sprev, self._snext
+        nxt = snext[n]  # type: ignore[index]
+        if nxt == n:
+            self._oldest = _EMPTY
+            return
+        prv = sprev[n]  # type: ignore[index]
+        snext[prv] = nxt  # type: ignore[index]
+        sprev[nxt] = prv  # type: ignore[index]
+        if self._oldest == n:
+            self._oldest = nxt
+
+    def _expired(self, e: _Entry, now: Optional[float]) -> bool:
+        return self._expires is not None and self._expires[e.number] <= now  # type: ignore[operator]
+
+    def _expire(self, now: float, dropped: List[Any]) -> None:
+        """Reclaims, oldest stored first, every entry expired at ``now`` (as evictions)."""
+        expires = self._expires
+        while self._oldest != _EMPTY and expires[self._oldest] <= now:  # type: ignore[index]
+            e = self._arena[self._oldest]
+            self._policy.remove(e)
+            self._detach(e, dropped)
+            self._evictions += 1
+
+    def _now(self) -> Optional[float]:
+        """The timer's time (user code: called before the lock), or None without a ttl."""
+        return None if self._ttl is None else check_time(self._timer())
+
+    def _expire_now(self) -> None:
+        """Reclaims the expired entries (reported to on_evict), if the cache has a ttl."""
+        if self._ttl is not None:
+            now = self._now()
+            evicted: List[Any] = []
+            with self._lock:
+                self._expire(now, evicted)  # type: ignore[arg-type]  # a float: there is a ttl
+            self._release_evicted(evicted)
+
+    def _overweight(self, extra: int) -> bool:
+        """True if the entries' weight plus ``extra`` is above maxweight (never overflows: as
+        ``LRU._evict_until``)."""
+        return self._weights is not None and self._weight - self._maxweight > -extra  # type: ignore[operator]
+
+    def _weigh(self, value: Any) -> int:
+        if self._getsizeof is None:
+            return check_weight(1, self._maxweight)  # type: ignore[arg-type]  # only with a maxweight
+        return check_weight(self._getsizeof(value), self._maxweight)  # type: ignore[arg-type]
 
     def _release_evicted(self, evicted: List[Any]) -> None:
         on_evict = self._on_evict
@@ -778,34 +943,49 @@ class Cache(Generic[_K, _V]):
         return self._lookup(key, default)
 
     def _lookup(self, key: _K, default: Any) -> Any:
+        """``get``: a hit is recorded by the policy; an expired entry is a miss, reclaimed."""
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
+        expired: List[Any] = []
         with self._lock:
             e = self._find(key, h, plain)
+            if e is not None and self._expired(e, now):
+                self._policy.remove(e)
+                self._detach(e, expired)
+                self._evictions += 1
+                e = None
             if e is None:
                 self._misses += 1
                 if self._access is not None:
                     self._access(h, False)
-                return default
-            self._hits += 1
-            if self._access is not None:
-                self._access(h, True)
-            self._policy.hit(e)
-            return e.value
+                value = default
+            else:
+                self._hits += 1
+                if self._access is not None:
+                    self._access(h, True)
+                self._policy.hit(e)
+                value = e.value
+        if expired:
+            self._release_evicted(expired)
+        return value
 
     def __contains__(self, key: object) -> bool:
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         with self._lock:
-            return self._find(key, h, plain) is not None
+            e = self._find(key, h, plain)
+            return e is not None and not self._expired(e, now)
 
     def peek(self, key: _K, default: object = None) -> object:
         """The value of ``key`` (or ``default``) without counting or recording a read."""
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         with self._lock:
             e = self._find(key, h, plain)
-            return default if e is None else e.value
+            return default if e is None or self._expired(e, now) else e.value
 
     def __setitem__(self, key: _K, value: _V) -> None:
         self._store(key, value, False)
@@ -816,31 +996,76 @@ class Cache(Generic[_K, _V]):
     def _store(self, key: _K, value: _V, keep: bool) -> Any:
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
+        w = 1
+        if self._weights is not None:
+            if keep:
+                # setdefault of a present key stores nothing, so weighs nothing (as LRU)
+                with self._lock:
+                    e = self._find(key, h, plain)
+                    if e is not None and not self._expired(e, now):
+                        self._policy.hit(e)
+                        self._version += 1
+                        return e.value
+            w = self._weigh(value)  # user code: before the lock, the cache untouched if it fails
         spare = _Entry()  # allocated before the lock: allocating may run the GC
         dropped: List[Any] = []
         evicted: List[Any] = []
-        with self._lock:
-            e = self._find(key, h, plain)
-            if e is not None:
-                if keep:
-                    value = e.value
+        try:
+            with self._lock:
+                if now is not None:
+                    self._expire(now, evicted)  # expired entries go before any live one
+                e = self._find(key, h, plain)
+                if e is not None:
+                    if now is not None and self._expired(e, now):
+                        keep = False  # (a timer that went back): its value is gone, store ours
+                    if keep:
+                        value = e.value
+                    else:
+                        dropped.append(e.value)
+                        e.value = value
+                        if now is not None:
+                            self._unstamp(e.number)
+                            self._stamp(e.number, now + self._ttl)  # type: ignore[operator]
+                    if not keep and self._weights is not None:
+                        weights = self._weights
+                        self._weight -= weights[e.number]
+                        weights[e.number] = 0
+                        if self._overweight(w):
+                            # out of the policy while others make room: never its own victim
+                            self._policy.remove(e)
+                            while self._overweight(w):
+                                self._detach(self._policy.victim(), evicted)
+                                self._evictions += 1
+                            self._policy.insert(e, self._size - 1)  # size <= count: evicts nothing
+                        weights[e.number] = w
+                        self._weight += w
+                    self._policy.hit(e)  # a write is an access, as in LRU
+                    self._version += 1
                 else:
-                    dropped.append(e.value)
-                    e.value = value
-                self._policy.hit(e)  # a write is an access, as in LRU
-                self._version += 1
-            else:
-                fresh = self._take(spare)
-                fresh.key = key
-                fresh.value = value
-                fresh.hash = h
-                fresh.plain = plain
-                self._table_insert(fresh.number, h)
-                self._size += 1
-                self._version += 1
-                for v in self._policy.insert(fresh, self._size - 1):
-                    self._detach(v, evicted)
-                    self._evictions += 1
+                    while self._size and self._overweight(w):
+                        self._detach(self._policy.victim(), evicted)
+                        self._evictions += 1
+                    fresh = self._take(spare)
+                    fresh.key = key
+                    fresh.value = value
+                    fresh.hash = h
+                    fresh.plain = plain
+                    self._table_insert(fresh.number, h)
+                    if self._weights is not None:
+                        self._weights[fresh.number] = w
+                        self._weight += w
+                    if now is not None:
+                        self._stamp(fresh.number, now + self._ttl)  # type: ignore[operator]
+                    self._size += 1
+                    self._version += 1
+                    for v in self._policy.insert(fresh, self._size - 1):
+                        self._detach(v, evicted)
+                        self._evictions += 1
+        except BaseException:
+            # a key's __eq__ raised: the expired entries reclaimed before it are reported
+            self._release_evicted(evicted)
+            raise
         del dropped
         self._release_evicted(evicted)
         return value
@@ -854,12 +1079,19 @@ class Cache(Generic[_K, _V]):
     def _pop(self, key: _K, default: object) -> Any:
         h = hash(key)
         plain = _is_plain(key)
+        now = self._now()
         dropped: List[Any] = []
+        expired = False
         with self._lock:
             e = self._find(key, h, plain)
             if e is not None:
+                expired = self._expired(e, now)
+                if expired:
+                    self._evictions += 1
                 self._policy.remove(e)
                 self._detach(e, dropped)
+        if expired:
+            self._release_evicted(dropped)  # reclaimed and reported, not popped
         if not dropped:
             if default is _MISSING:
                 raise KeyError(key)
@@ -868,29 +1100,46 @@ class Cache(Generic[_K, _V]):
 
     def popitem(self) -> Tuple[_K, _V]:
         """Removes and returns the entry the policy would evict next."""
+        now = self._now()
         dropped: List[Any] = []
+        evicted: List[Any] = []
         with self._lock:
+            if now is not None:
+                self._expire(now, evicted)
             if self._size:
                 self._detach(self._policy.victim(), dropped)
+        self._release_evicted(evicted)
         if not dropped:
             raise KeyError("popitem(): Cache is empty")
         return dropped[0], dropped[1]
 
     def clear(self) -> None:
         fresh = _POLICY_CLASSES[self._policy.name](self._count)
+        weights: List[int] = []  # allocated before the lock
+        stamps: Tuple[List[float], List[int], List[int]] = ([], [], [])
         with self._lock:
             old = self._arena
             self._new_arena()
             self._policy = fresh
             self._access = getattr(fresh, "access", None)
             self._size = 0
+            if self._weights is not None:
+                self._weights = weights
+                self._weight = 0
+            if self._expires is not None:
+                self._expires, self._sprev, self._snext = stamps
+                self._oldest = _EMPTY
             self._version += 1
             for e in old:  # no longer reachable: a stale match in _find must fail
                 e.queue = _FREE
         del old  # keys' and values' __del__ run here, the cache consistent
 
     def update(self, other: Any = (), /, **kwargs: _V) -> None:
-        if hasattr(other, "keys"):
+        if isinstance(other, (CacheType, LRUType)):
+            # other[key] would be a read other's policy records; next victim first, as LRU
+            for key, value in other.items()[::-1]:
+                self[key] = value
+        elif hasattr(other, "keys"):
             for key in list(other.keys()):
                 self[key] = other[key]
         else:
@@ -900,17 +1149,103 @@ class Cache(Generic[_K, _V]):
             self[key] = value  # type: ignore[index]
 
     def __len__(self) -> int:
+        self._expire_now()
         return self._size
 
     @property
     def count(self) -> int:
         return self._count
 
+    @count.setter
+    def count(self, count: SupportsIndex) -> None:
+        """A new bound: the policy takes its shares of it, then its victims are evicted (and
+        reported to on_evict) until at most ``count`` entries remain, as ``LRU.count``."""
+        count = check_count(count)
+        self._expire_now()
+        evicted: List[Any] = []
+        fresh: Tuple[List[_Entry], List[int], List[float], List[int], List[int], Dict[int, int]] = (
+            [], [], [], [], [], {})  # allocated before the lock, for _compact
+        with self._lock:
+            self._count = count
+            self._policy.resize(count)
+            while self._size > count:
+                self._detach(self._policy.victim(), evicted)
+                self._evictions += 1
+            if len(self._arena) // 2 > count and len(self._arena) > 64:
+                self._compact(fresh)
+        self._release_evicted(evicted)
+
+    @count.deleter
+    def count(self) -> None:
+        raise AttributeError("count cannot be deleted")
+
+    def _compact(self, fresh: Tuple[List[_Entry], List[int], List[float], List[int], List[int],
+                                    Dict[int, int]]) -> None:
+        """Renumbers the live entries in ``order()`` (the compiled engine's new arena, number
+        for number) into the empty lists ``fresh`` and rebuilds the table at their size."""
+        arena, weights, expires, sprev, snext, moved = fresh
+        for e in self._policy.order():
+            moved[e.number] = len(arena)
+            arena.append(e)
+        n = len(arena)
+        j = 0
+        while j < n:
+            old = arena[j].number
+            if self._weights is not None:
+                weights.append(self._weights[old])
+            if self._expires is not None:
+                expires.append(self._expires[old])
+                sprev.append(moved[self._sprev[old]])  # type: ignore[index]
+                snext.append(moved[self._snext[old]])  # type: ignore[index]
+            j += 1
+        j = 0
+        while j < n:
+            arena[j].number = j
+            j += 1
+        self._arena = arena
+        self._free = []
+        if self._weights is not None:
+            self._weights = weights
+        if self._expires is not None:
+            self._expires, self._sprev, self._snext = expires, sprev, snext
+            if self._oldest != _EMPTY:
+                self._oldest = moved[self._oldest]
+        size = _MIN_TABLE
+        while size <= 2 * n:
+            size *= 2
+        self._table = _EMPTY_ROW * size
+        self._mask = size - 1
+        self._shift = 64 - (size.bit_length() - 1)
+        j = 0
+        while j < n:
+            self._table_insert(j, arena[j].hash)
+            j += 1
+        self._version += 1
+
     @property
     def policy(self) -> str:
         return self._policy.name
 
+    @property
+    def maxweight(self) -> Optional[int]:
+        return self._maxweight
+
+    @property
+    def weight(self) -> int:
+        """The total weight of the entries (their number without a maxweight)."""
+        self._expire_now()
+        return self._weight if self._weights is not None else self._size
+
+    @property
+    def ttl(self) -> Optional[float]:
+        return self._ttl
+
+    @property
+    def timer(self) -> Callable[[], float]:
+        return self._timer
+
     def info(self) -> CacheInfo:
+        self._expire_now()
         with self._lock:
             return CacheInfo(self._hits, self._misses, self._evictions, self._size, self._count)
 
@@ -921,6 +1256,7 @@ class Cache(Generic[_K, _V]):
     # -- views ----------------------------------------------------------------------------
 
     def items(self) -> List[Tuple[_K, _V]]:
+        self._expire_now()
         with self._lock:
             return [(e.key, e.value) for e in self._policy.order()]
 
@@ -930,17 +1266,49 @@ class Cache(Generic[_K, _V]):
     def values(self) -> List[_V]:
         return [v for _, v in self.items()]
 
+    def _iterator(self, forward: bool) -> Iterator[_K]:
+        self._expire_now()
+        with self._lock:
+            keys = [e.key for e in self._policy.order()]
+            version = self._version
+        if not forward:
+            keys.reverse()
+        return _Iterator(self, keys, version)
+
     def __iter__(self) -> Iterator[_K]:
-        return iter(self.keys())
+        """The keys as ``keys()`` lists them; raises RuntimeError once the cache changed (a
+        store, a removal, an eviction: not a read), as ``LRU``'s iterator."""
+        return self._iterator(True)
+
+    def __reversed__(self) -> Iterator[_K]:
+        """The keys in the reverse of ``keys()`` (for ``"lru"``: least recent first)."""
+        return self._iterator(False)
+
+    # -- whole-object protocols ------------------------------------------------------------
+
+    def _kwargs(self) -> Dict[str, Any]:
+        return cache_kwargs(self._policy.name, self._on_evict, self._maxweight, self._getsizeof,
+                            self._ttl, self._timer)
+
+    def copy(self) -> Any:
+        """A new cache of the same type, count, policy and options holding the same entries
+        (not the policy's history: a ghost, a sketch, visited bits)."""
+        return rebuild_cache(type(self), Cache, self._count, self.items()[::-1], self._kwargs())
+
+    def __copy__(self) -> Any:
+        return copy_cache(self, Cache, self._count, self._kwargs())
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return reduce_cache(self, Cache, self._count, self._kwargs())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (Cache, collections.abc.Mapping)):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
+    @reprlib.recursive_repr()
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self._count}, policy={self._policy.name!r}, "
-                f"size={self._size})")
+        return cache_repr(self, self._count, self.items(), self._kwargs())
 
     def _check(self) -> None:
         """Debug: asserts that the index, the policy's lists and the counters agree."""
@@ -954,6 +1322,58 @@ class Cache(Generic[_K, _V]):
                     assert self._arena[number].queue != _FREE, "free entry in the table"
                     n += 1
             assert n == self._size, "table and queues disagree"
+            if self._weights is not None:
+                total = sum(self._weights[e.number] for e in listed)
+                assert total == self._weight, "weight total drifted"
+                assert self._weight <= self._maxweight, "weight above maxweight"  # type: ignore[operator]
+            if self._expires is not None:
+                n = 0
+                i = self._oldest
+                while i != _EMPTY:
+                    n += 1
+                    assert n <= self._size, "store order longer than size"
+                    assert self._arena[i].queue != _FREE, "free entry in the store order"
+                    assert self._sprev[self._snext[i]] == i, "broken store-order link"  # type: ignore[index]
+                    i = self._snext[i]  # type: ignore[index]
+                    if i == self._oldest:
+                        break
+                assert n == self._size, "store order and size disagree"
+
+
+class _Iterator:
+    """A cache's keys, listed when iteration began; raises RuntimeError once the cache changed.
+    As dict's: once exhausted it stays exhausted (and lets go of the cache); once failed it
+    keeps failing."""
+
+    __slots__ = ("_cache", "_keys", "_i", "_version")
+    _cache: Optional[Cache[Any, Any]]
+    _keys: List[Any]
+    _i: int
+    _version: int
+
+    def __init__(self, cache: Cache[Any, Any], keys: List[Any], version: int) -> None:
+        self._cache = cache
+        self._keys = keys
+        self._i = 0
+        self._version = version
+
+    def __iter__(self) -> _Iterator:
+        return self
+
+    def __next__(self) -> Any:
+        cache = self._cache
+        if cache is None:
+            raise StopIteration
+        if cache._version != self._version:
+            raise RuntimeError("Cache mutated during iteration")
+        i = self._i
+        if i >= len(self._keys):
+            self._cache = None
+            self._keys = []
+            raise StopIteration
+        self._i = i + 1
+        return self._keys[i]
 
 
 MutableMapping.register(Cache)
+CacheType.register(Cache)

@@ -1,0 +1,475 @@
+"""fastlru.Cache's expiry (issue #22: the same API as LRU): ``ttl=``/``timer=`` with LRU's
+semantics and messages, for every policy of both implementations, with a fake timer (nothing
+here sleeps); a differential fuzz of the compiled engine against its twin with a clock."""
+import importlib
+import math
+import random
+import sys
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastlru
+
+CACHE_IMPLEMENTATIONS = [
+    pytest.param("fastlru._policy_c", id="c-extension", marks=pytest.mark.c_extension),
+    pytest.param("fastlru._policy_py", id="pure-python"),
+]
+
+
+@pytest.fixture(params=CACHE_IMPLEMENTATIONS, scope="module")
+def policy_module(request):
+    return importlib.import_module(request.param)
+
+
+@pytest.fixture(params=list(fastlru.POLICIES))
+def policy(request):
+    return request.param
+
+
+@pytest.fixture
+def make(policy_module, policy):
+    """make(count, ...) -> a Cache of this implementation and policy."""
+    def make(count, *args, **kwargs):
+        return policy_module.Cache(count, *args, policy=policy, **kwargs)
+    return make
+
+
+class Clock:
+    """A fake monotonic timer: ``clock.now`` seconds, advanced by hand."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.now
+
+    def __reduce__(self):
+        return Clock, (self.now,)
+
+
+def test_fresh_entries_are_returned_and_expired_ones_never(make):
+    clock = Clock()
+    c = make(10, ttl=5, timer=clock)
+    c["a"] = 1
+    clock.now += 4.999
+    assert c["a"] == 1
+    assert c.get("a") == 1
+    assert "a" in c
+    assert c.peek("a") == 1
+    clock.now += 0.001  # exactly ttl seconds after the store: expired
+    assert c.get("a", "gone") == "gone"
+    assert "a" not in c
+    assert c.peek("a", "gone") == "gone"
+    with pytest.raises(KeyError):
+        c["a"]
+    assert c.pop("a", "gone") == "gone"
+    with pytest.raises(KeyError):
+        del c["a"]
+    c._check()
+
+
+def test_a_hit_does_not_extend_life_but_a_store_does(make):
+    clock = Clock()
+    c = make(10, ttl=10, timer=clock)
+    c["a"] = 1
+    c["b"] = 2
+    clock.now += 6
+    assert c["a"] == 1  # a hit: same expiry
+    c["b"] = 3  # a store: expires 10 s from now
+    clock.now += 5
+    assert c.get("a") is None
+    assert c.get("b") == 3
+    assert c.setdefault("b", 4) == 3  # setdefault of a live key stores nothing
+    clock.now += 5
+    assert c.get("b") is None
+    c._check()
+
+
+def test_len_iteration_and_views_skip_expired_entries(make):
+    clock = Clock()
+    c = make(10, ttl=10, timer=clock)
+    c["old"] = 1
+    clock.now += 5
+    c["new"] = 2
+    c["old"]
+    assert len(c) == 2
+    clock.now += 5
+    assert len(c) == 1
+    assert list(c) == ["new"]
+    assert c.keys() == ["new"]
+    assert c.values() == [2]
+    assert c.items() == [("new", 2)]
+    assert c == {"new": 2}
+    assert c.info().size == 1
+    assert c.weight == 1
+    assert c.popitem() == ("new", 2)
+    clock.now += 100
+    assert len(c) == 0
+    c._check()
+
+
+def test_popitem_never_returns_an_expired_entry(make):
+    clock = Clock()
+    c = make(10, ttl=10, timer=clock)
+    c["a"] = 1
+    clock.now += 5
+    c["b"] = 2
+    clock.now += 5
+    assert c.popitem() == ("b", 2)
+    with pytest.raises(KeyError):
+        c.popitem()
+
+
+def test_expired_entries_are_reported_to_on_evict_and_counted(make):
+    clock = Clock()
+    seen = []
+    c = make(10, ttl=1, timer=clock, on_evict=lambda k, v: seen.append((k, v)))
+    c["a"] = 1
+    c["b"] = 2
+    clock.now += 1
+    assert c.get("a") is None  # a miss, and "a" is reclaimed at once
+    assert seen == [("a", 1)]
+    c["c"] = 3  # a store reclaims whatever expired
+    assert seen == [("a", 1), ("b", 2)]
+    assert c.info().misses == 1
+    assert c.info().evictions == 2
+    assert c.items() == [("c", 3)]
+    c._check()
+
+
+def test_an_expired_pop_is_reported_not_popped(make):
+    clock = Clock()
+    seen = []
+    c = make(10, [("a", 1)], ttl=1, timer=clock, on_evict=lambda k, v: seen.append(k))
+    clock.now += 1
+    assert c.pop("a", "none") == "none"
+    assert seen == ["a"] and c.info().evictions == 1
+
+
+def test_expired_entries_go_before_live_ones(make):
+    # A full cache holding an expired entry drops it, never a live entry of the policy's.
+    clock = Clock()
+    seen = []
+    c = make(2, ttl=10, timer=clock, on_evict=lambda k, v: seen.append(k))
+    c["a"] = 1
+    clock.now += 5
+    c["b"] = 2
+    c["a"]
+    clock.now += 5
+    c["c"] = 3
+    assert sorted(c.keys()) == ["b", "c"] and seen == ["a"]
+    c._check()
+
+
+def test_ttl_with_a_weight_bound(make):
+    clock = Clock()
+    c = make(10, ttl=10, timer=clock, maxweight=5, getsizeof=len)
+    c["a"] = "xxx"
+    clock.now += 5
+    c["b"] = "yy"
+    assert c.weight == 5
+    clock.now += 5
+    c["c"] = "zzz"  # "a" expired: its weight is free, "b" stays
+    assert sorted(c.items()) == [("b", "yy"), ("c", "zzz")]
+    assert c.weight == 5
+    c._check()
+
+
+def test_count_bound_stores_keep_expiry(make):
+    clock = Clock()
+    c = make(3, ttl=10, timer=clock)
+    for i in range(100):
+        c[i] = i
+        clock.now += 1
+        c._check()
+    kept = c.keys()
+    assert len(kept) <= 3 and 99 in kept
+    clock.now += 100
+    assert c.keys() == [] and len(c) == 0
+    c._check()
+
+
+def test_ttl_none_is_the_default_and_never_calls_the_timer(make):
+    clock = Clock()
+    c = make(3, timer=clock)
+    c["a"] = 1
+    c["a"]
+    c.peek("a"), "a" in c, c.pop("a"), len(c), c.items(), c.info()
+    c["b"] = 2
+    c.popitem()
+    assert clock.calls == 0
+    assert c.ttl is None
+    assert make(3, ttl=2.5).ttl == 2.5
+    assert make(3).timer is time.monotonic
+
+
+def test_ttl_infinite_never_expires(make):
+    clock = Clock()
+    c = make(3, ttl=math.inf, timer=clock)
+    c["a"] = 1
+    clock.now = 1e300
+    assert c["a"] == 1
+
+
+@pytest.mark.parametrize("ttl, exc, message", [
+    (-1, ValueError, "ttl must be > 0"),
+    (0, ValueError, "ttl must be > 0"),
+    (math.nan, ValueError, "ttl must be a number of seconds, not NaN"),
+    ("5", TypeError, "ttl must be a number of seconds, not str"),
+    (True, TypeError, "ttl must be a number of seconds, not bool"),
+    ([], TypeError, "ttl must be a number of seconds, not list"),
+])
+def test_bad_ttl_is_refused(make, ttl, exc, message):
+    with pytest.raises(exc, match=message):
+        make(3, ttl=ttl)
+
+
+def test_timer_must_be_callable(make):
+    with pytest.raises(TypeError, match="timer must be callable"):
+        make(3, ttl=1, timer=5)
+
+
+class TimerBoom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("bad, exc, message", [
+    (TimerBoom("down"), TimerBoom, "down"),
+    ("noon", TypeError, "timer must return a number of seconds, not str"),
+    (math.nan, ValueError, "timer returned NaN"),
+    (None, TypeError, "timer must return a number of seconds, not NoneType"),
+])
+def test_a_failing_timer_leaves_the_cache_as_it_was(make, bad, exc, message):
+    state = {"bad": False}
+
+    def timer():
+        if not state["bad"]:
+            return 1000.0
+        if isinstance(bad, BaseException):
+            raise bad
+        return bad
+
+    seen = []
+    c = make(2, [("a", 1), ("b", 2)], ttl=10, timer=timer, on_evict=lambda k, v: seen.append(k))
+    c["a"]
+    before = (c.items(), c.info())
+    ops = [lambda: c.__setitem__("c", 3), lambda: c["a"], lambda: c.get("b"),
+           lambda: "a" in c, lambda: c.peek("a"), lambda: len(c), lambda: c.keys(),
+           lambda: c.pop("a"), lambda: c.popitem(), lambda: list(c),
+           lambda: c.setdefault("z", 1), lambda: c.info(), lambda: c.update(x=1)]
+    for op in ops:
+        state["bad"] = True
+        with pytest.raises(exc, match=message):
+            op()
+        state["bad"] = False
+        assert (c.items(), c.info()) == before
+        assert seen == []
+        c._check()
+
+
+def test_on_evict_errors_of_expired_entries_are_reported_not_raised(make, monkeypatch):
+    clock = Clock()
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u.exc_value))
+
+    def explode(key, value):
+        raise TimerBoom(key)
+
+    c = make(5, [("a", 1)], ttl=1, timer=clock, on_evict=explode)
+    clock.now += 2
+    assert c.get("a") is None
+    assert [type(e) for e in reported] == [TimerBoom]
+    assert len(c) == 0
+
+
+def test_a_timer_going_backwards_does_not_break_the_cache(make):
+    clock = Clock()
+    c = make(5, ttl=10, timer=clock)
+    c["a"] = 1
+    clock.now -= 50
+    c["b"] = 2  # expires before "a" although stored later
+    clock.now += 45
+    assert c.get("b") is None  # checked against its own time
+    assert c.get("a") == 1
+    c._check()
+    clock.now += 100
+    assert len(c) == 0
+    c._check()
+
+
+def test_expired_entries_release_their_references(make):
+    class Key:
+        def __hash__(self):
+            return 1
+
+    clock = Clock()
+    key, value = Key(), object()
+    before = (sys.getrefcount(key), sys.getrefcount(value))
+    c = make(3, ttl=1, timer=clock)
+    reclaimers = [lambda: c.get(key), lambda: c.pop(key, None), lambda: len(c),
+                  lambda: c.__setitem__("other", 1), lambda: c.keys(), lambda: c.info(),
+                  lambda: c.popitem() if len(c) else None, lambda: list(c)]
+    for reclaim in reclaimers:
+        for _ in range(50):
+            c[key] = value
+            clock.now += 1
+            reclaim()
+        assert key not in c
+        c.clear()
+        assert (sys.getrefcount(key), sys.getrefcount(value)) == before
+    c._check()
+
+
+def test_threads_storing_and_reading_with_expiry(make):
+    clock = Clock()
+    c = make(50, ttl=5, timer=clock)
+    errors = []
+
+    def work(seed):
+        for i in range(2000):
+            k = (seed * 7 + i) % 80
+            if i % 3:
+                c[k] = (k, clock.now)
+            else:
+                got = c.get(k)
+                if got is not None and got[0] != k:
+                    errors.append((k, got))
+            if i % 50 == 0:
+                clock.now += 1
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    c._check()
+    assert len(c) <= 50
+    assert errors == []
+
+
+# ---------------------------------------------------------------- compiled vs twin
+
+
+op_strategy = st.tuples(
+    st.sampled_from(["get", "get", "set", "set", "set", "setdefault", "pop", "peek", "contains",
+                     "popitem", "len", "tick", "tick", "back", "clear"]),
+    st.integers(0, 25), st.integers(0, 7))
+
+
+def _apply(cache, clock, op):
+    name, k, n = op
+    try:
+        if name == "get":
+            return ("ok", cache.get(k, "default"))
+        if name == "set":
+            cache[k] = "v" * n
+            return ("ok", None)
+        if name == "setdefault":
+            return ("ok", cache.setdefault(k, "d" * n))
+        if name == "pop":
+            return ("ok", cache.pop(k, "none"))
+        if name == "peek":
+            return ("ok", cache.peek(k))
+        if name == "contains":
+            return ("ok", k in cache)
+        if name == "popitem":
+            return ("ok", cache.popitem())
+        if name == "len":
+            return ("ok", len(cache))
+        if name == "tick":
+            clock.now += n
+            return ("ok", None)
+        if name == "back":
+            clock.now -= n / 2
+            return ("ok", None)
+        if name == "clear":
+            cache.clear()
+            return ("ok", None)
+    except Exception as exc:  # noqa: BLE001 - compared between the engines
+        return ("raised", type(exc).__name__, str(exc))
+    raise AssertionError(name)
+
+
+def _compare(policy, count, ttl, maxweight, sequence):
+    from fastlru import _policy_c, _policy_py
+
+    worlds = []
+    for module in (_policy_c, _policy_py):
+        evicted = []
+        clock = Clock()
+        kwargs = {} if maxweight is None else {"maxweight": maxweight, "getsizeof": len}
+        cache = module.Cache(count, policy=policy, ttl=ttl, timer=clock,
+                             on_evict=lambda k, v, evicted=evicted: evicted.append((k, v)),
+                             **kwargs)
+        worlds.append((cache, clock, evicted))
+    (c, c_clock, c_ev), (p, p_clock, p_ev) = worlds
+    for step, op in enumerate(sequence):
+        where = "step %d %r" % (step, op)
+        assert _apply(c, c_clock, op) == _apply(p, p_clock, op), where
+        assert c_ev == p_ev, where
+        assert c.items() == p.items(), where
+        assert c.info() == p.info() and c.weight == p.weight, where
+        c._check()
+    p._check()
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("policy", fastlru.POLICIES)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(count=st.integers(1, 12), ttl=st.sampled_from([1.0, 3.0, 10.0, math.inf]),
+       maxweight=st.one_of(st.none(), st.integers(0, 20)),
+       sequence=st.lists(op_strategy, max_size=120))
+def test_compiled_matches_twin_with_ttl(policy, count, ttl, maxweight, sequence):
+    _compare(policy, count, ttl, maxweight, sequence)
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("policy", fastlru.POLICIES)
+def test_long_expiring_runs_match(policy):
+    rng = random.Random(5)
+    sequence = []
+    for _ in range(4000):
+        k = int(rng.paretovariate(0.9)) % 200
+        sequence.append(("get", k, 0))
+        if rng.random() < 0.5:
+            sequence.append(("set", k, rng.randrange(8)))
+        if rng.random() < 0.05:
+            sequence.append(("tick", 0, 1))
+    _compare(policy, 40, 20.0, None, sequence)
+
+
+def test_a_raising_eq_in_a_store_still_reports_what_expired(make):
+    """A store reclaims expired entries before it looks its key up; if a key's ``__eq__`` then
+    raises, those entries are still reported to on_evict and their references released (the
+    compiled engine kept them, unreported, forever)."""
+    class Bad:
+        def __hash__(self):
+            return 1
+
+        def __eq__(self, other):
+            raise ZeroDivisionError("eq")
+
+    class Value:
+        pass
+
+    clock = Clock()
+    seen = []
+    c = make(5, ttl=1, timer=clock, on_evict=lambda k, v: seen.append(k))
+    value = Value()
+    c["old"] = value
+    clock.now += 0.9
+    c[Bad()] = 1
+    clock.now += 0.6  # "old" expired, the Bad key still lives
+    before = sys.getrefcount(value)
+    with pytest.raises(ZeroDivisionError, match="eq"):
+        c[Bad()] = 2
+    assert seen == ["old"]
+    assert sys.getrefcount(value) == before - 1
+    assert len(c) == 1 and c.info().evictions == 1
+    c._check()

@@ -1,0 +1,374 @@
+"""fastlru.Cache's weights (issue #22: the same API as LRU): ``maxweight``, ``getsizeof``,
+``weight``, with LRU's semantics and messages, for every policy of both implementations; which
+entries a weighted store evicts follows the policy (``popitem``'s order); a differential fuzz
+of the compiled engine against its twin with weights."""
+import importlib
+import random
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastlru
+
+CACHE_IMPLEMENTATIONS = [
+    pytest.param("fastlru._policy_c", id="c-extension", marks=pytest.mark.c_extension),
+    pytest.param("fastlru._policy_py", id="pure-python"),
+]
+
+
+@pytest.fixture(params=CACHE_IMPLEMENTATIONS, scope="module")
+def policy_module(request):
+    return importlib.import_module(request.param)
+
+
+@pytest.fixture(params=list(fastlru.POLICIES))
+def policy(request):
+    return request.param
+
+
+@pytest.fixture
+def make(policy_module, policy):
+    """make(count, ...) -> a Cache of this implementation and policy."""
+    def make(count, *args, **kwargs):
+        return policy_module.Cache(count, *args, policy=policy, **kwargs)
+    return make
+
+
+def weigh_len(value):
+    return len(value)
+
+
+def recorder():
+    seen = []
+
+    def rec(k, v):
+        seen.append(k)
+    rec.seen = seen
+    return rec
+
+
+def test_no_maxweight(make):
+    c = make(5, [("a", 1), ("b", 2), ("c", 3)])
+    assert c.maxweight is None
+    assert c.weight == 3 == len(c)
+    del c["a"]
+    assert c.weight == 2
+
+
+def test_maxweight_without_getsizeof_weighs_one(make):
+    rec = recorder()
+    c = make(10, maxweight=3, on_evict=rec)
+    assert c.maxweight == 3
+    for k in "abcd":
+        c[k] = k
+    assert c.weight == 3 == len(c)
+    assert len(rec.seen) == 1 and rec.seen[0] not in c
+    c._check()
+
+
+def test_weight_bound(make):
+    rec = recorder()
+    c = make(10, maxweight=10, getsizeof=weigh_len, on_evict=rec)
+    rng = random.Random(3)
+    for i in range(300):
+        c[i % 37] = "x" * rng.randrange(0, 11)
+        assert c.weight <= 10
+        c._check()
+    assert sum(len(v) for v in c.values()) == c.weight
+    assert c.info().evictions == len(rec.seen)
+
+
+def test_weight_exactly_maxweight_fits(make):
+    c = make(10, maxweight=4, getsizeof=weigh_len)
+    c["a"] = "aaaa"
+    assert c.weight == 4 and c["a"] == "aaaa"
+    c["b"] = "bbbb"  # the only other entry must go
+    assert c.weight == 4 and list(c) == ["b"]
+    c._check()
+
+
+def test_replace_updates_weight_and_is_never_its_own_victim(make):
+    rec = recorder()
+    c = make(10, maxweight=6, getsizeof=weigh_len, on_evict=rec)
+    c["a"] = "aa"
+    c["b"] = "bb"
+    c["c"] = "cc"
+    assert c.weight == 6
+    c["b"] = "b"
+    assert c.weight == 5 and rec.seen == []
+    for k in "abc":  # every entry read: a policy may prefer any of them as a victim
+        c[k]
+    c["a"] = "aaaaaa"  # the others must go, never "a"
+    assert c.items() == [("a", "aaaaaa")] and c.weight == 6
+    assert sorted(rec.seen) == ["b", "c"]
+    c["a"] = "a"
+    assert c.weight == 1
+    c._check()
+
+
+def test_weight_tracks_removals(make):
+    c = make(10, maxweight=100, getsizeof=weigh_len)
+    c.update([("a", "a"), ("b", "bb"), ("c", "ccc"), ("d", "dddd")])
+    assert c.weight == 10
+    del c["a"]
+    assert c.weight == 9
+    assert c.pop("b") == "bb"
+    assert c.weight == 7
+    k, v = c.popitem()
+    assert c.weight == 7 - len(v)
+    c.clear()
+    assert c.weight == 0 and c.maxweight == 100
+    c["e"] = "ee"
+    assert c.weight == 2
+    c._check()
+
+
+def test_count_bound_also_applies(make):
+    c = make(2, maxweight=100, getsizeof=weigh_len)
+    c["a"] = "aa"
+    c["b"] = "bbb"
+    assert c.weight == 5
+    c["c"] = "c"
+    assert len(c) == 2 and c.weight == sum(len(v) for v in c.values())
+    c._check()
+
+
+def test_zero_weight_items(make):
+    c = make(3, maxweight=0, getsizeof=weigh_len)
+    c["a"] = ""
+    c["b"] = ""
+    assert c.weight == 0 and len(c) == 2
+    with pytest.raises(ValueError, match="more than maxweight 0"):
+        c["c"] = "c"
+    assert len(c) == 2 and "c" not in c
+    c._check()
+
+
+@pytest.mark.parametrize("result, error, message", [
+    (-1, ValueError, "getsizeof returned a negative weight: -1"),
+    (11, ValueError, "item weighs 11, more than maxweight 10"),
+    ("3", TypeError, "getsizeof's result must be an int, not str"),
+    (2.0, TypeError, "getsizeof's result must be an int, not float"),
+])
+def test_bad_weight_leaves_cache_unchanged(make, result, error, message):
+    rec = recorder()
+    c = make(3, [("a", 1), ("b", 2)], maxweight=10, getsizeof=lambda v: 1 if v != "bad" else result,
+             on_evict=rec)
+    before = c.items()
+    with pytest.raises(error, match=message):
+        c["c"] = "bad"
+    with pytest.raises(error, match=message):
+        c["a"] = "bad"  # a replacement: the old value stays
+    assert c.items() == before and c.weight == 2 and rec.seen == []
+    c._check()
+
+
+def test_getsizeof_raising_leaves_cache_unchanged(make):
+    def boom(v):
+        raise KeyError("weigh")
+    c = make(3, [("a", 1)], maxweight=10, getsizeof=lambda v: boom(v) if v == "x" else 1)
+    with pytest.raises(KeyError, match="weigh"):
+        c["b"] = "x"
+    assert c.items() == [("a", 1)] and c.weight == 1
+    c._check()
+
+
+def test_setdefault_of_present_key_weighs_nothing(make):
+    weighed = []
+
+    def getsizeof(v):
+        weighed.append(v)
+        return 1
+    c = make(3, [("a", 1)], maxweight=3, getsizeof=getsizeof)
+    weighed.clear()
+    assert c.setdefault("a", 99) == 1
+    assert weighed == []
+    assert c.setdefault("b", 2) == 2
+    assert weighed == [2] and c.weight == 2
+
+
+def test_reentrant_getsizeof(make):
+    """getsizeof runs outside the cache's lock: it may use the cache itself."""
+    c = None
+
+    def getsizeof(v):
+        c["side-%d" % v] = 0  # stores (and weighs) another entry, recursively bounded
+        return 1 if v < 0 else 2
+
+    c = make(20, maxweight=9, getsizeof=lambda v: getsizeof(v) if isinstance(v, int) and v > 0 else 1)
+    for i in range(1, 30):
+        c[i] = i
+        assert c.weight <= 9
+        c._check()
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"getsizeof": weigh_len}, TypeError, "getsizeof needs maxweight"),
+    ({"maxweight": 3, "getsizeof": 5}, TypeError, "getsizeof must be callable"),
+    ({"maxweight": -1}, ValueError, "maxweight must be >= 0"),
+    ({"maxweight": "3"}, TypeError, "maxweight must be an int, not str"),
+    ({"maxweight": 3.0}, TypeError, "maxweight must be an int, not float"),
+])
+def test_constructor_errors(policy_module, policy, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        policy_module.Cache(3, policy=policy, **kwargs)
+
+
+def test_huge_maxweight_is_clamped(make):
+    c = make(3, maxweight=10 ** 30, getsizeof=lambda v: sys.maxsize)
+    assert c.maxweight == sys.maxsize
+    c["a"] = 1
+    assert c.weight == sys.maxsize
+    c["b"] = 2  # sys.maxsize twice does not fit: no overflow, "a" goes
+    assert list(c) == ["b"] and c.weight == sys.maxsize
+    c._check()
+
+
+def test_maxweight_and_weight_are_read_only(make):
+    c = make(3, maxweight=5)
+    with pytest.raises(AttributeError):
+        c.maxweight = 10
+    with pytest.raises(AttributeError):
+        c.weight = 10
+    assert c.maxweight == 5
+
+
+def _ops(rng, n, keys):
+    out = []
+    for _ in range(n):
+        k = rng.randrange(keys)
+        r = rng.random()
+        if r < 0.45:
+            out.append(("get", k))
+        elif r < 0.9:
+            out.append(("set", k, "x" * rng.randrange(0, 6)))
+        elif r < 0.95:
+            out.append(("pop", k))
+        else:
+            out.append(("setdefault", k, "y" * rng.randrange(0, 6)))
+    return out
+
+
+def _run(cache, op):
+    if op[0] == "get":
+        return cache.get(op[1])
+    if op[0] == "set":
+        cache[op[1]] = op[2]
+        return None
+    if op[0] == "pop":
+        return cache.pop(op[1], None)
+    return cache.setdefault(op[1], op[2])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_victims_follow_the_policy(make, seed):
+    """The entries a weighted store evicts are those ``popitem`` would take, in order, from
+    the same cache (the policy's own victims, not some fixed order)."""
+    rng = random.Random(seed)
+    ops = _ops(rng, 400, 40)
+    rec = recorder()
+    weighted = make(30, maxweight=12, getsizeof=weigh_len, on_evict=rec)
+    done = []
+    for op in ops:
+        if op[0] in ("set", "setdefault"):
+            k = op[1]
+            # a twin cache in the very same state: popitem() until the new value fits
+            twin = make(30, maxweight=12, getsizeof=weigh_len)
+            for o in done:
+                _run(twin, o)
+            expected = []
+            present = k in weighted
+            if not present or op[0] == "set":
+                room = 12 - len(op[2])
+                if present:
+                    room += len(weighted.peek(k))
+                while twin.weight > room:
+                    if present:
+                        twin.pop(k)  # out of the policy while others make room
+                        room -= len(weighted.peek(k))
+                        present = False
+                        continue
+                    expected.append(twin.popitem()[0])
+            del rec.seen[:]
+            _run(weighted, op)
+            got = list(rec.seen)
+            # a count eviction may follow the weight evictions
+            assert got[:len(expected)] == expected, (op, got, expected)
+        else:
+            _run(weighted, op)
+        done.append(op)
+        weighted._check()
+
+
+# ---------------------------------------------------------------- compiled vs twin
+
+
+op_strategy = st.tuples(
+    st.sampled_from(["get", "get", "set", "set", "set", "setdefault", "pop", "popitem", "clear"]),
+    st.integers(0, 25), st.integers(0, 7))
+
+
+def _apply(cache, evicted, op):
+    name, k, n = op
+    try:
+        if name == "get":
+            return ("ok", cache.get(k, "default"))
+        if name == "set":
+            cache[k] = "v" * n
+            return ("ok", None)
+        if name == "setdefault":
+            return ("ok", cache.setdefault(k, "d" * n))
+        if name == "pop":
+            return ("ok", cache.pop(k, "none"))
+        if name == "popitem":
+            return ("ok", cache.popitem())
+        if name == "clear":
+            cache.clear()
+            return ("ok", None)
+    except Exception as exc:  # noqa: BLE001 - compared between the engines
+        return ("raised", type(exc).__name__, str(exc))
+    raise AssertionError(name)
+
+
+def _compare(policy, count, maxweight, sequence):
+    from fastlru import _policy_c, _policy_py
+
+    worlds = []
+    for module in (_policy_c, _policy_py):
+        evicted = []
+        cache = module.Cache(count, policy=policy, maxweight=maxweight, getsizeof=weigh_len,
+                             on_evict=lambda k, v, evicted=evicted: evicted.append((k, v)))
+        worlds.append((cache, evicted))
+    (c, c_ev), (p, p_ev) = worlds
+    for step, op in enumerate(sequence):
+        where = "step %d %r" % (step, op)
+        assert _apply(c, c_ev, op) == _apply(p, p_ev, op), where
+        assert c_ev == p_ev, where
+        assert c.items() == p.items(), where
+        assert c.info() == p.info() and c.weight == p.weight, where
+    c._check()
+    p._check()
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("policy", fastlru.POLICIES)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(count=st.integers(1, 12), maxweight=st.integers(0, 20),
+       sequence=st.lists(op_strategy, max_size=120))
+def test_compiled_matches_twin_with_weights(policy, count, maxweight, sequence):
+    _compare(policy, count, maxweight, sequence)
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("policy", fastlru.POLICIES)
+def test_long_weighted_runs_match(policy):
+    rng = random.Random(11)
+    sequence = []
+    for _ in range(4000):
+        k = int(rng.paretovariate(0.9)) % 200
+        sequence.append(("get", k, 0))
+        if rng.random() < 0.5:
+            sequence.append(("set", k, rng.randrange(8)))
+    _compare(policy, 40, 90, sequence)
