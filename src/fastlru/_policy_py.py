@@ -48,6 +48,7 @@ from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, 
                     SupportsIndex, Tuple, TypeVar, Union, overload)
 
 from array import array
+from math import sqrt
 
 from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
                       check_policy, iter_pairs)
@@ -434,10 +435,11 @@ class _WTinyLFUPolicy(_Policy):
     """W-TinyLFU as Caffeine: window LRU -> (admission by the sketch) -> segmented LRU."""
 
     name = "wtinylfu"
-    STEP = 0.0625  # Caffeine's HILL_CLIMBER_STEP_PERCENT
+    STEP = 0.125  # of count (Caffeine: 0.0625 of a 10x longer sample)
     DECAY = 0.98  # HILL_CLIMBER_STEP_DECAY_RATE
     RESTART = 0.05  # HILL_CLIMBER_RESTART_THRESHOLD
     HASHDOS = 6  # ADMIT_HASHDOS_THRESHOLD
+    MIN_SAMPLE = 2048  # the climber decides every max(count, MIN_SAMPLE) requests
 
     def __init__(self, count: int) -> None:
         super().__init__(count)
@@ -449,39 +451,48 @@ class _WTinyLFUPolicy(_Policy):
         self.sketch = _Sketch(count)
         self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
         self.sample_hits = self.sample_misses = 0
-        self.previous_rate = 0.0
+        self.climb_sample = max(count, self.MIN_SAMPLE)
+        self.full = False  # the climber waits for the cache to fill once
+        self.previous_rate = -1.0  # none yet: the first sample only sets it
         self.step = -self.STEP * count
 
     # -- statistics that drive the hill climber -----------------------------------------
     def access(self, h: int, hit: bool) -> None:
         if hit:  # a miss is counted when its key is inserted (Caffeine: on put)
             self.sketch.increment(h)
+            if not self.full:
+                return
             self.sample_hits += 1
+        elif not self.full:
+            return
         else:
             self.sample_misses += 1
-        if self.sample_hits + self.sample_misses >= self.sketch.sample:
+        if self.sample_hits + self.sample_misses >= self.climb_sample:
             self._climb()
 
     def _climb(self) -> None:
         n = self.sample_hits + self.sample_misses
         rate = self.sample_hits / n
+        self.sample_hits = self.sample_misses = 0
+        if self.previous_rate < 0.0:
+            self.previous_rate = rate
+            return
         change = rate - self.previous_rate
-        amount = self.step if change >= 0 else -self.step
+        # turn back only on a drop above the noise (two standard deviations of the
+        # difference of two samples' hit ratios): at a bound or on a plateau, stay
+        noise = 2.0 * sqrt(2.0 * rate * (1.0 - rate) / n)
+        amount = self.step if change >= -noise else -self.step
         if abs(change) >= self.RESTART:
             self.step = self.STEP * self.count * (1 if amount >= 0 else -1)
         else:
             self.step = self.DECAY * amount
         self.previous_rate = rate
-        self.sample_hits = self.sample_misses = 0
         adjust = int(amount)
-        if adjust > 0:  # grow the window, shrink the protected segment
-            quota = min(adjust, self.protected_cap)
-            self.protected_cap -= quota
-            self.window_cap += quota
-        elif adjust < 0:
-            quota = min(-adjust, self.window_cap - 1)
-            self.window_cap -= quota
-            self.protected_cap += quota
+        # the window ranges over 1..count-1 entries; the main's protected share stays 80%
+        window = min(max(self.window_cap + adjust, 1), max(self.count - 1, 1))
+        if window != self.window_cap:
+            self.window_cap = window
+            self.protected_cap = int((self.count - window) * 0.8)
 
     def hit(self, e: _Entry) -> None:
         q = e.queue
@@ -521,6 +532,8 @@ class _WTinyLFUPolicy(_Policy):
         e.queue = _WINDOW
         self.window.push(e)
         size += 1
+        if size >= self.count:
+            self.full = True
         evicted = []
         while self.window.size > self.window_cap:
             c = self.window.last()
