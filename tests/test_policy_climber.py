@@ -37,18 +37,18 @@ def _keys(workload, keys, requests, size):
 
 
 def test_twice_window_grows(policy_module):
-    # before the climber's rework: 14.1% against LRU's 29.2% (the window capped near 80% and
-    # moved by noise); after: 23.5%
-    keys = _keys("twice", 10_000, 60_000, 300)
+    # before the climber's rework: 19.1% against LRU's 29.1% (the window capped near 80% and
+    # moved by noise); after: 22.7%
+    keys = _keys("twice", 25_000, 150_000, 300)
     lru = _ratio(policy_module, "lru", keys, 300)
-    assert _ratio(policy_module, "wtinylfu", keys, 300) >= lru - 7.0
+    assert _ratio(policy_module, "wtinylfu", keys, 300) >= lru - 8.0
 
 
 def test_shifting_window_grows(policy_module):
-    # before: 77.7% against LRU's 88.9%; after: 81.3%
+    # before: 77.7% against LRU's 88.9%; after: 85.1%
     keys = _keys("shifting", 20_000, 120_000, 2000)
     lru = _ratio(policy_module, "lru", keys, 2000)
-    assert _ratio(policy_module, "wtinylfu", keys, 2000) >= lru - 9.0
+    assert _ratio(policy_module, "wtinylfu", keys, 2000) >= lru - 6.0
 
 
 def test_zipf_keeps_its_lead(policy_module):
@@ -63,7 +63,7 @@ def test_zipf_keeps_its_lead(policy_module):
 def test_compiled_climbs_as_the_twin(workload, size):
     compiled = importlib.import_module("fastlru._policy_c")
     twin = importlib.import_module("fastlru._policy_py")
-    keys = _keys(workload, 20_000, 60_000, size)
+    keys = _keys(workload, 20_000, 100_000, size)
     assert _hits(compiled, "wtinylfu", keys, size) == _hits(twin, "wtinylfu", keys, size)
 
 
@@ -71,7 +71,7 @@ def test_tiny_caches_climb_within_bounds(policy_module):
     # count 1 and 2: the window stays within 1..max(count - 1, 1), nothing breaks
     for count in (1, 2, 3):
         cache = policy_module.Cache(count, policy="wtinylfu")
-        for i in range(3 * 2048 + 7):
+        for i in range(4 * 8192 + 7):
             k = i % 5 if i % 3 else i
             if cache.get(k) is None:
                 cache[k] = i

@@ -88,7 +88,8 @@ cdef enum:
     MAX_SKETCH_WIDTH = 1 << 24  # as the twin's: the sketch's slots take 24 bits of the hash
     MAX_GHOST_BUCKETS = 1 << 20
     HASHDOS = 6
-    MIN_SAMPLE = 2048  # the climber decides every max(count, MIN_SAMPLE) requests
+    SAMPLE = 4  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
+    MIN_SAMPLE = 8192
 
 
 cdef uint64_t M64 = <uint64_t>-1
@@ -299,7 +300,10 @@ cdef class Cache:
             self.protected_cap = <Py_ssize_t>(<double>(count - self.window_cap) * 0.8)
             self.random = 0x2545F4914F6CDD1D
             self.sample_hits = self.sample_misses = 0
-            self.climb_sample = count if count > MIN_SAMPLE else MIN_SAMPLE
+            if count >= PY_SSIZE_T_MAX // SAMPLE:
+                self.climb_sample = PY_SSIZE_T_MAX  # never reached
+            else:
+                self.climb_sample = SAMPLE * count if SAMPLE * count > MIN_SAMPLE else MIN_SAMPLE
             self.full = False
             self.previous_rate = -1.0  # none yet: the first sample only sets it
             self.step = -STEP * <double>count
@@ -701,7 +705,7 @@ cdef class Cache:
         cdef Py_ssize_t n = self.sample_hits + self.sample_misses
         cdef double rate = <double>self.sample_hits / <double>n
         cdef double change, noise, amount
-        cdef Py_ssize_t adjust, window, top
+        cdef Py_ssize_t window, top
         self.sample_hits = self.sample_misses = 0
         if self.previous_rate < 0.0:
             self.previous_rate = rate
@@ -709,18 +713,21 @@ cdef class Cache:
         change = rate - self.previous_rate
         noise = 2.0 * sqrt(2.0 * rate * (1.0 - rate) / <double>n)
         amount = self.step if change >= -noise else -self.step
-        if (change if change >= 0 else -change) >= RESTART:
-            self.step = STEP * <double>self._count * (1 if amount >= 0 else -1)
-        else:
-            self.step = DECAY * amount
-        self.previous_rate = rate
-        adjust = <Py_ssize_t>amount
-        window = self.window_cap + adjust
+        window = self.window_cap + <Py_ssize_t>amount
         if window < 1:
             window = 1
         top = self._count - 1 if self._count > 1 else 1
         if window > top:
             window = top
+        if (change if change >= 0 else -change) >= RESTART:
+            self.step = STEP * <double>self._count * (1 if amount >= 0 else -1)
+        elif change > noise and window != self.window_cap:
+            self.step = 2.0 * amount
+            if (self.step if self.step >= 0 else -self.step) > 0.5 * <double>self._count:
+                self.step = 0.5 * <double>self._count * (1 if amount >= 0 else -1)
+        else:
+            self.step = DECAY * amount
+        self.previous_rate = rate
         if window != self.window_cap:
             self.window_cap = window
             self.protected_cap = <Py_ssize_t>(<double>(self._count - window) * 0.8)

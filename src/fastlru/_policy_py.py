@@ -24,8 +24,15 @@ Policies (``POLICIES``), each as its authors describe it:
   window LRU (1% of the entries), a segmented LRU main (probation 20%, protected 80%), a 4-bit
   count-min sketch of 4 rows with a doorkeeper bit set, halved every ``10 * count`` additions;
   a candidate leaving the window replaces the probation victim only if the sketch estimates it
-  more frequent; the window is resized by Caffeine's hill climber (step 6.25%, decay 0.98,
-  restart on a 5-point change of the hit ratio).
+  more frequent; the window is resized by a hill climber after Caffeine's (``BoundedLocalCache.
+  climb``, simulator ``climbing/hill/SimpleClimber``: decay 0.98, restart on a 5-point change of
+  the hit ratio), changed so that it can follow workloads where only recency counts: the window
+  ranges over 1..count-1 entries (the main keeps 80% of the rest protected); the climber waits
+  for the cache to fill once (its first sample then only sets the reference) and decides every
+  ``max(4 * count, 8192)`` requests, in steps of 12.5% of ``count``; it turns back only on a
+  drop of the hit ratio above twice the noise of two samples (``2 * sqrt(2 p (1 - p) / n)``),
+  so at a bound or on a plateau it stays rather than wander; after a clear gain (above the
+  noise) of a move that was not at a bound, it goes on twice as far (at most half the cache).
 
 What ``LRU`` has and ``Cache`` has not (yet): weights (``maxweight``/``getsizeof``), a ``ttl``,
 ``peek_*``, pickling and resizing ``count``; ``keys()`` lists entries in the policy's own order
@@ -439,7 +446,8 @@ class _WTinyLFUPolicy(_Policy):
     DECAY = 0.98  # HILL_CLIMBER_STEP_DECAY_RATE
     RESTART = 0.05  # HILL_CLIMBER_RESTART_THRESHOLD
     HASHDOS = 6  # ADMIT_HASHDOS_THRESHOLD
-    MIN_SAMPLE = 2048  # the climber decides every max(count, MIN_SAMPLE) requests
+    SAMPLE = 4  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
+    MIN_SAMPLE = 8192
 
     def __init__(self, count: int) -> None:
         super().__init__(count)
@@ -451,7 +459,7 @@ class _WTinyLFUPolicy(_Policy):
         self.sketch = _Sketch(count)
         self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
         self.sample_hits = self.sample_misses = 0
-        self.climb_sample = max(count, self.MIN_SAMPLE)
+        self.climb_sample = max(self.SAMPLE * count, self.MIN_SAMPLE)
         self.full = False  # the climber waits for the cache to fill once
         self.previous_rate = -1.0  # none yet: the first sample only sets it
         self.step = -self.STEP * count
@@ -482,14 +490,18 @@ class _WTinyLFUPolicy(_Policy):
         # difference of two samples' hit ratios): at a bound or on a plateau, stay
         noise = 2.0 * sqrt(2.0 * rate * (1.0 - rate) / n)
         amount = self.step if change >= -noise else -self.step
+        # the window ranges over 1..count-1 entries; the main's protected share stays 80%
+        window = min(max(self.window_cap + int(amount), 1), max(self.count - 1, 1))
         if abs(change) >= self.RESTART:
             self.step = self.STEP * self.count * (1 if amount >= 0 else -1)
+        elif change > noise and window != self.window_cap:
+            # a clear gain and room to go on: the same way, twice as far (at most half)
+            self.step = 2.0 * amount
+            if abs(self.step) > 0.5 * self.count:
+                self.step = 0.5 * self.count * (1 if amount >= 0 else -1)
         else:
             self.step = self.DECAY * amount
         self.previous_rate = rate
-        adjust = int(amount)
-        # the window ranges over 1..count-1 entries; the main's protected share stays 80%
-        window = min(max(self.window_cap + adjust, 1), max(self.count - 1, 1))
         if window != self.window_cap:
             self.window_cap = window
             self.protected_cap = int((self.count - window) * 0.8)
