@@ -93,7 +93,7 @@ cdef enum:
 
 
 cdef uint64_t M64 = <uint64_t>-1
-cdef double STEP = 0.125  # of count (Caffeine: 0.0625 of a 10x longer sample)
+cdef double STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
 cdef double DECAY = 0.98
 cdef double RESTART = 0.05
 cdef uint64_t[4] SEEDS = [0x97CB3127, 0xB492B66F, 0x9AE16A3B, 0xC949D7C7]

@@ -442,7 +442,7 @@ class _WTinyLFUPolicy(_Policy):
     """W-TinyLFU as Caffeine: window LRU -> (admission by the sketch) -> segmented LRU."""
 
     name = "wtinylfu"
-    STEP = 0.125  # of count (Caffeine: 0.0625 of a 10x longer sample)
+    STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
     DECAY = 0.98  # HILL_CLIMBER_STEP_DECAY_RATE
     RESTART = 0.05  # HILL_CLIMBER_RESTART_THRESHOLD
     HASHDOS = 6  # ADMIT_HASHDOS_THRESHOLD
