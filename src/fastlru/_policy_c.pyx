@@ -20,6 +20,7 @@ from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, INT32_MAX
 from libc.string cimport memset
+from libc.math cimport sqrt
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import collections.abc
@@ -100,10 +101,12 @@ cdef enum:
     MAX_SKETCH_WIDTH = 1 << 24  # as the twin's: the sketch's slots take 24 bits of the hash
     MAX_GHOST_BUCKETS = 1 << 20
     HASHDOS = 6
+    SAMPLE = 4  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
+    MIN_SAMPLE = 8192
 
 
 cdef uint64_t M64 = <uint64_t>-1
-cdef double STEP = 0.0625
+cdef double STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
 cdef double DECAY = 0.98
 cdef double RESTART = 0.05
 cdef uint64_t[4] SEEDS = [0x97CB3127, 0xB492B66F, 0x9AE16A3B, 0xC949D7C7]
@@ -231,6 +234,8 @@ cdef class Cache:
     cdef Py_ssize_t sample
     cdef uint64_t random
     cdef Py_ssize_t sample_hits, sample_misses
+    cdef Py_ssize_t climb_sample
+    cdef bint full                # the climber waits for the cache to fill once
     cdef double previous_rate
     cdef double step
 
@@ -390,7 +395,12 @@ cdef class Cache:
             self.protected_cap = <Py_ssize_t>(<double>(count - self.window_cap) * 0.8)
             self.random = 0x2545F4914F6CDD1D
             self.sample_hits = self.sample_misses = 0
-            self.previous_rate = 0.0
+            if count >= PY_SSIZE_T_MAX // SAMPLE:
+                self.climb_sample = PY_SSIZE_T_MAX  # never reached
+            else:
+                self.climb_sample = SAMPLE * count if SAMPLE * count > MIN_SAMPLE else MIN_SAMPLE
+            self.full = False
+            self.previous_rate = -1.0  # none yet: the first sample only sets it
             self.step = -STEP * <double>count
         return 0
 
@@ -410,7 +420,12 @@ cdef class Cache:
             self.window_cap = w if w > 1 else 1
             self.protected_cap = <Py_ssize_t>(<double>(count - self.window_cap) * 0.8)
             self.sample_hits = self.sample_misses = 0
-            self.previous_rate = 0.0
+            if count >= PY_SSIZE_T_MAX // SAMPLE:
+                self.climb_sample = PY_SSIZE_T_MAX  # never reached
+            else:
+                self.climb_sample = SAMPLE * count if SAMPLE * count > MIN_SAMPLE else MIN_SAMPLE
+            self.full = False  # as at creation: the climber waits for the cache to fill again
+            self.previous_rate = -1.0  # and its first sample only sets the reference
             self.step = -STEP * <double>count
 
     # -- arena and table (section held, no Python code) --------------------------------------
@@ -665,6 +680,8 @@ cdef class Cache:
             return n
         self._increment(self.entries[e].hash)
         self._push(Q_WINDOW, e)
+        if size >= self._count:
+            self.full = True
         while self.lsize[Q_WINDOW] > self.window_cap:
             c = self._last(Q_WINDOW)
             self._remove(c)
@@ -803,34 +820,48 @@ cdef class Cache:
     cdef inline void _access(self, Py_hash_t h, bint hit) noexcept:
         if hit:
             self._increment(h)
+            if not self.full:
+                return
             self.sample_hits += 1
+        elif not self.full:
+            return
         else:
             self.sample_misses += 1
-        if self.sample_hits + self.sample_misses >= self.sample:
+        if self.sample_hits + self.sample_misses >= self.climb_sample:
             self._climb()
 
     @cython.final
     cdef void _climb(self) noexcept:
+        """As the twin's ``_WTinyLFUPolicy._climb``, operation for operation."""
         cdef Py_ssize_t n = self.sample_hits + self.sample_misses
         cdef double rate = <double>self.sample_hits / <double>n
-        cdef double change = rate - self.previous_rate
-        cdef double amount = self.step if change >= 0 else -self.step
-        cdef Py_ssize_t adjust, quota
+        cdef double change, noise, amount
+        cdef Py_ssize_t window, top
+        self.sample_hits = self.sample_misses = 0
+        if self.previous_rate < 0.0:
+            self.previous_rate = rate
+            return
+        change = rate - self.previous_rate
+        noise = 2.0 * sqrt(2.0 * rate * (1.0 - rate) / <double>n)
+        amount = self.step if change >= -noise else -self.step
+        window = self.window_cap + <Py_ssize_t>amount
+        if window < 1:
+            window = 1
+        top = self._count - 1 if self._count > 1 else 1
+        if window > top:
+            window = top
         if (change if change >= 0 else -change) >= RESTART:
             self.step = STEP * <double>self._count * (1 if amount >= 0 else -1)
+        elif change > noise and window != self.window_cap:
+            self.step = 2.0 * amount
+            if (self.step if self.step >= 0 else -self.step) > 0.5 * <double>self._count:
+                self.step = 0.5 * <double>self._count * (1 if amount >= 0 else -1)
         else:
             self.step = DECAY * amount
         self.previous_rate = rate
-        self.sample_hits = self.sample_misses = 0
-        adjust = <Py_ssize_t>amount
-        if adjust > 0:
-            quota = adjust if adjust < self.protected_cap else self.protected_cap
-            self.protected_cap -= quota
-            self.window_cap += quota
-        elif adjust < 0:
-            quota = -adjust if -adjust < self.window_cap - 1 else self.window_cap - 1
-            self.window_cap -= quota
-            self.protected_cap += quota
+        if window != self.window_cap:
+            self.window_cap = window
+            self.protected_cap = <Py_ssize_t>(<double>(self._count - window) * 0.8)
 
     # -- lookup -------------------------------------------------------------------------------
 

@@ -24,8 +24,15 @@ Policies (``POLICIES``), each as its authors describe it:
   window LRU (1% of the entries), a segmented LRU main (probation 20%, protected 80%), a 4-bit
   count-min sketch of 4 rows with a doorkeeper bit set, halved every ``10 * count`` additions;
   a candidate leaving the window replaces the probation victim only if the sketch estimates it
-  more frequent; the window is resized by Caffeine's hill climber (step 6.25%, decay 0.98,
-  restart on a 5-point change of the hit ratio).
+  more frequent; the window is resized by a hill climber after Caffeine's (``BoundedLocalCache.
+  climb``, simulator ``climbing/hill/SimpleClimber``: decay 0.98, restart on a 5-point change of
+  the hit ratio), changed so that it can follow workloads where only recency counts: the window
+  ranges over 1..count-1 entries (the main keeps 80% of the rest protected); the climber waits
+  for the cache to fill once (its first sample then only sets the reference) and decides every
+  ``max(4 * count, 8192)`` requests, in steps of 12.5% of ``count``; it turns back only on a
+  drop of the hit ratio above twice the noise of two samples (``2 * sqrt(2 p (1 - p) / n)``),
+  so at a bound or on a plateau it stays rather than wander; after a clear gain (above the
+  noise) of a move that was not at a bound, it goes on twice as far (at most half the cache).
 
 Weights are ``LRU``'s (``maxweight``, ``getsizeof``, ``weight``): a store evicts the policy's
 victims (``popitem``'s order) until the new entry's weight fits, then files it as the policy does;
@@ -70,6 +77,7 @@ from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, 
                     SupportsIndex, Tuple, TypeVar, Union, overload)
 
 from array import array
+from math import sqrt
 
 from ._common import (CacheInfo, CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES,
                       cache_kwargs, cache_repr, check_count, check_maxweight, check_policy,
@@ -469,10 +477,12 @@ class _WTinyLFUPolicy(_Policy):
     """W-TinyLFU as Caffeine: window LRU -> (admission by the sketch) -> segmented LRU."""
 
     name = "wtinylfu"
-    STEP = 0.0625  # Caffeine's HILL_CLIMBER_STEP_PERCENT
+    STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
     DECAY = 0.98  # HILL_CLIMBER_STEP_DECAY_RATE
     RESTART = 0.05  # HILL_CLIMBER_RESTART_THRESHOLD
     HASHDOS = 6  # ADMIT_HASHDOS_THRESHOLD
+    SAMPLE = 4  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
+    MIN_SAMPLE = 8192
 
     def __init__(self, count: int) -> None:
         super().__init__(count)
@@ -484,7 +494,9 @@ class _WTinyLFUPolicy(_Policy):
         self.sketch = _Sketch(count)
         self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
         self.sample_hits = self.sample_misses = 0
-        self.previous_rate = 0.0
+        self.climb_sample = max(self.SAMPLE * count, self.MIN_SAMPLE)
+        self.full = False  # the climber waits for the cache to fill once
+        self.previous_rate = -1.0  # none yet: the first sample only sets it
         self.step = -self.STEP * count
 
     def resize(self, count: int) -> None:
@@ -496,39 +508,52 @@ class _WTinyLFUPolicy(_Policy):
         self.protected_cap = int((count - self.window_cap) * 0.8)
         self.sketch.sample = 10 * max(count, 1)
         self.sample_hits = self.sample_misses = 0
-        self.previous_rate = 0.0
+        self.climb_sample = max(self.SAMPLE * count, self.MIN_SAMPLE)
+        self.full = False  # as at __init__: the climber waits for the cache to fill again
+        self.previous_rate = -1.0  # and its first sample only sets the reference
         self.step = -self.STEP * count
 
     # -- statistics that drive the hill climber -----------------------------------------
     def access(self, h: int, hit: bool) -> None:
         if hit:  # a miss is counted when its key is inserted (Caffeine: on put)
             self.sketch.increment(h)
+            if not self.full:
+                return
             self.sample_hits += 1
+        elif not self.full:
+            return
         else:
             self.sample_misses += 1
-        if self.sample_hits + self.sample_misses >= self.sketch.sample:
+        if self.sample_hits + self.sample_misses >= self.climb_sample:
             self._climb()
 
     def _climb(self) -> None:
         n = self.sample_hits + self.sample_misses
         rate = self.sample_hits / n
+        self.sample_hits = self.sample_misses = 0
+        if self.previous_rate < 0.0:
+            self.previous_rate = rate
+            return
         change = rate - self.previous_rate
-        amount = self.step if change >= 0 else -self.step
+        # turn back only on a drop above the noise (two standard deviations of the
+        # difference of two samples' hit ratios): at a bound or on a plateau, stay
+        noise = 2.0 * sqrt(2.0 * rate * (1.0 - rate) / n)
+        amount = self.step if change >= -noise else -self.step
+        # the window ranges over 1..count-1 entries; the main's protected share stays 80%
+        window = min(max(self.window_cap + int(amount), 1), max(self.count - 1, 1))
         if abs(change) >= self.RESTART:
             self.step = self.STEP * self.count * (1 if amount >= 0 else -1)
+        elif change > noise and window != self.window_cap:
+            # a clear gain and room to go on: the same way, twice as far (at most half)
+            self.step = 2.0 * amount
+            if abs(self.step) > 0.5 * self.count:
+                self.step = 0.5 * self.count * (1 if amount >= 0 else -1)
         else:
             self.step = self.DECAY * amount
         self.previous_rate = rate
-        self.sample_hits = self.sample_misses = 0
-        adjust = int(amount)
-        if adjust > 0:  # grow the window, shrink the protected segment
-            quota = min(adjust, self.protected_cap)
-            self.protected_cap -= quota
-            self.window_cap += quota
-        elif adjust < 0:
-            quota = min(-adjust, self.window_cap - 1)
-            self.window_cap -= quota
-            self.protected_cap += quota
+        if window != self.window_cap:
+            self.window_cap = window
+            self.protected_cap = int((self.count - window) * 0.8)
 
     def hit(self, e: _Entry) -> None:
         q = e.queue
@@ -568,6 +593,8 @@ class _WTinyLFUPolicy(_Policy):
         e.queue = _WINDOW
         self.window.push(e)
         size += 1
+        if size >= self.count:
+            self.full = True
         evicted = []
         while self.window.size > self.window_cap:
             c = self.window.last()
