@@ -1438,8 +1438,9 @@ cdef class Cache:
         if self.size > c and _dropped_room(&evicted, 2 * (self.size - c)) < 0:
             fastlru_cs_end(&cs)
             raise MemoryError()  # nothing changed yet
-        self._count = c
-        self._resize_policy(c)
+        if c != self._count:  # the same bound keeps the policy's state (its climber)
+            self._count = c
+            self._resize_policy(c)
         while self.size > c:
             self._detach(self._victim(), &evicted)
             self.evictions += 1

@@ -1193,8 +1193,9 @@ class Cache(Generic[_K, _V]):
         fresh: Tuple[List[_Entry], List[int], List[float], List[int], List[int], Dict[int, int]] = (
             [], [], [], [], [], {})  # allocated before the lock, for _compact
         with self._lock:
-            self._count = count
-            self._policy.resize(count)
+            if count != self._count:  # the same bound keeps the policy's state (its climber)
+                self._count = count
+                self._policy.resize(count)
             while self._size > count:
                 self._detach(self._policy.victim(), evicted)
                 self._evictions += 1

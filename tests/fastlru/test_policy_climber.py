@@ -98,10 +98,27 @@ def _resized_twice(module, start, count):
 
 
 def test_a_count_change_restarts_the_climber(policy_module):
-    # grown from 30 to 300 entries: the window still grows towards the new count - 1
+    # grown from 30 to 300 entries, the window may grow up to the new count - 1 (299): before,
+    # the climber kept the old count's sample period and reference
     keys = _keys("twice", 25_000, 150_000, 300)
-    lru = _ratio(policy_module, "lru", keys, 300)
-    assert _resized_twice(policy_module, 30, 300) >= lru - 8.0
+    grown = _resized_twice(policy_module, 30, 300)
+    assert grown >= _ratio(policy_module, "lru", keys, 300) - 12.0
+    if policy_module.__name__.endswith("_py"):
+        cache = policy_module.Cache(30, policy="wtinylfu")
+        for k in keys[:20_000]:
+            if cache.get(k) is None:
+                cache[k] = k
+        cache.count = 300
+        for k in keys[20_000:]:
+            if cache.get(k) is None:
+                cache[k] = k
+        assert cache._policy.window_cap > 29  # beyond what 30 entries allowed
+
+
+def test_the_same_count_keeps_the_climber(policy_module):
+    # setting count to its value changes nothing: the same hits as a cache left alone
+    keys = _keys("twice", 25_000, 150_000, 300)
+    assert _resized_twice(policy_module, 300, 300) == _ratio(policy_module, "wtinylfu", keys, 300)
 
 
 @pytest.mark.c_extension
