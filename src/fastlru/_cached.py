@@ -2,16 +2,16 @@
 with ``functools.lru_cache``'s argument rules, its ``CacheInfo``, and single-flight misses."""
 from __future__ import annotations
 
-import threading
 import time
+from _thread import RLock, get_ident  # threading's own (issue #21: import cost)
 from collections import namedtuple
-from functools import update_wrapper
 
 from ._aio import cached_coroutine, refuse_async_generator
 from ._common import check_policy, check_timer, check_ttl
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
+    from threading import Event
     from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
     from ._lru_py import LRU
@@ -76,6 +76,8 @@ def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashabl
 
             if inspect.iscoroutinefunction(user_function):
                 return coroutine_wrapper(wrapper, make_key, user_function, typed)
+            from functools import update_wrapper  # at decoration (issue #21: import cost)
+
             return update_wrapper(wrapper, user_function)
 
         return decorating_function
@@ -114,9 +116,9 @@ def parameters(maxsize: Optional[int], typed: bool, ttl: Optional[float],
 class _Flight:
     __slots__ = ("owner", "done")
 
-    def __init__(self) -> None:
-        self.owner = threading.get_ident()
-        self.done = threading.Event()
+    def __init__(self, event: Callable[[], Event]) -> None:
+        self.owner = get_ident()
+        self.done = event()
 
 
 class SingleFlight:
@@ -129,11 +131,14 @@ class SingleFlight:
     from the table does (a colliding key's ``__eq__`` may raise there); one left behind is done,
     and the next caller of its key replaces it."""
 
-    __slots__ = ("_lock", "_pending")
+    __slots__ = ("_lock", "_pending", "_event")
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()  # RLock: a key's __eq__ may call the wrapper again
+        from threading import Event  # at decoration, not at import (issue #21: import cost)
+
+        self._lock = RLock()  # RLock: a key's __eq__ may call the wrapper again
         self._pending: Dict[Hashable, _Flight] = {}
+        self._event = Event
 
     def call(self, lru: LRU[Any, Any], key: Hashable, func: Callable[..., Any],
              args: Tuple[Any, ...], kwargs: Dict[str, Any], missing: object) -> Any:
@@ -144,10 +149,10 @@ class SingleFlight:
                     result = lru.peek(key, missing)  # a flight that just ended stored it
                     if result is not missing:
                         return result
-                    flight = self._pending[key] = _Flight()
+                    flight = self._pending[key] = _Flight(self._event)
                     leader = True
                 else:
-                    leader = flight.owner == threading.get_ident()
+                    leader = flight.owner == get_ident()
                     if leader:
                         flight = None  # our own re-entrant call: compute without a flight
             if leader:

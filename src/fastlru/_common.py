@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import abc
-import collections.abc
-import importlib
-import math
-import numbers
 import operator
 import os
 import sys
 import time
+from _collections_abc import Mapping  # collections.abc's own module, loaded by os (issue #21: import cost)
 from collections import namedtuple
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
@@ -97,6 +94,9 @@ def check_ttl(ttl: Optional[float]) -> Optional[float]:
     """``ttl`` as the engines store it: None, or a float of seconds in ``(0, inf]``."""
     if ttl is None:
         return None
+    import math
+    import numbers  # on the cold path (issue #21: import cost)
+
     if isinstance(ttl, bool) or not isinstance(ttl, numbers.Real):
         raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
     ttl = float(ttl)
@@ -116,6 +116,8 @@ def check_timer(timer: Callable[[], float]) -> Callable[[], float]:
 def check_time(now: float) -> float:
     """What a ``timer`` returned, as a float (a clear error, never a corrupt expiry, else)."""
     if type(now) is not float:
+        import numbers
+
         if isinstance(now, bool) or not isinstance(now, numbers.Real):
             raise TypeError(f"timer must return a number of seconds, not {type(now).__name__}")
         now = float(now)
@@ -127,7 +129,7 @@ def check_time(now: float) -> float:
 def iter_pairs(pairs: Iterable[Any]) -> Iterator[Tuple[Any, Any]]:
     """``(key, value)`` from each item of ``pairs``, or a ``TypeError`` saying pairs were
     expected (``LRU(3, [1, 2, 3])`` would otherwise fail with "cannot unpack an int")."""
-    if isinstance(pairs, collections.abc.Mapping):
+    if isinstance(pairs, Mapping):
         # iterating a mapping yields keys, which would unpack into nonsense pairs
         raise TypeError("pairs must be (key, value) pairs; use update() for a mapping")
     try:
@@ -232,16 +234,22 @@ def copy_of(lru: Any, base: type, count: int, on_evict: Any, maxweight: Optional
     return clone
 
 
+def _import(name: str) -> Any:
+    """``importlib.import_module(name)`` for an absolute name, without importing importlib."""
+    __import__(name)
+    return sys.modules[name]
+
+
 def choose(package: str, compiled: str, twin: str) -> Tuple[Any, str]:
     """The compiled module of ``package`` and ``"c"``, or its pure-Python twin and ``"python"``
     when ``FASTLRU_NO_EXTENSIONS`` is set, the interpreter is not CPython, or the compiled one is
     missing. One rule for every compiled module of the distribution."""
     if not os.environ.get("FASTLRU_NO_EXTENSIONS") and sys.implementation.name == "cpython":
         try:
-            return importlib.import_module(f"{package}.{compiled}"), "c"
+            return _import(f"{package}.{compiled}"), "c"
         except ImportError:  # pragma: no cover - exercised only where the build failed
             pass
-    return importlib.import_module(f"{package}.{twin}"), "python"
+    return _import(f"{package}.{twin}"), "python"
 
 
 #: the eviction policies ``fastlru.Cache`` accepts, by name (both engines number them so)

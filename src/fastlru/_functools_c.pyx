@@ -15,7 +15,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 
 import sys
 
-from collections.abc import Coroutine
+from _collections_abc import Coroutine  # collections.abc's own module, loaded by os (issue #21: import cost)
 
 from ._aio import AsyncFlights, await_miss as _await_miss, cached_coroutine, function_like
 from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr

@@ -19,9 +19,9 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int32_t, uint64_t, INT32_MAX
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
-import collections.abc
+from _collections_abc import Mapping, MutableMapping  # collections.abc's own module, loaded by os (issue #21: import cost)
 from time import monotonic as _monotonic
-from types import GenericAlias
+GenericAlias = type(list[int])  # types.GenericAlias, without importing types
 
 from ._common import (MAX_RESTARTS, CacheInfo, LRUType, check_count, check_maxweight,
                       check_time, check_timer, check_ttl, check_weight, copy_of, iter_pairs,
@@ -1023,7 +1023,7 @@ cdef class LRU:
             # keeps other's recency order
             for key, value in reversed(other.items()):
                 self[key] = value
-        elif isinstance(other, collections.abc.Mapping):
+        elif isinstance(other, Mapping):
             for key in other:
                 self[key] = other[key]
         elif hasattr(other, "keys"):
@@ -1281,7 +1281,7 @@ cdef class LRU:
     def __eq__(self, other):
         if isinstance(other, LRUType):
             return self.items() == other.items()
-        if isinstance(other, collections.abc.Mapping):
+        if isinstance(other, Mapping):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
@@ -1457,7 +1457,7 @@ cdef int _lru_clear(PyObject* o) noexcept:
 (<_TypeSlots*>LRU).tp_traverse = <traverseproc>_lru_traverse
 (<_TypeSlots*>LRU).tp_clear = <inquiry>_lru_clear
 
-collections.abc.MutableMapping.register(LRU)
+MutableMapping.register(LRU)
 LRUType.register(LRU)
 
 

@@ -22,8 +22,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, INT32_MAX
 from libc.string cimport memset
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
-import collections.abc
-from types import GenericAlias
+from _collections_abc import Mapping, MutableMapping  # collections.abc's own module, loaded by os (issue #21: import cost)
+GenericAlias = type(list[int])  # types.GenericAlias, without importing types
 
 from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
                       check_policy, iter_pairs)
@@ -1104,7 +1104,7 @@ cdef class Cache:
         return iter(self.keys())
 
     def __eq__(self, other):
-        if isinstance(other, (Cache, collections.abc.Mapping)):
+        if isinstance(other, (Cache, Mapping)):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
@@ -1183,6 +1183,6 @@ cdef int _cache_clear(PyObject* o) noexcept:
 (<_TypeSlots*>Cache).tp_traverse = <traverseproc>_cache_traverse
 (<_TypeSlots*>Cache).tp_clear = <inquiry>_cache_clear
 
-collections.abc.MutableMapping.register(Cache)
+MutableMapping.register(Cache)
 assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu")] == [
     P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU]
