@@ -26,7 +26,6 @@ from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
 
-import functools
 from time import perf_counter as _perf_counter
 
 import sys
@@ -1412,8 +1411,10 @@ HashedKey = ormcache_key_type()
 
 def cached_method(spec):
     """The caching wrapper described by ``spec`` (an ``ormcache`` decorator, once bound)."""
+    from functools import update_wrapper  # at decoration, not at import (issue #21: import cost)
+
     wrapper = CachedMethod(spec)
-    functools.update_wrapper(wrapper, spec.func)
+    update_wrapper(wrapper, spec.func)
     return wrapper
 
 
