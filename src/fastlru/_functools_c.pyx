@@ -279,23 +279,7 @@ cdef class LRUCacheWrapper:
 
 # -- coroutine functions: a hit is a coroutine that is already done ------------------------------
 
-cdef extern from *:
-    """
-    /* am_send (3.10+): `await` and asyncio's tasks take the value of a done AwaitedValue through
-       PyIter_Send, without a StopIteration; earlier versions go through tp_iternext. */
-    typedef int (*fastlru_send_func)(PyObject *, PyObject *, PyObject **);
-    static void fastlru_enable_send(PyObject *type, fastlru_send_func send) {
-    #if PY_VERSION_HEX >= 0x030A0000
-        PyTypeObject *tp = (PyTypeObject *)type;
-        if (tp->tp_as_async != NULL) {
-            tp->tp_as_async->am_send = (sendfunc)send;
-            PyType_Modified(tp);
-        }
-    #else
-        (void)type; (void)send;
-    #endif
-    }
-    """
+cdef extern from "_awaited_send.h":
     ctypedef int (*fastlru_send_func)(PyObject*, PyObject*, PyObject**) noexcept
     void fastlru_enable_send(object type, fastlru_send_func send)
 

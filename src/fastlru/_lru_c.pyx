@@ -1465,15 +1465,7 @@ LRUType.register(LRU)
 # Reached through the capsule ``_GET_KNOWN`` (no Python call, no key hashing, no KeyError on a
 # miss); an internal detail of the compiled engine, with no twin: ormcache's tests cover it.
 
-cdef extern from *:
-    """
-    /* a tuple compared by tuple's own rich comparison (the tuple type, or a subclass that
-       does not override it) */
-    static inline int fastlru_plain_tuple(PyObject *o) {
-        return PyTuple_Check(o) && Py_TYPE(o)->tp_richcompare == PyTuple_Type.tp_richcompare;
-    }
-    #define fastlru_tuple_items(o) (((PyTupleObject *)(o))->ob_item)
-    """
+cdef extern from "_plain_tuple.h":
     object PyCapsule_New(void* pointer, const char* name, void* destructor)
     bint _plain_tuple "fastlru_plain_tuple"(PyObject*) noexcept
     bint _tuple_check_exact "PyTuple_CheckExact"(PyObject*) noexcept
