@@ -12,7 +12,7 @@ from collections import namedtuple
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     from typing import (Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, SupportsIndex,
-                        Tuple, Union)
+                        Tuple)
 
 # A lookup whose key's __eq__ keeps changing the cache restarts at most this often, then raises
 # RuntimeError instead of looping forever. Large enough that contention from other threads
