@@ -17,7 +17,9 @@ FASTLRU_SPARES = {"typing", "re", "enum", "threading", "functools", "importlib",
                   "types", "warnings", "asyncio", "inspect", "ast", "platform", "logging"}
 #: never loaded by ``import ormcache`` (and fastlru) with the compiled engine
 ORMCACHE_SPARES = FASTLRU_SPARES | {"contextlib", "signal", "weakref", "traceback", "string",
-                                    "fastlru._lru_py", "fastlru._functools_py", "fastlru._policy_py"}
+                                    "fastlru._lru_py", "fastlru._functools_py", "fastlru._policy_py",
+                                    # what a decoration or a statistics call imports
+                                    "ormcache.keys", "ormcache.statistics", "ormcache._cache_py"}
 #: never loaded by ``import ormcache`` with the pure-Python twins (which import typing, and with
 #: it contextlib, themselves)
 TWIN_SPARES = {"logging", "traceback", "signal", "weakref", "asyncio", "inspect", "ast"}
@@ -104,5 +106,10 @@ assert KeyFunction._fields[-2:] == ("context_keys", "context_index")
 assert PerLoop[int] is PerLoop
 assert str(Versions) == "typing.Tuple[typing.Any, typing.Tuple[int, ...]]", Versions
 assert Step is not None and Steps is not None
+
+namespace = {}
+exec("from ormcache import *", namespace)
+assert set(ormcache.__all__) <= set(namespace) and namespace["stats"] is ormcache.statistics.stats
+assert {"stats", "get_cache_key_counter"} <= set(dir(ormcache))
 """
     _new_modules(code, env)

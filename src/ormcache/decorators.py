@@ -26,7 +26,6 @@ from fastlru._common import check_ttl, choose
 
 from ._async import cached_coroutine_multi
 from ._lookup import cache_of, lookup_failed, multi_miss, multi_rest, reader, registry_of, resolve
-from .keys import KeyFunction, compile_key
 from .registry import CACHE_SIZES, ExpiringName, Registry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
 
     from . import _cache_py as _impl
     from ._typing import OrmCached
+    from .keys import KeyFunction
 
     _P = ParamSpec("_P")
     _R = TypeVar("_R")
@@ -159,6 +159,8 @@ class ormcache:
         return rewrap(wrapper) if rewrap is not None else wrapper
 
     def _compile_key(self) -> KeyFunction:
+        from .keys import KeyFunction, compile_key  # at decoration, not at import (issue #21: import cost)
+
         if self.skiparg is not None:
             skip = self.skiparg
             return KeyFunction(lambda *args, **kwargs: args[skip:], None, 0, -1)
@@ -216,6 +218,8 @@ class ormcache_context(ormcache):
         self.keys = tuple(keys)
 
     def _compile_key(self) -> KeyFunction:
+        from .keys import compile_key
+
         return compile_key(
             self.func, self.exprs, context_keys=self.keys, where=f"ormcache_context on {self.func.__qualname__!r}"
         )
@@ -245,6 +249,8 @@ class ormcache_multi(ormcache):
 
     def _compile_key(self) -> KeyFunction:
         import inspect
+
+        from .keys import compile_key
 
         where = f"ormcache_multi on {self.func.__qualname__!r}"
         self.signature = inspect.signature(self.func)
