@@ -14,7 +14,8 @@ import pytest
 
 #: never loaded by ``import fastlru`` with the compiled engine
 FASTLRU_SPARES = {"typing", "re", "enum", "threading", "functools", "importlib", "numbers", "math",
-                  "types", "warnings", "asyncio", "inspect", "ast", "platform", "logging"}
+                  "types", "warnings", "asyncio", "inspect", "ast", "platform", "logging",
+                  "collections", "operator"}
 #: never loaded by ``import ormcache`` (and fastlru) with the compiled engine
 ORMCACHE_SPARES = FASTLRU_SPARES | {"contextlib", "signal", "weakref", "traceback", "string",
                                     "fastlru._lru_py", "fastlru._functools_py", "fastlru._policy_py",
@@ -111,5 +112,21 @@ namespace = {}
 exec("from ormcache import *", namespace)
 assert set(ormcache.__all__) <= set(namespace) and namespace["stats"] is ormcache.statistics.stats
 assert {"stats", "get_cache_key_counter"} <= set(dir(ormcache))
+
+import pickle
+import fastlru
+from fastlru import CacheInfo, LRU, lru_cache
+info = LRU(2, [(1, 1)]).info()
+assert type(info) is CacheInfo is fastlru.CacheInfo and CacheInfo.__qualname__ == "CacheInfo"
+assert (info.size, info.currsize, info.maxsize) == (1, 1, 2) and pickle.loads(pickle.dumps(info)) == info
+assert info._fields == ("hits", "misses", "evictions", "size", "count") and info._replace(hits=3).hits == 3
+@lru_cache(4)
+def square(x):
+    return x * x
+square(2)
+assert square.cache_info() == (0, 1, 4, 1) and square.cache_info()._asdict()["currsize"] == 1
+namespace = {}
+exec("from fastlru import *", namespace)
+assert namespace["CacheInfo"] is CacheInfo
 """
     _new_modules(code, env)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from _thread import RLock, get_ident  # threading's own (issue #21: import cost)
-from collections import namedtuple
 
 from ._aio import cached_coroutine, refuse_async_generator
 from ._common import check_policy, check_timer, check_ttl
@@ -17,8 +16,16 @@ if TYPE_CHECKING:
     from ._lru_py import LRU
     from ._typing import CacheDecorator, LRUCacheDecorator, LRUCacheInfo as LRUCacheInfo
 else:
-    # functools.lru_cache's shape: ``hits, misses, maxsize, currsize = f.cache_info()``
-    LRUCacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+    def __getattr__(name):
+        """``LRUCacheInfo``, made on first use (a namedtuple needs ``collections``, which
+        ``import fastlru`` does not import: issue #21): functools.lru_cache's shape,
+        ``hits, misses, maxsize, currsize = f.cache_info()``."""
+        if name != "LRUCacheInfo":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from collections import namedtuple
+
+        made = globals()["LRUCacheInfo"] = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+        return made
 
 
 def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashable],

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import abc
-import operator
 import os
 import sys
 import time
 from _collections_abc import Mapping  # collections.abc's own module, loaded by os (issue #21: import cost)
-from collections import namedtuple
+from _operator import index as _index  # operator.index, without importing operator
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
@@ -21,30 +20,48 @@ MAX_RESTARTS = 1000
 
 
 if TYPE_CHECKING:
-    class _CacheInfo(NamedTuple):
+    class CacheInfo(NamedTuple):
+        """Counters of an LRU: ``hits``/``misses`` count ``lru[key]`` and ``lru.get(key)``."""
+
         hits: int
         misses: int
         evictions: int
         size: int
         count: int  # type: ignore[assignment]  # the LRU's count, shadowing tuple.count
-else:  # the same tuple, without importing typing
-    _CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "evictions", "size", "count"])
 
+        @property
+        def currsize(self) -> int: ...
+        @property
+        def maxsize(self) -> int: ...
+else:
+    def _cache_info() -> type:
+        """``CacheInfo``, made once, on first use: a namedtuple needs ``collections``, which
+        ``import fastlru`` does not import (issue #21: import cost)."""
+        from collections import namedtuple
 
-class CacheInfo(_CacheInfo):
-    """Counters of an LRU: ``hits``/``misses`` count ``lru[key]`` and ``lru.get(key)``."""
+        class CacheInfo(namedtuple("CacheInfo", ["hits", "misses", "evictions", "size", "count"])):
+            """Counters of an LRU: ``hits``/``misses`` count ``lru[key]`` and ``lru.get(key)``."""
 
-    __slots__ = ()
+            __slots__ = ()
 
-    @property
-    def currsize(self) -> int:
-        """``size`` under the name ``functools``' ``CacheInfo`` gives it."""
-        return self.size
+            @property
+            def currsize(self):
+                """``size`` under the name ``functools``' ``CacheInfo`` gives it."""
+                return self.size
 
-    @property
-    def maxsize(self) -> int:
-        """``count`` under the name ``functools``' ``CacheInfo`` gives it."""
-        return self.count
+            @property
+            def maxsize(self):
+                """``count`` under the name ``functools``' ``CacheInfo`` gives it."""
+                return self.count
+
+        CacheInfo.__qualname__ = "CacheInfo"  # pickled by name, as a module-level class
+        return CacheInfo
+
+    def __getattr__(name):
+        if name != "CacheInfo":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        made = globals()["CacheInfo"] = _cache_info()
+        return made
 
 
 class LRUType(abc.ABC):
@@ -58,7 +75,7 @@ def as_int(value: SupportsIndex, what: str) -> int:
     """``value`` as an exact ``int`` through ``operator.index``: a bound is never checked with
     the object's own comparisons (an ``int`` subclass may lie), only with plain ints."""
     try:
-        value = operator.index(value)
+        value = _index(value)
     except TypeError:
         if not hasattr(type(value), "__index__"):
             raise TypeError(f"{what} must be an int, not {type(value).__name__}") from None

@@ -18,7 +18,8 @@ import sys
 from _collections_abc import Coroutine  # collections.abc's own module, loaded by os (issue #21: import cost)
 
 from ._aio import AsyncFlights, await_miss as _await_miss, cached_coroutine, function_like
-from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
+from . import _cached  # its LRUCacheInfo is made on first use (issue #21: import cost)
+from ._cached import SingleFlight, decorators, parameters, wrapper_repr
 from ._lru_c import LRU, _GET_KNOWN
 from ._policy_c import Cache
 
@@ -244,9 +245,9 @@ cdef class LRUCacheWrapper:
     def cache_info(self):
         """``CacheInfo(hits, misses, maxsize, currsize)``, as ``functools``."""
         if self._lru is None:
-            return LRUCacheInfo(0, self._misses, 0, 0)
+            return _cached.LRUCacheInfo(0, self._misses, 0, 0)
         info = self._lru.info()
-        return LRUCacheInfo(info.hits, info.misses, self._maxsize, info.size)
+        return _cached.LRUCacheInfo(info.hits, info.misses, self._maxsize, info.size)
 
     def cache_clear(self):
         """Empties the cache and resets its statistics."""

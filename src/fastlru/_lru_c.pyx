@@ -23,7 +23,8 @@ from _collections_abc import Mapping, MutableMapping  # collections.abc's own mo
 from time import monotonic as _monotonic
 GenericAlias = type(list[int])  # types.GenericAlias, without importing types
 
-from ._common import (MAX_RESTARTS, CacheInfo, LRUType, check_count, check_maxweight,
+from . import _common  # its CacheInfo is made on first use (issue #21: import cost)
+from ._common import (MAX_RESTARTS, LRUType, check_count, check_maxweight,
                       check_time, check_timer, check_ttl, check_weight, copy_of, iter_pairs,
                       lru_repr, rebuild, reduce_lru)
 
@@ -1190,7 +1191,7 @@ cdef class LRU:
         hits, misses, evictions = self.hits, self.misses, self.evictions
         size, count = self.size, self._count
         fastlru_cs_end(&cs)
-        return CacheInfo(hits, misses, evictions, size, count)
+        return _common.CacheInfo(hits, misses, evictions, size, count)
 
     # -- views ------------------------------------------------------------------------
 

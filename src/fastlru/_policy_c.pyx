@@ -25,7 +25,8 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 from _collections_abc import Mapping, MutableMapping  # collections.abc's own module, loaded by os (issue #21: import cost)
 GenericAlias = type(list[int])  # types.GenericAlias, without importing types
 
-from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, CacheInfo, check_count,
+from . import _common  # its CacheInfo is made on first use (issue #21: import cost)
+from ._common import (DEFAULT_POLICY, MAX_RESTARTS, POLICIES, check_count,
                       check_policy, iter_pairs)
 
 assert MAX_RESTARTS == RESTART_LIMIT
@@ -1040,7 +1041,7 @@ cdef class Cache:
         fastlru_cs_begin(&cs, self)
         info = (self.hits, self.misses, self.evictions, self.size, self._count)
         fastlru_cs_end(&cs)
-        return CacheInfo(*info)
+        return _common.CacheInfo(*info)
 
     def clear_stats(self):
         """Resets the hits, misses and evictions counters to zero."""
