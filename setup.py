@@ -5,6 +5,7 @@ The extensions are built without debug information and linked stripped (`-g0`, `
 sixth of the size), unless the build asks for debug information or a sanitizer in CFLAGS
 (scripts/asan: `-g -fsanitize=address`), whose reports need the symbols.
 """
+import glob
 import os
 import shlex
 
@@ -28,8 +29,15 @@ if keeps_debug_info(os.environ.get("CFLAGS", "")):
 else:
     compile_args, link_args = ["-g0"], ["-s"]
 
+
+def headers(source: str) -> list:
+    """The headers beside a .pyx (its C lives there): a change to one rebuilds the extension."""
+    return sorted(glob.glob(os.path.join(os.path.dirname(source), "*.h")))
+
+
 extensions = [
-    Extension(name, [source], extra_compile_args=compile_args, extra_link_args=link_args)
+    Extension(name, [source], depends=headers(source), extra_compile_args=compile_args,
+              extra_link_args=link_args)
     for name, source in [
         ("fastlru._lru_c", "src/fastlru/_lru_c.pyx"),
         ("fastlru._functools_c", "src/fastlru/_functools_c.pyx"),

@@ -17,7 +17,7 @@ interpreter is not CPython, or the extension is missing; ``IMPLEMENTATION`` says
 """
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 
-from ._common import DEFAULT_POLICY, POLICIES, CacheInfo, choose
+from ._common import DEFAULT_POLICY, POLICIES, choose
 
 __all__ = ["LRU", "Cache", "POLICIES", "DEFAULT_POLICY", "CacheInfo", "IMPLEMENTATION",
            "lru_cache", "cache"]
@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     # Type checkers read the pure-Python twin: no hand-kept stub of the extension can drift.
+    from ._common import CacheInfo
     from ._functools_py import cache, lru_cache
     from ._lru_py import LRU
     from ._policy_py import Cache
@@ -38,3 +39,12 @@ else:
     cache = _wrappers.cache
     _policies, _ = choose(__name__, "_policy_c", "_policy_py")
     Cache = _policies.Cache
+
+    def __getattr__(name):
+        """``CacheInfo``, made on first use (issue #21: import cost)."""
+        if name != "CacheInfo":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from ._common import CacheInfo
+
+        globals()["CacheInfo"] = CacheInfo
+        return CacheInfo

@@ -31,8 +31,6 @@ methods use it. The rules:
 """
 from __future__ import annotations
 
-from functools import update_wrapper
-
 __all__ = ["AsyncFlights", "Flight", "RETRY", "await_miss", "cached_coroutine", "function_like", "refuse_async_generator"]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
@@ -267,6 +265,7 @@ def function_like(wrapper: _W, func: Callable[..., Any]) -> _W:
     ``inspect.iscoroutinefunction`` (3.10+) holds for the compiled wrapper of a coroutine
     function, as it does for an ``async def``; 3.12+: ``inspect.markcoroutinefunction`` too."""
     import inspect
+    from functools import update_wrapper
 
     update_wrapper(wrapper, func)
     for name in ("__code__", "__defaults__", "__kwdefaults__"):
@@ -305,6 +304,8 @@ def cached_coroutine(
             if result is not RETRY:
                 return result  # type: ignore[no-any-return]
             return await await_miss(flights, lru, key, func, args, kwargs)
+
+    from functools import update_wrapper
 
     for name in ("cache_info", "cache_clear", "cache_parameters"):
         setattr(wrapper, name, getattr(inner, name))

@@ -2,23 +2,30 @@
 with ``functools.lru_cache``'s argument rules, its ``CacheInfo``, and single-flight misses."""
 from __future__ import annotations
 
-import threading
 import time
-from collections import namedtuple
-from functools import update_wrapper
+from _thread import RLock, get_ident  # threading's own (issue #21: import cost)
 
 from ._aio import cached_coroutine, refuse_async_generator
 from ._common import check_policy, check_timer, check_ttl
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
+    from threading import Event
     from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
     from ._lru_py import LRU
     from ._typing import CacheDecorator, LRUCacheDecorator, LRUCacheInfo as LRUCacheInfo
 else:
-    # functools.lru_cache's shape: ``hits, misses, maxsize, currsize = f.cache_info()``
-    LRUCacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+    def __getattr__(name):
+        """``LRUCacheInfo``, made on first use (a namedtuple needs ``collections``, which
+        ``import fastlru`` does not import: issue #21): functools.lru_cache's shape,
+        ``hits, misses, maxsize, currsize = f.cache_info()``."""
+        if name != "LRUCacheInfo":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from collections import namedtuple
+
+        made = globals()["LRUCacheInfo"] = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+        return made
 
 
 def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashable],
@@ -77,6 +84,8 @@ def decorators(wrapper_type: Callable[..., Any], make_key: Callable[..., Hashabl
 
             if inspect.iscoroutinefunction(user_function):
                 return coroutine_wrapper(wrapper, make_key, user_function, typed)
+            from functools import update_wrapper  # at decoration (issue #21: import cost)
+
             return update_wrapper(wrapper, user_function)
 
         return decorating_function
@@ -115,9 +124,9 @@ def parameters(maxsize: Optional[int], typed: bool, ttl: Optional[float],
 class _Flight:
     __slots__ = ("owner", "done")
 
-    def __init__(self) -> None:
-        self.owner = threading.get_ident()
-        self.done = threading.Event()
+    def __init__(self, event: Callable[[], Event]) -> None:
+        self.owner = get_ident()
+        self.done = event()
 
 
 class SingleFlight:
@@ -130,11 +139,14 @@ class SingleFlight:
     from the table does (a colliding key's ``__eq__`` may raise there); one left behind is done,
     and the next caller of its key replaces it."""
 
-    __slots__ = ("_lock", "_pending")
+    __slots__ = ("_lock", "_pending", "_event")
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()  # RLock: a key's __eq__ may call the wrapper again
+        from threading import Event  # at decoration, not at import (issue #21: import cost)
+
+        self._lock = RLock()  # RLock: a key's __eq__ may call the wrapper again
         self._pending: Dict[Hashable, _Flight] = {}
+        self._event = Event
 
     def call(self, lru: LRU[Any, Any], key: Hashable, func: Callable[..., Any],
              args: Tuple[Any, ...], kwargs: Dict[str, Any], missing: object) -> Any:
@@ -145,10 +157,10 @@ class SingleFlight:
                     result = lru.peek(key, missing)  # a flight that just ended stored it
                     if result is not missing:
                         return result
-                    flight = self._pending[key] = _Flight()
+                    flight = self._pending[key] = _Flight(self._event)
                     leader = True
                 else:
-                    leader = flight.owner == threading.get_ident()
+                    leader = flight.owner == get_ident()
                     if leader:
                         flight = None  # our own re-entrant call: compute without a flight
             if leader:

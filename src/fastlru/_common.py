@@ -2,20 +2,16 @@
 from __future__ import annotations
 
 import abc
-import collections.abc
-import importlib
-import math
-import numbers
-import operator
 import os
 import sys
 import time
-from collections import namedtuple
+from _collections_abc import Mapping  # collections.abc's own module, loaded by os (issue #21: import cost)
+from _operator import index as _index  # operator.index, without importing operator
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     from typing import (Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, SupportsIndex,
-                        Tuple, Union)
+                        Tuple)
 
 # A lookup whose key's __eq__ keeps changing the cache restarts at most this often, then raises
 # RuntimeError instead of looping forever. Large enough that contention from other threads
@@ -24,30 +20,48 @@ MAX_RESTARTS = 1000
 
 
 if TYPE_CHECKING:
-    class _CacheInfo(NamedTuple):
+    class CacheInfo(NamedTuple):
+        """Counters of an LRU: ``hits``/``misses`` count ``lru[key]`` and ``lru.get(key)``."""
+
         hits: int
         misses: int
         evictions: int
         size: int
         count: int  # type: ignore[assignment]  # the LRU's count, shadowing tuple.count
-else:  # the same tuple, without importing typing
-    _CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "evictions", "size", "count"])
 
+        @property
+        def currsize(self) -> int: ...
+        @property
+        def maxsize(self) -> int: ...
+else:
+    def _cache_info() -> type:
+        """``CacheInfo``, made once, on first use: a namedtuple needs ``collections``, which
+        ``import fastlru`` does not import (issue #21: import cost)."""
+        from collections import namedtuple
 
-class CacheInfo(_CacheInfo):
-    """Counters of an LRU: ``hits``/``misses`` count ``lru[key]`` and ``lru.get(key)``."""
+        class CacheInfo(namedtuple("CacheInfo", ["hits", "misses", "evictions", "size", "count"])):
+            """Counters of an LRU: ``hits``/``misses`` count ``lru[key]`` and ``lru.get(key)``."""
 
-    __slots__ = ()
+            __slots__ = ()
 
-    @property
-    def currsize(self) -> int:
-        """``size`` under the name ``functools``' ``CacheInfo`` gives it."""
-        return self.size
+            @property
+            def currsize(self):
+                """``size`` under the name ``functools``' ``CacheInfo`` gives it."""
+                return self.size
 
-    @property
-    def maxsize(self) -> int:
-        """``count`` under the name ``functools``' ``CacheInfo`` gives it."""
-        return self.count
+            @property
+            def maxsize(self):
+                """``count`` under the name ``functools``' ``CacheInfo`` gives it."""
+                return self.count
+
+        CacheInfo.__qualname__ = "CacheInfo"  # pickled by name, as a module-level class
+        return CacheInfo
+
+    def __getattr__(name):
+        if name != "CacheInfo":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        made = globals()["CacheInfo"] = _cache_info()
+        return made
 
 
 class LRUType(abc.ABC):
@@ -61,7 +75,7 @@ def as_int(value: SupportsIndex, what: str) -> int:
     """``value`` as an exact ``int`` through ``operator.index``: a bound is never checked with
     the object's own comparisons (an ``int`` subclass may lie), only with plain ints."""
     try:
-        value = operator.index(value)
+        value = _index(value)
     except TypeError:
         if not hasattr(type(value), "__index__"):
             raise TypeError(f"{what} must be an int, not {type(value).__name__}") from None
@@ -97,6 +111,9 @@ def check_ttl(ttl: Optional[float]) -> Optional[float]:
     """``ttl`` as the engines store it: None, or a float of seconds in ``(0, inf]``."""
     if ttl is None:
         return None
+    import math
+    import numbers  # on the cold path (issue #21: import cost)
+
     if isinstance(ttl, bool) or not isinstance(ttl, numbers.Real):
         raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
     ttl = float(ttl)
@@ -116,6 +133,8 @@ def check_timer(timer: Callable[[], float]) -> Callable[[], float]:
 def check_time(now: float) -> float:
     """What a ``timer`` returned, as a float (a clear error, never a corrupt expiry, else)."""
     if type(now) is not float:
+        import numbers
+
         if isinstance(now, bool) or not isinstance(now, numbers.Real):
             raise TypeError(f"timer must return a number of seconds, not {type(now).__name__}")
         now = float(now)
@@ -127,7 +146,7 @@ def check_time(now: float) -> float:
 def iter_pairs(pairs: Iterable[Any]) -> Iterator[Tuple[Any, Any]]:
     """``(key, value)`` from each item of ``pairs``, or a ``TypeError`` saying pairs were
     expected (``LRU(3, [1, 2, 3])`` would otherwise fail with "cannot unpack an int")."""
-    if isinstance(pairs, collections.abc.Mapping):
+    if isinstance(pairs, Mapping):
         # iterating a mapping yields keys, which would unpack into nonsense pairs
         raise TypeError("pairs must be (key, value) pairs; use update() for a mapping")
     try:
@@ -232,16 +251,22 @@ def copy_of(lru: Any, base: type, count: int, on_evict: Any, maxweight: Optional
     return clone
 
 
+def _import(name: str) -> Any:
+    """``importlib.import_module(name)`` for an absolute name, without importing importlib."""
+    __import__(name)
+    return sys.modules[name]
+
+
 def choose(package: str, compiled: str, twin: str) -> Tuple[Any, str]:
     """The compiled module of ``package`` and ``"c"``, or its pure-Python twin and ``"python"``
     when ``FASTLRU_NO_EXTENSIONS`` is set, the interpreter is not CPython, or the compiled one is
     missing. One rule for every compiled module of the distribution."""
     if not os.environ.get("FASTLRU_NO_EXTENSIONS") and sys.implementation.name == "cpython":
         try:
-            return importlib.import_module(f"{package}.{compiled}"), "c"
+            return _import(f"{package}.{compiled}"), "c"
         except ImportError:  # pragma: no cover - exercised only where the build failed
             pass
-    return importlib.import_module(f"{package}.{twin}"), "python"
+    return _import(f"{package}.{twin}"), "python"
 
 
 #: the eviction policies ``fastlru.Cache`` accepts, by name (both engines number them so)

@@ -15,10 +15,11 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 
 import sys
 
-from collections.abc import Coroutine
+from _collections_abc import Coroutine  # collections.abc's own module, loaded by os (issue #21: import cost)
 
 from ._aio import AsyncFlights, await_miss as _await_miss, cached_coroutine, function_like
-from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
+from . import _cached  # its LRUCacheInfo is made on first use (issue #21: import cost)
+from ._cached import SingleFlight, decorators, parameters, wrapper_repr
 from ._lru_c import LRU, _GET_KNOWN
 from ._policy_c import Cache
 
@@ -244,9 +245,9 @@ cdef class LRUCacheWrapper:
     def cache_info(self):
         """``CacheInfo(hits, misses, maxsize, currsize)``, as ``functools``."""
         if self._lru is None:
-            return LRUCacheInfo(0, self._misses, 0, 0)
+            return _cached.LRUCacheInfo(0, self._misses, 0, 0)
         info = self._lru.info()
-        return LRUCacheInfo(info.hits, info.misses, self._maxsize, info.size)
+        return _cached.LRUCacheInfo(info.hits, info.misses, self._maxsize, info.size)
 
     def cache_clear(self):
         """Empties the cache and resets its statistics."""
@@ -279,23 +280,7 @@ cdef class LRUCacheWrapper:
 
 # -- coroutine functions: a hit is a coroutine that is already done ------------------------------
 
-cdef extern from *:
-    """
-    /* am_send (3.10+): `await` and asyncio's tasks take the value of a done AwaitedValue through
-       PyIter_Send, without a StopIteration; earlier versions go through tp_iternext. */
-    typedef int (*fastlru_send_func)(PyObject *, PyObject *, PyObject **);
-    static void fastlru_enable_send(PyObject *type, fastlru_send_func send) {
-    #if PY_VERSION_HEX >= 0x030A0000
-        PyTypeObject *tp = (PyTypeObject *)type;
-        if (tp->tp_as_async != NULL) {
-            tp->tp_as_async->am_send = (sendfunc)send;
-            PyType_Modified(tp);
-        }
-    #else
-        (void)type; (void)send;
-    #endif
-    }
-    """
+cdef extern from "_awaited_send.h":
     ctypedef int (*fastlru_send_func)(PyObject*, PyObject*, PyObject**) noexcept
     void fastlru_enable_send(object type, fastlru_send_func send)
 

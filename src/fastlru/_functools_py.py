@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from types import CoroutineType, MethodType
-from typing import Any, Callable, Dict, Hashable, Iterable, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Optional, Tuple, Type
 
 from ._cached import LRUCacheInfo, SingleFlight, decorators, parameters, wrapper_repr
 from ._lru_py import LRU

@@ -19,11 +19,12 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int32_t, uint64_t, INT32_MAX
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
-import collections.abc
+from _collections_abc import Mapping, MutableMapping  # collections.abc's own module, loaded by os (issue #21: import cost)
 from time import monotonic as _monotonic
-from types import GenericAlias
+GenericAlias = type(list[int])  # types.GenericAlias, without importing types
 
-from ._common import (MAX_RESTARTS, CacheInfo, LRUType, check_count, check_maxweight,
+from . import _common  # its CacheInfo is made on first use (issue #21: import cost)
+from ._common import (MAX_RESTARTS, LRUType, check_count, check_maxweight,
                       check_time, check_timer, check_ttl, check_weight, copy_of, iter_pairs,
                       lru_repr, rebuild, reduce_lru)
 
@@ -1023,7 +1024,7 @@ cdef class LRU:
             # keeps other's recency order
             for key, value in reversed(other.items()):
                 self[key] = value
-        elif isinstance(other, collections.abc.Mapping):
+        elif isinstance(other, Mapping):
             for key in other:
                 self[key] = other[key]
         elif hasattr(other, "keys"):
@@ -1190,7 +1191,7 @@ cdef class LRU:
         hits, misses, evictions = self.hits, self.misses, self.evictions
         size, count = self.size, self._count
         fastlru_cs_end(&cs)
-        return CacheInfo(hits, misses, evictions, size, count)
+        return _common.CacheInfo(hits, misses, evictions, size, count)
 
     # -- views ------------------------------------------------------------------------
 
@@ -1281,7 +1282,7 @@ cdef class LRU:
     def __eq__(self, other):
         if isinstance(other, LRUType):
             return self.items() == other.items()
-        if isinstance(other, collections.abc.Mapping):
+        if isinstance(other, Mapping):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
@@ -1457,7 +1458,7 @@ cdef int _lru_clear(PyObject* o) noexcept:
 (<_TypeSlots*>LRU).tp_traverse = <traverseproc>_lru_traverse
 (<_TypeSlots*>LRU).tp_clear = <inquiry>_lru_clear
 
-collections.abc.MutableMapping.register(LRU)
+MutableMapping.register(LRU)
 LRUType.register(LRU)
 
 
@@ -1465,15 +1466,7 @@ LRUType.register(LRU)
 # Reached through the capsule ``_GET_KNOWN`` (no Python call, no key hashing, no KeyError on a
 # miss); an internal detail of the compiled engine, with no twin: ormcache's tests cover it.
 
-cdef extern from *:
-    """
-    /* a tuple compared by tuple's own rich comparison (the tuple type, or a subclass that
-       does not override it) */
-    static inline int fastlru_plain_tuple(PyObject *o) {
-        return PyTuple_Check(o) && Py_TYPE(o)->tp_richcompare == PyTuple_Type.tp_richcompare;
-    }
-    #define fastlru_tuple_items(o) (((PyTupleObject *)(o))->ob_item)
-    """
+cdef extern from "_plain_tuple.h":
     object PyCapsule_New(void* pointer, const char* name, void* destructor)
     bint _plain_tuple "fastlru_plain_tuple"(PyObject*) noexcept
     bint _tuple_check_exact "PyTuple_CheckExact"(PyObject*) noexcept

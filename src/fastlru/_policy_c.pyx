@@ -23,11 +23,12 @@ from libc.string cimport memset
 from libc.math cimport sqrt
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
-import collections.abc
+from _collections_abc import Mapping, MutableMapping  # collections.abc's own module, loaded by os (issue #21: import cost)
 from time import monotonic as _monotonic
-from types import GenericAlias
+GenericAlias = type(list[int])  # types.GenericAlias, without importing types
 
-from ._common import (CacheInfo, CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES,
+from . import _common  # its CacheInfo is made on first use (issue #21: import cost)
+from ._common import (CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES,
                       cache_kwargs, cache_repr, check_count, check_maxweight, check_policy,
                       check_time, check_timer, check_ttl, check_weight, copy_cache, iter_pairs,
                       rebuild_cache, reduce_cache)
@@ -1483,7 +1484,7 @@ cdef class Cache:
         fastlru_cs_begin(&cs, self)
         info = (self.hits, self.misses, self.evictions, self.size, self._count)
         fastlru_cs_end(&cs)
-        return CacheInfo(*info)
+        return _common.CacheInfo(*info)
 
     def clear_stats(self):
         """Resets the hits, misses and evictions counters to zero."""
@@ -1704,7 +1705,7 @@ cdef class Cache:
         return reduce_cache(self, Cache, self._count, self._kwargs())
 
     def __eq__(self, other):
-        if isinstance(other, (Cache, collections.abc.Mapping)):
+        if isinstance(other, (Cache, Mapping)):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
@@ -1843,7 +1844,7 @@ cdef int _cache_clear(PyObject* o) noexcept:
 (<_TypeSlots*>Cache).tp_traverse = <traverseproc>_cache_traverse
 (<_TypeSlots*>Cache).tp_clear = <inquiry>_cache_clear
 
-collections.abc.MutableMapping.register(Cache)
+MutableMapping.register(Cache)
 CacheType.register(Cache)
 assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu")] == [
     P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU]

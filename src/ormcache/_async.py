@@ -25,16 +25,17 @@ sync path's (``keys``, ``_lookup.resolve``, ``_lookup.store``); only the waiting
 """
 from __future__ import annotations
 
-import functools
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Dict, List, Tuple
 
 from fastlru._aio import RETRY, AsyncFlights
 
 from ._lookup import AGAIN, check_multi_result, lookup_failed, multi_value, owner_keys, reader, recheck, resolve, store
 from .registry import DELETE_HOOKS
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
+    from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Tuple
+
     from .decorators import ormcache, ormcache_multi
 
 __all__ = ["await_miss", "cached_coroutine", "cached_coroutine_multi"]
@@ -153,7 +154,9 @@ def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
         # outside the except clause: the method's own errors do not chain to the lookup's
         return await func(*args, **kwargs)
 
-    functools.update_wrapper(wrapper, func)
+    from functools import update_wrapper  # at decoration (issue #21: import cost)
+
+    update_wrapper(wrapper, func)
     wrapper.flights = flights  # type: ignore[attr-defined]  # the computations in progress
     return wrapper
 
@@ -228,6 +231,8 @@ def cached_coroutine_multi(spec: ormcache_multi) -> Callable[..., Coroutine[Any,
                     found[todo.pop(key)] = value
         return {id_: found[id_] for id_ in ids}
 
-    functools.update_wrapper(wrapper, func)
+    from functools import update_wrapper  # at decoration (issue #21: import cost)
+
+    update_wrapper(wrapper, func)
     wrapper.flights = flights  # type: ignore[attr-defined]  # the computations in progress
     return wrapper

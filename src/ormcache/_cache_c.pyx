@@ -26,7 +26,6 @@ from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
 
-import functools
 from time import perf_counter as _perf_counter
 
 import sys
@@ -50,398 +49,10 @@ cdef extern from "Python.h":
     int PyErr_ExceptionMatches(object exc)
     void PyErr_Clear()
 
-cdef extern from *:
-    """
-    /* Vectorcall for a Cython type: set the instance slot offset and the flags once, at import.
-       METHOD_DESCRIPTOR lets obj.meth(...) call us with obj first, without a bound method. */
-    static void ormcache_enable_vectorcall(PyObject *type, Py_ssize_t offset) {
-        PyTypeObject *tp = (PyTypeObject *)type;
-        tp->tp_vectorcall_offset = offset;
-        tp->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR;
-        PyType_Modified(tp);
-    }
-    """
+cdef extern from "_cache_compat.h":
     void ormcache_enable_vectorcall(object type, Py_ssize_t offset)
 
-cdef extern from *:
-    """
-    /* The class attribute `name` of tp (borrowed, NULL when absent): 1 if it is a plain value
-       (no descriptor: nothing runs when an instance reads it), else 0. */
-    static int ormcache_class_attr(PyTypeObject *tp, PyObject *name, PyObject **value) {
-        PyObject *v = _PyType_Lookup(tp, name);  /* also gives the type a version tag */
-        if (v != NULL && Py_TYPE(v)->tp_descr_get != NULL) return 0;
-        *value = v;
-        return 1;
-    }
-    /* The version tag of tp, 0 when it has none (then nothing is cached for it). */
-    static unsigned int ormcache_type_tag(PyObject *type) {
-        PyTypeObject *tp = (PyTypeObject *)type;
-    #ifdef Py_TPFLAGS_VALID_VERSION_TAG
-        if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
-    #endif
-        return tp->tp_version_tag;
-    }
-
-    /* How instances of `type` read `pool` and `_name`, decided by the type alone (as CPython's
-       own attribute caches, valid while the type's version tag is *tag):
-       0: ask getattr (a custom getattr, a descriptor named so, no version tag...);
-       1: no instance dict: the class attributes *pool and *name (borrowed, NULL when absent);
-       2: the instance dict's entries when there are, else the class attributes. */
-    static int ormcache_owner_kind(PyObject *type, PyObject *pool_name, PyObject *name_name,
-                                   PyObject **pool, PyObject **name, unsigned int *tag) {
-        PyTypeObject *tp = (PyTypeObject *)type;
-        unsigned int before;
-        int kind = tp->tp_dictoffset != 0 ? 2 : 1;
-        if (tp->tp_getattro != PyObject_GenericGetAttr) return 0;
-    #ifdef Py_TPFLAGS_MANAGED_DICT
-        if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) kind = 2;
-    #endif
-    #ifdef Py_GIL_DISABLED
-        if (kind == 2) return 0;  /* another thread may replace the instance dict under a read */
-    #endif
-        if (!ormcache_class_attr(tp, pool_name, pool) || !ormcache_class_attr(tp, name_name, name)) return 0;
-        before = ormcache_type_tag(type);
-        /* once more: a lookup can compare keys with user code, which could change the class;
-           an unchanged version tag proves it did not */
-        if (!ormcache_class_attr(tp, pool_name, pool) || !ormcache_class_attr(tp, name_name, name)) return 0;
-        *tag = ormcache_type_tag(type);
-        return *tag != 0 && *tag == before ? kind : 0;
-    }
-
-    /* What an instance dict held the last time it was read: on CPython 3.9-3.12 a dict's
-       version (PEP 509) is globally unique and changes with every change of the dict, so the
-       same dict at the same version holds the same `pool` and `_name` (borrowed: the dict keeps
-       them). Later versions hide the field (3.13's inline values may change without it). */
-    #if !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030D0000
-    #define ORMCACHE_DICT_VERSIONS 1
-    #if defined(__GNUC__)
-    #pragma GCC diagnostic push
-    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    #endif
-    static inline uint64_t ormcache_dict_version(PyObject *dict) { return ((PyDictObject *)dict)->ma_version_tag; }
-    #if defined(__GNUC__)
-    #pragma GCC diagnostic pop
-    #endif
-    #endif
-    typedef struct { PyObject *dict; uint64_t version; PyObject *pool; PyObject *name; } ormcache_seen;
-
-    /* The version of an exact dict where versions tell changes (else 0), and whether d is the
-       dict `seen` still at `version`. */
-    static uint64_t ormcache_version_or_zero(PyObject *d) {
-    #ifdef ORMCACHE_DICT_VERSIONS
-        return ormcache_dict_version(d);
-    #else
-        (void)d;
-        return 0;
-    #endif
-    }
-    static int ormcache_same_dict(PyObject *d, PyObject *seen, uint64_t version) {
-        return version != 0 && d == seen && ormcache_version_or_zero(d) == version;
-    }
-
-    /* The instance's own `pool` and `_name`: its __dict__'s entries, as new references (NULL when
-       absent). 1: done; 0: cannot tell cheaply (then ask getattr); -1: an error (from a key's
-       __eq__, as getattr would raise it). On 3.11+ a dict kept in the object's inline values is
-       made a real dict once (as reading obj.__dict__ does): from then on it is read directly. */
-    static int ormcache_instance_attrs(PyObject *obj, PyObject *pool_name, PyObject *name_name,
-                                       ormcache_seen *seen, PyObject **pool, PyObject **name) {
-        PyTypeObject *tp = Py_TYPE(obj);
-        PyObject **dictptr, *dict, *v;
-    #ifdef ORMCACHE_DICT_VERSIONS
-        uint64_t version;
-    #endif
-        *pool = *name = NULL;
-    #ifdef Py_TPFLAGS_MANAGED_DICT
-        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
-    #else
-        if (tp->tp_dictoffset > 0)
-    #endif
-            dictptr = (PyObject **)((char *)obj + tp->tp_dictoffset);
-        else
-            dictptr = _PyObject_GetDictPtr(obj);
-        if (dictptr == NULL) return 0;
-        dict = *dictptr;
-        if (dict == NULL) return 1;  /* no instance attribute at all */
-        if (!PyDict_CheckExact(dict)) return 0;
-    #ifdef ORMCACHE_DICT_VERSIONS
-        version = ormcache_dict_version(dict);
-        if (dict == seen->dict && version == seen->version) {
-            Py_XINCREF(seen->pool);
-            Py_XINCREF(seen->name);
-            *pool = seen->pool;
-            *name = seen->name;
-            return 1;
-        }
-    #endif
-        Py_INCREF(dict);  /* a key's __eq__ could replace obj.__dict__ while we look */
-        v = PyDict_GetItemWithError(dict, pool_name);
-        if (v == NULL && PyErr_Occurred()) goto error;
-        Py_XINCREF(v);
-        *pool = v;
-        v = PyDict_GetItemWithError(dict, name_name);
-        if (v == NULL && PyErr_Occurred()) goto error;
-        Py_XINCREF(v);
-        *name = v;
-    #ifdef ORMCACHE_DICT_VERSIONS
-        if (ormcache_dict_version(dict) == version && Py_REFCNT(dict) > 1) {  /* unchanged, and kept by obj */
-            seen->dict = dict;
-            seen->version = version;
-            seen->pool = *pool;
-            seen->name = *name;
-        }
-    #endif
-        Py_DECREF(dict);
-        return 1;
-    error:
-        Py_CLEAR(*pool);
-        Py_DECREF(dict);
-        return -1;
-    }
-
-    /* The attribute that ormcache_instance_attrs last read from obj's instance dict (`seen`),
-       borrowed (the dict holds it), when that dict is still unchanged: no reference counting,
-       no dict lookup. NULL when it cannot tell this way (then the full path runs), or when the
-       dict has no such entry (*absent = 1). */
-    static PyObject *ormcache_seen_attr(PyObject *obj, ormcache_seen *seen, int *absent) {
-        *absent = 0;
-    #ifdef ORMCACHE_DICT_VERSIONS
-        PyTypeObject *tp = Py_TYPE(obj);
-        PyObject **dictptr, *dict;
-        if (seen->dict == NULL) return NULL;
-    #ifdef Py_TPFLAGS_MANAGED_DICT
-        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
-    #else
-        if (tp->tp_dictoffset > 0)
-    #endif
-            dictptr = (PyObject **)((char *)obj + tp->tp_dictoffset);
-        else
-            dictptr = _PyObject_GetDictPtr(obj);
-        if (dictptr == NULL) return NULL;
-        dict = *dictptr;
-        if (dict != seen->dict || ormcache_dict_version(dict) != seen->version) return NULL;
-        *absent = seen->pool == NULL;
-        return seen->pool;
-    #else
-        (void)obj;
-        (void)seen;
-        return NULL;
-    #endif
-    }
-
-    #define ormcache_steal(o) (o)
-
-    /* The probe key of a hit is a tuple the wrapper keeps and refills, instead of a new tuple
-       per call (allocating, tracking and freeing it was a quarter of a hit). It is used only
-       when nobody else holds it (reference count 1: not in use by a re-entrant call nor kept by
-       anyone), and never on free-threaded builds, where that test proves nothing. */
-    static int ormcache_scratch_free(PyObject *t) {
-    #ifdef Py_GIL_DISABLED
-        return 0;
-    #else
-        return t != NULL && Py_REFCNT(t) == 1;
-    #endif
-    }
-    static void ormcache_set(PyObject **slot, PyObject *value) {
-        PyObject *old = *slot;
-        if (old == value) return;
-        Py_INCREF(value);
-        *slot = value;
-        Py_XDECREF(old);  /* None, or what the owner keeps alive anyway: runs no user code */
-    }
-    /* CPython 3.14 caches a tuple's hash inside the tuple (ob_hash, python/cpython gh-131525,
-       PR #131529). A tuple whose items we change must forget it, or every lookup after the
-       first would probe with the first key's hash. -1 is "not computed yet". */
-    static void ormcache_forget_hash(PyObject *t) {
-    #if PY_VERSION_HEX >= 0x030E0000
-        ((PyTupleObject *)t)->ob_hash = -1;
-    #else
-        (void)t;
-    #endif
-    }
-    /* t = (model, func, *args[indices]) */
-    static void ormcache_fill(PyObject *t, PyObject *model, PyObject *func, PyObject **args,
-                              const Py_ssize_t *indices, Py_ssize_t n) {
-        PyObject **items = ((PyTupleObject *)t)->ob_item;
-        Py_ssize_t i;
-        ormcache_set(&items[0], model);
-        ormcache_set(&items[1], func);
-        for (i = 0; i < n; i++) ormcache_set(&items[2 + i], args[indices[i]]);
-        ormcache_forget_hash(t);
-    }
-    /* t[i] = value (the context's share of an ormcache_context probe) */
-    static void ormcache_fill_item(PyObject *t, Py_ssize_t i, PyObject *value) {
-        ormcache_set(&((PyTupleObject *)t)->ob_item[i], value);
-        ormcache_forget_hash(t);
-    }
-    /* Back to None: the kept tuple must not keep the call's arguments alive. The caller still
-       holds them, so these decrefs free nothing. */
-    static void ormcache_unfill(PyObject *t, Py_ssize_t n) {
-        PyObject **items = ((PyTupleObject *)t)->ob_item;
-        Py_ssize_t i;
-        for (i = 0; i < n; i++) ormcache_set(&items[2 + i], Py_None);
-        ormcache_forget_hash(t);
-    }
-
-    /* HashedKey: the key a miss stores, a tuple that computes its hash once and keeps it (as
-       cachetools' hashed keys), so the flight table, the store and the flight removal never
-       run the arguments' __hash__ again. The hash lives after the items: the type is one
-       Py_hash_t larger than a tuple, and instances are allocated zeroed (0: not computed yet;
-       a genuine hash of 0 is merely recomputed). Final, equal to and hashed as the plain tuple. */
-    static PyTypeObject ormcache_HashedKey_Type = {
-        PyVarObject_HEAD_INIT(NULL, 0)
-        "ormcache._cache_c.HashedKey",
-        offsetof(PyTupleObject, ob_item) + sizeof(Py_hash_t),
-        sizeof(PyObject *),
-    };
-    static Py_hash_t *ormcache_key_slot(PyObject *key) {
-        return (Py_hash_t *)((char *)key + offsetof(PyTupleObject, ob_item) + Py_SIZE(key) * sizeof(PyObject *));
-    }
-    static Py_hash_t ormcache_key_hash(PyObject *key) {
-        Py_hash_t *slot = ormcache_key_slot(key);
-        Py_hash_t h = *slot;
-        if (h == 0) {
-            h = PyTuple_Type.tp_hash(key);
-            if (h == -1) return -1;
-            *slot = h;
-        }
-        return h;
-    }
-    /* Pickled (and copied) as the plain tuple: equal, same hash. */
-    static PyObject *ormcache_key_reduce(PyObject *key, PyObject *unused) {
-        PyObject *items = PyTuple_GetSlice(key, 0, PyTuple_GET_SIZE(key));  /* an exact tuple */
-        if (items == NULL) return NULL;
-        return Py_BuildValue("(O(N))", (PyObject *)&PyTuple_Type, items);
-    }
-    static PyMethodDef ormcache_key_methods[] = {
-        {"__reduce__", (PyCFunction)ormcache_key_reduce, METH_NOARGS, NULL},
-        {NULL, NULL, 0, NULL},
-    };
-    /* hash(o), read straight from a HashedKey that has it (the context part of a key) */
-    static inline Py_hash_t ormcache_part_hash(PyObject *o) {
-        if (Py_IS_TYPE(o, &ormcache_HashedKey_Type)) {
-            Py_hash_t h = *ormcache_key_slot(o);
-            if (h != 0) return h;
-        }
-        return PyObject_Hash(o);
-    }
-    /* The key plan's values for a positional call (keys.KeyFunction.plan, here one
-       (default, attribute names, builtin or None) per value, and each value's argument
-       position): attribute chains read and builtins called without the lambda's frame. A new
-       tuple, or NULL with the exception set. */
-    static PyObject *ormcache_plan_values(PyObject *plan, const Py_ssize_t *positions,
-                                          PyObject **args, Py_ssize_t nargs) {
-        Py_ssize_t i, j, n = PyTuple_GET_SIZE(plan);
-        PyObject *values = PyTuple_New(n), *step, *names, *call, *value, *next;
-        if (values == NULL) return NULL;
-        for (i = 0; i < n; i++) {
-            step = PyTuple_GET_ITEM(plan, i);
-            names = PyTuple_GET_ITEM(step, 1);
-            call = PyTuple_GET_ITEM(step, 2);
-            value = positions[i] < nargs ? args[positions[i]] : PyTuple_GET_ITEM(step, 0);
-            Py_INCREF(value);
-            for (j = 0; j < PyTuple_GET_SIZE(names); j++) {
-                next = PyObject_GetAttr(value, PyTuple_GET_ITEM(names, j));
-                Py_DECREF(value);
-                if (next == NULL) goto error;
-                value = next;
-            }
-            if (call != Py_None) {
-                next = PyObject_CallOneArg(call, value);
-                Py_DECREF(value);
-                if (next == NULL) goto error;
-                value = next;
-            }
-            PyTuple_SET_ITEM(values, i, value);
-        }
-        return values;
-    error:
-        Py_DECREF(values);
-        return NULL;
-    }
-    static PyObject *ormcache_key_type(void) {
-        PyTypeObject *tp = &ormcache_HashedKey_Type;
-        if (tp->tp_base == NULL) {
-            tp->tp_flags = Py_TPFLAGS_DEFAULT;
-            tp->tp_doc = "A key tuple that computes its hash once (the key an ormcache miss stores).";
-            tp->tp_base = &PyTuple_Type;
-            tp->tp_hash = ormcache_key_hash;
-            tp->tp_richcompare = PyTuple_Type.tp_richcompare;
-            tp->tp_methods = ormcache_key_methods;
-            if (PyType_Ready(tp) < 0) return NULL;
-        }
-        Py_INCREF(tp);
-        return (PyObject *)tp;
-    }
-    /* A HashedKey with the items of the tuple t (a copy: the probe tuple is reused). */
-    static PyObject *ormcache_hashed(PyObject *t) {
-        Py_ssize_t i, n = PyTuple_GET_SIZE(t);
-        PyObject *key = ormcache_HashedKey_Type.tp_alloc(&ormcache_HashedKey_Type, n);
-        if (key == NULL) return NULL;
-        for (i = 0; i < n; i++) {
-            PyObject *item = PyTuple_GET_ITEM(t, i);
-            Py_INCREF(item);
-            PyTuple_SET_ITEM(key, i, item);
-        }
-        ormcache_forget_hash(key);
-        return key;
-    }
-
-    /* After a failed lookup of key: 1 if it failed because the key is not there (the engine's
-       own KeyError(key), cleared), 0 for any other Exception (left pending: a lookup error, as
-       a KeyError raised by a key's __hash__ or __eq__), -1 for a BaseException that is not an
-       Exception (KeyboardInterrupt...: left pending, to propagate). */
-    static int ormcache_is_miss_of(PyObject *exc, PyObject *key) {
-        PyObject *args;
-        if (exc == NULL || !Py_IS_TYPE(exc, (PyTypeObject *)PyExc_KeyError)) return 0;
-        args = ((PyBaseExceptionObject *)exc)->args;  /* always a tuple */
-        return args != NULL && PyTuple_GET_SIZE(args) == 1 && PyTuple_GET_ITEM(args, 0) == key;
-    }
-    static int ormcache_lookup_failure(PyObject *key) {
-        int genuine;
-        if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
-        if (!PyErr_ExceptionMatches(PyExc_KeyError)) return 0;
-    #if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = PyErr_GetRaisedException();
-        genuine = ormcache_is_miss_of(exc, key);
-        if (genuine) Py_DECREF(exc); else PyErr_SetRaisedException(exc);
-    #else
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        genuine = ormcache_is_miss_of(value, key);
-        if (genuine) { Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb); }
-        else PyErr_Restore(type, value, tb);
-    #endif
-        return genuine;
-    }
-    /* Lets Cython see the exception a raw C-API call left pending. */
-    static void ormcache_raise_pending(void) {}
-
-    /* The pending exception as an object (a new reference), leaving none set. */
-    static PyObject *ormcache_fetch_error(void) {
-        PyObject *value;
-    #if PY_VERSION_HEX >= 0x030C0000
-        value = PyErr_GetRaisedException();
-    #else
-        PyObject *type, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-    #endif
-        if (value == NULL) { Py_INCREF(Py_None); value = Py_None; }
-        return value;
-    }
-    """
-    object ormcache_steal(PyObject* o)  # a new reference, handed to Cython as is
-    bint ormcache_scratch_free(PyObject* t)
-    void ormcache_fill(PyObject* t, PyObject* model, PyObject* func, PyObject** args, const Py_ssize_t* indices, Py_ssize_t n)
-    void ormcache_unfill(PyObject* t, Py_ssize_t n)
-    void ormcache_fill_item(PyObject* t, Py_ssize_t i, PyObject* value)
-    object ormcache_hashed(PyObject* t)
-    object ormcache_key_type()
-    int ormcache_lookup_failure(PyObject* key)  # -1: a BaseException left pending
+cdef extern from "_cache_owner.h":
     Py_ssize_t Py_REFCNT(PyObject* o)
     int ormcache_owner_kind(object type, object pool_name, object name_name, PyObject** pool, PyObject** name, unsigned int* tag)
     ctypedef struct ormcache_seen:
@@ -450,63 +61,27 @@ cdef extern from *:
     bint ormcache_same_dict(PyObject* d, PyObject* seen, unsigned long long version)
     int ormcache_instance_attrs(PyObject* obj, object pool_name, object name_name, ormcache_seen* seen, PyObject** pool, PyObject** name)
     PyObject* ormcache_seen_attr(PyObject* obj, ormcache_seen* seen, int* absent)
-    Py_hash_t ormcache_part_hash(PyObject* o)
-    PyObject* ormcache_plan_values(object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs)
     unsigned int ormcache_type_tag(object type)
     PyObject* Py_TYPE_raw "(PyObject *)Py_TYPE" (PyObject* o)
+
+cdef extern from "_cache_keys.h":
+    object ormcache_steal(PyObject* o)  # a new reference, handed to Cython as is
+    bint ormcache_scratch_free(PyObject* t)
+    void ormcache_fill(PyObject* t, PyObject* model, PyObject* func, PyObject** args, const Py_ssize_t* indices, Py_ssize_t n)
+    void ormcache_unfill(PyObject* t, Py_ssize_t n)
+    void ormcache_fill_item(PyObject* t, Py_ssize_t i, PyObject* value)
+    object ormcache_hashed(PyObject* t)
+    object ormcache_key_type()
+    Py_hash_t ormcache_part_hash(PyObject* o)
+    PyObject* ormcache_plan_values(object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs)
     PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
+
+cdef extern from "_cache_errors.h":
+    int ormcache_lookup_failure(PyObject* key)  # -1: a BaseException left pending
     object ormcache_fetch_error()
     void raise_pending "ormcache_raise_pending" () except *
 
-cdef extern from *:
-    """
-    /* The hash of the key tuple (model, func, *args) folded item by item, as CPython's own
-       tuple hash does (xxHash-based, Objects/tupleobject.c tuplehash, 3.8 on): a slot folds
-       its constant prefix (model, func) once, a hit folds only the arguments' hashes. Used
-       only if it gives hash(t) for sample tuples at import (_fold_ok). */
-    #if SIZEOF_PY_UHASH_T > 4
-    #define ORMCACHE_P1 ((Py_uhash_t)11400714785074694791ULL)
-    #define ORMCACHE_P2 ((Py_uhash_t)14029467366897019727ULL)
-    #define ORMCACHE_P5 ((Py_uhash_t)2870177450012600261ULL)
-    #define ORMCACHE_ROTATE(x) ((x << 31) | (x >> 33))
-    #else
-    #define ORMCACHE_P1 ((Py_uhash_t)2654435761UL)
-    #define ORMCACHE_P2 ((Py_uhash_t)2246822519UL)
-    #define ORMCACHE_P5 ((Py_uhash_t)374761393UL)
-    #define ORMCACHE_ROTATE(x) ((x << 13) | (x >> 19))
-    #endif
-    static inline Py_uhash_t ormcache_fold_start(void) { return ORMCACHE_P5; }
-    static inline Py_uhash_t ormcache_fold(Py_uhash_t acc, Py_hash_t lane) {
-        acc += (Py_uhash_t)lane * ORMCACHE_P2;
-        acc = ORMCACHE_ROTATE(acc);
-        return acc * ORMCACHE_P1;
-    }
-    static inline Py_hash_t ormcache_fold_end(Py_uhash_t acc, Py_ssize_t len) {
-        acc += (Py_uhash_t)len ^ (ORMCACHE_P5 ^ 3527539UL);
-        return acc == (Py_uhash_t)-1 ? 1546275796 : (Py_hash_t)acc;
-    }
-    /* 1 if the fold gives hash(t) for the tuple t (its items' hashes are known not to fail) */
-    static int ormcache_fold_matches(PyObject *t) {
-        Py_ssize_t i, n = PyTuple_GET_SIZE(t);
-        Py_uhash_t acc = ormcache_fold_start();
-        Py_hash_t expected = PyObject_Hash(t);
-        if (expected == -1) { PyErr_Clear(); return 0; }
-        for (i = 0; i < n; i++) acc = ormcache_fold(acc, PyObject_Hash(PyTuple_GET_ITEM(t, i)));
-        return ormcache_fold_end(acc, n) == expected;
-    }
-    /* Whether hashing o runs no Python code and always gives the same value: a str (its hash
-       is cached) or an object hashed by identity (a function). Only such constant key items are
-       folded once per slot. */
-    static int ormcache_constant_hash(PyObject *o) {
-        return PyUnicode_CheckExact(o) || Py_TYPE(o)->tp_hash == PyBaseObject_Type.tp_hash;
-    }
-    /* The kind of the pending exception of a failed lookup: 0 an Exception (reported, the
-       method computed uncached), -1 any other BaseException (KeyboardInterrupt...: propagated). */
-    static int ormcache_error_kind(void) {
-        return PyErr_ExceptionMatches(PyExc_Exception) ? 0 : -1;
-    }
-    typedef int (*ormcache_get_known_t)(PyObject *lru, PyObject *key, Py_hash_t h, PyObject **value);
-    """
+cdef extern from "_cache_keys.h":
     ctypedef size_t Py_uhash_t
     ctypedef int (*get_known_t "ormcache_get_known_t")(PyObject* lru, PyObject* key, Py_hash_t h, PyObject** value) noexcept
     Py_uhash_t ormcache_fold_start()
@@ -514,9 +89,11 @@ cdef extern from *:
     Py_hash_t ormcache_fold_end(Py_uhash_t acc, Py_ssize_t n)
     bint ormcache_fold_matches(object t)
     bint ormcache_constant_hash(PyObject* o)
-    int ormcache_error_kind()
     Py_hash_t PyObject_Hash_raw "PyObject_Hash" (PyObject* o)
     void* PyCapsule_GetPointer(object capsule, const char* name) except NULL
+
+cdef extern from "_cache_errors.h":
+    int ormcache_error_kind()
 
 cdef enum:
     # at most this many plain parameter names take the fast key path (more use the key function)
@@ -525,71 +102,12 @@ cdef enum:
     # mixin and BaseModel methods serve hundreds); past this, it starts over from the new one
     MAX_SLOTS = 1024
 
-cdef extern from *:
-    """
-    /* A method's owner types -> slots: open addressing over a power-of-two array, linear
-       probing, keyed by the type's address (never by its __hash__ or __eq__: no user code). The
-       pointers are borrowed: the table's tuple of slots keeps the slots, which keep the types. */
-    typedef struct { PyObject *type; PyObject *slot; } ormcache_entry;
-    static inline size_t ormcache_type_index(PyObject *type, size_t mask) {
-        size_t h = (size_t)type >> 4;  /* objects are 16-byte aligned */
-        return (h ^ (h >> 9)) & mask;
-    }
-    /* the slot of `type`, NULL when none (the array always has an empty entry) */
-    static inline PyObject *ormcache_type_slot(ormcache_entry *entries, size_t mask, PyObject *type) {
-        size_t i = ormcache_type_index(type, mask);
-        for (;;) {
-            PyObject *t = entries[i].type;
-            if (t == type) return entries[i].slot;
-            if (t == NULL) return NULL;
-            i = (i + 1) & mask;
-        }
-    }
-    /* 1 if `type` was added (0: it has a slot already, a more recent one) */
-    static inline int ormcache_type_add(ormcache_entry *entries, size_t mask, PyObject *type, PyObject *slot) {
-        size_t i = ormcache_type_index(type, mask);
-        for (;;) {
-            if (entries[i].type == type) return 0;
-            if (entries[i].type == NULL) { entries[i].type = type; entries[i].slot = slot; return 1; }
-            i = (i + 1) & mask;
-        }
-    }
-    """
+cdef extern from "_cache_owner.h":
     ctypedef struct ormcache_entry:
         PyObject* type
         PyObject* slot
 
-cdef extern from *:
-    """
-    /* The offset of the slot `name` of tp's instances (a __slots__ entry: a member descriptor
-       of type T_OBJECT_EX that tp inherits or defines), 0 when `name` is anything else. Read
-       directly while tp's version tag is unchanged, as the descriptor's __get__ would: the
-       object stored there, or NULL (unset: getattr raises AttributeError). */
-    #include "structmember.h"  /* PyMemberDef before 3.12 */
-    #define ORMCACHE_T_OBJECT_EX 16
-    static Py_ssize_t ormcache_member_offset(PyObject *type, PyObject *name) {
-        PyTypeObject *tp = (PyTypeObject *)type;
-        PyObject *v = _PyType_Lookup(tp, name);
-        PyMemberDef *member;
-        if (v == NULL || !Py_IS_TYPE(v, &PyMemberDescr_Type)) return 0;
-        if (!PyType_IsSubtype(tp, PyDescr_TYPE(v))) return 0;
-        member = ((PyMemberDescrObject *)v)->d_member;
-        if (member->type != ORMCACHE_T_OBJECT_EX || member->offset <= 0) return 0;
-        return member->offset;
-    }
-    static inline PyObject *ormcache_member_read(PyObject *obj, Py_ssize_t offset) {
-        return *(PyObject **)((char *)obj + offset);  /* borrowed, NULL when unset */
-    }
-    /* 1 if `context` is a dict whose `get` is dict's own (a dict, or a subclass such as Odoo's
-       frozendict that does not override it): its values are read from the dict's storage, and
-       its version (ormcache_dict_version) tells a change, as for a dict. */
-    static int ormcache_plain_dict(PyObject *context, PyObject *get_name) {
-        PyTypeObject *tp = Py_TYPE(context);
-        if (tp == &PyDict_Type) return 1;
-        if (!PyDict_Check(context)) return 0;
-        return _PyType_Lookup(tp, get_name) == _PyType_Lookup(&PyDict_Type, get_name);
-    }
-    """
+cdef extern from "_cache_owner.h":
     Py_ssize_t ormcache_member_offset(object type, object name)
     PyObject* ormcache_member_read(PyObject* obj, Py_ssize_t offset)
     bint ormcache_plain_dict(object context, object get_name)
@@ -1392,22 +910,7 @@ cdef object _expr_call(CachedMethod self, _Slot slot, tuple values, PyObject** a
 
 # -- the miss: the compiled twin of ``_lookup.miss`` ---------------------------------------------
 
-cdef extern from *:
-    """
-    /* dict.setdefault(key, value) as a new reference (a borrowed one is unsafe on free-threaded
-       builds, where another thread may remove the entry); NULL with an exception set. */
-    static PyObject *ormcache_setdefault(PyObject *d, PyObject *key, PyObject *value) {
-    #if PY_VERSION_HEX >= 0x030D0000
-        PyObject *result;
-        if (PyDict_SetDefaultRef(d, key, value, &result) < 0) return NULL;
-        return result;
-    #else
-        PyObject *result = PyDict_SetDefault(d, key, value);
-        Py_XINCREF(result);
-        return result;
-    #endif
-    }
-    """
+cdef extern from "_cache_compat.h":
     object ormcache_setdefault(object d, object key, object value)
 
 
@@ -1536,8 +1039,10 @@ HashedKey = ormcache_key_type()
 
 def cached_method(spec):
     """The caching wrapper described by ``spec`` (an ``ormcache`` decorator, once bound)."""
+    from functools import update_wrapper  # at decoration, not at import (issue #21: import cost)
+
     wrapper = CachedMethod(spec)
-    functools.update_wrapper(wrapper, spec.func)
+    update_wrapper(wrapper, spec.func)
     return wrapper
 
 

@@ -6,14 +6,20 @@ from a new registry or model, misses, errors) goes to ``_lookup``.
 """
 from __future__ import annotations
 
-import functools
 import operator
-from typing import Any, Callable, Dict, Tuple
 
 from ._async import cached_coroutine
 from ._lookup import lookup_failed, miss, reader, resolve
 from .keys import context_of, context_part
 from .registry import DELETE_HOOKS
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Tuple
+
+    _AnyTuple = tuple[Any, ...]
+else:
+    _AnyTuple = tuple
 
 __all__ = ["Counter", "HashedKey", "cached_coroutine", "cached_method", "forget_registries"]
 
@@ -67,7 +73,7 @@ class Counter:
         return f"<Counter hit={self.hit} miss={self.miss} err={self.err} gen_time={self.gen_time:.6f}>"
 
 
-class HashedKey(tuple[Any, ...]):
+class HashedKey(_AnyTuple):
     """The key a miss stores: a tuple that computes its hash once and keeps it, so the flight
     table, the store and the flight removal never run the arguments' ``__hash__`` again. Equal
     to, and hashed as, the plain tuple; pickled as one."""
@@ -165,6 +171,8 @@ def cached_method(spec: Any) -> Callable[..., Any]:
         # keep it alive
         return func(*args, **kwargs)
 
-    functools.update_wrapper(wrapper, func)
+    from functools import update_wrapper  # at decoration (issue #21: import cost)
+
+    update_wrapper(wrapper, func)
     wrapper.flights = flights  # type: ignore[attr-defined]  # the computations in progress (as CachedMethod.flights)
     return wrapper

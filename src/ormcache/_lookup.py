@@ -12,20 +12,21 @@
 """
 from __future__ import annotations
 
-import logging
 import sys
 import time
-from collections.abc import Mapping
-from _thread import allocate_lock as _allocate_lock
-from threading import get_ident
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from _collections_abc import Mapping  # collections.abc's own module, loaded by os (issue #21: import cost)
+from _thread import allocate_lock as _allocate_lock, get_ident
 
 from fastlru import LRU as _LRU
-from fastlru._lru_py import LRU as _LRU_PY
 
+from ._logger import get_logger
 from .registry import ExpiringName, Registry, default_registry
 
-_logger = logging.getLogger("ormcache")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+_logger = get_logger("ormcache")
 _new = object.__new__
 
 #: thread ident -> the flight it waits for (to detect waits that would close a cycle)
@@ -131,8 +132,15 @@ def _tx_counting(registry: Any, lru: Any, counter: Any) -> TxCounting:
     return wrapped
 
 
-#: the engine's own LRU types: their ``get`` is their ``__getitem__`` with a default
-_ENGINE_LRUS = frozenset({_LRU, _LRU_PY})
+def _is_engine_lru(lru: Any) -> bool:
+    """Whether ``lru`` is the engine's own LRU, compiled or twin: its ``get`` is its
+    ``__getitem__`` with a default. An LRU of the twin exists only once the twin is imported,
+    which ``import ormcache`` does not do (issue #21: import cost)."""
+    tp = type(lru)
+    if tp is _LRU:
+        return True
+    twin = sys.modules.get("fastlru._lru_py")
+    return twin is not None and tp is twin.LRU
 
 
 def reader(lru: Any) -> Callable[[Any, Any], Any]:
@@ -140,7 +148,7 @@ def reader(lru: Any) -> Callable[[Any, Any], Any]:
     or for any other LRU (a ``Registry(lru_factory=...)`` subclass) ``lru[key]``, so that an
     overridden ``__getitem__`` is honoured, as by the compiled hit path; a ``KeyError`` other
     than the miss of this very key is a failed lookup, as there."""
-    if type(lru) in _ENGINE_LRUS:
+    if _is_engine_lru(lru):
         return lru.get  # type: ignore[no-any-return]
 
     def get(key: Any, default: Any) -> Any:
@@ -160,7 +168,7 @@ def recheck(lru: Any, key: Any) -> Any:
     value there, and single flight is single. Not counted by the engine, not made most recent
     (``peek``); another LRU type is read as the hit path reads it (``reader``)."""
     try:
-        if type(lru) in _ENGINE_LRUS:
+        if _is_engine_lru(lru):
             return lru.peek(key, AGAIN)
         return reader(lru)(key, AGAIN)
     except Exception:  # noqa: BLE001 - the cache refuses it now: computed, as a miss

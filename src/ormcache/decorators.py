@@ -21,23 +21,22 @@ is not CPython, or it did not build; then ``_cache_py``. ``IMPLEMENTATION`` says
 """
 from __future__ import annotations
 
-import functools
-import warnings
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, overload
-
 from fastlru._aio import refuse_async_generator
 from fastlru._common import check_ttl, choose
 
 from ._async import cached_coroutine_multi
 from ._lookup import cache_of, lookup_failed, multi_miss, multi_rest, reader, registry_of, resolve
-from .keys import KeyFunction, compile_key
-from .registry import CACHE_SIZES, ExpiringName, Registry, default_registry
+from .registry import CACHE_SIZES, ExpiringName, Registry
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, overload
+
     from typing_extensions import ParamSpec
 
     from . import _cache_py as _impl
     from ._typing import OrmCached
+    from .keys import KeyFunction
 
     _P = ParamSpec("_P")
     _R = TypeVar("_R")
@@ -46,6 +45,9 @@ if TYPE_CHECKING:
     IMPLEMENTATION = "python"
 else:
     _impl, IMPLEMENTATION = choose(__package__, "_cache_c", "_cache_py")
+
+    def overload(func):  # typing.overload's use here: the signatures are for type checkers
+        return func
 
 __all__ = ["ormcache", "ormcache_context", "ormcache_multi", "IMPLEMENTATION"]
 
@@ -109,6 +111,8 @@ class ormcache:
                 raise TypeError("ormcache: give key expressions or skiparg, not both")
             if not isinstance(skiparg, int) or isinstance(skiparg, bool) or skiparg < 0:
                 raise TypeError(f"ormcache: skiparg must be an int >= 0, not {skiparg!r}")
+            import warnings
+
             warnings.warn(
                 "ormcache(skiparg=N) is deprecated: give the key as expressions over the parameters",
                 DeprecationWarning,
@@ -155,6 +159,8 @@ class ormcache:
         return rewrap(wrapper) if rewrap is not None else wrapper
 
     def _compile_key(self) -> KeyFunction:
+        from .keys import KeyFunction, compile_key  # at decoration, not at import (issue #21: import cost)
+
         if self.skiparg is not None:
             skip = self.skiparg
             return KeyFunction(lambda *args, **kwargs: args[skip:], None, 0, -1)
@@ -226,6 +232,8 @@ class ormcache_context(ormcache):
         self.keys = tuple(keys)
 
     def _compile_key(self) -> KeyFunction:
+        from .keys import compile_key
+
         return compile_key(
             self.func, self.exprs, context_keys=self.keys, where=f"ormcache_context on {self.func.__qualname__!r}"
         )
@@ -255,6 +263,8 @@ class ormcache_multi(ormcache):
 
     def _compile_key(self) -> KeyFunction:
         import inspect
+
+        from .keys import compile_key
 
         where = f"ormcache_multi on {self.func.__qualname__!r}"
         self.signature = inspect.signature(self.func)
@@ -324,7 +334,9 @@ class ormcache_multi(ormcache):
                 result[id_] = values[id_]
             return result
 
-        functools.update_wrapper(wrapper, func)
+        from functools import update_wrapper  # at decoration (issue #21: import cost)
+
+        update_wrapper(wrapper, func)
         self.multi_position, self.multi_fallback, self.multi_name = position, wrapper, missing_name
         self.flights = flights
         # the compiled hit path serves positional calls itself (the ids looked up in C)

@@ -12,12 +12,15 @@ never the module's globals, and a bad expression fails here, naming the method a
 from __future__ import annotations
 
 import builtins
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
+from collections import namedtuple
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     import ast
     import inspect
-# ast and inspect are imported when a key is compiled (at decoration), not with ormcache (issue #21)
+    from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
+# typing is never imported at run time; ast and inspect are imported when a key is compiled
+# (at decoration), not with ormcache (issue #21)
 
 __all__ = ["KeyFunction", "compile_key", "context_of", "context_part"]
 
@@ -28,30 +31,35 @@ _DEFAULT = "_ormcache_default_"
 _CTX_VAR = "_ormcache_context"
 
 
-class KeyFunction(NamedTuple):
-    """How to build the variable part of a key from a call's arguments."""
+if TYPE_CHECKING:
+    class KeyFunction(NamedTuple):
+        """How to build the variable part of a key from a call's arguments."""
 
-    #: ``function(*args, **kwargs) -> tuple``: the key's expressions, evaluated as by a real call.
-    function: Callable[..., Tuple[Any, ...]]
-    #: positions of the arguments when every expression is a plain positional parameter name
-    #: (the fast path: the key is taken straight from the positional arguments), else None.
-    indices: Optional[Tuple[int, ...]]
-    #: a positional call with ``min_args <= len(args) <= max_args`` and no keywords binds
-    #: exactly like the signature (max_args is -1 when there is a ``*args``).
-    min_args: int
-    max_args: int
-    #: ``ormcache_context``: the context keys whose values end the key, as one nested tuple
-    #: (``context_part``), else None.
-    context_keys: Optional[Tuple[str, ...]] = None
-    #: where the context comes from on the fast path: the position of the ``context`` parameter
-    #: (given positionally), or -1: ``context_of`` the first argument (the owner).
-    context_index: int = -1
-    #: when every expression is a parameter, an attribute chain on one (``self.env.uid``) or a
-    #: call of a builtin of ``PLAN_BUILTINS`` on either (``frozenset(ids)``), and ``indices`` is
-    #: None: one ``(position, default, attributes, builtin or None)`` per expression, which the
-    #: compiled hit path evaluates without the lambda's frame for a positional call of
-    #: ``min_args..max_args`` arguments (``default`` stands for a parameter not given), else None.
-    plan: Optional[Tuple[Tuple[int, Any, Tuple[str, ...], Any], ...]] = None
+        #: ``function(*args, **kwargs) -> tuple``: the key's expressions, evaluated as by a real call.
+        function: Callable[..., Tuple[Any, ...]]
+        #: positions of the arguments when every expression is a plain positional parameter name
+        #: (the fast path: the key is taken straight from the positional arguments), else None.
+        indices: Optional[Tuple[int, ...]]
+        #: a positional call with ``min_args <= len(args) <= max_args`` and no keywords binds
+        #: exactly like the signature (max_args is -1 when there is a ``*args``).
+        min_args: int
+        max_args: int
+        #: ``ormcache_context``: the context keys whose values end the key, as one nested tuple
+        #: (``context_part``), else None.
+        context_keys: Optional[Tuple[str, ...]] = None
+        #: where the context comes from on the fast path: the position of the ``context`` parameter
+        #: (given positionally), or -1: ``context_of`` the first argument (the owner).
+        context_index: int = -1
+        #: when every expression is a parameter, an attribute chain on one (``self.env.uid``) or a
+        #: call of a builtin of ``PLAN_BUILTINS`` on either (``frozenset(ids)``), and ``indices`` is
+        #: None: one ``(position, default, attributes, builtin or None)`` per expression, which the
+        #: compiled hit path evaluates without the lambda's frame for a positional call of
+        #: ``min_args..max_args`` arguments (``default`` stands for a parameter not given), else None.
+        plan: Optional[Tuple[Tuple[int, Any, Tuple[str, ...], Any], ...]] = None
+else:  # the same tuple, without importing typing
+    KeyFunction = namedtuple("KeyFunction", ["function", "indices", "min_args", "max_args", "context_keys",
+                                             "context_index", "plan"], defaults=(None, -1, None))
+    KeyFunction.__doc__ = "How to build the variable part of a key from a call's arguments."
 
 
 #: the builtins a key plan calls directly (pure, one argument): the lambda would call the same

@@ -37,13 +37,16 @@ Contract relied on by the signaling and SQLAlchemy layers:
 """
 from __future__ import annotations
 
-import hashlib
-import threading
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Set, Tuple
+from _thread import _local, allocate_lock  # threading's own (issue #21: import cost)
 
 from fastlru._common import check_ttl
 
 from .signaling import RegistrySignaling
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
+if TYPE_CHECKING:
+    import threading
+    from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Set, Tuple
 
 __all__ = ["Registry", "CACHE_SIZES", "CACHES_BY_KEY", "ExpiringName", "default_registry", "method_signal"]
 
@@ -92,6 +95,8 @@ def method_signal(func: Any) -> str:
     same in every process; a hash of that where a PostgreSQL table name would not keep it."""
     name = f"o.{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', func)}"
     if len(("orm_signaling_" + name).encode("utf-8")) > 63:
+        import hashlib  # when a name is too long only (issue #21: import cost)
+
         name = "o." + hashlib.md5(name.encode("utf-8")).hexdigest()
     return name
 
@@ -120,7 +125,7 @@ class _PerDatabase(type):
             return registry
 
 
-class _ThreadFlags(threading.local):
+class _ThreadFlags(_local):
     """A registry's per-thread flags. ``scope_generation`` (None outside a ``cursor_scope()``)
     is read by every miss (``Registry.generation``, three times): a class default, since reading
     a ``threading.local`` attribute a thread never set raises (and formats) an AttributeError."""
@@ -135,7 +140,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
     """The caches of one database, shared by every thread of the process."""
 
     _registries: ClassVar[Dict[str, "Registry"]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _lock: ClassVar[threading.Lock] = allocate_lock()
 
     def __init__(
         self,
@@ -182,7 +187,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         #: (cache name, ttl) -> LRU, made on first use (see ``expiring_cache``); replaced whole
         #: when one is added, so that a thread iterating it never sees it change
         self.expiring: Dict[Tuple[str, float], Any] = {}
-        self._expiring_lock = threading.Lock()
+        self._expiring_lock = allocate_lock()
         #: name -> caches cleared with it: CACHES_BY_KEY plus this registry's own names
         self.caches_by_key: Dict[str, Tuple[str, ...]] = dict(CACHES_BY_KEY)
         self.caches_by_key.update((name, (name,)) for name in counts if name not in CACHE_SIZES)

@@ -10,16 +10,19 @@ increments may be lost; they are statistics, not accounting.
 """
 from __future__ import annotations
 
-import logging
-import signal
 import sys
-import threading
+from _thread import allocate_lock
 from collections import Counter as _Tally
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import _cache_py
+from ._logger import get_logger
 from ._lookup import resolve
 from .registry import Registry
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
+if TYPE_CHECKING:
+    import threading
+    from typing import Any, Dict, List, Optional, Set, Tuple
 
 #: the types of the keys ormcache stores: plain tuples (``add_value``) and the hit paths'
 #: ``HashedKey`` (a miss); a user's tuple subclass in a cache is not one of ours
@@ -33,8 +36,8 @@ else:
 
 __all__ = ["stats", "cache_usage", "log_ormcache_stats", "enable_signal_handlers", "get_cache_key_counter"]
 
-_logger = logging.getLogger("ormcache")
-_log_lock = threading.Lock()
+_logger = get_logger("ormcache")
+_log_lock = allocate_lock()
 #: the thread logging after the last signal (tests join it)
 last_log_thread: Optional[threading.Thread] = None
 
@@ -155,6 +158,9 @@ def log_ormcache_stats(sig: Optional[int] = None, frame: Any = None, *, sizes: O
     not be taken inside a handler that may have interrupted them.
     """
     global last_log_thread
+    import signal  # signal and threading on use, not at import (issue #21: import cost)
+    import threading
+
     show_sizes = bool(sizes) if sizes is not None else sig == getattr(signal, "SIGUSR2", None)
     if sig is None:
         _logger.info("%s", format_stats(show_sizes))
@@ -179,6 +185,8 @@ def enable_signal_handlers() -> Dict[int, Any]:
 
     Returns the previous handlers, by signal number.
     """
+    import signal
+
     previous = {}
     for name in ("SIGUSR1", "SIGUSR2"):
         signum = getattr(signal, name, None)

@@ -14,7 +14,6 @@ its bound ``get`` and ``set`` methods, ``get(k)`` returning the value or None (`
 from __future__ import annotations
 
 import functools
-import importlib
 import subprocess
 import sys
 from dataclasses import dataclass

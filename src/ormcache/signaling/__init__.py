@@ -35,8 +35,6 @@ and keeps serving (a stale answer is worse than a miss), and ``signal_changes()`
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .base import (
     REGISTRY,
     LocalSignaling,
@@ -49,7 +47,10 @@ from .base import (
 )
 from .mixin import RegistrySignaling
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .postgres import PostgresSignaling
     from .redis import RedisSignaling
     from .sqlite import SqliteSignaling

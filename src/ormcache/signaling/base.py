@@ -4,15 +4,16 @@ Every other module of ``ormcache.signaling`` imports this one; it imports no dri
 """
 from __future__ import annotations
 
-import threading
-import weakref
-from typing import (TYPE_CHECKING, Any, AsyncGenerator, Awaitable, Callable, Dict, Generator, Generic, Iterable,
-                    List, Sequence, Tuple, TypeVar)
+from _thread import allocate_lock  # threading's own (issue #21: import cost)
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     import asyncio
-# asyncio is imported where a coroutine runs (it is loaded then): ``import ormcache`` stays
-# without it (issue #21)
+    import weakref
+    from typing import (Any, AsyncGenerator, Awaitable, Callable, Dict, Generator, Generic, Iterable, List,
+                        Sequence, Tuple, TypeVar)
+# asyncio is imported where a coroutine runs (it is loaded then), typing nowhere at run time:
+# ``import ormcache`` stays without them (issue #21)
 
 __all__ = [
     "REGISTRY",
@@ -31,16 +32,48 @@ __all__ = [
     "PerLoop",
 ]
 
-_T = TypeVar("_T")
+if TYPE_CHECKING:
+    _T = TypeVar("_T")
 
-#: One round trip of a protocol written once for blocking and for async I/O: a function of the
-#: I/O object (a backend, a client, a connection) that returns the answer (blocking I/O) or an
-#: awaitable of it (async I/O).
-Step = Callable[[Any], Any]
-#: A protocol: a generator that yields its round trips, gets each answer sent back (or its
-#: error thrown in), and returns the result. The decisions live in it; only the drivers below
-#: differ (as psycopg drives its generators with blocking or async waits).
-Steps = Generator[Step, Any, _T]
+    #: One round trip of a protocol written once for blocking and for async I/O: a function of
+    #: the I/O object (a backend, a client, a connection) that returns the answer (blocking I/O)
+    #: or an awaitable of it (async I/O).
+    Step = Callable[[Any], Any]
+    #: A protocol: a generator that yields its round trips, gets each answer sent back (or its
+    #: error thrown in), and returns the result. The decisions live in it; only the drivers below
+    #: differ (as psycopg drives its generators with blocking or async waits).
+    Steps = Generator[Step, Any, _T]
+    #: What a backend's read_versions() returns: an epoch (changes when the backend lost its
+    #: counters, e.g. a Redis restarted without persistence) and the versions, in the order of
+    #: names.
+    Versions = Tuple[Any, Tuple[int, ...]]
+
+    class _Generic(Generic[_T]):
+        pass
+else:
+    _T = None
+
+    class _Generic:
+        """``PerLoop[X]`` at run time without typing: the class itself."""
+
+        __slots__ = ()
+
+        def __class_getitem__(cls, item):
+            return cls
+
+
+def __getattr__(name: str) -> Any:
+    """The type aliases ``Step``, ``Steps`` and ``Versions``, built on first use (they need
+    typing, which ``import ormcache`` does not import: issue #21)."""
+    if name not in ("Step", "Steps", "Versions"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from typing import Any, Callable, Generator, Tuple, TypeVar
+
+    step = Callable[[Any], Any]
+    aliases = {"Step": step, "Steps": Generator[step, Any, TypeVar("_T")],  # type: ignore[misc]
+               "Versions": Tuple[Any, Tuple[int, ...]]}
+    globals().update(aliases)
+    return aliases[name]
 
 
 def run_steps(steps: Steps[_T], io: Any) -> _T:
@@ -77,7 +110,7 @@ async def arun_steps(steps: Steps[_T], io: Any) -> _T:
         return stop.value  # type: ignore[no-any-return]
 
 
-class PerLoop(Generic[_T]):
+class PerLoop(_Generic[_T]):
     """One resource per event loop (an async connection, a client: each belongs to the loop that
     made it), made on first use by ``make()`` and closed by ``await aclose(resource)``.
 
@@ -88,8 +121,10 @@ class PerLoop(Generic[_T]):
     """
 
     def __init__(self, make: Callable[[], _T], aclose: Callable[[_T], Awaitable[None]]) -> None:
+        import weakref
+
         self._make, self._aclose = make, aclose
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         #: loop -> [resource, its guard]
         self._entries: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, List[Any]]" = (
             weakref.WeakKeyDictionary())
@@ -97,6 +132,7 @@ class PerLoop(Generic[_T]):
     async def get(self) -> _T:
         """The running loop's resource (made, and its guard started, on first use)."""
         import asyncio
+        import weakref
 
         loop = asyncio.get_running_loop()
         entry = self._entries.get(loop)
@@ -158,9 +194,6 @@ async def _closing_at_shutdown(aclose: Callable[[], Awaitable[None]]) -> AsyncGe
 #: The counter of the registry itself (moves when models change: the registry must reload).
 REGISTRY = "registry"
 
-#: What a backend's read_versions() returns: an epoch (changes when the backend lost its
-#: counters, e.g. a Redis restarted without persistence) and the versions, in the order of names.
-Versions = Tuple[Any, Tuple[int, ...]]
 
 
 class SignalingError(Exception):
@@ -244,7 +277,7 @@ class LocalSignaling(SignalingBackend):
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._counters: Dict[str, Dict[str, int]] = {}
 
     def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:

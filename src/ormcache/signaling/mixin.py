@@ -2,33 +2,38 @@
 from __future__ import annotations
 
 import atexit
-import logging
 import os
-import threading
 import time
-import weakref
-from contextlib import contextmanager
-from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from _thread import allocate_lock  # threading's own (issue #21: import cost)
 
+from .._logger import get_logger
 from .base import (
     REGISTRY,
     SignalingConfigurationError,
     SignalingError,
     SignalingUnavailable,
-    Steps,
-    Versions,
     _local_signaling,
     arun_steps,
     run_steps,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
+if TYPE_CHECKING:
+    import threading
+    import weakref
+    from contextlib import AbstractContextManager
+    from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+
+    from .base import Steps, Versions
+
 __all__ = ["RegistrySignaling"]
 
-_logger = logging.getLogger("ormcache.signaling")
+_logger = get_logger("ormcache.signaling")
 
 _UNSYNCED = object()  # epoch of a registry that has not read the backend yet
 _SETTLE_POLL = 0.0005  # seconds between two looks at the bumps in flight
+#: ``contextmanager(RegistrySignaling._cursor_scope)``, made by the first ``cursor_scope()``
+_scope: Optional[Callable[..., AbstractContextManager[Any]]] = None
 
 
 class _Blocking:
@@ -53,6 +58,8 @@ class _Blocking:
         """``on_reload(registry)`` where nothing can await it (``check_signaling()``,
         ``reset_changes()``): the coroutine of an ``async def on_reload`` is closed unrun, and
         that is logged as an error (only ``acheck_signaling()`` awaits it)."""
+        from types import CoroutineType
+
         result = on_reload(registry)
         if isinstance(result, CoroutineType):  # inspect.iscoroutine(), without importing inspect
             result.close()  # no "never awaited" warning: the error below says it
@@ -127,8 +134,8 @@ class RegistrySignaling:
         def _end_scope(self, previous: Any) -> None: ...
 
     def __init__(self) -> None:
-        self._signaling_lock = threading.Lock()
-        self._signaling_retry_lock = threading.Lock()
+        self._signaling_lock = allocate_lock()
+        self._signaling_retry_lock = allocate_lock()
         self._signaling_pid = os.getpid()
         self._signaling_backend_seen: Any = None
         self._signaling_epoch: Any = _UNSYNCED
@@ -163,8 +170,8 @@ class RegistrySignaling:
             backend = _local_signaling
         if self._signaling_pid != os.getpid():
             # a forked child: fresh locks; the backend attaches again (e.g. to start a listener)
-            self._signaling_lock = threading.Lock()
-            self._signaling_retry_lock = threading.Lock()
+            self._signaling_lock = allocate_lock()
+            self._signaling_retry_lock = allocate_lock()
             self._signaling_pid = os.getpid()
             self._signaling_flying = {}  # the parent's threads' bumps are not the child's
             attach = getattr(backend, "attach", None)
@@ -693,8 +700,7 @@ class RegistrySignaling:
             local = self._signaling_versions
             return any(version < local.get(name, 0) for name, version in versions.items())
 
-    @contextmanager
-    def cursor_scope(self, execute: Optional[Callable[[str], Any]] = None) -> Iterator[Any]:
+    def cursor_scope(self, execute: Optional[Callable[[str], Any]] = None) -> AbstractContextManager[Any]:
         """``check_signaling()``, the work, then ``signal_changes()`` on success or
         ``reset_changes()`` if the work raised.
 
@@ -710,6 +716,15 @@ class RegistrySignaling:
         another thread, or by a check): under REPEATABLE READ they may come from a snapshot
         older than that invalidation.
         """
+        global _scope
+        if _scope is None:  # contextlib on first use, not at import (issue #21: import cost)
+            from contextlib import contextmanager
+
+            _scope = contextmanager(RegistrySignaling._cursor_scope)
+        return _scope(self, execute)
+
+    def _cursor_scope(self, execute: Optional[Callable[[str], Any]]) -> Iterator[Any]:
+        """``cursor_scope()``'s generator."""
         self.check_signaling()
         scope = self._begin_scope()
         try:
@@ -749,30 +764,41 @@ class _Retrier:
     POLL = 0.05  # seconds between two looks at the registries (each rests after a failure)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._registries: "weakref.WeakSet[Any]" = weakref.WeakSet()
-        self._wake = threading.Event()
+        self._lock = allocate_lock()
+        # made by the first watch(): threading and weakref are not imported with ormcache (issue #21)
+        self._registries: Optional[weakref.WeakSet[Any]] = None
+        self._wake: Optional[threading.Event] = None
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
 
     def watch(self, registry: Any) -> None:
+        import threading
+        import weakref
+
         with self._lock:
+            if self._registries is None:
+                self._registries = weakref.WeakSet()
+            if self._wake is None:
+                self._wake = threading.Event()
             if self._pid != os.getpid():  # a forked child: the parent's thread did not follow
                 self._thread, self._pid = None, os.getpid()
             self._registries.add(registry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ormcache-signaling-retry", daemon=True)
                 self._thread.start()
-        self._wake.set()
+            wake = self._wake
+        wake.set()
 
     def _pending(self) -> List[Any]:
         with self._lock:
-            return list(self._registries)
+            return list(self._registries or ())
 
     def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None  # started by watch(), after it made the event
         while True:
-            self._wake.wait(self.POLL)
-            self._wake.clear()
+            wake.wait(self.POLL)
+            wake.clear()
             for registry in self._pending():
                 try:
                     if registry._signaling_retry():
@@ -780,7 +806,7 @@ class _Retrier:
                             # a publish that failed since re-added its names (then watch()):
                             # forget the registry only if nothing is pending now
                             if not (registry._signaling_pending or registry._signaling_pending_registry):
-                                self._registries.discard(registry)
+                                self._registries.discard(registry)  # type: ignore[union-attr]
                 except Exception:  # noqa: BLE001 - the thread must survive; it tries again
                     _logger.exception("Signaling: retrying the kept invalidations of %r failed", registry)
 

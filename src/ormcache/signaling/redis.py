@@ -6,7 +6,7 @@ import os
 import threading
 import uuid
 import weakref
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import redis
 import redis.asyncio
