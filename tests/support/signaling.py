@@ -60,11 +60,13 @@ TIMEOUT = 0.2  # the deadline of the backends that will hang (default 0.5)
 MARGIN = 0.35  # scheduling slack on a loaded machine
 HEARTBEAT = 0.001
 #: the deadline of a backend that hangs while the event loop must keep serving: a blocking call
-#: stalls the loop for all of it (the baseline test_sync_check_in_a_coroutine_blocks_the_loop)
-HANG = 1.0
+#: stalls the loop for all of it (the baseline test_sync_check_in_a_coroutine_blocks_the_loop).
+#: 2 s, not 1 s: a 2-core machine running two builds beside the suite stalled the heartbeat for
+#: 0.665 s once (issue #21, item 3), past the old half-deadline bound of 0.5 s
+HANG = 2.0
 #: the longest heartbeat gap that still means "the loop kept serving": half the stall of a
-#: blocking call, and far above what scheduling on a loaded 2-core machine adds (tens of ms; the
-#: 20 ms of issue #13 failed there, issue #21)
+#: blocking call, and far above what scheduling on a loaded 2-core machine adds (tens of ms
+#: usually, 0.665 s seen once; the 20 ms of issue #13 failed there, issue #21)
 MAX_GAP = HANG / 2
 
 
