@@ -36,9 +36,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_session, async_sessionmaker
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-from ormcache._cache_py import Counter
-from ormcache.signaling import LocalSignaling
+from ormcache.signaling import LocalSignaling, contract
 from ormcache.signaling.base import check_key_prefix
+from ormcache.statistics import Counter
 
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
@@ -632,7 +632,7 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
             recorded[registry] = False
             continue
         backend = getattr(registry, "signaling", None)
-        if not (getattr(backend, "record_in_transaction", False) and hasattr(backend, "record_statement")):
+        if not contract.records_in_transaction(backend):
             recorded[registry] = bool(record(sorted(names), execute, awaiting=awaiting))  # runs nothing
             continue
         verdicts = _same_database.setdefault(connection.engine.pool, {})
@@ -673,8 +673,7 @@ def _probe(registry: Any, engine: Engine) -> None:
     recording. When the probe cannot tell (a server unreachable now), the first commit decides
     (in a savepoint)."""
     backend = getattr(registry, "signaling", None)
-    if backend is None or not (getattr(backend, "record_in_transaction", False)
-                               and hasattr(backend, "record_statement")):
+    if backend is None or not contract.records_in_transaction(backend):
         return
     verdicts = _same_database.setdefault(engine.pool, {})
     if id(backend) in verdicts:
@@ -705,7 +704,7 @@ def _elsewhere(registry: Any, bind: Any, why: str) -> bool:
     """Warn, once per pool and backend, that signals of ``registry`` are published after the
     COMMIT; returns False (they cannot be recorded in the transaction)."""
     backend = getattr(registry, "signaling", None)
-    if getattr(backend, "record_in_transaction", False):
+    if contract.says_record_in_transaction(backend):
         _logger.warning(
             "ormcache %r: the application database (%s, %s) is not the signaling database of %r: "
             "invalidations are published after the COMMIT, before commit() returns; between the "

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Query, Session
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql import Select
 
-from ormcache._cache_py import Counter
+from ormcache.statistics import Counter
 
 from ._changes import ALL_TABLES, KEY_PREFIX, statement_tables
 from ._bridge import MISS, Flight, Flights, ready, resolve, run, sync_session
