@@ -44,7 +44,7 @@ from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, change
                        loaded_state, statement_tables)
 from ._bridge import Flights, await_, in_greenlet
 from ._session import (INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, begin, default_session,
-                       table_key)
+                       listen_once, table_key)
 from . import capture as _capture
 from .capture import fully_captured, read_snapshot
 from .shared import SharedTier
@@ -593,18 +593,14 @@ class _Unsent:
 
 # -- the real COMMIT: connection events (one set of listeners on Engine serves every OrmCache) --
 
-_listening = False
-
-
 def _listen_to_connections() -> None:
-    global _listening
-    if not _listening:
-        event.listen(Engine, "begin", _on_begin)
-        event.listen(Engine, "commit", _on_commit)
-        event.listen(Engine, "rollback", _on_rollback)
-        event.listen(Engine, "prepare_twophase", _on_prepare_twophase)
-        event.listen(Engine, "rollback_twophase", _on_rollback_twophase)
-        _listening = True
+    listen_once(Engine, (
+        ("begin", _on_begin),
+        ("commit", _on_commit),
+        ("rollback", _on_rollback),
+        ("prepare_twophase", _on_prepare_twophase),
+        ("rollback_twophase", _on_rollback_twophase),
+    ))
 
 
 def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any, Set[str]], Dict[Any, bool]]:
