@@ -483,6 +483,8 @@ class OrmCache:
         for connection in txn.connections if txn is not None else ():
             _after_two_phase_commit(connection)
         try:
+            # not this commit's invalidations (the COMMIT event published them, once): what else
+            # the unit of work invalidated through the registry (no round trip when nothing)
             _signal_changes(registry)
         except Exception:  # noqa: BLE001 - the commit happened; signaling keeps the names
             _logger.exception("Publishing the invalidations of %r failed; they are kept and "
