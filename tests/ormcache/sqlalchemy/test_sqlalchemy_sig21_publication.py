@@ -6,32 +6,23 @@ sees. These pin both, whichever path a later change keeps."""
 import uuid
 
 import pytest
-from sqlalchemy import String, create_engine, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import sessionmaker
 
 from ormcache.registry import Registry
 from ormcache.signaling import LocalSignaling
 from ormcache.sqlalchemy import OrmCache, orm_cached
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Item(Base):
-    __tablename__ = "sig21_items"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
+from support.sqla import Base, User
 
 
 class App:
     def __init__(self, orm_cache, session):
         self.orm_cache, self.session = orm_cache, session
 
-    @orm_cached(policy="on-table-change:sig21_items")
+    @orm_cached(policy="on-table-change:users")
     @property
     def names(self):
-        return tuple(self.session.scalars(select(Item.name).order_by(Item.id)))
+        return tuple(self.session.scalars(select(User.name).order_by(User.id)))
 
 
 class CountingSignaling(LocalSignaling):
@@ -58,7 +49,7 @@ def app(tmp_path):
     cache.watch(factory)
     cache.register(App)
     with factory() as session:
-        session.add(Item(id=1, name="a"))
+        session.add(User(id=1, name="a"))
         session.commit()
     try:
         yield factory, cache, backend
@@ -75,7 +66,7 @@ def test_a_commit_is_published_once(app):
             assert App(cache, session).names  # cached
         backend.bumps.clear()
         with factory() as session:
-            session.get(Item, 1).name = f"b{round_}"
+            session.get(User, 1).name = f"b{round_}"
             session.commit()
         assert backend.bumps == [[cache.cache_name]]
         with factory() as session:
@@ -85,7 +76,7 @@ def test_a_commit_is_published_once(app):
 def test_what_the_unit_of_work_invalidated_through_the_registry_is_published_at_commit(app):
     factory, cache, backend = app
     with factory() as session:
-        session.execute(select(Item.id)).all()  # a transaction, no write: no COMMIT publishes
+        session.execute(select(User.id)).all()  # a transaction, no write: no COMMIT publishes
         backend.bumps.clear()
         cache.registry.clear_cache("default")
         session.commit()
