@@ -16,6 +16,7 @@ from collections import Counter as _Tally
 
 from . import _cache_py
 from ._logger import get_logger
+from ._cache_py import Counter
 from ._lookup import resolve
 from .registry import Registry
 
@@ -34,7 +35,7 @@ except ImportError:  # not built: the twin's keys only
 else:
     KEY_TYPES.add(_cache_c.HashedKey)
 
-__all__ = ["stats", "cache_usage", "log_ormcache_stats", "enable_signal_handlers", "get_cache_key_counter"]
+__all__ = ["Counter", "stats", "cache_usage", "log_ormcache_stats", "enable_signal_handlers", "get_cache_key_counter"]
 
 _logger = get_logger("ormcache")
 _log_lock = allocate_lock()

@@ -227,7 +227,8 @@ class SignalingBackend:
     default they run the blocking call in a worker thread (``asyncio.to_thread``, so a backend
     must be thread-safe, as the registries of a threaded server already need); the PostgreSQL
     and Redis backends use async drivers instead. ``aclose()`` closes what the running loop
-    opened.
+    opened. ``ormcache.signaling.contract`` lists these and the optional hooks (``timeout``,
+    ``gc()``, ``record_statement()``...).
     """
 
     def read_versions(self, db_name: str, names: Sequence[str]) -> Versions:

@@ -7,6 +7,7 @@ import time
 from _thread import allocate_lock  # threading's own (issue #21: import cost)
 
 from .._logger import get_logger
+from . import contract
 from .base import (
     REGISTRY,
     SignalingConfigurationError,
@@ -174,7 +175,7 @@ class RegistrySignaling:
             self._signaling_retry_lock = allocate_lock()
             self._signaling_pid = os.getpid()
             self._signaling_flying = {}  # the parent's threads' bumps are not the child's
-            attach = getattr(backend, "attach", None)
+            attach = contract.attach_hook(backend)
             if attach is not None and backend is self._signaling_backend_seen:
                 attach(self)
         if backend is not self._signaling_backend_seen:
@@ -185,7 +186,7 @@ class RegistrySignaling:
                     self._signaling_epoch = _UNSYNCED
                     self._signaling_versions = {}
                     self._signaling_values = None
-                    attach = getattr(backend, "attach", None)
+                    attach = contract.attach_hook(backend)
                     if attach is not None:
                         attach(self)
         return backend
@@ -462,7 +463,7 @@ class RegistrySignaling:
             if self._signaling_flying:
                 # a publish of this process is being answered: read after it (it ends within
                 # its backend's deadline), as a blocked lock would have made us wait
-                timeout = getattr(backend, "timeout", 0.5)
+                timeout = contract.timeout_of(backend)
                 yield lambda io: io.settle(self, timeout)
             generation = self._signaling_generation
             try:
@@ -542,9 +543,10 @@ class RegistrySignaling:
         self._signaling_versions = dict(versions)
         return cleared, registry_moved
 
-    def _signaling_notified(self, names: Sequence[str]) -> None:
-        """A pub/sub listener heard that ``names`` were bumped: clear their caches now, leave
-        the counters (and a registry reload) to the next check_signaling()."""
+    def signaling_notified(self, names: Sequence[str]) -> None:
+        """A backend's listener (Redis pub/sub) heard that a peer bumped ``names``: clear their
+        caches now, leave the counters (and a registry reload) to the next check_signaling().
+        The one registry method a backend calls (``contract.Notified``)."""
         if REGISTRY in names:
             self._signaling_clear_all()
         else:
@@ -556,10 +558,10 @@ class RegistrySignaling:
         ``older_than`` seconds and not among each table's ``keep`` newest); 0 for a backend
         that keeps no rows (Redis). Returns the number of rows deleted."""
         backend = self._signaling_backend()
-        collect = getattr(backend, "gc", None)
+        collect = contract.gc_hook(backend)
         if collect is None:
             return 0
-        return collect(self._signaling_names(), keep=keep, older_than=older_than)  # type: ignore[no-any-return]
+        return collect(self._signaling_names(), keep=keep, older_than=older_than)
 
     def signal_changes(self) -> None:
         """Publish this thread's invalidations; call at the end of a successful unit of work.
@@ -637,13 +639,13 @@ class RegistrySignaling:
         names = set(names)
         self._expand(names)  # unknown names: ValueError before anything is sent
         backend = self._signaling_backend()
-        record = getattr(backend, "record_statement", None)
-        if record is None or not getattr(backend, "record_in_transaction", False):
+        hooks = contract.record_hooks(backend)
+        if hooks is None:
             return False
+        record, arecord = hooks
         bumped = [REGISTRY] if registry_changed else sorted(names)
         if not bumped:
             return True
-        arecord = getattr(backend, "arecord_statement", None)
         try:
             if awaiting is not None and arecord is not None:
                 statement = awaiting(arecord(self.db_name, bumped))

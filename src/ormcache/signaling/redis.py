@@ -29,7 +29,8 @@ from .base import (
     run_steps,
 )
 
-__all__ = ["RedisSignaling"]
+#: the clients are public: the SQLAlchemy shared tier makes its own with the same deadlines
+__all__ = ["RedisSignaling", "make_client", "make_aclient", "aclose_client"]
 
 _logger = logging.getLogger("ormcache.signaling")
 
@@ -60,6 +61,7 @@ def _options(timeout: float) -> Dict[str, Any]:
 
 
 async def aclose_client(client: Any) -> None:
+    """Close a client of ``make_aclient()`` (in the event loop that used it)."""
     await client.aclose()
 
 
@@ -315,7 +317,7 @@ class _RedisListener:
             registries = list(self._registries.get(channel.decode(), ()))
         for registry in registries:
             try:
-                registry._signaling_notified(names.split(","))
+                registry.signaling_notified(names.split(","))
             except Exception:
                 _logger.exception("Signaling listener: clearing caches of %r failed", registry)
 

@@ -3,8 +3,10 @@ the keys of full-table caches and the marker of cached members. Imports no other
 package but ``_changes``, so ``binding``, ``cached`` and ``tables`` never import each other."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Set, Tuple, Union, cast
+import threading
+from typing import Any, Callable, Dict, List, Set, Tuple, Union, cast
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -18,6 +20,26 @@ INTERNAL_KEY = "ormcache.sqlalchemy.internal"
 #: has not run yet (an AsyncSession's ``add()`` began it outside the greenlet bridge; the check
 #: runs at its first step inside). No cached value may be served or stored meanwhile.
 UNCHECKED_KEY = "ormcache.sqlalchemy.unchecked"
+
+
+#: (event name, listener) pairs that ``listen_once`` installs together
+Listeners = Tuple[Tuple[str, Callable[..., Any]], ...]
+_listened: Set[Tuple[Any, Listeners]] = set()
+_listen_lock = threading.Lock()
+
+
+def listen_once(target: Any, listeners: Listeners) -> None:
+    """Install ``listeners`` on ``target`` (``Session``, ``Engine``: one set of listeners on the
+    class serves every OrmCache, cached member and record cache) the first time it is called
+    with them; later calls cost a set lookup."""
+    key = (target, listeners)
+    if key in _listened:
+        return
+    with _listen_lock:
+        if key not in _listened:
+            for name, listener in listeners:
+                event.listen(target, name, listener)
+            _listened.add(key)
 
 
 def table_key(model: type) -> Tuple[str, str, type]:

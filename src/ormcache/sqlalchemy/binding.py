@@ -36,15 +36,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_session, async_sessionmaker
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-from ormcache._cache_py import Counter
-from ormcache.signaling import LocalSignaling
+from ormcache.signaling import LocalSignaling, contract
 from ormcache.signaling.base import check_key_prefix
+from ormcache.statistics import Counter
 
 from ._changes import (ALL_TABLES, FULL_TABLE_MODELS, association_tables, changed_instances, instance_tables,
                        loaded_state, statement_tables)
 from ._bridge import Flights, await_, in_greenlet
 from ._session import (INTERNAL_KEY, OWNER_KEY, UNCHECKED_KEY, CachedMember, Transaction, begin, default_session,
-                       table_key)
+                       listen_once, table_key)
 from . import capture as _capture
 from .capture import fully_captured, read_snapshot
 from .shared import SharedTier
@@ -483,6 +483,8 @@ class OrmCache:
         for connection in txn.connections if txn is not None else ():
             _after_two_phase_commit(connection)
         try:
+            # not this commit's invalidations (the COMMIT event published them, once): what else
+            # the unit of work invalidated through the registry (no round trip when nothing)
             _signal_changes(registry)
         except Exception:  # noqa: BLE001 - the commit happened; signaling keeps the names
             _logger.exception("Publishing the invalidations of %r failed; they are kept and "
@@ -593,18 +595,14 @@ class _Unsent:
 
 # -- the real COMMIT: connection events (one set of listeners on Engine serves every OrmCache) --
 
-_listening = False
-
-
 def _listen_to_connections() -> None:
-    global _listening
-    if not _listening:
-        event.listen(Engine, "begin", _on_begin)
-        event.listen(Engine, "commit", _on_commit)
-        event.listen(Engine, "rollback", _on_rollback)
-        event.listen(Engine, "prepare_twophase", _on_prepare_twophase)
-        event.listen(Engine, "rollback_twophase", _on_rollback_twophase)
-        _listening = True
+    listen_once(Engine, (
+        ("begin", _on_begin),
+        ("commit", _on_commit),
+        ("rollback", _on_rollback),
+        ("prepare_twophase", _on_prepare_twophase),
+        ("rollback_twophase", _on_rollback_twophase),
+    ))
 
 
 def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any, Set[str]], Dict[Any, bool]]:
@@ -632,7 +630,7 @@ def _record(connection: Any, unsent: Dict[OrmCache, _Unsent]) -> Tuple[Dict[Any,
             recorded[registry] = False
             continue
         backend = getattr(registry, "signaling", None)
-        if not (getattr(backend, "record_in_transaction", False) and hasattr(backend, "record_statement")):
+        if not contract.records_in_transaction(backend):
             recorded[registry] = bool(record(sorted(names), execute, awaiting=awaiting))  # runs nothing
             continue
         verdicts = _same_database.setdefault(connection.engine.pool, {})
@@ -673,8 +671,7 @@ def _probe(registry: Any, engine: Engine) -> None:
     recording. When the probe cannot tell (a server unreachable now), the first commit decides
     (in a savepoint)."""
     backend = getattr(registry, "signaling", None)
-    if backend is None or not (getattr(backend, "record_in_transaction", False)
-                               and hasattr(backend, "record_statement")):
+    if backend is None or not contract.records_in_transaction(backend):
         return
     verdicts = _same_database.setdefault(engine.pool, {})
     if id(backend) in verdicts:
@@ -705,7 +702,7 @@ def _elsewhere(registry: Any, bind: Any, why: str) -> bool:
     """Warn, once per pool and backend, that signals of ``registry`` are published after the
     COMMIT; returns False (they cannot be recorded in the transaction)."""
     backend = getattr(registry, "signaling", None)
-    if getattr(backend, "record_in_transaction", False):
+    if contract.says_record_in_transaction(backend):
         _logger.warning(
             "ormcache %r: the application database (%s, %s) is not the signaling database of %r: "
             "invalidations are published after the COMMIT, before commit() returns; between the "

@@ -38,18 +38,18 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple, TypeVar, Union, overload
 
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 from sqlalchemy.engine import Result, Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Query, Session
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql import Select
 
-from ormcache._cache_py import Counter
+from ormcache.statistics import Counter
 
 from ._changes import ALL_TABLES, KEY_PREFIX, statement_tables
 from ._bridge import MISS, Flight, Flights, ready, resolve, run, sync_session
-from ._session import CachedMember, begin, default_session
+from ._session import CachedMember, begin, default_session, listen_once
 from .shared import FORGED, MOVED, NOT_FOUND
 
 if TYPE_CHECKING:
@@ -514,20 +514,18 @@ def request_cached(fn: Any) -> Any:
     return RequestCachedDescriptor(fn)
 
 
-_installed = False
 #: ``session.info`` key of the session's write stamp: moved by every write and rollback
 _WRITES_KEY = "ormcache.sqlalchemy.writes"
 _stamps = itertools.count(1)
 
 
 def _install_listeners() -> None:
-    global _installed
-    if not _installed:
-        event.listen(Session, "after_transaction_end", _end_of_transaction)
-        event.listen(Session, "after_flush", _wrote)
-        event.listen(Session, "after_rollback", _rolled_back)
-        event.listen(Session, "do_orm_execute", _executed)
-        _installed = True
+    listen_once(Session, (
+        ("after_transaction_end", _end_of_transaction),
+        ("after_flush", _wrote),
+        ("after_rollback", _rolled_back),
+        ("do_orm_execute", _executed),
+    ))
 
 
 def _wrote(session: Session, *args: Any) -> None:

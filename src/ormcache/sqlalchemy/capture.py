@@ -278,10 +278,9 @@ def _check_reader(orm_cache: Any, epoch: Any, bind: Any) -> None:
     """The triggers write signals next to the data: the registry must read them there."""
     registry = orm_cache.registry
     backend = registry.signaling
-    read = getattr(backend, "read_versions", None)
     seen = None
-    if read is not None:
-        seen = read(registry.db_name, [orm_cache.cache_name])[0]
+    if backend is not None:  # a backend reads its versions (contract.Backend)
+        seen = backend.read_versions(registry.db_name, [orm_cache.cache_name])[0]
     if seen is None or seen != epoch:
         raise SignalingConfigurationError(
             f"OrmCache.install(): the capture triggers record signals in the database of {bind!r}, "

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapper, Session, scoped_session
 
 from ._bridge import MISS, is_async, run, sync_session
 from ._changes import ALL_TABLES, changed_instances, is_single_read, statement_tables
+from ._session import listen_once
 
 __all__ = ["RecordCache", "AsyncRecordCache", "MissingRecord"]
 
@@ -319,21 +320,16 @@ class AsyncRecordCache:
 
 # -- session events: one set of listeners on Session serves every record cache -----------------
 
-_installed = False
-
-
 def _install_listeners() -> None:
-    global _installed
-    if _installed:
-        return
-    event.listen(Session, "after_flush", _after_flush)
-    event.listen(Session, "do_orm_execute", _do_orm_execute)
-    event.listen(Session, "after_commit", _end_of_transaction)
-    event.listen(Session, "after_rollback", _end_of_transaction)
-    # close() (and a rollback with no SQL to undo) end the transaction without either event:
-    # the next transaction must read what others committed meanwhile
-    event.listen(Session, "after_transaction_end", _after_transaction_end)
-    _installed = True
+    listen_once(Session, (
+        ("after_flush", _after_flush),
+        ("do_orm_execute", _do_orm_execute),
+        ("after_commit", _end_of_transaction),
+        ("after_rollback", _end_of_transaction),
+        # close() (and a rollback with no SQL to undo) end the transaction without either event:
+        # the next transaction must read what others committed meanwhile
+        ("after_transaction_end", _after_transaction_end),
+    ))
 
 
 def _after_flush(session: Session, flush_context: Any) -> None:
