@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
 from sqlalchemy.orm import Mapper, Session, scoped_session
 
 from ._bridge import MISS, is_async, run, sync_session
-from ._changes import ALL_TABLES, changed_instances, is_single_read, statement_tables
+from ._changes import ALL_TABLES, RECORD_MODELS, changed_instances, is_single_read, statement_tables
+from .capture import record_tables_uncovered
 
 __all__ = ["RecordCache", "AsyncRecordCache", "MissingRecord"]
 
@@ -142,12 +143,35 @@ class RecordCache:
             cache = session.info[_INFO_KEY] = cls(session)
         return cache
 
+    @classmethod
+    def register(cls, *models: type) -> None:
+        """Declare the mapped classes record caches read: ``OrmCache.install()`` (``ddl()``)
+        then puts capture triggers on their tables too, so that a write to them by any path
+        or program records its table's signal in the writer's transaction. Declare them
+        before ``install()``; one declared (or first read undeclared) after an ``install()``
+        is warned about once, and covered by the next ``install()`` once declared."""
+        if not models:
+            raise TypeError("RecordCache.register() takes at least one mapped class")
+        checked = [_Model(model) for model in models]  # raises before anything changes
+        added = set()
+        for model in checked:
+            for table in model.mapper.tables:
+                owners = RECORD_MODELS.setdefault(table.name, set())
+                if model.cls not in owners:
+                    owners.add(model.cls)
+                    added.add(table.name)
+        if added:
+            record_tables_uncovered(added, "declared")
+
     # -- reading -----------------------------------------------------------------------------
 
     def _model(self, cls: type) -> _Model:
         model = self._models.get(cls)
         if model is None:
             model = self._models[cls] = _Model(cls)
+            undeclared = {table.name for table in model.mapper.tables} - RECORD_MODELS.keys()
+            if undeclared:  # (once per model and session: a set difference)
+                record_tables_uncovered(undeclared, "read")
         return model
 
     def prefetch(self, cls: type, ids: Iterable[Any], fields: Optional[Iterable[str]] = None) -> None:
