@@ -28,6 +28,10 @@ __all__ = ["captured_tables", "check_bind", "check_capturable", "ddl_statements"
 _logger = logging.getLogger("ormcache.sqlalchemy")
 
 
+#: bare table name -> the (schema, table) install() put a capture trigger on, in this process:
+#: record caches read their transaction-local markers (``written_probe()``)
+MARKED: Dict[str, Tuple[Optional[str], str]] = {}
+
 #: the OrmCaches install() equipped (a record-cache table declared or read later is warned about)
 _INSTALLED: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
@@ -127,8 +131,23 @@ def install(orm_cache: Any, bind: Any, watched: Sequence[Engine] = ()) -> List[T
     orm_cache._captured = True
     orm_cache._captured_tables = (_signature(orm_cache), set(dependencies))
     orm_cache._record_tables_installed = {name for _, name in set(dependencies) | records}
+    if dialect == "postgresql":
+        MARKED.update((name, (schema, name)) for schema, name in set(dependencies) | records)
     _INSTALLED.add(orm_cache)
     return sorted((table for table, _ in missing), key=lambda t: (t[0] or "", t[1]))
+
+
+def written_probe(names: Sequence[str]) -> str:
+    """An SQL expression (PostgreSQL) reading, for each table of ``names`` (bare names of
+    ``MARKED``), whether the transaction wrote it since the last probe, by any path: the
+    capture trigger's transaction-local marker is '1' after a write; the probe then sets it to
+    '0' (so the next write records and marks again) and answers '0', else NULL. A ``CASE``
+    reads before it writes. A text[] in the order of ``names``."""
+    parts = []
+    for name in names:
+        mark = capture._literal(capture.marker(capture.table_signal(MARKED[name])))
+        parts.append(f"CASE WHEN current_setting({mark}, true) = '1' THEN set_config({mark}, '0', true) END")
+    return "ARRAY[" + ", ".join(parts) + "]::text[]"
 
 
 def forget(orm_cache: Any) -> None:

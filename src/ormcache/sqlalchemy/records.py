@@ -16,7 +16,9 @@ the session's own identity map expires then. Inserts, updates and deletes flushe
 drop the records they touch; ORM bulk ``insert()/update()/delete()`` statements drop the model;
 ``session.execute(text(...))`` SQL other than a read drops everything, and so do writes on the
 session's connection that bypass the session (Core, ``text()``, ``exec_driver_sql()``). A raw
-DBAPI cursor is not seen; another process's commits are read by the next transaction.
+DBAPI cursor is seen only on PostgreSQL with ``OrmCache.install()``'s triggers on the table
+(``RecordCache.register()``), at the cache's next SELECT, which reads the triggers'
+transaction-local markers; another process's commits are read by the next transaction.
 """
 from __future__ import annotations
 
@@ -24,14 +26,14 @@ import weakref
 from typing import (AbstractSet, Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union,
                     overload)
 
-from sqlalchemy import TextClause, bindparam, event, inspect, select
+from sqlalchemy import TextClause, bindparam, event, inspect, literal_column, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
 from sqlalchemy.orm import Mapper, Session, scoped_session
 
 from ._bridge import MISS, is_async, run, sync_session
 from ._changes import ALL_TABLES, RECORD_MODELS, changed_instances, is_single_read, statement_tables
-from .capture import record_tables_uncovered
+from .capture import MARKED, record_tables_uncovered, written_probe
 
 __all__ = ["RecordCache", "AsyncRecordCache", "MissingRecord"]
 
@@ -82,6 +84,20 @@ class _Model:
             statement = select(self.pk, *(self.columns[n] for n in names)).where(
                 self.pk.in_(bindparam("ids", expanding=True)))
             self.statements[names] = statement
+        return statement
+
+    def probed_select(self, names: Tuple[str, ...], probe: str) -> Any:
+        """``select(names)`` that also answers ``probe`` (``capture.written_probe()``) in its
+        first column, evaluated once: an outer join from the probe's one row, so that it is
+        answered even when no record matches (the records' columns are then NULL)."""
+        key = (names, probe)
+        statement = self.statements.get(key)
+        if statement is None:
+            marks = select(literal_column(probe).label("written")).subquery("orm_signaling_written")
+            statement = (select(marks.c.written, self.pk, *(self.columns[n] for n in names))
+                         .select_from(marks)
+                         .outerjoin(self.cls, self.pk.in_(bindparam("ids", expanding=True))))
+            self.statements[key] = statement
         return statement
 
     def check_fields(self, fields: Iterable[str]) -> FrozenSet[str]:
@@ -187,7 +203,8 @@ class RecordCache:
         for id_ in ids:
             groups[id_] = group
         self.session.flush()  # pending writes invalidate what they touch before we look
-        self._load(model, ids, wanted)
+        if self._load(model, ids, wanted):
+            self._load(model, ids, wanted)  # what the probe dropped
 
     def get(self, cls: type, id: Any, field: str) -> Any:
         """The value of ``field`` of record ``id``; a miss loads its prefetch group in one SELECT."""
@@ -203,7 +220,9 @@ class RecordCache:
             self._groups.setdefault(cls, {})[id] = group
         else:
             group.fields.add(field)
-        self._load(model, group.ids if id in group.ids else (id,), group.fields)
+        ids = group.ids if id in group.ids else (id,)
+        if self._load(model, ids, group.fields):
+            self._load(model, ids, group.fields)  # what the probe dropped
         try:
             return self._data[cls][id][field]
         except KeyError:
@@ -221,7 +240,22 @@ class RecordCache:
         self.prefetch(cls, ids, fields)
         return [{field: self.get(cls, id_, field) for field in fields} for id_ in ids]
 
-    def _load(self, model: _Model, ids: Sequence[Any], fields: Iterable[str]) -> None:
+    def _probe(self, model: _Model) -> Tuple[str, ...]:
+        """The tables held or being loaded whose capture markers the next SELECT reads
+        (PostgreSQL, with ``OrmCache.install()``'s triggers on them; else none)."""
+        if not MARKED:
+            return ()
+        classes = set(self._data) | set(self._missing)
+        classes.add(model.cls)
+        names = {table.name for c in classes for table in self._model(c).mapper.tables if table.name in MARKED}
+        if not names or self.session.get_bind(mapper=model.mapper).dialect.name != "postgresql":
+            return ()
+        return tuple(sorted(names))
+
+    def _load(self, model: _Model, ids: Sequence[Any], fields: Iterable[str]) -> bool:
+        """Load the absent (id, field) pairs; True when the SELECT's probe found tables written
+        in this transaction by a path the cache did not see, and dropped what it held of them
+        (the records it just loaded are kept: they were read after the write)."""
         cls = model.cls
         data = self._data.setdefault(cls, {})
         missing_ids = self._missing.setdefault(cls, set())
@@ -236,13 +270,26 @@ class RecordCache:
                 todo.append(id_)
                 columns.update(absent)
         if not todo:
-            return
+            return False
         names = tuple(sorted(columns))
         statement = model.select(names)
+        probed = self._probe(model)
+        dropped = False
         for start in range(0, len(todo), self.chunk_size):
             chunk = todo[start:start + self.chunk_size]
             # through the session: the application's do_orm_execute hooks (tenant criteria...) apply
-            rows = self.session.execute(statement, {"ids": chunk}).all()
+            if start == 0 and probed:
+                # piggy-backed on this SELECT: was a table held written by a raw DBAPI cursor?
+                rows = self.session.execute(model.probed_select(names, written_probe(probed)), {"ids": chunk}).all()
+                written = {name for name, flag in zip(probed, rows[0][0] or ()) if flag is not None}
+                rows = [row[1:] for row in rows if row[1] is not None]
+                if written:
+                    self._invalidate_tables(written)
+                    dropped = True
+                    data = self._data.setdefault(cls, {})
+                    missing_ids = self._missing.setdefault(cls, set())
+            else:
+                rows = self.session.execute(statement, {"ids": chunk}).all()
             self.queries += 1
             if start == 0:
                 _watch_connection(self, self.session.connection(bind_arguments={"mapper": model.mapper}))
@@ -255,6 +302,7 @@ class RecordCache:
                     record = data[id_] = {}
                 record.update(zip(names, row[1:]))
             missing_ids.update(id_ for id_ in chunk if id_ not in found)
+        return dropped
 
     def __contains__(self, item: Tuple[type, Any, str]) -> bool:
         """``(Model, id, field) in cache``: whether the value is loaded (no SQL)."""

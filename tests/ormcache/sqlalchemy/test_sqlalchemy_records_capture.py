@@ -16,13 +16,13 @@ import uuid
 
 import psycopg
 import pytest
-from sqlalchemy import Integer, String, create_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy import ForeignKey, Integer, String, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker, with_loader_criteria
 
 from ormcache.registry import Registry
 from ormcache.signaling import PostgresSignaling, SqliteSignaling
 from ormcache.signaling.capture import table_signal
-from ormcache.sqlalchemy import OrmCache, RecordCache
+from ormcache.sqlalchemy import MissingRecord, OrmCache, RecordCache
 from ormcache.sqlalchemy import _changes
 
 
@@ -42,6 +42,21 @@ class Later(Base):
     body: Mapped[str] = mapped_column(String(50))
 
 
+class Animal(Base):
+    __tablename__ = "rec18cap_animals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(50))
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "animal"}
+
+
+class Dog(Animal):
+    __tablename__ = "rec18cap_dogs"
+    id: Mapped[int] = mapped_column(ForeignKey("rec18cap_animals.id"), primary_key=True)
+    bark: Mapped[str] = mapped_column(String(50))
+    __mapper_args__ = {"polymorphic_identity": "dog"}
+
+
 NOTES = table_signal((None, "rec18cap_notes"))
 LATER = table_signal((None, "rec18cap_later"))
 
@@ -50,7 +65,7 @@ LATER = table_signal((None, "rec18cap_later"))
 def forget_record_tables():
     """The record-cache tables are known process-wide: forget this module's after each test."""
     yield
-    for name in ("rec18cap_notes", "rec18cap_later"):
+    for name in ("rec18cap_notes", "rec18cap_later", "rec18cap_animals", "rec18cap_dogs"):
         getattr(_changes, "RECORD_MODELS", {}).pop(name, None)
 
 
@@ -72,7 +87,8 @@ def _close(cache, engine=None):
 def _seed(engine):
     Base.metadata.create_all(engine)
     with sessionmaker(engine)() as session:
-        session.add_all([Note(id=1, body="one"), Later(id=1, body="one")])
+        session.add_all([Note(id=1, body="one"), Note(id=2, body="two"), Later(id=1, body="one"),
+                         Later(id=2, body="two"), Dog(id=1, name="rex", bark="woof")])
         session.commit()
 
 
@@ -190,5 +206,89 @@ def test_a_model_read_after_install_is_warned_about_then_covered(tmp_path, caplo
         _, before = signaling.read_versions(db, [LATER])
         _sqlite_write(path, "DELETE FROM rec18cap_later")
         assert signaling.read_versions(db, [LATER])[1][0] > before[0]
+    finally:
+        _close(cache, engine)
+
+
+def _raw(session, sql):
+    """A write on the session's own connection through a raw DBAPI cursor: no SQLAlchemy event."""
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("next_load", ["other_model", "same_model"])
+def test_a_raw_cursor_write_is_seen_at_the_record_cache_next_load(pg_dsn, next_load):
+    """Item 3: with the triggers installed (PostgreSQL), the record cache's next SELECT also
+    reads and resets the transaction-local markers of the tables it holds: a raw DBAPI write
+    on the session's connection drops what it held of that table. Hits send nothing.
+    Before: the value read before the raw write was served ('one', not 'raw')."""
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(pg_dsn))
+    _seed(engine)
+    cache = _orm_cache(PostgresSignaling(pg_dsn, connect_timeout=2))
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        RecordCache.register(Note, Later)
+        cache.install(engine)
+        with sessionmaker(engine)() as session:
+            records = RecordCache.of(session)
+            records.prefetch(Note, [1], ["body"])
+            with pytest.raises(MissingRecord):
+                records.get(Note, 3, "body")
+            sent = len(statements)
+            assert [records.get(Note, 1, "body") for _ in range(5)] == ["one"] * 5
+            assert len(statements) == sent  # hits: no SQL
+            _raw(session, "UPDATE rec18cap_notes SET body = 'raw' WHERE id = 1")
+            _raw(session, "INSERT INTO rec18cap_notes (id, body) VALUES (3, 'new')")
+            if next_load == "other_model":
+                assert records.get(Later, 1, "body") == "one"
+            else:
+                assert records.get(Note, 2, "body") == "two"
+            assert records.get(Note, 1, "body") == "raw"
+            assert records.get(Note, 3, "body") == "new"
+            # a second raw write after that load is seen at the following load too
+            _raw(session, "UPDATE rec18cap_notes SET body = 'raw2' WHERE id = 1")
+            records.invalidate(Later)
+            assert records.get(Later, 2, "body") == "two"
+            assert records.get(Note, 1, "body") == "raw2"
+            session.rollback()
+        with sessionmaker(engine)() as session:
+            assert RecordCache.of(session).get(Note, 1, "body") == "one"  # rolled back
+    finally:
+        _close(cache, engine)
+
+
+@pytest.mark.timeout(120)
+def test_the_probe_keeps_inheritance_and_loader_criteria(pg_dsn):
+    """The probed SELECT is an outer join from the probe's row: a joined-inheritance model
+    loads through it, the session's do_orm_execute criteria still hide what they hide, and a
+    raw write to either table of the model is seen at the next load."""
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(pg_dsn))
+    _seed(engine)
+    cache = _orm_cache(PostgresSignaling(pg_dsn, connect_timeout=2))
+    try:
+        RecordCache.register(Note, Dog)
+        cache.install(engine)
+        with sessionmaker(engine)() as session:
+            @event.listens_for(session, "do_orm_execute")
+            def hide(state):
+                if state.is_select:
+                    state.statement = state.statement.options(
+                        with_loader_criteria(Note, Note.body != "hidden", include_aliases=True))
+
+            records = RecordCache.of(session)
+            assert records.read(Dog, [1], ["name", "bark"]) == [{"name": "rex", "bark": "woof"}]
+            _raw(session, "UPDATE rec18cap_dogs SET bark = 'raw'")
+            _raw(session, "UPDATE rec18cap_animals SET name = 'raw'")
+            _raw(session, "UPDATE rec18cap_notes SET body = 'hidden' WHERE id = 2")
+            with pytest.raises(MissingRecord):
+                records.get(Note, 2, "body")  # the probed SELECT: the criteria still apply
+            assert records.get(Note, 1, "body") == "one"
+            assert records.read(Dog, [1], ["name", "bark"]) == [{"name": "raw", "bark": "raw"}]
+            session.rollback()
     finally:
         _close(cache, engine)
