@@ -162,8 +162,8 @@ def record_tables_uncovered(names: Set[str], how: str) -> None:
     for orm_cache in list(_INSTALLED):
         metadata = orm_cache.metadata
         known = None if metadata is None else {table.name for table in metadata.tables.values()}
-        installed = getattr(orm_cache, "_record_tables_installed", set())
-        warned = orm_cache.__dict__.setdefault("_record_tables_warned", set())
+        installed: Set[str] = getattr(orm_cache, "_record_tables_installed", set())
+        warned: Set[str] = orm_cache.__dict__.setdefault("_record_tables_warned", set())
         missing = sorted(n for n in names if (known is None or n in known) and n not in installed and n not in warned)
         if missing:
             warned.update(missing)

@@ -75,7 +75,8 @@ class _Model:
         self.pk_name = mapper.get_property_by_column(pk_column).key
         self.pk = getattr(cls, self.pk_name)
         self.columns: Dict[str, Any] = {prop.key: getattr(cls, prop.key) for prop in mapper.column_attrs}
-        self.statements: Dict[Tuple[str, ...], Any] = {}
+        #: by the fields' names, and by (names, probe) for the probed form
+        self.statements: Dict[Any, Any] = {}
 
     def select(self, names: Tuple[str, ...]) -> Any:
         """``SELECT pk, <names> WHERE pk IN :ids``, built once per set of fields."""
@@ -280,9 +281,10 @@ class RecordCache:
             # through the session: the application's do_orm_execute hooks (tenant criteria...) apply
             if start == 0 and probed:
                 # piggy-backed on this SELECT: was a table held written by a raw DBAPI cursor?
-                rows = self.session.execute(model.probed_select(names, written_probe(probed)), {"ids": chunk}).all()
-                written = {name for name, flag in zip(probed, rows[0][0] or ()) if flag is not None}
-                rows = [row[1:] for row in rows if row[1] is not None]
+                probed_rows = self.session.execute(model.probed_select(names, written_probe(probed)),
+                                                   {"ids": chunk}).all()
+                written = {name for name, flag in zip(probed, probed_rows[0][0] or ()) if flag is not None}
+                rows: Sequence[Any] = [row[1:] for row in probed_rows if row[1] is not None]
                 if written:
                     self._invalidate_tables(written)
                     dropped = True
