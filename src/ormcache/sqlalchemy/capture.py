@@ -143,6 +143,18 @@ def written_probe(names: Sequence[str]) -> str:
     capture trigger's transaction-local marker is '1' after a write; the probe then sets it to
     '0' (so the next write records and marks again) and answers '0', else NULL. A ``CASE``
     reads before it writes. A text[] in the order of ``names``."""
+    key = tuple(MARKED[name] for name in names)
+    probe = _PROBES.get(key)
+    if probe is None:
+        probe = _PROBES[key] = _written_probe(names)
+    return probe
+
+
+#: (schema, table) of the probed tables -> the probe's SQL (built once)
+_PROBES: Dict[Tuple[Tuple[Optional[str], str], ...], str] = {}
+
+
+def _written_probe(names: Sequence[str]) -> str:
     parts = []
     for name in names:
         mark = capture._literal(capture.marker(capture.table_signal(MARKED[name])))
