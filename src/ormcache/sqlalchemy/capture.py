@@ -9,6 +9,7 @@ SQLAlchemy and checks that the registry's signaling reads the database the trigg
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from contextlib import nullcontext
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
@@ -31,6 +32,18 @@ _logger = logging.getLogger("ormcache.sqlalchemy")
 #: bare table name -> the (schema, table) install() put a capture trigger on, in this process:
 #: record caches read their transaction-local markers (``written_probe()``)
 MARKED: Dict[str, Tuple[Optional[str], str]] = {}
+#: the same for SQLite, by the file's absolute path (a counter's table exists in its file only):
+#: record caches read the triggers' counters (``counted_probe()``)
+COUNTED: Dict[str, Dict[str, Tuple[Optional[str], str]]] = {}
+
+
+def sqlite_file(bind: Any) -> Optional[str]:
+    """The absolute path of the SQLite file of ``bind`` (an Engine or Connection), None for
+    an in-memory database."""
+    database: Optional[str] = bind.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
 
 #: the OrmCaches install() equipped (a record-cache table declared or read later is warned about)
 _INSTALLED: "weakref.WeakSet[Any]" = weakref.WeakSet()
@@ -131,8 +144,13 @@ def install(orm_cache: Any, bind: Any, watched: Sequence[Engine] = ()) -> List[T
     orm_cache._captured = True
     orm_cache._captured_tables = (_signature(orm_cache), set(dependencies))
     orm_cache._record_tables_installed = {name for _, name in set(dependencies) | records}
+    equipped = {name: (schema, name) for schema, name in set(dependencies) | records}
     if dialect == "postgresql":
-        MARKED.update((name, (schema, name)) for schema, name in set(dependencies) | records)
+        MARKED.update(equipped)
+    else:
+        path = sqlite_file(bind)
+        if path is not None:
+            COUNTED.setdefault(path, {}).update(equipped)
     _INSTALLED.add(orm_cache)
     return sorted((table for table, _ in missing), key=lambda t: (t[0] or "", t[1]))
 
@@ -150,8 +168,21 @@ def written_probe(names: Sequence[str]) -> str:
     return probe
 
 
+def counted_probe(names: Sequence[str], counted: Dict[str, Tuple[Optional[str], str]]) -> str:
+    """An SQL expression (SQLite) reading the capture triggers' counter of each table of
+    ``names`` (bare names of ``counted``, one file's ``COUNTED``; one more per row written, by
+    any path, in the file): the counters, comma-separated, in the order of ``names``."""
+    key = ("sqlite",) + tuple(counted[name] for name in names)
+    probe = _PROBES.get(key)
+    if probe is None:
+        parts = [f"coalesce((SELECT weight FROM {capture.quote(capture.TABLE_PREFIX + capture.table_signal(counted[name]))} "
+                 "WHERE id = 0), '')" for name in names]
+        probe = _PROBES[key] = " || ',' || ".join(parts)
+    return probe
+
+
 #: (schema, table) of the probed tables -> the probe's SQL (built once)
-_PROBES: Dict[Tuple[Tuple[Optional[str], str], ...], str] = {}
+_PROBES: Dict[Tuple[Any, ...], str] = {}
 
 
 def _written_probe(names: Sequence[str]) -> str:

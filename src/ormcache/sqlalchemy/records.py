@@ -16,9 +16,10 @@ the session's own identity map expires then. Inserts, updates and deletes flushe
 drop the records they touch; ORM bulk ``insert()/update()/delete()`` statements drop the model;
 ``session.execute(text(...))`` SQL other than a read drops everything, and so do writes on the
 session's connection that bypass the session (Core, ``text()``, ``exec_driver_sql()``). A raw
-DBAPI cursor is seen only on PostgreSQL with ``OrmCache.install()``'s triggers on the table
+DBAPI cursor is seen only with ``OrmCache.install()``'s triggers on the table
 (``RecordCache.register()``), at the cache's next SELECT, which reads the triggers'
-transaction-local markers; another process's commits are read by the next transaction.
+transaction-local markers (PostgreSQL) or counters (SQLite); another process's commits are read
+by the next transaction.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from sqlalchemy.orm import Mapper, Session, scoped_session
 
 from ._bridge import MISS, is_async, run, sync_session
 from ._changes import ALL_TABLES, RECORD_MODELS, changed_instances, is_single_read, statement_tables
-from .capture import MARKED, record_tables_uncovered, written_probe
+from .capture import COUNTED, MARKED, counted_probe, record_tables_uncovered, sqlite_file, written_probe
 
 __all__ = ["RecordCache", "AsyncRecordCache", "MissingRecord"]
 
@@ -130,6 +131,8 @@ class RecordCache:
         self._missing: Dict[type, Set[Any]] = {}
         self._groups: Dict[type, Dict[Any, _Group]] = {}
         self._models: Dict[type, _Model] = {}
+        #: table -> the capture triggers' counter the last SELECT read (SQLite)
+        self._counters: Dict[str, str] = {}
         #: SELECT statements this cache issued (for tests and statistics).
         self.queries = 0
 
@@ -241,17 +244,42 @@ class RecordCache:
         self.prefetch(cls, ids, fields)
         return [{field: self.get(cls, id_, field) for field in fields} for id_ in ids]
 
-    def _probe(self, model: _Model) -> Tuple[str, ...]:
-        """The tables held or being loaded whose capture markers the next SELECT reads
-        (PostgreSQL, with ``OrmCache.install()``'s triggers on them; else none)."""
-        if not MARKED:
-            return ()
+    def _probe(self, model: _Model) -> Tuple[str, Tuple[str, ...], str]:
+        """The dialect, the tables held or being loaded whose capture markers (PostgreSQL) or
+        counters (SQLite) the next SELECT reads (those with ``OrmCache.install()``'s triggers
+        on them; none: no probe), and the probe's SQL."""
+        if not (MARKED or COUNTED):
+            return "", (), ""
+        bind = self.session.get_bind(mapper=model.mapper)
+        dialect = bind.dialect.name
+        marked: Optional[Dict[str, Any]] = None
+        if dialect == "postgresql":
+            marked = MARKED  # (a marker no trigger sets reads NULL: any database will do)
+        elif dialect == "sqlite" and COUNTED:
+            path = sqlite_file(bind)  # a counter's table is in its file only
+            marked = None if path is None else COUNTED.get(path)
+        if not marked:
+            return "", (), ""
         classes = set(self._data) | set(self._missing)
         classes.add(model.cls)
-        names = {table.name for c in classes for table in self._model(c).mapper.tables if table.name in MARKED}
-        if not names or self.session.get_bind(mapper=model.mapper).dialect.name != "postgresql":
-            return ()
-        return tuple(sorted(names))
+        names = tuple(sorted({table.name for c in classes for table in self._model(c).mapper.tables
+                              if table.name in marked}))
+        if not names:
+            return "", (), ""
+        return dialect, names, written_probe(names) if dialect == "postgresql" else counted_probe(names, marked)
+
+    def _written(self, dialect: str, names: Tuple[str, ...], answer: Any) -> Set[str]:
+        """The tables of ``names`` the probe's ``answer`` says were written since this cache's
+        previous SELECT."""
+        if dialect == "postgresql":  # markers set since the last probe (which reset them)
+            return {name for name, flag in zip(names, answer or ()) if flag is not None}
+        written = set()  # SQLite: counters moved since the last probe
+        for name, count in zip(names, ("" if answer is None else str(answer)).split(",")):  # (one: an int)
+            before = self._counters.get(name)
+            self._counters[name] = count
+            if before is not None and before != count:
+                written.add(name)
+        return written
 
     def _load(self, model: _Model, ids: Sequence[Any], fields: Iterable[str]) -> bool:
         """Load the absent (id, field) pairs; True when the SELECT's probe found tables written
@@ -274,16 +302,15 @@ class RecordCache:
             return False
         names = tuple(sorted(columns))
         statement = model.select(names)
-        probed = self._probe(model)
+        dialect, probed, probe = self._probe(model)
         dropped = False
         for start in range(0, len(todo), self.chunk_size):
             chunk = todo[start:start + self.chunk_size]
             # through the session: the application's do_orm_execute hooks (tenant criteria...) apply
             if start == 0 and probed:
                 # piggy-backed on this SELECT: was a table held written by a raw DBAPI cursor?
-                probed_rows = self.session.execute(model.probed_select(names, written_probe(probed)),
-                                                   {"ids": chunk}).all()
-                written = {name for name, flag in zip(probed, probed_rows[0][0] or ()) if flag is not None}
+                probed_rows = self.session.execute(model.probed_select(names, probe), {"ids": chunk}).all()
+                written = self._written(dialect, probed, probed_rows[0][0])
                 rows: Sequence[Any] = [row[1:] for row in probed_rows if row[1] is not None]
                 if written:
                     self._invalidate_tables(written)
@@ -336,6 +363,7 @@ class RecordCache:
 
     def clear(self) -> None:
         """Forget everything (the end of the unit of work)."""
+        self._counters.clear()
         self._data.clear()
         self._missing.clear()
         self._groups.clear()

@@ -221,14 +221,23 @@ def _raw(session, sql):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("next_load", ["other_model", "same_model"])
-def test_a_raw_cursor_write_is_seen_at_the_record_cache_next_load(pg_dsn, next_load):
-    """Item 3: with the triggers installed (PostgreSQL), the record cache's next SELECT also
-    reads and resets the transaction-local markers of the tables it holds: a raw DBAPI write
-    on the session's connection drops what it held of that table. Hits send nothing.
-    Before: the value read before the raw write was served ('one', not 'raw')."""
-    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(pg_dsn))
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_a_raw_cursor_write_is_seen_at_the_record_cache_next_load(kind, next_load, request, tmp_path):
+    """Item 3: with the triggers installed, the record cache's next SELECT also reads (and on
+    PostgreSQL resets) the transaction-local markers (SQLite: the counters in the file) of the
+    tables it holds: a raw DBAPI write on the session's connection drops what it held of that
+    table. Hits send nothing. Before: the value read before the raw write was served ('one',
+    not 'raw')."""
+    if kind == "postgresql":
+        dsn = request.getfixturevalue("pg_dsn")
+        engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn))
+        signaling = PostgresSignaling(dsn, connect_timeout=2)
+    else:
+        path = str(tmp_path / "app.sqlite")
+        engine = create_engine(f"sqlite:///{path}")
+        signaling = SqliteSignaling(path)
     _seed(engine)
-    cache = _orm_cache(PostgresSignaling(pg_dsn, connect_timeout=2))
+    cache = _orm_cache(signaling)
     statements = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     try:
@@ -292,3 +301,29 @@ def test_the_probe_keeps_inheritance_and_loader_criteria(pg_dsn):
             session.rollback()
     finally:
         _close(cache, engine)
+
+
+@pytest.mark.timeout(120)
+def test_an_sqlite_file_without_the_triggers_is_not_probed(tmp_path):
+    """The counters' tables are in the installed file only: a record cache reading another
+    file (same tables, no install()) sends its plain SELECT, no error."""
+    installed = create_engine(f"sqlite:///{tmp_path / 'installed.sqlite'}")
+    plain = create_engine(f"sqlite:///{tmp_path / 'plain.sqlite'}")
+    _seed(installed)
+    _seed(plain)
+    cache = _orm_cache(SqliteSignaling(str(tmp_path / "installed.sqlite")))
+    try:
+        RecordCache.register(Note)
+        cache.install(installed)
+        for engine in (plain, installed):
+            with sessionmaker(engine)() as session:
+                records = RecordCache.of(session)
+                assert records.read(Note, [1, 2], ["body"]) == [{"body": "one"}, {"body": "two"}]
+                _raw(session, "UPDATE rec18cap_notes SET body = 'raw' WHERE id = 1")
+                assert records.get(Later, 1, "body") == "one"
+                seen = records.get(Note, 1, "body")
+                assert seen == ("raw" if engine is installed else "one")  # plain: not seen, as before
+                session.rollback()
+    finally:
+        _close(cache, plain)
+        installed.dispose()
