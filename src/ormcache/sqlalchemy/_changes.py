@@ -17,6 +17,10 @@ KEY_PREFIX = "ormcache.sqlalchemy"
 #: ``FullTableCache``: a class is listed under its tables and those of its subclasses).
 FULL_TABLE_MODELS: Dict[str, Set[type]] = {}
 
+#: table name -> the model classes declared with ``RecordCache.register()``: ``OrmCache.install()``
+#: puts capture triggers on their tables too.
+RECORD_MODELS: Dict[str, Set[type]] = {}
+
 
 def changed_instances(session: Session) -> Iterator[Any]:
     """Instances inserted, updated or deleted by the flush in progress (call from after_flush)."""

@@ -215,6 +215,7 @@ class OrmCache:
             for name in _EVENTS:
                 event.remove(target, name, getattr(self, "_on_" + name))
         self._watched.clear()
+        _capture.forget(self)  # a closed OrmCache warns no more about record-cache tables
         if self.shared is not None:
             self.shared.close()
 

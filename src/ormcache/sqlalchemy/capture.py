@@ -2,12 +2,15 @@
 
 The SQL lives in ``ormcache.signaling.capture``; this module knows which tables an OrmCache
 depends on (its policies' tables, the full-table caches' tables, and every table of its
-metadata when a callable policy, whose tables are unknown, is registered), runs the DDL through
+metadata when a callable policy, whose tables are unknown, is registered) and which tables record
+caches read (``RecordCache.register()``), runs the DDL through
 SQLAlchemy and checks that the registry's signaling reads the database the triggers write to.
 """
 from __future__ import annotations
 
 import logging
+import os
+import weakref
 from contextlib import nullcontext
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -17,28 +20,52 @@ from ormcache.signaling import REGISTRY, SignalingConfigurationError
 from ormcache.signaling import capture
 
 from ._bridge import await_, in_greenlet
-from ._changes import FULL_TABLE_MODELS
+from ._changes import FULL_TABLE_MODELS, RECORD_MODELS
 from ._session import table_key
 
 __all__ = ["captured_tables", "check_bind", "check_capturable", "ddl_statements", "install", "warn_uncaptured", "read_snapshot",
-           "fully_captured", "publish_members", "member_signal"]
+           "fully_captured", "publish_members", "member_signal", "record_tables_uncovered"]
 
 _logger = logging.getLogger("ormcache.sqlalchemy")
 
 
-def _dependencies(orm_cache: Any) -> Dict[Tuple[Optional[str], str], Set[str]]:
+#: bare table name -> the (schema, table) install() put a capture trigger on, in this process:
+#: record caches read their transaction-local markers (``written_probe()``)
+MARKED: Dict[str, Tuple[Optional[str], str]] = {}
+#: the same for SQLite, by the file's absolute path (a counter's table exists in its file only):
+#: record caches read the triggers' counters (``counted_probe()``)
+COUNTED: Dict[str, Dict[str, Tuple[Optional[str], str]]] = {}
+
+
+def sqlite_file(bind: Any) -> Optional[str]:
+    """The absolute path of the SQLite file of ``bind`` (an Engine or Connection), None for
+    an in-memory database."""
+    database: Optional[str] = bind.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
+
+#: the OrmCaches install() equipped (a record-cache table declared or read later is warned about)
+_INSTALLED: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _dependencies(orm_cache: Any, records: bool = False) -> Dict[Tuple[Optional[str], str], Set[str]]:
     """(schema, table) -> the names the OrmCache knows it by (policy tables, full-table caches'
     tables, and every table of its metadata when a callable policy, whose tables are unknown,
-    is registered)."""
+    is registered); ``records``: the tables of ``RecordCache.register()``'s models instead."""
     metadata = orm_cache.metadata
     tables = {} if metadata is None else dict(metadata.tables)
     by_bare = {table.name: table for table in tables.values()}
-    full = set(FULL_TABLE_MODELS)  # every FullTableCache of the process: those of this database
+    # every FullTableCache (RecordCache model) of the process: those of this database
+    full = set(RECORD_MODELS if records else FULL_TABLE_MODELS)
     if metadata is not None:
         full &= set(tables) | set(by_bare)
-    names: Set[str] = set(orm_cache._by_table) | full
-    if orm_cache._callables:  # a callable policy may depend on any table
-        names |= set(tables)
+    if records:
+        names: Set[str] = full
+    else:
+        names = set(orm_cache._by_table) | full
+        if orm_cache._callables:  # a callable policy may depend on any table
+            names |= set(tables)
     found: Dict[Tuple[Optional[str], str], Set[str]] = {}
     for name in names:
         table = tables.get(name)
@@ -49,9 +76,13 @@ def _dependencies(orm_cache: Any) -> Dict[Tuple[Optional[str], str], Set[str]]:
     return found
 
 
-def captured_tables(orm_cache: Any) -> List[Tuple[Optional[str], str]]:
-    """The tables whose changes invalidate values of ``orm_cache``, as (schema, name)."""
-    return sorted(_dependencies(orm_cache), key=lambda t: (t[0] or "", t[1]))
+def captured_tables(orm_cache: Any, records: bool = False) -> List[Tuple[Optional[str], str]]:
+    """The tables whose changes invalidate values of ``orm_cache``, as (schema, name) (with
+    ``records``, also the tables of the record caches' registered models)."""
+    tables = set(_dependencies(orm_cache))
+    if records:
+        tables |= set(_dependencies(orm_cache, records=True))
+    return sorted(tables, key=lambda t: (t[0] or "", t[1]))
 
 
 def check_capturable(orm_cache: Any, descriptors: Any = None) -> None:
@@ -71,7 +102,7 @@ def ddl_statements(orm_cache: Any, dialect: Any) -> List[str]:
     """The statements ``install()`` runs, for ``dialect`` (a name or a SQLAlchemy dialect)."""
     check_capturable(orm_cache)
     name = getattr(dialect, "name", dialect)
-    return capture.table_ddl(name, captured_tables(orm_cache))
+    return capture.table_ddl(name, captured_tables(orm_cache, records=True))
 
 
 def install(orm_cache: Any, bind: Any, watched: Sequence[Engine] = ()) -> List[Tuple[Optional[str], str]]:
@@ -86,7 +117,10 @@ def install(orm_cache: Any, bind: Any, watched: Sequence[Engine] = ()) -> List[T
         raise ValueError(f"OrmCache.install(): capture supports {list(capture.DIALECTS)}, not {dialect!r}")
     check_capturable(orm_cache)
     dependencies = _dependencies(orm_cache)
-    pairs = [(table, capture.table_signal(table)) for table in dependencies]
+    # a record cache's tables: triggers only (its values end with their transaction: no
+    # subscription, and its tables' signals do not move the shared tier's version)
+    records = set(_dependencies(orm_cache, records=True))
+    pairs = [(table, capture.table_signal(table)) for table in set(dependencies) | records]
     transaction, created = _transaction(bind), False
     with transaction as connection:
         rows = connection.exec_driver_sql(capture.triggers_query(dialect)).fetchall()
@@ -106,10 +140,80 @@ def install(orm_cache: Any, bind: Any, watched: Sequence[Engine] = ()) -> List[T
             if engine is not bound:
                 _check_bind(engine, epoch, orm_cache)
     orm_cache._installed_epoch = epoch
-    _subscribe(orm_cache, {signal: dependencies[table] for table, signal in pairs})
+    _subscribe(orm_cache, {capture.table_signal(table): names for table, names in dependencies.items()})
     orm_cache._captured = True
     orm_cache._captured_tables = (_signature(orm_cache), set(dependencies))
+    orm_cache._record_tables_installed = {name for _, name in set(dependencies) | records}
+    equipped = {name: (schema, name) for schema, name in set(dependencies) | records}
+    if dialect == "postgresql":
+        MARKED.update(equipped)
+    else:
+        path = sqlite_file(bind)
+        if path is not None:
+            COUNTED.setdefault(path, {}).update(equipped)
+    _INSTALLED.add(orm_cache)
     return sorted((table for table, _ in missing), key=lambda t: (t[0] or "", t[1]))
+
+
+def written_probe(names: Sequence[str]) -> str:
+    """An SQL expression (PostgreSQL) reading, for each table of ``names`` (bare names of
+    ``MARKED``), whether the transaction wrote it since the last probe, by any path: the
+    capture trigger's transaction-local marker is '1' after a write; the probe then sets it to
+    '0' (so the next write records and marks again) and answers '0', else NULL. A ``CASE``
+    reads before it writes. A text[] in the order of ``names``."""
+    key = tuple(MARKED[name] for name in names)
+    probe = _PROBES.get(key)
+    if probe is None:
+        probe = _PROBES[key] = _written_probe(names)
+    return probe
+
+
+def counted_probe(names: Sequence[str], counted: Dict[str, Tuple[Optional[str], str]]) -> str:
+    """An SQL expression (SQLite) reading the capture triggers' counter of each table of
+    ``names`` (bare names of ``counted``, one file's ``COUNTED``; one more per row written, by
+    any path, in the file): the counters, comma-separated, in the order of ``names``."""
+    key = ("sqlite",) + tuple(counted[name] for name in names)
+    probe = _PROBES.get(key)
+    if probe is None:
+        parts = [f"coalesce((SELECT weight FROM {capture.quote(capture.TABLE_PREFIX + capture.table_signal(counted[name]))} "
+                 "WHERE id = 0), '')" for name in names]
+        probe = _PROBES[key] = " || ',' || ".join(parts)
+    return probe
+
+
+#: (schema, table) of the probed tables -> the probe's SQL (built once)
+_PROBES: Dict[Tuple[Any, ...], str] = {}
+
+
+def _written_probe(names: Sequence[str]) -> str:
+    parts = []
+    for name in names:
+        mark = capture._literal(capture.marker(capture.table_signal(MARKED[name])))
+        parts.append(f"CASE WHEN current_setting({mark}, true) = '1' THEN set_config({mark}, '0', true) END")
+    return "ARRAY[" + ", ".join(parts) + "]::text[]"
+
+
+def forget(orm_cache: Any) -> None:
+    """``OrmCache.close()``: no more warnings about record-cache tables."""
+    _INSTALLED.discard(orm_cache)
+
+
+def record_tables_uncovered(names: Set[str], how: str) -> None:
+    """Record caches declared or read tables ``names`` (bare names): each OrmCache installed
+    before, whose database holds such a table and which put no trigger on it, warns once (its
+    outside writes are not signalled until ``RecordCache.register()`` and ``install()``)."""
+    for orm_cache in list(_INSTALLED):
+        metadata = orm_cache.metadata
+        known = None if metadata is None else {table.name for table in metadata.tables.values()}
+        installed: Set[str] = getattr(orm_cache, "_record_tables_installed", set())
+        warned: Set[str] = orm_cache.__dict__.setdefault("_record_tables_warned", set())
+        missing = sorted(n for n in names if (known is None or n in known) and n not in installed and n not in warned)
+        if missing:
+            warned.update(missing)
+            _logger.warning("OrmCache %r: record caches %s %s after install(), which put no capture trigger "
+                            "on them: RecordCache.register() their models and call install() again (until "
+                            "then their outside writes are not signalled)",
+                            orm_cache.registry.db_name, how, ", ".join(missing))
 
 
 def _signature(orm_cache: Any) -> Tuple[int, int, int]:

@@ -16,7 +16,10 @@ the session's own identity map expires then. Inserts, updates and deletes flushe
 drop the records they touch; ORM bulk ``insert()/update()/delete()`` statements drop the model;
 ``session.execute(text(...))`` SQL other than a read drops everything, and so do writes on the
 session's connection that bypass the session (Core, ``text()``, ``exec_driver_sql()``). A raw
-DBAPI cursor is not seen; another process's commits are read by the next transaction.
+DBAPI cursor is seen only with ``OrmCache.install()``'s triggers on the table
+(``RecordCache.register()``), at the cache's next SELECT, which reads the triggers'
+transaction-local markers (PostgreSQL) or counters (SQLite); another process's commits are read
+by the next transaction.
 """
 from __future__ import annotations
 
@@ -24,14 +27,15 @@ import weakref
 from typing import (AbstractSet, Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union,
                     overload)
 
-from sqlalchemy import TextClause, bindparam, event, inspect, select
+from sqlalchemy import TextClause, bindparam, event, inspect, literal_column, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
 from sqlalchemy.orm import Mapper, Session, scoped_session
 
 from ._bridge import MISS, is_async, run, sync_session
-from ._changes import ALL_TABLES, changed_instances, is_single_read, statement_tables
+from ._changes import ALL_TABLES, RECORD_MODELS, changed_instances, is_single_read, statement_tables
 from ._session import listen_once
+from .capture import COUNTED, MARKED, counted_probe, record_tables_uncovered, sqlite_file, written_probe
 
 __all__ = ["RecordCache", "AsyncRecordCache", "MissingRecord"]
 
@@ -73,7 +77,8 @@ class _Model:
         self.pk_name = mapper.get_property_by_column(pk_column).key
         self.pk = getattr(cls, self.pk_name)
         self.columns: Dict[str, Any] = {prop.key: getattr(cls, prop.key) for prop in mapper.column_attrs}
-        self.statements: Dict[Tuple[str, ...], Any] = {}
+        #: by the fields' names, and by (names, probe) for the probed form
+        self.statements: Dict[Any, Any] = {}
 
     def select(self, names: Tuple[str, ...]) -> Any:
         """``SELECT pk, <names> WHERE pk IN :ids``, built once per set of fields."""
@@ -82,6 +87,20 @@ class _Model:
             statement = select(self.pk, *(self.columns[n] for n in names)).where(
                 self.pk.in_(bindparam("ids", expanding=True)))
             self.statements[names] = statement
+        return statement
+
+    def probed_select(self, names: Tuple[str, ...], probe: str) -> Any:
+        """``select(names)`` that also answers ``probe`` (``capture.written_probe()``) in its
+        first column, evaluated once: an outer join from the probe's one row, so that it is
+        answered even when no record matches (the records' columns are then NULL)."""
+        key = (names, probe)
+        statement = self.statements.get(key)
+        if statement is None:
+            marks = select(literal_column(probe).label("written")).subquery("orm_signaling_written")
+            statement = (select(marks.c.written, self.pk, *(self.columns[n] for n in names))
+                         .select_from(marks)
+                         .outerjoin(self.cls, self.pk.in_(bindparam("ids", expanding=True))))
+            self.statements[key] = statement
         return statement
 
     def check_fields(self, fields: Iterable[str]) -> FrozenSet[str]:
@@ -113,6 +132,8 @@ class RecordCache:
         self._missing: Dict[type, Set[Any]] = {}
         self._groups: Dict[type, Dict[Any, _Group]] = {}
         self._models: Dict[type, _Model] = {}
+        #: table -> the capture triggers' counter the last SELECT read (SQLite)
+        self._counters: Dict[str, str] = {}
         #: SELECT statements this cache issued (for tests and statistics).
         self.queries = 0
 
@@ -143,12 +164,35 @@ class RecordCache:
             cache = session.info[_INFO_KEY] = cls(session)
         return cache
 
+    @classmethod
+    def register(cls, *models: type) -> None:
+        """Declare the mapped classes record caches read: ``OrmCache.install()`` (``ddl()``)
+        then puts capture triggers on their tables too, so that a write to them by any path
+        or program records its table's signal in the writer's transaction. Declare them
+        before ``install()``; one declared (or first read undeclared) after an ``install()``
+        is warned about once, and covered by the next ``install()`` once declared."""
+        if not models:
+            raise TypeError("RecordCache.register() takes at least one mapped class")
+        checked = [_Model(model) for model in models]  # raises before anything changes
+        added = set()
+        for model in checked:
+            for table in model.mapper.tables:
+                owners = RECORD_MODELS.setdefault(table.name, set())
+                if model.cls not in owners:
+                    owners.add(model.cls)
+                    added.add(table.name)
+        if added:
+            record_tables_uncovered(added, "declared")
+
     # -- reading -----------------------------------------------------------------------------
 
     def _model(self, cls: type) -> _Model:
         model = self._models.get(cls)
         if model is None:
             model = self._models[cls] = _Model(cls)
+            undeclared = {table.name for table in model.mapper.tables} - RECORD_MODELS.keys()
+            if undeclared:  # (once per model and session: a set difference)
+                record_tables_uncovered(undeclared, "read")
         return model
 
     def prefetch(self, cls: type, ids: Iterable[Any], fields: Optional[Iterable[str]] = None) -> None:
@@ -164,7 +208,8 @@ class RecordCache:
         for id_ in ids:
             groups[id_] = group
         self.session.flush()  # pending writes invalidate what they touch before we look
-        self._load(model, ids, wanted)
+        if self._load(model, ids, wanted):
+            self._load(model, ids, wanted)  # what the probe dropped
 
     def get(self, cls: type, id: Any, field: str) -> Any:
         """The value of ``field`` of record ``id``; a miss loads its prefetch group in one SELECT."""
@@ -180,7 +225,9 @@ class RecordCache:
             self._groups.setdefault(cls, {})[id] = group
         else:
             group.fields.add(field)
-        self._load(model, group.ids if id in group.ids else (id,), group.fields)
+        ids = group.ids if id in group.ids else (id,)
+        if self._load(model, ids, group.fields):
+            self._load(model, ids, group.fields)  # what the probe dropped
         try:
             return self._data[cls][id][field]
         except KeyError:
@@ -198,7 +245,47 @@ class RecordCache:
         self.prefetch(cls, ids, fields)
         return [{field: self.get(cls, id_, field) for field in fields} for id_ in ids]
 
-    def _load(self, model: _Model, ids: Sequence[Any], fields: Iterable[str]) -> None:
+    def _probe(self, model: _Model) -> Tuple[str, Tuple[str, ...], str]:
+        """The dialect, the tables held or being loaded whose capture markers (PostgreSQL) or
+        counters (SQLite) the next SELECT reads (those with ``OrmCache.install()``'s triggers
+        on them; none: no probe), and the probe's SQL."""
+        if not (MARKED or COUNTED):
+            return "", (), ""
+        bind = self.session.get_bind(mapper=model.mapper)
+        dialect = bind.dialect.name
+        marked: Optional[Dict[str, Any]] = None
+        if dialect == "postgresql":
+            marked = MARKED  # (a marker no trigger sets reads NULL: any database will do)
+        elif dialect == "sqlite" and COUNTED:
+            path = sqlite_file(bind)  # a counter's table is in its file only
+            marked = None if path is None else COUNTED.get(path)
+        if not marked:
+            return "", (), ""
+        classes = set(self._data) | set(self._missing)
+        classes.add(model.cls)
+        names = tuple(sorted({table.name for c in classes for table in self._model(c).mapper.tables
+                              if table.name in marked}))
+        if not names:
+            return "", (), ""
+        return dialect, names, written_probe(names) if dialect == "postgresql" else counted_probe(names, marked)
+
+    def _written(self, dialect: str, names: Tuple[str, ...], answer: Any) -> Set[str]:
+        """The tables of ``names`` the probe's ``answer`` says were written since this cache's
+        previous SELECT."""
+        if dialect == "postgresql":  # markers set since the last probe (which reset them)
+            return {name for name, flag in zip(names, answer or ()) if flag is not None}
+        written = set()  # SQLite: counters moved since the last probe
+        for name, count in zip(names, ("" if answer is None else str(answer)).split(",")):  # (one: an int)
+            before = self._counters.get(name)
+            self._counters[name] = count
+            if before is not None and before != count:
+                written.add(name)
+        return written
+
+    def _load(self, model: _Model, ids: Sequence[Any], fields: Iterable[str]) -> bool:
+        """Load the absent (id, field) pairs; True when the SELECT's probe found tables written
+        in this transaction by a path the cache did not see, and dropped what it held of them
+        (the records it just loaded are kept: they were read after the write)."""
         cls = model.cls
         data = self._data.setdefault(cls, {})
         missing_ids = self._missing.setdefault(cls, set())
@@ -213,13 +300,26 @@ class RecordCache:
                 todo.append(id_)
                 columns.update(absent)
         if not todo:
-            return
+            return False
         names = tuple(sorted(columns))
         statement = model.select(names)
+        dialect, probed, probe = self._probe(model)
+        dropped = False
         for start in range(0, len(todo), self.chunk_size):
             chunk = todo[start:start + self.chunk_size]
             # through the session: the application's do_orm_execute hooks (tenant criteria...) apply
-            rows = self.session.execute(statement, {"ids": chunk}).all()
+            if start == 0 and probed:
+                # piggy-backed on this SELECT: was a table held written by a raw DBAPI cursor?
+                probed_rows = self.session.execute(model.probed_select(names, probe), {"ids": chunk}).all()
+                written = self._written(dialect, probed, probed_rows[0][0])
+                rows: Sequence[Any] = [row[1:] for row in probed_rows if row[1] is not None]
+                if written:
+                    self._invalidate_tables(written)
+                    dropped = True
+                    data = self._data.setdefault(cls, {})
+                    missing_ids = self._missing.setdefault(cls, set())
+            else:
+                rows = self.session.execute(statement, {"ids": chunk}).all()
             self.queries += 1
             if start == 0:
                 _watch_connection(self, self.session.connection(bind_arguments={"mapper": model.mapper}))
@@ -232,6 +332,7 @@ class RecordCache:
                     record = data[id_] = {}
                 record.update(zip(names, row[1:]))
             missing_ids.update(id_ for id_ in chunk if id_ not in found)
+        return dropped
 
     def __contains__(self, item: Tuple[type, Any, str]) -> bool:
         """``(Model, id, field) in cache``: whether the value is loaded (no SQL)."""
@@ -263,6 +364,7 @@ class RecordCache:
 
     def clear(self) -> None:
         """Forget everything (the end of the unit of work)."""
+        self._counters.clear()
         self._data.clear()
         self._missing.clear()
         self._groups.clear()
