@@ -832,6 +832,7 @@ cdef class LRU:
                     except MemoryError:
                         fastlru_cs_end(&cs)
                         _xdecref(hold)
+                        self._release(&evicted, True)  # the expired ones: reported, freed
                         raise
                     # old weight out, evict, new weight in: the total never exceeds maxweight
                     self.total_weight -= self.weights[e]

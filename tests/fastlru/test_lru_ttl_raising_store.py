@@ -133,3 +133,54 @@ def test_the_entry_compared_is_kept_and_the_next_store_reclaims_nothing_twice(LR
     assert lru.info().evictions == 2
     assert sorted(k for k in lru.keys() if isinstance(k, str)) == ["good"]
     lru._check()
+
+
+def test_a_failed_allocation_in_a_weighted_replace_reports_and_releases_what_expired():
+    """The compiled engine's weighted replace reserves room for its evictions after reclaiming
+    the expired entries; if that allocation fails (MemoryError), those entries are reported
+    and released as above (they leaked, unreported). Every single failed allocation of the
+    store is tried in turn: whichever fails, the cache stays consistent and nothing leaks.
+    (Compiled only: allocation failures are the C engine's own; the twin's lists make no
+    such promise.)"""
+    _testcapi = pytest.importorskip("_testcapi")
+    from fastlru._lru_c import LRU
+
+    failed = 0
+    for start in range(40):
+        clock = Clock()
+        names = ("old", "a", "b", "c", "d", "e")
+        reported = dict.fromkeys(names, False)  # set in place: on_evict allocates nothing
+
+        def on_evict(k, v, reported=reported):
+            reported[k] = True
+
+        lru = LRU(10, ttl=1, timer=clock, maxweight=10, getsizeof=lambda v: v.w,
+                  on_evict=on_evict)
+        values = {k: Value() for k in names}
+        for v in values.values():
+            v.w = 1
+        refs = {k: weakref.ref(v) for k, v in values.items()}
+        lru["old"] = values["old"]
+        clock.now += 0.9
+        for k in names[1:]:
+            lru[k] = values[k]
+        clock.now += 0.6  # "old" expired; the heavy value below evicts 3 more
+        heavy = Value()
+        heavy.w = 9
+        del values, v
+        _testcapi.set_nomemory(start, start + 1)
+        try:
+            lru["c"] = heavy
+        except MemoryError:
+            failed += 1
+        finally:
+            _testcapi.remove_mem_hooks()
+        lru._check()
+        present = set(lru.keys())
+        assert all(reported[k] for k in names if k not in present and k != "c"), (start, reported)
+        assert lru.info().evictions == sum(reported.values()), start
+        lru.clear()
+        del lru
+        gc.collect()
+        assert [k for k, r in refs.items() if r() is not None] == [], start
+    assert failed  # the sweep did make the store fail
