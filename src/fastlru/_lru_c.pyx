@@ -812,7 +812,11 @@ cdef class LRU:
             except MemoryError:
                 fastlru_cs_end(&cs)
                 raise
-        e = self._find(key, h, &cs, &hold)
+        try:
+            e = self._find(key, h, &cs, &hold)  # raising, it ended the section, released hold
+        except BaseException:
+            self._release(&evicted, True)  # the expired entries it reclaimed: reported, freed
+            raise
         if e >= 0:
             self._promote(<int32_t>e)
             self.version += 1
@@ -828,6 +832,7 @@ cdef class LRU:
                     except MemoryError:
                         fastlru_cs_end(&cs)
                         _xdecref(hold)
+                        self._release(&evicted, True)  # the expired ones: reported, freed
                         raise
                     # old weight out, evict, new weight in: the total never exceeds maxweight
                     self.total_weight -= self.weights[e]

@@ -534,33 +534,38 @@ class LRU(Generic[_K, _V]):
         # what the store drops alive until the lock is released.
         evicted: List[Any] = []
         replaced: List[Any] = []
-        with self._lock:
-            if now is not None:
-                self._expire(now, evicted)  # expired entries go before any live one
-            e = self._find(key, h, plain)
-            if e != _EMPTY:
-                self._promote(e)
-                self._version += 1
-                if now is not None and self._expired(e, now):
-                    keep = False  # (a timer that went back): its value is gone, store ours
-                if keep:
-                    value = self._values[e]
+        try:
+            with self._lock:
+                if now is not None:
+                    self._expire(now, evicted)  # expired entries go before any live one
+                e = self._find(key, h, plain)
+                if e != _EMPTY:
+                    self._promote(e)
+                    self._version += 1
+                    if now is not None and self._expired(e, now):
+                        keep = False  # (a timer that went back): its value is gone, store ours
+                    if keep:
+                        value = self._values[e]
+                    else:
+                        replaced.append(self._values[e])
+                        self._values[e] = value
+                        if now is not None:
+                            self._unstamp(e)
+                            self._stamp(e, now)
+                        if self._weights is not None:
+                            # as the compiled engine: old weight out, evict, new weight in
+                            self._weight -= self._weights[e]
+                            self._weights[e] = 0
+                            self._evict_until(self._count, w, evicted)
+                            self._weights[e] = w
+                            self._weight += w
                 else:
-                    replaced.append(self._values[e])
-                    self._values[e] = value
-                    if now is not None:
-                        self._unstamp(e)
-                        self._stamp(e, now)
-                    if self._weights is not None:
-                        # as the compiled engine: old weight out, evict, new weight in
-                        self._weight -= self._weights[e]
-                        self._weights[e] = 0
-                        self._evict_until(self._count, w, evicted)
-                        self._weights[e] = w
-                        self._weight += w
-            else:
-                self._evict_until(self._count - 1, w, evicted)
-                self._insert(key, value, h, plain, w, now)
+                    self._evict_until(self._count - 1, w, evicted)
+                    self._insert(key, value, h, plain, w, now)
+        except BaseException:
+            # a key's __eq__ raised: the expired entries reclaimed before it are reported
+            self._release_evicted(evicted)
+            raise
         self._release_evicted(evicted)
         return value
 
