@@ -102,8 +102,8 @@ else:
     raise AssertionError("the scope swallowed the error")
 Registry.delete("import-modules")
 
-assert KeyFunction(len, None, 0, 1) == (len, None, 0, 1, None, -1)
-assert KeyFunction._fields[-2:] == ("context_keys", "context_index")
+assert KeyFunction(len, None, 0, 1) == (len, None, 0, 1, None, -1, None)
+assert KeyFunction._fields[-3:] == ("context_keys", "context_index", "plan")
 assert PerLoop[int] is PerLoop
 assert str(Versions) == "typing.Tuple[typing.Any, typing.Tuple[int, ...]]", Versions
 assert Step is not None and Steps is not None
