@@ -54,7 +54,11 @@ def resolve(pool: Any, mkey: Any, func: Callable[..., Any], cache_name: str, cou
     lru = cache_of(registry, cache_name)
     counters = registry.counters
     counter = counters.get((model, func))
-    if type(counter) is not counter_type:  # first call, or another hit path made it (tests)
+    if counter is None:
+        # the first call: threads resolving at once must share one counter (a get, then a
+        # store, let each make its own and all but the last one's counts were lost: 3.13t)
+        counter = counters.setdefault((model, func), counter_type(str(cache_name)))
+    if type(counter) is not counter_type:  # another hit path made it (tests)
         fresh = counter_type(str(cache_name))
         if counter is not None:
             fresh.hit, fresh.miss, fresh.err, fresh.gen_time = counter.hit, counter.miss, counter.err, counter.gen_time
