@@ -60,10 +60,9 @@ def resolve(pool: Any, mkey: Any, func: Callable[..., Any], cache_name: str, cou
         counter = counters.setdefault((model, func), counter_type(str(cache_name)))
     if type(counter) is not counter_type:  # another hit path made it (tests)
         fresh = counter_type(str(cache_name))
-        if counter is not None:
-            fresh.hit, fresh.miss, fresh.err, fresh.gen_time = counter.hit, counter.miss, counter.err, counter.gen_time
-            fresh.tx_hit, fresh.tx_miss, fresh.tx_err = (
-                getattr(counter, "tx_hit", 0), getattr(counter, "tx_miss", 0), getattr(counter, "tx_err", 0))
+        fresh.hit, fresh.miss, fresh.err, fresh.gen_time = counter.hit, counter.miss, counter.err, counter.gen_time
+        fresh.tx_hit, fresh.tx_miss, fresh.tx_err = (
+            getattr(counter, "tx_hit", 0), getattr(counter, "tx_miss", 0), getattr(counter, "tx_err", 0))
         counter = counters[(model, func)] = fresh
     if registry.method_signals:
         registry._watch_method(func)
