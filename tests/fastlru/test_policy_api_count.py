@@ -2,7 +2,6 @@
 implementations: shrinking evicts the policy's own victims (``popitem``'s order) and reports
 them; bad values are refused with the cache unchanged; a differential fuzz of the compiled
 engine against its twin with resizes, weights and a clock."""
-import importlib
 import random
 import sys
 import threading
@@ -12,30 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastlru
-
-CACHE_IMPLEMENTATIONS = [
-    pytest.param("fastlru._policy_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._policy_py", id="pure-python"),
-]
-
-
-@pytest.fixture(params=CACHE_IMPLEMENTATIONS, scope="module")
-def policy_module(request):
-    return importlib.import_module(request.param)
-
-
-@pytest.fixture(params=list(fastlru.POLICIES))
-def policy(request):
-    return request.param
-
-
-@pytest.fixture
-def make(policy_module, policy):
-    """make(count, ...) -> a Cache of this implementation and policy."""
-    def make(count, *args, **kwargs):
-        return policy_module.Cache(count, *args, policy=policy, **kwargs)
-    return make
-
 
 class Clock:
     def __init__(self, now=1000.0):

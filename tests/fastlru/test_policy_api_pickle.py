@@ -10,30 +10,6 @@ import pytest
 
 import fastlru
 
-CACHE_IMPLEMENTATIONS = [
-    pytest.param("fastlru._policy_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._policy_py", id="pure-python"),
-]
-
-
-@pytest.fixture(params=CACHE_IMPLEMENTATIONS, scope="module")
-def policy_module(request):
-    return importlib.import_module(request.param)
-
-
-@pytest.fixture(params=list(fastlru.POLICIES))
-def policy(request):
-    return request.param
-
-
-@pytest.fixture
-def make(policy_module, policy):
-    """make(count, ...) -> a Cache of this implementation and policy."""
-    def make(count, *args, **kwargs):
-        return policy_module.Cache(count, *args, policy=policy, **kwargs)
-    return make
-
-
 class Recorder:
     """An on_evict callback that records its calls (picklable through the module)."""
 

@@ -1,7 +1,6 @@
 """fastlru.Cache's expiry (issue #22: the same API as LRU): ``ttl=``/``timer=`` with LRU's
 semantics and messages, for every policy of both implementations, with a fake timer (nothing
 here sleeps); a differential fuzz of the compiled engine against its twin with a clock."""
-import importlib
 import math
 import random
 import sys
@@ -13,30 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastlru
-
-CACHE_IMPLEMENTATIONS = [
-    pytest.param("fastlru._policy_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._policy_py", id="pure-python"),
-]
-
-
-@pytest.fixture(params=CACHE_IMPLEMENTATIONS, scope="module")
-def policy_module(request):
-    return importlib.import_module(request.param)
-
-
-@pytest.fixture(params=list(fastlru.POLICIES))
-def policy(request):
-    return request.param
-
-
-@pytest.fixture
-def make(policy_module, policy):
-    """make(count, ...) -> a Cache of this implementation and policy."""
-    def make(count, *args, **kwargs):
-        return policy_module.Cache(count, *args, policy=policy, **kwargs)
-    return make
-
 
 class Clock:
     """A fake monotonic timer: ``clock.now`` seconds, advanced by hand."""

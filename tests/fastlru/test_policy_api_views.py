@@ -1,34 +1,9 @@
 """fastlru.Cache's repr, ``reversed`` and ``update`` from another cache (issue #22: the same
 API as LRU), for every policy of both implementations."""
-import importlib
 
 import pytest
 
 import fastlru
-
-CACHE_IMPLEMENTATIONS = [
-    pytest.param("fastlru._policy_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._policy_py", id="pure-python"),
-]
-
-
-@pytest.fixture(params=CACHE_IMPLEMENTATIONS, scope="module")
-def policy_module(request):
-    return importlib.import_module(request.param)
-
-
-@pytest.fixture(params=list(fastlru.POLICIES))
-def policy(request):
-    return request.param
-
-
-@pytest.fixture
-def make(policy_module, policy):
-    """make(count, ...) -> a Cache of this implementation and policy."""
-    def make(count, *args, **kwargs):
-        return policy_module.Cache(count, *args, policy=policy, **kwargs)
-    return make
-
 
 def test_repr_exact(make, policy):
     c = make(3, [("a", 1), ("b", 2)])

@@ -1,6 +1,5 @@
 """fastlru.Cache: the mapping API, bad and hostile input, threads and a model check, for every
 policy of both implementations (the compiled engine and its pure-Python twin)."""
-import importlib
 import random
 import sys
 import threading
@@ -8,30 +7,6 @@ import threading
 import pytest
 
 import fastlru
-
-CACHE_IMPLEMENTATIONS = [
-    pytest.param("fastlru._policy_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._policy_py", id="pure-python"),
-]
-
-
-@pytest.fixture(params=CACHE_IMPLEMENTATIONS, scope="module")
-def policy_module(request):
-    return importlib.import_module(request.param)
-
-
-@pytest.fixture(params=list(fastlru.POLICIES))
-def policy(request):
-    return request.param
-
-
-@pytest.fixture
-def make(policy_module, policy):
-    """make(count, ...) -> a Cache of this implementation and policy."""
-    def make(count, *args, **kwargs):
-        return policy_module.Cache(count, *args, policy=policy, **kwargs)
-    return make
-
 
 def test_policies_listed():
     assert fastlru.POLICIES == ("lru", "sieve", "s3fifo", "wtinylfu")

@@ -11,17 +11,6 @@ import pytest
 
 from fastlru.bench import hitratio
 
-CACHE_IMPLEMENTATIONS = [
-    pytest.param("fastlru._policy_c", id="c-extension", marks=pytest.mark.c_extension),
-    pytest.param("fastlru._policy_py", id="pure-python"),
-]
-
-
-@pytest.fixture(params=CACHE_IMPLEMENTATIONS, scope="module")
-def policy_module(request):
-    return importlib.import_module(request.param)
-
-
 def _hits(module, policy, keys, size):
     replay = hitratio._mapping_replay(functools.partial(module.Cache, policy=policy))
     return replay(keys, size)
