@@ -45,7 +45,7 @@ from .base import (
     SignalingUnavailable,
     local_signaling,
 )
-from .mixin import RegistrySignaling
+from .protocol import RegistrySignaling
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:

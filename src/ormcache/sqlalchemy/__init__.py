@@ -17,13 +17,13 @@ The layers, one module each:
 
 - ``records``: ``RecordCache``, a per-session ``{model: {id: {field: value}}}`` cache with Odoo's
   prefetch (N records x M fields in one SELECT); needs no set-up.
-- ``binding``: ``OrmCache``, which turns what sessions flush and commit into invalidations of the
+- ``orm_cache``: ``OrmCache``, which turns what sessions flush and commit into invalidations of the
   registry cache and publishes them through the registry's signaling on commit.
 - ``cached``: ``orm_cached`` (values invalidated by a policy) and ``request_cached``.
 - ``tables``: ``FullTableCache``, a mixin holding a small table whole in memory.
 - ``shared``: the optional Redis tier of ``orm_cached`` values.
 """
-from .binding import OrmCache
+from .orm_cache import OrmCache
 from .cached import orm_cached, request_cached
 from .records import AsyncRecordCache, MissingRecord, RecordCache
 from .shared import SharedCacheWarning

@@ -1,6 +1,6 @@
-"""What the binding (``OrmCache``) and the cached members share: the session's keys, ``begin``,
+"""What ``OrmCache`` (``orm_cache``) and the cached members share: the session's keys, ``begin``,
 the keys of full-table caches and the marker of cached members. Imports no other module of the
-package but ``_changes``, so ``binding``, ``cached`` and ``tables`` never import each other."""
+package but ``_changes``, so ``orm_cache``, ``cached`` and ``tables`` never import each other."""
 from __future__ import annotations
 
 import threading

@@ -171,7 +171,7 @@ def test_an_unreachable_app_database_at_watch_is_decided_by_the_first_commit(two
     broken = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/nowhere")  # refused at once
     try:
         cache.watch(sessionmaker(broken))  # no exception
-        from ormcache.sqlalchemy.binding import _same_database
+        from ormcache.sqlalchemy.orm_cache import _same_database
 
         assert id(registry.signaling) not in _same_database.get(broken.pool, {})
     finally:

@@ -33,9 +33,9 @@ def _imported_modules(module_name: str) -> set:
 
 
 def test_binding_and_cached_do_not_import_each_other():
-    assert "ormcache.sqlalchemy.cached" not in _imported_modules("ormcache.sqlalchemy.binding")
-    assert "ormcache.sqlalchemy.binding" not in _imported_modules("ormcache.sqlalchemy.cached")
-    assert "ormcache.sqlalchemy.binding" not in _imported_modules("ormcache.sqlalchemy.tables")
+    assert "ormcache.sqlalchemy.cached" not in _imported_modules("ormcache.sqlalchemy.orm_cache")
+    assert "ormcache.sqlalchemy.orm_cache" not in _imported_modules("ormcache.sqlalchemy.cached")
+    assert "ormcache.sqlalchemy.orm_cache" not in _imported_modules("ormcache.sqlalchemy.tables")
 
 
 def test_orm_cached_statistics_use_ormcache_counter():

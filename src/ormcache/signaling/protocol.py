@@ -1,4 +1,4 @@
-"""The Registry mixin: check_signaling / signal_changes / reset_changes / cursor_scope."""
+"""The signaling protocol a Registry runs (mixed into it): check_signaling / signal_changes / reset_changes / cursor_scope."""
 from __future__ import annotations
 
 import atexit
