@@ -380,6 +380,8 @@ cdef class CachedMethod:
                 raise ValueError(f"CachedMethod: context index {context_index!r} outside the {min_args} required arguments")
         self.context_keys = context_keys
         self.context_index = context_index
+        if spec.multi is not None and spec.multi_position < 0:
+            raise ValueError("CachedMethod: an ormcache_multi method whose ids are not positional is served by its Python wrapper")
         if spec.multi_position >= 0:
             if not callable(multi_fallback) or spec.flights is None:
                 raise TypeError("CachedMethod: an ormcache_multi spec needs its flights and a callable multi_fallback")

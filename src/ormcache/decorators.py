@@ -343,6 +343,7 @@ class ormcache_multi(ormcache):
 
         update_wrapper(wrapper, func)
         # the compiled hit path serves positional calls itself (the ids looked up in C), the
-        # others by this wrapper
+        # others by this wrapper; ids that cannot be given positionally (keyword-only, *ids):
+        # this wrapper alone (the compiled one cached such a method as a plain ormcache)
         compiled = getattr(_impl, "cached_multi", None)
-        return compiled(spec, wrapper) if compiled is not None else wrapper
+        return compiled(spec, wrapper) if compiled is not None and position >= 0 else wrapper
