@@ -29,7 +29,7 @@ import time
 
 from fastlru._aio import RETRY, AsyncFlights
 
-from ._lookup import AGAIN, check_multi_result, lookup_failed, multi_value, owner_keys, reader, recheck, resolve, store
+from ._lookup import AGAIN, check_multi_result, lookup_failed, multi_value, owner_keys, reader, recheck, store
 from ._spec import NO_SLOT, MethodSpec, Slot
 from .registry import DELETE_HOOKS
 
