@@ -30,12 +30,14 @@ import time
 from fastlru._aio import RETRY, AsyncFlights
 
 from ._lookup import AGAIN, check_multi_result, lookup_failed, multi_value, owner_keys, reader, recheck, store
-from ._spec import NO_SLOT, MethodSpec, Slot
+from ._spec import NO_SLOT, slot_of
 from .registry import DELETE_HOOKS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Tuple
+
+    from ._spec import MethodSpec, Slot
 
 
 __all__ = ["await_miss", "cached_coroutine", "cached_coroutine_multi"]
@@ -63,7 +65,7 @@ class _Last:
         self.state: Tuple[int, Slot] = (-1, NO_SLOT)
 
     def resolve(self, pool: Any, mkey: Any) -> Slot:
-        slot = Slot.of(self.spec, pool, mkey)
+        slot = slot_of(self.spec, pool, mkey)
         self.state = (_epoch[0], slot)
         return slot
 
@@ -138,19 +140,20 @@ def cached_coroutine(spec: MethodSpec) -> Callable[..., Coroutine[Any, Any, Any]
         epoch, slot = last.state
         if slot[0] is not pool or slot[1] is not mkey or epoch != _epoch[0]:
             slot = last.resolve(pool, mkey)
-        _, _, registry, name, lru, counter, get = slot  # by position: a property read costs a call
+        # the slot's fields by position (_spec.SLOT_FIELDS): 3 model, 5 counter, 6 get
         if index >= 0 and not kwargs and min_args <= len(args) <= max_args:
-            key = (name, func, args[index])
+            key = (slot[3], func, args[index])
         else:
-            key = (name, func, *key_function(*args, **kwargs))
+            key = (slot[3], func, *key_function(*args, **kwargs))
         try:
-            value = get(key, RETRY)
+            value = slot[6](key, RETRY)
         except Exception as exc:  # noqa: BLE001 - unhashable key...: the cache never fails the call
-            lookup_failed(func, counter, key, exc)
+            lookup_failed(func, slot[5], key, exc)
         else:
             if value is not RETRY:
-                counter.hit += 1
+                slot[5].hit += 1
                 return value
+            _, _, registry, _, lru, counter, _ = slot
             return await await_miss(func, flights, registry, lru, counter, key, args, kwargs)
         # outside the except clause: the method's own errors do not chain to the lookup's
         return await func(*args, **kwargs)

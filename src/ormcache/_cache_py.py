@@ -10,13 +10,15 @@ import operator
 
 from ._async import cached_coroutine
 from ._lookup import lookup_failed, miss
-from ._spec import NO_SLOT, MethodSpec, Slot
+from ._spec import NO_SLOT, slot_of
 from .keys import context_of, context_part
 from .registry import DELETE_HOOKS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Tuple
+
+    from ._spec import MethodSpec, Slot
 
     _AnyTuple = tuple[Any, ...]
 else:
@@ -106,7 +108,7 @@ def cached_method(spec: MethodSpec) -> Callable[..., Any]:
     has_owner = spec.has_owner
     static_model = spec.model
     flights: Dict[Any, Any] = {}
-    # the Slot of the last call
+    # the slot (_spec.SLOT_FIELDS) of the last call
     slot = NO_SLOT
     # every (pool, model key) seen since the last Registry.delete, by identities
     known: Dict[Any, Slot] = {}
@@ -139,13 +141,12 @@ def cached_method(spec: MethodSpec) -> Callable[..., Any]:
             if found is None or found[0] is not pool or found[1] is not mkey:
                 found = known.get((id(pool), id(mkey)))
                 if found is None or found[0] is not pool or found[1] is not mkey:
-                    found = known[(id(pool), id(mkey))] = Slot.of(spec, pool, mkey)
+                    found = known[(id(pool), id(mkey))] = slot_of(spec, pool, mkey)
                 if len(by_type) >= MAX_TYPES:  # classes made by the thousand are not kept alive
                     by_type = {}
                 by_type[owner_type] = found
             slot = current = found
-        # Slot's fields by position (a property read per hit costs a call)
-        _, _, registry, name, lru, counter, get = current
+        name = current[3]  # the slot's fields by position (_spec.SLOT_FIELDS): model
         if indices is not None and not kwargs and min_args <= len(args) <= max_args:
             if context_keys is not None:
                 context = (args[context_index] or {}) if context_index >= 0 else context_of(args[0])
@@ -159,13 +160,14 @@ def cached_method(spec: MethodSpec) -> Callable[..., Any]:
         else:
             key = (name, func, *key_function(*args, **kwargs))
         try:
-            value = get(key, _UNSET)
+            value = current[6](key, _UNSET)  # get
         except Exception as exc:  # noqa: BLE001 - unhashable key...: the cache never fails the call
-            lookup_failed(func, counter, key, exc)
+            lookup_failed(func, current[5], key, exc)
         else:
             if value is not _UNSET:
-                counter.hit += 1
+                current[5].hit += 1  # counter
                 return value
+            _, _, registry, _, lru, counter, _ = current
             return miss(func, flights, registry, lru, counter, HashedKey(key), args, kwargs)
         # outside the except clause: the method's own errors neither chain to the lookup's nor
         # keep it alive

@@ -1,29 +1,25 @@
-"""What a hit path is given and what it keeps: ``MethodSpec`` and ``Slot``.
+"""What a hit path is given and what it keeps: ``MethodSpec`` and the slot shape.
 
 ``MethodSpec`` is built once by the decorator when it binds a method (``decorators.ormcache``)
 and is all that the hit paths read: the compiled one (``_cache_c.CachedMethod``), the twin
-(``_cache_py.cached_method``) and the ``async def`` one (``_async``). ``Slot`` is what a
-wrapper remembers of one (pool, model key): the twin's and the async path's, with the fields
+(``_cache_py.cached_method``) and the ``async def`` one (``_async``). A slot (``SLOT_FIELDS``, ``slot_of``) is what
+a wrapper remembers of one (pool, model key): the twin's and the async path's, with the fields
 of the compiled ``_Slot`` in the same order.
 
-Plain ``__slots__`` classes, no ``typing`` or ``collections`` at run time (issue #21: import cost).
+A plain ``__slots__`` class and a tuple, no ``typing`` or ``collections`` at run time (issue #21: import cost).
 """
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     import inspect
-    from typing import Any, Callable, Dict, Optional
+    from typing import Any, Callable, Dict, Optional, Tuple
 
     from .keys import KeyFunction
 
-    _AnyTuple = tuple[Any, ...]
-else:
-    _AnyTuple = tuple
-
 from ._lookup import reader, resolve
 
-__all__ = ["MethodSpec", "Slot", "NO_SLOT"]
+__all__ = ["MethodSpec", "SLOT_FIELDS", "NO_SLOT", "slot_of"]
 
 _FIELDS = ("func", "key", "cache_name", "model", "has_owner", "counter_type",
            "multi", "signature", "multi_position", "multi_name", "flights")
@@ -101,56 +97,27 @@ class MethodSpec:
                 f"cache={str(self.cache_name)!r} has_owner={self.has_owner}>")
 
 
-class Slot(_AnyTuple):
-    """What serves the calls from one (pool, model key) of a method: ``(pool, mkey, registry,
-    model, lru, counter, get)``, one tuple replaced whole (a thread never sees one call's pool
-    with another's LRU). The first six are the compiled ``_cache_c._Slot``'s fields, in the
-    same order; ``get`` is the LRU's lookup as ``_lookup.reader`` gives it (the compiled slot
-    decides the same thing with its ``known`` flag)."""
+#: What serves the calls from one (pool, model key) of a method, one plain tuple replaced whole
+#: (a thread never sees one call's pool with another's LRU), read by position on the hit paths
+#: (an exact tuple: CPython's specialised indexing and unpacking apply, not to a subclass). The
+#: first six are the compiled ``_cache_c._Slot``'s fields, in the same order; ``get`` is the
+#: LRU's lookup as ``_lookup.reader`` gives it (the compiled slot decides the same with its
+#: ``known`` flag).
+SLOT_FIELDS = ("pool", "mkey", "registry", "model", "lru", "counter", "get")
+if TYPE_CHECKING:
+    #: (pool, model key, registry, model name, LRU, counter, the LRU's reader)
+    Slot = Tuple[Any, Any, Any, str, Any, Any, Callable[[Any, Any], Any]]
 
-    __slots__ = ()
 
-    def __new__(cls, pool: Any, mkey: Any, registry: Any, model: str, lru: Any, counter: Any,
-                get: Callable[[Any, Any], Any]) -> Slot:
-        return super().__new__(cls, (pool, mkey, registry, model, lru, counter, get))
+def slot_of(spec: MethodSpec, pool: Any, mkey: Any) -> Slot:
+    """The slot (``SLOT_FIELDS``) of ``spec``'s calls from (``pool``, ``mkey``): ``_lookup.resolve``."""
+    registry, model, lru, counter = resolve(pool, mkey, spec.func, spec.cache_name, spec.counter_type)
+    return (pool, mkey, registry, model, lru, counter, reader(lru))
 
-    @property
-    def pool(self) -> Any:
-        """The owner's ``pool`` (compared by identity)."""
-        return self[0]
 
-    @property
-    def mkey(self) -> Any:
-        """The owner's model key: its ``_name``, else its class (compared by identity)."""
-        return self[1]
-
-    @property
-    def registry(self) -> Any:
-        return self[2]
-
-    @property
-    def model(self) -> str:
-        """The model name that starts the keys."""
-        return self[3]  # type: ignore[no-any-return]  # built as a str
-
-    @property
-    def lru(self) -> Any:
-        return self[4]
-
-    @property
-    def counter(self) -> Any:
-        return self[5]
-
-    @property
-    def get(self) -> Callable[[Any, Any], Any]:
-        return self[6]  # type: ignore[no-any-return]  # built as a reader
-
-    @classmethod
-    def of(cls, spec: MethodSpec, pool: Any, mkey: Any) -> Slot:
-        """The slot of ``spec``'s calls from (``pool``, ``mkey``) (``_lookup.resolve``)."""
-        registry, model, lru, counter = resolve(pool, mkey, spec.func, spec.cache_name, spec.counter_type)
-        return cls(pool, mkey, registry, model, lru, counter, reader(lru))
+def _no_lookup(key: Any, default: Any) -> Any:
+    raise AssertionError("NO_SLOT is never looked up")  # its pool is no owner's
 
 
 #: the slot of a wrapper that has served no call: its pool is no owner's
-NO_SLOT = Slot(object(), object(), None, "", None, None, None)  # type: ignore[arg-type]  # never read
+NO_SLOT: Slot = (object(), object(), None, "", None, None, _no_lookup)

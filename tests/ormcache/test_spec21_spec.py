@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from ormcache import ormcache, ormcache_context, ormcache_multi
-from ormcache._spec import NO_SLOT, MethodSpec, Slot
+from ormcache._spec import NO_SLOT, SLOT_FIELDS, MethodSpec, slot_of
 from support.models import make_model
 
 
@@ -109,13 +109,11 @@ def test_context_and_ttl_specs(registry, hit_path):
 
 def test_the_slot_shape():
     """(pool, mkey, registry, model, lru, counter, get): the first six are the compiled
-    ``_Slot``'s fields, in its order; one tuple, read by position on the hit paths."""
-    slot = Slot("pool", "mkey", "registry", "model", "lru", "counter", dict.get)
-    assert tuple(slot) == ("pool", "mkey", "registry", "model", "lru", "counter", dict.get)
-    assert (slot.pool, slot.mkey, slot.registry, slot.model, slot.lru, slot.counter, slot.get) == tuple(slot)
-    assert isinstance(slot, tuple) and len(NO_SLOT) == 7
-    with pytest.raises(AttributeError):
-        slot.pool = 1
+    ``_Slot``'s fields, in its order; one exact tuple, read by position on the hit paths."""
+    assert SLOT_FIELDS == ("pool", "mkey", "registry", "model", "lru", "counter", "get")
+    assert type(NO_SLOT) is tuple and len(NO_SLOT) == len(SLOT_FIELDS)
+    with pytest.raises(AssertionError):
+        NO_SLOT[6]("key", None)
 
 
 def test_a_slot_of_a_spec_is_what_resolve_gives(registry, hit_path):
@@ -127,6 +125,7 @@ def test_a_slot_of_a_spec_is_what_resolve_gives(registry, hit_path):
 
     Model = make_model(registry, f=f)
     spec = Model.f.__cache__._spec
-    slot = Slot.of(spec, registry, "m")
-    assert tuple(slot[:6]) == (registry, "m", *resolve(registry, "m", spec.func, spec.cache_name, spec.counter_type))
-    assert slot.get(("m", spec.func, 1), "absent") == "absent"
+    slot = slot_of(spec, registry, "m")
+    assert type(slot) is tuple and len(slot) == len(SLOT_FIELDS)
+    assert slot[:6] == (registry, "m", *resolve(registry, "m", spec.func, spec.cache_name, spec.counter_type))
+    assert slot[6](("m", spec.func, 1), "absent") == "absent"
