@@ -129,3 +129,20 @@ def test_a_slot_of_a_spec_is_what_resolve_gives(registry, hit_path):
     assert type(slot) is tuple and len(slot) == len(SLOT_FIELDS)
     assert slot[:6] == (registry, "m", *resolve(registry, "m", spec.func, spec.cache_name, spec.counter_type))
     assert slot[6](("m", spec.func, 1), "absent") == "absent"
+
+
+def test_the_compiled_slot_has_the_same_first_fields():
+    """The compiled ``_Slot`` (read from the ``.pyx`` the distribution ships) declares
+    ``SLOT_FIELDS``' first six, in the same order, and says so."""
+    import importlib.metadata
+    import re
+
+    pyx = next(f for f in importlib.metadata.files("fastlru") if str(f).replace("\\", "/") == "ormcache/_cache_c.pyx")
+    text = pyx.read_text()
+    body = text[text.index("cdef class _Slot:"):]
+    body = body[:body.index("\n\n\n")]
+    fields = []
+    for line in re.findall(r"^    cdef (?:object|Counter) ([\w, ]+)$", body, re.M)[:2]:
+        fields += [name.strip() for name in line.split(",")]
+    assert tuple(fields) == SLOT_FIELDS[:6]
+    assert "ormcache._spec" in body
