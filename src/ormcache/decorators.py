@@ -56,7 +56,7 @@ _MISSING = object()
 
 
 def _registry_of(owner: Any) -> Registry:
-    return registry_of(getattr(owner, "pool", None))
+    return registry_of(owner_keys(owner)[0] if owner is not None else None)
 
 
 def _takes_owner(func: Callable[..., Any]) -> bool:
