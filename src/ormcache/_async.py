@@ -29,14 +29,16 @@ import time
 
 from fastlru._aio import RETRY, AsyncFlights
 
-from ._lookup import AGAIN, check_multi_result, lookup_failed, multi_value, owner_keys, reader, recheck, resolve, store
+from ._lookup import AGAIN, check_multi_result, lookup_failed, multi_value, owner_keys, reader, recheck, store
+from ._spec import NO_SLOT, slot_of
 from .registry import DELETE_HOOKS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Tuple
 
-    from .decorators import ormcache, ormcache_multi
+    from ._spec import MethodSpec, Slot
+
 
 __all__ = ["await_miss", "cached_coroutine", "cached_coroutine_multi"]
 
@@ -52,23 +54,23 @@ DELETE_HOOKS.append(_forget_registries)
 
 
 class _Last:
-    """The registry, model name, LRU and counter of a wrapper's last (pool, model key): a hit
-    on the same kind of owner resolves nothing. ``slot`` is one tuple, replaced whole (threads):
-    (pool, model key, epoch, registry, model name, LRU, counter, the LRU's ``reader``)."""
+    """The ``Slot`` of a wrapper's last (pool, model key), and the ``_epoch`` it was resolved
+    in: a hit on the same kind of owner resolves nothing. ``state`` is one tuple, replaced whole
+    (threads): (epoch, slot)."""
 
-    __slots__ = ("func", "cache_name", "counter_type", "slot")
+    __slots__ = ("spec", "state")
 
-    def __init__(self, spec: ormcache) -> None:
-        self.func, self.cache_name, self.counter_type = spec.func, spec.cache_name, spec.counter_type
-        self.slot: Tuple[Any, ...] = (None, None, -1, None, "", None, None, None)
+    def __init__(self, spec: MethodSpec) -> None:
+        self.spec = spec
+        self.state: Tuple[int, Slot] = (-1, NO_SLOT)
 
-    def resolve(self, pool: Any, mkey: Any) -> Tuple[Any, ...]:
-        resolved = resolve(pool, mkey, self.func, self.cache_name, self.counter_type)
-        slot = self.slot = (pool, mkey, _epoch[0], *resolved, reader(resolved[2]))
+    def resolve(self, pool: Any, mkey: Any) -> Slot:
+        slot = slot_of(self.spec, pool, mkey)
+        self.state = (_epoch[0], slot)
         return slot
 
 
-def _fast_index(spec: ormcache) -> Tuple[int, int, int]:
+def _fast_index(spec: MethodSpec) -> Tuple[int, int, int]:
     """(index, min_args, max_args): a positional call with ``min_args <= len(args) <= max_args``
     is keyed on ``args[index]`` alone (the key's one expression is that parameter); index -1:
     always call the key function."""
@@ -120,7 +122,7 @@ async def await_miss(
     return await flights.run(key, compute, lambda outcome: _recheck(lru, counter, key, outcome))
 
 
-def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
+def cached_coroutine(spec: MethodSpec) -> Callable[..., Coroutine[Any, Any, Any]]:
     """The caching wrapper of an ``async def`` method under ``ormcache``/``ormcache_context``
     (the pure-Python hit path's; ``_cache_c.cached_coroutine`` is the compiled one)."""
     func, key_function, has_owner, model = spec.func, spec.key.function, spec.has_owner, spec.model
@@ -135,22 +137,24 @@ def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
             pool, mkey = owner_keys(args[0])
         else:
             pool, mkey = None, model
-        slot = last.slot
-        if slot[0] is not pool or slot[1] is not mkey or slot[2] != _epoch[0]:
+        epoch, slot = last.state
+        if slot[0] is not pool or slot[1] is not mkey or epoch != _epoch[0]:
             slot = last.resolve(pool, mkey)
+        # the slot's fields by position (_spec.SLOT_FIELDS): 3 model, 5 counter, 6 get
         if index >= 0 and not kwargs and min_args <= len(args) <= max_args:
-            key = (slot[4], func, args[index])
+            key = (slot[3], func, args[index])
         else:
-            key = (slot[4], func, *key_function(*args, **kwargs))
+            key = (slot[3], func, *key_function(*args, **kwargs))
         try:
-            value = slot[7](key, RETRY)
+            value = slot[6](key, RETRY)
         except Exception as exc:  # noqa: BLE001 - unhashable key...: the cache never fails the call
-            lookup_failed(func, slot[6], key, exc)
+            lookup_failed(func, slot[5], key, exc)
         else:
             if value is not RETRY:
-                slot[6].hit += 1
+                slot[5].hit += 1
                 return value
-            return await await_miss(func, flights, slot[3], slot[5], slot[6], key, args, kwargs)
+            _, _, registry, _, lru, counter, _ = slot
+            return await await_miss(func, flights, registry, lru, counter, key, args, kwargs)
         # outside the except clause: the method's own errors do not chain to the lookup's
         return await func(*args, **kwargs)
 
@@ -161,19 +165,21 @@ def cached_coroutine(spec: ormcache) -> Callable[..., Coroutine[Any, Any, Any]]:
     return wrapper
 
 
-def cached_coroutine_multi(spec: ormcache_multi) -> Callable[..., Coroutine[Any, Any, Dict[Any, Any]]]:
+def cached_coroutine_multi(spec: MethodSpec) -> Callable[..., Coroutine[Any, Any, Dict[Any, Any]]]:
     """The caching wrapper of an ``async def`` method under ``ormcache_multi``."""
     func, key_function, has_owner = spec.func, spec.key.function, spec.has_owner
     multi, signature, model = spec.multi, spec.signature, spec.model
+    if multi is None or signature is None:
+        raise TypeError(f"cached_coroutine_multi: {spec!r} is not an ormcache_multi method's")
     last = _Last(spec)
     flights: AsyncFlights[Tuple[Any, ...]] = AsyncFlights()
-    missing = f"{func.__qualname__} returned no value for {multi}"
+    missing = spec.multi_name
 
     async def wrapper(*args: Any, **kwargs: Any) -> Dict[Any, Any]:
         if has_owner and not args:
             return await func(*args, **kwargs)  # type: ignore[no-any-return]
         pool, mkey = owner_keys(args[0]) if has_owner else (None, model)
-        registry, name, lru, counter, get = last.resolve(pool, mkey)[3:]
+        _, _, registry, name, lru, counter, get = last.resolve(pool, mkey)
         base = (name, func, *key_function(*args, **kwargs))
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()

@@ -40,7 +40,6 @@ from fastlru.bench.odoo_lru import LRU as OdooLRU
 __all__ = ["rows", "measure", "contenders", "async_contenders", "awaits", "call_args", "calls", "SHAPES", "MULTI_IDS"]
 
 _T = TypeVar("_T")
-WORKLOAD = "ormcache-hit"
 KEYS = [f"param.{i}" for i in range(64)]
 PARAMS = {key: key.upper() for key in KEYS}
 

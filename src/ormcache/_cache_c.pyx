@@ -37,6 +37,7 @@ from ormcache._lookup import lookup_failed as _lookup_failed, multi_rest as _mul
 from ormcache._lookup import (AGAIN as _AGAIN, _LAND_GUARDED, _land, claim as _claim,
                               follow as _follow, recheck as _recheck, store as _store)
 from ormcache._async import await_miss as _await_miss, cached_coroutine as _cached_coroutine_py
+from ormcache._spec import MethodSpec as _MethodSpec
 from ormcache.registry import DELETE_HOOKS
 
 cdef extern from "Python.h":
@@ -179,7 +180,9 @@ cdef class Counter:
 
 @cython.final
 cdef class _Slot:
-    """What serves the calls from one (pool, model key): immutable once published."""
+    """What serves the calls from one (pool, model key): immutable once published. Its first six
+    fields are ``ormcache._spec.Slot``'s (the twin's and the async path's), in the same order;
+    the rest is how C finds it by the owner's type."""
 
     cdef object pool, mkey, registry, model, lru
     cdef Counter counter
@@ -337,11 +340,15 @@ cdef class CachedMethod:
         self.table = _EMPTY_TABLE
         self.epoch = _epoch
 
-    def __init__(self, spec):
+    def __init__(self, spec, multi_fallback=None):
+        """``spec``: an ``ormcache._spec.MethodSpec`` (built by the decorator); for an
+        ``ormcache_multi`` spec, ``multi_fallback`` serves the calls the C path does not."""
         # Runs once: the key layout (indices, argument counts) is read by the call path without
         # a lock and must not change under a call (an argument's __hash__ could re-run this).
         if self.func is not None:
             raise RuntimeError("CachedMethod.__init__ called twice")
+        if not isinstance(spec, _MethodSpec):
+            raise TypeError(f"CachedMethod: spec must be an ormcache MethodSpec, not {type(spec).__qualname__}")
         cdef Py_ssize_t indices[MAX_INDICES]
         cdef Py_ssize_t i, n = 0
         key = spec.key
@@ -373,16 +380,20 @@ cdef class CachedMethod:
                 raise ValueError(f"CachedMethod: context index {context_index!r} outside the {min_args} required arguments")
         self.context_keys = context_keys
         self.context_index = context_index
-        self.multi_position = getattr(spec, "multi_position", -1)
-        if self.multi_position >= 0:
-            self.multi_fallback = spec.multi_fallback
+        if spec.multi is not None and spec.multi_position < 0:
+            raise ValueError("CachedMethod: an ormcache_multi method whose ids are not positional is served by its Python wrapper")
+        if spec.multi_position >= 0:
+            if not callable(multi_fallback) or spec.flights is None:
+                raise TypeError("CachedMethod: an ormcache_multi spec needs its flights and a callable multi_fallback")
+            self.multi_fallback = multi_fallback
             self.multi_name = spec.multi_name
             self.flights = spec.flights  # shared with the fallback: one single flight
+        self.multi_position = spec.multi_position
         self.scratch = (None,) * (n + 2 + (context_keys is not None)) if fast else None
         self.min_args = min_args
         self.max_args = max_args
         self.key_function = key.function
-        plan = getattr(key, "plan", None)
+        plan = key.plan
         if plan is not None and not fast and context_keys is None and len(plan) <= MAX_INDICES:
             steps = []
             for i, (position, default, names, call) in enumerate(plan):
@@ -1037,19 +1048,20 @@ cdef object _compute(CachedMethod self, _Slot slot, object key, tuple args, dict
 HashedKey = ormcache_key_type()
 
 
-def cached_method(spec):
-    """The caching wrapper described by ``spec`` (an ``ormcache`` decorator, once bound)."""
+def cached_method(spec, multi_fallback=None):
+    """The caching wrapper described by ``spec`` (an ``ormcache._spec.MethodSpec``, built by the
+    decorator)."""
     from functools import update_wrapper  # at decoration, not at import (issue #21: import cost)
 
-    wrapper = CachedMethod(spec)
+    wrapper = CachedMethod(spec, multi_fallback)
     update_wrapper(wrapper, spec.func)
     return wrapper
 
 
-def cached_multi(spec):
+def cached_multi(spec, multi_fallback):
     """``ormcache_multi``'s wrapper: positional calls served here, others by
-    ``spec.multi_fallback`` (the decorator's Python wrapper, sharing ``spec.flights``)."""
-    return cached_method(spec)
+    ``multi_fallback`` (the decorator's Python wrapper, sharing ``spec.flights``)."""
+    return cached_method(spec, multi_fallback)
 
 
 # -- async def methods: a hit is a coroutine that is already done --------------------------------

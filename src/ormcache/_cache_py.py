@@ -9,13 +9,16 @@ from __future__ import annotations
 import operator
 
 from ._async import cached_coroutine
-from ._lookup import lookup_failed, miss, reader, resolve
+from ._lookup import lookup_failed, miss
+from ._spec import NO_SLOT, slot_of
 from .keys import context_of, context_part
 from .registry import DELETE_HOOKS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Tuple
+
+    from ._spec import MethodSpec, Slot
 
     _AnyTuple = tuple[Any, ...]
 else:
@@ -89,8 +92,8 @@ class HashedKey(_AnyTuple):
         return tuple, (tuple(self),)
 
 
-def cached_method(spec: Any) -> Callable[..., Any]:
-    """The caching wrapper described by ``spec`` (an ``ormcache`` decorator, once bound)."""
+def cached_method(spec: MethodSpec) -> Callable[..., Any]:
+    """The caching wrapper described by ``spec`` (built by the ``ormcache`` decorator)."""
     func = spec.func
     key_function = spec.key.function
     indices = spec.key.indices
@@ -102,18 +105,16 @@ def cached_method(spec: Any) -> Callable[..., Any]:
     context_keys, context_index = spec.key.context_keys, spec.key.context_index
     if max_args < 0:
         max_args = 1 << 62
-    cache_name = spec.cache_name
     has_owner = spec.has_owner
     static_model = spec.model
     flights: Dict[Any, Any] = {}
-    # (pool, model key, registry, model name, LRU, counter, the LRU's ``reader``) of the last
-    # call; one tuple, replaced whole, so a thread never sees one call's pool with another's LRU
-    slot: Tuple[Any, ...] = (_UNSET, _UNSET, None, None, None, None, None)
+    # the slot (_spec.SLOT_FIELDS) of the last call
+    slot = NO_SLOT
     # every (pool, model key) seen since the last Registry.delete, by identities
-    known: Dict[Any, Any] = {}
+    known: Dict[Any, Slot] = {}
     # the last slot of each owner type (a guess, checked by identities: an inherited method
     # called round robin over many models finds its slot without building a key)
-    by_type: Dict[Any, Any] = {}
+    by_type: Dict[Any, Slot] = {}
     epoch = _epoch[0]
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -122,6 +123,7 @@ def cached_method(spec: Any) -> Callable[..., Any]:
             if not args:
                 return func(*args, **kwargs)  # let the method report the missing argument
             owner = args[0]
+            # _lookup.owner_keys, inlined (a call per hit); tests/ormcache/test_spec21_owner.py pins it
             pool = getattr(owner, "pool", None)
             mkey = getattr(owner, "_name", None)
             if mkey is None:
@@ -130,43 +132,43 @@ def cached_method(spec: Any) -> Callable[..., Any]:
             owner = None
             pool = None
             mkey = static_model
-        current: Any = slot  # (pool, model key, registry, model name, LRU, counter, reader)
+        current = slot
         if current[0] is not pool or current[1] is not mkey or epoch != _epoch[0]:
             if epoch != _epoch[0]:  # a registry was deleted: forget them all
                 known, by_type, epoch = {}, {}, _epoch[0]
             owner_type = type(owner)
-            current = by_type.get(owner_type)
-            if current is None or current[0] is not pool or current[1] is not mkey:
-                current = known.get((id(pool), id(mkey)))
-                if current is None or current[0] is not pool or current[1] is not mkey:
-                    resolved = resolve(pool, mkey, func, cache_name, Counter)
-                    current = (pool, mkey, *resolved, reader(resolved[2]))
-                    known[(id(pool), id(mkey))] = current
+            found = by_type.get(owner_type)
+            if found is None or found[0] is not pool or found[1] is not mkey:
+                found = known.get((id(pool), id(mkey)))
+                if found is None or found[0] is not pool or found[1] is not mkey:
+                    found = known[(id(pool), id(mkey))] = slot_of(spec, pool, mkey)
                 if len(by_type) >= MAX_TYPES:  # classes made by the thousand are not kept alive
                     by_type = {}
-                by_type[owner_type] = current
-            slot = current
+                by_type[owner_type] = found
+            slot = current = found
+        name = current[3]  # the slot's fields by position (_spec.SLOT_FIELDS): model
         if indices is not None and not kwargs and min_args <= len(args) <= max_args:
             if context_keys is not None:
                 context = (args[context_index] or {}) if context_index >= 0 else context_of(args[0])
-                key: Tuple[Any, ...] = (current[3], func, *[args[i] for i in indices], context_part(context, context_keys))
+                key: Tuple[Any, ...] = (name, func, *[args[i] for i in indices], context_part(context, context_keys))
             elif single is not None:
-                key = (current[3], func, args[single])
+                key = (name, func, args[single])
             elif pick is not None:
-                key = (current[3], func, *pick(args))
+                key = (name, func, *pick(args))
             else:
-                key = (current[3], func)
+                key = (name, func)
         else:
-            key = (current[3], func, *key_function(*args, **kwargs))
+            key = (name, func, *key_function(*args, **kwargs))
         try:
-            value = current[6](key, _UNSET)
+            value = current[6](key, _UNSET)  # get
         except Exception as exc:  # noqa: BLE001 - unhashable key...: the cache never fails the call
             lookup_failed(func, current[5], key, exc)
         else:
             if value is not _UNSET:
-                current[5].hit += 1
+                current[5].hit += 1  # counter
                 return value
-            return miss(func, flights, current[2], current[4], current[5], HashedKey(key), args, kwargs)
+            _, _, registry, _, lru, counter, _ = current
+            return miss(func, flights, registry, lru, counter, HashedKey(key), args, kwargs)
         # outside the except clause: the method's own errors neither chain to the lookup's nor
         # keep it alive
         return func(*args, **kwargs)

@@ -50,7 +50,7 @@ def registry_of(pool: Any) -> Registry:
 def resolve(pool: Any, mkey: Any, func: Callable[..., Any], cache_name: str, counter_type: type) -> Tuple[Any, str, Any, Any]:
     """-> (registry, model name, LRU, counter) for an owner's ``pool`` and ``_name`` (or type)."""
     registry = pool if type(pool) is Registry else registry_of(pool)
-    model = mkey if isinstance(mkey, str) else getattr(mkey, "__qualname__", None) or str(mkey)
+    model = model_name(mkey)
     lru = cache_of(registry, cache_name)
     counters = registry.counters
     counter = counters.get((model, func))
@@ -201,12 +201,24 @@ def drop(flights: Dict[Any, Any], fkey: Any, flight: Any) -> None:
 
 
 def owner_keys(owner: Any) -> Tuple[Any, Any]:
-    """-> (``pool``, model key) of a method's owner, as ``resolve`` takes them: the model key
-    is ``owner._name``, else the owner's class (or the owner, a class)."""
+    """-> (``pool``, model key) of a method's owner, as ``resolve`` takes them: ``owner.pool``
+    (None when absent), then the model key: ``owner._name``, else the owner's class (or the
+    owner, a class). Read in this order (an attribute that raises: ``pool``'s error first).
+
+    The one owner rule: every Python caller calls it; the twin's hit path inlines it, and the
+    compiled one implements it in C (``_cache_owner.h`` and ``_cache_c``'s getattr fallback);
+    ``tests/ormcache/test_spec21_owner.py`` pins the three to the same answers."""
+    pool = getattr(owner, "pool", None)
     mkey = getattr(owner, "_name", None)
     if mkey is None:
         mkey = owner if isinstance(owner, type) else type(owner)
-    return getattr(owner, "pool", None), mkey
+    return pool, mkey
+
+
+def model_name(mkey: Any) -> str:
+    """The model name that starts a key, from a model key (``owner_keys``): ``_name`` as it is
+    when a string, else a class's qualified name (or ``str`` of anything else)."""
+    return mkey if isinstance(mkey, str) else getattr(mkey, "__qualname__", None) or str(mkey)
 
 
 def cache_of(registry: Registry, cache_name: str) -> Any:

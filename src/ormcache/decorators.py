@@ -25,7 +25,8 @@ from fastlru._aio import refuse_async_generator
 from fastlru._common import check_ttl, choose
 
 from ._async import cached_coroutine_multi
-from ._lookup import cache_of, lookup_failed, multi_miss, multi_rest, reader, registry_of, resolve
+from ._lookup import cache_of, lookup_failed, model_name, multi_miss, multi_rest, owner_keys, reader, registry_of, resolve
+from ._spec import MethodSpec
 from .registry import CACHE_SIZES, ExpiringName, Registry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
@@ -55,7 +56,7 @@ _MISSING = object()
 
 
 def _registry_of(owner: Any) -> Registry:
-    return registry_of(getattr(owner, "pool", None))
+    return registry_of(owner_keys(owner)[0] if owner is not None else None)
 
 
 def _takes_owner(func: Callable[..., Any]) -> bool:
@@ -151,9 +152,12 @@ class ormcache:
             prefix = getattr(method, "__qualname__", "").rpartition(".")[0]
             self.model = prefix if prefix and not prefix.endswith("<locals>") else str(getattr(method, "__module__", None))
         self.key = self._compile_key()
+        self.counter_type = _impl.Counter
+        # all that the hit paths read (they never read this decorator)
+        spec = self._spec = self._make_spec()
         import inspect
 
-        wrapper: Any = self._make_async_wrapper() if inspect.iscoroutinefunction(method) else self._make_wrapper()
+        wrapper: Any = self._make_async_wrapper(spec) if inspect.iscoroutinefunction(method) else self._make_wrapper(spec)
         wrapper.__cache__ = self
         wrapper.clear_cache = self.clear_cache
         return rewrap(wrapper) if rewrap is not None else wrapper
@@ -167,13 +171,14 @@ class ormcache:
         where = f"{type(self).__name__} on {getattr(self.func, '__qualname__', self.func)!r}"
         return compile_key(self.func, self.exprs, where=where)
 
-    def _make_wrapper(self) -> Callable[..., Any]:
-        self.counter_type = _impl.Counter
-        return _impl.cached_method(self)
+    def _make_spec(self) -> MethodSpec:
+        return MethodSpec(self.func, self.key, self.cache_name, self.model, self.has_owner, self.counter_type)
 
-    def _make_async_wrapper(self) -> Callable[..., Any]:
-        self.counter_type = _impl.Counter
-        return _impl.cached_coroutine(self)
+    def _make_wrapper(self, spec: MethodSpec) -> Callable[..., Any]:
+        return _impl.cached_method(spec)
+
+    def _make_async_wrapper(self, spec: MethodSpec) -> Callable[..., Any]:
+        return _impl.cached_coroutine(spec)
 
     def clear_cache(self, owner: Any = None, *, all_models: bool = False) -> None:
         """Clear the named cache of this method in ``owner``'s registry (recorded for signaling).
@@ -210,10 +215,7 @@ class ormcache:
         """The model part of the keys of ``owner``'s calls (the first of the key)."""
         if not self.has_owner:
             return self.model
-        model = getattr(owner, "_name", None)
-        if model is None:
-            model = (owner if isinstance(owner, type) else type(owner)).__qualname__
-        return model
+        return model_name(owner_keys(owner)[1])
 
 
 class ormcache_context(ormcache):
@@ -257,9 +259,8 @@ class ormcache_multi(ormcache):
             raise TypeError(f"ormcache_multi: multi must be a parameter name, not {multi!r}")
         self.multi = multi
 
-    def _make_async_wrapper(self) -> Callable[..., Any]:
-        self.counter_type = _impl.Counter
-        return cached_coroutine_multi(self)
+    def _make_async_wrapper(self, spec: MethodSpec) -> Callable[..., Any]:
+        return cached_coroutine_multi(spec)
 
     def _compile_key(self) -> KeyFunction:
         import inspect
@@ -272,27 +273,31 @@ class ormcache_multi(ormcache):
             raise ValueError(f"{where}: multi={self.multi!r} is not a parameter of the method")
         return compile_key(self.func, self.exprs, where=where)
 
-    def _make_wrapper(self) -> Callable[..., Any]:
-        func, cache_name, multi, signature = self.func, self.cache_name, self.multi, self.signature
-        key_function, has_owner, model = self.key.function, self.has_owner, self.model
-        counter_type = self.counter_type = _impl.Counter
-        key_type = _impl.HashedKey
-        flights: Dict[Any, Any] = {}  # the ids being computed, as ormcache's (``_lookup.multi_miss``)
-        missing_name = f"{func.__qualname__} returned no value for {multi}"
+    def _make_spec(self) -> MethodSpec:
         import inspect
 
         # a positional call that gives the ids positionally is called back without binding
-        positional = [p.name for p in signature.parameters.values()
+        positional = [p.name for p in self.signature.parameters.values()
                       if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        position = positional.index(multi) if multi in positional else -1
+        return MethodSpec(
+            self.func, self.key, self.cache_name, self.model, self.has_owner, self.counter_type,
+            multi=self.multi, signature=self.signature,
+            multi_position=positional.index(self.multi) if self.multi in positional else -1,
+            multi_name=f"{self.func.__qualname__} returned no value for {self.multi}",
+            flights={},  # the ids being computed, as ormcache's (``_lookup.multi_miss``)
+        )
+
+    def _make_wrapper(self, spec: MethodSpec) -> Callable[..., Any]:
+        func, cache_name, multi, signature = spec.func, spec.cache_name, spec.multi, spec.signature
+        key_function, has_owner, model = spec.key.function, spec.has_owner, spec.model
+        counter_type, key_type = spec.counter_type, _impl.HashedKey
+        flights, position, missing_name = spec.flights, spec.multi_position, spec.multi_name
+        assert signature is not None and multi is not None and flights is not None  # an ormcache_multi spec
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if has_owner:
-                owner = args[0]
-                mkey = getattr(owner, "_name", None)
-                if mkey is None:
-                    mkey = owner if isinstance(owner, type) else type(owner)
-                registry, name, lru, counter = resolve(getattr(owner, "pool", None), mkey, func, cache_name, counter_type)
+                pool, mkey = owner_keys(args[0])
+                registry, name, lru, counter = resolve(pool, mkey, func, cache_name, counter_type)
             else:
                 registry, name, lru, counter = resolve(None, model, func, cache_name, counter_type)
             base = (name, func, *key_function(*args, **kwargs))
@@ -337,8 +342,8 @@ class ormcache_multi(ormcache):
         from functools import update_wrapper  # at decoration (issue #21: import cost)
 
         update_wrapper(wrapper, func)
-        self.multi_position, self.multi_fallback, self.multi_name = position, wrapper, missing_name
-        self.flights = flights
-        # the compiled hit path serves positional calls itself (the ids looked up in C)
+        # the compiled hit path serves positional calls itself (the ids looked up in C), the
+        # others by this wrapper; ids that cannot be given positionally (keyword-only, *ids):
+        # this wrapper alone (the compiled one cached such a method as a plain ormcache)
         compiled = getattr(_impl, "cached_multi", None)
-        return compiled(self) if compiled is not None else wrapper
+        return compiled(spec, wrapper) if compiled is not None and position >= 0 else wrapper

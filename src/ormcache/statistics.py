@@ -17,7 +17,7 @@ from collections import Counter as _Tally
 from . import _cache_py
 from ._logger import get_logger
 from ._cache_py import Counter
-from ._lookup import resolve
+from ._lookup import owner_keys, resolve
 from .registry import Registry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
@@ -205,7 +205,7 @@ def get_cache_key_counter(method: Any, *args: Any, **kwargs: Any) -> Tuple[Any, 
     owner = getattr(method, "__self__", None)
     if spec.has_owner:
         args = (owner, *args)
-        pool = getattr(owner, "pool", None)
+        pool = owner_keys(owner)[0]
     else:
         pool = None
     key = spec.key_of(*args, **kwargs)
