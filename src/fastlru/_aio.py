@@ -31,6 +31,8 @@ methods use it. The rules:
 """
 from __future__ import annotations
 
+from ._flight import reaches
+
 __all__ = ["AsyncFlights", "Flight", "RETRY", "await_miss", "cached_coroutine", "function_like", "refuse_async_generator"]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
@@ -117,16 +119,9 @@ _waiting: Dict[asyncio.Task[Any], Flight] = {}
 
 
 def _reaches(flight: Flight, task: Optional[asyncio.Task[Any]]) -> bool:
-    """True if ``flight`` is computed by ``task``, or by a task waiting (transitively) on it."""
-    owner = flight.task
-    for _ in range(256):
-        if owner is task:
-            return True
-        waited = _waiting.get(owner) if owner is not None else None
-        if waited is None:
-            return False
-        owner = waited.task
-    return True  # a chain that long: do not wait
+    """True if ``flight`` is computed by ``task``, or by a task waiting (transitively) on it
+    (``_flight.reaches``: the threads' rule)."""
+    return reaches(flight.task, task, _waiting, "task")
 
 
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
 __all__ = ["AGAIN", "CYCLE", "Flight", "LAND_GUARDED", "claim", "drop", "join", "land",
-           "new_flight", "publish", "wait", "waiting", "waits_on_me"]
+           "new_flight", "publish", "reaches", "wait", "waiting", "waits_on_me"]
 
 
 class _Marker:
@@ -162,17 +162,23 @@ def land(flight: Any) -> None:
         lock.release()
 
 
-def waits_on_me(flight: Any, me: int) -> bool:
-    """True if ``flight`` is computed by thread ``me``, or by one waiting (transitively) on it."""
-    thread: Optional[int] = flight.thread
+def reaches(owner: Any, me: Any, waits: Dict[Any, Any], field: str) -> bool:
+    """True if ``owner`` is ``me``, or waits (transitively) on a flight that ``me`` computes:
+    ``waits`` maps a waiter to the flight it waits for, whose ``field`` names its owner. The one
+    cycle rule, for threads (``waits_on_me``) and for asyncio tasks (``_aio``)."""
     for _ in range(256):
-        if thread == me:
+        if owner == me:
             return True
-        waited = waiting.get(thread)  # type: ignore[arg-type]
+        waited = waits.get(owner)
         if waited is None:
             return False
-        thread = waited.thread
+        owner = getattr(waited, field)
     return True  # a chain that long: do not wait
+
+
+def waits_on_me(flight: Any, me: int) -> bool:
+    """True if ``flight`` is computed by thread ``me``, or by one waiting (transitively) on it."""
+    return reaches(flight.thread, me, waiting, "thread")
 
 
 def join(flight: Any, me: int) -> Any:
