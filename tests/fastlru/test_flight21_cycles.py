@@ -5,11 +5,10 @@ the second to arrive computes without a flight instead (before: both waited for 
 import importlib
 import sys
 import threading
-import time
 
 import pytest
 
-WAIT = 10  # seconds: only reached when something is broken
+from support.flights import WAIT, until
 
 LRU_CACHES = [
     pytest.param("fastlru._functools_c", id="c-extension", marks=pytest.mark.c_extension),
@@ -24,15 +23,6 @@ def blocked(ident):
         return ident in waiting
     frame = sys._current_frames().get(ident)  # (an implementation without the module)
     return frame is not None and frame.f_code.co_name == "wait"
-
-
-def until(predicate):
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
 
 
 @pytest.mark.parametrize("module", LRU_CACHES)

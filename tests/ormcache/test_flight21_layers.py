@@ -5,28 +5,18 @@ thread B computes that value, which needs the method's: before, each layer saw o
 waits and both threads waited for ever; now the second to arrive computes without a flight."""
 import importlib
 import threading
-import time
 
 import pytest
 
+from support.flights import WAIT, until
+
 from ormcache import _lookup
 from ormcache import ormcache as cached
-
-WAIT = 10  # seconds: only reached when something is broken
 
 LRU_CACHES = [
     pytest.param("fastlru._functools_c", id="c-lru_cache", marks=pytest.mark.c_extension),
     pytest.param("fastlru._functools_py", id="py-lru_cache"),
 ]
-
-
-def until(predicate):
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
 
 
 @pytest.mark.parametrize("module", LRU_CACHES)

@@ -4,13 +4,13 @@ each module's ``new_flight``), as ``lru_impl`` runs the engine's tests on both e
 import importlib
 import sys
 import threading
-import time
 
 import pytest
 
+from support.flights import WAIT, colliding_keys, until
+
 from fastlru import _flight
 
-WAIT = 10  # seconds: only reached when something is broken
 
 FLIGHTS = [
     pytest.param("ormcache._cache_c", id="c-flight", marks=pytest.mark.c_extension),
@@ -30,13 +30,6 @@ def in_thread(target):
     thread = threading.Thread(target=lambda: out.append(target()), daemon=True)
     thread.start()
     return thread, out
-
-
-def until(predicate):
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.001)
 
 
 def test_both_kinds_have_the_same_fields(new_flight):
@@ -63,7 +56,7 @@ def test_a_waiter_takes_the_published_value(new_flight):
     flight = new_flight(threading.get_ident())
     _flight.claim(flights, "k", flight)
     thread, out = in_thread(lambda: _flight.join(flight, threading.get_ident()))
-    until(lambda: thread.ident in _flight.waiting)
+    assert until(lambda: thread.ident in _flight.waiting)
     assert flight.lock is not None and flight.lock.locked()
     _flight.publish(flight, "value")
     _flight.drop(flights, "k", flight)
@@ -89,7 +82,7 @@ def test_a_cycle_through_another_thread_is_seen(new_flight):
     me = threading.get_ident()
     mine = new_flight(me)
     thread, out = in_thread(lambda: _flight.join(mine, threading.get_ident()))
-    until(lambda: thread.ident in _flight.waiting)
+    assert until(lambda: thread.ident in _flight.waiting)
     theirs = new_flight(thread.ident)
     assert _flight.join(theirs, me) is _flight.CYCLE
     _flight.land(mine)
@@ -100,29 +93,15 @@ def test_a_cycle_through_another_thread_is_seen(new_flight):
 def test_a_failed_removal_still_wakes_the_waiters(new_flight):
     """issue #20: the finished flight's removal compares keys (a hostile ``__eq__`` raises); its
     waiters are woken anyway and the flight stays, landed, for the next claim to replace."""
-    armed = [False]
-
-    class Key:
-        def __hash__(self):
-            return 42
-
-        def __eq__(self, other):
-            if self is other:
-                return True
-            if armed[0]:
-                armed[0] = False
-                raise ValueError("hostile __eq__")
-            return False
-
-    a, b = Key(), Key()
+    a, b, arm = colliding_keys()
     flights, me = {}, threading.get_ident()
     first, flight = new_flight(me), new_flight(me)
     _flight.claim(flights, a, first)
     _flight.claim(flights, b, flight)
     thread, out = in_thread(lambda: _flight.join(flight, threading.get_ident()))
-    until(lambda: thread.ident in _flight.waiting)
+    assert until(lambda: thread.ident in _flight.waiting)
     _flight.publish(flight, "b")
-    armed[0] = True
+    arm()
     _flight.drop(flights, b, flight)  # raises inside, swallowed: the value is the caller's
     thread.join(WAIT)
     assert out == ["b"] and flight.landed and flights[b] is flight
