@@ -31,6 +31,8 @@ methods use it. The rules:
 """
 from __future__ import annotations
 
+from ._flight import reaches
+
 __all__ = ["AsyncFlights", "Flight", "RETRY", "await_miss", "cached_coroutine", "function_like", "refuse_async_generator"]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
@@ -90,14 +92,26 @@ RETRY: Final = _Retry()
 
 
 class Flight:
-    """One computation in progress: the future its waiters await and the task computing it."""
+    """One computation in progress: the future its waiters await, the task computing it, and
+    the table (``flights``) and ``key`` it computes, for ``done()`` and ``wait()``."""
 
-    __slots__ = ("loop", "future", "task")
+    __slots__ = ("loop", "future", "task", "flights", "key")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, task: Optional[asyncio.Task[Any]]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: Optional[asyncio.Task[Any]],
+                 flights: AsyncFlights[Any], key: Any) -> None:
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
         self.task = task
+        self.flights = flights
+        self.key = key
+
+    def done(self) -> None:
+        """End this flight with nothing to share (``flights.release``): its waiters look again."""
+        self.flights.release({self.key: self}, {})
+
+    def wait(self) -> Awaitable[Any]:
+        """``flights.wait(self)``: the flight's outcome, its shared value or ``RETRY``."""
+        return self.flights.wait(self)
 
 
 #: task -> the flight it waits for (to see when waiting would close a cycle)
@@ -105,16 +119,9 @@ _waiting: Dict[asyncio.Task[Any], Flight] = {}
 
 
 def _reaches(flight: Flight, task: Optional[asyncio.Task[Any]]) -> bool:
-    """True if ``flight`` is computed by ``task``, or by a task waiting (transitively) on it."""
-    owner = flight.task
-    for _ in range(256):
-        if owner is task:
-            return True
-        waited = _waiting.get(owner) if owner is not None else None
-        if waited is None:
-            return False
-        owner = waited.task
-    return True  # a chain that long: do not wait
+    """True if ``flight`` is computed by ``task``, or by a task waiting (transitively) on it
+    (``_flight.reaches``: the threads' rule)."""
+    return reaches(flight.task, task, _waiting, "task")
 
 
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
@@ -134,10 +141,11 @@ class AsyncFlights(Generic[K]):
             _import_asyncio()
         self.table: Dict[Tuple[asyncio.AbstractEventLoop, K], Flight] = {}
 
-    def claim(self, keys: Iterable[K]) -> Tuple[Dict[K, Optional[Flight]], Dict[K, Flight]]:
+    def claim(self, keys: Iterable[K], *, cycles: bool = True) -> Tuple[Dict[K, Optional[Flight]], Dict[K, Flight]]:
         """-> (keys this task computes, keys others compute). A led key maps to its flight, to
         be ``release``d, or to ``None`` when it is computed outside any flight (no loop, or
-        waiting would close a cycle)."""
+        waiting would close a cycle). ``cycles=False``: a flight of the caller's own task is
+        joined as any other (``ormcache.sqlalchemy``'s bridge: its rule before this table)."""
         loop = _running_loop()
         led: Dict[K, Optional[Flight]] = {}
         joined: Dict[K, Flight] = {}
@@ -146,14 +154,14 @@ class AsyncFlights(Generic[K]):
         task = asyncio.current_task(loop)
         try:
             for key in keys:
-                flight = Flight(loop, task)
+                flight = Flight(loop, task, self, key)
                 current = self.table.setdefault((loop, key), flight)
                 if current is not flight and current.future.done():
                     # a flight that ended but could not be removed (``release``): replace it
                     self.table[(loop, key)] = current = flight
                 if current is flight:
                     led[key] = flight
-                elif _reaches(current, task):  # our own computation, or one that waits on us
+                elif cycles and _reaches(current, task):  # our own computation, or one that waits on us
                     led[key] = None
                 else:
                     joined[key] = current

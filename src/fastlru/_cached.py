@@ -1,19 +1,19 @@
 """What both ``lru_cache`` wrappers (``_functools_c``/``_functools_py``) share: the decorator
-with ``functools.lru_cache``'s argument rules, its ``CacheInfo``, and single-flight misses."""
+with ``functools.lru_cache``'s argument rules and its ``CacheInfo`` (single-flight misses:
+``SingleFlight``, on ``_flight``)."""
 from __future__ import annotations
 
 import time
-from _thread import RLock, get_ident  # threading's own (issue #21: import cost)
+from _thread import get_ident  # threading's own (issue #21: import cost)
 
 from ._aio import cached_coroutine, refuse_async_generator
 from ._common import check_policy, check_timer, check_ttl
+from ._flight import AGAIN, CYCLE, claim, drop, join, new_flight, publish
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
-    from threading import Event
     from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
-    from ._lru_py import LRU
     from ._typing import CacheDecorator, LRUCacheDecorator, LRUCacheInfo as LRUCacheInfo
 else:
     def __getattr__(name):
@@ -121,70 +121,42 @@ def parameters(maxsize: Optional[int], typed: bool, ttl: Optional[float],
     return params
 
 
-class _Flight:
-    __slots__ = ("owner", "done")
-
-    def __init__(self, event: Callable[[], Event]) -> None:
-        self.owner = get_ident()
-        self.done = event()
-
-
 class SingleFlight:
-    """Misses of one key that overlap compute it once: the first caller computes and stores,
-    the others wait, then read the cache. The leader's own re-entrant call for the same key
-    computes directly (waiting would deadlock); if the leader fails, a waiter computes.
+    """``lru_cache(single_flight=True)``'s table: misses of one key that overlap compute it once,
+    the other callers take that value; if the computation fails, a waiter computes. The rules
+    are ``_flight``'s (a recursive call of the key computes directly, as does one that would
+    close a cycle of threads, through ``@ormcache`` flights too)."""
 
-    A caller that finds no flight looks in the cache again before starting one (a flight that
-    just ended stored its value there). A finished flight wakes its waiters whatever its removal
-    from the table does (a colliding key's ``__eq__`` may raise there); one left behind is done,
-    and the next caller of its key replaces it."""
-
-    __slots__ = ("_lock", "_pending", "_event")
+    __slots__ = ("_pending",)
 
     def __init__(self) -> None:
-        from threading import Event  # at decoration, not at import (issue #21: import cost)
+        self._pending: Dict[Hashable, Any] = {}
 
-        self._lock = RLock()  # RLock: a key's __eq__ may call the wrapper again
-        self._pending: Dict[Hashable, _Flight] = {}
-        self._event = Event
-
-    def call(self, lru: LRU[Any, Any], key: Hashable, func: Callable[..., Any],
+    def call(self, lru: Any, key: Hashable, func: Callable[..., Any],
              args: Tuple[Any, ...], kwargs: Dict[str, Any], missing: object) -> Any:
+        """``func(*args, **kwargs)``, the value of ``key`` that missed in ``lru``: computed
+        once for the overlapping callers, stored with ``lru.setdefault``."""
+        me = get_ident()
+        pending = self._pending
         while True:
-            with self._lock:
-                flight = self._pending.get(key)
-                if flight is None or flight.done.is_set():  # none, or one whose removal failed
-                    result = lru.peek(key, missing)  # a flight that just ended stored it
-                    if result is not missing:
-                        return result
-                    flight = self._pending[key] = _Flight(self._event)
-                    leader = True
-                else:
-                    leader = flight.owner == get_ident()
-                    if leader:
-                        flight = None  # our own re-entrant call: compute without a flight
-            if leader:
-                try:
-                    result = func(*args, **kwargs)
-                    lru.setdefault(key, result)
-                    return result
-                finally:
-                    if flight is not None:
-                        self._end(key, flight)
-            flight.done.wait()  # type: ignore[union-attr]  # not the leader: a flight
-            result = lru.peek(key, missing)
-            if result is not missing:
+            flight = new_flight(me)
+            current = claim(pending, key, flight)
+            if current is flight:
+                break
+            result = join(current, me)
+            if result is CYCLE:
+                result = func(*args, **kwargs)
+                lru.setdefault(key, result)
                 return result
-            # the leader failed (or its result was already evicted): compete again
-
-    def _end(self, key: Hashable, flight: _Flight) -> None:
-        """Remove ``flight`` (only it) from the table, then wake its waiters, whatever the
-        removal did: a failed removal leaves it done, for the next caller to replace."""
+            if result is not AGAIN:
+                return result
+            # the leader failed: look again, then compete
         try:
-            with self._lock:
-                if self._pending.get(key) is flight:
-                    del self._pending[key]
-        except Exception:  # noqa: BLE001 - a colliding key's __eq__: the value is ours to return
-            pass
+            result = lru.peek(key, missing)  # a flight that just ended stored it
+            if result is missing:
+                result = func(*args, **kwargs)
+                lru.setdefault(key, result)
+            publish(flight, result)
+            return result
         finally:
-            flight.done.set()
+            drop(pending, key, flight)

@@ -34,8 +34,8 @@ from fastlru._aio import AsyncFlights, function_like
 from fastlru._functools_c import _awaited_capi
 
 from ormcache._lookup import lookup_failed as _lookup_failed, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
-from ormcache._lookup import (AGAIN as _AGAIN, _LAND_GUARDED, _land, claim as _claim,
-                              follow as _follow, recheck as _recheck, store as _store)
+from fastlru._flight import AGAIN as _AGAIN, LAND_GUARDED as _LAND_GUARDED, claim as _claim, land as _land
+from ormcache._lookup import follow as _follow, recheck as _recheck, store as _store
 from ormcache._async import await_miss as _await_miss, cached_coroutine as _cached_coroutine_py
 from ormcache._spec import MethodSpec as _MethodSpec
 from ormcache.registry import DELETE_HOOKS
@@ -928,8 +928,9 @@ cdef extern from "_cache_compat.h":
 @cython.final
 @cython.freelist(8)
 cdef class Flight:
-    """One computation in progress: the compiled twin of ``_lookup.Flight`` (the same attributes,
-    read and written by ``_lookup``'s waiters: ``_wait``, ``_waits_on_me``, ``follow``)."""
+    """One computation in progress: the declared compiled twin of ``fastlru._flight.Flight`` (the
+    same attributes, read and written by that module's functions: ``claim``, ``join``, ``land``,
+    ``drop``; the same tests run on both, tests/ormcache/test_flight21_twin.py)."""
 
     cdef public unsigned long thread
     cdef public object lock
@@ -938,7 +939,14 @@ cdef class Flight:
     cdef public bint landed
 
 
-# free-threaded builds land a flight under ``_lookup._guard`` (``_lookup._land``); read once
+cpdef Flight new_flight(unsigned long me):
+    """A new flight of thread ``me``: the twin of ``fastlru._flight.new_flight``."""
+    cdef Flight flight = Flight.__new__(Flight)
+    flight.thread = me
+    return flight
+
+
+# free-threaded builds land a flight under ``fastlru._flight._guard`` (``land``); read once
 cdef bint _land_guarded = _LAND_GUARDED
 
 # ``_bench`` only: misses skip their single flight, to time what the flight costs (the same
@@ -982,8 +990,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
         single = self.flight_lru == <PyObject*>slot.lru
     fkey = key if single else (id(slot.lru), key)
     while True:
-        flight = Flight.__new__(Flight)
-        flight.thread = me
+        flight = new_flight(me)
         current = ormcache_setdefault(flights, fkey, flight)
         if current is not flight and current.landed:
             current = _claim(flights, fkey, flight)  # one left landed by a failed removal: replaced
@@ -1011,7 +1018,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
             return value
         return _compute(self, slot, key, args, kwargs, flight)
     finally:
-        # ``_lookup.drop``: remove it, then land it whatever the removal did (a colliding key's
+        # ``fastlru._flight.drop``: remove it, then land it whatever the removal did (a colliding key's
         # ``__eq__`` may raise there: it stays landed, replaced by the next miss). Under this
         # key the table holds this flight until it lands (only a landed one is replaced).
         try:
@@ -1021,7 +1028,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
         finally:
             if _land_guarded:
                 _land(flight)
-            else:  # ``_lookup._land``: under the GIL nothing runs between these steps
+            else:  # ``fastlru._flight.land``: under the GIL nothing runs between these steps
                 flight.landed = True
                 if flight.lock is not None:
                     flight.lock.release()

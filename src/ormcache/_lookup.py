@@ -1,9 +1,10 @@
 """What both hit paths (``_cache_py`` and ``_cache_c``) share: everything but the hit.
 
 - ``resolve``: which registry, model name, LRU and counter serve a call (once per owner kind).
-- ``miss``: compute with single flight; concurrent misses on one key compute once, the others
-  wait for that result. No lock is held while the method runs, nothing is shared between keys,
-  and a thread never waits on a computation that (directly or through other threads) waits on it.
+- ``miss``: compute with single flight (its rules and table functions: ``fastlru._flight``);
+  concurrent misses on one key compute once, the others wait for that result. No lock is held
+  while the method runs, nothing is shared between keys, and a thread never waits on a
+  computation that (directly or through other threads) waits on it.
   ``_cache_c`` compiles the uncontended part (its ``_miss``) and joins another's flight through
   ``follow``, as ``miss`` does.
 - ``store``: whether a computed value is stored (not after a clear during the computation).
@@ -15,9 +16,13 @@ from __future__ import annotations
 import sys
 import time
 from _collections_abc import Mapping  # collections.abc's own module, loaded by os (issue #21: import cost)
-from _thread import allocate_lock as _allocate_lock, get_ident
+from _thread import get_ident
 
 from fastlru import LRU as _LRU
+from fastlru._flight import (  # single flight's one home; the underscored names: the tests' and _cache_c's
+    AGAIN as AGAIN, CYCLE, LAND_GUARDED as _LAND_GUARDED, Flight as Flight, claim as claim, drop as drop,
+    join, land as _land, new_flight as _flight, publish, wait as _wait, waiting as _waiting,
+    waits_on_me as _waits_on_me)
 
 from ._logger import get_logger
 from .registry import ExpiringName, Registry, default_registry
@@ -27,10 +32,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 _logger = get_logger("ormcache")
-_new = object.__new__
 
-#: thread ident -> the flight it waits for (to detect waits that would close a cycle)
-_waiting: Dict[int, "Flight"] = {}
 #: methods whose uncacheable key was already logged (once per method)
 _warned: Set[Any] = set()
 
@@ -178,28 +180,6 @@ def recheck(lru: Any, key: Any) -> Any:
         return AGAIN
 
 
-def claim(flights: Dict[Any, Any], fkey: Any, flight: "Flight") -> Any:
-    """``flights.setdefault(fkey, flight)``; a flight left there landed (its removal failed,
-    ``drop``) is replaced, never followed."""
-    current = flights.setdefault(fkey, flight)
-    if current is not flight and current.landed:
-        flights[fkey] = current = flight
-    return current
-
-
-def drop(flights: Dict[Any, Any], fkey: Any, flight: Any) -> None:
-    """The computing thread is done with ``flight``: remove it (only it) from ``flights``, then
-    wake its waiters whatever the removal did (a colliding key's ``__eq__`` may raise there: the
-    flight then stays, landed, and ``claim`` replaces it)."""
-    try:
-        if flights.get(fkey) is flight:
-            del flights[fkey]  # callers from now on find the value in the cache
-    except Exception:  # noqa: BLE001 - the computing caller's value is still its to return
-        pass
-    finally:
-        _land(flight)
-
-
 def owner_keys(owner: Any) -> Tuple[Any, Any]:
     """-> (``pool``, model key) of a method's owner, as ``resolve`` takes them: ``owner.pool``
     (None when absent), then the model key: ``owner._name``, else the owner's class (or the
@@ -227,89 +207,6 @@ def cache_of(registry: Registry, cache_name: str) -> Any:
     if isinstance(cache_name, ExpiringName):
         return registry.expiring_cache(cache_name, cache_name.ttl)
     return registry.caches[cache_name]
-
-
-class Flight:
-    """One computation in progress. ``lock`` is made by the first thread that waits for it (most
-    flights have no waiter: no lock to allocate), held until the computing thread lands it
-    (``_land``); ``landed`` tells a late waiter not to wait. Made by ``_flight`` (a plain
-    function: cheaper per miss than a class with ``__init__``)."""
-
-    __slots__ = ("thread", "lock", "value", "stored", "landed")
-    thread: int
-    lock: Any
-    value: Any
-    stored: bool
-    landed: bool
-
-
-#: orders a waiter's arrival (making the flight's lock) against the flight's landing
-_guard = _allocate_lock()
-#: free-threaded builds: the landing also takes ``_guard`` (without the GIL, the landing's
-#: store-then-load and the waiter's are not ordered otherwise)
-_LAND_GUARDED = not getattr(sys, "_is_gil_enabled", lambda: True)()
-
-
-def _flight(me: int) -> Flight:
-    """A new flight of thread ``me`` (no lock until someone waits)."""
-    flight = _new(Flight)
-    flight.thread = me
-    flight.lock = None
-    flight.value = None
-    flight.stored = False
-    flight.landed = False
-    return flight
-
-
-def _wait(flight: Flight, me: int) -> None:
-    """Block thread ``me`` until ``flight`` lands (returns at once if it has).
-
-    The first waiter makes the lock, held on the computing thread's behalf (``_guard``: one lock
-    per flight, whatever the number of waiters), then looks at ``landed`` again: the landing sets
-    ``landed`` before it reads ``lock``, so either it sees this lock and releases it, or this
-    waiter sees ``landed`` and does not wait: never a wait for a release that will not come."""
-    with _guard:
-        if flight.landed:
-            return
-        lock = flight.lock
-        if lock is None:
-            lock = _allocate_lock()
-            lock.acquire()
-            flight.lock = lock
-    if not _LAND_GUARDED and flight.landed:
-        return  # it landed meanwhile, perhaps reading ``lock`` before we set it: no release to wait for
-    _waiting[me] = flight
-    try:
-        with lock:  # released when the computing thread is done
-            pass
-    finally:
-        _waiting.pop(me, None)
-
-
-def _land(flight: Flight) -> None:
-    """The computing thread is done with ``flight``: wake its waiters, if any."""
-    if _LAND_GUARDED:
-        with _guard:
-            flight.landed = True
-            lock = flight.lock
-    else:  # the GIL orders these two steps against ``_wait``'s
-        flight.landed = True
-        lock = flight.lock
-    if lock is not None:
-        lock.release()
-
-
-def _waits_on_me(flight: Flight, me: int) -> bool:
-    """True if ``flight`` is computed by this thread, or by one waiting (transitively) on it."""
-    thread: Optional[int] = flight.thread
-    for _ in range(256):
-        if thread == me:
-            return True
-        waited = _waiting.get(thread)  # type: ignore[arg-type]
-        if waited is None:
-            return False
-        thread = waited.thread
-    return True  # a chain that long: do not wait
 
 
 def timed(counter: Any, func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[Any, Any]) -> Any:
@@ -345,22 +242,16 @@ def miss(func: Callable[..., Any], flights: Dict[Any, Any], registry: Any, lru: 
         value = recheck(lru, key)
         if value is not AGAIN:
             counter.hit += 1
-            flight.value = value
-            flight.stored = True
+            publish(flight, value)
             return value
         counter.miss += 1
         generation = registry.generation
         value = timed(counter, func, args, kwargs)
         if store(func, registry, lru, counter, key, value, generation):
-            flight.value = value
-            flight.stored = True
+            publish(flight, value)
         return value
     finally:
         drop(flights, fkey, flight)
-
-
-#: ``follow``'s answer when the caller must try again: start a flight of its own, or join a newer one
-AGAIN: Any = object()
 
 
 def follow(current: Any, me: int, func: Callable[..., Any], lru: Any, counter: Any, key: Tuple[Any, ...], args: Tuple[Any, ...], kwargs: Dict[Any, Any]) -> Any:
@@ -368,13 +259,13 @@ def follow(current: Any, me: int, func: Callable[..., Any], lru: Any, counter: A
     wait for that flight and return its value, or compute the value here when waiting would close
     a cycle; ``AGAIN`` when the flight failed or its value is no longer cached. Shared by ``miss``
     and the compiled hit path's miss (``_cache_c``)."""
-    if _waits_on_me(current, me):  # recursion on the same key, or a cycle of threads
+    value = join(current, me)
+    if value is CYCLE:  # recursion on the same key, or a cycle of threads
         counter.miss += 1
         return timed(counter, func, args, kwargs)
-    _wait(current, me)
-    if current.stored:
+    if value is not AGAIN:
         counter.hit += 1
-        return current.value
+        return value
     # it failed (exceptions are never shared) or the cache was cleared meanwhile: look again
     try:
         value = lru[key]
@@ -441,8 +332,8 @@ def multi_miss(
             if current is flight:
                 value = recheck(lru, key)
                 if value is not AGAIN:  # stored by a flight that ended since the lookup
-                    values[id_] = flight.value = value
-                    flight.stored = True
+                    values[id_] = value
+                    publish(flight, value)
                     drop(flights, (id(lru), key), flight)
                     continue
                 mine[id_] = (key, flight)
@@ -454,9 +345,9 @@ def multi_miss(
             _compute_ids(func, flights, registry, lru, counter, mine, call, name, values)
         pending = {}
         for id_, (key, flight) in theirs.items():  # ours are released: nobody waits on us now
-            _wait(flight, me)
-            if flight.stored:
-                values[id_] = flight.value
+            value = join(flight, me)  # never CYCLE: we compute nothing now (treated as AGAIN)
+            if value is not AGAIN and value is not CYCLE:
+                values[id_] = value
                 continue
             try:  # it failed (never shared) or a clear dropped it: look again, else compute it here
                 values[id_] = lru[key]
@@ -507,8 +398,7 @@ def _compute_ids(
         for id_, (key, flight) in mine.items():
             value = values[id_] = multi_value(computed, id_, name)
             if key is not None and store(func, registry, lru, counter, key, value, generation) and flight is not None:
-                flight.value = value
-                flight.stored = True
+                publish(flight, value)
     finally:
         for key, flight in mine.values():
             if flight is not None:

@@ -8,11 +8,10 @@ code for both kinds of session, on the ``Session`` an ``AsyncSession`` wraps (``
         return await run(Model.by_id, session.sync_session, id)
 
 ``Flights``: the computations running in one process's event loops, so that tasks awaiting the
-same cold key compute it once (the others wait, then look again).
+same cold key compute it once (the others wait, then look again): ``fastlru._aio.AsyncFlights``.
 """
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Tuple, TypeVar, Union
 
@@ -20,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
+
+from fastlru._aio import AsyncFlights, Flight as Flight
 
 from ._session import UNCHECKED_KEY
 
@@ -75,47 +76,24 @@ def ready(session: Session) -> bool:
     return session._transaction is not None and not session.info.get(UNCHECKED_KEY) and session._is_clean()
 
 
-class Flight:
-    """One computation in one event loop; the tasks wanting its key wait for it to end."""
+class Flights(AsyncFlights[Hashable]):
+    """The computations in flight, by key, per event loop: ``fastlru._aio.AsyncFlights`` (the one
+    asyncio single flight), started the way the greenlet side wants it (``start``)."""
 
-    __slots__ = ("flights", "key", "future")
-
-    def __init__(self, flights: "Flights", key: Tuple[Any, ...], future: "asyncio.Future[None]") -> None:
-        self.flights, self.key, self.future = flights, key, future
-
-    def done(self) -> None:
-        """The computation ended (stored, kept for its transaction, failed or cancelled): the
-        waiting tasks look again (and one of them computes if nothing was stored)."""
-        running = self.flights._running
-        try:
-            if running.get(self.key) is self:
-                del running[self.key]
-        except Exception:  # noqa: BLE001 - a colliding key's __eq__: left done, replaced by ``start``
-            pass
-        finally:  # the waiting tasks are woken whatever the removal did
-            if not self.future.done():
-                self.future.set_result(None)
-
-    async def wait(self) -> None:
-        # shielded: a waiter cancelled does not cancel the others' wait
-        await asyncio.shield(self.future)
-
-
-class Flights:
-    """The computations in flight, by key, per event loop."""
-
-    __slots__ = ("_running",)
-
-    def __init__(self) -> None:
-        self._running: Dict[Tuple[Any, ...], Flight] = {}
+    __slots__ = ()
 
     def start(self, key: Hashable) -> Tuple[Flight, bool]:
         """The flight of ``key`` in the running loop, and whether the caller leads it (computes,
-        then calls ``done()``) or must ``wait()`` for it."""
-        loop = asyncio.get_running_loop()
-        full = (loop, key)
-        flight = self._running.get(full)
-        if flight is not None and not flight.future.done():  # (a done one: its removal failed)
-            return flight, False
-        flight = self._running[full] = Flight(self, full, loop.create_future())
+        then calls ``done()``: its waiters look again) or must ``wait()`` for it."""
+        led, joined = self.claim((key,), cycles=False)
+        if joined:
+            return joined[key], False
+        flight = led[key]
+        if flight is None:
+            raise RuntimeError("no running event loop")
         return flight, True
+
+    @property
+    def _running(self) -> Dict[Tuple[Any, Hashable], Flight]:
+        """The table (``AsyncFlights.table``): (loop, key) -> flight."""
+        return self.table
