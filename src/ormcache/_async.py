@@ -13,13 +13,13 @@
 
 The awaited value is cached, never the coroutine; the wrapper is an ``async def`` (so
 ``inspect.iscoroutinefunction`` holds). Keys, registries, counters and what is stored are the
-sync path's (``keys``, ``_lookup.resolve``, ``_lookup.store``); only the waiting differs:
+sync path's (``keys``, ``_cold.resolve``, ``_cold.store``); only the waiting differs:
 
 - concurrent awaits of one key in one event loop compute once (``fastlru._aio.AsyncFlights``);
   a failed or cancelled computation stores nothing and is never shared: its waiters look
   again, then one of them computes (as threads do); an exception reaches only the task that
   computed, and ``CancelledError`` only a task that was itself cancelled.
-- a clear during the computation: the value is returned, not stored (``_lookup.store``).
+- a clear during the computation: the value is returned, not stored (``_cold.store``).
 - ``ormcache_multi``: one flight per id; the method is awaited once, with only the ids that
   are neither cached nor being computed by another task, then the others are awaited.
 """
@@ -29,7 +29,7 @@ import time
 
 from fastlru._aio import RETRY, AsyncFlights
 
-from ._lookup import AGAIN, check_multi_result, lookup_failed, multi_value, owner_keys, reader, recheck, store
+from ._cold import AGAIN, check_multi_result, lookup_failed, multi_value, owner_keys, reader, recheck, store
 from ._spec import NO_SLOT, slot_of
 from .registry import DELETE_HOOKS
 

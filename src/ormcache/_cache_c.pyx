@@ -12,9 +12,9 @@ slot's (model, method) prefix with only the arguments' hashes computed (as ``tup
 folds them), one C call into the compiled engine (``fastlru._lru_c._get_known``: no Python call,
 a stored key of the probe's very items matched without ``__eq__``, no ``KeyError`` on a miss)
 and one C integer increment; caches that are not exactly the compiled ``LRU`` get
-``PyObject_GetItem``. A miss is computed here too (``_miss``, the twin of ``_lookup.miss``: its single flight
+``PyObject_GetItem``. A miss is computed here too (``_miss``, the twin of ``_cold.miss``: its single flight
 without Python frames); anything else (a new registry or model, a wait for another caller's
-flight, the store rule, an error) goes to the shared Python code in ``_lookup``.
+flight, the store rule, an error) goes to the shared Python code in ``_cold``.
 
 Measured with ``python -m ormcache._bench`` (the same numbers appear in ``python -m fastlru.bench``).
 """
@@ -33,9 +33,9 @@ import sys
 from fastlru._aio import AsyncFlights, function_like
 from fastlru._functools_c import _awaited_capi
 
-from ormcache._lookup import lookup_failed as _lookup_failed, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
+from ormcache._cold import lookup_failed as _lookup_failed, multi_rest as _multi_rest, resolve as _resolve, uncached as _uncached
 from fastlru._flight import AGAIN as _AGAIN, LAND_GUARDED as _LAND_GUARDED, claim as _claim, land as _land
-from ormcache._lookup import follow as _follow, recheck as _recheck, store as _store
+from ormcache._cold import follow as _follow, recheck as _recheck, store as _store
 from ormcache._async import await_miss as _await_miss, cached_coroutine as _cached_coroutine_py
 from ormcache._spec import MethodSpec as _MethodSpec
 from ormcache.registry import DELETE_HOOKS
@@ -290,7 +290,7 @@ cdef class CachedMethod:
     # an async def (cached_coroutine): a hit returns an AwaitedValue, a miss _async.await_miss
     cdef bint awaited
     # the LRU whose flights are keyed by the key alone (the first a miss used; compared, never
-    # dereferenced): other LRUs' flights by (id(lru), key), as ``_lookup.miss`` keys them all
+    # dereferenced): other LRUs' flights by (id(lru), key), as ``_cold.miss`` keys them all
     cdef PyObject* flight_lru
     cdef object key_function
     cdef object cache_name
@@ -502,7 +502,7 @@ cdef class CachedMethod:
 
 cdef object _multi_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize_t nargs):
     """``ormcache_multi``'s hits: one probe key ``(model, method, *exprs, id)`` refilled per id
-    (a new one when someone kept it); the missing ids go to ``_lookup.multi_rest``."""
+    (a new one when someone kept it); the missing ids go to ``_cold.multi_rest``."""
     cdef Py_ssize_t n = self.n_indices
     cdef dict result = {}
     cdef dict missed = None
@@ -919,7 +919,7 @@ cdef object _expr_call(CachedMethod self, _Slot slot, tuple values, PyObject** a
     return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
 
 
-# -- the miss: the compiled twin of ``_lookup.miss`` ---------------------------------------------
+# -- the miss: the compiled twin of ``_cold.miss`` ---------------------------------------------
 
 cdef extern from "_cache_compat.h":
     object ormcache_setdefault(object d, object key, object value)
@@ -963,8 +963,8 @@ def _bench_without_flight(bint on):
 
 cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kwargs):
     """The key (a ``HashedKey``) is not cached: compute it once for all concurrent callers,
-    store it, return it (``_lookup.miss``'s rules; a caller that finds another's flight is
-    served by ``_lookup.follow``). The key is hashed here, once, and never again by the flight
+    store it, return it (``_cold.miss``'s rules; a caller that finds another's flight is
+    served by ``_cold.follow``). The key is hashed here, once, and never again by the flight
     table, the store or the flight removal."""
     cdef Flight flight
     cdef object current, fkey, value
@@ -1001,7 +1001,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
             return value
     try:
         # a flight that ended since this caller missed stored its value: single flight is single
-        # (``_lookup.recheck``; the engine's own LRU through its C peek, the key's hash is kept)
+        # (``_cold.recheck``; the engine's own LRU through its C peek, the key's hash is kept)
         if slot.known:
             got = _peek_known(<PyObject*>slot.lru, <PyObject*>key, hash(key), &found)
             if got < 0 and ormcache_error_kind() < 0:  # KeyboardInterrupt...: propagates
@@ -1035,7 +1035,7 @@ cdef object _miss(CachedMethod self, _Slot slot, object key, tuple args, dict kw
 
 
 cdef object _compute(CachedMethod self, _Slot slot, object key, tuple args, dict kwargs, Flight flight):
-    """Compute, time and store (``_lookup.store``) a missed key; publish the value to ``flight``'s
+    """Compute, time and store (``_cold.store``) a missed key; publish the value to ``flight``'s
     waiters (None: no flight) when it is stored."""
     cdef Counter counter = slot.counter
     cdef double start

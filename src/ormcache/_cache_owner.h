@@ -1,6 +1,6 @@
 /* How the hit path reads an owner's `pool` and `_name`, finds its slot by type, and reads a context dict.
  *
- * The owner rule is Python's `ormcache._lookup.owner_keys` (pool: `owner.pool`, else None; model
+ * The owner rule is Python's `ormcache._cold.owner_keys` (pool: `owner.pool`, else None; model
  * key: `owner._name`, else the owner's class, or the owner if a class; `pool` read first): this
  * implements it without getattr where the owner's type allows, and _cache_c's getattr fallback
  * where it does not; tests/ormcache/test_spec21_owner.py pins them to the same answers.

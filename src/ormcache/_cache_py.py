@@ -2,14 +2,14 @@
 
 ``cached_method(spec)`` returns the wrapper of ``spec.func``. A hit costs two attribute reads on
 the owner, one key tuple, one LRU lookup and one integer increment; everything else (first call
-from a new registry or model, misses, errors) goes to ``_lookup``.
+from a new registry or model, misses, errors) goes to ``_cold``.
 """
 from __future__ import annotations
 
 import operator
 
 from ._async import cached_coroutine
-from ._lookup import lookup_failed, miss
+from ._cold import lookup_failed, miss
 from ._spec import NO_SLOT, slot_of
 from .keys import context_of, context_part
 from .registry import DELETE_HOOKS
@@ -123,7 +123,7 @@ def cached_method(spec: MethodSpec) -> Callable[..., Any]:
             if not args:
                 return func(*args, **kwargs)  # let the method report the missing argument
             owner = args[0]
-            # _lookup.owner_keys, inlined (a call per hit); tests/ormcache/test_spec21_owner.py pins it
+            # _cold.owner_keys, inlined (a call per hit); tests/ormcache/test_spec21_owner.py pins it
             pool = getattr(owner, "pool", None)
             mkey = getattr(owner, "_name", None)
             if mkey is None:

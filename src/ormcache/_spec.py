@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from .keys import KeyFunction
 
-from ._lookup import reader, resolve
+from ._cold import reader, resolve
 
 __all__ = ["MethodSpec", "SLOT_FIELDS", "NO_SLOT", "slot_of"]
 
@@ -31,7 +31,7 @@ class MethodSpec:
     - ``func``: the method; ``key``: its compiled key (``keys.KeyFunction``);
     - ``cache_name``: the registry cache its entries live in (an ``ExpiringName`` with a ttl);
     - ``has_owner``: the first argument is the owner (``self``/``cls``), whose ``pool`` and
-      ``_name`` give the registry and the model (``_lookup.owner_keys``); else ``model`` is the
+      ``_name`` give the registry and the model (``_cold.owner_keys``); else ``model`` is the
       model name of every call (a function's class or module);
     - ``counter_type``: the hit path's statistics counter class;
     - ``ormcache_multi`` only (else None, -1, ""): ``multi`` the ids parameter, ``signature`` the
@@ -101,7 +101,7 @@ class MethodSpec:
 #: (a thread never sees one call's pool with another's LRU), read by position on the hit paths
 #: (an exact tuple: CPython's specialised indexing and unpacking apply, not to a subclass). The
 #: first six are the compiled ``_cache_c._Slot``'s fields, in the same order; ``get`` is the
-#: LRU's lookup as ``_lookup.reader`` gives it (the compiled slot decides the same with its
+#: LRU's lookup as ``_cold.reader`` gives it (the compiled slot decides the same with its
 #: ``known`` flag).
 SLOT_FIELDS = ("pool", "mkey", "registry", "model", "lru", "counter", "get")
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ if TYPE_CHECKING:
 
 
 def slot_of(spec: MethodSpec, pool: Any, mkey: Any) -> Slot:
-    """The slot (``SLOT_FIELDS``) of ``spec``'s calls from (``pool``, ``mkey``): ``_lookup.resolve``."""
+    """The slot (``SLOT_FIELDS``) of ``spec``'s calls from (``pool``, ``mkey``): ``_cold.resolve``."""
     registry, model, lru, counter = resolve(pool, mkey, spec.func, spec.cache_name, spec.counter_type)
     return (pool, mkey, registry, model, lru, counter, reader(lru))
 

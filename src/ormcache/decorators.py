@@ -25,7 +25,7 @@ from fastlru._aio import refuse_async_generator
 from fastlru._common import check_ttl, choose
 
 from ._async import cached_coroutine_multi
-from ._lookup import cache_of, lookup_failed, model_name, multi_miss, multi_rest, owner_keys, reader, registry_of, resolve
+from ._cold import cache_of, lookup_failed, model_name, multi_miss, multi_rest, owner_keys, reader, registry_of, resolve
 from ._spec import MethodSpec
 from .registry import CACHE_SIZES, ExpiringName, Registry
 
@@ -284,7 +284,7 @@ class ormcache_multi(ormcache):
             multi=self.multi, signature=self.signature,
             multi_position=positional.index(self.multi) if self.multi in positional else -1,
             multi_name=f"{self.func.__qualname__} returned no value for {self.multi}",
-            flights={},  # the ids being computed, as ormcache's (``_lookup.multi_miss``)
+            flights={},  # the ids being computed, as ormcache's (``_cold.multi_miss``)
         )
 
     def _make_wrapper(self, spec: MethodSpec) -> Callable[..., Any]:

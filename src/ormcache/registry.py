@@ -199,7 +199,7 @@ class Registry(RegistrySignaling, metaclass=_PerDatabase):
         self._method_signals = False
         #: method signal -> the functions it drops (see ``method_signal``)
         self._method_topics: Dict[str, Tuple[Any, ...]] = {}
-        #: (id(LRU), id(counter)) -> the ``_lookup.TxCounting`` serving them while tx_stats is on
+        #: (id(LRU), id(counter)) -> the ``_cold.TxCounting`` serving them while tx_stats is on
         self._tx_counting: Dict[Tuple[int, int], Any] = {}
         #: bumped by every clear (read through ``generation``)
         self._generation = 0

@@ -17,7 +17,7 @@ from collections import Counter as _Tally
 from . import _cache_py
 from ._logger import get_logger
 from ._cache_py import Counter
-from ._lookup import owner_keys, resolve
+from ._cold import owner_keys, resolve
 from .registry import Registry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)

@@ -10,7 +10,7 @@ import pytest
 
 from support.flights import WAIT, until
 
-from ormcache import _lookup
+from ormcache import _cold
 from ormcache import ormcache as cached
 
 LRU_CACHES = [
@@ -43,7 +43,7 @@ def test_a_cycle_through_ormcache_and_lru_cache_does_not_deadlock(registry, modu
             computed.append(("param", key))
             if len(computed) == 1:  # thread A, first: needs B's value once B waits on us
                 b_leads.wait(WAIT)
-                until(lambda: threads["b"].ident in _lookup._waiting)
+                until(lambda: threads["b"].ident in _cold._waiting)
                 return "param:" + setting(key)
             return "param"
 
@@ -59,5 +59,5 @@ def test_a_cycle_through_ormcache_and_lru_cache_does_not_deadlock(registry, modu
     # A computed B's value itself (waiting would close the cycle), B took A's shared value
     assert computed == [("param", "k"), ("setting", "k"), ("setting", "k")]
     assert out == {"a": "param:setting", "b": "setting:param:setting"}
-    assert Model.__dict__["param"].flights == {} and _lookup._waiting == {}
+    assert Model.__dict__["param"].flights == {} and _cold._waiting == {}
 

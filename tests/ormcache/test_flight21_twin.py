@@ -113,9 +113,9 @@ def test_a_failed_removal_still_wakes_the_waiters(new_flight):
 
 
 def test_ormcache_uses_the_one_module():
-    """The names the hit paths and the tests reach through ``_lookup`` are ``fastlru._flight``'s."""
-    from ormcache import _lookup
+    """The names the hit paths and the tests reach through ``_cold`` are ``fastlru._flight``'s."""
+    from ormcache import _cold
 
-    assert _lookup._waiting is _flight.waiting and _lookup.AGAIN is _flight.AGAIN
-    assert _lookup.claim is _flight.claim and _lookup.drop is _flight.drop and _lookup._land is _flight.land
+    assert _cold._waiting is _flight.waiting and _cold.AGAIN is _flight.AGAIN
+    assert _cold.claim is _flight.claim and _cold.drop is _flight.drop and _cold._land is _flight.land
     assert "fastlru._flight" in sys.modules

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from ormcache import _lookup
+from ormcache import _cold
 from ormcache import ormcache as cached
 from support.freethreaded import fast_switching, run_threads, scaled  # noqa: F401 - autouse
 from support.lru import WRAPPERS
@@ -111,7 +111,7 @@ def test_ormcache_single_flight_computes_each_cold_key_once(registry, LRU, hit_p
     assert bursts(model.compute, count) == []
     assert sum(calls.counts.values()) == len(calls.counts) == count
     assert calls.computed_more_than_once() == {}
-    assert Model.__dict__["compute"].flights == {} and _lookup._waiting == {}
+    assert Model.__dict__["compute"].flights == {} and _cold._waiting == {}
 
 
 @pytest.mark.timeout(900)
@@ -134,7 +134,7 @@ def test_ormcache_single_flight_reentrant_chains(registry):
     assert bursts(model.chain, count) == []
     assert len(calls.counts) == 3 * count
     assert calls.computed_more_than_once() == {}
-    assert Model.__dict__["chain"].flights == {} and _lookup._waiting == {}
+    assert Model.__dict__["chain"].flights == {} and _cold._waiting == {}
 
 
 @pytest.mark.timeout(900)
@@ -176,4 +176,4 @@ def test_ormcache_bursts_while_other_threads_clear_and_resize(registry, LRU):
     if hasattr(lru, "_check"):
         assert lru._check() is None
     assert len(lru) <= lru.count
-    assert Model.__dict__["compute"].flights == {} and _lookup._waiting == {}
+    assert Model.__dict__["compute"].flights == {} and _cold._waiting == {}

@@ -5,14 +5,14 @@ model) again: the compiled hit path used to remember 8 (pool, model) pairs and r
 call beyond that (a cliff from ~115 ns to ~1,400 ns per hit).
 
 Both engines and both hit paths (``registry`` fixture). Resolutions are counted through
-``_lookup.cache_of``, which every resolution calls (``_lookup.resolve``, used by both hit paths).
+``_cold.cache_of``, which every resolution calls (``_cold.resolve``, used by both hit paths).
 """
 import itertools
 
 import pytest
 
 from ormcache import Registry, ormcache, stats
-from ormcache import _lookup
+from ormcache import _cold
 
 MODELS = 64
 
@@ -58,8 +58,8 @@ def test_round_robin_over_64_models_never_resolves_again(registry, base, monkeyp
             assert record.f(x) == (record._name, x, len(computed))
     assert len(computed) == 3 * MODELS
     seen = []
-    original = _lookup.cache_of
-    monkeypatch.setattr(_lookup, "cache_of", lambda reg, name: seen.append(name) or original(reg, name))
+    original = _cold.cache_of
+    monkeypatch.setattr(_cold, "cache_of", lambda reg, name: seen.append(name) or original(reg, name))
     for _ in range(5):
         for x in range(3):
             for record in records:  # round robin: a different model on every call

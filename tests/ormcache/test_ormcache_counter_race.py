@@ -8,7 +8,7 @@ other thread, so the test does not depend on the scheduler.
 """
 import threading
 
-from ormcache import _lookup
+from ormcache import _cold
 from ormcache.registry import Registry
 
 
@@ -37,7 +37,7 @@ def test_threads_resolving_at_once_share_one_counter(hit_path):
         counters = [None, None]
 
         def resolve(i):
-            counters[i] = _lookup.resolve(registry, "m", method, "default", hit_path.Counter)[3]
+            counters[i] = _cold.resolve(registry, "m", method, "default", hit_path.Counter)[3]
 
         threads = [threading.Thread(target=resolve, args=(i,)) for i in range(2)]
         for thread in threads:

@@ -226,13 +226,13 @@ def test_concurrent_waiters_do_not_hash_again(registry):
     before = key.hashes
     second = threading.Thread(target=lambda: results.append(Model().f(key)))
     second.start()
-    from ormcache import _lookup
+    from ormcache import _cold
 
     for _ in range(30000):  # until the second thread waits for the first one's flight
-        if second.ident in _lookup._waiting:
+        if second.ident in _cold._waiting:
             break
         threading.Event().wait(0.001)
-    assert second.ident in _lookup._waiting and second.is_alive()
+    assert second.ident in _cold._waiting and second.is_alive()
     release.set()
     first.join(30)
     second.join(30)

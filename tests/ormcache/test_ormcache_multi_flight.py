@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from ormcache import _lookup, ormcache_multi
+from ormcache import _cold, ormcache_multi
 from support.models import make_model
 
 WAIT = 10  # seconds: only reached when something is broken
@@ -18,7 +18,7 @@ WAIT = 10  # seconds: only reached when something is broken
 def wait_until_waiting(thread):
     """Until ``thread`` waits for another thread's flight."""
     for _ in range(WAIT * 1000):
-        if thread.ident in _lookup._waiting:
+        if thread.ident in _cold._waiting:
             return
         threading.Event().wait(0.001)
     raise AssertionError("the thread never waited for the other one's computation")
@@ -79,7 +79,7 @@ def test_overlapping_ids_are_computed_once(registry):
     finish(first, second)
     assert calls == [[1, 2, 3], [4]]
     assert results == {"first": {1: "a1", 2: "a2", 3: "a3"}, "second": {2: "a2", 3: "a3", 4: "a4"}}
-    assert _lookup._waiting == {}
+    assert _cold._waiting == {}
     assert sorted(key[3] for key in registry.caches["default"].keys()) == [1, 2, 3, 4]
     assert Model().names("a", [4, 3, 2, 1]) == {4: "a4", 3: "a3", 2: "a2", 1: "a1"} and len(calls) == 2
 

@@ -3,7 +3,7 @@ import threading
 import time
 
 from ormcache import ormcache as cached
-from ormcache import _lookup
+from ormcache import _cold
 
 WAIT = 10  # seconds: only reached when something is broken
 
@@ -57,7 +57,7 @@ def test_single_flight_16_threads_compute_once(registry):
     assert all(r is results[0] for r in results) and results[0] == {"value": "k"}
     counter = registry.counters[("m", Model.slow.__wrapped__)]
     assert counter.miss == 1 and counter.hit == 15
-    assert Model.__dict__["slow"].flights == {} and _lookup._waiting == {}  # nothing left behind
+    assert Model.__dict__["slow"].flights == {} and _cold._waiting == {}  # nothing left behind
 
 
 def test_a_slow_key_does_not_block_other_keys(registry):
@@ -125,7 +125,7 @@ def test_waiters_retry_when_the_computation_fails(registry):
     # the error is not shared: one caller sees it, the others compute again (once) and hit
     assert sorted(outcomes) == ["error"] + ["ok"] * 7
     assert len(calls) == 2
-    assert Model.__dict__["f"].flights == {} and _lookup._waiting == {}
+    assert Model.__dict__["f"].flights == {} and _cold._waiting == {}
 
 
 def test_cycle_between_two_threads_does_not_deadlock(registry):
@@ -237,7 +237,7 @@ def test_single_flight_per_database_when_one_method_serves_two(LRU, hit_path):
         releaser.join(WAIT)
         assert sorted(calls) == [0, 1]
         assert all(results[i] == (i % 2, "k") for i in range(8))
-        assert Model.__dict__["slow"].flights == {} and _lookup._waiting == {}
+        assert Model.__dict__["slow"].flights == {} and _cold._waiting == {}
     finally:
         for name in names:
             Registry.delete(name)

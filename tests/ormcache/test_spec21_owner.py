@@ -1,4 +1,4 @@
-"""One owner rule (issue #21): owner -> (pool, model key) is ``_lookup.owner_keys``; every hit
+"""One owner rule (issue #21): owner -> (pool, model key) is ``_cold.owner_keys``; every hit
 path (compiled, twin, async, multi) and ``key_of`` give its answers, on ordinary owners and
 odd ones: no ``pool``, ``pool`` None, ``_name`` None, a non-string ``_name``, a class as owner,
 ``__slots__`` owners, instance attributes, properties that raise."""
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ormcache import default_registry, ormcache, ormcache_multi
-from ormcache._lookup import model_name, owner_keys, registry_of
+from ormcache._cold import model_name, owner_keys, registry_of
 
 
 class PoolError(Exception):

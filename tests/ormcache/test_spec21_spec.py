@@ -117,7 +117,7 @@ def test_the_slot_shape():
 
 
 def test_a_slot_of_a_spec_is_what_resolve_gives(registry, hit_path):
-    from ormcache._lookup import resolve
+    from ormcache._cold import resolve
 
     @ormcache("x")
     def f(self, x):

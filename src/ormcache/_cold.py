@@ -1,4 +1,4 @@
-"""What both hit paths (``_cache_py`` and ``_cache_c``) share: everything but the hit.
+"""The cold path both hit paths (``_cache_py`` and ``_cache_c``) share: everything but the hit.
 
 - ``resolve``: which registry, model name, LRU and counter serve a call (once per owner kind).
 - ``miss``: compute with single flight (its rules and table functions: ``fastlru._flight``);
