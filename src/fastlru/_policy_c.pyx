@@ -6,8 +6,9 @@ Entries live in a C arena of structs (key, value, hash, prev, next) indexed by i
 with one byte of queue and one of policy bits per entry beside it; an open-addressing table
 (linear probing, Fibonacci hashing, backward-shift deletion) maps hashes to entries, as in
 ``_lru_c``; each policy queue is a circular doubly-linked list through ``prev``/``next``
-(``heads[q]`` the newest, its ``prev`` the oldest). W-TinyLFU's sketch packs 4-bit counters two
-to a byte, its doorkeeper one bit a key; S3-FIFO's ghost is a table of (hash, insertion number)
+(``heads[q]`` the newest, its ``prev`` the oldest). W-TinyLFU's sketch is Caffeine's layout
+(``_sketch.h``: a key's 4 counters in one 64-byte block of 4-bit counters), its doorkeeper one
+bit a key; S3-FIFO's ghost is a table of (hash, insertion number)
 slots, never a queue of keys.
 
 Re-entrancy and threads follow ``_lru_c`` (CPython's lru_cache): the hash is computed once,
@@ -56,6 +57,12 @@ cdef extern from "Python.h":
         inquiry tp_clear
 
 
+cdef extern from "_sketch.h":
+    int _sketch_estimate "fastlru_sketch_estimate"(const uint64_t*, uint64_t, uint64_t) noexcept nogil
+    int _sketch_add "fastlru_sketch_add"(uint64_t*, uint64_t, uint64_t) noexcept nogil
+    void _sketch_halve "fastlru_sketch_halve"(uint64_t*, size_t) noexcept nogil
+
+
 cdef extern from "_lru_sync.h":
     ctypedef struct fastlru_cs:
         pass
@@ -99,7 +106,8 @@ cdef enum:
     Q_PROTECTED = 5
     NQUEUES = 6
     GHOST_WAYS = 4
-    MAX_SKETCH_WIDTH = 1 << 24  # as the twin's: the sketch's slots take 24 bits of the hash
+    MIN_SKETCH_WIDTH = 32  # as the twin's: one 64-byte block of 4-bit counters, at least
+    MAX_SKETCH_WIDTH = 1 << 24  # as the twin's: a bound on its memory (32 MiB)
     MAX_GHOST_BUCKETS = 1 << 20
     HASHDOS = 6
     SAMPLE = 4  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
@@ -110,7 +118,6 @@ cdef uint64_t M64 = <uint64_t>-1
 cdef double STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
 cdef double DECAY = 0.98
 cdef double RESTART = 0.05
-cdef uint64_t[4] SEEDS = [0x97CB3127, 0xB492B66F, 0x9AE16A3B, 0xC949D7C7]
 
 
 cdef inline size_t _home(Py_hash_t h, int shift) noexcept nogil:
@@ -227,9 +234,10 @@ cdef class Cache:
     # W-TinyLFU
     cdef Py_ssize_t window_cap
     cdef Py_ssize_t protected_cap
-    cdef uint8_t* sketch          # 4 rows of `width` 4-bit counters, two to a byte
+    cdef uint64_t* sketch         # 4 * width 4-bit counters, 16 to a word, 8 words to a block
     cdef uint8_t* door            # one bit per slot
-    cdef uint64_t smask
+    cdef uint64_t smask           # width - 1: the doorkeeper's slots
+    cdef uint64_t bmask           # width / 32 - 1: the sketch's blocks
     cdef Py_ssize_t width
     cdef Py_ssize_t additions
     cdef Py_ssize_t sample
@@ -335,11 +343,11 @@ cdef class Cache:
     @cython.final
     cdef int _setup_policy(self, int kind, Py_ssize_t count) except -1:
         """Fresh policy state for ``kind`` (no Python code; allocates, so MemoryError)."""
-        cdef Py_ssize_t buckets = 1, n, width = 16, i, small, w
+        cdef Py_ssize_t buckets = 1, n, width = MIN_SKETCH_WIDTH, i, small, w
         cdef int q
         cdef int64_t* gh = NULL
         cdef int64_t* gt = NULL
-        cdef uint8_t* sk = NULL
+        cdef uint64_t* sk = NULL
         cdef uint8_t* dr = NULL
         if kind == P_S3FIFO:
             small = count // 10
@@ -359,10 +367,10 @@ cdef class Cache:
                 gh[i] = 0
                 gt[i] = -1
         elif kind == P_WTINYLFU:
-            width = 16
+            width = MIN_SKETCH_WIDTH
             while width < count and width < MAX_SKETCH_WIDTH:
                 width *= 2
-            sk = <uint8_t*>PyMem_Malloc(2 * width)  # 4 rows * width / 2
+            sk = <uint64_t*>PyMem_Malloc(2 * width)  # 4 * width counters of 4 bits
             dr = <uint8_t*>PyMem_Malloc(width // 8)
             if sk == NULL or dr == NULL:
                 PyMem_Free(sk)
@@ -389,6 +397,7 @@ cdef class Cache:
         elif kind == P_WTINYLFU:
             self.width = width
             self.smask = <uint64_t>(width - 1)
+            self.bmask = <uint64_t>(width // 32 - 1)
             self.additions = 0
             self.sample = 10 * (count if count > 1 else 1)
             w = count // 100
@@ -754,52 +763,30 @@ cdef class Cache:
     # W-TinyLFU's sketch, admission and hill climber
 
     @cython.final
-    cdef inline Py_ssize_t _slot(self, uint64_t s, int row) noexcept:
-        return <Py_ssize_t>((((s * SEEDS[row]) & M64) >> 40) & self.smask)
-
-    @cython.final
-    cdef inline int _counter(self, int row, Py_ssize_t i) noexcept:
-        cdef Py_ssize_t at = row * self.width + i
-        return (self.sketch[at >> 1] >> ((at & 1) * 4)) & 15
-
-    @cython.final
     cdef int _frequency(self, Py_hash_t h) noexcept:
         cdef uint64_t s = _spread(h)
-        cdef int f = 15
-        cdef int c, row
-        cdef Py_ssize_t d
-        for row in range(4):
-            c = self._counter(row, self._slot(s, row))
-            if c < f:
-                f = c
-        d = <Py_ssize_t>((s >> 7) & self.smask)
-        return f + ((self.door[d >> 3] >> (d & 7)) & 1)
+        cdef Py_ssize_t d = <Py_ssize_t>((s >> 7) & self.smask)
+        return _sketch_estimate(self.sketch, self.bmask, s) + ((self.door[d >> 3] >> (d & 7)) & 1)
 
     @cython.final
-    cdef void _increment(self, Py_hash_t h) noexcept:
+    cdef inline void _increment(self, Py_hash_t h) noexcept:
         cdef uint64_t s = _spread(h)
         cdef Py_ssize_t d = <Py_ssize_t>((s >> 7) & self.smask)
-        cdef Py_ssize_t at
-        cdef bint added = False
-        cdef Py_ssize_t nbytes, i
-        cdef int row
-        if not ((self.door[d >> 3] >> (d & 7)) & 1):
-            self.door[d >> 3] |= <uint8_t>(1 << (d & 7))
-        else:
-            for row in range(4):
-                at = row * self.width + self._slot(s, row)
-                if ((self.sketch[at >> 1] >> ((at & 1) * 4)) & 15) < 15:
-                    self.sketch[at >> 1] += <uint8_t>(1 << ((at & 1) * 4))
-                    added = True
-            if not added:
-                return
+        cdef uint8_t bit = <uint8_t>(1 << (d & 7))
+        if not (self.door[d >> 3] & bit):
+            self.door[d >> 3] |= bit
+        elif not _sketch_add(self.sketch, self.bmask, s):
+            return
         self.additions += 1
         if self.additions >= self.sample:
-            self.additions //= 2
-            nbytes = 2 * self.width
-            for i in range(nbytes):  # halve both nibbles of every byte
-                self.sketch[i] = (self.sketch[i] >> 1) & 0x77
-            memset(self.door, 0, self.width // 8)
+            self._age()
+
+    @cython.final
+    cdef void _age(self) noexcept:
+        """Halves every counter and clears the doorkeeper (TinyLFU's reset)."""
+        self.additions //= 2
+        _sketch_halve(self.sketch, <size_t>(self.width // 4))
+        memset(self.door, 0, self.width // 8)
 
     @cython.final
     cdef bint _admit(self, int32_t candidate, int32_t victim) noexcept:
@@ -1722,6 +1709,25 @@ cdef class Cache:
     @classmethod
     def __class_getitem__(cls, item):
         return GenericAlias(cls, item)
+
+    def _sketch(self):
+        """Debug: W-TinyLFU's sketch as the twin's ``Cache._sketch`` shows it, or None."""
+        cdef fastlru_cs cs
+        cdef bytearray counters, door
+        cdef Py_ssize_t i, n
+        if self.kind != P_WTINYLFU:
+            return None
+        n = self.width
+        counters = bytearray(4 * n)
+        door = bytearray(n)
+        fastlru_cs_begin(&cs, self)
+        for i in range(4 * n):
+            counters[i] = (self.sketch[i >> 4] >> ((i & 15) * 4)) & 15
+        for i in range(n):
+            door[i] = (self.door[i >> 3] >> (i & 7)) & 1
+        additions = self.additions
+        fastlru_cs_end(&cs)
+        return bytes(counters), bytes(door), additions
 
     def _check(self):
         """Debug: asserts that the table, the queues and the counters agree."""
