@@ -495,6 +495,12 @@ cdef class Cache:
         return 0
 
     @cython.final
+    cdef inline bint _has_room(self) noexcept:
+        """One more entry needs no allocation (what ``_reserve`` checks first)."""
+        return ((<size_t>self.size + 1) * 2 < self.tmask + 1
+                and (self.free_head != EMPTY or self.fill < self.alloc))
+
+    @cython.final
     cdef int _reserve(self) except -1:
         """Room for one more entry: a free entry and a table under half full."""
         cdef Py_ssize_t new_alloc
@@ -602,18 +608,25 @@ cdef class Cache:
             if self.bits[e] < 3:
                 self.bits[e] += 1
         else:
-            q = self.queue[e]
-            if q == Q_WINDOW or q == Q_PROTECTED:
-                if self.heads[q] != e:
-                    self._remove(e)
-                    self._push(q, e)
-            else:
+            self._slru_hit(e)
+
+    @cython.final
+    cdef inline void _slru_hit(self, int32_t e) noexcept:
+        """W-TinyLFU's hit: newest of its window or protected segment; from probation, to
+        protected (whose oldest go back to probation)."""
+        cdef int q = self.queue[e]
+        cdef int32_t d
+        if q != Q_PROBATION:
+            if self.heads[q] != e:
                 self._remove(e)
-                self._push(Q_PROTECTED, e)
-                while self.lsize[Q_PROTECTED] > self.protected_cap:
-                    d = self._last(Q_PROTECTED)
-                    self._remove(d)
-                    self._push(Q_PROBATION, d)
+                self._push(q, e)
+            return
+        self._remove(e)
+        self._push(Q_PROTECTED, e)
+        while self.lsize[Q_PROTECTED] > self.protected_cap:
+            d = self._last(Q_PROTECTED)
+            self._remove(d)
+            self._push(Q_PROBATION, d)
 
     @cython.final
     cdef inline int32_t _toward_newer(self, int32_t e) noexcept:
@@ -1073,10 +1086,36 @@ cdef class Cache:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef object value
-        cdef double now = 0
-        cdef Dropped expired
         if self.timed:
-            now = self._now()
+            return self._get_timed(key, h, default)
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        if e < 0:
+            self.misses += 1
+            if self.kind == P_WTINYLFU:
+                self._access(h, False)
+            value = default
+        else:
+            self.hits += 1
+            if self.kind == P_WTINYLFU:
+                self._access(h, True)
+                self._slru_hit(<int32_t>e)
+            else:
+                self._hit(<int32_t>e)
+            value = <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return value
+
+    @cython.final
+    cdef object _get_timed(self, object key, Py_hash_t h, object default):
+        """``_get`` with a ttl: an expired entry is a miss, reclaimed (as an eviction) at once."""
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef object value
+        cdef double now = self._now()
+        cdef Dropped expired
         _dropped_init(&expired)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
@@ -1233,8 +1272,8 @@ cdef class Cache:
                 failed = self._evict_for(w, &evicted) < 0
             if not failed and evicted.n + 4 > evicted.cap:
                 failed = _dropped_room(&evicted, 4) < 0  # what _file may evict
-            if not failed:
-                try:
+            if not failed and not self._has_room():
+                try:  # (saving the exception state costs: only when it may allocate)
                     self._reserve()
                 except MemoryError:
                     failed = True
