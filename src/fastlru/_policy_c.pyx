@@ -586,6 +586,27 @@ cdef class Cache:
             self.heads[q] = nxt
 
     @cython.final
+    cdef inline void _to_front(self, int q, int32_t e) noexcept:
+        """Makes ``e``, already in queue ``q``, its newest (as ``_lru_c.LRU._promote``: no
+        size or queue bookkeeping; the oldest becomes the newest by moving the head)."""
+        cdef Entry* ents = self.entries
+        cdef int32_t head = self.heads[q]
+        cdef int32_t tail, prv, nxt
+        if e == head:
+            return
+        tail = ents[head].prev
+        if e != tail:
+            prv = ents[e].prev
+            nxt = ents[e].next
+            ents[prv].next = nxt
+            ents[nxt].prev = prv
+            ents[e].next = head
+            ents[e].prev = tail
+            ents[tail].next = e
+            ents[head].prev = e
+        self.heads[q] = e
+
+    @cython.final
     cdef inline int32_t _last(self, int q) noexcept:
         cdef int32_t head = self.heads[q]
         return EMPTY if head == EMPTY else self.entries[head].prev
@@ -595,15 +616,11 @@ cdef class Cache:
     @cython.final
     cdef inline void _hit(self, int32_t e) noexcept:
         cdef int kind = self.kind
-        cdef int q
-        cdef int32_t d
         if kind == P_SIEVE:
             if not self.bits[e]:
                 self.bits[e] = 1  # the only write of a SIEVE hit, and only the first time
         elif kind == P_LRU:
-            if self.heads[Q_MAIN] != e:
-                self._remove(e)
-                self._push(Q_MAIN, e)
+            self._to_front(Q_MAIN, e)
         elif kind == P_S3FIFO:
             if self.bits[e] < 3:
                 self.bits[e] += 1
@@ -617,9 +634,7 @@ cdef class Cache:
         cdef int q = self.queue[e]
         cdef int32_t d
         if q != Q_PROBATION:
-            if self.heads[q] != e:
-                self._remove(e)
-                self._push(q, e)
+            self._to_front(q, e)
             return
         self._remove(e)
         self._push(Q_PROTECTED, e)
