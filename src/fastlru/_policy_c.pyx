@@ -58,8 +58,10 @@ cdef extern from "Python.h":
 
 
 cdef extern from "_sketch.h":
-    int _sketch_estimate "fastlru_sketch_estimate"(const uint64_t*, uint64_t, uint64_t) noexcept nogil
-    int _sketch_add "fastlru_sketch_add"(uint64_t*, uint64_t, uint64_t) noexcept nogil
+    int _sketch_frequency "fastlru_sketch_frequency"(const uint64_t*, const uint8_t*, uint64_t,
+                                                     uint64_t, uint64_t) noexcept nogil
+    int _sketch_record "fastlru_sketch_record"(uint64_t*, uint8_t*, uint64_t, uint64_t,
+                                               uint64_t) noexcept nogil
     void _sketch_halve "fastlru_sketch_halve"(uint64_t*, size_t) noexcept nogil
 
 
@@ -792,22 +794,14 @@ cdef class Cache:
 
     @cython.final
     cdef int _frequency(self, Py_hash_t h) noexcept:
-        cdef uint64_t s = _spread(h)
-        cdef Py_ssize_t d = <Py_ssize_t>((s >> 7) & self.smask)
-        return _sketch_estimate(self.sketch, self.bmask, s) + ((self.door[d >> 3] >> (d & 7)) & 1)
+        return _sketch_frequency(self.sketch, self.door, self.bmask, self.smask, _spread(h))
 
     @cython.final
     cdef inline void _increment(self, Py_hash_t h) noexcept:
-        cdef uint64_t s = _spread(h)
-        cdef Py_ssize_t d = <Py_ssize_t>((s >> 7) & self.smask)
-        cdef uint8_t bit = <uint8_t>(1 << (d & 7))
-        if not (self.door[d >> 3] & bit):
-            self.door[d >> 3] |= bit
-        elif not _sketch_add(self.sketch, self.bmask, s):
-            return
-        self.additions += 1
-        if self.additions >= self.sample:
-            self._age()
+        if _sketch_record(self.sketch, self.door, self.bmask, self.smask, _spread(h)):
+            self.additions += 1
+            if self.additions >= self.sample:
+                self._age()
 
     @cython.final
     cdef void _age(self) noexcept:

@@ -62,6 +62,33 @@ fastlru_sketch_add(uint64_t *table, uint64_t block_mask, uint64_t s)
     return added;
 }
 
+/* The doorkeeper (TinyLFU, section 3.4.2): one bit per slot, slot `(s >> 7) & door_mask`. */
+#define FASTLRU_DOOR_SLOT(s, door_mask) ((size_t)(((s) >> 7) & (door_mask)))
+
+/* The key's estimate: its smallest counter, plus its doorkeeper bit. */
+static inline int
+fastlru_sketch_frequency(const uint64_t *table, const uint8_t *door, uint64_t block_mask,
+                         uint64_t door_mask, uint64_t s)
+{
+    size_t d = FASTLRU_DOOR_SLOT(s, door_mask);
+    return fastlru_sketch_estimate(table, block_mask, s) + ((door[d >> 3] >> (d & 7)) & 1);
+}
+
+/* Records one occurrence of the key: sets its doorkeeper bit if unset, else adds to its
+ * counters. Nonzero if anything changed (an addition, for the reset's period). */
+static inline int
+fastlru_sketch_record(uint64_t *table, uint8_t *door, uint64_t block_mask, uint64_t door_mask,
+                      uint64_t s)
+{
+    size_t d = FASTLRU_DOOR_SLOT(s, door_mask);
+    uint8_t bit = (uint8_t)(1u << (d & 7));
+    if (!(door[d >> 3] & bit)) {
+        door[d >> 3] |= bit;
+        return 1;
+    }
+    return fastlru_sketch_add(table, block_mask, s);
+}
+
 /* Halves every counter (the sketch's aging). */
 static inline void
 fastlru_sketch_halve(uint64_t *table, size_t nwords)
