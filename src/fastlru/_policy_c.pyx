@@ -1079,9 +1079,35 @@ cdef class Cache:
     # -- mapping ------------------------------------------------------------------------------
 
     def __getitem__(self, key):
-        value = self._get(key, _MISSING)
-        if value is _MISSING:
+        # _get's body, raising KeyError (a call and a sentinel less on the hottest path, as LRU)
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef object value
+        if self.timed:
+            value = self._get_timed(key, h, _MISSING)
+            if value is _MISSING:
+                raise KeyError(key)
+            return value
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        if e < 0:
+            self.misses += 1
+            if self.kind == P_WTINYLFU:
+                self._access(h, False)
+            fastlru_cs_end(&cs)
+            _xdecref(hold)
             raise KeyError(key)
+        self.hits += 1
+        if self.kind == P_WTINYLFU:
+            self._access(h, True)
+            self._slru_hit(<int32_t>e)
+        else:
+            self._hit(<int32_t>e)
+        value = <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
         return value
 
     def get(self, key, default=None):
