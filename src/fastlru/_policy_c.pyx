@@ -1093,18 +1093,11 @@ cdef class Cache:
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
         if e < 0:
-            self.misses += 1
-            if self.kind == P_WTINYLFU:
-                self._access(h, False)
+            self._read_miss(h)
             fastlru_cs_end(&cs)
             _xdecref(hold)
             raise KeyError(key)
-        self.hits += 1
-        if self.kind == P_WTINYLFU:
-            self._access(h, True)
-            self._slru_hit(<int32_t>e)
-        else:
-            self._hit(<int32_t>e)
+        self._read_hit(h, <int32_t>e)
         value = <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
@@ -1113,6 +1106,23 @@ cdef class Cache:
     def get(self, key, default=None):
         """The value of ``key`` (a read the policy records), or ``default``."""
         return self._get(key, default)
+
+    @cython.final
+    cdef inline void _read_hit(self, Py_hash_t h, int32_t e) noexcept:
+        """What a read that found ``e`` records (every read path calls this one)."""
+        self.hits += 1
+        if self.kind == P_WTINYLFU:
+            self._access(h, True)
+            self._slru_hit(e)
+        else:
+            self._hit(e)
+
+    @cython.final
+    cdef inline void _read_miss(self, Py_hash_t h) noexcept:
+        """What a read that found nothing records."""
+        self.misses += 1
+        if self.kind == P_WTINYLFU:
+            self._access(h, False)
 
     @cython.final
     cdef inline object _get(self, object key, object default):
@@ -1126,17 +1136,10 @@ cdef class Cache:
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
         if e < 0:
-            self.misses += 1
-            if self.kind == P_WTINYLFU:
-                self._access(h, False)
+            self._read_miss(h)
             value = default
         else:
-            self.hits += 1
-            if self.kind == P_WTINYLFU:
-                self._access(h, True)
-                self._slru_hit(<int32_t>e)
-            else:
-                self._hit(<int32_t>e)
+            self._read_hit(h, <int32_t>e)
             value = <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
@@ -1160,15 +1163,10 @@ cdef class Cache:
             self.evictions += 1
             e = -1
         if e < 0:
-            self.misses += 1
-            if self.kind == P_WTINYLFU:
-                self._access(h, False)
+            self._read_miss(h)
             value = default
         else:
-            self.hits += 1
-            if self.kind == P_WTINYLFU:
-                self._access(h, True)
-            self._hit(<int32_t>e)
+            self._read_hit(h, <int32_t>e)
             value = <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
