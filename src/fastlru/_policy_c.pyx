@@ -6,8 +6,9 @@ Entries live in a C arena of structs (key, value, hash, prev, next) indexed by i
 with one byte of queue and one of policy bits per entry beside it; an open-addressing table
 (linear probing, Fibonacci hashing, backward-shift deletion) maps hashes to entries, as in
 ``_lru_c``; each policy queue is a circular doubly-linked list through ``prev``/``next``
-(``heads[q]`` the newest, its ``prev`` the oldest). W-TinyLFU's sketch packs 4-bit counters two
-to a byte, its doorkeeper one bit a key; S3-FIFO's ghost is a table of (hash, insertion number)
+(``heads[q]`` the newest, its ``prev`` the oldest). W-TinyLFU's sketch is Caffeine's layout
+(``_sketch.h``: a key's 4 counters in one 64-byte block of 4-bit counters), its doorkeeper one
+bit a key; S3-FIFO's ghost is a table of (hash, insertion number)
 slots, never a queue of keys.
 
 Re-entrancy and threads follow ``_lru_c`` (CPython's lru_cache): the hash is computed once,
@@ -56,6 +57,14 @@ cdef extern from "Python.h":
         inquiry tp_clear
 
 
+cdef extern from "_sketch.h":
+    int _sketch_frequency "fastlru_sketch_frequency"(const uint64_t*, const uint8_t*, uint64_t,
+                                                     uint64_t, uint64_t) noexcept nogil
+    int _sketch_record "fastlru_sketch_record"(uint64_t*, uint8_t*, uint64_t, uint64_t,
+                                               uint64_t) noexcept nogil
+    void _sketch_halve "fastlru_sketch_halve"(uint64_t*, size_t) noexcept nogil
+
+
 cdef extern from "_lru_sync.h":
     ctypedef struct fastlru_cs:
         pass
@@ -99,7 +108,8 @@ cdef enum:
     Q_PROTECTED = 5
     NQUEUES = 6
     GHOST_WAYS = 4
-    MAX_SKETCH_WIDTH = 1 << 24  # as the twin's: the sketch's slots take 24 bits of the hash
+    MIN_SKETCH_WIDTH = 32  # as the twin's: one 64-byte block of 4-bit counters, at least
+    MAX_SKETCH_WIDTH = 1 << 24  # as the twin's: a bound on its memory (32 MiB)
     MAX_GHOST_BUCKETS = 1 << 20
     HASHDOS = 6
     SAMPLE = 4  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
@@ -110,7 +120,6 @@ cdef uint64_t M64 = <uint64_t>-1
 cdef double STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
 cdef double DECAY = 0.98
 cdef double RESTART = 0.05
-cdef uint64_t[4] SEEDS = [0x97CB3127, 0xB492B66F, 0x9AE16A3B, 0xC949D7C7]
 
 
 cdef inline size_t _home(Py_hash_t h, int shift) noexcept nogil:
@@ -227,9 +236,10 @@ cdef class Cache:
     # W-TinyLFU
     cdef Py_ssize_t window_cap
     cdef Py_ssize_t protected_cap
-    cdef uint8_t* sketch          # 4 rows of `width` 4-bit counters, two to a byte
+    cdef uint64_t* sketch         # 4 * width 4-bit counters, 16 to a word, 8 words to a block
     cdef uint8_t* door            # one bit per slot
-    cdef uint64_t smask
+    cdef uint64_t smask           # width - 1: the doorkeeper's slots
+    cdef uint64_t bmask           # width / 32 - 1: the sketch's blocks
     cdef Py_ssize_t width
     cdef Py_ssize_t additions
     cdef Py_ssize_t sample
@@ -335,11 +345,11 @@ cdef class Cache:
     @cython.final
     cdef int _setup_policy(self, int kind, Py_ssize_t count) except -1:
         """Fresh policy state for ``kind`` (no Python code; allocates, so MemoryError)."""
-        cdef Py_ssize_t buckets = 1, n, width = 16, i, small, w
+        cdef Py_ssize_t buckets = 1, n, width = MIN_SKETCH_WIDTH, i, small, w
         cdef int q
         cdef int64_t* gh = NULL
         cdef int64_t* gt = NULL
-        cdef uint8_t* sk = NULL
+        cdef uint64_t* sk = NULL
         cdef uint8_t* dr = NULL
         if kind == P_S3FIFO:
             small = count // 10
@@ -359,10 +369,10 @@ cdef class Cache:
                 gh[i] = 0
                 gt[i] = -1
         elif kind == P_WTINYLFU:
-            width = 16
+            width = MIN_SKETCH_WIDTH
             while width < count and width < MAX_SKETCH_WIDTH:
                 width *= 2
-            sk = <uint8_t*>PyMem_Malloc(2 * width)  # 4 rows * width / 2
+            sk = <uint64_t*>PyMem_Malloc(2 * width)  # 4 * width counters of 4 bits
             dr = <uint8_t*>PyMem_Malloc(width // 8)
             if sk == NULL or dr == NULL:
                 PyMem_Free(sk)
@@ -389,6 +399,7 @@ cdef class Cache:
         elif kind == P_WTINYLFU:
             self.width = width
             self.smask = <uint64_t>(width - 1)
+            self.bmask = <uint64_t>(width // 32 - 1)
             self.additions = 0
             self.sample = 10 * (count if count > 1 else 1)
             w = count // 100
@@ -486,6 +497,12 @@ cdef class Cache:
         return 0
 
     @cython.final
+    cdef inline bint _has_room(self) noexcept:
+        """One more entry needs no allocation (what ``_reserve`` checks first)."""
+        return ((<size_t>self.size + 1) * 2 < self.tmask + 1
+                and (self.free_head != EMPTY or self.fill < self.alloc))
+
+    @cython.final
     cdef int _reserve(self) except -1:
         """Room for one more entry: a free entry and a table under half full."""
         cdef Py_ssize_t new_alloc
@@ -571,6 +588,27 @@ cdef class Cache:
             self.heads[q] = nxt
 
     @cython.final
+    cdef inline void _to_front(self, int q, int32_t e) noexcept:
+        """Makes ``e``, already in queue ``q``, its newest (as ``_lru_c.LRU._promote``: no
+        size or queue bookkeeping; the oldest becomes the newest by moving the head)."""
+        cdef Entry* ents = self.entries
+        cdef int32_t head = self.heads[q]
+        cdef int32_t tail, prv, nxt
+        if e == head:
+            return
+        tail = ents[head].prev
+        if e != tail:
+            prv = ents[e].prev
+            nxt = ents[e].next
+            ents[prv].next = nxt
+            ents[nxt].prev = prv
+            ents[e].next = head
+            ents[e].prev = tail
+            ents[tail].next = e
+            ents[head].prev = e
+        self.heads[q] = e
+
+    @cython.final
     cdef inline int32_t _last(self, int q) noexcept:
         cdef int32_t head = self.heads[q]
         return EMPTY if head == EMPTY else self.entries[head].prev
@@ -580,31 +618,32 @@ cdef class Cache:
     @cython.final
     cdef inline void _hit(self, int32_t e) noexcept:
         cdef int kind = self.kind
-        cdef int q
-        cdef int32_t d
         if kind == P_SIEVE:
             if not self.bits[e]:
                 self.bits[e] = 1  # the only write of a SIEVE hit, and only the first time
         elif kind == P_LRU:
-            if self.heads[Q_MAIN] != e:
-                self._remove(e)
-                self._push(Q_MAIN, e)
+            self._to_front(Q_MAIN, e)
         elif kind == P_S3FIFO:
             if self.bits[e] < 3:
                 self.bits[e] += 1
         else:
-            q = self.queue[e]
-            if q == Q_WINDOW or q == Q_PROTECTED:
-                if self.heads[q] != e:
-                    self._remove(e)
-                    self._push(q, e)
-            else:
-                self._remove(e)
-                self._push(Q_PROTECTED, e)
-                while self.lsize[Q_PROTECTED] > self.protected_cap:
-                    d = self._last(Q_PROTECTED)
-                    self._remove(d)
-                    self._push(Q_PROBATION, d)
+            self._slru_hit(e)
+
+    @cython.final
+    cdef inline void _slru_hit(self, int32_t e) noexcept:
+        """W-TinyLFU's hit: newest of its window or protected segment; from probation, to
+        protected (whose oldest go back to probation)."""
+        cdef int q = self.queue[e]
+        cdef int32_t d
+        if q != Q_PROBATION:
+            self._to_front(q, e)
+            return
+        self._remove(e)
+        self._push(Q_PROTECTED, e)
+        while self.lsize[Q_PROTECTED] > self.protected_cap:
+            d = self._last(Q_PROTECTED)
+            self._remove(d)
+            self._push(Q_PROBATION, d)
 
     @cython.final
     cdef inline int32_t _toward_newer(self, int32_t e) noexcept:
@@ -754,52 +793,22 @@ cdef class Cache:
     # W-TinyLFU's sketch, admission and hill climber
 
     @cython.final
-    cdef inline Py_ssize_t _slot(self, uint64_t s, int row) noexcept:
-        return <Py_ssize_t>((((s * SEEDS[row]) & M64) >> 40) & self.smask)
-
-    @cython.final
-    cdef inline int _counter(self, int row, Py_ssize_t i) noexcept:
-        cdef Py_ssize_t at = row * self.width + i
-        return (self.sketch[at >> 1] >> ((at & 1) * 4)) & 15
-
-    @cython.final
     cdef int _frequency(self, Py_hash_t h) noexcept:
-        cdef uint64_t s = _spread(h)
-        cdef int f = 15
-        cdef int c, row
-        cdef Py_ssize_t d
-        for row in range(4):
-            c = self._counter(row, self._slot(s, row))
-            if c < f:
-                f = c
-        d = <Py_ssize_t>((s >> 7) & self.smask)
-        return f + ((self.door[d >> 3] >> (d & 7)) & 1)
+        return _sketch_frequency(self.sketch, self.door, self.bmask, self.smask, _spread(h))
 
     @cython.final
-    cdef void _increment(self, Py_hash_t h) noexcept:
-        cdef uint64_t s = _spread(h)
-        cdef Py_ssize_t d = <Py_ssize_t>((s >> 7) & self.smask)
-        cdef Py_ssize_t at
-        cdef bint added = False
-        cdef Py_ssize_t nbytes, i
-        cdef int row
-        if not ((self.door[d >> 3] >> (d & 7)) & 1):
-            self.door[d >> 3] |= <uint8_t>(1 << (d & 7))
-        else:
-            for row in range(4):
-                at = row * self.width + self._slot(s, row)
-                if ((self.sketch[at >> 1] >> ((at & 1) * 4)) & 15) < 15:
-                    self.sketch[at >> 1] += <uint8_t>(1 << ((at & 1) * 4))
-                    added = True
-            if not added:
-                return
-        self.additions += 1
-        if self.additions >= self.sample:
-            self.additions //= 2
-            nbytes = 2 * self.width
-            for i in range(nbytes):  # halve both nibbles of every byte
-                self.sketch[i] = (self.sketch[i] >> 1) & 0x77
-            memset(self.door, 0, self.width // 8)
+    cdef inline void _increment(self, Py_hash_t h) noexcept:
+        if _sketch_record(self.sketch, self.door, self.bmask, self.smask, _spread(h)):
+            self.additions += 1
+            if self.additions >= self.sample:
+                self._age()
+
+    @cython.final
+    cdef void _age(self) noexcept:
+        """Halves every counter and clears the doorkeeper (TinyLFU's reset)."""
+        self.additions //= 2
+        _sketch_halve(self.sketch, <size_t>(self.width // 4))
+        memset(self.door, 0, self.width // 8)
 
     @cython.final
     cdef bint _admit(self, int32_t candidate, int32_t victim) noexcept:
@@ -1070,14 +1079,50 @@ cdef class Cache:
     # -- mapping ------------------------------------------------------------------------------
 
     def __getitem__(self, key):
-        value = self._get(key, _MISSING)
-        if value is _MISSING:
+        # _get's body, raising KeyError (a call and a sentinel less on the hottest path, as LRU)
+        cdef Py_hash_t h = hash(key)
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef object value
+        if self.timed:
+            value = self._get_timed(key, h, _MISSING)
+            if value is _MISSING:
+                raise KeyError(key)
+            return value
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        if e < 0:
+            self._read_miss(h)
+            fastlru_cs_end(&cs)
+            _xdecref(hold)
             raise KeyError(key)
+        self._read_hit(h, <int32_t>e)
+        value = <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
         return value
 
     def get(self, key, default=None):
         """The value of ``key`` (a read the policy records), or ``default``."""
         return self._get(key, default)
+
+    @cython.final
+    cdef inline void _read_hit(self, Py_hash_t h, int32_t e) noexcept:
+        """What a read that found ``e`` records (every read path calls this one)."""
+        self.hits += 1
+        if self.kind == P_WTINYLFU:
+            self._access(h, True)
+            self._slru_hit(e)
+        else:
+            self._hit(e)
+
+    @cython.final
+    cdef inline void _read_miss(self, Py_hash_t h) noexcept:
+        """What a read that found nothing records."""
+        self.misses += 1
+        if self.kind == P_WTINYLFU:
+            self._access(h, False)
 
     @cython.final
     cdef inline object _get(self, object key, object default):
@@ -1086,10 +1131,29 @@ cdef class Cache:
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef object value
-        cdef double now = 0
-        cdef Dropped expired
         if self.timed:
-            now = self._now()
+            return self._get_timed(key, h, default)
+        fastlru_cs_begin(&cs, self)
+        e = self._find(key, h, &cs, &hold)
+        if e < 0:
+            self._read_miss(h)
+            value = default
+        else:
+            self._read_hit(h, <int32_t>e)
+            value = <object>self.entries[e].value
+        fastlru_cs_end(&cs)
+        _xdecref(hold)
+        return value
+
+    @cython.final
+    cdef object _get_timed(self, object key, Py_hash_t h, object default):
+        """``_get`` with a ttl: an expired entry is a miss, reclaimed (as an eviction) at once."""
+        cdef fastlru_cs cs
+        cdef PyObject* hold = NULL
+        cdef Py_ssize_t e
+        cdef object value
+        cdef double now = self._now()
+        cdef Dropped expired
         _dropped_init(&expired)
         fastlru_cs_begin(&cs, self)
         e = self._find(key, h, &cs, &hold)
@@ -1099,15 +1163,10 @@ cdef class Cache:
             self.evictions += 1
             e = -1
         if e < 0:
-            self.misses += 1
-            if self.kind == P_WTINYLFU:
-                self._access(h, False)
+            self._read_miss(h)
             value = default
         else:
-            self.hits += 1
-            if self.kind == P_WTINYLFU:
-                self._access(h, True)
-            self._hit(<int32_t>e)
+            self._read_hit(h, <int32_t>e)
             value = <object>self.entries[e].value
         fastlru_cs_end(&cs)
         _xdecref(hold)
@@ -1246,8 +1305,8 @@ cdef class Cache:
                 failed = self._evict_for(w, &evicted) < 0
             if not failed and evicted.n + 4 > evicted.cap:
                 failed = _dropped_room(&evicted, 4) < 0  # what _file may evict
-            if not failed:
-                try:
+            if not failed and not self._has_room():
+                try:  # (saving the exception state costs: only when it may allocate)
                     self._reserve()
                 except MemoryError:
                     failed = True
@@ -1722,6 +1781,25 @@ cdef class Cache:
     @classmethod
     def __class_getitem__(cls, item):
         return GenericAlias(cls, item)
+
+    def _sketch(self):
+        """Debug: W-TinyLFU's sketch as the twin's ``Cache._sketch`` shows it, or None."""
+        cdef fastlru_cs cs
+        cdef bytearray counters, door
+        cdef Py_ssize_t i, n
+        if self.kind != P_WTINYLFU:
+            return None
+        n = self.width
+        counters = bytearray(4 * n)
+        door = bytearray(n)
+        fastlru_cs_begin(&cs, self)
+        for i in range(4 * n):
+            counters[i] = (self.sketch[i >> 4] >> ((i & 15) * 4)) & 15
+        for i in range(n):
+            door[i] = (self.door[i >> 3] >> (i & 7)) & 1
+        additions = self.additions
+        fastlru_cs_end(&cs)
+        return bytes(counters), bytes(door), additions
 
     def _check(self):
         """Debug: asserts that the table, the queues and the counters agree."""

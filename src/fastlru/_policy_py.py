@@ -95,8 +95,9 @@ _M64 = (1 << 64) - 1
 _FIB = 0x9E3779B97F4A7C15
 _EMPTY = -1
 _MIN_TABLE = 8
-# A huge count must not allocate a huge sketch or ghost: the sketch's slots take 24 bits of the
-# hash (so no wider is useful), the ghost at most 4M slots (then it forgets early).
+# A huge count must not allocate a huge sketch or ghost: the sketch at most 2**26 counters (32 MiB
+# in the compiled engine), the ghost at most 4M slots (then it forgets early).
+_MIN_SKETCH_WIDTH = 32  # one block of 128 counters
 _MAX_SKETCH_WIDTH = 1 << 24
 _MAX_GHOST_BUCKETS = 1 << 20
 _EMPTY_ROW = array("q", [_EMPTY])
@@ -421,55 +422,62 @@ class _S3FIFOPolicy(_Policy):
 
 
 class _Sketch:
-    """Caffeine's ``FrequencySketch`` in spirit: 4 rows of 4-bit counters (capped at 15), a
-    doorkeeper (TinyLFU paper, section 3.4.2) that absorbs each key's first occurrence, and a
-    reset that halves every counter after ``10 * count`` additions."""
+    """Caffeine's ``FrequencySketch`` (its layout, as ``_sketch.h``): ``4 * width`` 4-bit counters
+    (capped at 15), 16 to a 64-bit word, 8 words to a 64-byte block; a key's hash picks a block
+    and one counter in each pair of its words, so the compiled engine touches one cache line. A
+    doorkeeper (TinyLFU paper, section 3.4.2) absorbs each key's first occurrence; a reset
+    halves every counter after ``10 * count`` additions.
 
-    __slots__ = ("rows", "mask", "door", "door_mask", "additions", "sample")
+    Here counter ``n`` (0..15, bits ``4n``..``4n+3``) of word ``w`` is ``table[16 * w + n]``."""
 
-    SEEDS = (0x97CB3127, 0xB492B66F, 0x9AE16A3B, 0xC949D7C7)
+    __slots__ = ("table", "block_mask", "door", "door_mask", "additions", "sample")
+
+    HALF = bytes(c >> 1 for c in range(256))  # halves a counter (the compiled: a word's 16)
 
     def __init__(self, count: int) -> None:
-        width = 16
+        width = _MIN_SKETCH_WIDTH
         while width < count and width < _MAX_SKETCH_WIDTH:
             width *= 2
-        self.rows = [bytearray(width) for _ in self.SEEDS]
-        self.mask = width - 1
+        self.table = bytearray(4 * width)
+        self.block_mask = width // 32 - 1
         self.door = bytearray(width)  # one byte per bit: the compiled engine packs them
         self.door_mask = width - 1
         self.additions = 0
         self.sample = 10 * max(count, 1)
 
-    def _slots(self, h: int) -> Iterator[int]:
-        s = _spread(h)
-        for seed in self.SEEDS:
-            x = (s * seed) & _M64
-            yield (x >> 40) & self.mask
-
-    def _door_slot(self, h: int) -> int:
-        return (_spread(h) >> 7) & self.door_mask
+    def _counters(self, s: int) -> List[int]:
+        """The key's 4 counters, for its spread hash ``s`` (as fastlru_sketch_locate)."""
+        block = (s & self.block_mask) << 3
+        c = s >> 32
+        at = []
+        for i in range(4):
+            b = c >> (i << 3)
+            at.append(((block + (i << 1) + (b & 1)) << 4) + ((b >> 1) & 15))
+        return at
 
     def frequency(self, h: int) -> int:
-        f = min(row[i] for row, i in zip(self.rows, self._slots(h)))
-        return f + self.door[self._door_slot(h)]
+        s = _spread(h)
+        table = self.table
+        return min(table[i] for i in self._counters(s)) + self.door[(s >> 7) & self.door_mask]
 
     def increment(self, h: int) -> None:
-        d = self._door_slot(h)
+        s = _spread(h)
+        d = (s >> 7) & self.door_mask
         if not self.door[d]:
             self.door[d] = 1
         else:
+            table = self.table
             added = False
-            for row, i in zip(self.rows, self._slots(h)):
-                if row[i] < 15:
-                    row[i] += 1
+            for i in self._counters(s):
+                if table[i] < 15:
+                    table[i] += 1
                     added = True
             if not added:
                 return
         self.additions += 1
         if self.additions >= self.sample:
             self.additions //= 2
-            for row in self.rows:
-                row[:] = bytes(c >> 1 for c in row)
+            self.table = self.table.translate(self.HALF)
             self.door[:] = bytes(len(self.door))
 
 
@@ -1337,6 +1345,17 @@ class Cache(Generic[_K, _V]):
     @reprlib.recursive_repr()
     def __repr__(self) -> str:
         return cache_repr(self, self._count, self.items(), self._kwargs())
+
+    def _sketch(self) -> Optional[Tuple[bytes, bytes, int]]:
+        """Debug: W-TinyLFU's sketch as (its ``4 * width`` counters, counter ``n`` of word ``w``
+        at ``16 * w + n``; its ``width`` doorkeeper bits; additions since the last reset), or
+        None for another policy."""
+        with self._lock:
+            policy = self._policy
+            if not isinstance(policy, _WTinyLFUPolicy):
+                return None
+            sketch = policy.sketch
+            return bytes(sketch.table), bytes(sketch.door), sketch.additions
 
     def _check(self) -> None:
         """Debug: asserts that the index, the policy's lists and the counters agree."""
