@@ -76,10 +76,13 @@ cdef extern from "_cache_keys.h":
     ctypedef struct ormcache_attr:  # a plan step's attribute cache (the fields are C's)
         unsigned int tag
     enum: ORMCACHE_MAX_ATTRS
+    ctypedef struct ormcache_memo:  # a plan step's last frozenset(tuple) (the fields are C's)
+        PyObject* result
+    void ormcache_memos_clear(ormcache_memo* memos, Py_ssize_t n)
     PyObject* ormcache_plan_values(object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs,
-                                   ormcache_attr* cache)
+                                   ormcache_attr* cache, ormcache_memo* memos)
     int ormcache_plan_fill(PyObject* t, object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs,
-                           ormcache_attr* cache)
+                           ormcache_attr* cache, ormcache_memo* memos)
     PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
 
 cdef extern from "_cache_errors.h":
@@ -319,6 +322,8 @@ cdef class CachedMethod:
     cdef bint expr_lost
     # the plan's attribute reads: what each one did on the last object's type (_cache_keys.h)
     cdef ormcache_attr plan_attrs[ORMCACHE_MAX_ATTRS]
+    # and each step's last frozenset(tuple), reused for the same tuple (strong references)
+    cdef ormcache_memo plan_memos[MAX_INDICES]
     # ormcache_context: the context keys, and where the context comes from (KeyFunction)
     cdef tuple context_keys
     cdef Py_ssize_t context_index
@@ -408,6 +413,9 @@ cdef class CachedMethod:
         if obj is None:
             return self
         return PyMethod_New(self, obj)
+
+    def __dealloc__(self):
+        ormcache_memos_clear(self.plan_memos, MAX_INDICES)
 
     def __call__(self, *args, **kwargs):
         # tp_call (rarely used: CPython prefers vectorcall); same path through a flat vector
@@ -835,7 +843,7 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
                         and ormcache_scratch_free(<PyObject*>self.expr_scratch)):
                     return _plan_call(self, slot, args, nargs, kwnames)
             # without the lambda's frame
-            found = ormcache_plan_values(self.plan, self.plan_positions, args, nargs, self.plan_attrs)
+            found = ormcache_plan_values(self.plan, self.plan_positions, args, nargs, self.plan_attrs, self.plan_memos)
             if found == NULL:
                 raise_pending()
             tail = ormcache_steal(found)
@@ -937,7 +945,7 @@ cdef object _plan_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize_
     key = self.expr_scratch  # ours alone: 2 references (the field and this one)
     ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, _IN_ORDER, 0)
     # user code may run here (a property): a re-entrant call finds the tuple in use (3 references)
-    if ormcache_plan_fill(<PyObject*>key, self.plan, self.plan_positions, args, nargs, self.plan_attrs) < 0:
+    if ormcache_plan_fill(<PyObject*>key, self.plan, self.plan_positions, args, nargs, self.plan_attrs, self.plan_memos) < 0:
         if Py_REFCNT(<PyObject*>key) != 2:  # someone kept it: leave it to them
             self.expr_scratch = None
             self.expr_lost = True

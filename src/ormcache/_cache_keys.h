@@ -305,12 +305,67 @@ static PyObject *ormcache_getattr(PyObject *obj, PyObject *name, ormcache_attr *
     return PyObject_GetAttr(obj, name);
 }
 
+/* frozenset(t) of a tuple t whose items are all exact str, int, float, bool or None (hashed
+   and compared without user code): the same tuple object (a tuple never changes) gives an equal
+   frozenset, so a plan step remembers the last pair and reuses that frozenset (its hash kept
+   inside it; a stored key holding this very object matches without __eq__). Strong
+   references, released by ormcache_memos_clear; never on free-threaded builds. */
+typedef struct { PyObject *arg; PyObject *result; } ormcache_memo;
+static int ormcache_atomic_items(PyObject *t) {
+    Py_ssize_t i;
+    for (i = 0; i < PyTuple_GET_SIZE(t); i++) {
+        PyObject *o = PyTuple_GET_ITEM(t, i);
+        if (!(PyUnicode_CheckExact(o) || PyLong_CheckExact(o) || PyFloat_CheckExact(o)
+              || Py_IS_TYPE(o, &PyBool_Type) || o == Py_None)) return 0;
+    }
+    return 1;
+}
+static void ormcache_memos_clear(ormcache_memo *memos, Py_ssize_t n) {
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        Py_CLEAR(memos[i].arg);
+        Py_CLEAR(memos[i].result);
+    }
+}
+/* builtin(value), through the step's memo (NULL: none); steals value, a new reference or NULL */
+static PyObject *ormcache_plan_call(PyObject *call, PyObject *value, ormcache_memo *memo) {
+    PyObject *result, *old_arg, *old_result;
+#ifndef Py_GIL_DISABLED
+    if (memo != NULL && call == (PyObject *)&PyFrozenSet_Type && PyTuple_CheckExact(value)) {
+        if (memo->arg == value) {
+            Py_DECREF(value);
+            Py_INCREF(memo->result);
+            return memo->result;
+        }
+        result = PyObject_CallOneArg(call, value);
+        if (result != NULL && PyFrozenSet_CheckExact(result) && ormcache_atomic_items(value)) {
+            old_arg = memo->arg;
+            old_result = memo->result;
+            memo->arg = value;  /* our reference */
+            Py_INCREF(result);
+            memo->result = result;
+            Py_XDECREF(old_arg);  /* atomic items only: frees no user object */
+            Py_XDECREF(old_result);
+            return result;
+        }
+        Py_DECREF(value);
+        return result;
+    }
+#else
+    (void)memo;
+#endif
+    result = PyObject_CallOneArg(call, value);
+    Py_DECREF(value);
+    return result;
+}
+
 /* One value of a key plan (keys.KeyFunction.plan, here (default, attribute names, builtin or
    None) per value; the value's argument position apart): the argument (or the default when
    not given), its attributes read in turn, the builtin called on it. The attribute reads use
-   cache[*k], cache[*k + 1]... while *k < ORMCACHE_MAX_ATTRS. A new reference, or NULL. */
+   cache[*k], cache[*k + 1]... while *k < ORMCACHE_MAX_ATTRS; a builtin call, the step's memo.
+   A new reference, or NULL. */
 static PyObject *ormcache_plan_value(PyObject *step, Py_ssize_t position, PyObject **args, Py_ssize_t nargs,
-                                     ormcache_attr *cache, Py_ssize_t *k) {
+                                     ormcache_attr *cache, Py_ssize_t *k, ormcache_memo *memo) {
     PyObject *names = PyTuple_GET_ITEM(step, 1), *call = PyTuple_GET_ITEM(step, 2), *value, *next;
     Py_ssize_t j;
     value = position < nargs ? args[position] : PyTuple_GET_ITEM(step, 0);
@@ -323,21 +378,18 @@ static PyObject *ormcache_plan_value(PyObject *step, Py_ssize_t position, PyObje
         if (next == NULL) return NULL;
         value = next;
     }
-    if (call != Py_None) {
-        next = PyObject_CallOneArg(call, value);
-        Py_DECREF(value);
-        value = next;
-    }
+    if (call != Py_None) value = ormcache_plan_call(call, value, memo);
     return value;
 }
 /* The key plan's values for a positional call, as a new tuple, or NULL with the exception set. */
 static PyObject *ormcache_plan_values(PyObject *plan, const Py_ssize_t *positions,
-                                      PyObject **args, Py_ssize_t nargs, ormcache_attr *cache) {
+                                      PyObject **args, Py_ssize_t nargs, ormcache_attr *cache,
+                                      ormcache_memo *memos) {
     Py_ssize_t i, k = 0, n = PyTuple_GET_SIZE(plan);
     PyObject *values = PyTuple_New(n), *value;
     if (values == NULL) return NULL;
     for (i = 0; i < n; i++) {
-        value = ormcache_plan_value(PyTuple_GET_ITEM(plan, i), positions[i], args, nargs, cache, &k);
+        value = ormcache_plan_value(PyTuple_GET_ITEM(plan, i), positions[i], args, nargs, cache, &k, cache != NULL ? &memos[i] : NULL);
         if (value == NULL) {
             Py_DECREF(values);
             return NULL;
@@ -350,11 +402,12 @@ static PyObject *ormcache_plan_values(PyObject *plan, const Py_ssize_t *position
    t[2], t[3]...: no tuple of values made and freed per call. 0, or -1 with the exception set
    (and t's items back to None). */
 static int ormcache_plan_fill(PyObject *t, PyObject *plan, const Py_ssize_t *positions,
-                              PyObject **args, Py_ssize_t nargs, ormcache_attr *cache) {
+                              PyObject **args, Py_ssize_t nargs, ormcache_attr *cache,
+                              ormcache_memo *memos) {
     PyObject **items = ((PyTupleObject *)t)->ob_item, *value, *old;
     Py_ssize_t i, k = 0, n = PyTuple_GET_SIZE(plan);
     for (i = 0; i < n; i++) {
-        value = ormcache_plan_value(PyTuple_GET_ITEM(plan, i), positions[i], args, nargs, cache, &k);
+        value = ormcache_plan_value(PyTuple_GET_ITEM(plan, i), positions[i], args, nargs, cache, &k, cache != NULL ? &memos[i] : NULL);
         if (value == NULL) {
             while (i-- > 0) ormcache_set(&items[2 + i], Py_None);
             ormcache_forget_hash(t);

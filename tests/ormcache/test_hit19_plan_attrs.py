@@ -7,6 +7,7 @@ paths and both engines. The method returns its own key (the lambda's values): a 
 under a wrong key would return another key's value.
 """
 import sys
+import sysconfig
 
 import pytest
 
@@ -311,3 +312,47 @@ def test_instance_dicts_come_and_go(registry):
         obj.a = i
         assert check(obj, times=2) == ("value", (i,))
         del obj
+
+
+def test_frozenset_of_a_tuple(registry):
+    """``frozenset(t)`` of the same tuple of str/int/float/bool/None items is reused (a tuple never
+    changes); any other argument is made into a frozenset at every call, as the lambda does."""
+    check = Checker(registry, ("frozenset(obj)",))
+    atoms = (1, "a", 2.5, None, True)
+    for _ in range(2):
+        assert check(atoms) == ("value", (frozenset(atoms),))
+        assert check(tuple(list(atoms))) == ("value", (frozenset(atoms),))  # equal, another tuple
+        assert check(list(atoms)) == ("value", (frozenset(atoms),))
+    assert len(check.calls) == 1
+
+    class Counted:
+        hashed = 0
+
+        def __hash__(self):
+            Counted.hashed += 1
+            return 1
+
+    item = Counted()
+    objects = (item, 1)
+    for _ in range(3):
+        hashed = Counted.hashed
+        assert check.model.get(objects) == (frozenset(objects),)
+        assert Counted.hashed > hashed + 1  # made at this call too (and once in the assert)
+    assert check(("x", [1]))[:2] == ("error", TypeError)  # unhashable item: the lambda's error
+    assert check(5)[:2] == ("error", TypeError)
+
+
+def test_frozenset_memo_lets_go(registry, hit_path):
+    atoms = tuple(str(i) for i in range(3))
+    before = sys.getrefcount(atoms)
+    check = Checker(registry, ("frozenset(obj)",))
+    check.model.get(atoms)
+    check.model.get(atoms)
+    check.calls.clear()
+    kept = sys.getrefcount(atoms) - before
+    # the compiled path's memo (not on free-threaded builds)
+    memo = hit_path.__name__ == "ormcache._cache_c" and not sysconfig.get_config_var("Py_GIL_DISABLED")
+    assert kept == (1 if memo else 0)
+    check.model.get(("other",))  # the memo moves on: the last tuple is let go
+    check.calls.clear()
+    assert sys.getrefcount(atoms) == before
