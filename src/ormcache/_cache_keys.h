@@ -170,6 +170,12 @@ static void ormcache_attr_error(PyObject *obj, PyObject *name) {
 #endif
 }
 
+/* A property's getter (fget), NULL when none: the first field after the object's head of
+   CPython's propertyobject (Objects/descrobject.c, 3.9-3.14), read at every call (its __init__
+   may be called again) and only for exact properties. */
+static inline PyObject *ormcache_property_fget(PyObject *property) {
+    return *(PyObject **)((char *)property + sizeof(PyObject));
+}
 /* Whether instances of tp may have an instance dict. */
 static int ormcache_has_dict(PyTypeObject *tp) {
 #ifdef Py_TPFLAGS_MANAGED_DICT
@@ -234,10 +240,14 @@ static PyObject *ormcache_own_dict(PyObject *obj) {
 
 /* getattr(obj, name), through the cache entry e (NULL: none); a new reference, or NULL with
    the exception set (as getattr's). */
-static PyObject *ormcache_getattr(PyObject *obj, PyObject *name, ormcache_attr *e) {
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline PyObject *ormcache_getattr(PyObject *obj, PyObject *name, ormcache_attr *e) {
 #ifndef Py_GIL_DISABLED
     PyTypeObject *tp = Py_TYPE(obj);
     PyObject *v, *descr, *dict;
+    PyObject *fget;
     descrgetfunc get;
 #ifdef ORMCACHE_DICT_VERSIONS
     uint64_t version;
@@ -255,7 +265,15 @@ static PyObject *ormcache_getattr(PyObject *obj, PyObject *name, ormcache_attr *
     case ORMCACHE_ATTR_DESCR:
         descr = e->descr;
         Py_INCREF(descr);  /* its __get__ may change the class */
-        v = Py_TYPE(descr)->tp_descr_get(descr, obj, (PyObject *)tp);
+        if (Py_IS_TYPE(descr, &PyProperty_Type) && ormcache_property_fget(descr) != NULL && obj != Py_None) {
+            /* property.__get__ is fget(obj): called straight, without __get__ between */
+            fget = ormcache_property_fget(descr);
+            Py_INCREF(fget);
+            v = PyObject_Vectorcall(fget, &obj, 1, NULL);
+            Py_DECREF(fget);
+        } else {
+            v = Py_TYPE(descr)->tp_descr_get(descr, obj, (PyObject *)tp);
+        }
         Py_DECREF(descr);
         if (v == NULL) ormcache_attr_error(obj, name);
         return v;
@@ -364,7 +382,10 @@ static PyObject *ormcache_plan_call(PyObject *call, PyObject *value, ormcache_me
    not given), its attributes read in turn, the builtin called on it. The attribute reads use
    cache[*k], cache[*k + 1]... while *k < ORMCACHE_MAX_ATTRS; a builtin call, the step's memo.
    A new reference, or NULL. */
-static PyObject *ormcache_plan_value(PyObject *step, Py_ssize_t position, PyObject **args, Py_ssize_t nargs,
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline PyObject *ormcache_plan_value(PyObject *step, Py_ssize_t position, PyObject **args, Py_ssize_t nargs,
                                      ormcache_attr *cache, Py_ssize_t *k, ormcache_memo *memo) {
     PyObject *names = PyTuple_GET_ITEM(step, 1), *call = PyTuple_GET_ITEM(step, 2), *value, *next;
     Py_ssize_t j;

@@ -356,3 +356,25 @@ def test_frozenset_memo_lets_go(registry, hit_path):
     check.model.get(("other",))  # the memo moves on: the last tuple is let go
     check.calls.clear()
     assert sys.getrefcount(atoms) == before
+
+
+def test_properties_changed_in_place(registry):
+    """A property's getter is read at every call (``property.__init__`` may run again); a
+    property without getter and a property subclass raise and read as getattr does."""
+
+    class Getter(property):
+        def __get__(self, obj, owner=None):
+            return ("subclass", super().__get__(obj, owner))
+
+    class Model:
+        a = property(lambda self: 1)
+
+    check = Checker(registry)
+    obj = Model()
+    assert check(obj) == ("value", (1,))
+    Model.__dict__["a"].__init__(lambda self: 2)  # the same property object, another getter
+    assert check(obj) == ("value", (2,))
+    Model.a = property()  # no getter
+    assert check(obj)[:2] == ("error", AttributeError)
+    Model.a = Getter(lambda self: 3)
+    assert check(obj) == ("value", (("subclass", 3),))
