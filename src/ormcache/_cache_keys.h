@@ -20,7 +20,7 @@ static int ormcache_scratch_free(PyObject *t) {
     return t != NULL && Py_REFCNT(t) == 1;
 #endif
 }
-static void ormcache_set(PyObject **slot, PyObject *value) {
+static inline void ormcache_set(PyObject **slot, PyObject *value) {
     PyObject *old = *slot;
     if (old == value) return;
     Py_INCREF(value);
@@ -30,7 +30,7 @@ static void ormcache_set(PyObject **slot, PyObject *value) {
 /* CPython 3.14 caches a tuple's hash inside the tuple (ob_hash, python/cpython gh-131525,
    PR #131529). A tuple whose items we change must forget it, or every lookup after the
    first would probe with the first key's hash. -1 is "not computed yet". */
-static void ormcache_forget_hash(PyObject *t) {
+static inline void ormcache_forget_hash(PyObject *t) {
 #if PY_VERSION_HEX >= 0x030E0000
     ((PyTupleObject *)t)->ob_hash = -1;
 #else
@@ -38,7 +38,7 @@ static void ormcache_forget_hash(PyObject *t) {
 #endif
 }
 /* t = (model, func, *args[indices]) */
-static void ormcache_fill(PyObject *t, PyObject *model, PyObject *func, PyObject **args,
+static inline void ormcache_fill(PyObject *t, PyObject *model, PyObject *func, PyObject **args,
                           const Py_ssize_t *indices, Py_ssize_t n) {
     PyObject **items = ((PyTupleObject *)t)->ob_item;
     Py_ssize_t i;
@@ -48,13 +48,13 @@ static void ormcache_fill(PyObject *t, PyObject *model, PyObject *func, PyObject
     ormcache_forget_hash(t);
 }
 /* t[i] = value (the context's share of an ormcache_context probe) */
-static void ormcache_fill_item(PyObject *t, Py_ssize_t i, PyObject *value) {
+static inline void ormcache_fill_item(PyObject *t, Py_ssize_t i, PyObject *value) {
     ormcache_set(&((PyTupleObject *)t)->ob_item[i], value);
     ormcache_forget_hash(t);
 }
 /* Back to None: the kept tuple must not keep the call's arguments alive. The caller still
    holds them, so these decrefs free nothing. */
-static void ormcache_unfill(PyObject *t, Py_ssize_t n) {
+static inline void ormcache_unfill(PyObject *t, Py_ssize_t n) {
     PyObject **items = ((PyTupleObject *)t)->ob_item;
     Py_ssize_t i;
     for (i = 0; i < n; i++) ormcache_set(&items[2 + i], Py_None);
