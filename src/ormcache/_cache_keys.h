@@ -329,6 +329,7 @@ static inline PyObject *ormcache_getattr(PyObject *obj, PyObject *name, ormcache
    inside it; a stored key holding this very object matches without __eq__). Strong
    references, released by ormcache_memos_clear; never on free-threaded builds. */
 typedef struct { PyObject *arg; PyObject *result; } ormcache_memo;
+#ifndef Py_GIL_DISABLED
 static int ormcache_atomic_items(PyObject *t) {
     Py_ssize_t i;
     for (i = 0; i < PyTuple_GET_SIZE(t); i++) {
@@ -338,6 +339,7 @@ static int ormcache_atomic_items(PyObject *t) {
     }
     return 1;
 }
+#endif
 static void ormcache_memos_clear(ormcache_memo *memos, Py_ssize_t n) {
     Py_ssize_t i;
     for (i = 0; i < n; i++) {
