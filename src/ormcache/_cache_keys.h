@@ -349,8 +349,9 @@ static void ormcache_memos_clear(ormcache_memo *memos, Py_ssize_t n) {
 }
 /* builtin(value), through the step's memo (NULL: none); steals value, a new reference or NULL */
 static PyObject *ormcache_plan_call(PyObject *call, PyObject *value, ormcache_memo *memo) {
-    PyObject *result, *old_arg, *old_result;
+    PyObject *result;
 #ifndef Py_GIL_DISABLED
+    PyObject *old_arg, *old_result;
     if (memo != NULL && call == (PyObject *)&PyFrozenSet_Type && PyTuple_CheckExact(value)) {
         if (memo->arg == value) {
             Py_DECREF(value);
