@@ -74,7 +74,16 @@ cdef extern from "_cache_keys.h":
     object ormcache_hashed(PyObject* t)
     object ormcache_key_type()
     Py_hash_t ormcache_part_hash(PyObject* o)
-    PyObject* ormcache_plan_values(object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs)
+    ctypedef struct ormcache_attr:  # a plan step's attribute cache (the fields are C's)
+        unsigned int tag
+    enum: ORMCACHE_MAX_ATTRS
+    ctypedef struct ormcache_memo:  # a plan step's last frozenset(tuple) (the fields are C's)
+        PyObject* result
+    void ormcache_memos_clear(ormcache_memo* memos, Py_ssize_t n)
+    PyObject* ormcache_plan_values(object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs,
+                                   ormcache_attr* cache, ormcache_memo* memos)
+    int ormcache_plan_fill(PyObject* t, object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs,
+                           ormcache_attr* cache, ormcache_memo* memos)
     PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
 
 cdef extern from "_cache_errors.h":
@@ -314,6 +323,10 @@ cdef class CachedMethod:
     cdef tuple plan
     cdef Py_ssize_t plan_positions[MAX_INDICES]
     cdef bint expr_lost
+    # the plan's attribute reads: what each one did on the last object's type (_cache_keys.h)
+    cdef ormcache_attr plan_attrs[ORMCACHE_MAX_ATTRS]
+    # and each step's last frozenset(tuple), reused for the same tuple (strong references)
+    cdef ormcache_memo plan_memos[MAX_INDICES]
     # ormcache_context: the context keys, and where the context comes from (KeyFunction)
     cdef tuple context_keys
     cdef Py_ssize_t context_index
@@ -411,6 +424,9 @@ cdef class CachedMethod:
         if obj is None:
             return self
         return PyMethod_New(self, obj)
+
+    def __dealloc__(self):
+        ormcache_memos_clear(self.plan_memos, MAX_INDICES)
 
     def __call__(self, *args, **kwargs):
         # tp_call (rarely used: CPython prefers vectorcall); same path through a flat vector
@@ -831,7 +847,14 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
             PyTuple_SET_ITEM(key, n + 2, tail)
     else:
         if self.plan is not None and not keywords and self.min_args <= nargs <= self.max_args:
-            found = ormcache_plan_values(self.plan, self.plan_positions, args, nargs)  # without the lambda's frame
+            if slot.known:  # the values evaluated straight into the method's probe tuple
+                if self.expr_scratch is None and not self.expr_lost:
+                    self.expr_scratch = (None,) * (len(self.plan) + 2)
+                if (self.expr_scratch is not None and len(self.expr_scratch) == len(self.plan) + 2
+                        and ormcache_scratch_free(<PyObject*>self.expr_scratch)):
+                    return _plan_call(self, slot, args, nargs, kwnames)
+            # without the lambda's frame
+            found = ormcache_plan_values(self.plan, self.plan_positions, args, nargs, self.plan_attrs, self.plan_memos)
             if found == NULL:
                 raise_pending()
             tail = ormcache_steal(found)
@@ -917,6 +940,55 @@ cdef object _expr_call(CachedMethod self, _Slot slot, tuple values, PyObject** a
                                _positional(args, nargs), _keywords(args, nargs, kwnames))
         return _miss(self, slot, key, _positional(args, nargs), _keywords(args, nargs, kwnames))
     return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
+
+
+cdef object _plan_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """A key-plan call (``keys.KeyFunction.plan``): ``(model, method, *values)`` evaluated
+    straight into the method's own probe tuple (no tuple of values made and freed), the
+    attributes read through the plan's attribute cache; then as ``_expr_call``."""
+    cdef Py_ssize_t n = len(self.plan)
+    cdef PyObject* found = NULL
+    cdef int failure = 1
+    cdef int got
+    cdef Py_hash_t h
+    cdef object error = None
+    cdef object stored = None
+    key = self.expr_scratch  # ours alone: 2 references (the field and this one)
+    ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, _IN_ORDER, 0)
+    # user code may run here (a property): a re-entrant call finds the tuple in use (3 references)
+    if ormcache_plan_fill(<PyObject*>key, self.plan, self.plan_positions, args, nargs, self.plan_attrs, self.plan_memos) < 0:
+        if Py_REFCNT(<PyObject*>key) != 2:  # someone kept it: leave it to them
+            self.expr_scratch = None
+            self.expr_lost = True
+        raise_pending()
+    h = _hash_key(slot, key, &PySequence_Fast_ITEMS(key)[2], _IN_ORDER, n, NULL)
+    if h != -1:
+        got = _get_known(<PyObject*>slot.lru, <PyObject*>key, h, &found)
+    else:  # an item's __hash__ failed: a lookup error, as the engine's hash would
+        got = -1
+    if got < 0:
+        failure = ormcache_error_kind()
+        error = ormcache_fetch_error()
+    if found == NULL and failure >= 0:
+        stored = ormcache_hashed(<PyObject*>key)  # a key of its own (with the values), to store or to report
+    if Py_REFCNT(<PyObject*>key) == 2:
+        ormcache_unfill(<PyObject*>key, n)
+    else:  # someone kept it (a key's __eq__ looking around): leave it to them
+        self.expr_scratch = None
+        self.expr_lost = True
+    if found != NULL:
+        slot.counter.hit += 1
+        if self.awaited:
+            return _awaited_value(ormcache_steal(found))
+        return ormcache_steal(found)
+    if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
+        raise error
+    if failure:
+        if self.awaited:
+            return _await_miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, stored,
+                               _positional(args, nargs), _keywords(args, nargs, kwnames))
+        return _miss(self, slot, stored, _positional(args, nargs), _keywords(args, nargs, kwnames))
+    return _uncached(self.func, slot.counter, stored, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
 
 
 # -- the miss: the compiled twin of ``_cold.miss`` ---------------------------------------------

@@ -5,6 +5,7 @@
 #define ORMCACHE_CACHE_KEYS_H
 
 #include <Python.h>
+#include "_cache_owner.h"  /* ormcache_type_tag, ORMCACHE_T_OBJECT_EX */
 
 #define ormcache_steal(o) (o)
 
@@ -19,7 +20,7 @@ static int ormcache_scratch_free(PyObject *t) {
     return t != NULL && Py_REFCNT(t) == 1;
 #endif
 }
-static void ormcache_set(PyObject **slot, PyObject *value) {
+static inline void ormcache_set(PyObject **slot, PyObject *value) {
     PyObject *old = *slot;
     if (old == value) return;
     Py_INCREF(value);
@@ -29,7 +30,7 @@ static void ormcache_set(PyObject **slot, PyObject *value) {
 /* CPython 3.14 caches a tuple's hash inside the tuple (ob_hash, python/cpython gh-131525,
    PR #131529). A tuple whose items we change must forget it, or every lookup after the
    first would probe with the first key's hash. -1 is "not computed yet". */
-static void ormcache_forget_hash(PyObject *t) {
+static inline void ormcache_forget_hash(PyObject *t) {
 #if PY_VERSION_HEX >= 0x030E0000
     ((PyTupleObject *)t)->ob_hash = -1;
 #else
@@ -37,7 +38,7 @@ static void ormcache_forget_hash(PyObject *t) {
 #endif
 }
 /* t = (model, func, *args[indices]) */
-static void ormcache_fill(PyObject *t, PyObject *model, PyObject *func, PyObject **args,
+static inline void ormcache_fill(PyObject *t, PyObject *model, PyObject *func, PyObject **args,
                           const Py_ssize_t *indices, Py_ssize_t n) {
     PyObject **items = ((PyTupleObject *)t)->ob_item;
     Py_ssize_t i;
@@ -47,13 +48,13 @@ static void ormcache_fill(PyObject *t, PyObject *model, PyObject *func, PyObject
     ormcache_forget_hash(t);
 }
 /* t[i] = value (the context's share of an ormcache_context probe) */
-static void ormcache_fill_item(PyObject *t, Py_ssize_t i, PyObject *value) {
+static inline void ormcache_fill_item(PyObject *t, Py_ssize_t i, PyObject *value) {
     ormcache_set(&((PyTupleObject *)t)->ob_item[i], value);
     ormcache_forget_hash(t);
 }
 /* Back to None: the kept tuple must not keep the call's arguments alive. The caller still
    holds them, so these decrefs free nothing. */
-static void ormcache_unfill(PyObject *t, Py_ssize_t n) {
+static inline void ormcache_unfill(PyObject *t, Py_ssize_t n) {
     PyObject **items = ((PyTupleObject *)t)->ob_item;
     Py_ssize_t i;
     for (i = 0; i < n; i++) ormcache_set(&items[2 + i], Py_None);
@@ -102,39 +103,346 @@ static inline Py_hash_t ormcache_part_hash(PyObject *o) {
     }
     return PyObject_Hash(o);
 }
-/* The key plan's values for a positional call (keys.KeyFunction.plan, here one
-   (default, attribute names, builtin or None) per value, and each value's argument
-   position): attribute chains read and builtins called without the lambda's frame. A new
-   tuple, or NULL with the exception set. */
+/* Reading one attribute of a key plan (``self.env.uid``: ``env``, then ``uid``) as CPython's
+   own attribute caches do (the specialised LOAD_ATTR): per step, what the last object's type
+   does for that name, valid while the type's version tag is unchanged (a class changed, or one
+   of its bases, gets a new tag; tags are never reused). The kinds:
+   ORMCACHE_ATTR_SLOT: a __slots__ entry, read at its offset (unset: getattr raises);
+   ORMCACHE_ATTR_DESCR: a descriptor that wins over the instance dict (a property, a data
+     descriptor; or on a type without instance dict any descriptor): its __get__ called directly;
+   ORMCACHE_ATTR_DICT: the instance dict's entry, else the class attribute (a plain value, or
+     a non-data descriptor's __get__), else getattr (which raises, as it would);
+   ORMCACHE_ATTR_CLASS: no instance dict, a plain class attribute: that value.
+   Anything else (a custom __getattribute__ or __getattr__, a type without a version tag) is
+   getattr's. The pointers are borrowed: the type's (and its bases') dicts hold the descriptor
+   while the tag is the same. Free-threaded builds read every attribute with getattr: another
+   thread may change a type or an entry under a read. */
+typedef struct {
+    PyTypeObject *type;  /* compared, never dereferenced unless an object of it is at hand */
+    unsigned int tag;
+    int kind;
+    Py_ssize_t offset;
+    PyObject *descr;
+    /* ORMCACHE_ATTR_DICT on 3.9-3.12: the instance dict last read, at its version, and the
+       entry it held (borrowed: while the dict is at that version, it holds it) */
+    PyObject *seen_dict;
+    uint64_t seen_version;
+    PyObject *seen_value;
+} ormcache_attr;
+enum { ORMCACHE_ATTR_GETATTR = 0, ORMCACHE_ATTR_SLOT, ORMCACHE_ATTR_DESCR, ORMCACHE_ATTR_DICT,
+       ORMCACHE_ATTR_CLASS };
+/* the attribute reads a plan caches per method (more attributes are read with getattr) */
+#define ORMCACHE_MAX_ATTRS 16
+
+#ifndef Py_GIL_DISABLED
+/* PyObject_GetAttr's care of an AttributeError (3.10+: the name and the object, for the
+   "Did you mean" hint), for a descriptor called directly. */
+static void ormcache_attr_error(PyObject *obj, PyObject *name) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc;
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return;
+    exc = PyErr_GetRaisedException();
+    if (PyErr_GivenExceptionMatches(exc, PyExc_AttributeError)) {
+        PyAttributeErrorObject *e = (PyAttributeErrorObject *)exc;
+        if (e->name == NULL && e->obj == NULL
+                && (PyObject_SetAttrString(exc, "name", name) < 0 || PyObject_SetAttrString(exc, "obj", obj) < 0)) {
+            Py_DECREF(exc);
+            return;
+        }
+    }
+    PyErr_SetRaisedException(exc);
+#elif PY_VERSION_HEX >= 0x030A0000
+    PyObject *type, *value, *tb;
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (PyErr_GivenExceptionMatches(value, PyExc_AttributeError)
+            && (PyObject_SetAttrString(value, "name", name) < 0 || PyObject_SetAttrString(value, "obj", obj) < 0)) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return;
+    }
+    PyErr_Restore(type, value, tb);
+#else
+    (void)obj;
+    (void)name;
+#endif
+}
+
+/* A property's getter (fget), NULL when none: the first field after the object's head of
+   CPython's propertyobject (Objects/descrobject.c, 3.9-3.14), read at every call (its __init__
+   may be called again) and only for exact properties. */
+static inline PyObject *ormcache_property_fget(PyObject *property) {
+    return *(PyObject **)((char *)property + sizeof(PyObject));
+}
+/* Whether instances of tp may have an instance dict. */
+static int ormcache_has_dict(PyTypeObject *tp) {
+#ifdef Py_TPFLAGS_MANAGED_DICT
+    if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return 1;
+#endif
+    return tp->tp_dictoffset != 0;
+}
+/* Decide e's kind for `name` on tp (0: nothing cached, read with getattr). */
+static int ormcache_attr_learn(ormcache_attr *e, PyTypeObject *tp, PyObject *name) {
+    PyObject *descr;
+    descrgetfunc get;
+    unsigned int tag;
+    int kind;
+    Py_ssize_t offset = 0;
+    e->type = NULL;
+    if (tp->tp_getattro != PyObject_GenericGetAttr) return 0;
+    descr = _PyType_Lookup(tp, name);  /* also gives the type a version tag */
+    tag = ormcache_type_tag((PyObject *)tp);
+    /* once more: a lookup may compare keys with user code, which could change the class;
+       an unchanged version tag proves it did not */
+    if (tag == 0 || _PyType_Lookup(tp, name) != descr || ormcache_type_tag((PyObject *)tp) != tag) return 0;
+    get = descr != NULL ? Py_TYPE(descr)->tp_descr_get : NULL;
+    if (get != NULL && Py_TYPE(descr)->tp_descr_set != NULL) {  /* a data descriptor wins */
+        kind = ORMCACHE_ATTR_DESCR;
+        if (Py_IS_TYPE(descr, &PyMemberDescr_Type) && PyType_IsSubtype(tp, PyDescr_TYPE(descr))) {
+            PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+            if (member->type == ORMCACHE_T_OBJECT_EX && member->offset > 0 && !(member->flags & 2 /* READ_RESTRICTED: audited */)) {
+                kind = ORMCACHE_ATTR_SLOT;
+                offset = member->offset;
+            }
+        }
+    } else if (ormcache_has_dict(tp)) {
+        kind = ORMCACHE_ATTR_DICT;
+    } else if (descr == NULL) {
+        return 0;  /* getattr raises the AttributeError */
+    } else {
+        kind = get != NULL ? ORMCACHE_ATTR_DESCR : ORMCACHE_ATTR_CLASS;
+    }
+    e->seen_dict = NULL;
+    e->tag = tag;
+    e->kind = kind;
+    e->offset = offset;
+    e->descr = descr;
+    e->type = tp;
+    return kind;
+}
+/* The instance dict of obj (borrowed, NULL when none), as ormcache_instance_attrs reads it. */
+static PyObject *ormcache_own_dict(PyObject *obj) {
+    PyTypeObject *tp = Py_TYPE(obj);
+    PyObject **dictptr;
+#ifdef Py_TPFLAGS_MANAGED_DICT
+    if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
+#else
+    if (tp->tp_dictoffset > 0)
+#endif
+        dictptr = (PyObject **)((char *)obj + tp->tp_dictoffset);
+    else
+        dictptr = _PyObject_GetDictPtr(obj);
+    return dictptr != NULL ? *dictptr : NULL;
+}
+#endif
+
+/* getattr(obj, name), through the cache entry e (NULL: none); a new reference, or NULL with
+   the exception set (as getattr's). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline PyObject *ormcache_getattr(PyObject *obj, PyObject *name, ormcache_attr *e) {
+#ifndef Py_GIL_DISABLED
+    PyTypeObject *tp = Py_TYPE(obj);
+    PyObject *v, *descr, *dict;
+    PyObject *fget;
+    descrgetfunc get;
+#ifdef ORMCACHE_DICT_VERSIONS
+    uint64_t version;
+#endif
+    if (e == NULL) return PyObject_GetAttr(obj, name);
+    if (e->type != tp || e->tag != ormcache_type_tag((PyObject *)tp)) {
+        if (!ormcache_attr_learn(e, tp, name)) return PyObject_GetAttr(obj, name);
+    }
+    switch (e->kind) {
+    case ORMCACHE_ATTR_SLOT:
+        v = *(PyObject **)((char *)obj + e->offset);
+        if (v == NULL) break;  /* unset: getattr raises */
+        Py_INCREF(v);
+        return v;
+    case ORMCACHE_ATTR_DESCR:
+        descr = e->descr;
+        Py_INCREF(descr);  /* its __get__ may change the class */
+        if (Py_IS_TYPE(descr, &PyProperty_Type) && ormcache_property_fget(descr) != NULL && obj != Py_None) {
+            /* property.__get__ is fget(obj): called straight, without __get__ between */
+            fget = ormcache_property_fget(descr);
+            Py_INCREF(fget);
+            v = PyObject_Vectorcall(fget, &obj, 1, NULL);
+            Py_DECREF(fget);
+        } else {
+            v = Py_TYPE(descr)->tp_descr_get(descr, obj, (PyObject *)tp);
+        }
+        Py_DECREF(descr);
+        if (v == NULL) ormcache_attr_error(obj, name);
+        return v;
+    case ORMCACHE_ATTR_DICT:
+        dict = ormcache_own_dict(obj);
+        if (dict == NULL || !PyDict_CheckExact(dict)) break;  /* no dict yet, or a subclass: getattr */
+#ifdef ORMCACHE_DICT_VERSIONS
+        /* the dict of the last read, unchanged (versions are unique: a new dict at the same
+           address has another): the same entry, without a lookup */
+        if (dict == e->seen_dict && ormcache_dict_version(dict) == e->seen_version) {
+            Py_INCREF(e->seen_value);
+            return e->seen_value;
+        }
+        version = ormcache_dict_version(dict);
+#endif
+        descr = e->descr;
+        Py_XINCREF(descr);  /* a key's __eq__ in the lookup may change the class, */
+        Py_INCREF(dict);    /* or replace obj.__dict__ */
+        v = PyDict_GetItemWithError(dict, name);
+        Py_XINCREF(v);
+#ifdef ORMCACHE_DICT_VERSIONS
+        if (v != NULL && ormcache_dict_version(dict) == version && Py_REFCNT(dict) > 1) {  /* unchanged, kept by obj */
+            e->seen_dict = dict;
+            e->seen_version = version;
+            e->seen_value = v;
+        }
+#endif
+        Py_DECREF(dict);
+        if (v != NULL || PyErr_Occurred()) {
+            Py_XDECREF(descr);
+            return v;
+        }
+        if (descr == NULL) break;  /* nowhere: getattr raises */
+        get = Py_TYPE(descr)->tp_descr_get;
+        if (get == NULL) return descr;  /* a plain class attribute (the reference taken above) */
+        v = get(descr, obj, (PyObject *)tp);
+        Py_DECREF(descr);
+        if (v == NULL) ormcache_attr_error(obj, name);
+        return v;
+    case ORMCACHE_ATTR_CLASS:
+        Py_INCREF(e->descr);
+        return e->descr;
+    }
+#else
+    (void)e;
+#endif
+    return PyObject_GetAttr(obj, name);
+}
+
+/* frozenset(t) of a tuple t whose items are all exact str, int, float, bool or None (hashed
+   and compared without user code): the same tuple object (a tuple never changes) gives an equal
+   frozenset, so a plan step remembers the last pair and reuses that frozenset (its hash kept
+   inside it; a stored key holding this very object matches without __eq__). Strong
+   references, released by ormcache_memos_clear; never on free-threaded builds. */
+typedef struct { PyObject *arg; PyObject *result; } ormcache_memo;
+#ifndef Py_GIL_DISABLED
+static int ormcache_atomic_items(PyObject *t) {
+    Py_ssize_t i;
+    for (i = 0; i < PyTuple_GET_SIZE(t); i++) {
+        PyObject *o = PyTuple_GET_ITEM(t, i);
+        if (!(PyUnicode_CheckExact(o) || PyLong_CheckExact(o) || PyFloat_CheckExact(o)
+              || Py_IS_TYPE(o, &PyBool_Type) || o == Py_None)) return 0;
+    }
+    return 1;
+}
+#endif
+static void ormcache_memos_clear(ormcache_memo *memos, Py_ssize_t n) {
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        Py_CLEAR(memos[i].arg);
+        Py_CLEAR(memos[i].result);
+    }
+}
+/* builtin(value), through the step's memo (NULL: none); steals value, a new reference or NULL */
+static PyObject *ormcache_plan_call(PyObject *call, PyObject *value, ormcache_memo *memo) {
+    PyObject *result;
+#ifndef Py_GIL_DISABLED
+    PyObject *old_arg, *old_result;
+    if (memo != NULL && call == (PyObject *)&PyFrozenSet_Type && PyTuple_CheckExact(value)) {
+        if (memo->arg == value) {
+            Py_DECREF(value);
+            Py_INCREF(memo->result);
+            return memo->result;
+        }
+        result = PyObject_CallOneArg(call, value);
+        if (result != NULL && PyFrozenSet_CheckExact(result) && ormcache_atomic_items(value)) {
+            old_arg = memo->arg;
+            old_result = memo->result;
+            memo->arg = value;  /* our reference */
+            Py_INCREF(result);
+            memo->result = result;
+            Py_XDECREF(old_arg);  /* atomic items only: frees no user object */
+            Py_XDECREF(old_result);
+            return result;
+        }
+        Py_DECREF(value);
+        return result;
+    }
+#else
+    (void)memo;
+#endif
+    result = PyObject_CallOneArg(call, value);
+    Py_DECREF(value);
+    return result;
+}
+
+/* One value of a key plan (keys.KeyFunction.plan, here (default, attribute names, builtin or
+   None) per value; the value's argument position apart): the argument (or the default when
+   not given), its attributes read in turn, the builtin called on it. The attribute reads use
+   cache[*k], cache[*k + 1]... while *k < ORMCACHE_MAX_ATTRS; a builtin call, the step's memo.
+   A new reference, or NULL. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline PyObject *ormcache_plan_value(PyObject *step, Py_ssize_t position, PyObject **args, Py_ssize_t nargs,
+                                     ormcache_attr *cache, Py_ssize_t *k, ormcache_memo *memo) {
+    PyObject *names = PyTuple_GET_ITEM(step, 1), *call = PyTuple_GET_ITEM(step, 2), *value, *next;
+    Py_ssize_t j;
+    value = position < nargs ? args[position] : PyTuple_GET_ITEM(step, 0);
+    Py_INCREF(value);
+    for (j = 0; j < PyTuple_GET_SIZE(names); j++) {
+        next = ormcache_getattr(value, PyTuple_GET_ITEM(names, j),
+                                cache != NULL && *k < ORMCACHE_MAX_ATTRS ? &cache[*k] : NULL);
+        (*k)++;
+        Py_DECREF(value);
+        if (next == NULL) return NULL;
+        value = next;
+    }
+    if (call != Py_None) value = ormcache_plan_call(call, value, memo);
+    return value;
+}
+/* The key plan's values for a positional call, as a new tuple, or NULL with the exception set. */
 static PyObject *ormcache_plan_values(PyObject *plan, const Py_ssize_t *positions,
-                                      PyObject **args, Py_ssize_t nargs) {
-    Py_ssize_t i, j, n = PyTuple_GET_SIZE(plan);
-    PyObject *values = PyTuple_New(n), *step, *names, *call, *value, *next;
+                                      PyObject **args, Py_ssize_t nargs, ormcache_attr *cache,
+                                      ormcache_memo *memos) {
+    Py_ssize_t i, k = 0, n = PyTuple_GET_SIZE(plan);
+    PyObject *values = PyTuple_New(n), *value;
     if (values == NULL) return NULL;
     for (i = 0; i < n; i++) {
-        step = PyTuple_GET_ITEM(plan, i);
-        names = PyTuple_GET_ITEM(step, 1);
-        call = PyTuple_GET_ITEM(step, 2);
-        value = positions[i] < nargs ? args[positions[i]] : PyTuple_GET_ITEM(step, 0);
-        Py_INCREF(value);
-        for (j = 0; j < PyTuple_GET_SIZE(names); j++) {
-            next = PyObject_GetAttr(value, PyTuple_GET_ITEM(names, j));
-            Py_DECREF(value);
-            if (next == NULL) goto error;
-            value = next;
-        }
-        if (call != Py_None) {
-            next = PyObject_CallOneArg(call, value);
-            Py_DECREF(value);
-            if (next == NULL) goto error;
-            value = next;
+        value = ormcache_plan_value(PyTuple_GET_ITEM(plan, i), positions[i], args, nargs, cache, &k, cache != NULL ? &memos[i] : NULL);
+        if (value == NULL) {
+            Py_DECREF(values);
+            return NULL;
         }
         PyTuple_SET_ITEM(values, i, value);
     }
     return values;
-error:
-    Py_DECREF(values);
-    return NULL;
+}
+/* The same values written straight into the probe tuple t = (model, func, None...) at
+   t[2], t[3]...: no tuple of values made and freed per call. 0, or -1 with the exception set
+   (and t's items back to None). */
+static int ormcache_plan_fill(PyObject *t, PyObject *plan, const Py_ssize_t *positions,
+                              PyObject **args, Py_ssize_t nargs, ormcache_attr *cache,
+                              ormcache_memo *memos) {
+    PyObject **items = ((PyTupleObject *)t)->ob_item, *value, *old;
+    Py_ssize_t i, k = 0, n = PyTuple_GET_SIZE(plan);
+    for (i = 0; i < n; i++) {
+        value = ormcache_plan_value(PyTuple_GET_ITEM(plan, i), positions[i], args, nargs, cache, &k, cache != NULL ? &memos[i] : NULL);
+        if (value == NULL) {
+            while (i-- > 0) ormcache_set(&items[2 + i], Py_None);
+            ormcache_forget_hash(t);
+            return -1;
+        }
+        old = items[2 + i];
+        items[2 + i] = value;  /* stolen */
+        Py_XDECREF(old);  /* None: runs no user code */
+    }
+    ormcache_forget_hash(t);
+    return 0;
 }
 static PyObject *ormcache_key_type(void) {
     PyTypeObject *tp = &ormcache_HashedKey_Type;
