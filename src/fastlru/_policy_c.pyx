@@ -90,6 +90,7 @@ cdef enum:
     P_SIEVE = 1
     P_S3FIFO = 2
     P_WTINYLFU = 3  # P_* follow POLICIES' order (checked at import)
+    P_TINYLFU = 4
     # queues (as the twin's)
     Q_FREE = 0
     Q_MAIN = 1
@@ -358,7 +359,7 @@ cdef class Cache:
             for i in range(n):
                 gh[i] = 0
                 gt[i] = -1
-        elif kind == P_WTINYLFU:
+        elif kind == P_WTINYLFU or kind == P_TINYLFU:  # the sketch
             width = 16
             while width < count and width < MAX_SKETCH_WIDTH:
                 width *= 2
@@ -386,15 +387,19 @@ cdef class Cache:
         if kind == P_S3FIFO:
             self.ghost_mask = <uint64_t>(buckets - 1)
             self.ghost_now = 0
-        elif kind == P_WTINYLFU:
+        elif kind == P_WTINYLFU or kind == P_TINYLFU:
             self.width = width
             self.smask = <uint64_t>(width - 1)
             self.additions = 0
             self.sample = 10 * (count if count > 1 else 1)
+            self.random = 0x2545F4914F6CDD1D
+        if kind == P_TINYLFU:
+            self.window_cap = 1
+            self.protected_cap = 0
+        elif kind == P_WTINYLFU:
             w = count // 100
             self.window_cap = w if w > 1 else 1
             self.protected_cap = <Py_ssize_t>(<double>(count - self.window_cap) * 0.8)
-            self.random = 0x2545F4914F6CDD1D
             self.sample_hits = self.sample_misses = 0
             if count >= PY_SSIZE_T_MAX // SAMPLE:
                 self.climb_sample = PY_SSIZE_T_MAX  # never reached
@@ -415,6 +420,8 @@ cdef class Cache:
             small = count // 10
             self.small_cap = small if small > 1 else 1
             self.ghost_cap = count - self.small_cap if count - self.small_cap > 1 else 1
+        elif self.kind == P_TINYLFU:
+            self.sample = 10 * (count if count > 1 else 1)  # its window and main stay as they are
         elif self.kind == P_WTINYLFU:
             self.sample = 10 * (count if count > 1 else 1)
             w = count // 100
@@ -669,7 +676,7 @@ cdef class Cache:
         cdef int n = 0
         cdef int32_t c, v
         cdef Py_ssize_t size = self.size
-        if self.kind != P_WTINYLFU:
+        if self.kind < P_WTINYLFU:
             if size - 1 >= self._count:
                 out[0] = self._victim()
                 n = 1
@@ -821,10 +828,12 @@ cdef class Cache:
     cdef inline void _access(self, Py_hash_t h, bint hit) noexcept:
         if hit:
             self._increment(h)
+            if self.kind == P_TINYLFU:
+                return
             if not self.full:
                 return
             self.sample_hits += 1
-        elif not self.full:
+        elif not self.full or self.kind == P_TINYLFU:
             return
         else:
             self.sample_misses += 1
@@ -1100,12 +1109,12 @@ cdef class Cache:
             e = -1
         if e < 0:
             self.misses += 1
-            if self.kind == P_WTINYLFU:
+            if self.kind >= P_WTINYLFU:  # W-TinyLFU, TinyLFU
                 self._access(h, False)
             value = default
         else:
             self.hits += 1
-            if self.kind == P_WTINYLFU:
+            if self.kind >= P_WTINYLFU:
                 self._access(h, True)
             self._hit(<int32_t>e)
             value = <object>self.entries[e].value
@@ -1502,7 +1511,7 @@ cdef class Cache:
             qs[0] = Q_SMALL
             qs[1] = Q_MAIN
             return 2
-        if self.kind == P_WTINYLFU:
+        if self.kind >= P_WTINYLFU:
             qs[0] = Q_WINDOW
             qs[1] = Q_PROBATION
             qs[2] = Q_PROTECTED
@@ -1626,7 +1635,7 @@ cdef class Cache:
             qs[0] = Q_SMALL
             qs[1] = Q_MAIN
             nq = 2
-        elif self.kind == P_WTINYLFU:
+        elif self.kind >= P_WTINYLFU:
             qs[0] = Q_WINDOW
             qs[1] = Q_PROBATION
             qs[2] = Q_PROTECTED
@@ -1846,5 +1855,5 @@ cdef int _cache_clear(PyObject* o) noexcept:
 
 MutableMapping.register(Cache)
 CacheType.register(Cache)
-assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu")] == [
-    P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU]
+assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu", "tinylfu")] == [
+    P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU, P_TINYLFU]

@@ -33,6 +33,12 @@ Policies (``POLICIES``), each as its authors describe it:
   drop of the hit ratio above twice the noise of two samples (``2 * sqrt(2 p (1 - p) / n)``),
   so at a bound or on a plateau it stays rather than wander; after a clear gain (above the
   noise) of a move that was not at a bound, it goes on twice as far (at most half the cache).
+- ``"tinylfu"``: TinyLFU as moka builds it (moka-rs ``base_cache``'s ``admit``; Einziger,
+  Friedman, Manes, ACM ToS 2017): an LRU main guarded by W-TinyLFU's sketch and admission, no
+  adaptive window. Here the newest entry is held in a window of one (a store is visible at
+  once, as with every policy) and replaces the main's LRU victim, when the next new key comes,
+  only if the sketch estimates it more frequent. The best here on loops slightly larger than
+  the cache; as bad as any frequency policy on keys read twice.
 
 Weights are ``LRU``'s (``maxweight``, ``getsizeof``, ``weight``): a store evicts the policy's
 victims (``popitem``'s order) until the new entry's weight fits, then files it as the policy does;
@@ -473,14 +479,40 @@ class _Sketch:
             self.door[:] = bytes(len(self.door))
 
 
-class _WTinyLFUPolicy(_Policy):
+class _SketchPolicy(_Policy):
+    """What W-TinyLFU and TinyLFU share: the sketch and the admission rule (Caffeine's
+    ``BoundedLocalCache.admit``: the candidate gets in only if estimated more frequent than
+    the victim; a warm candidate that is not, with probability 1/128 against hash flooding)."""
+
+    HASHDOS = 6  # ADMIT_HASHDOS_THRESHOLD
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.sketch = _Sketch(count)
+        self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
+
+    def _admit(self, candidate: _Entry, victim: _Entry) -> bool:
+        fc = self.sketch.frequency(candidate.hash)
+        fv = self.sketch.frequency(victim.hash)
+        if fc > fv:
+            return True
+        if fc >= self.HASHDOS:  # a flood of colliding keys must not pin the victim forever
+            x = self.random
+            x ^= (x << 13) & _M64
+            x ^= x >> 7
+            x ^= (x << 17) & _M64
+            self.random = x
+            return (x & 127) == 0
+        return False
+
+
+class _WTinyLFUPolicy(_SketchPolicy):
     """W-TinyLFU as Caffeine: window LRU -> (admission by the sketch) -> segmented LRU."""
 
     name = "wtinylfu"
     STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
     DECAY = 0.98  # HILL_CLIMBER_STEP_DECAY_RATE
     RESTART = 0.05  # HILL_CLIMBER_RESTART_THRESHOLD
-    HASHDOS = 6  # ADMIT_HASHDOS_THRESHOLD
     SAMPLE = 4  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
     MIN_SAMPLE = 8192
 
@@ -491,8 +523,6 @@ class _WTinyLFUPolicy(_Policy):
         self.protected = _List()
         self.window_cap = max(1, count // 100)
         self.protected_cap = int((count - self.window_cap) * 0.8)
-        self.sketch = _Sketch(count)
-        self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
         self.sample_hits = self.sample_misses = 0
         self.climb_sample = max(self.SAMPLE * count, self.MIN_SAMPLE)
         self.full = False  # the climber waits for the cache to fill once
@@ -574,20 +604,6 @@ class _WTinyLFUPolicy(_Policy):
                 d.queue = _PROBATION
                 self.probation.push(d)
 
-    def _admit(self, candidate: _Entry, victim: _Entry) -> bool:
-        fc = self.sketch.frequency(candidate.hash)
-        fv = self.sketch.frequency(victim.hash)
-        if fc > fv:
-            return True
-        if fc >= self.HASHDOS:  # a flood of colliding keys must not pin the victim forever
-            x = self.random
-            x ^= (x << 13) & _M64
-            x ^= x >> 7
-            x ^= (x << 17) & _M64
-            self.random = x
-            return (x & 127) == 0
-        return False
-
     def insert(self, e: _Entry, size: int) -> List[_Entry]:
         self.sketch.increment(e.hash)
         e.queue = _WINDOW
@@ -641,11 +657,34 @@ class _WTinyLFUPolicy(_Policy):
         yield from self.protected
 
 
+class _TinyLFUPolicy(_WTinyLFUPolicy):
+    """TinyLFU as moka builds it (moka-rs ``base_cache``: an LRU main guarded by TinyLFU
+    admission, no adaptive window), in W-TinyLFU's frame: a window of one entry (the newest,
+    so that a store is visible at once), an LRU main (no protected segment), no climber."""
+
+    name = "tinylfu"
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.window_cap = 1
+        self.protected_cap = 0
+
+    def resize(self, count: int) -> None:
+        """The sketch keeps its width (its counters survive), its reset period follows."""
+        self.count = count
+        self.sketch.sample = 10 * max(count, 1)
+
+    def access(self, h: int, hit: bool) -> None:
+        if hit:  # a miss is counted when its key is inserted
+            self.sketch.increment(h)
+
+
 _POLICY_CLASSES: Dict[str, Callable[[int], _Policy]] = {
     "lru": _LRUPolicy,
     "sieve": _SievePolicy,
     "s3fifo": _S3FIFOPolicy,
     "wtinylfu": _WTinyLFUPolicy,
+    "tinylfu": _TinyLFUPolicy,
 }
 assert POLICIES == tuple(_POLICY_CLASSES)
 
