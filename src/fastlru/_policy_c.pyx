@@ -112,6 +112,7 @@ cdef uint64_t M64 = <uint64_t>-1
 cdef double STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
 cdef double DECAY = 0.98
 cdef double RESTART = 0.05
+cdef double FIRST_GAP = 0.03  # twin's _WTinyLFUPolicy.FIRST_GAP
 cdef uint64_t[4] SEEDS = [0x97CB3127, 0xB492B66F, 0x9AE16A3B, 0xC949D7C7]
 
 
@@ -996,7 +997,9 @@ cdef class Cache:
         shadow_noise = 2.0 * sqrt(<double>(self.shadow_lru + self.shadow_ours))
         self.shadow_lru = self.shadow_ours = 0
         top = self._count - 1 if self._count > 1 else 1
-        if <double>gap > shadow_noise and self.window_cap < top:
+        if (<double>gap > shadow_noise and self.window_cap < top
+                and (self.previous_rate >= 0.0
+                     or <double>gap > FIRST_GAP * <double>n / <double>(self.rate_mask + 1))):
             self.window_cap = top
             self.protected_cap = <Py_ssize_t>(<double>(self._count - top) * 0.8)
             self.step = STEP * <double>self._count

@@ -527,6 +527,7 @@ class _WTinyLFUPolicy(_SketchPolicy):
     MIN_SAMPLE = 4096
     SHADOW = True  # a sampled LRU of hashes checks the climber (Waldspurger et al., ATC'17)
     SHADOW_MIN = 256  # the shadow samples 1 key in 2**k, k the largest with count >> k >= this
+    FIRST_GAP = 0.03  # of the sampled reads: what the shadow must win by on the first sample
 
     def __init__(self, count: int) -> None:
         super().__init__(count)
@@ -615,7 +616,11 @@ class _WTinyLFUPolicy(_SketchPolicy):
         shadow_noise = 2.0 * sqrt(self.shadow_lru + self.shadow_ours)
         self.shadow_lru = self.shadow_ours = 0
         top = max(self.count - 1, 1)
-        if gap > shadow_noise and self.window_cap < top:
+        # the first sample after the cache filled also needs a gap of 3% of the sampled reads:
+        # while the sketch is cold LRU is a little ahead everywhere (Zipf 0.6 went to LRU)
+        if (gap > shadow_noise and self.window_cap < top
+                and (self.previous_rate >= 0.0
+                     or gap > self.FIRST_GAP * n / (self.rate_mask + 1))):
             self.window_cap = top
             self.protected_cap = int((self.count - top) * 0.8)
             self.step = self.STEP * self.count  # stay there unless the hit ratio drops
