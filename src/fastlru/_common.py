@@ -270,7 +270,7 @@ def choose(package: str, compiled: str, twin: str) -> Tuple[Any, str]:
 
 
 #: the eviction policies ``fastlru.Cache`` accepts, by name (both engines number them so)
-POLICIES: Tuple[str, ...] = ("lru", "sieve", "s3fifo", "wtinylfu")
+POLICIES: Tuple[str, ...] = ("lru", "sieve", "s3fifo", "wtinylfu", "tinylfu")
 #: the policy recommended for new code (README, "which policy"); ``Cache``'s default
 DEFAULT_POLICY = "wtinylfu"
 

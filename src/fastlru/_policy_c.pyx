@@ -99,6 +99,7 @@ cdef enum:
     P_SIEVE = 1
     P_S3FIFO = 2
     P_WTINYLFU = 3  # P_* follow POLICIES' order (checked at import)
+    P_TINYLFU = 4
     # queues (as the twin's)
     Q_FREE = 0
     Q_MAIN = 1
@@ -112,14 +113,16 @@ cdef enum:
     MAX_SKETCH_WIDTH = 1 << 24  # as the twin's: a bound on its memory (32 MiB)
     MAX_GHOST_BUCKETS = 1 << 20
     HASHDOS = 6
-    SAMPLE = 4  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
-    MIN_SAMPLE = 8192
+    SAMPLE = 2  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
+    MIN_SAMPLE = 4096
+    SHADOW_MIN = 256  # the shadow samples 1 key in 2**k, k the largest with count >> k >= this
 
 
 cdef uint64_t M64 = <uint64_t>-1
 cdef double STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
 cdef double DECAY = 0.98
 cdef double RESTART = 0.05
+cdef double FIRST_GAP = 0.03  # twin's _WTinyLFUPolicy.FIRST_GAP
 
 
 cdef inline size_t _home(Py_hash_t h, int shift) noexcept nogil:
@@ -249,6 +252,17 @@ cdef class Cache:
     cdef bint full                # the climber waits for the cache to fill once
     cdef double previous_rate
     cdef double step
+    # W-TinyLFU's shadow: an LRU of sampled hashes (twin: _WTinyLFUPolicy.shadow), slots
+    # 0..sh_n-1 in a circular list from sh_head (the newest), found through sh_table
+    cdef Py_hash_t* sh_hash
+    cdef int32_t* sh_prev
+    cdef int32_t* sh_next
+    cdef int32_t* sh_table
+    cdef uint64_t sh_tmask
+    cdef Py_ssize_t sh_alloc, sh_cap, sh_n
+    cdef int32_t sh_head
+    cdef uint64_t rate_mask
+    cdef Py_ssize_t shadow_lru, shadow_ours
 
     def __cinit__(self, *args, **kwargs):
         self.free_head = EMPTY
@@ -339,6 +353,10 @@ cdef class Cache:
         PyMem_Free(self.ghost_times)
         PyMem_Free(self.sketch)
         PyMem_Free(self.door)
+        PyMem_Free(self.sh_hash)
+        PyMem_Free(self.sh_prev)
+        PyMem_Free(self.sh_next)
+        PyMem_Free(self.sh_table)
         PyMem_Free(self.weights)
         PyMem_Free(self.stamps)
 
@@ -351,6 +369,11 @@ cdef class Cache:
         cdef int64_t* gt = NULL
         cdef uint64_t* sk = NULL
         cdef uint8_t* dr = NULL
+        cdef Py_ssize_t rate = 1, shn = 0, tsize = 0
+        cdef Py_hash_t* shh = NULL
+        cdef int32_t* shp = NULL
+        cdef int32_t* shx = NULL
+        cdef int32_t* sht = NULL
         if kind == P_S3FIFO:
             small = count // 10
             self.small_cap = small if small > 1 else 1
@@ -368,7 +391,7 @@ cdef class Cache:
             for i in range(n):
                 gh[i] = 0
                 gt[i] = -1
-        elif kind == P_WTINYLFU:
+        elif kind == P_WTINYLFU or kind == P_TINYLFU:  # the sketch
             width = MIN_SKETCH_WIDTH
             while width < count and width < MAX_SKETCH_WIDTH:
                 width *= 2
@@ -380,14 +403,48 @@ cdef class Cache:
                 raise MemoryError()
             memset(sk, 0, 2 * width)
             memset(dr, 0, width // 8)
+            if kind == P_WTINYLFU:
+                while count // (2 * rate) >= SHADOW_MIN:
+                    rate *= 2
+                shn = count // rate if count // rate > 1 else 1
+                tsize = 8
+                while tsize < 2 * shn:
+                    tsize *= 2
+                shh = <Py_hash_t*>PyMem_Malloc(shn * sizeof(Py_hash_t))
+                shp = <int32_t*>PyMem_Malloc(shn * sizeof(int32_t))
+                shx = <int32_t*>PyMem_Malloc(shn * sizeof(int32_t))
+                sht = <int32_t*>PyMem_Malloc(tsize * sizeof(int32_t))
+                if shh == NULL or shp == NULL or shx == NULL or sht == NULL:
+                    PyMem_Free(sk)
+                    PyMem_Free(dr)
+                    PyMem_Free(shh)
+                    PyMem_Free(shp)
+                    PyMem_Free(shx)
+                    PyMem_Free(sht)
+                    raise MemoryError()
+                memset(sht, 0xFF, tsize * sizeof(int32_t))  # EMPTY everywhere
         PyMem_Free(self.ghost_hashes)
         PyMem_Free(self.ghost_times)
         PyMem_Free(self.sketch)
         PyMem_Free(self.door)
+        PyMem_Free(self.sh_hash)
+        PyMem_Free(self.sh_prev)
+        PyMem_Free(self.sh_next)
+        PyMem_Free(self.sh_table)
         self.ghost_hashes = gh
         self.ghost_times = gt
         self.sketch = sk
         self.door = dr
+        self.sh_hash = shh
+        self.sh_prev = shp
+        self.sh_next = shx
+        self.sh_table = sht
+        self.sh_alloc = self.sh_cap = shn
+        self.sh_tmask = <uint64_t>(tsize - 1) if tsize else 0
+        self.sh_n = 0
+        self.sh_head = EMPTY
+        self.rate_mask = <uint64_t>(rate - 1)
+        self.shadow_lru = self.shadow_ours = 0
         self.kind = kind
         for q in range(NQUEUES):
             self.heads[q] = EMPTY
@@ -396,16 +453,20 @@ cdef class Cache:
         if kind == P_S3FIFO:
             self.ghost_mask = <uint64_t>(buckets - 1)
             self.ghost_now = 0
-        elif kind == P_WTINYLFU:
+        elif kind == P_WTINYLFU or kind == P_TINYLFU:
             self.width = width
             self.smask = <uint64_t>(width - 1)
             self.bmask = <uint64_t>(width // 32 - 1)
             self.additions = 0
             self.sample = 10 * (count if count > 1 else 1)
+            self.random = 0x2545F4914F6CDD1D
+        if kind == P_TINYLFU:
+            self.window_cap = 1
+            self.protected_cap = 0
+        elif kind == P_WTINYLFU:
             w = count // 100
             self.window_cap = w if w > 1 else 1
             self.protected_cap = <Py_ssize_t>(<double>(count - self.window_cap) * 0.8)
-            self.random = 0x2545F4914F6CDD1D
             self.sample_hits = self.sample_misses = 0
             if count >= PY_SSIZE_T_MAX // SAMPLE:
                 self.climb_sample = PY_SSIZE_T_MAX  # never reached
@@ -421,11 +482,13 @@ cdef class Cache:
         """The policy's shares of a new ``count`` (no Python code, no allocation), as the
         twin's ``resize``: S3-FIFO's small FIFO and ghost; W-TinyLFU's window, protected
         segment, sketch period and hill climber start again (Caffeine's setMaximumSize)."""
-        cdef Py_ssize_t small, w
+        cdef Py_ssize_t small, w, rate
         if self.kind == P_S3FIFO:
             small = count // 10
             self.small_cap = small if small > 1 else 1
             self.ghost_cap = count - self.small_cap if count - self.small_cap > 1 else 1
+        elif self.kind == P_TINYLFU:
+            self.sample = 10 * (count if count > 1 else 1)  # its window and main stay as they are
         elif self.kind == P_WTINYLFU:
             self.sample = 10 * (count if count > 1 else 1)
             w = count // 100
@@ -439,6 +502,19 @@ cdef class Cache:
             self.full = False  # as at creation: the climber waits for the cache to fill again
             self.previous_rate = -1.0  # and its first sample only sets the reference
             self.step = -STEP * <double>count
+            # the shadow starts empty, at the new count's rate and length, or at a lower rate
+            # if that is longer than allocated (twin's resize)
+            self.sh_n = 0
+            self.sh_head = EMPTY
+            memset(self.sh_table, 0xFF, (self.sh_tmask + 1) * sizeof(int32_t))
+            rate = 1
+            while count // (2 * rate) >= SHADOW_MIN:
+                rate *= 2
+            while count // rate > self.sh_alloc:
+                rate *= 2
+            self.rate_mask = <uint64_t>(rate - 1)
+            self.sh_cap = count // rate if count // rate > 1 else 1
+            self.shadow_lru = self.shadow_ours = 0
 
     # -- arena and table (section held, no Python code) --------------------------------------
 
@@ -708,7 +784,7 @@ cdef class Cache:
         cdef int n = 0
         cdef int32_t c, v
         cdef Py_ssize_t size = self.size
-        if self.kind != P_WTINYLFU:
+        if self.kind < P_WTINYLFU:
             if size - 1 >= self._count:
                 out[0] = self._victim()
                 n = 1
@@ -828,12 +904,16 @@ cdef class Cache:
 
     @cython.final
     cdef inline void _access(self, Py_hash_t h, bint hit) noexcept:
+        if self.kind == P_WTINYLFU and ((_spread(h) >> 48) & self.rate_mask) == 0:
+            self._shadow_access(h, hit)
         if hit:
             self._increment(h)
+            if self.kind == P_TINYLFU:
+                return
             if not self.full:
                 return
             self.sample_hits += 1
-        elif not self.full:
+        elif not self.full or self.kind == P_TINYLFU:
             return
         else:
             self.sample_misses += 1
@@ -841,13 +921,99 @@ cdef class Cache:
             self._climb()
 
     @cython.final
+    cdef void _shadow_access(self, Py_hash_t h, bint hit) noexcept:
+        """As the twin's shadow in ``_WTinyLFUPolicy.access``: an exact LRU of hashes."""
+        cdef uint64_t mask = self.sh_tmask
+        cdef size_t i = <size_t>((_spread(h) >> 16) & mask)
+        cdef size_t j, home
+        cdef int32_t e, f, p, nx
+        while True:
+            e = self.sh_table[i]
+            if e == EMPTY or self.sh_hash[e] == h:
+                break
+            i = (i + 1) & mask
+        if e != EMPTY:
+            if e != self.sh_head:  # unlink, then make it the newest
+                p = self.sh_prev[e]
+                nx = self.sh_next[e]
+                self.sh_next[p] = nx
+                self.sh_prev[nx] = p
+                self._shadow_link(e)
+            if self.full and not hit:
+                self.shadow_lru += 1
+            return
+        if self.sh_n < self.sh_cap:
+            e = <int32_t>self.sh_n
+            self.sh_n += 1
+        else:  # reuse the oldest slot: out of the table (backward shift), out of the list
+            e = self.sh_prev[self.sh_head]
+            j = <size_t>((_spread(self.sh_hash[e]) >> 16) & mask)
+            while self.sh_table[j] != e:
+                j = (j + 1) & mask
+            i = j
+            while True:
+                j = (j + 1) & mask
+                f = self.sh_table[j]
+                if f == EMPTY:
+                    break
+                home = <size_t>((_spread(self.sh_hash[f]) >> 16) & mask)
+                if ((j - home) & mask) >= ((j - i) & mask):
+                    self.sh_table[i] = f
+                    i = j
+            self.sh_table[i] = EMPTY
+            if self.sh_n == 1:
+                self.sh_head = EMPTY
+            else:
+                p = self.sh_prev[e]
+                nx = self.sh_next[e]
+                self.sh_next[p] = nx
+                self.sh_prev[nx] = p
+            i = <size_t>((_spread(h) >> 16) & mask)
+            while self.sh_table[i] != EMPTY:
+                i = (i + 1) & mask
+        self.sh_hash[e] = h
+        self.sh_table[i] = e
+        self._shadow_link(e)
+        if self.full and hit:
+            self.shadow_ours += 1
+
+    @cython.final
+    cdef inline void _shadow_link(self, int32_t e) noexcept:
+        """Makes slot ``e`` (out of the list) the shadow's newest."""
+        cdef int32_t head = self.sh_head
+        cdef int32_t tail
+        if head == EMPTY:
+            self.sh_prev[e] = e
+            self.sh_next[e] = e
+        else:
+            tail = self.sh_prev[head]
+            self.sh_next[e] = head
+            self.sh_prev[e] = tail
+            self.sh_next[tail] = e
+            self.sh_prev[head] = e
+        self.sh_head = e
+
+    @cython.final
     cdef void _climb(self) noexcept:
         """As the twin's ``_WTinyLFUPolicy._climb``, operation for operation."""
         cdef Py_ssize_t n = self.sample_hits + self.sample_misses
         cdef double rate = <double>self.sample_hits / <double>n
-        cdef double change, noise, amount
-        cdef Py_ssize_t window, top
+        cdef double change, noise, amount, shadow_noise
+        cdef Py_ssize_t window, top, gap
         self.sample_hits = self.sample_misses = 0
+        # the shadow against the cache on the same sampled reads (see the twin)
+        gap = self.shadow_lru - self.shadow_ours
+        shadow_noise = 2.0 * sqrt(<double>(self.shadow_lru + self.shadow_ours))
+        self.shadow_lru = self.shadow_ours = 0
+        top = self._count - 1 if self._count > 1 else 1
+        if (<double>gap > shadow_noise and self.window_cap < top
+                and (self.previous_rate >= 0.0
+                     or <double>gap > FIRST_GAP * <double>n / <double>(self.rate_mask + 1))):
+            self.window_cap = top
+            self.protected_cap = <Py_ssize_t>(<double>(self._count - top) * 0.8)
+            self.step = STEP * <double>self._count
+            self.previous_rate = -1.0
+            return
         if self.previous_rate < 0.0:
             self.previous_rate = rate
             return
@@ -857,7 +1023,6 @@ cdef class Cache:
         window = self.window_cap + <Py_ssize_t>amount
         if window < 1:
             window = 1
-        top = self._count - 1 if self._count > 1 else 1
         if window > top:
             window = top
         if (change if change >= 0 else -change) >= RESTART:
@@ -868,6 +1033,9 @@ cdef class Cache:
                 self.step = 0.5 * <double>self._count * (1 if amount >= 0 else -1)
         else:
             self.step = DECAY * amount
+        if <double>(-gap) > shadow_noise and window > self.window_cap:
+            window = self.window_cap  # frequency pays: no bigger window
+            self.step = -self.step if self.step > 0 else self.step
         self.previous_rate = rate
         if window != self.window_cap:
             self.window_cap = window
@@ -1111,7 +1279,7 @@ cdef class Cache:
     cdef inline void _read_hit(self, Py_hash_t h, int32_t e) noexcept:
         """What a read that found ``e`` records (every read path calls this one)."""
         self.hits += 1
-        if self.kind == P_WTINYLFU:
+        if self.kind >= P_WTINYLFU:  # W-TinyLFU, TinyLFU: the sketch, then the segments
             self._access(h, True)
             self._slru_hit(e)
         else:
@@ -1121,7 +1289,7 @@ cdef class Cache:
     cdef inline void _read_miss(self, Py_hash_t h) noexcept:
         """What a read that found nothing records."""
         self.misses += 1
-        if self.kind == P_WTINYLFU:
+        if self.kind >= P_WTINYLFU:
             self._access(h, False)
 
     @cython.final
@@ -1561,7 +1729,7 @@ cdef class Cache:
             qs[0] = Q_SMALL
             qs[1] = Q_MAIN
             return 2
-        if self.kind == P_WTINYLFU:
+        if self.kind >= P_WTINYLFU:
             qs[0] = Q_WINDOW
             qs[1] = Q_PROBATION
             qs[2] = Q_PROTECTED
@@ -1685,7 +1853,7 @@ cdef class Cache:
             qs[0] = Q_SMALL
             qs[1] = Q_MAIN
             nq = 2
-        elif self.kind == P_WTINYLFU:
+        elif self.kind >= P_WTINYLFU:
             qs[0] = Q_WINDOW
             qs[1] = Q_PROBATION
             qs[2] = Q_PROTECTED
@@ -1783,11 +1951,11 @@ cdef class Cache:
         return GenericAlias(cls, item)
 
     def _sketch(self):
-        """Debug: W-TinyLFU's sketch as the twin's ``Cache._sketch`` shows it, or None."""
+        """Debug: the sketch (W-TinyLFU, TinyLFU) as the twin's ``Cache._sketch`` shows it, or None."""
         cdef fastlru_cs cs
         cdef bytearray counters, door
         cdef Py_ssize_t i, n
-        if self.kind != P_WTINYLFU:
+        if self.kind < P_WTINYLFU:
             return None
         n = self.width
         counters = bytearray(4 * n)
@@ -1924,5 +2092,5 @@ cdef int _cache_clear(PyObject* o) noexcept:
 
 MutableMapping.register(Cache)
 CacheType.register(Cache)
-assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu")] == [
-    P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU]
+assert [POLICIES.index(p) for p in ("lru", "sieve", "s3fifo", "wtinylfu", "tinylfu")] == [
+    P_LRU, P_SIEVE, P_S3FIFO, P_WTINYLFU, P_TINYLFU]

@@ -29,10 +29,25 @@ Policies (``POLICIES``), each as its authors describe it:
   the hit ratio), changed so that it can follow workloads where only recency counts: the window
   ranges over 1..count-1 entries (the main keeps 80% of the rest protected); the climber waits
   for the cache to fill once (its first sample then only sets the reference) and decides every
-  ``max(4 * count, 8192)`` requests, in steps of 12.5% of ``count``; it turns back only on a
+  ``max(2 * count, 4096)`` requests, in steps of 12.5% of ``count``; it turns back only on a
   drop of the hit ratio above twice the noise of two samples (``2 * sqrt(2 p (1 - p) / n)``),
   so at a bound or on a plateau it stays rather than wander; after a clear gain (above the
   noise) of a move that was not at a bound, it goes on twice as far (at most half the cache).
+  A shadow checks it, a miniature simulation after Waldspurger, Saemundsson, Ahmad, Park,
+  "Cache Modeling and Optimization using Miniature Simulations", USENIX ATC'17: an LRU of the
+  hashes of 1 key in 2**k (by hash; 256 to 511 hashes, all of them below 512 entries), as long
+  as ``count`` scaled, replays the same reads. Over each sample it counts the sampled reads
+  the shadow hits and the cache misses (``a``) and the reverse (``b``): paired, a scan or a
+  phase of the workload moves both. If ``a - b > 2 sqrt(a + b)`` (LRU, a window as large as the
+  cache, clearly ahead: only recency pays, the "twice" and "shifting" workloads) the window
+  goes to ``count - 1`` at once; if ``b - a > 2 sqrt(a + b)`` (frequency clearly pays: Zipf,
+  scans, loops) the window may shrink but not grow.
+- ``"tinylfu"``: TinyLFU as moka builds it (moka-rs ``base_cache``'s ``admit``; Einziger,
+  Friedman, Manes, ACM ToS 2017): an LRU main guarded by W-TinyLFU's sketch and admission, no
+  adaptive window. Here the newest entry is held in a window of one (a store is visible at
+  once, as with every policy) and replaces the main's LRU victim, when the next new key comes,
+  only if the sketch estimates it more frequent. The best here on loops slightly larger than
+  the cache; as bad as any frequency policy on keys read twice.
 
 Weights are ``LRU``'s (``maxweight``, ``getsizeof``, ``weight``): a store evicts the policy's
 victims (``popitem``'s order) until the new entry's weight fits, then files it as the policy does;
@@ -70,6 +85,7 @@ from __future__ import annotations
 import reprlib
 import threading
 import time
+import collections
 import collections.abc
 from collections.abc import MutableMapping
 from types import GenericAlias
@@ -481,26 +497,65 @@ class _Sketch:
             self.door[:] = bytes(len(self.door))
 
 
-class _WTinyLFUPolicy(_Policy):
+class _SketchPolicy(_Policy):
+    """What W-TinyLFU and TinyLFU share: the sketch and the admission rule (Caffeine's
+    ``BoundedLocalCache.admit``: the candidate gets in only if estimated more frequent than
+    the victim; a warm candidate that is not, with probability 1/128 against hash flooding)."""
+
+    HASHDOS = 6  # ADMIT_HASHDOS_THRESHOLD
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.sketch = _Sketch(count)
+        self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
+
+    def _admit(self, candidate: _Entry, victim: _Entry) -> bool:
+        fc = self.sketch.frequency(candidate.hash)
+        fv = self.sketch.frequency(victim.hash)
+        if fc > fv:
+            return True
+        if fc >= self.HASHDOS:  # a flood of colliding keys must not pin the victim forever
+            x = self.random
+            x ^= (x << 13) & _M64
+            x ^= x >> 7
+            x ^= (x << 17) & _M64
+            self.random = x
+            return (x & 127) == 0
+        return False
+
+
+class _WTinyLFUPolicy(_SketchPolicy):
     """W-TinyLFU as Caffeine: window LRU -> (admission by the sketch) -> segmented LRU."""
 
     name = "wtinylfu"
     STEP = 0.125  # of count (Caffeine: 0.0625, every 10 * count requests)
     DECAY = 0.98  # HILL_CLIMBER_STEP_DECAY_RATE
     RESTART = 0.05  # HILL_CLIMBER_RESTART_THRESHOLD
-    HASHDOS = 6  # ADMIT_HASHDOS_THRESHOLD
-    SAMPLE = 4  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
-    MIN_SAMPLE = 8192
+    SAMPLE = 2  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
+    MIN_SAMPLE = 4096
+    SHADOW = True  # a sampled LRU of hashes checks the climber (Waldspurger et al., ATC'17)
+    SHADOW_MIN = 256  # the shadow samples 1 key in 2**k, k the largest with count >> k >= this
+    FIRST_GAP = 0.03  # of the sampled reads: what the shadow must win by on the first sample
 
     def __init__(self, count: int) -> None:
         super().__init__(count)
+        # The shadow: an LRU of the hashes of a sample of the keys (1 in rate_mask + 1, by hash),
+        # as long as count scaled by that rate: a miniature of LRU (a window of the whole
+        # cache) replayed on the same requests. shadow_lru counts the sampled reads it hits and
+        # the cache misses, shadow_ours the reverse.
+        rate = 1
+        while count // (2 * rate) >= self.SHADOW_MIN:
+            rate *= 2
+        self.rate_mask = rate - 1
+        self.shadow_alloc = max(1, count // rate)  # the compiled engine's arrays: fixed
+        self.shadow_cap = self.shadow_alloc
+        self.shadow: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self.shadow_lru = self.shadow_ours = 0
         self.window = _List()
         self.probation = _List()
         self.protected = _List()
         self.window_cap = max(1, count // 100)
         self.protected_cap = int((count - self.window_cap) * 0.8)
-        self.sketch = _Sketch(count)
-        self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
         self.sample_hits = self.sample_misses = 0
         self.climb_sample = max(self.SAMPLE * count, self.MIN_SAMPLE)
         self.full = False  # the climber waits for the cache to fill once
@@ -520,9 +575,32 @@ class _WTinyLFUPolicy(_Policy):
         self.full = False  # as at __init__: the climber waits for the cache to fill again
         self.previous_rate = -1.0  # and its first sample only sets the reference
         self.step = -self.STEP * count
+        # the shadow starts empty, at the new count's rate and length; if that is longer than
+        # at creation (the compiled engine does not allocate here), at a lower rate
+        self.shadow.clear()
+        rate = 1
+        while count // (2 * rate) >= self.SHADOW_MIN:
+            rate *= 2
+        while count // rate > self.shadow_alloc:
+            rate *= 2
+        self.rate_mask = rate - 1
+        self.shadow_cap = max(1, count // rate)
+        self.shadow_lru = self.shadow_ours = 0
 
     # -- statistics that drive the hill climber -----------------------------------------
     def access(self, h: int, hit: bool) -> None:
+        if self.SHADOW and ((_spread(h) >> 48) & self.rate_mask) == 0:
+            shadow = self.shadow
+            if h in shadow:
+                shadow.move_to_end(h)
+                if self.full and not hit:
+                    self.shadow_lru += 1
+            else:
+                shadow[h] = None
+                if len(shadow) > self.shadow_cap:
+                    shadow.popitem(last=False)
+                if self.full and hit:
+                    self.shadow_ours += 1
         if hit:  # a miss is counted when its key is inserted (Caffeine: on put)
             self.sketch.increment(h)
             if not self.full:
@@ -539,6 +617,23 @@ class _WTinyLFUPolicy(_Policy):
         n = self.sample_hits + self.sample_misses
         rate = self.sample_hits / n
         self.sample_hits = self.sample_misses = 0
+        # The shadow against the cache, on the same sampled reads (paired: a scan or a phase
+        # of the workload moves both): LRU clearly ahead means only recency pays, so the
+        # window goes to the whole cache at once; clearly behind, the window may not grow.
+        gap = self.shadow_lru - self.shadow_ours
+        shadow_noise = 2.0 * sqrt(self.shadow_lru + self.shadow_ours)
+        self.shadow_lru = self.shadow_ours = 0
+        top = max(self.count - 1, 1)
+        # the first sample after the cache filled also needs a gap of 3% of the sampled reads:
+        # while the sketch is cold LRU is a little ahead everywhere (Zipf 0.6 went to LRU)
+        if (gap > shadow_noise and self.window_cap < top
+                and (self.previous_rate >= 0.0
+                     or gap > self.FIRST_GAP * n / (self.rate_mask + 1))):
+            self.window_cap = top
+            self.protected_cap = int((self.count - top) * 0.8)
+            self.step = self.STEP * self.count  # stay there unless the hit ratio drops
+            self.previous_rate = -1.0  # the next sample sets the reference
+            return
         if self.previous_rate < 0.0:
             self.previous_rate = rate
             return
@@ -558,6 +653,9 @@ class _WTinyLFUPolicy(_Policy):
                 self.step = 0.5 * self.count * (1 if amount >= 0 else -1)
         else:
             self.step = self.DECAY * amount
+        if -gap > shadow_noise and window > self.window_cap:
+            window = self.window_cap  # frequency pays: no bigger window (scans, Zipf)
+            self.step = -abs(self.step)
         self.previous_rate = rate
         if window != self.window_cap:
             self.window_cap = window
@@ -581,20 +679,6 @@ class _WTinyLFUPolicy(_Policy):
                 self.protected.remove(d)
                 d.queue = _PROBATION
                 self.probation.push(d)
-
-    def _admit(self, candidate: _Entry, victim: _Entry) -> bool:
-        fc = self.sketch.frequency(candidate.hash)
-        fv = self.sketch.frequency(victim.hash)
-        if fc > fv:
-            return True
-        if fc >= self.HASHDOS:  # a flood of colliding keys must not pin the victim forever
-            x = self.random
-            x ^= (x << 13) & _M64
-            x ^= x >> 7
-            x ^= (x << 17) & _M64
-            self.random = x
-            return (x & 127) == 0
-        return False
 
     def insert(self, e: _Entry, size: int) -> List[_Entry]:
         self.sketch.increment(e.hash)
@@ -649,11 +733,35 @@ class _WTinyLFUPolicy(_Policy):
         yield from self.protected
 
 
+class _TinyLFUPolicy(_WTinyLFUPolicy):
+    """TinyLFU as moka builds it (moka-rs ``base_cache``: an LRU main guarded by TinyLFU
+    admission, no adaptive window), in W-TinyLFU's frame: a window of one entry (the newest,
+    so that a store is visible at once), an LRU main (no protected segment), no climber."""
+
+    name = "tinylfu"
+    SHADOW = False
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.window_cap = 1
+        self.protected_cap = 0
+
+    def resize(self, count: int) -> None:
+        """The sketch keeps its width (its counters survive), its reset period follows."""
+        self.count = count
+        self.sketch.sample = 10 * max(count, 1)
+
+    def access(self, h: int, hit: bool) -> None:
+        if hit:  # a miss is counted when its key is inserted
+            self.sketch.increment(h)
+
+
 _POLICY_CLASSES: Dict[str, Callable[[int], _Policy]] = {
     "lru": _LRUPolicy,
     "sieve": _SievePolicy,
     "s3fifo": _S3FIFOPolicy,
     "wtinylfu": _WTinyLFUPolicy,
+    "tinylfu": _TinyLFUPolicy,
 }
 assert POLICIES == tuple(_POLICY_CLASSES)
 
@@ -1347,12 +1455,12 @@ class Cache(Generic[_K, _V]):
         return cache_repr(self, self._count, self.items(), self._kwargs())
 
     def _sketch(self) -> Optional[Tuple[bytes, bytes, int]]:
-        """Debug: W-TinyLFU's sketch as (its ``4 * width`` counters, counter ``n`` of word ``w``
+        """Debug: the sketch (W-TinyLFU, TinyLFU) as (its ``4 * width`` counters, counter ``n`` of word ``w``
         at ``16 * w + n``; its ``width`` doorkeeper bits; additions since the last reset), or
         None for another policy."""
         with self._lock:
             policy = self._policy
-            if not isinstance(policy, _WTinyLFUPolicy):
+            if not isinstance(policy, _SketchPolicy):
                 return None
             sketch = policy.sketch
             return bytes(sketch.table), bytes(sketch.door), sketch.additions

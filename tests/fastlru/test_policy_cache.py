@@ -9,7 +9,7 @@ import pytest
 import fastlru
 
 def test_policies_listed():
-    assert fastlru.POLICIES == ("lru", "sieve", "s3fifo", "wtinylfu")
+    assert fastlru.POLICIES == ("lru", "sieve", "s3fifo", "wtinylfu", "tinylfu")
     assert fastlru.DEFAULT_POLICY in fastlru.POLICIES
     assert fastlru.Cache(3).policy == fastlru.DEFAULT_POLICY
 
