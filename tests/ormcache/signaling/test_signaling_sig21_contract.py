@@ -174,7 +174,11 @@ def _module_of(path):
 
 #: private modules every layer of ormcache may use: the package's lazy logger (issue #21: import
 #: cost, ``logging`` loaded when a line is logged)
-SHARED_PRIVATE = {"ormcache._logger", "ormcache._logger.get_logger"}
+#: private modules shared on purpose: the logger, and asyncio's one single flight (issue #21: one
+#: home per concept, which lru_cache on ``async def``, the async ``@ormcache`` and the SQLAlchemy
+#: bridge use), by these names only
+SHARED_PRIVATE = {"ormcache._logger", "ormcache._logger.get_logger",
+                  "fastlru._aio", "fastlru._aio.AsyncFlights", "fastlru._aio.Flight"}
 
 
 def _ours(full):
