@@ -1,11 +1,22 @@
-"""Expiry (``ttl=``/``timer=``) on both engines, with a fake timer: nothing here sleeps."""
+"""Expiry (``ttl=``/``timer=``) of ``LRU`` and ``fastlru.Cache`` (every policy), each on the
+compiled engine and its twin (the ``make_any`` fixture), with a fake timer: nothing here sleeps.
+The two types share the semantics and the messages; where they differ on purpose (which live
+entry a policy keeps, the order of ``keys()``, the repr's ``policy=``), a test branches on
+``make_any.kind``. Last, a differential fuzz of the compiled ``Cache`` against its twin with a
+clock (``LRU``'s own is ``test_lru_fuzz.py``)."""
 import copy
 import math
 import pickle
+import random
+import sys
+import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import fastlru
 from support.lru import captured_unraisable
 
 
@@ -24,136 +35,167 @@ class Clock:
         return Clock, (self.now,)
 
 
-def test_fresh_entries_are_returned_and_expired_ones_never(LRU):
+def test_fresh_entries_are_returned_and_expired_ones_never(make_any):
     clock = Clock()
-    lru = LRU(10, ttl=5, timer=clock)
-    lru["a"] = 1
+    c = make_any(10, ttl=5, timer=clock)
+    c["a"] = 1
     clock.now += 4.999
-    assert lru["a"] == 1
-    assert lru.get("a") == 1
-    assert "a" in lru
-    assert lru.peek("a") == 1
+    assert c["a"] == 1
+    assert c.get("a") == 1
+    assert "a" in c
+    assert c.peek("a") == 1
     clock.now += 0.001  # exactly ttl seconds after the store: expired
-    assert lru.get("a", "gone") == "gone"
-    assert "a" not in lru
-    assert lru.peek("a", "gone") == "gone"
+    assert c.get("a", "gone") == "gone"
+    assert "a" not in c
+    assert c.peek("a", "gone") == "gone"
     with pytest.raises(KeyError):
-        lru["a"]
-    assert lru.pop("a", "gone") == "gone"
+        c["a"]
+    assert c.pop("a", "gone") == "gone"
     with pytest.raises(KeyError):
-        del lru["a"]
+        del c["a"]
+    c._check()
 
 
-def test_a_hit_does_not_extend_life_but_a_store_does(LRU):
+def test_a_hit_does_not_extend_life_but_a_store_does(make_any):
     clock = Clock()
-    lru = LRU(10, ttl=10, timer=clock)
-    lru["a"] = 1
-    lru["b"] = 2
+    c = make_any(10, ttl=10, timer=clock)
+    c["a"] = 1
+    c["b"] = 2
     clock.now += 6
-    assert lru["a"] == 1  # a hit: same expiry
-    lru["b"] = 3  # a store: expires 10 s from now
+    assert c["a"] == 1  # a hit: same expiry
+    c["b"] = 3  # a store: expires 10 s from now
     clock.now += 5
-    assert lru.get("a") is None
-    assert lru.get("b") == 3
-    assert lru.setdefault("b", 4) == 3  # setdefault of a live key stores nothing
+    assert c.get("a") is None
+    assert c.get("b") == 3
+    assert c.setdefault("b", 4) == 3  # setdefault of a live key stores nothing
     clock.now += 5
-    assert lru.get("b") is None
+    assert c.get("b") is None
+    c._check()
 
 
-def test_len_iteration_and_views_skip_expired_entries(LRU):
+def test_len_iteration_and_views_skip_expired_entries(make_any):
     clock = Clock()
-    lru = LRU(10, ttl=10, timer=clock)
-    lru["old"] = 1
+    c = make_any(10, ttl=10, timer=clock)
+    c["old"] = 1
     clock.now += 5
-    lru["new"] = 2
-    lru["old"]  # most recent, but stored first
-    assert len(lru) == 2
+    c["new"] = 2
+    c["old"]  # most recent, but stored first
+    assert len(c) == 2
     clock.now += 5
-    assert len(lru) == 1
-    assert list(lru) == ["new"]
-    assert list(reversed(lru)) == ["new"]
-    assert lru.keys() == ["new"]
-    assert lru.values() == [2]
-    assert lru.items() == [("new", 2)]
-    assert lru == {"new": 2}
-    assert lru.info().size == 1
-    assert lru.weight == 1
-    assert repr(lru).startswith("LRU(10, [('new', 2)]")
-    assert lru.popitem() == ("new", 2)
+    assert len(c) == 1
+    assert list(c) == ["new"]
+    assert list(reversed(c)) == ["new"]
+    assert c.keys() == ["new"]
+    assert c.values() == [2]
+    assert c.items() == [("new", 2)]
+    assert c == {"new": 2}
+    assert c.info().size == 1
+    assert c.weight == 1
+    assert repr(c).startswith(f"{make_any.kind}(10, [('new', 2)]")
+    assert c.popitem() == ("new", 2)
     clock.now += 100
-    assert len(lru) == 0
+    assert len(c) == 0
+    c._check()
 
 
-def test_popitem_never_returns_an_expired_entry(LRU):
+def test_popitem_never_returns_an_expired_entry(make_any):
     clock = Clock()
-    lru = LRU(10, ttl=10, timer=clock)
-    lru["a"] = 1
+    c = make_any(10, ttl=10, timer=clock)
+    c["a"] = 1
     clock.now += 5
-    lru["b"] = 2
+    c["b"] = 2
     clock.now += 5
-    assert lru.popitem() == ("b", 2)
+    assert c.popitem() == ("b", 2)
     with pytest.raises(KeyError):
-        lru.popitem()
+        c.popitem()
 
 
-def test_expired_entries_are_reported_to_on_evict_and_counted(LRU):
+def test_expired_entries_are_reported_to_on_evict_and_counted(make_any):
     clock = Clock()
     seen = []
-    lru = LRU(10, ttl=1, timer=clock, on_evict=lambda k, v: seen.append((k, v)))
-    lru["a"] = 1
-    lru["b"] = 2
+    c = make_any(10, ttl=1, timer=clock, on_evict=lambda k, v: seen.append((k, v)))
+    c["a"] = 1
+    c["b"] = 2
     clock.now += 1
-    assert lru.get("a") is None  # a miss, and "a" is reclaimed at once
+    assert c.get("a") is None  # a miss, and "a" is reclaimed at once
     assert seen == [("a", 1)]
-    lru["c"] = 3  # a store reclaims whatever expired
+    c["c"] = 3  # a store reclaims whatever expired
     assert seen == [("a", 1), ("b", 2)]
-    assert lru.info().misses == 1
-    assert lru.info().evictions == 2
-    assert lru.items() == [("c", 3)]
-    lru._check()
+    assert c.info().misses == 1
+    assert c.info().evictions == 2
+    assert c.items() == [("c", 3)]
+    c._check()
 
 
-def test_expired_entries_go_before_live_ones(LRU):
-    # A full cache holding an expired entry drops it, not its least recent live entry.
+def test_an_expired_pop_is_reported_not_popped(make_any):
     clock = Clock()
-    lru = LRU(2, ttl=10, timer=clock)
-    lru["a"] = 1
-    clock.now += 5
-    lru["b"] = 2
-    lru["a"]  # "b" is now the least recent, "a" the oldest stored
-    clock.now += 5
-    lru["c"] = 3
-    assert lru.items() == [("c", 3), ("b", 2)]
+    seen = []
+    c = make_any(10, [("a", 1)], ttl=1, timer=clock, on_evict=lambda k, v: seen.append(k))
+    clock.now += 1
+    assert c.pop("a", "none") == "none"
+    assert seen == ["a"] and c.info().evictions == 1
 
 
-def test_ttl_with_a_weight_bound(LRU):
+@pytest.mark.parametrize("reported", [False, True], ids=["no-on_evict", "on_evict"])
+def test_expired_entries_go_before_live_ones(make_any, reported):
+    # A full cache holding an expired entry drops it, never a live entry (LRU: not its least
+    # recent live one; Cache: not the one its policy would pick).
     clock = Clock()
-    lru = LRU(10, ttl=10, timer=clock, maxweight=5, getsizeof=len)
-    lru["a"] = "xxx"
+    seen = []
+    on_evict = (lambda k, v: seen.append(k)) if reported else None
+    c = make_any(2, ttl=10, timer=clock, on_evict=on_evict)
+    c["a"] = 1
     clock.now += 5
-    lru["b"] = "yy"
-    assert lru.weight == 5
+    c["b"] = 2
+    c["a"]  # "b" is now the least recent, "a" the oldest stored
     clock.now += 5
-    lru["c"] = "zzz"  # "a" expired: its weight is free, "b" stays
-    assert lru.items() == [("c", "zzz"), ("b", "yy")]
-    assert lru.weight == 5
-    lru._check()
+    c["c"] = 3
+    if make_any.kind == "LRU":
+        assert c.items() == [("c", 3), ("b", 2)]
+    assert sorted(c.keys()) == ["b", "c"] and seen == (["a"] if reported else [])
+    c._check()
 
 
-def test_in_place_eviction_path_keeps_expiry(LRU):
-    # count-bound stores reuse the least recent entry: its stamp must follow
+def test_ttl_with_a_weight_bound(make_any):
     clock = Clock()
-    lru = LRU(3, ttl=10, timer=clock)
+    c = make_any(10, ttl=10, timer=clock, maxweight=5, getsizeof=len)
+    c["a"] = "xxx"
+    clock.now += 5
+    c["b"] = "yy"
+    assert c.weight == 5
+    clock.now += 5
+    c["c"] = "zzz"  # "a" expired: its weight is free, "b" stays
+    if make_any.kind == "LRU":
+        assert c.items() == [("c", "zzz"), ("b", "yy")]
+    assert sorted(c.items()) == [("b", "yy"), ("c", "zzz")]
+    assert c.weight == 5
+    c._check()
+
+
+def test_count_bound_stores_keep_expiry(make_any):
+    # count-bound stores evict as they go (LRU reuses the least recent entry in place): the
+    # stamp of what is stored must follow
+    clock = Clock()
+    c = make_any(3, ttl=10, timer=clock)
     for i in range(100):
-        lru[i] = i
+        c[i] = i
         clock.now += 1
-        lru._check()
-    assert lru.keys() == [99, 98, 97]
+        c._check()
+    kept = c.keys()
+    assert len(kept) <= 3 and 99 in kept
+    if make_any.kind == "LRU":
+        assert kept == [99, 98, 97]
     clock.now += 7  # 97 was stored 10 s ago
-    assert lru.keys() == [99, 98]
+    assert sorted(c.keys()) == sorted(k for k in kept if k > 97)
+    if make_any.kind == "LRU":
+        assert c.keys() == [99, 98]
+    clock.now += 100
+    assert c.keys() == [] and len(c) == 0
+    c._check()
 
 
 def test_compaction_keeps_expiry_order(LRU):
+    # LRU only: shrinking its count compacts its arena
     clock = Clock()
     lru = LRU(1000, ttl=100, timer=clock)
     for i in range(300):
@@ -170,24 +212,27 @@ def test_compaction_keeps_expiry_order(LRU):
     assert lru.keys() == ["new", 286, 287, 288, 289, 290]
 
 
-def test_ttl_none_is_the_default_and_never_calls_the_timer(LRU):
+def test_ttl_none_is_the_default_and_never_calls_the_timer(make_any):
     clock = Clock()
-    lru = LRU(3, timer=clock)
-    lru["a"] = 1
-    lru["a"]
-    len(lru)
+    c = make_any(3, timer=clock)
+    c["a"] = 1
+    c["a"]
+    len(c)
+    c.peek("a"), "a" in c, c.pop("a"), len(c), c.items(), c.info()
+    c["b"] = 2
+    c.popitem()
     assert clock.calls == 0
-    assert lru.ttl is None
-    assert LRU(3, ttl=2.5).ttl == 2.5
-    assert LRU(3).timer is time.monotonic
+    assert c.ttl is None
+    assert make_any(3, ttl=2.5).ttl == 2.5
+    assert make_any(3).timer is time.monotonic
 
 
-def test_ttl_infinite_never_expires(LRU):
+def test_ttl_infinite_never_expires(make_any):
     clock = Clock()
-    lru = LRU(3, ttl=math.inf, timer=clock)
-    lru["a"] = 1
+    c = make_any(3, ttl=math.inf, timer=clock)
+    c["a"] = 1
     clock.now = 1e300
-    assert lru["a"] == 1
+    assert c["a"] == 1
 
 
 @pytest.mark.parametrize("ttl, exc, message", [
@@ -198,14 +243,14 @@ def test_ttl_infinite_never_expires(LRU):
     (True, TypeError, "ttl must be a number of seconds, not bool"),
     ([], TypeError, "ttl must be a number of seconds, not list"),
 ])
-def test_bad_ttl_is_refused(LRU, ttl, exc, message):
+def test_bad_ttl_is_refused(make_any, ttl, exc, message):
     with pytest.raises(exc, match=message):
-        LRU(3, ttl=ttl)
+        make_any(3, ttl=ttl)
 
 
-def test_timer_must_be_callable(LRU):
+def test_timer_must_be_callable(make_any):
     with pytest.raises(TypeError, match="timer must be callable"):
-        LRU(3, ttl=1, timer=5)
+        make_any(3, ttl=1, timer=5)
 
 
 class TimerBoom(Exception):
@@ -218,7 +263,7 @@ class TimerBoom(Exception):
     (math.nan, ValueError, "timer returned NaN"),
     (None, TypeError, "timer must return a number of seconds, not NoneType"),
 ])
-def test_a_failing_timer_leaves_the_cache_as_it_was(LRU, bad, exc, message):
+def test_a_failing_timer_leaves_the_cache_as_it_was(make_any, bad, exc, message):
     state = {"bad": False}
 
     def timer():
@@ -229,79 +274,79 @@ def test_a_failing_timer_leaves_the_cache_as_it_was(LRU, bad, exc, message):
         return bad
 
     seen = []
-    lru = LRU(2, [("a", 1), ("b", 2)], ttl=10, timer=timer, on_evict=lambda k, v: seen.append(k))
-    lru["a"]
-    before = (lru.items(), lru.info())
-    ops = [lambda: lru.__setitem__("c", 3), lambda: lru["a"], lambda: lru.get("b"),
-           lambda: "a" in lru, lambda: lru.peek("a"), lambda: len(lru), lambda: lru.keys(),
-           lambda: lru.pop("a"), lambda: lru.popitem(), lambda: list(lru),
-           lambda: lru.setdefault("z", 1), lambda: lru.info(), lambda: lru.update(x=1)]
+    c = make_any(2, [("a", 1), ("b", 2)], ttl=10, timer=timer,
+                 on_evict=lambda k, v: seen.append(k))
+    c["a"]
+    before = (c.items(), c.info())
+    ops = [lambda: c.__setitem__("c", 3), lambda: c["a"], lambda: c.get("b"),
+           lambda: "a" in c, lambda: c.peek("a"), lambda: len(c), lambda: c.keys(),
+           lambda: c.pop("a"), lambda: c.popitem(), lambda: list(c),
+           lambda: c.setdefault("z", 1), lambda: c.info(), lambda: c.update(x=1)]
     for op in ops:
         state["bad"] = True
         with pytest.raises(exc, match=message):
             op()
         state["bad"] = False
-        assert (lru.items(), lru.info()) == before
+        assert (c.items(), c.info()) == before
         assert seen == []
-        lru._check()
+        c._check()
 
 
-def test_ttl_and_timer_survive_copy_and_pickle(LRU):
+def test_ttl_and_timer_survive_copy_and_pickle(make_any):
     clock = Clock()
-    lru = LRU(5, [("a", 1)], ttl=10, timer=clock, maxweight=9)
-    for again in (lru.copy(), copy.copy(lru), pickle.loads(pickle.dumps(lru))):
+    c = make_any(5, [("a", 1)], ttl=10, timer=clock, maxweight=9)
+    for again in (c.copy(), copy.copy(c), pickle.loads(pickle.dumps(c))):
         assert again.ttl == 10
         assert again.maxweight == 9
         assert again.items() == [("a", 1)]
         again.timer.now += 10  # the copy's entries were stored when it was made
         assert again.items() == []
         again.timer.now -= 10
-    lru = LRU(5, [("a", 1)], ttl=3)
-    again = pickle.loads(pickle.dumps(lru))
+    c = make_any(5, [("a", 1)], ttl=3)
+    again = pickle.loads(pickle.dumps(c))
     assert again.ttl == 3
     assert again.timer is time.monotonic
 
 
-def test_repr_shows_ttl_and_timer(LRU):
-    lru = LRU(5, ttl=2.5)
-    assert repr(lru) == "LRU(5, [], ttl=2.5)"
+def test_repr_shows_ttl_and_timer(make_any):
+    kind, args = make_any.kind, make_any.repr_args
+    c = make_any(5, ttl=2.5)
+    assert repr(c) == f"{kind}(5, [], {args}ttl=2.5)"
     clock = Clock()
-    lru = LRU(5, ttl=2, timer=clock)
-    assert repr(lru) == f"LRU(5, [], ttl=2.0, timer={clock!r})"
+    c = make_any(5, ttl=2, timer=clock)
+    assert repr(c) == f"{kind}(5, [], {args}ttl=2.0, timer={clock!r})"
 
 
-def test_on_evict_errors_of_expired_entries_are_reported_not_raised(LRU):
+def test_on_evict_errors_of_expired_entries_are_reported_not_raised(make_any):
     clock = Clock()
 
     def explode(key, value):
         raise TimerBoom(key)
 
-    lru = LRU(5, [("a", 1)], ttl=1, timer=clock, on_evict=explode)
+    c = make_any(5, [("a", 1)], ttl=1, timer=clock, on_evict=explode)
     clock.now += 2
     with captured_unraisable() as seen:
-        assert lru.get("a") is None
+        assert c.get("a") is None
     assert [type(s.exc_value) for s in seen] == [TimerBoom]
-    assert len(lru) == 0
+    assert len(c) == 0
 
 
-def test_a_timer_going_backwards_does_not_break_the_cache(LRU):
+def test_a_timer_going_backwards_does_not_break_the_cache(make_any):
     clock = Clock()
-    lru = LRU(5, ttl=10, timer=clock)
-    lru["a"] = 1
+    c = make_any(5, ttl=10, timer=clock)
+    c["a"] = 1
     clock.now -= 50
-    lru["b"] = 2  # expires before "a" although stored later
+    c["b"] = 2  # expires before "a" although stored later
     clock.now += 45
-    assert lru.get("b") is None  # checked against its own time
-    assert lru.get("a") == 1
-    lru._check()
+    assert c.get("b") is None  # checked against its own time
+    assert c.get("a") == 1
+    c._check()
     clock.now += 100
-    assert len(lru) == 0
-    lru._check()
+    assert len(c) == 0
+    c._check()
 
 
-def test_expired_entries_release_their_references(LRU):
-    import sys
-
+def test_expired_entries_release_their_references(make_any):
     class Key:
         def __hash__(self):
             return 1
@@ -309,37 +354,35 @@ def test_expired_entries_release_their_references(LRU):
     clock = Clock()
     key, value = Key(), object()
     before = (sys.getrefcount(key), sys.getrefcount(value))
-    lru = LRU(3, ttl=1, timer=clock)
-    reclaimers = [lambda: lru.get(key), lambda: lru.pop(key, None), lambda: len(lru),
-                  lambda: lru.__setitem__("other", 1), lambda: lru.keys(), lambda: lru.info(),
-                  lambda: lru.popitem() if len(lru) else None, lambda: list(lru)]
+    c = make_any(3, ttl=1, timer=clock)
+    reclaimers = [lambda: c.get(key), lambda: c.pop(key, None), lambda: len(c),
+                  lambda: c.__setitem__("other", 1), lambda: c.keys(), lambda: c.info(),
+                  lambda: c.popitem() if len(c) else None, lambda: list(c)]
     for reclaim in reclaimers:
         for _ in range(100):
-            lru[key] = value
+            c[key] = value
             clock.now += 1
             reclaim()
-        assert key not in lru
-        lru.clear()
+        assert key not in c
+        c.clear()
         assert (sys.getrefcount(key), sys.getrefcount(value)) == before
-    lru._check()
+    c._check()
 
 
-def test_threads_storing_and_reading_with_expiry(LRU):
+def test_threads_storing_and_reading_with_expiry(make_any):
     # threads hammering one expiring cache while its clock moves: never a wrong value, entries
-    # expire under contention, and the list, the table and the store order stay consistent
-    import threading
-
+    # expire under contention, and the cache's own structures stay consistent
     clock = Clock()
-    lru = LRU(50, ttl=5, timer=clock)
+    c = make_any(50, ttl=5, timer=clock)
     errors = []
 
     def work(seed):
         for i in range(2000):
             k = (seed * 7 + i) % 80
             if i % 3:
-                lru[k] = (k, clock.now)
+                c[k] = (k, clock.now)
             else:
-                got = lru.get(k)
+                got = c.get(k)
                 if got is not None and got[0] != k:
                     errors.append((k, got))
             if i % 50 == 0:
@@ -350,6 +393,129 @@ def test_threads_storing_and_reading_with_expiry(LRU):
         t.start()
     for t in threads:
         t.join()
-    lru._check()
-    assert len(lru) <= 50
+    c._check()
+    assert len(c) <= 50
     assert errors == []
+
+
+def test_a_raising_eq_in_a_store_still_reports_what_expired(make_any):
+    """A store reclaims expired entries before it looks its key up; if a key's ``__eq__`` then
+    raises, those entries are still reported to on_evict and their references released (the
+    compiled engine kept them, unreported, forever). ``LRU``'s own variants are in
+    ``test_lru_ttl_raising_store.py``."""
+    class Bad:
+        def __hash__(self):
+            return 1
+
+        def __eq__(self, other):
+            raise ZeroDivisionError("eq")
+
+    class Value:
+        pass
+
+    clock = Clock()
+    seen = []
+    c = make_any(5, ttl=1, timer=clock, on_evict=lambda k, v: seen.append(k))
+    value = Value()
+    c["old"] = value
+    clock.now += 0.9
+    c[Bad()] = 1
+    clock.now += 0.6  # "old" expired, the Bad key still lives
+    before = sys.getrefcount(value)
+    with pytest.raises(ZeroDivisionError, match="eq"):
+        c[Bad()] = 2
+    assert seen == ["old"]
+    assert sys.getrefcount(value) == before - 1
+    assert len(c) == 1 and c.info().evictions == 1
+    c._check()
+
+
+# ---------------------------------------------------------------- Cache: compiled vs twin
+
+
+op_strategy = st.tuples(
+    st.sampled_from(["get", "get", "set", "set", "set", "setdefault", "pop", "peek", "contains",
+                     "popitem", "len", "tick", "tick", "back", "clear"]),
+    st.integers(0, 25), st.integers(0, 7))
+
+
+def _apply(cache, clock, op):
+    name, k, n = op
+    try:
+        if name == "get":
+            return ("ok", cache.get(k, "default"))
+        if name == "set":
+            cache[k] = "v" * n
+            return ("ok", None)
+        if name == "setdefault":
+            return ("ok", cache.setdefault(k, "d" * n))
+        if name == "pop":
+            return ("ok", cache.pop(k, "none"))
+        if name == "peek":
+            return ("ok", cache.peek(k))
+        if name == "contains":
+            return ("ok", k in cache)
+        if name == "popitem":
+            return ("ok", cache.popitem())
+        if name == "len":
+            return ("ok", len(cache))
+        if name == "tick":
+            clock.now += n
+            return ("ok", None)
+        if name == "back":
+            clock.now -= n / 2
+            return ("ok", None)
+        if name == "clear":
+            cache.clear()
+            return ("ok", None)
+    except Exception as exc:  # noqa: BLE001 - compared between the engines
+        return ("raised", type(exc).__name__, str(exc))
+    raise AssertionError(name)
+
+
+def _compare(policy, count, ttl, maxweight, sequence):
+    from fastlru import _policy_c, _policy_py
+
+    worlds = []
+    for module in (_policy_c, _policy_py):
+        evicted = []
+        clock = Clock()
+        kwargs = {} if maxweight is None else {"maxweight": maxweight, "getsizeof": len}
+        cache = module.Cache(count, policy=policy, ttl=ttl, timer=clock,
+                             on_evict=lambda k, v, evicted=evicted: evicted.append((k, v)),
+                             **kwargs)
+        worlds.append((cache, clock, evicted))
+    (c, c_clock, c_ev), (p, p_clock, p_ev) = worlds
+    for step, op in enumerate(sequence):
+        where = "step %d %r" % (step, op)
+        assert _apply(c, c_clock, op) == _apply(p, p_clock, op), where
+        assert c_ev == p_ev, where
+        assert c.items() == p.items(), where
+        assert c.info() == p.info() and c.weight == p.weight, where
+        c._check()
+    p._check()
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("policy", fastlru.POLICIES)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(count=st.integers(1, 12), ttl=st.sampled_from([1.0, 3.0, 10.0, math.inf]),
+       maxweight=st.one_of(st.none(), st.integers(0, 20)),
+       sequence=st.lists(op_strategy, max_size=120))
+def test_compiled_matches_twin_with_ttl(policy, count, ttl, maxweight, sequence):
+    _compare(policy, count, ttl, maxweight, sequence)
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("policy", fastlru.POLICIES)
+def test_long_expiring_runs_match(policy):
+    rng = random.Random(5)
+    sequence = []
+    for _ in range(4000):
+        k = int(rng.paretovariate(0.9)) % 200
+        sequence.append(("get", k, 0))
+        if rng.random() < 0.5:
+            sequence.append(("set", k, rng.randrange(8)))
+        if rng.random() < 0.05:
+            sequence.append(("tick", 0, 1))
+    _compare(policy, 40, 20.0, None, sequence)
