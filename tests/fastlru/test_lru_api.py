@@ -815,143 +815,6 @@ def test_generic_alias(LRU):
     assert isinstance(lru, LRU)
 
 
-# ---------------------------------------------------------------- weight
-
-def test_weight_equals_len_without_getsizeof(LRU):
-    lru = filled(LRU, 5, [1, 2, 3])
-    assert lru.weight == 3 == len(lru)
-    del lru[1]
-    assert lru.weight == 2
-
-
-def test_maxweight_without_getsizeof_weighs_one(LRU):
-    rec = Recorder()
-    lru = LRU(10, maxweight=3, on_evict=rec)
-    assert lru.maxweight == 3
-    for k in "abcde":
-        lru[k] = k
-    assert lru.keys() == ["e", "d", "c"]
-    assert lru.weight == 3
-    assert rec.calls == [("a", "a"), ("b", "b")]
-    assert lru.info().evictions == 2
-
-
-def test_weight_bound(LRU):
-    rec = Recorder()
-    lru = LRU(10, maxweight=10, getsizeof=weigh_len, on_evict=rec)
-    lru["a"] = "aaaa"
-    lru["b"] = "bbb"
-    lru["c"] = "cc"
-    assert lru.weight == 9
-    lru["d"] = "dd"  # 11 > 10: evict a
-    assert lru.keys() == ["d", "c", "b"]
-    assert lru.weight == 7
-    assert rec.calls == [("a", "aaaa")]
-    lru["e"] = "eeeeeeee"  # 15 -> evict b (12) -> evict c (10)
-    assert lru.keys() == ["e", "d"]
-    assert lru.weight == 10
-    assert rec.calls == [("a", "aaaa"), ("b", "bbb"), ("c", "cc")]
-    assert lru.info().evictions == 3
-    lru._check()
-
-
-def test_weight_exactly_maxweight_fits(LRU):
-    lru = LRU(10, maxweight=4, getsizeof=weigh_len)
-    lru["a"] = "xxxx"
-    assert lru.items() == [("a", "xxxx")]
-    assert lru.weight == 4
-
-
-def test_weight_replace_updates_weight(LRU):
-    rec = Recorder()
-    lru = LRU(10, maxweight=6, getsizeof=weigh_len, on_evict=rec)
-    lru["a"] = "aa"
-    lru["b"] = "bb"
-    lru["c"] = "cc"
-    assert lru.weight == 6
-    lru["b"] = "b"
-    assert lru.weight == 5
-    assert lru.keys() == ["b", "c", "a"]
-    lru["c"] = "cccc"  # 2 + 1 + 4 = 7 > 6: evict a
-    assert lru.keys() == ["c", "b"]
-    assert lru.weight == 5
-    assert rec.calls == [("a", "aa")]
-    lru["c"] = "cccccc"  # replacing the key itself: pushes out b, c stays
-    assert lru.items() == [("c", "cccccc")]
-    assert lru.weight == 6
-    assert rec.calls == [("a", "aa"), ("b", "b")]
-    lru._check()
-
-
-def test_weight_tracks_removals(LRU):
-    lru = LRU(10, maxweight=100, getsizeof=weigh_len)
-    lru.update([("a", "1"), ("b", "22"), ("c", "333"), ("d", "4444")])
-    assert lru.weight == 10
-    del lru["a"]
-    assert lru.weight == 9
-    lru.pop("b")
-    assert lru.weight == 7
-    lru.popitem()  # c
-    assert lru.weight == 4
-    lru.clear()
-    assert lru.weight == 0
-    lru.setdefault("z", "zz")
-    assert lru.weight == 2
-
-
-def test_weight_count_bound_also_applies(LRU):
-    lru = LRU(2, maxweight=100, getsizeof=weigh_len)
-    lru.update([("a", "1"), ("b", "22"), ("c", "333")])
-    assert lru.keys() == ["c", "b"]
-    assert lru.weight == 5
-    lru.count = 1
-    assert lru.keys() == ["c"]
-    assert lru.weight == 3
-
-
-def test_zero_weight_items(LRU):
-    lru = LRU(3, maxweight=0, getsizeof=weigh_len)
-    lru["a"] = ""
-    lru["b"] = ""
-    assert lru.weight == 0
-    assert lru.keys() == ["b", "a"]
-    with pytest.raises(ValueError):
-        lru["c"] = "c"
-    assert lru.keys() == ["b", "a"]
-
-
-def test_heavier_than_maxweight_is_refused(LRU):
-    rec = Recorder()
-    lru = LRU(10, [("a", "aa"), ("b", "bb")], maxweight=5, getsizeof=weigh_len, on_evict=rec)
-    with pytest.raises(ValueError):
-        lru["c"] = "cccccc"
-    assert lru.items() == [("b", "bb"), ("a", "aa")]
-    assert lru.weight == 4
-    # An old value under that key stays.
-    with pytest.raises(ValueError):
-        lru["a"] = "aaaaaa"
-    assert lru.items() == [("b", "bb"), ("a", "aa")]
-    assert lru["a"] == "aa"
-    with pytest.raises(ValueError):
-        lru.setdefault("d", "dddddd")
-    assert "d" not in lru
-    with pytest.raises(ValueError):
-        lru.update({"e": "eeeeee"})
-    assert "e" not in lru
-    assert rec.calls == []
-    assert lru.info().evictions == 0
-    lru._check()
-
-
-def test_maxweight_is_read_only(LRU):
-    lru = LRU(3, maxweight=5)
-    with pytest.raises(AttributeError):
-        lru.maxweight = 10
-    assert lru.maxweight == 5
-    with pytest.raises(AttributeError):
-        lru.weight = 10
-
-
 # ---------------------------------------------------------------- on_evict
 
 def test_on_evict_called_only_for_capacity_weight_and_resize(LRU):
@@ -1030,16 +893,6 @@ def test_on_evict_none_is_fine(LRU):
     assert lru.items() == [(2, 2)]
 
 
-def test_setdefault_present_does_not_weigh_the_default(LRU):
-    # Present: "returns value and promotes"; the default is not stored, so it is not weighed.
-    lru = LRU(5, [("a", "aa"), ("b", "bb")], maxweight=5, getsizeof=weigh_len)
-    assert lru.setdefault("a") == "aa"  # len(None) would raise TypeError
-    assert lru.setdefault("b", "far-too-heavy") == "bb"
-    assert lru.items() == [("b", "bb"), ("a", "aa")]
-    assert lru.weight == 4
-    lru._check()
-
-
 def test_large_count_reads_back(LRU):
     # "values < 1 become 1" is the only normalisation of count: ``LRU(sys.maxsize)`` is the
     # usual way to ask for an (in practice) unbounded cache, and reads back as given.
@@ -1084,33 +937,6 @@ def test_update_keyword_named_self(LRU):
     assert lru.items() == [("self", 1)]
     lru.update([("a", 2)], self=3)
     assert lru.items() == [("self", 3), ("a", 2)]
-
-
-def test_huge_maxweight_is_accepted(LRU):
-    # "maxweight: int >= 0": any such int, however large, is a valid bound.
-    lru = LRU(3, maxweight=sys.maxsize, getsizeof=lambda v: v)
-    assert lru.maxweight == sys.maxsize
-    lru["a"] = 2**62
-    assert lru.weight == 2**62
-    huge = LRU(3, maxweight=10**30, getsizeof=lambda v: v)
-    assert huge.maxweight >= sys.maxsize
-    huge["a"] = 2**62
-    huge["b"] = 1
-    assert huge.items() == [("b", 1), ("a", 2**62)]
-    huge._check()
-
-
-def test_weights_near_the_integer_limit(LRU):
-    lru = LRU(3, maxweight=sys.maxsize, getsizeof=lambda v: v)
-    lru["a"] = 2**62
-    lru["b"] = 2**62  # 2**63 > sys.maxsize: "a" goes
-    assert lru.items() == [("b", 2**62)]
-    lru["c"] = sys.maxsize  # alone it fits exactly
-    assert lru.items() == [("c", sys.maxsize)]
-    assert lru.weight == sys.maxsize
-    lru["d"] = 0
-    assert lru.items() == [("d", 0), ("c", sys.maxsize)]
-    lru._check()
 
 
 # ---------------------------------------------------------------- issue #12: statistics, messages, repr
