@@ -2,7 +2,7 @@
 ``test_policy_*.py`` that asks for them runs on both implementations (the compiled engine, which
 must have built, and its pure-Python twin) and, with ``policy`` or ``make``, every policy.
 ``make_any`` covers both types at once, ``LRU`` and ``Cache``, for the suites they share
-(``test_ttl.py``, ``test_weights.py``)."""
+(``test_ttl.py``, ``test_weights.py``, ``test_pickle.py``)."""
 import importlib
 
 import pytest

@@ -1,6 +1,5 @@
 """Unit tests of every method of ``fastlru.LRU`` against the contract (notes/API.md)."""
 import collections.abc
-import pickle
 import sys
 import time
 import typing
@@ -22,18 +21,6 @@ class Recorder:
 
     def __call__(self, key, value):
         self.calls.append((key, value))
-
-
-EVICTED = []
-
-
-def record_evicted(key, value):
-    """Module-level (so picklable) on_evict."""
-    EVICTED.append((key, value))
-
-
-def weigh_len(value):
-    return len(value)
 
 
 class Boom(Exception):
@@ -616,49 +603,7 @@ def test_iterators_are_independent(LRU):
     assert iter(a) is a
 
 
-# ---------------------------------------------------------------- copy / eq / repr / pickle
-
-def test_copy(LRU):
-    rec = Recorder()
-    lru = LRU(3, [("a", "x"), ("b", "yy")], on_evict=rec, maxweight=5, getsizeof=weigh_len)
-    lru["a"]
-    lru.get("zz")
-    before_info = lru.info()
-    c = lru.copy()
-    assert type(c) is type(lru)
-    assert c is not lru
-    assert c.items() == [("a", "x"), ("b", "yy")]
-    assert c.count == 3
-    assert c.maxweight == 5
-    assert c.weight == 3
-    assert c.info() == fastlru.CacheInfo(0, 0, 0, 2, 3)
-    # The original is untouched by copying: same order, same statistics.
-    assert lru.items() == [("a", "x"), ("b", "yy")]
-    assert lru.info() == before_info
-    # Same getsizeof/maxweight: "cc" (2) + "x" (1) + "yy" (2) = 5 fits, "ddd" evicts by weight.
-    c["cc"] = "cc"
-    assert c.items() == [("cc", "cc"), ("a", "x"), ("b", "yy")]
-    c["ddd"] = "ddd"
-    assert c.items() == [("ddd", "ddd"), ("cc", "cc")]
-    # Same on_evict.
-    assert rec.calls == [("b", "yy"), ("a", "x")]
-    # Independent of the original.
-    assert lru.items() == [("a", "x"), ("b", "yy")]
-    c._check()
-    lru._check()
-
-
-def test_copy_plain_and_empty(LRU):
-    lru = LRU(4)
-    c = lru.copy()
-    assert c.items() == [] and c.count == 4 and c.maxweight is None
-    lru = filled(LRU, 4, [1, 2, 3, 4])
-    c = lru.copy()
-    assert c == lru
-    c[5] = 50
-    assert c.keys() == [5, 4, 3, 2]
-    assert lru.keys() == [4, 3, 2, 1]
-
+# ---------------------------------------------------------------- eq / repr (copy and pickle: test_pickle.py)
 
 def test_eq_with_lru_is_order_sensitive(LRU):
     a = filled(LRU, 3, [1, 2])
@@ -720,41 +665,6 @@ def test_repr_eval_round_trip(LRU):
     assert again == lru
     assert again.items() == lru.items()
     assert again.count == lru.count
-
-
-def test_pickle_round_trip(LRU):
-    EVICTED.clear()
-    lru = LRU(3, [("a", "x"), ("b", "yy"), ("c", "z")], on_evict=record_evicted, maxweight=6, getsizeof=weigh_len)
-    lru["a"]
-    lru.get("nope")
-    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
-        again = pickle.loads(pickle.dumps(lru, proto))
-        assert type(again) is type(lru)
-        assert again.items() == lru.items() == [("a", "x"), ("c", "z"), ("b", "yy")]
-        assert again.count == 3
-        assert again.maxweight == 6
-        assert again.weight == 4
-        assert again.info() == fastlru.CacheInfo(0, 0, 0, 3, 3)
-        # getsizeof and on_evict survived: a 3-weight value pushes out "b" (count) and "c" (weight).
-        EVICTED.clear()
-        again["d"] = "ddd"
-        assert again.items() == [("d", "ddd"), ("a", "x"), ("c", "z")]
-        again["e"] = "eee"
-        assert again.items() == [("e", "eee"), ("d", "ddd")]
-        assert EVICTED == [("b", "yy"), ("c", "z"), ("a", "x")]
-        assert again.info().evictions == 3
-        with pytest.raises(ValueError):
-            again["big"] = "1234567"
-    assert lru.info().hits == 1  # the original is unaffected
-
-
-def test_pickle_plain(LRU):
-    lru = LRU(2, [(1, 2), (3, 4)])
-    again = pickle.loads(pickle.dumps(lru))
-    assert again.items() == [(3, 4), (1, 2)]
-    assert again.maxweight is None
-    again[5] = 6
-    assert again.items() == [(5, 6), (3, 4)]
 
 
 # ---------------------------------------------------------------- info / typing / ABC
