@@ -11,6 +11,7 @@ import time
 import pytest
 
 import fastlru
+from support.twins import Clock
 
 
 class Recorder:
@@ -33,14 +34,6 @@ def record_evicted(key, value):
 
 def weigh_len(value):
     return len(value)
-
-
-class Clock:
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 def clones(cache):

@@ -18,21 +18,7 @@ from hypothesis import strategies as st
 
 import fastlru
 from support.lru import captured_unraisable
-
-
-class Clock:
-    """A fake monotonic timer: ``clock.now`` seconds, advanced by hand."""
-
-    def __init__(self, now=1000.0):
-        self.now = now
-        self.calls = 0
-
-    def __call__(self):
-        self.calls += 1
-        return self.now
-
-    def __reduce__(self):
-        return Clock, (self.now,)
+from support.twins import Clock, compare
 
 
 def test_fresh_entries_are_returned_and_expired_ones_never(make_any):
@@ -439,63 +425,6 @@ op_strategy = st.tuples(
     st.integers(0, 25), st.integers(0, 7))
 
 
-def _apply(cache, clock, op):
-    name, k, n = op
-    try:
-        if name == "get":
-            return ("ok", cache.get(k, "default"))
-        if name == "set":
-            cache[k] = "v" * n
-            return ("ok", None)
-        if name == "setdefault":
-            return ("ok", cache.setdefault(k, "d" * n))
-        if name == "pop":
-            return ("ok", cache.pop(k, "none"))
-        if name == "peek":
-            return ("ok", cache.peek(k))
-        if name == "contains":
-            return ("ok", k in cache)
-        if name == "popitem":
-            return ("ok", cache.popitem())
-        if name == "len":
-            return ("ok", len(cache))
-        if name == "tick":
-            clock.now += n
-            return ("ok", None)
-        if name == "back":
-            clock.now -= n / 2
-            return ("ok", None)
-        if name == "clear":
-            cache.clear()
-            return ("ok", None)
-    except Exception as exc:  # noqa: BLE001 - compared between the engines
-        return ("raised", type(exc).__name__, str(exc))
-    raise AssertionError(name)
-
-
-def _compare(policy, count, ttl, maxweight, sequence):
-    from fastlru import _policy_c, _policy_py
-
-    worlds = []
-    for module in (_policy_c, _policy_py):
-        evicted = []
-        clock = Clock()
-        kwargs = {} if maxweight is None else {"maxweight": maxweight, "getsizeof": len}
-        cache = module.Cache(count, policy=policy, ttl=ttl, timer=clock,
-                             on_evict=lambda k, v, evicted=evicted: evicted.append((k, v)),
-                             **kwargs)
-        worlds.append((cache, clock, evicted))
-    (c, c_clock, c_ev), (p, p_clock, p_ev) = worlds
-    for step, op in enumerate(sequence):
-        where = "step %d %r" % (step, op)
-        assert _apply(c, c_clock, op) == _apply(p, p_clock, op), where
-        assert c_ev == p_ev, where
-        assert c.items() == p.items(), where
-        assert c.info() == p.info() and c.weight == p.weight, where
-        c._check()
-    p._check()
-
-
 @pytest.mark.c_extension
 @pytest.mark.parametrize("policy", fastlru.POLICIES)
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -503,7 +432,10 @@ def _compare(policy, count, ttl, maxweight, sequence):
        maxweight=st.one_of(st.none(), st.integers(0, 20)),
        sequence=st.lists(op_strategy, max_size=120))
 def test_compiled_matches_twin_with_ttl(policy, count, ttl, maxweight, sequence):
-    _compare(policy, count, ttl, maxweight, sequence)
+    options = {"ttl": ttl}
+    if maxweight is not None:
+        options.update(maxweight=maxweight, getsizeof=len)
+    compare(policy, count, options, sequence)
 
 
 @pytest.mark.c_extension
@@ -518,4 +450,4 @@ def test_long_expiring_runs_match(policy):
             sequence.append(("set", k, rng.randrange(8)))
         if rng.random() < 0.05:
             sequence.append(("tick", 0, 1))
-    _compare(policy, 40, 20.0, None, sequence)
+    compare(policy, 40, {"ttl": 20.0}, sequence)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastlru
+from support.twins import compare
 
 
 def weigh_len(value):
@@ -436,55 +437,13 @@ op_strategy = st.tuples(
     st.integers(0, 25), st.integers(0, 7))
 
 
-def _apply(cache, evicted, op):
-    name, k, n = op
-    try:
-        if name == "get":
-            return ("ok", cache.get(k, "default"))
-        if name == "set":
-            cache[k] = "v" * n
-            return ("ok", None)
-        if name == "setdefault":
-            return ("ok", cache.setdefault(k, "d" * n))
-        if name == "pop":
-            return ("ok", cache.pop(k, "none"))
-        if name == "popitem":
-            return ("ok", cache.popitem())
-        if name == "clear":
-            cache.clear()
-            return ("ok", None)
-    except Exception as exc:  # noqa: BLE001 - compared between the engines
-        return ("raised", type(exc).__name__, str(exc))
-    raise AssertionError(name)
-
-
-def _compare(policy, count, maxweight, sequence):
-    from fastlru import _policy_c, _policy_py
-
-    worlds = []
-    for module in (_policy_c, _policy_py):
-        evicted = []
-        cache = module.Cache(count, policy=policy, maxweight=maxweight, getsizeof=weigh_len,
-                             on_evict=lambda k, v, evicted=evicted: evicted.append((k, v)))
-        worlds.append((cache, evicted))
-    (c, c_ev), (p, p_ev) = worlds
-    for step, op in enumerate(sequence):
-        where = "step %d %r" % (step, op)
-        assert _apply(c, c_ev, op) == _apply(p, p_ev, op), where
-        assert c_ev == p_ev, where
-        assert c.items() == p.items(), where
-        assert c.info() == p.info() and c.weight == p.weight, where
-    c._check()
-    p._check()
-
-
 @pytest.mark.c_extension
 @pytest.mark.parametrize("policy", fastlru.POLICIES)
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(count=st.integers(1, 12), maxweight=st.integers(0, 20),
        sequence=st.lists(op_strategy, max_size=120))
 def test_compiled_matches_twin_with_weights(policy, count, maxweight, sequence):
-    _compare(policy, count, maxweight, sequence)
+    compare(policy, count, {"maxweight": maxweight, "getsizeof": weigh_len}, sequence)
 
 
 @pytest.mark.c_extension
@@ -497,4 +456,4 @@ def test_long_weighted_runs_match(policy):
         sequence.append(("get", k, 0))
         if rng.random() < 0.5:
             sequence.append(("set", k, rng.randrange(8)))
-    _compare(policy, 40, 90, sequence)
+    compare(policy, 40, {"maxweight": 90, "getsizeof": weigh_len}, sequence)
