@@ -1,6 +1,8 @@
 """Fixtures of the policy engine's tests (``fastlru.Cache``, issue #22): each test of
 ``test_policy_*.py`` that asks for them runs on both implementations (the compiled engine, which
-must have built, and its pure-Python twin) and, with ``policy`` or ``make``, every policy."""
+must have built, and its pure-Python twin) and, with ``policy`` or ``make``, every policy.
+``make_any`` covers both types at once, ``LRU`` and ``Cache``, for the suites they share
+(``test_ttl.py``, ``test_weights.py``, ``test_pickle.py``)."""
 import importlib
 
 import pytest
@@ -31,3 +33,36 @@ def make(policy_module, policy):
     def make(count, *args, **kwargs):
         return policy_module.Cache(count, *args, policy=policy, **kwargs)
     return make
+
+
+# Both cache types behind one factory, for suites that hold of LRU and Cache alike (issue #21):
+# LRU on each engine, then Cache with every policy on each engine.
+ANY_CACHE = [
+    pytest.param(("fastlru._lru_c", "LRU", None), id="LRU-c-extension",
+                 marks=pytest.mark.c_extension),
+    pytest.param(("fastlru._lru_py", "LRU", None), id="LRU-pure-python"),
+    *[pytest.param(("fastlru._policy_c", "Cache", name), id=f"Cache-{name}-c-extension",
+                   marks=pytest.mark.c_extension) for name in fastlru.POLICIES],
+    *[pytest.param(("fastlru._policy_py", "Cache", name), id=f"Cache-{name}-pure-python")
+      for name in fastlru.POLICIES],
+]
+
+
+@pytest.fixture(params=ANY_CACHE)
+def make_any(request):
+    """make_any(count, ...) -> an ``LRU`` or a ``Cache`` (one policy) of one implementation.
+
+    ``make_any.kind`` is ``"LRU"`` or ``"Cache"``, ``make_any.policy`` the policy (``None`` for
+    ``LRU``), ``make_any.repr_args`` what the type's repr shows before ``ttl=``."""
+    module_name, kind, policy = request.param
+    cls = getattr(importlib.import_module(module_name), kind)
+    if policy is None:
+        def make_any(count, *args, **kwargs):
+            return cls(count, *args, **kwargs)
+    else:
+        def make_any(count, *args, **kwargs):
+            return cls(count, *args, policy=policy, **kwargs)
+    make_any.kind = kind
+    make_any.policy = policy
+    make_any.repr_args = "" if policy is None else f"policy={policy!r}, "
+    return make_any

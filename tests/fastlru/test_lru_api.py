@@ -1,6 +1,5 @@
 """Unit tests of every method of ``fastlru.LRU`` against the contract (notes/API.md)."""
 import collections.abc
-import pickle
 import sys
 import time
 import typing
@@ -22,18 +21,6 @@ class Recorder:
 
     def __call__(self, key, value):
         self.calls.append((key, value))
-
-
-EVICTED = []
-
-
-def record_evicted(key, value):
-    """Module-level (so picklable) on_evict."""
-    EVICTED.append((key, value))
-
-
-def weigh_len(value):
-    return len(value)
 
 
 class Boom(Exception):
@@ -616,49 +603,7 @@ def test_iterators_are_independent(LRU):
     assert iter(a) is a
 
 
-# ---------------------------------------------------------------- copy / eq / repr / pickle
-
-def test_copy(LRU):
-    rec = Recorder()
-    lru = LRU(3, [("a", "x"), ("b", "yy")], on_evict=rec, maxweight=5, getsizeof=weigh_len)
-    lru["a"]
-    lru.get("zz")
-    before_info = lru.info()
-    c = lru.copy()
-    assert type(c) is type(lru)
-    assert c is not lru
-    assert c.items() == [("a", "x"), ("b", "yy")]
-    assert c.count == 3
-    assert c.maxweight == 5
-    assert c.weight == 3
-    assert c.info() == fastlru.CacheInfo(0, 0, 0, 2, 3)
-    # The original is untouched by copying: same order, same statistics.
-    assert lru.items() == [("a", "x"), ("b", "yy")]
-    assert lru.info() == before_info
-    # Same getsizeof/maxweight: "cc" (2) + "x" (1) + "yy" (2) = 5 fits, "ddd" evicts by weight.
-    c["cc"] = "cc"
-    assert c.items() == [("cc", "cc"), ("a", "x"), ("b", "yy")]
-    c["ddd"] = "ddd"
-    assert c.items() == [("ddd", "ddd"), ("cc", "cc")]
-    # Same on_evict.
-    assert rec.calls == [("b", "yy"), ("a", "x")]
-    # Independent of the original.
-    assert lru.items() == [("a", "x"), ("b", "yy")]
-    c._check()
-    lru._check()
-
-
-def test_copy_plain_and_empty(LRU):
-    lru = LRU(4)
-    c = lru.copy()
-    assert c.items() == [] and c.count == 4 and c.maxweight is None
-    lru = filled(LRU, 4, [1, 2, 3, 4])
-    c = lru.copy()
-    assert c == lru
-    c[5] = 50
-    assert c.keys() == [5, 4, 3, 2]
-    assert lru.keys() == [4, 3, 2, 1]
-
+# ---------------------------------------------------------------- eq / repr (copy and pickle: test_pickle.py)
 
 def test_eq_with_lru_is_order_sensitive(LRU):
     a = filled(LRU, 3, [1, 2])
@@ -722,41 +667,6 @@ def test_repr_eval_round_trip(LRU):
     assert again.count == lru.count
 
 
-def test_pickle_round_trip(LRU):
-    EVICTED.clear()
-    lru = LRU(3, [("a", "x"), ("b", "yy"), ("c", "z")], on_evict=record_evicted, maxweight=6, getsizeof=weigh_len)
-    lru["a"]
-    lru.get("nope")
-    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
-        again = pickle.loads(pickle.dumps(lru, proto))
-        assert type(again) is type(lru)
-        assert again.items() == lru.items() == [("a", "x"), ("c", "z"), ("b", "yy")]
-        assert again.count == 3
-        assert again.maxweight == 6
-        assert again.weight == 4
-        assert again.info() == fastlru.CacheInfo(0, 0, 0, 3, 3)
-        # getsizeof and on_evict survived: a 3-weight value pushes out "b" (count) and "c" (weight).
-        EVICTED.clear()
-        again["d"] = "ddd"
-        assert again.items() == [("d", "ddd"), ("a", "x"), ("c", "z")]
-        again["e"] = "eee"
-        assert again.items() == [("e", "eee"), ("d", "ddd")]
-        assert EVICTED == [("b", "yy"), ("c", "z"), ("a", "x")]
-        assert again.info().evictions == 3
-        with pytest.raises(ValueError):
-            again["big"] = "1234567"
-    assert lru.info().hits == 1  # the original is unaffected
-
-
-def test_pickle_plain(LRU):
-    lru = LRU(2, [(1, 2), (3, 4)])
-    again = pickle.loads(pickle.dumps(lru))
-    assert again.items() == [(3, 4), (1, 2)]
-    assert again.maxweight is None
-    again[5] = 6
-    assert again.items() == [(5, 6), (3, 4)]
-
-
 # ---------------------------------------------------------------- info / typing / ABC
 
 def test_info_counters(LRU):
@@ -813,143 +723,6 @@ def test_generic_alias(LRU):
     assert hints["return"] == LRU[str, int]
     lru = alias(3)  # a GenericAlias is callable
     assert isinstance(lru, LRU)
-
-
-# ---------------------------------------------------------------- weight
-
-def test_weight_equals_len_without_getsizeof(LRU):
-    lru = filled(LRU, 5, [1, 2, 3])
-    assert lru.weight == 3 == len(lru)
-    del lru[1]
-    assert lru.weight == 2
-
-
-def test_maxweight_without_getsizeof_weighs_one(LRU):
-    rec = Recorder()
-    lru = LRU(10, maxweight=3, on_evict=rec)
-    assert lru.maxweight == 3
-    for k in "abcde":
-        lru[k] = k
-    assert lru.keys() == ["e", "d", "c"]
-    assert lru.weight == 3
-    assert rec.calls == [("a", "a"), ("b", "b")]
-    assert lru.info().evictions == 2
-
-
-def test_weight_bound(LRU):
-    rec = Recorder()
-    lru = LRU(10, maxweight=10, getsizeof=weigh_len, on_evict=rec)
-    lru["a"] = "aaaa"
-    lru["b"] = "bbb"
-    lru["c"] = "cc"
-    assert lru.weight == 9
-    lru["d"] = "dd"  # 11 > 10: evict a
-    assert lru.keys() == ["d", "c", "b"]
-    assert lru.weight == 7
-    assert rec.calls == [("a", "aaaa")]
-    lru["e"] = "eeeeeeee"  # 15 -> evict b (12) -> evict c (10)
-    assert lru.keys() == ["e", "d"]
-    assert lru.weight == 10
-    assert rec.calls == [("a", "aaaa"), ("b", "bbb"), ("c", "cc")]
-    assert lru.info().evictions == 3
-    lru._check()
-
-
-def test_weight_exactly_maxweight_fits(LRU):
-    lru = LRU(10, maxweight=4, getsizeof=weigh_len)
-    lru["a"] = "xxxx"
-    assert lru.items() == [("a", "xxxx")]
-    assert lru.weight == 4
-
-
-def test_weight_replace_updates_weight(LRU):
-    rec = Recorder()
-    lru = LRU(10, maxweight=6, getsizeof=weigh_len, on_evict=rec)
-    lru["a"] = "aa"
-    lru["b"] = "bb"
-    lru["c"] = "cc"
-    assert lru.weight == 6
-    lru["b"] = "b"
-    assert lru.weight == 5
-    assert lru.keys() == ["b", "c", "a"]
-    lru["c"] = "cccc"  # 2 + 1 + 4 = 7 > 6: evict a
-    assert lru.keys() == ["c", "b"]
-    assert lru.weight == 5
-    assert rec.calls == [("a", "aa")]
-    lru["c"] = "cccccc"  # replacing the key itself: pushes out b, c stays
-    assert lru.items() == [("c", "cccccc")]
-    assert lru.weight == 6
-    assert rec.calls == [("a", "aa"), ("b", "b")]
-    lru._check()
-
-
-def test_weight_tracks_removals(LRU):
-    lru = LRU(10, maxweight=100, getsizeof=weigh_len)
-    lru.update([("a", "1"), ("b", "22"), ("c", "333"), ("d", "4444")])
-    assert lru.weight == 10
-    del lru["a"]
-    assert lru.weight == 9
-    lru.pop("b")
-    assert lru.weight == 7
-    lru.popitem()  # c
-    assert lru.weight == 4
-    lru.clear()
-    assert lru.weight == 0
-    lru.setdefault("z", "zz")
-    assert lru.weight == 2
-
-
-def test_weight_count_bound_also_applies(LRU):
-    lru = LRU(2, maxweight=100, getsizeof=weigh_len)
-    lru.update([("a", "1"), ("b", "22"), ("c", "333")])
-    assert lru.keys() == ["c", "b"]
-    assert lru.weight == 5
-    lru.count = 1
-    assert lru.keys() == ["c"]
-    assert lru.weight == 3
-
-
-def test_zero_weight_items(LRU):
-    lru = LRU(3, maxweight=0, getsizeof=weigh_len)
-    lru["a"] = ""
-    lru["b"] = ""
-    assert lru.weight == 0
-    assert lru.keys() == ["b", "a"]
-    with pytest.raises(ValueError):
-        lru["c"] = "c"
-    assert lru.keys() == ["b", "a"]
-
-
-def test_heavier_than_maxweight_is_refused(LRU):
-    rec = Recorder()
-    lru = LRU(10, [("a", "aa"), ("b", "bb")], maxweight=5, getsizeof=weigh_len, on_evict=rec)
-    with pytest.raises(ValueError):
-        lru["c"] = "cccccc"
-    assert lru.items() == [("b", "bb"), ("a", "aa")]
-    assert lru.weight == 4
-    # An old value under that key stays.
-    with pytest.raises(ValueError):
-        lru["a"] = "aaaaaa"
-    assert lru.items() == [("b", "bb"), ("a", "aa")]
-    assert lru["a"] == "aa"
-    with pytest.raises(ValueError):
-        lru.setdefault("d", "dddddd")
-    assert "d" not in lru
-    with pytest.raises(ValueError):
-        lru.update({"e": "eeeeee"})
-    assert "e" not in lru
-    assert rec.calls == []
-    assert lru.info().evictions == 0
-    lru._check()
-
-
-def test_maxweight_is_read_only(LRU):
-    lru = LRU(3, maxweight=5)
-    with pytest.raises(AttributeError):
-        lru.maxweight = 10
-    assert lru.maxweight == 5
-    with pytest.raises(AttributeError):
-        lru.weight = 10
 
 
 # ---------------------------------------------------------------- on_evict
@@ -1030,16 +803,6 @@ def test_on_evict_none_is_fine(LRU):
     assert lru.items() == [(2, 2)]
 
 
-def test_setdefault_present_does_not_weigh_the_default(LRU):
-    # Present: "returns value and promotes"; the default is not stored, so it is not weighed.
-    lru = LRU(5, [("a", "aa"), ("b", "bb")], maxweight=5, getsizeof=weigh_len)
-    assert lru.setdefault("a") == "aa"  # len(None) would raise TypeError
-    assert lru.setdefault("b", "far-too-heavy") == "bb"
-    assert lru.items() == [("b", "bb"), ("a", "aa")]
-    assert lru.weight == 4
-    lru._check()
-
-
 def test_large_count_reads_back(LRU):
     # "values < 1 become 1" is the only normalisation of count: ``LRU(sys.maxsize)`` is the
     # usual way to ask for an (in practice) unbounded cache, and reads back as given.
@@ -1084,33 +847,6 @@ def test_update_keyword_named_self(LRU):
     assert lru.items() == [("self", 1)]
     lru.update([("a", 2)], self=3)
     assert lru.items() == [("self", 3), ("a", 2)]
-
-
-def test_huge_maxweight_is_accepted(LRU):
-    # "maxweight: int >= 0": any such int, however large, is a valid bound.
-    lru = LRU(3, maxweight=sys.maxsize, getsizeof=lambda v: v)
-    assert lru.maxweight == sys.maxsize
-    lru["a"] = 2**62
-    assert lru.weight == 2**62
-    huge = LRU(3, maxweight=10**30, getsizeof=lambda v: v)
-    assert huge.maxweight >= sys.maxsize
-    huge["a"] = 2**62
-    huge["b"] = 1
-    assert huge.items() == [("b", 1), ("a", 2**62)]
-    huge._check()
-
-
-def test_weights_near_the_integer_limit(LRU):
-    lru = LRU(3, maxweight=sys.maxsize, getsizeof=lambda v: v)
-    lru["a"] = 2**62
-    lru["b"] = 2**62  # 2**63 > sys.maxsize: "a" goes
-    assert lru.items() == [("b", 2**62)]
-    lru["c"] = sys.maxsize  # alone it fits exactly
-    assert lru.items() == [("c", sys.maxsize)]
-    assert lru.weight == sys.maxsize
-    lru["d"] = 0
-    assert lru.items() == [("d", 0), ("c", sys.maxsize)]
-    lru._check()
 
 
 # ---------------------------------------------------------------- issue #12: statistics, messages, repr

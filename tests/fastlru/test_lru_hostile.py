@@ -4,7 +4,6 @@ iterator, a replaced ``builtins.len``. Each case holds both implementations to C
 containers: a clear exception or a valid result, never a crash, a hang or a corrupted cache.
 Cases that could crash or hang run in a subprocess (``run_isolated``)."""
 import gc
-import pickle
 import sys
 import weakref
 
@@ -136,22 +135,6 @@ def test_a_cache_used_before_init_is_a_valid_lru_of_one(lru_module):
     assert "refused: " in out
     assert "again: LRU.__init__ called twice" in out
     assert out.endswith("ok 300\n")
-
-
-def test_a_crafted_pickle_builds_a_valid_cache(lru_module):
-    LRU = lru_module.LRU
-    # GLOBAL LRU, EMPTY_TUPLE, NEWOBJ (LRU.__new__, never __init__), then SETITEMS {1: "a", 2: "b"}
-    crafted = (b"\x80\x02c" + f"{LRU.__module__}\nLRU\n".encode() + b")\x81"
-               + b"(K\x01X\x01\x00\x00\x00aK\x02X\x01\x00\x00\x00bu.")
-    c = pickle.loads(crafted)
-    assert type(c) is LRU
-    assert c.items() == [(2, "b")]
-    with pytest.raises(RuntimeError):
-        c.__init__(10, maxweight=100, getsizeof=len)
-    assert c.items() == [(2, "b")] and c.maxweight is None and c.count == 1
-    c[3] = "c"
-    assert c.items() == [(3, "c")]
-    c._check()
 
 
 def test_pre_init_cache_in_the_gc(lru_module):
