@@ -900,59 +900,18 @@ for _i in range(MAX_INDICES):
 cdef object _expr_call(CachedMethod self, _Slot slot, tuple values, PyObject** args, Py_ssize_t nargs,
                        PyObject* kwnames):
     """An expression-key call (``values``: the key lambda's tuple, at most MAX_INDICES items):
-    the probe ``(model, method, *values)`` refilled in the method's own tuple, its hash folded
-    from the slot's prefix, one C lookup in the engine (as the fast path's hit); a miss or an
-    error goes where ``_cached_call``'s would."""
-    cdef Py_ssize_t n = len(values)
-    cdef PyObject** items = PySequence_Fast_ITEMS(values)
-    cdef PyObject* found = NULL
-    cdef int failure = 1
-    cdef int got
-    cdef Py_hash_t h
-    cdef object error = None
+    the probe ``(model, method, *values)`` refilled in the method's own tuple, then
+    ``_scratch_call``."""
     key = self.expr_scratch  # ours alone: 2 references (the field and this one)
-    ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, items, _IN_ORDER, n)
-    h = _hash_key(slot, key, items, _IN_ORDER, n, NULL)
-    if h != -1:
-        got = _get_known(<PyObject*>slot.lru, <PyObject*>key, h, &found)
-    else:  # an item's __hash__ failed: a lookup error, as the engine's hash would
-        got = -1
-    if got < 0:
-        failure = ormcache_error_kind()
-        error = ormcache_fetch_error()
-    if Py_REFCNT(<PyObject*>key) == 2:
-        ormcache_unfill(<PyObject*>key, n)
-    else:  # someone kept it (a key's __eq__ looking around): leave it to them
-        self.expr_scratch = None
-        self.expr_lost = True
-    if found != NULL:
-        slot.counter.hit += 1
-        if self.awaited:
-            return _awaited_value(ormcache_steal(found))
-        return ormcache_steal(found)
-    if failure < 0:  # KeyboardInterrupt...: propagates, nothing computed
-        raise error
-    key = ormcache_hashed(<PyObject*>key)  # a key of its own, to store or to report
-    ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, items, _IN_ORDER, n)
-    if failure:
-        if self.awaited:
-            return _await_miss(self.func, self.flights, slot.registry, slot.lru, slot.counter, key,
-                               _positional(args, nargs), _keywords(args, nargs, kwnames))
-        return _miss(self, slot, key, _positional(args, nargs), _keywords(args, nargs, kwnames))
-    return _uncached(self.func, slot.counter, key, error, _positional(args, nargs), _keywords(args, nargs, kwnames))
+    ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, PySequence_Fast_ITEMS(values),
+                  _IN_ORDER, len(values))
+    return _scratch_call(self, slot, key, len(values), args, nargs, kwnames)
 
 
 cdef object _plan_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     """A key-plan call (``keys.KeyFunction.plan``): ``(model, method, *values)`` evaluated
     straight into the method's own probe tuple (no tuple of values made and freed), the
-    attributes read through the plan's attribute cache; then as ``_expr_call``."""
-    cdef Py_ssize_t n = len(self.plan)
-    cdef PyObject* found = NULL
-    cdef int failure = 1
-    cdef int got
-    cdef Py_hash_t h
-    cdef object error = None
-    cdef object stored = None
+    attributes read through the plan's attribute cache; then ``_scratch_call``."""
     key = self.expr_scratch  # ours alone: 2 references (the field and this one)
     ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, _IN_ORDER, 0)
     # user code may run here (a property): a re-entrant call finds the tuple in use (3 references)
@@ -961,6 +920,21 @@ cdef object _plan_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize_
             self.expr_scratch = None
             self.expr_lost = True
         raise_pending()
+    return _scratch_call(self, slot, key, len(self.plan), args, nargs, kwnames)
+
+
+cdef inline object _scratch_call(CachedMethod self, _Slot slot, object key, Py_ssize_t n, PyObject** args,
+                                 Py_ssize_t nargs, PyObject* kwnames):
+    """The method's own probe tuple ``key`` (``(model, method, *n values)``, filled by
+    ``_expr_call`` or ``_plan_call``): its hash folded from the slot's prefix, one C lookup in the
+    engine (as the fast path's hit), the tuple emptied for the next call unless someone kept it;
+    a miss or an error goes where ``_cached_call``'s would, with a key of its own."""
+    cdef PyObject* found = NULL
+    cdef int failure = 1
+    cdef int got
+    cdef Py_hash_t h
+    cdef object error = None
+    cdef object stored = None
     h = _hash_key(slot, key, &PySequence_Fast_ITEMS(key)[2], _IN_ORDER, n, NULL)
     if h != -1:
         got = _get_known(<PyObject*>slot.lru, <PyObject*>key, h, &found)
