@@ -5,22 +5,13 @@ window when frequency pays), and the "tinylfu" policy (moka's design) for loops.
 Hit ratios, not speed: the workloads are the harness's own, seeded, so every number here is
 deterministic and the same for the compiled engine and its twin (checked too). The numbers in
 the comments were measured on the twin before and after."""
-import functools
 import importlib
 
 import pytest
 
-from fastlru.bench import hitratio
+from support.hitratios import ratio as _ratio, workload_keys as _keys
 
 
-def _ratio(module, policy, keys, size):
-    replay = hitratio._mapping_replay(functools.partial(module.Cache, policy=policy))
-    return 100.0 * replay(keys, size) / len(keys)
-
-
-@functools.lru_cache(maxsize=None)
-def _keys(workload, keys, requests, size):
-    return tuple(hitratio.WORKLOADS[workload](hitratio.Scale(keys, requests, (size,)), size, 22))
 
 
 def test_twice_default_within_a_point_of_lru(policy_module):

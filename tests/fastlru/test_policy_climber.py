@@ -4,25 +4,13 @@ grow far beyond Caffeine's 1% for the default policy to stay near LRU; on Zipf i
 
 Hit ratios, not speed: the workloads are the harness's own, seeded, so every number here is
 deterministic (and the same for the compiled engine and its twin, which this checks too)."""
-import functools
 import importlib
 
 import pytest
 
-from fastlru.bench import hitratio
-
-def _hits(module, policy, keys, size):
-    replay = hitratio._mapping_replay(functools.partial(module.Cache, policy=policy))
-    return replay(keys, size)
+from support.hitratios import hits as _hits, ratio as _ratio, workload_keys as _keys
 
 
-def _ratio(module, policy, keys, size):
-    return 100.0 * _hits(module, policy, keys, size) / len(keys)
-
-
-@functools.lru_cache(maxsize=None)
-def _keys(workload, keys, requests, size):
-    return tuple(hitratio.WORKLOADS[workload](hitratio.Scale(keys, requests, (size,)), size, 22))
 
 
 def test_twice_window_grows(policy_module):
