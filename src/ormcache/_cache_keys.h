@@ -224,16 +224,7 @@ static int ormcache_attr_learn(ormcache_attr *e, PyTypeObject *tp, PyObject *nam
 }
 /* The instance dict of obj (borrowed, NULL when none), as ormcache_instance_attrs reads it. */
 static PyObject *ormcache_own_dict(PyObject *obj) {
-    PyTypeObject *tp = Py_TYPE(obj);
-    PyObject **dictptr;
-#ifdef Py_TPFLAGS_MANAGED_DICT
-    if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
-#else
-    if (tp->tp_dictoffset > 0)
-#endif
-        dictptr = (PyObject **)((char *)obj + tp->tp_dictoffset);
-    else
-        dictptr = _PyObject_GetDictPtr(obj);
+    PyObject **dictptr = ormcache_dict_ptr(obj);  /* _cache_owner.h */
     return dictptr != NULL ? *dictptr : NULL;
 }
 #endif

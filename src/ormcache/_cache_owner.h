@@ -85,26 +85,31 @@ static int ormcache_same_dict(PyObject *d, PyObject *seen, uint64_t version) {
     return version != 0 && d == seen && ormcache_version_or_zero(d) == version;
 }
 
+/* Where obj's instance dict pointer lives (NULL: no instance dict at all), read at the type's
+ * dict offset where there is one, else through CPython; the owner rule's reads and the key
+ * plans' attribute cache (_cache_keys.h) both find the dict here. */
+static inline PyObject **ormcache_dict_ptr(PyObject *obj) {
+    PyTypeObject *tp = Py_TYPE(obj);
+#ifdef Py_TPFLAGS_MANAGED_DICT
+    if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
+#else
+    if (tp->tp_dictoffset > 0)
+#endif
+        return (PyObject **)((char *)obj + tp->tp_dictoffset);
+    return _PyObject_GetDictPtr(obj);
+}
 /* The instance's own `pool` and `_name`: its __dict__'s entries, as new references (NULL when
    absent). 1: done; 0: cannot tell cheaply (then ask getattr); -1: an error (from a key's
    __eq__, as getattr would raise it). On 3.11+ a dict kept in the object's inline values is
    made a real dict once (as reading obj.__dict__ does): from then on it is read directly. */
 static int ormcache_instance_attrs(PyObject *obj, PyObject *pool_name, PyObject *name_name,
                                    ormcache_seen *seen, PyObject **pool, PyObject **name) {
-    PyTypeObject *tp = Py_TYPE(obj);
     PyObject **dictptr, *dict, *v;
 #ifdef ORMCACHE_DICT_VERSIONS
     uint64_t version;
 #endif
     *pool = *name = NULL;
-#ifdef Py_TPFLAGS_MANAGED_DICT
-    if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && tp->tp_dictoffset > 0)
-#else
-    if (tp->tp_dictoffset > 0)
-#endif
-        dictptr = (PyObject **)((char *)obj + tp->tp_dictoffset);
-    else
-        dictptr = _PyObject_GetDictPtr(obj);
+    dictptr = ormcache_dict_ptr(obj);
     if (dictptr == NULL) return 0;
     dict = *dictptr;
     if (dict == NULL) return 1;  /* no instance attribute at all */
