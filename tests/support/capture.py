@@ -18,7 +18,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ormcache.sqlalchemy import orm_cached
 from support.servers import postgres_bindir
-from support.sqla import Base, Country, Setting, User, serve
+from support.sqla import Base, Country, Setting, User, Worker, serve
 
 #: tables the ORM does not map (no policy names them): writing them is not seen by the ORM hooks
 outside = MetaData()
@@ -138,6 +138,37 @@ def orm_write(factory, value: str) -> None:
 # -- the write paths: path(engine, factory, dsn, value, round) ----------------------------------
 
 users = User.__table__
+
+
+def stale_reads(opts, dsn: str, seed_with, write, rounds: int, setup=None, label: str = ""):
+    """``rounds`` times: an ORM write (every process starts fresh), both processes read what the
+    database holds, then ``write(engine, factory, dsn, value, k)`` (``setup(dsn, k)`` first, if
+    given) and both read again. Returns ``(stale, examples)``: the reads after the write that
+    differ from the database, per process ("writer", "other"), and what they saw."""
+    engine, factory, cache = open_caches(opts)
+    seed_with(dsn, factory)
+    other = Worker(opts, target=reader)
+    stale = {"writer": 0, "other": 0}
+    examples = []
+    try:
+        for k in range(1, rounds + 1):
+            if setup is not None:
+                setup(dsn, k)
+            orm_write(factory, f"base{k}")
+            expected = truth(dsn)
+            assert read(factory, cache) == expected
+            assert other("read") == expected
+            write(engine, factory, dsn, f"new{k}", k)
+            expected = truth(dsn)
+            for where, seen in (("writer", read(factory, cache)), ("other", other("read"))):
+                if seen != expected:
+                    stale[where] += 1
+                    examples.append((where, seen, expected))
+    finally:
+        other.stop()
+        close_caches(engine, cache)
+    print(f"{label}: stale writer {stale['writer']}/{rounds}, other process {stale['other']}/{rounds}")
+    return stale, examples
 
 
 def cte_in_select(engine, factory, dsn, value, k):

@@ -12,9 +12,8 @@ from sqlalchemy import create_engine
 from ormcache.registry import Registry
 from ormcache.signaling import SignalingError, SqliteSignaling
 from ormcache.sqlalchemy import OrmCache
-from support.capture import (SQLITE_PATHS, CaptureApp, close_caches, open_caches, options, orm_write, read,
-                                  reader, sqlite_seed, truth)
-from support.sqla import Base, Worker, make_engine
+from support.capture import SQLITE_PATHS, CaptureApp, options, sqlite_seed, stale_reads
+from support.sqla import Base, make_engine
 
 ROUNDS = 2
 INSTALL = os.environ.get("CAPTURE_TEST_NO_INSTALL") != "1"
@@ -33,27 +32,7 @@ def path(tmp_path):
 @pytest.mark.parametrize("write", sorted(SQLITE_PATHS))
 def test_every_write_path_invalidates_in_every_process(path, write):
     opts = options(path, kind="sqlite", install=INSTALL)
-    engine, factory, cache = open_caches(opts)
-    sqlite_seed(path, factory)
-    other = Worker(opts, target=reader)
-    stale = {"writer": 0, "other": 0}
-    examples = []
-    try:
-        for k in range(1, ROUNDS + 1):
-            orm_write(factory, f"base{k}")
-            expected = truth(path)
-            assert read(factory, cache) == expected
-            assert other("read") == expected
-            SQLITE_PATHS[write](engine, factory, path, f"new{k}", k)
-            expected = truth(path)
-            for where, seen in (("writer", read(factory, cache)), ("other", other("read"))):
-                if seen != expected:
-                    stale[where] += 1
-                    examples.append((where, seen, expected))
-    finally:
-        other.stop()
-        close_caches(engine, cache)
-    print(f"sqlite {write}: stale writer {stale['writer']}/{ROUNDS}, other process {stale['other']}/{ROUNDS}")
+    stale, examples = stale_reads(opts, path, sqlite_seed, SQLITE_PATHS[write], ROUNDS, label=f"sqlite {write}")
     assert stale == {"writer": 0, "other": 0}, examples
 
 

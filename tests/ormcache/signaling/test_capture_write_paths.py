@@ -17,9 +17,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ormcache.registry import Registry
 from ormcache.signaling import LocalSignaling, PostgresSignaling, SignalingConfigurationError
 from ormcache.sqlalchemy import FullTableCache, OrmCache
-from support.capture import (PATHS, SETUPS, CaptureApp, close_caches, open_caches, options, orm_write,
-                                  read, reader, seed, truth)
-from support.sqla import Base, Worker
+from support.capture import PATHS, SETUPS, CaptureApp, options, seed, stale_reads
+from support.sqla import Base
 from support.sqla import pg  # noqa: F401 - fixture
 
 ROUNDS = 2
@@ -30,29 +29,7 @@ INSTALL = os.environ.get("CAPTURE_TEST_NO_INSTALL") != "1"
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_every_write_path_invalidates_in_every_process(pg, path):
     opts = options(pg, install=INSTALL)
-    engine, factory, cache = open_caches(opts)
-    seed(pg, factory)
-    other = Worker(opts, target=reader)
-    stale = {"writer": 0, "other": 0}
-    examples = []
-    try:
-        for k in range(1, ROUNDS + 1):
-            if path in SETUPS:
-                SETUPS[path](pg, k)
-            orm_write(factory, f"base{k}")  # seen by the ORM: both processes start fresh
-            expected = truth(pg)
-            assert read(factory, cache) == expected
-            assert other("read") == expected
-            PATHS[path](engine, factory, pg, f"new{k}", k)
-            expected = truth(pg)
-            for where, seen in (("writer", read(factory, cache)), ("other", other("read"))):
-                if seen != expected:
-                    stale[where] += 1
-                    examples.append((where, seen, expected))
-    finally:
-        other.stop()
-        close_caches(engine, cache)
-    print(f"{path}: stale writer {stale['writer']}/{ROUNDS}, other process {stale['other']}/{ROUNDS}")
+    stale, examples = stale_reads(opts, pg, seed, PATHS[path], ROUNDS, setup=SETUPS.get(path), label=path)
     assert stale == {"writer": 0, "other": 0}, examples
 
 
