@@ -93,7 +93,30 @@ def postgres_bindir():
     raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found; set PG_BINDIR")
 
 
-class PostgresServer:
+class _PrivateServer:
+    """A server in a directory of its own under the system temp dir: ``setup()`` makes it (and
+    registers ``teardown`` at exit, for a caller that forgets), ``teardown()`` removes it;
+    ``with Server() as server`` is the two."""
+
+    basedir = None
+
+    def _make_basedir(self, prefix):
+        self.basedir = tempfile.mkdtemp(prefix=prefix)
+        atexit.register(self.teardown)
+
+    def _remove_basedir(self):
+        if self.basedir:
+            shutil.rmtree(self.basedir, ignore_errors=True)
+            self.basedir = None
+
+    def __enter__(self):
+        return self.setup()
+
+    def __exit__(self, *exc):
+        self.teardown()
+
+
+class PostgresServer(_PrivateServer):
     """A private PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only.
 
     initdb and pg_ctl refuse to run as root, so as root they run as the ``postgres`` user (the
@@ -139,8 +162,7 @@ class PostgresServer:
         """initdb then start; or, with ``standby_of`` (a running PostgresServer), a hot standby
         streaming from it (pg_basebackup -R). The directory is created under the system temp
         dir, because pytest's own tmp dirs are private to root."""
-        self.basedir = tempfile.mkdtemp(prefix="ormcache-pg-")
-        atexit.register(self.teardown)  # also when the caller forgets (or sys.exit()s)
+        self._make_basedir("ormcache-pg-")
         if os.geteuid() == 0:
             import pwd
 
@@ -193,22 +215,23 @@ class PostgresServer:
                 self._run("pg_ctl", "stop", "-D", self.datadir, "-m", "immediate", "-w", check=False)
         finally:
             self.running = False
-            if self.basedir:
-                shutil.rmtree(self.basedir, ignore_errors=True)
-                self.basedir = None
+            self._remove_basedir()
 
-    def __enter__(self):
-        return self.setup()
 
-    def __exit__(self, *exc):
-        self.teardown()
+class TwoPhasePostgresServer(PostgresServer):
+    """A private PostgreSQL that allows prepared transactions (``max_prepared_transactions``)."""
+
+    def _run(self, *args, check=True):
+        if args[:2] == ("pg_ctl", "start"):
+            args = (*args[:-1], args[-1] + " -c max_prepared_transactions=10")
+        return super()._run(*args, check=check)
 
 
 # --------------------------------------------------------------------------------------------
 # Redis
 # --------------------------------------------------------------------------------------------
 
-class RedisServer:
+class RedisServer(_PrivateServer):
     """A private redis-server on 127.0.0.1, without persistence (a restart loses every key, as a
     production Redis without snapshots does). ``kill()`` is SIGKILL, ``stop()`` a clean shutdown,
     ``start()`` restarts on the same port."""
@@ -233,8 +256,7 @@ class RedisServer:
         return self.proc is not None and self.proc.poll() is None
 
     def setup(self):
-        self.basedir = tempfile.mkdtemp(prefix="ormcache-redis-")
-        atexit.register(self.teardown)
+        self._make_basedir("ormcache-redis-")
         self.port = free_port()
         self.start()
         return self
@@ -283,15 +305,7 @@ class RedisServer:
             self._reap(signal.SIGKILL)
         finally:
             self._close_log()
-            if self.basedir:
-                shutil.rmtree(self.basedir, ignore_errors=True)
-                self.basedir = None
-
-    def __enter__(self):
-        return self.setup()
-
-    def __exit__(self, *exc):
-        self.teardown()
+            self._remove_basedir()
 
 
 # --------------------------------------------------------------------------------------------

@@ -132,20 +132,10 @@ class Reader:
 @pytest.fixture(scope="module")
 def pg_2pc():
     """A private PostgreSQL of its own that allows prepared transactions."""
-    from support.servers import PostgresServer
+    from support.servers import TwoPhasePostgresServer
 
-    class TwoPhaseServer(PostgresServer):
-        def _run(self, *args, check=True):
-            if args[:2] == ("pg_ctl", "start"):
-                args = (*args[:-1], args[-1] + " -c max_prepared_transactions=10")
-            return super()._run(*args, check=check)
-
-    server = TwoPhaseServer()
-    server.setup()
-    try:
+    with TwoPhasePostgresServer() as server:
         yield server
-    finally:
-        server.teardown()
 
 
 @pytest.fixture

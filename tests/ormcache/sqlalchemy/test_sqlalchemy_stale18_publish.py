@@ -71,25 +71,15 @@ def test_an_ambiguous_commit_publishes_anyway(pg, redis_server, redis_prefix, si
 
 @pytest.fixture(scope="module")
 def pg_2pc():
-    """A private PostgreSQL of its own that allows prepared transactions."""
-    from support.servers import PostgresServer
+    """A database of a private PostgreSQL of its own that allows prepared transactions."""
+    from support.servers import TwoPhasePostgresServer
 
-    class TwoPhaseServer(PostgresServer):
-        def _run(self, *args, check=True):
-            if args[:2] == ("pg_ctl", "start"):
-                args = (*args[:-1], args[-1] + " -c max_prepared_transactions=10")
-            return super()._run(*args, check=check)
-
-    server = TwoPhaseServer()
-    server.setup()
-    try:
+    with TwoPhasePostgresServer() as server:
         dsn = server.create_database("app")
         engine = make_engine("postgresql", dsn)
         Base.metadata.create_all(engine)
         engine.dispose()
         yield dsn
-    finally:
-        server.teardown()
 
 
 @pytest.mark.timeout(120)
