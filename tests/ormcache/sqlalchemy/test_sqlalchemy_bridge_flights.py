@@ -4,28 +4,13 @@ SQLAlchemy (tests/ormcache/test_flight_hostile.py, which AddressSanitizer also r
 import asyncio
 
 from ormcache.sqlalchemy._bridge import Flights
-
-WAIT = 10  # seconds: only reached when something is broken
+from support.flights import WAIT, colliding_keys
 
 
 def test_a_flight_whose_removal_fails_still_wakes_its_waiters():
     """The bridge's table (``sqlalchemy._bridge.Flights``): a flight whose removal fails still
     wakes its waiters, and the next ``start`` of its key leads a new one."""
-    armed = [False]
-
-    class Key:
-        def __hash__(self):
-            return 42
-
-        def __eq__(self, other):
-            if self is other:
-                return True
-            if armed[0]:
-                armed[0] = False
-                raise ValueError("hostile __eq__")
-            return False
-
-    a, b = Key(), Key()
+    a, b, arm = colliding_keys()
 
     async def main():
         flights = Flights()
@@ -35,7 +20,7 @@ def test_a_flight_whose_removal_fails_still_wakes_its_waiters():
         assert leads_a and leads_b and joined is flight and not leads
         waiter = asyncio.ensure_future(joined.wait())
         await asyncio.sleep(0)
-        armed[0] = True
+        arm()
         flight.done()  # its removal compares b with a: raises there, the waiter is still woken
         await asyncio.wait_for(waiter, WAIT)
         again, leads = flights.start(b)
