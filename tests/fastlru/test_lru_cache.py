@@ -70,35 +70,21 @@ def test_lru(module):
     f.__wrapped__(x, y)
     assert f.cache_info() == (0, 1, 20, 1)
 
-    # size zero: never cache
-    f_cnt = 0
+    # size zero: never cache; size one: the one value
+    for size, computed, info in ((0, 5, (0, 5, 0, 0)), (1, 1, (4, 1, 1, 1))):
+        f_cnt = 0
 
-    @module.lru_cache(0)
-    def f():
-        nonlocal f_cnt
-        f_cnt += 1
-        return 20
+        @module.lru_cache(size)
+        def f():
+            nonlocal f_cnt
+            f_cnt += 1
+            return 20
 
-    assert f.cache_info().maxsize == 0
-    for _ in range(5):
-        assert f() == 20
-    assert f_cnt == 5
-    assert f.cache_info() == (0, 5, 0, 0)
-
-    # size one
-    f_cnt = 0
-
-    @module.lru_cache(1)
-    def f():
-        nonlocal f_cnt
-        f_cnt += 1
-        return 20
-
-    assert f.cache_info().maxsize == 1
-    for _ in range(5):
-        assert f() == 20
-    assert f_cnt == 1
-    assert f.cache_info() == (4, 1, 1, 1)
+        assert f.cache_info().maxsize == size
+        for _ in range(5):
+            assert f() == 20
+        assert f_cnt == computed
+        assert f.cache_info() == info
 
     # size two
     f_cnt = 0

@@ -549,17 +549,24 @@ def test_ormcache_hundred_tasks_on_one_cold_key_compute_once(registry):
     assert (counter.hit, counter.miss) == (99, 1)
 
 
+async def leader_and_waiters(model, gate, n):
+    """The first ``model.get("x")``, held by ``gate``, and ``n`` more calls of the same key,
+    waiting on it."""
+    leader = asyncio.ensure_future(model.get("x"))
+    await until(lambda: gate.started == 1)
+    waiters = [asyncio.ensure_future(model.get("x")) for _ in range(n)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return leader, waiters
+
+
 def test_ormcache_cancelled_computation_is_retried_by_a_waiter(registry):
     Model = async_model(registry)
     model = Model()
     gate = Model.gate = Gate()
 
     async def main():
-        leader = asyncio.ensure_future(model.get("x"))
-        await until(lambda: gate.started == 1)
-        waiters = [asyncio.ensure_future(model.get("x")) for _ in range(5)]
-        for _ in range(5):
-            await asyncio.sleep(0)
+        leader, waiters = await leader_and_waiters(model, gate, 5)
         leader.cancel()
         await until(lambda: gate.started == 2)
         gate.opened.set()
@@ -579,11 +586,7 @@ def test_ormcache_a_cancelled_waiter_leaves_the_others_alone(registry):
     gate = Model.gate = Gate()
 
     async def main():
-        leader = asyncio.ensure_future(model.get("x"))
-        await until(lambda: gate.started == 1)
-        waiters = [asyncio.ensure_future(model.get("x")) for _ in range(3)]
-        for _ in range(5):
-            await asyncio.sleep(0)
+        leader, waiters = await leader_and_waiters(model, gate, 3)
         waiters[0].cancel()
         for _ in range(5):
             await asyncio.sleep(0)
