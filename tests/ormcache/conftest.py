@@ -2,7 +2,8 @@
 
 ``hit_path`` runs a test once on the compiled hit path and once on the pure-Python one;
 ``registry`` is a fresh Registry on the engine of ``LRU`` (tests/conftest.py) and that hit path;
-``clean_default`` leaves ``default_registry`` as the test found it.
+``clean_default`` leaves ``default_registry`` as the test found it; ``IMD`` is Odoo's
+``ir.model.data`` as Odoo's own cache tests use it.
 """
 import importlib
 import itertools
@@ -49,3 +50,25 @@ def clean_default():
     yield default_registry
     default_registry.clear_all_caches()
     default_registry.cache_invalidated.clear()
+
+
+@pytest.fixture
+def IMD(registry):
+    """An ``ir.model.data`` record on ``registry``: ``_xmlid_lookup(xmlid)`` (``@ormcache("xmlid")``,
+    the method Odoo's ``test_ormcache`` counts) and ``unhashable(xmlid)`` (the same key, returns it)."""
+    from ormcache import ormcache
+
+    class IrModelData:
+        __slots__ = ("env",)
+        _name = "ir.model.data"
+        pool = registry
+
+        @ormcache("xmlid")
+        def _xmlid_lookup(self, xmlid):
+            return ("res.groups", 42, True)
+
+        @ormcache("xmlid")
+        def unhashable(self, xmlid):
+            return xmlid
+
+    return IrModelData()

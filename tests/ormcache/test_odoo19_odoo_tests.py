@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from ormcache import get_cache_key_counter, ormcache
+from ormcache import get_cache_key_counter
 from ormcache.registry import CACHES_BY_KEY, Registry
 from ormcache.signaling import PostgresSignaling
 
@@ -21,20 +21,6 @@ from ormcache.signaling import PostgresSignaling
 def cleared_by(*names):
     """Odoo 19's ``_cleared_by``: the sorted caches the keys ``names`` clear, as logged."""
     return repr(sorted({sub for name in names for sub in CACHES_BY_KEY[name]}))
-
-
-@pytest.fixture
-def IMD(registry):
-    class IrModelData:
-        __slots__ = ("env",)
-        _name = "ir.model.data"
-        pool = registry
-
-        @ormcache("xmlid")
-        def _xmlid_lookup(self, xmlid):
-            return ("res.groups", 42, True)
-
-    return IrModelData()
 
 
 def test_ormcache(registry, IMD):

@@ -12,26 +12,8 @@ import threading
 
 import pytest
 
-from ormcache import get_cache_key_counter, ormcache, ormcache_context, stats
+from ormcache import get_cache_key_counter, ormcache_context, stats
 from ormcache import statistics as stats_module
-
-
-@pytest.fixture
-def IMD(registry):
-    class IrModelData:
-        __slots__ = ("env",)
-        _name = "ir.model.data"
-        pool = registry
-
-        @ormcache("xmlid")
-        def _xmlid_lookup(self, xmlid):
-            return ("res.groups", 42, True)
-
-        @ormcache("xmlid")
-        def unhashable(self, xmlid):
-            return xmlid
-
-    return IrModelData()
 
 
 @pytest.fixture
