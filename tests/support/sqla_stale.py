@@ -238,10 +238,6 @@ class Process(Worker):
     def __init__(self, opts) -> None:
         super().__init__(opts, target=command_worker)
 
-    def exit(self) -> int:
-        """Ask it to exit (at-exit handlers run) and wait; returns its exit code."""
-        return self.stop()
-
 
 def dsn_port(dsn: str) -> int:
     return int(dict(part.split("=", 1) for part in dsn.split())["port"])

@@ -114,9 +114,6 @@ class Process18(Worker):
     def __init__(self, opts) -> None:
         super().__init__(opts, target=worker18)
 
-    def exit(self) -> int:
-        return self.stop()
-
 
 # -- a COMMIT whose answer is lost ---------------------------------------------------------------
 

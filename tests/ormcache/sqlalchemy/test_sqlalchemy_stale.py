@@ -81,7 +81,7 @@ def test_external_transaction_recipe_across_processes(pg):
     try:
         stale = _external_rounds(factory, engine, lambda: reader("read"), ROUNDS)
     finally:
-        reader.exit()
+        reader.stop()
         close_caches(engine, cache)
     assert stale == [], f"{len(stale)} of {ROUNDS} rounds stale"
 
@@ -147,7 +147,7 @@ def test_shared_values_are_unreachable_once_the_signal_is_in(pg, redis_server, r
         write(factory, 1)
         assert [reader("read") for _ in range(3)] == [(1, 1)] * 3
     finally:
-        reader.exit()
+        reader.stop()
         close_caches(engine, cache)
 
 
@@ -164,11 +164,11 @@ def test_signaling_path_cut_then_the_writer_exits(pg):
         assert read(factory, cache) == (0, 0)
         proxy.stop()  # the writer's signaling connection is gone
         writer("write", 1)
-        writer.exit()
+        writer.stop()
         assert [read(factory, cache) for _ in range(9)] == [(1, 1)] * 9
     finally:
         proxy.stop()
-        writer.exit()
+        writer.stop()
         close_caches(engine, cache)
 
 
@@ -203,7 +203,7 @@ def test_server_restart_in_the_commit_window_then_the_writer_exits(pg, postgres_
     finally:
         if not postgres_server.running:
             postgres_server.start()
-        reader.exit()
+        reader.stop()
         if engine is not None:
             close_caches(engine, cache)
 
@@ -219,11 +219,11 @@ def test_shared_tier_stalled_then_the_writer_exits(pg, redis_server, redis_prefi
         os.kill(redis_server.proc.pid, signal.SIGSTOP)
         try:
             writer("write", 1)  # its invalidation of the tier times out
-            writer.exit()
+            writer.stop()
         finally:
             os.kill(redis_server.proc.pid, signal.SIGCONT)
         assert [read(factory, cache) for _ in range(9)] == [(1, 1)] * 9
     finally:
         os.kill(redis_server.proc.pid, signal.SIGCONT)
-        writer.exit()
+        writer.stop()
         close_caches(engine, cache)

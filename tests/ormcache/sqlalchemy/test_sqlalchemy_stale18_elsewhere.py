@@ -61,7 +61,7 @@ def test_app_database_not_the_signaling_one(app_database, pg_dsn, caplog):
                 stale.append((i, seen))
         assert cached_users(factory, cache) == true_users(engine)
     finally:
-        reader.exit()
+        reader.stop()
         close_caches(engine, cache)
     warnings = [r.getMessage() for r in caplog.records
                 if r.levelno == logging.WARNING and "not the signaling database" in r.getMessage()]

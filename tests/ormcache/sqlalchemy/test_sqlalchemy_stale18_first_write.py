@@ -68,7 +68,7 @@ def test_first_statement_writes_reach_other_processes(pg, redis_server, redis_pr
         try:
             stale = _rounds(engine, factory, kind, lambda: reader("read"))
         finally:
-            reader.exit()
+            reader.stop()
             close_caches(engine, cache)
         counts[kind] = len(stale)
     print(f"{signaling} signaling, other process, stale per kind of {ROUNDS}: {counts}")

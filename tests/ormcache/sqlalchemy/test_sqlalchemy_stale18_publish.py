@@ -59,7 +59,7 @@ def test_an_ambiguous_commit_publishes_anyway(pg, redis_server, redis_prefix, si
         time.sleep(2.5)
         later = reader("read") == true_users(engine)
     finally:
-        reader.exit()
+        reader.stop()
         proxy.stop()
         writer.dispose()
         close_caches(engine, cache)
@@ -111,7 +111,7 @@ def test_a_manual_two_phase_commit_publishes_at_commit_prepared(pg_2pc, redis_se
             if seen != true_users(engine):
                 stale.append((i, seen))
     finally:
-        reader.exit()
+        reader.stop()
         close_caches(engine, cache)
     print(f"two-phase commit by hand, Redis signaling, shared tier {shared}: {len(stale)} of {ROUNDS} stale")
     assert stale == []

@@ -45,7 +45,7 @@ def test_the_shared_tier_alone_shares_and_invalidates(pg, redis_server, redis_pr
         computed = [other("computed") for other in others] + [Stale18App.computed - before]
     finally:
         for other in others:
-            other.exit()
+            other.stop()
         close_caches(engine, cache)
     print(f"shared tier alone, {isolation}: {len(stale)} stale reads; computed {computed} times "
           f"(two readers, the writer) for {ROUNDS} rounds (+1 cold)")
@@ -76,8 +76,8 @@ def test_the_shared_tier_alone_never_stores_an_old_snapshot_for_others(pg, redis
             if seen != true_users(engine):
                 stale.append((i, seen))
     finally:
-        b.exit()
-        c.exit()
+        b.stop()
+        c.stop()
         close_caches(engine, cache)
     print(f"shared tier alone, REPEATABLE READ, old snapshot stored for others: {len(stale)} of {ROUNDS} stale")
     assert stale == []
