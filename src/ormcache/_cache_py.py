@@ -1,6 +1,7 @@
 """The hit path in pure Python: the readable twin of ``_cache_c`` (same names, same keys).
 
-``cached_method(spec)`` returns the wrapper of ``spec.func``. A hit costs two attribute reads on
+``cached_method(spec)`` returns the wrapper of ``spec.func``, ``cached_multi(spec)`` that of an
+``ormcache_multi`` method. A hit costs two attribute reads on
 the owner, one key tuple, one LRU lookup and one integer increment; everything else (first call
 from a new registry or model, misses, errors) goes to ``_cold``.
 """
@@ -9,14 +10,14 @@ from __future__ import annotations
 import operator
 
 from ._async import cached_coroutine
-from ._cold import lookup_failed, miss
+from ._cold import lookup_failed, miss, multi_miss, multi_rest, owner_keys, reader, resolve
 from ._spec import NO_SLOT, slot_of
 from .keys import context_of, context_part
 from .registry import DELETE_HOOKS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Tuple
+    from typing import Any, Callable, Dict, List, Tuple
 
     from ._spec import MethodSpec, Slot
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 else:
     _AnyTuple = tuple
 
-__all__ = ["Counter", "HashedKey", "cached_coroutine", "cached_method", "forget_registries"]
+__all__ = ["Counter", "HashedKey", "cached_coroutine", "cached_method", "cached_multi", "forget_registries"]
 
 _UNSET = object()
 #: owner types a method remembers (as ``_cache_c``'s MAX_SLOTS); past this, it starts over
@@ -177,4 +178,68 @@ def cached_method(spec: MethodSpec) -> Callable[..., Any]:
 
     update_wrapper(wrapper, func)
     wrapper.flights = flights  # type: ignore[attr-defined]  # the computations in progress (as CachedMethod.flights)
+    return wrapper
+
+
+def cached_multi(spec: MethodSpec, key_type: type = HashedKey) -> Callable[..., Any]:
+    """``ormcache_multi``'s wrapper described by ``spec``: each id looked up, the method called
+    once with only the missing ids (single flight per id, ``spec.flights``), each
+    ``result[id]`` cached; returns a dict for all requested ids. A miss's key is a ``key_type``
+    (the ``HashedKey`` of the hit path in use: ``_cache_c.cached_multi`` serves the positional
+    calls and hands this wrapper the others)."""
+    func, cache_name, multi, signature = spec.func, spec.cache_name, spec.multi, spec.signature
+    key_function, has_owner, model = spec.key.function, spec.has_owner, spec.model
+    counter_type = spec.counter_type
+    flights, position, missing_name = spec.flights, spec.multi_position, spec.multi_name
+    if multi is None or signature is None or flights is None:
+        raise TypeError(f"cached_multi: {spec!r} is not an ormcache_multi method's")
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if has_owner:
+            pool, mkey = owner_keys(args[0])
+            registry, name, lru, counter = resolve(pool, mkey, func, cache_name, counter_type)
+        else:
+            registry, name, lru, counter = resolve(None, model, func, cache_name, counter_type)
+        base = (name, func, *key_function(*args, **kwargs))
+        bound = None
+        if not kwargs and 0 <= position < len(args):
+            ids = args[position]
+        else:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            ids = bound.arguments[multi]
+        result: Dict[Any, Any] = {}
+        missed: Dict[Any, Any] = {}  # id -> its key, None if the cache cannot take it
+        get = reader(lru)  # an overridden __getitem__ is honoured, as by the compiled hit path
+        for id_ in ids:
+            key = (*base, id_)
+            try:
+                value = get(key, _UNSET)
+            except Exception as exc:  # noqa: BLE001 - the cache never fails the call
+                lookup_failed(func, counter, key, exc)
+                missed[id_] = None
+                continue
+            if value is _UNSET:
+                counter.miss += 1
+                missed[id_] = key_type(key)
+            else:
+                result[id_] = value
+                counter.hit += 1
+        if not missed:
+            return result
+        if bound is None:
+            return multi_rest(func, flights, registry, lru, counter, missed, result, args, position, missing_name)
+
+        def call(ids: List[Any]) -> Any:  # the same call with only these ids
+            bound.arguments[multi] = ids
+            return func(*bound.args, **bound.kwargs)
+
+        values = multi_miss(func, flights, registry, lru, counter, missed, call, missing_name)
+        for id_ in missed:
+            result[id_] = values[id_]
+        return result
+
+    from functools import update_wrapper  # at decoration (issue #21: import cost)
+
+    update_wrapper(wrapper, func)
     return wrapper

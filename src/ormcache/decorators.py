@@ -25,13 +25,13 @@ from fastlru._aio import refuse_async_generator
 from fastlru._common import check_ttl, choose
 
 from ._async import cached_coroutine_multi
-from ._cold import cache_of, lookup_failed, model_name, multi_miss, multi_rest, owner_keys, reader, registry_of, resolve
+from ._cold import cache_of, model_name, owner_keys, registry_of
 from ._spec import MethodSpec
 from .registry import CACHE_SIZES, ExpiringName, Registry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue #21: import cost)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, overload
+    from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar, overload
 
     from typing_extensions import ParamSpec
 
@@ -51,8 +51,6 @@ else:
         return func
 
 __all__ = ["ormcache", "ormcache_context", "ormcache_multi", "IMPLEMENTATION"]
-
-_MISSING = object()
 
 
 def _registry_of(owner: Any) -> Registry:
@@ -288,62 +286,13 @@ class ormcache_multi(ormcache):
         )
 
     def _make_wrapper(self, spec: MethodSpec) -> Callable[..., Any]:
-        func, cache_name, multi, signature = spec.func, spec.cache_name, spec.multi, spec.signature
-        key_function, has_owner, model = spec.key.function, spec.has_owner, spec.model
-        counter_type, key_type = spec.counter_type, _impl.HashedKey
-        flights, position, missing_name = spec.flights, spec.multi_position, spec.multi_name
-        assert signature is not None and multi is not None and flights is not None  # an ormcache_multi spec
+        # the twin's wrapper serves every call, with the keys of the hit path in use; the
+        # compiled hit path serves positional calls itself (the ids looked up in C) and hands it
+        # the others; ids that cannot be given positionally (keyword-only, *ids): the twin's alone
+        from . import _cache_py  # at decoration: not loaded by ``import ormcache`` (issue #21)
 
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if has_owner:
-                pool, mkey = owner_keys(args[0])
-                registry, name, lru, counter = resolve(pool, mkey, func, cache_name, counter_type)
-            else:
-                registry, name, lru, counter = resolve(None, model, func, cache_name, counter_type)
-            base = (name, func, *key_function(*args, **kwargs))
-            bound = None
-            if not kwargs and 0 <= position < len(args):
-                ids = args[position]
-            else:
-                bound = signature.bind(*args, **kwargs)
-                bound.apply_defaults()
-                ids = bound.arguments[multi]
-            result: Dict[Any, Any] = {}
-            missed: Dict[Any, Any] = {}  # id -> its key, None if the cache cannot take it
-            get = reader(lru)  # an overridden __getitem__ is honoured, as by the compiled hit path
-            for id_ in ids:
-                key = (*base, id_)
-                try:
-                    value = get(key, _MISSING)
-                except Exception as exc:  # noqa: BLE001 - the cache never fails the call
-                    lookup_failed(func, counter, key, exc)
-                    missed[id_] = None
-                    continue
-                if value is _MISSING:
-                    counter.miss += 1
-                    missed[id_] = key_type(key)
-                else:
-                    result[id_] = value
-                    counter.hit += 1
-            if not missed:
-                return result
-            if bound is None:
-                return multi_rest(func, flights, registry, lru, counter, missed, result, args, position, missing_name)
-
-            def call(ids: List[Any]) -> Any:  # the same call with only these ids
-                bound.arguments[multi] = ids
-                return func(*bound.args, **bound.kwargs)
-
-            values = multi_miss(func, flights, registry, lru, counter, missed, call, missing_name)
-            for id_ in missed:
-                result[id_] = values[id_]
-            return result
-
-        from functools import update_wrapper  # at decoration (issue #21: import cost)
-
-        update_wrapper(wrapper, func)
-        # the compiled hit path serves positional calls itself (the ids looked up in C), the
-        # others by this wrapper; ids that cannot be given positionally (keyword-only, *ids):
-        # this wrapper alone (the compiled one cached such a method as a plain ormcache)
-        compiled = getattr(_impl, "cached_multi", None)
-        return compiled(spec, wrapper) if compiled is not None and position >= 0 else wrapper
+        wrapper = _cache_py.cached_multi(spec, _impl.HashedKey)
+        if _impl is _cache_py or spec.multi_position < 0:
+            return wrapper
+        compiled: Callable[..., Callable[..., Any]] = getattr(_impl, "cached_multi")  # _cache_c's: (spec, multi_fallback)
+        return compiled(spec, wrapper)
