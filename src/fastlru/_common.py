@@ -236,19 +236,24 @@ def reduce_lru(lru: Any, base: type, count: int, on_evict: Any, maxweight: Optio
     return rebuild, args, subclass_state(lru, base)
 
 
-def copy_of(lru: Any, base: type, count: int, on_evict: Any, maxweight: Optional[int],
-            getsizeof: Any, ttl: Optional[float] = None,
-            timer: Optional[Callable[[], float]] = None) -> Any:
-    """``copy.copy(lru)``: what unpickling gives, without pickling (``copy()`` plus a
-    subclass's attributes, as ``copy.copy`` gives for a dict subclass)."""
-    _, args, state = reduce_lru(lru, base, count, on_evict, maxweight, getsizeof, ttl, timer)
-    clone = rebuild(*args)
+def _copy_by_reduce(rebuild_with: Callable[..., Any], args: Tuple[Any, ...], state: Any) -> Any:
+    """What unpickling ``(rebuild_with, args, state)`` (a ``__reduce__``'s answer) gives: the
+    rebuilt object, then the state (``__dict__``, or ``(__dict__, slots)``) set on it."""
+    clone = rebuild_with(*args)
     attrs, slots = state if isinstance(state, tuple) else (state, {})
     if attrs:
         clone.__dict__.update(attrs)
     for name, value in slots.items():
         setattr(clone, name, value)
     return clone
+
+
+def copy_of(lru: Any, base: type, count: int, on_evict: Any, maxweight: Optional[int],
+            getsizeof: Any, ttl: Optional[float] = None,
+            timer: Optional[Callable[[], float]] = None) -> Any:
+    """``copy.copy(lru)``: what unpickling gives, without pickling (``copy()`` plus a
+    subclass's attributes, as ``copy.copy`` gives for a dict subclass)."""
+    return _copy_by_reduce(*reduce_lru(lru, base, count, on_evict, maxweight, getsizeof, ttl, timer))
 
 
 def _import(name: str) -> Any:
@@ -322,14 +327,7 @@ def reduce_cache(cache: Any, base: type, count: int, kwargs: Dict[str, Any]) -> 
 
 def copy_cache(cache: Any, base: type, count: int, kwargs: Dict[str, Any]) -> Any:
     """``copy.copy(cache)``: what unpickling gives, without pickling."""
-    _, args, state = reduce_cache(cache, base, count, kwargs)
-    clone = rebuild_cache(*args)
-    attrs, slots = state if isinstance(state, tuple) else (state, {})
-    if attrs:
-        clone.__dict__.update(attrs)
-    for name, value in slots.items():
-        setattr(clone, name, value)
-    return clone
+    return _copy_by_reduce(*reduce_cache(cache, base, count, kwargs))
 
 
 def cache_repr(cache: object, count: int, items: List[Tuple[Any, Any]],
