@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import functools
 import sys
-import threading
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import data, loops
 from .impls import CACHEBOX, DICT, FASTLRU, FUNCTOOLS, MOKA, Impl, cache_name
-from .timing import Prepare, interleaved
+from .timing import Prepare, interleaved, run_together
 from .workloads import Sizes, _fill, _warm_cache, _zipf_sequence
 
 WORKLOADS = ["get-hit", "zipf"]
@@ -46,31 +44,6 @@ def free_threaded() -> bool:
     return hasattr(sys, "_is_gil_enabled") and not sys._is_gil_enabled()
 
 
-def _run_together(runs: Sequence[Callable[[], Any]]) -> int:
-    """Runs each callable in its own thread, released together; ns from release to last join."""
-    barrier = threading.Barrier(len(runs) + 1)
-    errors: List[BaseException] = []
-
-    def worker(run: Callable[[], Any]) -> None:
-        barrier.wait()
-        try:
-            run()
-        except BaseException as exc:  # noqa: BLE001 - raised in the timing thread below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(run,)) for run in runs]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter_ns()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter_ns() - start
-    if errors:
-        raise errors[0]
-    return elapsed
-
-
 CONTROL_OPS = 1_000_000  # additions per thread and pass in the control row
 
 
@@ -83,7 +56,7 @@ def _additions(n: int) -> None:
 def _control() -> Dict[int, Prepare]:
     def control(n: int) -> Prepare:
         def prepare() -> Callable[[], Optional[int]]:
-            return lambda: _run_together([lambda: _additions(CONTROL_OPS)] * n)
+            return lambda: run_together([lambda: _additions(CONTROL_OPS)] * n)
 
         return prepare
 
@@ -121,7 +94,7 @@ def _cases(workload: str, impl: Impl, sz: Sizes) -> Tuple[Dict[int, Prepare], in
                     _fill(impl, c, keys)
                     cache.append(c)
                 runs = [_get_loop(impl, cache[0], orders[t]) for t in range(n)]
-                return lambda: _run_together(runs)
+                return lambda: run_together(runs)
 
             return prepare
 
@@ -134,7 +107,7 @@ def _cases(workload: str, impl: Impl, sz: Sizes) -> Tuple[Dict[int, Prepare], in
         def prepare() -> Callable[[], Optional[int]]:
             c = _warm_cache(impl, sz, warm)
             runs = [_get_or_set_loop(impl, c, orders[t]) for t in range(n)]
-            return lambda: _run_together(runs)
+            return lambda: run_together(runs)
 
         return prepare
 

@@ -5,10 +5,11 @@ Each repeat runs every contender once, in a rotated order, so slow drifts of a n
 """
 import gc
 import statistics
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Hashable, List, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Sequence, TypeVar
 
 _N = TypeVar("_N", bound=Hashable)  # a case's name
 
@@ -70,3 +71,29 @@ def interleaved(cases: Mapping[_N, Prepare], repeats: int, warmup: int = 1,
             if r >= 0:
                 samples.ns.append(elapsed)
     return result
+
+
+def run_together(runs: Sequence[Callable[[], Any]]) -> int:
+    """Runs each callable in its own thread, released together; ns from the common release to
+    the last join (the scaling and threads workloads' timed pass). The first error is raised."""
+    barrier = threading.Barrier(len(runs) + 1)
+    errors: List[BaseException] = []
+
+    def worker(run: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            run()
+        except BaseException as exc:  # noqa: BLE001 - raised in the timing thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(run,)) for run in runs]
+    for t in threads:
+        t.start()
+    barrier.wait()  # all started: time from the common release to the last join
+    start = time.perf_counter_ns()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter_ns() - start
+    if errors:
+        raise errors[0]
+    return elapsed

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from typing import Any, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import data, loops, memory
 from .impls import DICT, ODOO, Impl
-from .timing import Prepare, Samples, interleaved
+from .timing import Prepare, Samples, interleaved, run_together
 
 Tick = Callable[[str], None]  # progress: called with a short label
 
@@ -269,27 +268,7 @@ def _threaded_run(impl: Impl, c: Any, chunks: Sequence[Sequence[Any]]) -> int:
     else:
         lock = threading.Lock()
         runs = [functools.partial(loops.get_or_set_each_locked, c, chunk, lock) for chunk in chunks]
-    barrier = threading.Barrier(len(chunks) + 1)
-    errors = []
-
-    def worker(run: Callable[[], Any]) -> None:
-        barrier.wait()
-        try:
-            run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(run,)) for run in runs]
-    for t in threads:
-        t.start()
-    barrier.wait()  # all started: time from the common release to the last join
-    start = time.perf_counter_ns()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter_ns() - start
-    if errors:
-        raise errors[0]
-    return elapsed
+    return run_together(runs)
 
 
 def threads(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:
