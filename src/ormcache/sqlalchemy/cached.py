@@ -183,7 +183,28 @@ def _flush(session: Session) -> None:
         session.flush()
 
 
-class OrmCachedDescriptor(CachedMember):
+class _Loaded:
+    """A member whose value ``load(owner, *args, **kwargs)`` gives: read as a property, the value;
+    as a method, ``load`` bound to the owner; on the class, the member itself."""
+
+    is_property: bool
+
+    def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    @overload
+    def __get__(self, owner: None, owner_type: Any = None) -> Self: ...
+    @overload
+    def __get__(self, owner: object, owner_type: Any = None) -> Any: ...
+    def __get__(self, owner: Any, owner_type: Any = None) -> Any:
+        if owner is None:
+            return self
+        if self.is_property:
+            return self.load(owner)
+        return functools.partial(self.load, owner)
+
+
+class OrmCachedDescriptor(CachedMember, _Loaded):
     """The member created by ``@orm_cached``: a property or a method whose values are cached."""
 
     def __init__(self, fn: Any, policy: Union[str, Callable[[Any], bool]], by_role: bool) -> None:
@@ -225,17 +246,6 @@ class OrmCachedDescriptor(CachedMember):
         """The message for ``@property`` written above ``@orm_cached`` (here and in register())."""
         return (f"orm_cached {self.name}: @property is above @orm_cached; put @orm_cached "
                 f"outermost (@orm_cached(...) on the line above @property)")
-
-    @overload
-    def __get__(self, owner: None, owner_type: Any = None) -> Self: ...
-    @overload
-    def __get__(self, owner: object, owner_type: Any = None) -> Any: ...
-    def __get__(self, owner: Any, owner_type: Any = None) -> Any:
-        if owner is None:
-            return self
-        if self.is_property:
-            return self.load(owner)
-        return functools.partial(self.load, owner)
 
     def create(self, owner: Any, session: Session, args: Tuple[Any, ...], kwargs: Dict[Any, Any], counter: Any = None) -> Any:
         """Compute the value (materialised, checked for ORM instances); a miss for ``counter``."""
@@ -446,7 +456,7 @@ def _attach(session: Session, obj: Any) -> Any:
     return session.merge(obj, load=not (state.key is not None and not state.modified))
 
 
-class RequestCachedDescriptor:
+class RequestCachedDescriptor(_Loaded):
     """The member created by ``@request_cached``: one value per request (or per transaction).
 
     Values live in ``owner.request_cache`` (a dict the framework renews per request) when the owner
@@ -464,17 +474,6 @@ class RequestCachedDescriptor:
         self.label = f"request_cached {self.key[2]}"
         functools.update_wrapper(self, self.fn)  # type: ignore[arg-type]  # __doc__, __name__... on the descriptor
         _install_listeners()
-
-    @overload
-    def __get__(self, owner: None, owner_type: Any = None) -> Self: ...
-    @overload
-    def __get__(self, owner: object, owner_type: Any = None) -> Any: ...
-    def __get__(self, owner: Any, owner_type: Any = None) -> Any:
-        if owner is None:
-            return self
-        if self.is_property:
-            return self.load(owner)
-        return functools.partial(self.load, owner)
 
     def load(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
         """The value for ``owner``; an awaitable of it when its session is an AsyncSession."""
