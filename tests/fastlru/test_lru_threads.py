@@ -7,9 +7,12 @@ import threading
 
 import pytest
 
+from support.freethreaded import run_threads
+
 THREADS = 8
 OPS_PER_THREAD = 200_000
 KEY_SPACE = 96
+HANG = 300  # seconds a thread may take before run_threads calls it hung (200,000 operations each)
 
 
 @pytest.fixture
@@ -21,27 +24,6 @@ def fast_switching():
     finally:
         sys.setswitchinterval(old)
     assert sys.getswitchinterval() == old
-
-
-def run_threads(workers, timeout=300):
-    """Starts one thread per callable, together; returns the exceptions they raised."""
-    errors = []
-    barrier = threading.Barrier(len(workers))
-
-    def wrap(fn, i):
-        try:
-            barrier.wait()
-            fn(i)
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted on
-            errors.append((i, exc))
-
-    threads = [threading.Thread(target=wrap, args=(fn, i), daemon=True) for i, fn in enumerate(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a thread hung (deadlock?)"
-    return errors
 
 
 def check_after(lru):
@@ -141,7 +123,7 @@ def test_mixed_operations_eight_threads(LRU, fast_switching):
     stats = Stats()
     lru = LRU(64, on_evict=lambda k, v: stats.evicted.append((k, v)))
     worker = mixed_worker(lru, stats, OPS_PER_THREAD, seed=1)
-    errors = run_threads([worker] * THREADS)
+    errors = run_threads([worker] * THREADS, HANG)
     assert errors == []
     check_after(lru)
     info = lru.info()
@@ -157,7 +139,7 @@ def test_mixed_operations_weighted(LRU, fast_switching):
     stats = Stats()
     lru = LRU(64, maxweight=40, getsizeof=lambda v: v[0] % 4, on_evict=lambda k, v: stats.evicted.append((k, v)))
     worker = mixed_worker(lru, stats, OPS_PER_THREAD // 4, seed=2)
-    errors = run_threads([worker] * THREADS)
+    errors = run_threads([worker] * THREADS, HANG)
     assert errors == []
     check_after(lru)
     assert lru.weight == sum(v[0] % 4 for v in lru.values())
@@ -195,7 +177,7 @@ def test_resize_and_clear_while_others_work(LRU, fast_switching):
                 stop.set()
 
     done = []
-    errors = run_threads([workers_then_stop] * 4 + [resizer, resizer, clearer, clearer])
+    errors = run_threads([workers_then_stop] * 4 + [resizer, resizer, clearer, clearer], HANG)
     assert errors == []
     check_after(lru)
     info = lru.info()
@@ -232,7 +214,7 @@ def test_resize_down_atomic_for_readers(LRU, fast_switching):
                 bad.append(("duplicate keys", len(ks)))
             lru.get(tid)
 
-    errors = run_threads([shrinker, reader, reader, reader])
+    errors = run_threads([shrinker, reader, reader, reader], HANG)
     assert errors == []
     assert bad == []
     check_after(lru)
@@ -256,7 +238,7 @@ def test_on_evict_reentering_from_many_threads(LRU, fast_switching):
             lru[tid * 100_000 + i] = i
             lru.get(tid * 100_000 + i - 3)
 
-    errors = run_threads([work] * 4)
+    errors = run_threads([work] * 4, HANG)
     assert errors == []
     assert calls
     check_after(lru)
@@ -286,7 +268,7 @@ def test_iterators_in_threads_raise_only_runtimeerror(LRU, fast_switching):
             except RuntimeError:
                 raised.append(tid)
 
-    errors = run_threads([mutator, iterator, iterator, iterator])
+    errors = run_threads([mutator, iterator, iterator, iterator], HANG)
     assert errors == []
     assert raised, "iteration never observed a concurrent mutation"
     check_after(lru)
@@ -337,7 +319,7 @@ def test_colliding_python_keys_from_many_threads(LRU, fast_switching):
                     raise
                 gave_up.append(tid)
 
-    errors = run_threads([work] * 4)
+    errors = run_threads([work] * 4, HANG)
     assert errors == []
     check_after(lru)
     assert all(k.n == v[0] for k, v in lru.items())
