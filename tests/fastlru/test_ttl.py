@@ -7,7 +7,6 @@ clock (``LRU``'s own is ``test_lru_fuzz.py``)."""
 import copy
 import math
 import pickle
-import random
 import sys
 import threading
 import time
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 import fastlru
 from support.lru import captured_unraisable
-from support.twins import Clock, compare
+from support.twins import Clock, compare, pareto_sequence
 
 
 def test_fresh_entries_are_returned_and_expired_ones_never(make_any):
@@ -441,13 +440,4 @@ def test_compiled_matches_twin_with_ttl(policy, count, ttl, maxweight, sequence)
 @pytest.mark.c_extension
 @pytest.mark.parametrize("policy", fastlru.POLICIES)
 def test_long_expiring_runs_match(policy):
-    rng = random.Random(5)
-    sequence = []
-    for _ in range(4000):
-        k = int(rng.paretovariate(0.9)) % 200
-        sequence.append(("get", k, 0))
-        if rng.random() < 0.5:
-            sequence.append(("set", k, rng.randrange(8)))
-        if rng.random() < 0.05:
-            sequence.append(("tick", 0, 1))
-    compare(policy, 40, {"ttl": 20.0}, sequence)
+    compare(policy, 40, {"ttl": 20.0}, pareto_sequence(5, tick=0.05))

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastlru
-from support.twins import compare
+from support.twins import compare, pareto_sequence
 
 
 def weigh_len(value):
@@ -449,11 +449,4 @@ def test_compiled_matches_twin_with_weights(policy, count, maxweight, sequence):
 @pytest.mark.c_extension
 @pytest.mark.parametrize("policy", fastlru.POLICIES)
 def test_long_weighted_runs_match(policy):
-    rng = random.Random(11)
-    sequence = []
-    for _ in range(4000):
-        k = int(rng.paretovariate(0.9)) % 200
-        sequence.append(("get", k, 0))
-        if rng.random() < 0.5:
-            sequence.append(("set", k, rng.randrange(8)))
-    compare(policy, 40, {"maxweight": 90, "getsizeof": weigh_len}, sequence)
+    compare(policy, 40, {"maxweight": 90, "getsizeof": weigh_len}, pareto_sequence(11))

@@ -1,6 +1,7 @@
 """The compiled ``fastlru.Cache`` against its pure-Python twin: one differential harness for the
 policy suites (``test_ttl.py``, ``test_weights.py``, ``test_policy_api_count.py``), and the fake
 timer they and the copy tests share. No tests here."""
+import random
 
 
 class Clock:
@@ -86,3 +87,19 @@ def compare(policy, count, options, sequence):
         c._check()
     c._check()
     p._check()
+
+
+def pareto_sequence(seed, tick=0.0):
+    """A long run for ``compare``: 4,000 gets of Pareto-distributed keys (0-199), each followed
+    half the time by a set of a value of length 0-7, and with probability ``tick`` by a clock
+    tick of one second; the same run for the same ``seed``."""
+    rng = random.Random(seed)
+    sequence = []
+    for _ in range(4000):
+        k = int(rng.paretovariate(0.9)) % 200
+        sequence.append(("get", k, 0))
+        if rng.random() < 0.5:
+            sequence.append(("set", k, rng.randrange(8)))
+        if tick and rng.random() < tick:
+            sequence.append(("tick", 0, 1))
+    return sequence
