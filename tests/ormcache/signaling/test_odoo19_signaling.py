@@ -14,30 +14,20 @@ import psycopg
 import pytest
 
 from ormcache.signaling import PostgresSignaling
-from support.registries import fresh_registries
+from support.registries import signaling_registries, synced
 
 LOGGER = "ormcache.signaling"
 
 
 @pytest.fixture
 def make_registry():
-    with fresh_registries("odoo19-signaling") as new:
-
-        def make(backend):
-            registry = new()
-            registry.signaling = backend
-            registry.signaling_retry_interval = 0
-            registry.signaling_background_retry = False
-            return registry
-
+    with signaling_registries("odoo19-signaling", retry_interval=0, background_retry=False) as make:
         yield make
 
 
 @pytest.fixture
 def pair(make_registry, pg_dsn):
-    first, second = make_registry(PostgresSignaling(pg_dsn)), make_registry(PostgresSignaling(pg_dsn))
-    assert first.check_signaling() == [] and second.check_signaling() == []
-    return first, second
+    return synced(make_registry(PostgresSignaling(pg_dsn)), make_registry(PostgresSignaling(pg_dsn)))
 
 
 def messages(caplog):

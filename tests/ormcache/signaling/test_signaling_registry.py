@@ -19,7 +19,7 @@ from ormcache.signaling import (
     SignalingUnavailable,
     local_signaling,
 )
-from support.registries import fresh_registries
+from support.registries import signaling_registries, synced
 
 # pub/sub registries catch up on their own (their check_signaling() then returns []): they
 # have their own tests below
@@ -29,17 +29,9 @@ BACKENDS = ["postgres", "redis"]
 @pytest.fixture
 def make_registry():
     """make_registry(backend or None) -> a fresh Registry (deleted, backend closed, after)."""
-    with fresh_registries("signaling") as new:
-
-        def make(backend=None):
-            registry = new()
-            registry.signaling = backend
-            registry.signaling_retry_interval = 0  # retry at once after a restart (tested apart)
-            # these tests follow who publishes kept invalidations, and when: no background thread
-            # (it has tests of its own: test_signaling_retry.py)
-            registry.signaling_background_retry = False
-            return registry
-
+    # retry at once after a restart (tested apart); these tests follow who publishes kept
+    # invalidations, and when: no background thread (it has tests of its own: test_signaling_retry.py)
+    with signaling_registries("signaling", retry_interval=0, background_retry=False) as make:
         yield make
 
 
@@ -62,10 +54,7 @@ def make_backend(kind, request):
 @pytest.fixture
 def pair(make_registry, make_backend):
     """Two registries sharing the counters, both past their first check."""
-    first, second = make_registry(make_backend()), make_registry(make_backend())
-    assert first.check_signaling() == []
-    assert second.check_signaling() == []
-    return first, second
+    return synced(make_registry(make_backend()), make_registry(make_backend()))
 
 
 def warm(registry, *names):

@@ -16,19 +16,13 @@ from ormcache.signaling import RedisSignaling, SignalingUnavailable
 from ormcache.signaling.base import SignalingBackend
 from support.servers import TcpProxy
 from support.signaling_workers import WriterProcess
-from support.registries import fresh_registries
+from support.registries import signaling_registries
 
 
 
 @pytest.fixture
 def make_registry():
-    with fresh_registries("retry") as new:
-
-        def make(backend):
-            registry = new()
-            registry.signaling = backend
-            return registry
-
+    with signaling_registries("retry") as make:
         yield make
 
 

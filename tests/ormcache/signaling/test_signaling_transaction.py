@@ -14,28 +14,19 @@ from ormcache.signaling import (
     RedisSignaling,
     SignalingUnavailable,
 )
-from support.registries import fresh_registries
+from support.registries import signaling_registries, synced
 
 
 @pytest.fixture
 def make_registry():
-    with fresh_registries("record") as new:
-
-        def make(backend=None):
-            registry = new()
-            registry.signaling = backend
-            registry.signaling_retry_interval = 0
-            return registry
-
+    with signaling_registries("record", retry_interval=0) as make:
         yield make
 
 
 @pytest.fixture
 def pair(make_registry, pg_dsn):
     """Two registries (two 'processes') on one signaling database, both synced."""
-    first, second = make_registry(PostgresSignaling(pg_dsn)), make_registry(PostgresSignaling(pg_dsn))
-    assert first.check_signaling() == [] and second.check_signaling() == []
-    return first, second
+    return synced(make_registry(PostgresSignaling(pg_dsn)), make_registry(PostgresSignaling(pg_dsn)))
 
 
 @pytest.fixture
