@@ -2,28 +2,16 @@
 middle of operations). Afterwards: no unexpected exception in any thread, ``len <= count``,
 ``_check()`` passes, and the counters add up (no lost update)."""
 import random
-import sys
 import threading
 
 import pytest
 
-from support.freethreaded import run_threads
+from support.freethreaded import fast_switching, run_threads  # noqa: F401 - autouse
 
 THREADS = 8
 OPS_PER_THREAD = 200_000
 KEY_SPACE = 96
 HANG = 300  # seconds a thread may take before run_threads calls it hung (200,000 operations each)
-
-
-@pytest.fixture
-def fast_switching():
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-    assert sys.getswitchinterval() == old
 
 
 def check_after(lru):

@@ -50,3 +50,4 @@ def fast_switching():
         yield
     finally:
         sys.setswitchinterval(old)
+    assert sys.getswitchinterval() == old
