@@ -11,15 +11,7 @@ import weakref
 
 import pytest
 
-
-class Clock:
-    """A fake monotonic timer: ``clock.now`` seconds, advanced by hand."""
-
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
+from support.twins import Clock
 
 
 class Value:
