@@ -103,3 +103,30 @@ async def with_heartbeat(work):
     during = [start] + [tick for tick in ticks if tick >= start]
     gaps = [later - earlier for earlier, later in zip(during, during[1:])]
     return result, took, max(gaps)
+
+
+def worker_reports(ctx, target, count, args, results, join_timeout, stop=None):
+    """Runs ``count`` processes of ``ctx`` (a multiprocessing context), ``target(index, *args)``,
+    each putting one report (a dict with its ``index``) on ``results`` (a queue among ``args``);
+    returns the reports by index, once every process exited with code 0 within
+    ``join_timeout``. Whatever happens, ``stop`` (an Event, if given) is set, the processes that
+    are still alive killed, and ``results`` closed."""
+    processes = [ctx.Process(target=target, args=(index, *args), daemon=True) for index in range(count)]
+    try:
+        for process in processes:
+            process.start()
+        reports = sorted((results.get(timeout=120) for _ in processes), key=lambda r: r["index"])
+        for process in processes:
+            process.join(join_timeout)
+            assert process.exitcode == 0
+    finally:
+        if stop is not None:
+            stop.set()
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+            process.close()
+        results.close()
+        results.join_thread()
+    return reports

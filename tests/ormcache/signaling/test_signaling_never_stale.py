@@ -18,6 +18,7 @@ import pytest
 from support import signaling_workers
 from ormcache.registry import Registry
 from support.servers import TcpProxy
+from support.signaling import worker_reports
 from support.signaling_workers import WriterProcess
 
 PROCESSES = 3  # process 0 writes; each has two reader threads
@@ -36,27 +37,8 @@ def test_readers_never_serve_a_value_older_than_a_returned_commit(config_table, 
     floor, stop, results = ctx.Value("q", 0), ctx.Event(), ctx.Queue()
     db_name = f"never-stale-{uuid.uuid4().hex[:8]}"
     writes = 80
-    processes = [
-        ctx.Process(target=signaling_workers.run_scope_worker,
-                    args=(index, writes, isolation, config_table, db_name, floor, stop, results), daemon=True)
-        for index in range(PROCESSES)
-    ]
-    try:
-        for process in processes:
-            process.start()
-        stats = sorted((results.get(timeout=120) for _ in processes), key=lambda s: s["index"])
-        for process in processes:
-            process.join(30)
-            assert process.exitcode == 0
-    finally:
-        stop.set()
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-            process.join()
-            process.close()
-        results.close()
-        results.join_thread()
+    stats = worker_reports(ctx, signaling_workers.run_scope_worker, PROCESSES,
+                           (writes, isolation, config_table, db_name, floor, stop, results), results, 30, stop=stop)
     assert [s["stale"] for s in stats] == [[]] * PROCESSES  # 0 stale reads
     assert stats[0]["writes"] == writes
     assert all(s["final"] == writes for s in stats)

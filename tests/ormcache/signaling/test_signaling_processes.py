@@ -15,6 +15,7 @@ import pytest
 from ormcache.registry import CACHES_BY_KEY
 
 from support import signaling_workers
+from support.signaling import worker_reports
 
 WORKERS = 4
 KINDS = ["postgres", "redis", "redis-pubsub"]
@@ -116,26 +117,8 @@ def test_clearing_assets_leaves_default_warm_in_the_other_workers(kind, target):
     barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
     url, prefix = target
     db_name = f"names-{uuid.uuid4().hex[:8]}"
-    processes = [
-        ctx.Process(target=signaling_workers.run_names_worker,
-                    args=(index, kind, url, prefix, db_name, barrier, results), daemon=True)
-        for index in range(WORKERS)
-    ]
-    try:
-        for process in processes:
-            process.start()
-        reports = sorted((results.get(timeout=120) for _ in processes), key=lambda r: r["index"])
-        for process in processes:
-            process.join(60)
-            assert process.exitcode == 0
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-            process.join()
-            process.close()
-        results.close()
-        results.join_thread()
+    reports = worker_reports(ctx, signaling_workers.run_names_worker, WORKERS,
+                             (kind, url, prefix, db_name, barrier, results), results, 60)
     assert reports[0] == dict(index=0, cleared=[], default="warm", assets=None)
     for report in reports[1:]:
         assert report == dict(index=report["index"], cleared=list(CACHES_BY_KEY["assets"]),
