@@ -154,8 +154,6 @@ class SharedApp:
 
 def open_cache(kind, where, db_name, redis_url, signaling, shared, serializer="pickle", redis_prefix=None):
     """Engine, sessionmaker and OrmCache of one process, as an application would set them up."""
-    from sqlalchemy.orm import sessionmaker
-
     from ormcache.registry import Registry
     from ormcache.signaling import PostgresSignaling, RedisSignaling
 
@@ -165,13 +163,20 @@ def open_cache(kind, where, db_name, redis_url, signaling, shared, serializer="p
     else:
         registry.signaling = PostgresSignaling(where)
     engine = make_engine(kind, where)
-    factory = sessionmaker(engine)
     cache = OrmCache(registry, Base.metadata, redis_url=redis_url if shared else None, serializer=serializer,
                      secret=b"test secret",
                      redis_prefix=f"{redis_prefix}{{db_name}}:orm_cached:")
+    return engine, serving_app(cache, engine), cache
+
+
+def serving_app(cache, engine):
+    """A new sessionmaker of ``engine``, watched by ``cache``, which caches ``SharedApp``."""
+    from sqlalchemy.orm import sessionmaker
+
+    factory = sessionmaker(engine)
     cache.watch(factory)
     cache.register(SharedApp)
-    return engine, factory, cache
+    return factory
 
 
 def close_cache(engine, cache):
