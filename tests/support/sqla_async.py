@@ -3,7 +3,7 @@
 Each test runs on SQLite through aiosqlite (a file, so other connections and processes share it)
 and on the private PostgreSQL of ``tests/support/servers.py`` through psycopg's AsyncConnection. A test
 body is a coroutine run by ``run(adb, body)`` in a fresh event loop with a fresh async engine,
-under a deadline.
+under a deadline (``run_cached``: with the ``OrmCache`` of ``make_cache`` as well).
 """
 from __future__ import annotations
 
@@ -154,6 +154,20 @@ def make_cache(registry: Any, engine: AsyncEngine, **kw: Any) -> "tuple[OrmCache
     cache.watch(maker)
     cache.register(Shop)
     return cache, maker
+
+
+def run_cached(adb: Any, registry: Any, body: Callable[[OrmCache, async_sessionmaker, AsyncEngine], Awaitable[T]]) -> T:
+    """``body(cache, maker, engine)`` run by ``run``, with the cache and sessionmaker of
+    ``make_cache`` (the cache closed after)."""
+
+    async def main(engine: AsyncEngine) -> T:
+        cache, maker = make_cache(registry, engine)
+        try:
+            return await body(cache, maker, engine)
+        finally:
+            cache.close()
+
+    return run(adb, main)
 
 
 async def add_customers(maker: async_sessionmaker, n: int) -> List[int]:

@@ -21,8 +21,8 @@ from support.sqla_async import (  # noqa: F401
     aregistry,
     async_pg,
     counter,
-    make_cache,
     run,
+    run_cached,
 )
 
 FIELDS = ["name", "email", "status"]
@@ -31,8 +31,7 @@ FIELDS = ["name", "email", "status"]
 # -- the seed's flow: N records x M fields in one SELECT, then every read from memory -------------
 
 def test_prefetch_one_select_then_reads_without_sql(adb, aregistry):
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         ids = await add_customers(maker, 100)
         queries = counter(engine)
         async with maker() as session:
@@ -61,16 +60,14 @@ def test_prefetch_one_select_then_reads_without_sql(adb, aregistry):
             await session.commit()  # the end of the unit of work: the record cache is cleared
             assert (Customer, 4, "name") not in records
         queries.close()
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 # -- orm_cached: awaited property and method, invalidated as on the sync path -----------------------
 
 def test_orm_cached_awaited_and_invalidated_by_commits(adb, aregistry):
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         await add_customers(maker, 20)
         queries = counter(engine)
         async with maker() as session:
@@ -107,14 +104,12 @@ def test_orm_cached_awaited_and_invalidated_by_commits(adb, aregistry):
             await reader.commit()
             assert len(await Shop(cache, reader, role="staff").vips()) == 20
         queries.close()
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 def test_rollback_and_savepoint_drop_what_they_computed(adb, aregistry):
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         await add_customers(maker, 3)
         async with maker() as session:
             shop = Shop(cache, session)
@@ -131,16 +126,14 @@ def test_rollback_and_savepoint_drop_what_they_computed(adb, aregistry):
             await session.commit()
         async with maker() as other:
             assert (await Shop(cache, other).customer_names)[0] == "customer1"
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 def test_value_from_a_snapshot_older_than_an_invalidation_is_not_stored(adb, aregistry):
     """As on the sync path: a transaction that began before an invalidation was applied keeps
     what it computes for itself (its snapshot may be older); later transactions compute again."""
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         await add_customers(maker, 3)
         async with maker() as old, maker() as writer:
             await old.execute(select(Customer.id).limit(1))  # began, snapshot taken (REPEATABLE READ)
@@ -152,16 +145,14 @@ def test_value_from_a_snapshot_older_than_an_invalidation_is_not_stored(adb, are
             await old.commit()
         async with maker() as fresh:
             assert (await Shop(cache, fresh).customer_names)[0] == "new"
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 # -- FullTableCache and request_cached ---------------------------------------------------------------
 
 def test_full_table_cache_awaited(adb, aregistry):
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         await add_customers(maker, 1)
         queries = counter(engine)
         async with maker() as session:
@@ -185,14 +176,12 @@ def test_full_table_cache_awaited(adb, aregistry):
                 assert (await Currency.by_key(session, "USD")).name == "created USD"
             assert len(queries.selects) == 1  # reloaded once
         queries.close()
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 def test_request_cached_awaited(adb, aregistry):
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         await add_customers(maker, 2)
         queries = counter(engine)
         async with maker() as session:
@@ -202,16 +191,14 @@ def test_request_cached_awaited(adb, aregistry):
                 assert await shop.first_customer() is first and first.name == "customer1"
             assert queries.count == 0
         queries.close()
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 # -- concurrency: one computation per cold key, cancellation, failure ---------------------------------
 
 def test_tasks_awaiting_one_cold_key_compute_it_once(adb, aregistry):
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         await add_customers(maker, 5)
         queries = counter(engine)
         sessions = [maker() for _ in range(100)]
@@ -227,9 +214,8 @@ def test_tasks_awaiting_one_cold_key_compute_it_once(adb, aregistry):
         assert len(queries.selects) == 2
         await asyncio.gather(*(s.close() for s in sessions))
         queries.close()
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 async def held_leader(cache, leader_session, waiter_sessions):
@@ -245,8 +231,7 @@ async def held_leader(cache, leader_session, waiter_sessions):
 
 
 def test_cancelled_computation_is_not_cached_and_waiters_go_on(adb, aregistry):
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         await add_customers(maker, 5)
         async with maker() as s1, maker() as s2, maker() as s3:
             leader, waiters = await held_leader(cache, s1, (s2, s3))
@@ -261,14 +246,12 @@ def test_cancelled_computation_is_not_cached_and_waiters_go_on(adb, aregistry):
             assert await asyncio.gather(*waiters) == [6, 6]
             assert Shop.computed == ["slow", "slow"]  # the cancelled one, then one waiter
             assert cache.lru.get(Shop.slow.key) == {(None, (1,)): 6}
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 def test_failed_computation_is_not_cached(adb, aregistry):
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         await add_customers(maker, 5)
         sessions = [maker() for _ in range(3)]
         results = await asyncio.gather(*(Shop(cache, s).slow(-1) for s in sessions), return_exceptions=True)
@@ -276,14 +259,12 @@ def test_failed_computation_is_not_cached(adb, aregistry):
         assert cache.lru.get(Shop.slow.key) in (None, {})
         assert await Shop(cache, sessions[0]).slow(2) == 7
         await asyncio.gather(*(s.close() for s in sessions))
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 def test_waiter_cancelled_leaves_the_others(adb, aregistry):
-    async def body(engine):
-        cache, maker = make_cache(aregistry, engine)
+    async def body(cache, maker, engine):
         await add_customers(maker, 5)
         async with maker() as s1, maker() as s2, maker() as s3:
             leader, (waiter, other) = await held_leader(cache, s1, (s2, s3))
@@ -291,9 +272,8 @@ def test_waiter_cancelled_leaves_the_others(adb, aregistry):
             Shop.gate.set()
             assert await leader == 6 and await other == 6
             assert waiter.cancelled() and Shop.computed == ["slow"]
-        cache.close()
 
-    run(adb, body)
+    run_cached(adb, aregistry, body)
 
 
 # -- watch() targets -----------------------------------------------------------------------------
