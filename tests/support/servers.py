@@ -393,13 +393,17 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                if not self.silent:
-                    dst.sendall(data)
+                self._forward(data, dst)
         except OSError:
             pass
         finally:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
+
+    def _forward(self, data, dst):
+        """Passes one chunk on (a subclass may look at it first); nothing while ``silent``."""
+        if not self.silent:
+            dst.sendall(data)
 
     def __enter__(self):
         return self.start()

@@ -132,27 +132,14 @@ def commit_cutter(target_port: int):
             super().__init__(port)
             self.cut = threading.Event()
 
-        def _pipe(self, src, dst):
-            try:
-                while True:
-                    data = src.recv(65536)
-                    if not data:
-                        break
-                    if self.armed and b"COMMIT\x00" in data:
-                        self.armed = False
-                        self.silent = True  # from now on, every answer is lost
-                        dst.sendall(data)
-                        threading.Timer(0.3, self._cut).start()
-                        continue
-                    if not self.silent:
-                        dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                import contextlib
-
-                with contextlib.suppress(OSError):
-                    dst.shutdown(1)
+        def _forward(self, data, dst):
+            if self.armed and b"COMMIT\x00" in data:
+                self.armed = False
+                self.silent = True  # from now on, every answer is lost
+                dst.sendall(data)
+                threading.Timer(0.3, self._cut).start()
+            else:
+                super()._forward(data, dst)
 
         def _cut(self):
             self.stop()
