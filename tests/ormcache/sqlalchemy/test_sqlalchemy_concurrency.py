@@ -7,25 +7,15 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from ormcache.registry import Registry
-from ormcache.sqlalchemy import OrmCache, orm_cached
+from ormcache.sqlalchemy import OrmCache
 from support.sqla import Base, Country, User, db, engine  # noqa: F401
+from support.sqla_stale import StaleApp  # its version: the name of user 1, as an int
 
 ROUNDS = 60
 READERS = 3
-
-
-class VersionApp:
-    def __init__(self, orm_cache, session):
-        self.orm_cache, self.session = orm_cache, session
-
-    @orm_cached(policy="on-table-change:users")
-    @property
-    def version(self):
-        return int(self.session.scalar(select(User.name).where(User.id == 1)))
 
 
 @pytest.mark.timeout(120)
@@ -34,7 +24,7 @@ def test_readers_never_see_a_value_older_than_the_last_commit(engine):
     orm_cache = OrmCache(registry, Base.metadata)
     factory = sessionmaker(engine)
     orm_cache.watch(factory)
-    orm_cache.register(VersionApp)
+    orm_cache.register(StaleApp)
     with factory() as session:
         session.add(User(id=1, name="0"))
         session.add(Country(id=1, code="CH", name="0"))
@@ -63,7 +53,7 @@ def test_readers_never_see_a_value_older_than_the_last_commit(engine):
             while not done.is_set():
                 floor = committed[0]
                 with factory() as session:
-                    version = VersionApp(orm_cache, session).version
+                    version = StaleApp(orm_cache, session).version
                     country = int(Country.by_key(session, "CH").name)
                     session.commit()
                 reads[0] += 1
@@ -83,7 +73,7 @@ def test_readers_never_see_a_value_older_than_the_last_commit(engine):
         assert failures == []
         assert reads[0] > ROUNDS
         with factory() as session:
-            assert VersionApp(orm_cache, session).version == ROUNDS
+            assert StaleApp(orm_cache, session).version == ROUNDS
     finally:
         done.set()
         orm_cache.close()
