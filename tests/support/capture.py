@@ -110,11 +110,7 @@ def truth(dsn: str):
 def reader(conn, opts) -> None:
     """Child process: answers ("read",) until None."""
     engine, factory, cache = open_caches(opts)
-    try:
-        serve(conn, lambda command: read(factory, cache))
-    finally:
-        close_caches(engine, cache)
-        conn.close()
+    serve(conn, lambda command: read(factory, cache), lambda: close_caches(engine, cache))
 
 
 def seed(dsn: str, factory) -> None:
@@ -387,8 +383,4 @@ def read_two_tables(factory, cache, count: int):
 
 def two_tables_reader(conn, opts) -> None:
     engine, factory, cache = open_two_tables(opts)
-    try:
-        serve(conn, lambda command: read_two_tables(factory, cache, command[1]))
-    finally:
-        close_caches(engine, cache)
-        conn.close()
+    serve(conn, lambda command: read_two_tables(factory, cache, command[1]), lambda: close_caches(engine, cache))

@@ -212,30 +212,38 @@ def run_command(factory, cache, counter, command):
     return result, counter.count
 
 
-def serve(conn, answer) -> None:
+def serve(conn, answer, close=None) -> None:
     """A worker's loop: says it is ready, then sends ``answer(command)`` for each command until
-    ``None`` (an exception is reported to the parent, which fails the test)."""
-    conn.send("ready")
-    while True:
-        command = conn.recv()
-        if command is None:
-            return
-        try:
-            conn.send(("ok", answer(command)))
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
-            conn.send(("error", repr(exc)))
+    ``None`` (an exception is reported to the parent, which fails the test). With ``close``,
+    whatever happens: ``close()`` (the worker's caches), then the end of the pipe."""
+    try:
+        conn.send("ready")
+        while True:
+            command = conn.recv()
+            if command is None:
+                return
+            try:
+                conn.send(("ok", answer(command)))
+            except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+                conn.send(("error", repr(exc)))
+    finally:
+        if close is not None:
+            try:
+                close()
+            finally:
+                conn.close()
 
 
 def worker(conn, *args):
     """Child process main: answer commands until ``None``."""
     engine, factory, cache = open_cache(*args)
     counter = QueryCounter(engine)
-    try:
-        serve(conn, lambda command: run_command(factory, cache, counter, command))
-    finally:
+
+    def close():
         counter.close()
         close_cache(engine, cache)
-        conn.close()
+
+    serve(conn, lambda command: run_command(factory, cache, counter, command), close)
 
 
 class Worker:

@@ -225,11 +225,7 @@ def command_worker(conn, opts) -> None:
             return None
         raise ValueError(name)
 
-    try:
-        serve(conn, answer)
-    finally:
-        close_caches(engine, cache)
-        conn.close()
+    serve(conn, answer, lambda: close_caches(engine, cache))
 
 
 class Process(Worker):

@@ -101,11 +101,7 @@ def worker18(conn, opts) -> None:
             return Stale18App.computed
         raise ValueError(name)
 
-    try:
-        serve(conn, answer)
-    finally:
-        close_caches(engine, cache)
-        conn.close()
+    serve(conn, answer, lambda: close_caches(engine, cache))
 
 
 class Process18(Worker):
