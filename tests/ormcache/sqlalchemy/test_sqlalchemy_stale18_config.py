@@ -138,53 +138,44 @@ def test_installing_elsewhere_than_the_watched_database_raises(databases):
 
 
 @pytest.fixture
-def no_other_full_table_caches():
-    """Without metadata, install() covers every FullTableCache of the process (those of the
-    other test modules too): none during these tests."""
+def without_metadata(tmp_path):
+    """``(engine, cache)``: an SQLite file with the tables, an OrmCache given no metadata.
+    Without metadata, install() covers every FullTableCache of the process (those of the other
+    test modules too): none during these tests."""
+    from ormcache.signaling import SqliteSignaling
     from ormcache.sqlalchemy._changes import FULL_TABLE_MODELS
 
     saved = dict(FULL_TABLE_MODELS)
     FULL_TABLE_MODELS.clear()
-    yield
-    FULL_TABLE_MODELS.update(saved)
-
-
-@pytest.mark.usefixtures("no_other_full_table_caches")
-def test_a_callable_policy_without_metadata_cannot_be_captured(tmp_path):
-    from ormcache.signaling import SqliteSignaling
-
     path = str(tmp_path / "app.sqlite")
     engine = create_engine(f"sqlite:///{path}")
     Base.metadata.create_all(engine)
     cache = _open(SqliteSignaling, path, metadata=None)
     try:
-        cache.register(CallableApp)
-        with pytest.raises(ValueError, match="callable policy of .*give OrmCache the metadata"):
-            cache.install(engine)
-        with pytest.raises(ValueError, match="callable policy"):
-            cache.ddl("sqlite")
-        assert cache._captured is not True
+        yield engine, cache
     finally:
         _close(cache, engine)
+        FULL_TABLE_MODELS.update(saved)
 
 
-@pytest.mark.usefixtures("no_other_full_table_caches")
-def test_a_callable_policy_registered_after_install_without_metadata_raises(tmp_path):
-    from ormcache.signaling import SqliteSignaling
-
-    path = str(tmp_path / "app.sqlite")
-    engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine)
-    cache = _open(SqliteSignaling, path, metadata=None)
-    try:
-        cache.register(App)
+def test_a_callable_policy_without_metadata_cannot_be_captured(without_metadata):
+    engine, cache = without_metadata
+    cache.register(CallableApp)
+    with pytest.raises(ValueError, match="callable policy of .*give OrmCache the metadata"):
         cache.install(engine)
-        counters = dict(cache._counters)
-        with pytest.raises(ValueError, match="callable policy"):
-            cache.register(CallableApp)
-        assert cache._counters == counters and cache._callables == []  # nothing changed
-    finally:
-        _close(cache, engine)
+    with pytest.raises(ValueError, match="callable policy"):
+        cache.ddl("sqlite")
+    assert cache._captured is not True
+
+
+def test_a_callable_policy_registered_after_install_without_metadata_raises(without_metadata):
+    engine, cache = without_metadata
+    cache.register(App)
+    cache.install(engine)
+    counters = dict(cache._counters)
+    with pytest.raises(ValueError, match="callable policy"):
+        cache.register(CallableApp)
+    assert cache._counters == counters and cache._callables == []  # nothing changed
 
 
 def test_the_shared_tier_prefix_formats_with_db_name_only():
