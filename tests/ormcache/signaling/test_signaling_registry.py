@@ -4,6 +4,7 @@ The two registries are real ``Registry`` objects under two database names ("alia
 backends point at the same counters: the same PostgreSQL database, or one Redis key prefix
 without ``{db_name}``.
 """
+import contextlib
 import logging
 import threading
 import time
@@ -419,17 +420,11 @@ def _backend_pid(registry):
     return connection.info.backend_pid if connection is not None else None
 
 
-def _forked_child(registry, conn):
-    """In a forked child: the inherited registry signals, then waits for the parent's signal."""
+def _in_child(body, registry, conn):
+    """A forked child's main: ``body(registry, conn)``, its error sent to the parent; the
+    inherited registry's backend and the pipe closed after."""
     try:
-        registry.check_signaling()
-        with registry.cursor_scope():
-            registry.clear_cache("assets")
-        warm(registry)
-        conn.send(_backend_pid(registry))
-        conn.recv()  # the parent signaled 'groups'
-        cleared = registry.check_signaling()
-        conn.send(cleared)
+        body(registry, conn)
     except BaseException as exc:  # reported to the parent
         conn.send(repr(exc))
     finally:
@@ -437,23 +432,52 @@ def _forked_child(registry, conn):
         conn.close()
 
 
+@contextlib.contextmanager
+def forked(body, registry):
+    """A child forked to run ``body(registry, its end of a pipe)``; yields the parent's end.
+    After the block the child must exit with 0 within 30 s; it is killed if still alive."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_in_child, args=(body, registry, theirs))
+    child.start()
+    try:
+        yield ours
+        child.join(30)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        child.close()
+        ours.close()
+        theirs.close()
+
+
+def _signals_then_waits(registry, conn):
+    """In a forked child: the inherited registry signals, then waits for the parent's signal."""
+    registry.check_signaling()
+    with registry.cursor_scope():
+        registry.clear_cache("assets")
+    warm(registry)
+    conn.send(_backend_pid(registry))
+    conn.recv()  # the parent signaled 'groups'
+    cleared = registry.check_signaling()
+    conn.send(cleared)
+
+
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.parametrize("kind", ["postgres", "redis"], indirect=True)
 def test_a_forked_child_gets_its_own_connection(make_registry, make_backend, kind):
     """A registry inherited through fork() signals over its own connection; the parent's
     connection keeps working (a shared libpq socket would mix the two protocol streams)."""
-    import multiprocessing
-
     registry = make_registry(make_backend())
     other = make_registry(make_backend())
     registry.check_signaling()
     other.check_signaling()
     parent_pid = _backend_pid(registry)
-    ctx = multiprocessing.get_context("fork")
-    ours, theirs = ctx.Pipe()
-    child = ctx.Process(target=_forked_child, args=(registry, theirs))
-    child.start()
-    try:
+    with forked(_signals_then_waits, registry) as ours:
         child_pid = ours.recv()
         assert child_pid is None or child_pid != parent_pid
         warm(registry)
@@ -464,46 +488,25 @@ def test_a_forked_child_gets_its_own_connection(make_registry, make_backend, kin
             other.clear_cache("groups")
         ours.send("go")
         assert ours.recv() == list(CACHES_BY_KEY["groups"])
-        child.join(30)
-        assert child.exitcode == 0
-    finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
-        child.close()
-        ours.close()
-        theirs.close()
 
 
-def _forked_pubsub_child(registry, conn):
-    try:
-        registry.check_signaling()  # attaches again: a listener thread of the child's own
-        assert registry.signaling._listener.ready.wait(10)
-        warm(registry)
-        conn.send("ready")
-        cleared = wait_until(lambda: "assets" not in warm_names(registry))
-        with registry.cursor_scope():
-            registry.clear_cache("groups")
-        conn.send(cleared)
-    except BaseException as exc:  # reported to the parent
-        conn.send(repr(exc))
-    finally:
-        registry.signaling.close()
-        conn.close()
+def _listens_then_signals(registry, conn):
+    registry.check_signaling()  # attaches again: a listener thread of the child's own
+    assert registry.signaling._listener.ready.wait(10)
+    warm(registry)
+    conn.send("ready")
+    cleared = wait_until(lambda: "assets" not in warm_names(registry))
+    with registry.cursor_scope():
+        registry.clear_cache("groups")
+    conn.send(cleared)
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_listens_and_is_heard(make_registry, make_pubsub_backend):
-    import multiprocessing
-
     registry = make_registry(make_pubsub_backend())
     registry.check_signaling()
     assert registry.signaling._listener.ready.wait(10)
-    ctx = multiprocessing.get_context("fork")
-    ours, theirs = ctx.Pipe()
-    child = ctx.Process(target=_forked_pubsub_child, args=(registry, theirs))
-    child.start()
-    try:
+    with forked(_listens_then_signals, registry) as ours:
         assert ours.recv() == "ready"
         warm(registry)
         with registry.cursor_scope():
@@ -511,12 +514,3 @@ def test_a_forked_child_listens_and_is_heard(make_registry, make_pubsub_backend)
         assert ours.recv() is True  # the child's listener cleared 'assets'
         # the child's message carries its own token: the parent's listener does not ignore it
         assert wait_until(lambda: "groups" not in warm_names(registry))
-        child.join(30)
-        assert child.exitcode == 0
-    finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
-        child.close()
-        ours.close()
-        theirs.close()
