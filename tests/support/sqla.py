@@ -166,17 +166,37 @@ def open_cache(kind, where, db_name, redis_url, signaling, shared, serializer="p
     cache = OrmCache(registry, Base.metadata, redis_url=redis_url if shared else None, serializer=serializer,
                      secret=b"test secret",
                      redis_prefix=f"{redis_prefix}{{db_name}}:orm_cached:")
-    return engine, serving_app(cache, engine), cache
+    return engine, watched(cache, engine, SharedApp), cache
 
 
-def serving_app(cache, engine):
-    """A new sessionmaker of ``engine``, watched by ``cache``, which caches ``SharedApp``."""
+def watched(cache, engine, *apps):
+    """A new sessionmaker of ``engine``, watched by ``cache``, which caches the members of
+    ``apps``."""
     from sqlalchemy.orm import sessionmaker
 
     factory = sessionmaker(engine)
     cache.watch(factory)
-    cache.register(SharedApp)
+    for app in apps:
+        cache.register(app)
     return factory
+
+
+@contextlib.contextmanager
+def cache_watching(engine, metadata, *apps):
+    """``(cache, factory)``: an ``OrmCache`` of ``metadata`` on a fresh registry, caching the
+    members of ``apps``, and the new sessionmaker of ``engine`` it watches (``watched``); the
+    cache closed and the registry deleted after."""
+    import uuid
+
+    from ormcache.registry import Registry
+
+    registry = Registry(f"test-{uuid.uuid4().hex[:8]}")
+    cache = OrmCache(registry, metadata)
+    try:
+        yield cache, watched(cache, engine, *apps)
+    finally:
+        cache.close()
+        Registry.delete(registry.db_name)
 
 
 def close_cache(engine, cache):

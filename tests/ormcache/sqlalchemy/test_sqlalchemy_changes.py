@@ -2,17 +2,15 @@
 policies shown the old and the new state, full-table caches per mapper (inheritance)."""
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 
 import pytest
 from sqlalchemy import Column, ForeignKey, String, Table, select, text, update
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from ormcache.registry import Registry
-from ormcache.sqlalchemy import FullTableCache, OrmCache, orm_cached
+from ormcache.sqlalchemy import FullTableCache, orm_cached
 from ormcache.sqlalchemy import _changes
-from support.sqla import make_engine, engine_url
+from support.sqla import cache_watching, engine_url, make_engine
 
 CALLS: Counter = Counter()
 
@@ -126,20 +124,14 @@ def engine(request, tmp_path, kind):
 
 @pytest.fixture
 def Session(engine):
-    registry = Registry(f"test-{uuid.uuid4().hex[:8]}")
-    cache = OrmCache(registry, ChangesBase.metadata)
-    factory = sessionmaker(engine)
-    cache.watch(factory)
-    cache.register(ChangesApp)
-    factory.orm_cache = cache
-    CALLS.clear()
-    with factory() as session:
-        session.add_all([Group(id=1, name="staff"), Group(id=2, name="ops")])
-        session.add_all([Member(id=1, name="ann", role="admin"), Member(id=2, name="bob")])
-        session.commit()
-    yield factory
-    cache.close()
-    Registry.delete(registry.db_name)
+    with cache_watching(engine, ChangesBase.metadata, ChangesApp) as (cache, factory):
+        factory.orm_cache = cache
+        CALLS.clear()
+        with factory() as session:
+            session.add_all([Group(id=1, name="staff"), Group(id=2, name="ops")])
+            session.add_all([Member(id=1, name="ann", role="admin"), Member(id=2, name="bob")])
+            session.commit()
+        yield factory
 
 
 def app(session, Session):
@@ -186,25 +178,19 @@ def test_text_that_may_write(sql):
 def test_text_writing_like_a_read_invalidates_on_postgresql(pg_dsn, sql):
     engine = make_engine("postgresql", pg_dsn)
     ChangesBase.metadata.create_all(engine)
-    registry = Registry(f"test-{uuid.uuid4().hex[:8]}")
-    cache = OrmCache(registry, ChangesBase.metadata)
-    factory = sessionmaker(engine)
-    cache.watch(factory)
-    cache.register(ChangesApp)
     try:
-        with factory() as session:
-            session.add_all([Member(id=1, name="ann"), Member(id=2, name="bob")])
-            session.commit()
-        with factory() as session:
-            assert ChangesApp(cache, session).names == ("ann", "bob")
-            session.execute(text(sql))
-            assert ChangesApp(cache, session).names == ("x", "x")  # this transaction: its own write
-            session.commit()
-        with factory() as session:
-            assert ChangesApp(cache, session).names == ("x", "x")  # and everyone after the commit
+        with cache_watching(engine, ChangesBase.metadata, ChangesApp) as (cache, factory):
+            with factory() as session:
+                session.add_all([Member(id=1, name="ann"), Member(id=2, name="bob")])
+                session.commit()
+            with factory() as session:
+                assert ChangesApp(cache, session).names == ("ann", "bob")
+                session.execute(text(sql))
+                assert ChangesApp(cache, session).names == ("x", "x")  # this transaction: its own write
+                session.commit()
+            with factory() as session:
+                assert ChangesApp(cache, session).names == ("x", "x")  # and everyone after the commit
     finally:
-        cache.close()
-        Registry.delete(registry.db_name)
         engine.dispose()
 
 

@@ -29,7 +29,7 @@ from support.sqla import (  # noqa: F401
     make_engine,
     open_cache,
     run_command,
-    serving_app,
+    watched,
 )
 
 
@@ -344,13 +344,13 @@ def test_black_hole_shared_tier_costs_one_deadline_per_interval(tmp_path):
     deadline, interval, margin = 0.2, 2.0, 0.3
     registry.signaling_retry_interval = interval
     warm = OrmCache(registry, Base.metadata)  # the same work without the tier, compiled once
-    factory = serving_app(warm, engine)
+    factory = watched(warm, engine, SharedApp)
     with factory() as session:
         SharedApp(warm, session).user_names
     warm.close()
     cache = OrmCache(registry, Base.metadata, redis_url=f"redis://127.0.0.1:{hole.port}/0",
                      secret=b"s", redis_timeout=deadline)
-    factory = serving_app(cache, engine)
+    factory = watched(cache, engine, SharedApp)
 
     request = functools.partial(timed_request, cache, factory)
     four_at_once = functools.partial(four_requests_at_once, cache, factory)
@@ -439,7 +439,7 @@ def test_silent_path_to_the_shared_tier_costs_one_deadline_per_interval(tmp_path
     registry.signaling_retry_interval = interval
     cache = OrmCache(registry, Base.metadata, redis_url=f"redis://127.0.0.1:{proxy.port}/0",
                      redis_prefix=redis_prefix + "{db_name}:", secret=b"s", redis_timeout=deadline)
-    factory = serving_app(cache, engine)
+    factory = watched(cache, engine, SharedApp)
 
     request = functools.partial(timed_request, cache, factory)
     four_at_once = functools.partial(four_requests_at_once, cache, factory)
@@ -491,7 +491,7 @@ def test_no_password_in_reprs_and_errors(tmp_path, caplog):
         # an outage: logged with the URL's host, never its password
         engine = make_engine("sqlite", str(tmp_path / "db.sqlite"))
         Base.metadata.create_all(engine)
-        factory = serving_app(cache, engine)
+        factory = watched(cache, engine, SharedApp)
         with caplog.at_level("DEBUG"):
             for _ in range(2):  # the failure, then the rest
                 with factory() as session:
@@ -515,7 +515,7 @@ def test_wrong_redis_password_is_a_configuration_error(tmp_path):
         registry = Registry(f"test-{uuid.uuid4().hex[:8]}")
         cache = OrmCache(registry, Base.metadata, redis_url=f"redis://:wrong-password@127.0.0.1:{server.port}/0",
                          secret=b"k")
-        factory = serving_app(cache, engine)
+        factory = watched(cache, engine, SharedApp)
         try:
             with factory() as session:
                 with pytest.raises(SignalingConfigurationError, match="authentication failed") as error:

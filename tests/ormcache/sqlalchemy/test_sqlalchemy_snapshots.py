@@ -4,15 +4,12 @@ it; a savepoint rolled back takes what was computed inside it; request_cached se
 own writes."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import sessionmaker
 
-from ormcache.registry import Registry
-from ormcache.sqlalchemy import OrmCache, orm_cached, request_cached
-from support.sqla import Base, Country, User, db, engine, make_engine  # noqa: F401
+from ormcache.sqlalchemy import orm_cached, request_cached
+from support.sqla import Base, Country, User, cache_watching, db, engine, make_engine  # noqa: F401
 
 
 class KarmaApp:
@@ -36,18 +33,12 @@ class KarmaApp:
 def _seeded(engine):
     """A registry, an OrmCache watching a session factory of ``engine``, one user and one
     country; yields ``(engine, factory, cache)`` and cleans up."""
-    registry = Registry(f"test-{uuid.uuid4().hex[:8]}")
-    cache = OrmCache(registry, Base.metadata)
-    factory = sessionmaker(engine)
-    cache.watch(factory)
-    cache.register(KarmaApp)
-    with factory() as session:
-        session.add(User(id=1, name="ann", karma=0))
-        session.add(Country(id=1, code="CH", name="0"))
-        session.commit()
-    yield engine, factory, cache
-    cache.close()
-    Registry.delete(registry.db_name)
+    with cache_watching(engine, Base.metadata, KarmaApp) as (cache, factory):
+        with factory() as session:
+            session.add(User(id=1, name="ann", karma=0))
+            session.add(Country(id=1, code="CH", name="0"))
+            session.commit()
+        yield engine, factory, cache
 
 
 @pytest.fixture
