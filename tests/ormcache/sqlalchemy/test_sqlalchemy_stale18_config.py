@@ -97,8 +97,10 @@ def _listening(factory, cache):
     return event.contains(factory, "after_commit", cache._on_after_commit)
 
 
-@pytest.mark.parametrize("databases", ["postgresql", "sqlite"], indirect=True)
-def test_watching_another_database_than_the_installed_one_raises(databases):
+@pytest.fixture
+def two_apps(databases):
+    """``(cache, make_engine, engine A, engine B)``: the tables in both databases of
+    ``databases``, and a cache signaling through A with ``App`` registered (closed after)."""
     signaling, make_engine, a, b = databases
     engine_a, engine_b = make_engine(a), make_engine(b)
     for engine in (engine_a, engine_b):
@@ -106,35 +108,33 @@ def test_watching_another_database_than_the_installed_one_raises(databases):
     cache = _open(signaling, a)
     cache.register(App)
     try:
+        yield cache, lambda: make_engine(a), engine_a, engine_b
+    finally:
+        _close(cache, engine_a, engine_b)
+
+
+@pytest.mark.parametrize("databases", ["postgresql", "sqlite"], indirect=True)
+def test_watching_another_database_than_the_installed_one_raises(two_apps):
+    cache, engine_of_a, engine_a, engine_b = two_apps
+    cache.install(engine_a)
+    factory = sessionmaker(engine_b)
+    with pytest.raises(SignalingConfigurationError, match="does not hold the capture triggers") as info:
+        cache.watch(factory)
+    print(info.value)
+    assert not _listening(factory, cache)  # nothing changed
+    same = sessionmaker(engine_of_a())  # another Engine on the installed database: fine
+    cache.watch(same)
+    assert _listening(same, cache)
+    same.kw["bind"].dispose()
+
+
+@pytest.mark.parametrize("databases", ["postgresql", "sqlite"], indirect=True)
+def test_installing_elsewhere_than_the_watched_database_raises(two_apps):
+    cache, _, engine_a, engine_b = two_apps
+    cache.watch(sessionmaker(engine_b))
+    with pytest.raises(SignalingConfigurationError, match="does not hold the capture triggers"):
         cache.install(engine_a)
-        factory = sessionmaker(engine_b)
-        with pytest.raises(SignalingConfigurationError, match="does not hold the capture triggers") as info:
-            cache.watch(factory)
-        print(info.value)
-        assert not _listening(factory, cache)  # nothing changed
-        same = sessionmaker(make_engine(a))  # another Engine on the installed database: fine
-        cache.watch(same)
-        assert _listening(same, cache)
-        same.kw["bind"].dispose()
-    finally:
-        _close(cache, engine_a, engine_b)
-
-
-@pytest.mark.parametrize("databases", ["postgresql", "sqlite"], indirect=True)
-def test_installing_elsewhere_than_the_watched_database_raises(databases):
-    signaling, make_engine, a, b = databases
-    engine_a, engine_b = make_engine(a), make_engine(b)
-    for engine in (engine_a, engine_b):
-        Base.metadata.create_all(engine)
-    cache = _open(signaling, a)
-    cache.register(App)
-    try:
-        cache.watch(sessionmaker(engine_b))
-        with pytest.raises(SignalingConfigurationError, match="does not hold the capture triggers"):
-            cache.install(engine_a)
-        assert cache._captured is not True  # commits still publish by name, as without install()
-    finally:
-        _close(cache, engine_a, engine_b)
+    assert cache._captured is not True  # commits still publish by name, as without install()
 
 
 @pytest.fixture
