@@ -52,6 +52,16 @@ def located(cls):
     return cls
 
 
+def m_model(pool):
+    """A ``located`` class ``Model`` of the model "m" whose class attribute ``pool`` is ``pool``."""
+
+    class Model:
+        _name = "m"
+
+    Model.pool = pool
+    return located(Model)
+
+
 def check(*objs, x=1):
     for _ in range(2):
         for obj in objs:
@@ -69,11 +79,7 @@ def stored(registry):
 def test_instance_attributes_shadow_the_class_attributes(pools):
     r1, r2, r3 = pools
 
-    @located
-    class Model:
-        pool = r1
-        _name = "m"
-
+    Model = m_model(r1)
     a, b = Model(), Model()
     check(a, b)
     a.pool = r2
@@ -102,11 +108,7 @@ def test_a_dict_subclass_as_instance_dict(pools):
         def __getitem__(self, key):  # getattr reads the dict directly, never through this
             raise AssertionError("not called by getattr")
 
-    @located
-    class Model:
-        pool = r1
-        _name = "m"
-
+    Model = m_model(r1)
     a = Model()
     check(a)
     a.__dict__ = Attributes(pool=r2)
@@ -140,11 +142,7 @@ def test_many_dicts_at_reused_addresses(pools):
     one it read before (a dict's address alone proves nothing)."""
     r1, r2, r3 = pools
 
-    @located
-    class Model:
-        pool = r1
-        _name = "m"
-
+    Model = m_model(r1)
     a = Model()
     for i in range(200):
         a.__dict__ = {"pool": (r2, r3, r1)[i % 3]} if i % 4 else {}
@@ -157,11 +155,7 @@ def test_a_str_subclass_key_equal_to_pool(pools):
     class Name(str):
         pass
 
-    @located
-    class Model:
-        pool = r1
-        _name = "m"
-
+    Model = m_model(r1)
     a = Model()
     check(a)
     a.__dict__[Name("pool")] = r2  # equal to "pool", so getattr finds it
@@ -179,11 +173,7 @@ def test_an_instance_dict_key_whose_eq_raises(pools):
         def __eq__(self, other):
             raise LookupError("from __eq__")
 
-    @located
-    class Model:
-        pool = r1
-        _name = "m"
-
+    Model = m_model(r1)
     a = Model()
     check(a)
     before = stored(r1)
