@@ -513,8 +513,11 @@ static inline int ormcache_plan_fill(PyObject *t, PyObject *model, PyObject *fun
     for (i = 0; i < n; i++) {
         value = ormcache_step_value(&steps[i], args, nargs, cache, &memos[i]);
         if (value == NULL) {
+            PyObject *type, *exc, *tb;
+            PyErr_Fetch(&type, &exc, &tb);  /* freeing a value may run code */
             while (i-- > 0) ormcache_set(&items[2 + i], Py_None);
             ormcache_forget_hash(t);
+            PyErr_Restore(type, exc, tb);
             return -1;
         }
         old = items[2 + i];
