@@ -74,16 +74,20 @@ cdef extern from "_cache_keys.h":
     object ormcache_hashed(PyObject* t)
     object ormcache_key_type()
     Py_hash_t ormcache_part_hash(PyObject* o)
+    Py_hash_t ormcache_item_hash(PyObject* o)
     ctypedef struct ormcache_attr:  # a plan step's attribute cache (the fields are C's)
         unsigned int tag
     enum: ORMCACHE_MAX_ATTRS
     ctypedef struct ormcache_memo:  # a plan step's last frozenset(tuple) (the fields are C's)
         PyObject* result
     void ormcache_memos_clear(ormcache_memo* memos, Py_ssize_t n)
-    PyObject* ormcache_plan_values(object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs,
+    ctypedef struct ormcache_step:  # a key plan's value, flattened (the fields are C's)
+        Py_ssize_t position
+    void ormcache_steps_init(ormcache_step* steps, object plan, const Py_ssize_t* positions)
+    PyObject* ormcache_plan_values(const ormcache_step* steps, Py_ssize_t n, PyObject** args, Py_ssize_t nargs,
                                    ormcache_attr* cache, ormcache_memo* memos)
-    int ormcache_plan_fill(PyObject* t, object plan, const Py_ssize_t* positions, PyObject** args, Py_ssize_t nargs,
-                           ormcache_attr* cache, ormcache_memo* memos)
+    int ormcache_plan_fill(PyObject* t, PyObject* model, PyObject* func, const ormcache_step* steps, Py_ssize_t n,
+                           PyObject** args, Py_ssize_t nargs, ormcache_attr* cache, ormcache_memo* memos)
     PyObject* PyTuple_GET_ITEM_raw "PyTuple_GET_ITEM" (object t, Py_ssize_t i)
 
 cdef extern from "_cache_errors.h":
@@ -322,6 +326,9 @@ cdef class CachedMethod:
     # (default, attribute names, builtin or None) per value, its argument position apart
     cdef tuple plan
     cdef Py_ssize_t plan_positions[MAX_INDICES]
+    # the plan flattened for the call path (ormcache_step: pointers borrowed from ``plan``)
+    cdef ormcache_step steps[MAX_INDICES]
+    cdef Py_ssize_t n_steps
     cdef bint expr_lost
     # the plan's attribute reads: what each one did on the last object's type (_cache_keys.h)
     cdef ormcache_attr plan_attrs[ORMCACHE_MAX_ATTRS]
@@ -415,6 +422,8 @@ cdef class CachedMethod:
                 self.plan_positions[i] = position
                 steps.append((default, tuple(names), call))
             self.plan = tuple(steps)
+            ormcache_steps_init(self.steps, self.plan, self.plan_positions)
+            self.n_steps = len(self.plan)
         self.cache_name = spec.cache_name
         self.static_model = spec.model
         self.has_owner = spec.has_owner
@@ -692,7 +701,7 @@ cdef inline Py_hash_t _hash_key(_Slot slot, object key, PyObject** args, const P
         return PyObject_Hash_raw(<PyObject*>key)
     acc = slot.prefix
     for i in range(n):
-        lane = PyObject_Hash_raw(args[indices[i]])
+        lane = ormcache_item_hash(args[indices[i]])
         if lane == -1:
             return -1
         acc = ormcache_fold(acc, lane)
@@ -849,12 +858,12 @@ cdef inline object _cached_call(CachedMethod self, PyObject** args, Py_ssize_t n
         if self.plan is not None and not keywords and self.min_args <= nargs <= self.max_args:
             if slot.known:  # the values evaluated straight into the method's probe tuple
                 if self.expr_scratch is None and not self.expr_lost:
-                    self.expr_scratch = (None,) * (len(self.plan) + 2)
-                if (self.expr_scratch is not None and len(self.expr_scratch) == len(self.plan) + 2
+                    self.expr_scratch = (None,) * (self.n_steps + 2)
+                if (self.expr_scratch is not None and len(self.expr_scratch) == self.n_steps + 2
                         and ormcache_scratch_free(<PyObject*>self.expr_scratch)):
                     return _plan_call(self, slot, args, nargs, kwnames)
             # without the lambda's frame
-            found = ormcache_plan_values(self.plan, self.plan_positions, args, nargs, self.plan_attrs, self.plan_memos)
+            found = ormcache_plan_values(self.steps, self.n_steps, args, nargs, self.plan_attrs, self.plan_memos)
             if found == NULL:
                 raise_pending()
             tail = ormcache_steal(found)
@@ -908,38 +917,50 @@ cdef object _expr_call(CachedMethod self, _Slot slot, tuple values, PyObject** a
     return _scratch_call(self, slot, key, len(values), args, nargs, kwnames)
 
 
-cdef object _plan_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+cdef inline object _plan_call(CachedMethod self, _Slot slot, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     """A key-plan call (``keys.KeyFunction.plan``): ``(model, method, *values)`` evaluated
     straight into the method's own probe tuple (no tuple of values made and freed), the
     attributes read through the plan's attribute cache; then ``_scratch_call``."""
     key = self.expr_scratch  # ours alone: 2 references (the field and this one)
-    ormcache_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, args, _IN_ORDER, 0)
     # user code may run here (a property): a re-entrant call finds the tuple in use (3 references)
-    if ormcache_plan_fill(<PyObject*>key, self.plan, self.plan_positions, args, nargs, self.plan_attrs, self.plan_memos) < 0:
+    if ormcache_plan_fill(<PyObject*>key, <PyObject*>slot.model, <PyObject*>self.func, self.steps, self.n_steps,
+                          args, nargs, self.plan_attrs, self.plan_memos) < 0:
         if Py_REFCNT(<PyObject*>key) != 2:  # someone kept it: leave it to them
             self.expr_scratch = None
             self.expr_lost = True
         raise_pending()
-    return _scratch_call(self, slot, key, len(self.plan), args, nargs, kwnames)
+    return _scratch_call(self, slot, key, self.n_steps, args, nargs, kwnames)
 
 
 cdef inline object _scratch_call(CachedMethod self, _Slot slot, object key, Py_ssize_t n, PyObject** args,
                                  Py_ssize_t nargs, PyObject* kwnames):
     """The method's own probe tuple ``key`` (``(model, method, *n values)``, filled by
     ``_expr_call`` or ``_plan_call``): its hash folded from the slot's prefix, one C lookup in the
-    engine (as the fast path's hit), the tuple emptied for the next call unless someone kept it;
-    a miss or an error goes where ``_cached_call``'s would, with a key of its own."""
+    engine (as the fast path's hit), the tuple emptied for the next call; anything but a plain
+    hit goes to ``_scratch_rest``."""
     cdef PyObject* found = NULL
-    cdef int failure = 1
-    cdef int got
-    cdef Py_hash_t h
-    cdef object error = None
-    cdef object stored = None
-    h = _hash_key(slot, key, &PySequence_Fast_ITEMS(key)[2], _IN_ORDER, n, NULL)
+    cdef int got = -1
+    cdef Py_hash_t h = _hash_key(slot, key, &PySequence_Fast_ITEMS(key)[2], _IN_ORDER, n, NULL)
     if h != -1:
         got = _get_known(<PyObject*>slot.lru, <PyObject*>key, h, &found)
-    else:  # an item's __hash__ failed: a lookup error, as the engine's hash would
-        got = -1
+    if found != NULL and Py_REFCNT(<PyObject*>key) == 2:
+        ormcache_unfill(<PyObject*>key, n)
+        slot.counter.hit += 1
+        if self.awaited:
+            return _awaited_value(ormcache_steal(found))
+        return ormcache_steal(found)
+    return _scratch_rest(self, slot, key, n, got, found, args, nargs, kwnames)
+
+
+cdef object _scratch_rest(CachedMethod self, _Slot slot, object key, Py_ssize_t n, int got, PyObject* found,
+                          PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """``_scratch_call`` past its plain hit: ``got`` < 0 (the lookup's error pending, or a key
+    item's failed __hash__, as the engine's hash would fail), a miss, or a hit (``found``, a
+    reference handed over) whose probe someone kept (a key's __eq__ looking around): the miss
+    or the error goes where ``_cached_call``'s would, with a key of its own."""
+    cdef int failure = 1
+    cdef object error = None
+    cdef object stored = None
     if got < 0:
         failure = ormcache_error_kind()
         error = ormcache_fetch_error()
@@ -947,7 +968,7 @@ cdef inline object _scratch_call(CachedMethod self, _Slot slot, object key, Py_s
         stored = ormcache_hashed(<PyObject*>key)  # a key of its own (with the values), to store or to report
     if Py_REFCNT(<PyObject*>key) == 2:
         ormcache_unfill(<PyObject*>key, n)
-    else:  # someone kept it (a key's __eq__ looking around): leave it to them
+    else:  # someone kept it: leave it to them
         self.expr_scratch = None
         self.expr_lost = True
     if found != NULL:

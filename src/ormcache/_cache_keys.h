@@ -371,40 +371,124 @@ static PyObject *ormcache_plan_call(PyObject *call, PyObject *value, ormcache_me
     return result;
 }
 
-/* One value of a key plan (keys.KeyFunction.plan, here (default, attribute names, builtin or
-   None) per value; the value's argument position apart): the argument (or the default when
-   not given), its attributes read in turn, the builtin called on it. The attribute reads use
-   cache[*k], cache[*k + 1]... while *k < ORMCACHE_MAX_ATTRS; a builtin call, the step's memo.
-   A new reference, or NULL. */
-#if defined(__GNUC__)
-__attribute__((always_inline))
+/* A key plan (keys.KeyFunction.plan) flattened once, when the method is made: per value, the
+   argument it starts from (or its default when not given), the attributes read in turn, the
+   builtin called on it (NULL: none) and its first entry in the attribute cache (entries past
+   ORMCACHE_MAX_ATTRS read with getattr). The pointers are borrowed from the plan tuple the
+   method keeps for its lifetime (a tuple of tuples: never changed). */
+typedef struct {
+    Py_ssize_t position;
+    PyObject *dflt;
+    PyObject **names;
+    Py_ssize_t n_names;
+    Py_ssize_t attr;
+    Py_ssize_t n_hot;  /* how many of the names have a cache entry (the first ones) */
+    PyObject *call;
+} ormcache_step;
+/* steps[i] from plan[i] = (default, names tuple, builtin or None), positions[i] apart */
+static void ormcache_steps_init(ormcache_step *steps, PyObject *plan, const Py_ssize_t *positions) {
+    Py_ssize_t i, k = 0;
+    for (i = 0; i < PyTuple_GET_SIZE(plan); i++) {
+        PyObject *step = PyTuple_GET_ITEM(plan, i), *names = PyTuple_GET_ITEM(step, 1), *call = PyTuple_GET_ITEM(step, 2);
+        steps[i].position = positions[i];
+        steps[i].dflt = PyTuple_GET_ITEM(step, 0);
+        steps[i].names = ((PyTupleObject *)names)->ob_item;
+        steps[i].n_names = PyTuple_GET_SIZE(names);
+        steps[i].attr = k;
+        steps[i].n_hot = k >= ORMCACHE_MAX_ATTRS ? 0 : (k + steps[i].n_names <= ORMCACHE_MAX_ATTRS ? steps[i].n_names : ORMCACHE_MAX_ATTRS - k);
+        steps[i].call = call != Py_None ? call : NULL;
+        k += steps[i].n_names;
+    }
+}
+
+#ifndef Py_GIL_DISABLED
+/* The instance dict of obj as ormcache_own_dict, without a call on 3.11 and 3.12 for a managed
+   dict (CPython's _PyObject_ManagedDictPointer, 3.11: the pointer three words before the
+   object; 3.12: _PyObject_DictOrValuesPointer, the same word, tagged 1 while the values are
+   inline): NULL while the values are inline, which sends the read to ormcache_getattr (it
+   makes the dict, as reading obj.__dict__ would). */
+static inline PyObject *ormcache_own_dict_hot(PyObject *obj) {
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    if (Py_TYPE(obj)->tp_flags & Py_TPFLAGS_MANAGED_DICT) return ((PyObject **)obj)[-3];
+#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    if (Py_TYPE(obj)->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        uintptr_t word = ((uintptr_t *)obj)[-3];
+        return (word & 1) ? NULL : (PyObject *)word;
+    }
 #endif
-static inline PyObject *ormcache_plan_value(PyObject *step, Py_ssize_t position, PyObject **args, Py_ssize_t nargs,
-                                     ormcache_attr *cache, Py_ssize_t *k, ormcache_memo *memo) {
-    PyObject *names = PyTuple_GET_ITEM(step, 1), *call = PyTuple_GET_ITEM(step, 2), *value, *next;
-    Py_ssize_t j;
-    value = position < nargs ? args[position] : PyTuple_GET_ITEM(step, 0);
+    return ormcache_own_dict(obj);
+}
+#endif
+/* getattr(obj, name) through e, borrowed, when e answers it without running any code: a
+   __slots__ entry that is set, or (3.9-3.12) the instance dict's entry last read, at the
+   dict's version. NULL: ask ormcache_getattr (no exception set). */
+static inline PyObject *ormcache_attr_hot(PyObject *obj, ormcache_attr *e) {
+#ifndef Py_GIL_DISABLED
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (e->type != tp || e->tag != ormcache_type_tag((PyObject *)tp)) return NULL;
+    if (e->kind == ORMCACHE_ATTR_SLOT) return *(PyObject **)((char *)obj + e->offset);
+#ifdef ORMCACHE_DICT_VERSIONS
+    if (e->kind == ORMCACHE_ATTR_DICT && e->seen_dict != NULL) {
+        PyObject *dict = ormcache_own_dict_hot(obj);
+        if (dict == e->seen_dict && ormcache_dict_version(dict) == e->seen_version) return e->seen_value;
+    }
+#endif
+#else
+    (void)obj;
+    (void)e;
+#endif
+    return NULL;
+}
+/* The rest of a plan value once the cache has answered its first j attribute reads (value:
+   the object reached, borrowed): the other reads with getattr (strong references from here:
+   code may run), then the builtin through its memo. A new reference, or NULL with the
+   exception set. */
+static PyObject *ormcache_step_rest(const ormcache_step *step, PyObject *value, Py_ssize_t j,
+                                    ormcache_attr *cache, ormcache_memo *memo) {
+    PyObject *next;
+    Py_ssize_t k = step->attr + j;
     Py_INCREF(value);
-    for (j = 0; j < PyTuple_GET_SIZE(names); j++) {
-        next = ormcache_getattr(value, PyTuple_GET_ITEM(names, j),
-                                cache != NULL && *k < ORMCACHE_MAX_ATTRS ? &cache[*k] : NULL);
-        (*k)++;
+    for (; j < step->n_names; j++, k++) {
+        next = ormcache_getattr(value, step->names[j], cache != NULL && k < ORMCACHE_MAX_ATTRS ? &cache[k] : NULL);
         Py_DECREF(value);
         if (next == NULL) return NULL;
         value = next;
     }
-    if (call != Py_None) value = ormcache_plan_call(call, value, memo);
+    if (step->call != NULL) value = ormcache_plan_call(step->call, value, memo);
     return value;
 }
+/* One value of the plan: the argument (or the default), its attributes read in turn, the
+   builtin called on it (through its memo). The reads the cache answers take no references (no
+   code runs between them); the others are ormcache_step_rest's. A new reference, or NULL with
+   the exception set. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline PyObject *ormcache_step_value(const ormcache_step *step, PyObject **args, Py_ssize_t nargs,
+                                            ormcache_attr *cache, ormcache_memo *memo) {
+    PyObject *value = step->position < nargs ? args[step->position] : step->dflt, *next;
+    const Py_ssize_t hot = cache != NULL ? step->n_hot : 0;
+    ormcache_attr *e = hot > 0 ? cache + step->attr : NULL;
+    Py_ssize_t j = 0;
+    for (; j < hot; j++) {
+        next = ormcache_attr_hot(value, &e[j]);
+        if (next == NULL) break;
+        value = next;
+    }
+    if (j == step->n_names && step->call == NULL) {
+        Py_INCREF(value);
+        return value;
+    }
+    return ormcache_step_rest(step, value, j, cache, memo);
+}
 /* The key plan's values for a positional call, as a new tuple, or NULL with the exception set. */
-static PyObject *ormcache_plan_values(PyObject *plan, const Py_ssize_t *positions,
-                                      PyObject **args, Py_ssize_t nargs, ormcache_attr *cache,
-                                      ormcache_memo *memos) {
-    Py_ssize_t i, k = 0, n = PyTuple_GET_SIZE(plan);
+static PyObject *ormcache_plan_values(const ormcache_step *steps, Py_ssize_t n, PyObject **args, Py_ssize_t nargs,
+                                      ormcache_attr *cache, ormcache_memo *memos) {
+    Py_ssize_t i;
     PyObject *values = PyTuple_New(n), *value;
     if (values == NULL) return NULL;
     for (i = 0; i < n; i++) {
-        value = ormcache_plan_value(PyTuple_GET_ITEM(plan, i), positions[i], args, nargs, cache, &k, cache != NULL ? &memos[i] : NULL);
+        value = ormcache_step_value(&steps[i], args, nargs, cache, cache != NULL ? &memos[i] : NULL);
         if (value == NULL) {
             Py_DECREF(values);
             return NULL;
@@ -413,19 +497,27 @@ static PyObject *ormcache_plan_values(PyObject *plan, const Py_ssize_t *position
     }
     return values;
 }
-/* The same values written straight into the probe tuple t = (model, func, None...) at
-   t[2], t[3]...: no tuple of values made and freed per call. 0, or -1 with the exception set
-   (and t's items back to None). */
-static int ormcache_plan_fill(PyObject *t, PyObject *plan, const Py_ssize_t *positions,
-                              PyObject **args, Py_ssize_t nargs, ormcache_attr *cache,
+/* The probe t = (model, func, *values), the values evaluated straight into t[2], t[3]...: no
+   tuple of values made and freed per call. 0, or -1 with the exception set (and t's values
+   back to None). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int ormcache_plan_fill(PyObject *t, PyObject *model, PyObject *func, const ormcache_step *steps,
+                              Py_ssize_t n, PyObject **args, Py_ssize_t nargs, ormcache_attr *cache,
                               ormcache_memo *memos) {
     PyObject **items = ((PyTupleObject *)t)->ob_item, *value, *old;
-    Py_ssize_t i, k = 0, n = PyTuple_GET_SIZE(plan);
+    Py_ssize_t i;
+    ormcache_set(&items[0], model);
+    ormcache_set(&items[1], func);
     for (i = 0; i < n; i++) {
-        value = ormcache_plan_value(PyTuple_GET_ITEM(plan, i), positions[i], args, nargs, cache, &k, cache != NULL ? &memos[i] : NULL);
+        value = ormcache_step_value(&steps[i], args, nargs, cache, &memos[i]);
         if (value == NULL) {
+            PyObject *type, *exc, *tb;
+            PyErr_Fetch(&type, &exc, &tb);  /* freeing a value may run code */
             while (i-- > 0) ormcache_set(&items[2 + i], Py_None);
             ormcache_forget_hash(t);
+            PyErr_Restore(type, exc, tb);
             return -1;
         }
         old = items[2 + i];
@@ -487,6 +579,30 @@ static inline Py_uhash_t ormcache_fold(Py_uhash_t acc, Py_hash_t lane) {
 static inline Py_hash_t ormcache_fold_end(Py_uhash_t acc, Py_ssize_t len) {
     acc += (Py_uhash_t)len ^ (ORMCACHE_P5 ^ 3527539UL);
     return acc == (Py_uhash_t)-1 ? 1546275796 : (Py_hash_t)acc;
+}
+/* hash(o) as CPython computes it, without a call for the key items a hit sees most: an exact
+   str whose hash is cached (unicode_hash's own cache), an exact int of one digit (long_hash
+   gives its value, -1 made -2; 3.11+, where Python.h gives the int's layout). Anything else,
+   and every item on free-threaded builds, goes to PyObject_Hash. */
+static inline Py_hash_t ormcache_item_hash(PyObject *o) {
+#ifndef Py_GIL_DISABLED
+    if (PyUnicode_CheckExact(o)) {
+        Py_hash_t h = ((PyASCIIObject *)o)->hash;
+        if (h != -1) return h;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    else if (PyLong_CheckExact(o) && PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+        Py_hash_t v = (Py_hash_t)PyUnstable_Long_CompactValue((PyLongObject *)o);
+        return v == -1 ? -2 : v;
+    }
+#elif PY_VERSION_HEX >= 0x030B0000
+    else if (PyLong_CheckExact(o) && Py_SIZE(o) >= -1 && Py_SIZE(o) <= 1) {
+        Py_hash_t v = Py_SIZE(o) * (Py_hash_t)((PyLongObject *)o)->ob_digit[0];
+        return v == -1 ? -2 : v;
+    }
+#endif
+#endif
+    return PyObject_Hash(o);
 }
 /* 1 if the fold gives hash(t) for the tuple t (its items' hashes are known not to fail) */
 static int ormcache_fold_matches(PyObject *t) {
