@@ -1134,7 +1134,7 @@ def cached_method(spec, multi_fallback=None):
 
 def cached_multi(spec, multi_fallback):
     """``ormcache_multi``'s wrapper: positional calls served here, others by
-    ``multi_fallback`` (the decorator's Python wrapper, sharing ``spec.flights``)."""
+    ``multi_fallback`` (the twin's wrapper, ``_cache_py.cached_multi``, sharing ``spec.flights``)."""
     return cached_method(spec, multi_fallback)
 
 
