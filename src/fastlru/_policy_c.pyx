@@ -63,8 +63,6 @@ cdef extern from "_sketch.h":
     int _sketch_record "fastlru_sketch_record"(uint64_t*, uint8_t*, uint64_t, uint64_t,
                                                uint64_t) noexcept nogil
     void _sketch_halve "fastlru_sketch_halve"(uint64_t*, size_t) noexcept nogil
-    int _sketch_record_n "fastlru_sketch_record_n"(uint64_t*, uint8_t*, uint64_t, uint64_t,
-                                                   uint64_t, unsigned) noexcept nogil
 
 
 cdef extern from "_lru_sync.h":
@@ -118,7 +116,6 @@ cdef enum:
     SAMPLE = 2  # the climber decides every max(SAMPLE * count, MIN_SAMPLE) requests
     MIN_SAMPLE = 4096
     SHADOW_MIN = 256  # the shadow samples 1 key in 2**k, k the largest with count >> k >= this
-    PENDING_MAX = 16  # a key's pending hits: more change no counter (its door, 15 increments)
 
 
 cdef uint64_t M64 = <uint64_t>-1
@@ -248,10 +245,6 @@ cdef class Cache:
     cdef uint64_t bmask           # width / 32 - 1: the sketch's blocks
     cdef Py_ssize_t width
     cdef Py_ssize_t additions
-    cdef Py_ssize_t pending       # read hits not yet in the sketch: the sum of their bits
-    cdef Py_ssize_t flush_at      # pending at which they all go in (the reset's period's rest)
-    cdef int32_t* plist           # the entries with pending hits, in the order of their first
-    cdef Py_ssize_t pn, pcap
     cdef Py_ssize_t sample
     cdef uint64_t random
     cdef Py_ssize_t sample_hits, sample_misses
@@ -364,7 +357,6 @@ cdef class Cache:
         PyMem_Free(self.sh_prev)
         PyMem_Free(self.sh_next)
         PyMem_Free(self.sh_table)
-        PyMem_Free(self.plist)
         PyMem_Free(self.weights)
         PyMem_Free(self.stamps)
 
@@ -382,8 +374,6 @@ cdef class Cache:
         cdef int32_t* shp = NULL
         cdef int32_t* shx = NULL
         cdef int32_t* sht = NULL
-        cdef int32_t* pl = NULL
-        cdef Py_ssize_t pcap = 0
         if kind == P_S3FIFO:
             small = count // 10
             self.small_cap = small if small > 1 else 1
@@ -407,12 +397,9 @@ cdef class Cache:
                 width *= 2
             sk = <uint64_t*>PyMem_Malloc(2 * width)  # 4 * width counters of 4 bits
             dr = <uint8_t*>PyMem_Malloc(width // 8)
-            pcap = count if count > 1 else 1
-            pl = <int32_t*>PyMem_Malloc(pcap * sizeof(int32_t))
-            if sk == NULL or dr == NULL or pl == NULL:
+            if sk == NULL or dr == NULL:
                 PyMem_Free(sk)
                 PyMem_Free(dr)
-                PyMem_Free(pl)
                 raise MemoryError()
             memset(sk, 0, 2 * width)
             memset(dr, 0, width // 8)
@@ -430,7 +417,6 @@ cdef class Cache:
                 if shh == NULL or shp == NULL or shx == NULL or sht == NULL:
                     PyMem_Free(sk)
                     PyMem_Free(dr)
-                    PyMem_Free(pl)
                     PyMem_Free(shh)
                     PyMem_Free(shp)
                     PyMem_Free(shx)
@@ -445,7 +431,6 @@ cdef class Cache:
         PyMem_Free(self.sh_prev)
         PyMem_Free(self.sh_next)
         PyMem_Free(self.sh_table)
-        PyMem_Free(self.plist)
         self.ghost_hashes = gh
         self.ghost_times = gt
         self.sketch = sk
@@ -454,9 +439,6 @@ cdef class Cache:
         self.sh_prev = shp
         self.sh_next = shx
         self.sh_table = sht
-        self.plist = pl
-        self.pcap = pcap
-        self.pn = 0
         self.sh_alloc = self.sh_cap = shn
         self.sh_tmask = <uint64_t>(tsize - 1) if tsize else 0
         self.sh_n = 0
@@ -477,8 +459,6 @@ cdef class Cache:
             self.bmask = <uint64_t>(width // 32 - 1)
             self.additions = 0
             self.sample = 10 * (count if count > 1 else 1)
-            self.pending = 0
-            self.flush_at = self.sample
             self.random = 0x2545F4914F6CDD1D
         if kind == P_TINYLFU:
             self.window_cap = 1
@@ -509,10 +489,8 @@ cdef class Cache:
             self.ghost_cap = count - self.small_cap if count - self.small_cap > 1 else 1
         elif self.kind == P_TINYLFU:
             self.sample = 10 * (count if count > 1 else 1)  # its window and main stay as they are
-            self._set_flush_at()
         elif self.kind == P_WTINYLFU:
             self.sample = 10 * (count if count > 1 else 1)
-            self._set_flush_at()
             w = count // 100
             self.window_cap = w if w > 1 else 1
             self.protected_cap = <Py_ssize_t>(<double>(count - self.window_cap) * 0.8)
@@ -752,8 +730,6 @@ cdef class Cache:
         """Takes ``e`` out of its queue (pop, del)."""
         if self.kind == P_SIEVE and self.hand == e:
             self.hand = self._toward_newer(e)
-        elif self.kind >= P_WTINYLFU:
-            self._flush_all()
         self._remove(e)
 
     @cython.final
@@ -798,7 +774,6 @@ cdef class Cache:
             o = self._last(Q_PROTECTED)
         if o == EMPTY:
             o = self._last(Q_WINDOW)
-        self._flush_all()
         self._remove(o)
         return o
 
@@ -819,7 +794,6 @@ cdef class Cache:
             else:
                 self._push(Q_SMALL if self.kind == P_S3FIFO else Q_MAIN, e)
             return n
-        self.bits[e] = 0  # no pending hits
         self._increment(self.entries[e].hash)
         self._push(Q_WINDOW, e)
         if size >= self._count:
@@ -833,7 +807,6 @@ cdef class Cache:
                 if v == EMPTY:
                     v = self._last(Q_PROTECTED)
                 if v == EMPTY or not self._admit(c, v):
-                    self._flush_all()
                     out[n] = c
                     n += 1
                     size -= 1
@@ -849,7 +822,6 @@ cdef class Cache:
                 v = self._last(Q_PROTECTED)
             if v == EMPTY:
                 v = self._last(Q_WINDOW)
-            self._flush_all()
             self._remove(v)
             out[n] = v
             n += 1
@@ -909,64 +881,16 @@ cdef class Cache:
 
     @cython.final
     cdef void _age(self) noexcept:
-        """Halves every counter and clears the doorkeeper (TinyLFU's reset), pending hits in."""
-        self._flush_all()
+        """Halves every counter and clears the doorkeeper (TinyLFU's reset)."""
         self.additions //= 2
         _sketch_halve(self.sketch, <size_t>(self.width // 4))
         memset(self.door, 0, self.width // 8)
-        self._set_flush_at()
-
-    # Deferred increments: a read hit adds one to its entry's pending count (``bits``, at most
-    # PENDING_MAX; more would change no counter) and, on the first, lists the entry; the listed
-    # entries' pending hits go into the sketch, in list order, each key's at once
-    # (_sketch_record_n: the very counters of that many increments in a row), before anything
-    # reads the sketch (an admission, a reset, the debug view), before an entry leaves or the
-    # arena is compacted, when the list is full, and once the pending hits could complete the
-    # reset's period. So an admission sees every hit before it, as with an increment per hit,
-    # and a run of hits between two misses costs one sketch update per key. The twin does the
-    # same, step for step.
-
-    @cython.final
-    cdef inline void _set_flush_at(self) noexcept:
-        cdef Py_ssize_t rest = self.sample - self.additions
-        self.flush_at = rest if rest > self._count else self._count
-
-    @cython.final
-    cdef inline void _flush_all(self) noexcept:
-        if self.pn:
-            self._flush_list()
-
-    @cython.final
-    cdef void _flush_list(self) noexcept:
-        cdef Py_ssize_t i
-        cdef int32_t e
-        cdef unsigned k
-        for i in range(self.pn):
-            e = self.plist[i]
-            k = self.bits[e]
-            self.bits[e] = 0
-            if k:
-                self.additions += _sketch_record_n(self.sketch, self.door, self.bmask,
-                                                   self.smask, _spread(self.entries[e].hash), k)
-        self.pn = 0
-        self.pending = 0
-
-    @cython.final
-    cdef void _flush_hits(self) noexcept:
-        """The pending hits could complete the reset's period: all in, then the reset if due."""
-        self._flush_all()
-        if self.additions >= self.sample:
-            self._age()
-        else:
-            self._set_flush_at()
 
     @cython.final
     cdef bint _admit(self, int32_t candidate, int32_t victim) noexcept:
-        cdef int fc, fv
+        cdef int fc = self._frequency(self.entries[candidate].hash)
+        cdef int fv = self._frequency(self.entries[victim].hash)
         cdef uint64_t x
-        self._flush_all()
-        fc = self._frequency(self.entries[candidate].hash)
-        fv = self._frequency(self.entries[victim].hash)
         if fc > fv:
             return True
         if fc >= HASHDOS:
@@ -982,7 +906,8 @@ cdef class Cache:
     cdef inline void _access(self, Py_hash_t h, bint hit) noexcept:
         if self.kind == P_WTINYLFU and ((_spread(h) >> 48) & self.rate_mask) == 0:
             self._shadow_access(h, hit)
-        if hit:  # (read hits go through _lfu_hit: their increments are pending)
+        if hit:
+            self._increment(h)
             if self.kind == P_TINYLFU:
                 return
             if not self.full:
@@ -1355,43 +1280,10 @@ cdef class Cache:
         """What a read that found ``e`` records (every read path calls this one)."""
         self.hits += 1
         if self.kind >= P_WTINYLFU:  # W-TinyLFU, TinyLFU: the sketch, then the segments
-            self._lfu_hit(h, e)
+            self._access(h, True)
+            self._slru_hit(e)
         else:
             self._hit(e)
-
-    @cython.final
-    cdef inline void _lfu_hit(self, Py_hash_t h, int32_t e) noexcept:
-        """W-TinyLFU's and TinyLFU's read hit: a pending increment (see ``_flush_all``), the
-        climber's statistics, then the segments."""
-        cdef int q
-        cdef unsigned k = self.bits[e]
-        if k < PENDING_MAX:
-            if k == 0:
-                if self.pn == self.pcap:
-                    self._flush_hits()
-                self.plist[self.pn] = e
-                self.pn += 1
-            self.bits[e] = <uint8_t>(k + 1)
-            self.pending += 1
-            if self.pending >= self.flush_at:
-                self._flush_hits()
-        if self.kind == P_WTINYLFU:
-            if ((_spread(h) >> 48) & self.rate_mask) == 0:
-                self._shadow_access(h, True)
-            if self.full:
-                self.sample_hits += 1
-                if self.sample_hits + self.sample_misses >= self.climb_sample:
-                    self._climb()
-        q = self.queue[e]
-        if q != Q_PROBATION:
-            self._to_front(q, e)
-        else:
-            self._probation_hit(e)
-
-    @cython.final
-    cdef void _probation_hit(self, int32_t e) noexcept:
-        """``_slru_hit`` of a probation entry (out of line: the hit path's rare branch)."""
-        self._slru_hit(e)
 
     @cython.final
     cdef inline void _read_miss(self, Py_hash_t h) noexcept:
@@ -1861,8 +1753,6 @@ cdef class Cache:
         cdef Py_ssize_t* we = NULL
         cdef Stamp* st = NULL
         cdef int32_t* table
-        if self.kind >= P_WTINYLFU:
-            self._flush_all()  # the pending list holds entry numbers (as the twin's _compact)
         alloc = n if n > 0 else 1
         while ((<size_t>1) << bits) <= <size_t>(2 * n):
             bits += 1
@@ -2071,7 +1961,6 @@ cdef class Cache:
         counters = bytearray(4 * n)
         door = bytearray(n)
         fastlru_cs_begin(&cs, self)
-        self._flush_all()  # the pending hits in, as the twin
         for i in range(4 * n):
             counters[i] = (self.sketch[i >> 4] >> ((i & 15) * 4)) & 15
         for i in range(n):

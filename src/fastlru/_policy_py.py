@@ -158,7 +158,7 @@ class _Entry:
         self.prev = self.next = self
         self.number = -1  # its place in the arena
         self.queue = _FREE
-        self.bits = 0  # SIEVE: visited; S3-FIFO: a frequency 0..3; (W-)TinyLFU: pending hits
+        self.bits = 0  # SIEVE: visited; S3-FIFO: a frequency 0..3
 
 
 class _List:
@@ -200,11 +200,9 @@ class _Policy:
     """What a policy does, always under the cache's lock and without user code.
 
     ``insert`` files a new entry and returns the entries it evicts to stay within ``count``
-    (possibly the new one: an admission policy may refuse it); ``hit`` records a read or a
-    write of a present key, ``read`` a read (``get``, ``[]``); ``remove`` takes an entry out
-    (pop, del); ``victim`` picks and removes one (popitem); ``resize`` takes a new ``count``
-    (the cache then evicts ``victim``s down to it); ``flush`` is called before the arena is
-    renumbered."""
+    (possibly the new one: an admission policy may refuse it); ``hit`` records a read;
+    ``remove`` takes an entry out (pop, del); ``victim`` picks and removes one (popitem);
+    ``resize`` takes a new ``count`` (the cache then evicts ``victim``s down to it)."""
 
     name = ""
 
@@ -216,12 +214,6 @@ class _Policy:
 
     def hit(self, e: _Entry) -> None:
         raise NotImplementedError
-
-    def read(self, e: _Entry) -> None:
-        self.hit(e)
-
-    def flush(self) -> None:
-        pass
 
     def insert(self, e: _Entry, size: int) -> List[_Entry]:
         raise NotImplementedError
@@ -454,10 +446,7 @@ class _Sketch:
 
     Here counter ``n`` (0..15, bits ``4n``..``4n+3``) of word ``w`` is ``table[16 * w + n]``."""
 
-    __slots__ = ("table", "block_mask", "door", "door_mask", "additions", "sample", "count",
-                 "listed", "cap", "pending", "flush_at")
-
-    PENDING_MAX = 16  # a key's pending hits: more change no counter (its door, 15 increments)
+    __slots__ = ("table", "block_mask", "door", "door_mask", "additions", "sample")
 
     HALF = bytes(c >> 1 for c in range(256))  # halves a counter (the compiled: a word's 16)
 
@@ -471,89 +460,6 @@ class _Sketch:
         self.door_mask = width - 1
         self.additions = 0
         self.sample = 10 * max(count, 1)
-        self.count = count
-        # Deferred increments (the compiled engine's, step for step): a read hit adds one to
-        # its entry's pending count (``bits``, at most PENDING_MAX) and, on the first, lists
-        # the entry; the listed entries' pending hits go into the sketch, in list order, each
-        # key's at once (``_record``: the very counters of that many increments in a row),
-        # before anything reads the sketch (an admission, a reset, the debug view), before an
-        # entry leaves or the arena is renumbered, when the list is full (``count`` entries at
-        # creation), and once the pending hits could complete the reset's period. So an
-        # admission sees every hit before it, as with an increment per hit, and a run of hits
-        # between two misses costs one sketch update per key.
-        self.listed: List[_Entry] = []
-        self.cap = max(count, 1)
-        self.pending = 0
-        self.flush_at = self.sample
-
-    def resize(self, count: int) -> None:
-        """The reset's period follows ``count``; the list keeps its capacity."""
-        self.count = count
-        self.sample = 10 * max(count, 1)
-        self._set_flush_at()
-
-    def _set_flush_at(self) -> None:
-        self.flush_at = max(self.sample - self.additions, self.count)
-
-    def read(self, e: _Entry) -> None:
-        """A read hit of ``e``: one more pending increment."""
-        k = e.bits
-        if k < self.PENDING_MAX:
-            if k == 0:
-                if len(self.listed) == self.cap:
-                    self._flush_hits()
-                self.listed.append(e)
-            e.bits = k + 1
-            self.pending += 1
-            if self.pending >= self.flush_at:
-                self._flush_hits()
-
-    def flush(self) -> None:
-        """Records the listed entries' pending hits."""
-        if self.listed:
-            for e in self.listed:
-                k = e.bits
-                e.bits = 0
-                if k:
-                    self.additions += self._record(e.hash, k)
-            self.listed.clear()
-            self.pending = 0
-
-    def _flush_hits(self) -> None:
-        self.flush()
-        if self.additions >= self.sample:
-            self._age()
-        else:
-            self._set_flush_at()
-
-    def _record(self, h: int, k: int) -> int:
-        """``k`` occurrences of the key in a row (as fastlru_sketch_record_n): how many
-        changed anything."""
-        s = _spread(h)
-        d = (s >> 7) & self.door_mask
-        table = self.table
-        n = 0
-        for _ in range(k):
-            if not self.door[d]:
-                self.door[d] = 1
-            else:
-                added = False
-                for i in self._counters(s):
-                    if table[i] < 15:
-                        table[i] += 1
-                        added = True
-                if not added:
-                    break
-            n += 1
-        return n
-
-    def _age(self) -> None:
-        """Halves every counter and clears the doorkeeper (TinyLFU's reset), pending hits in."""
-        self.flush()
-        self.additions //= 2
-        self.table = self.table.translate(self.HALF)
-        self.door[:] = bytes(len(self.door))
-        self._set_flush_at()
 
     def _counters(self, s: int) -> List[int]:
         """The key's 4 counters, for its spread hash ``s`` (as fastlru_sketch_locate)."""
@@ -586,7 +492,9 @@ class _Sketch:
                 return
         self.additions += 1
         if self.additions >= self.sample:
-            self._age()
+            self.additions //= 2
+            self.table = self.table.translate(self.HALF)
+            self.door[:] = bytes(len(self.door))
 
 
 class _SketchPolicy(_Policy):
@@ -601,15 +509,7 @@ class _SketchPolicy(_Policy):
         self.sketch = _Sketch(count)
         self.random = 0x2545F4914F6CDD1D  # xorshift state: seeded, runs are reproducible
 
-    def read(self, e: _Entry) -> None:
-        self.sketch.read(e)
-        self.hit(e)
-
-    def flush(self) -> None:
-        self.sketch.flush()
-
     def _admit(self, candidate: _Entry, victim: _Entry) -> bool:
-        self.sketch.flush()
         fc = self.sketch.frequency(candidate.hash)
         fv = self.sketch.frequency(victim.hash)
         if fc > fv:
@@ -669,7 +569,7 @@ class _WTinyLFUPolicy(_SketchPolicy):
         self.count = count
         self.window_cap = max(1, count // 100)
         self.protected_cap = int((count - self.window_cap) * 0.8)
-        self.sketch.resize(count)
+        self.sketch.sample = 10 * max(count, 1)
         self.sample_hits = self.sample_misses = 0
         self.climb_sample = max(self.SAMPLE * count, self.MIN_SAMPLE)
         self.full = False  # as at __init__: the climber waits for the cache to fill again
@@ -701,7 +601,8 @@ class _WTinyLFUPolicy(_SketchPolicy):
                     shadow.popitem(last=False)
                 if self.full and hit:
                     self.shadow_ours += 1
-        if hit:  # the sketch: read (pending); a miss is counted when its key is inserted
+        if hit:  # a miss is counted when its key is inserted (Caffeine: on put)
+            self.sketch.increment(h)
             if not self.full:
                 return
             self.sample_hits += 1
@@ -780,7 +681,6 @@ class _WTinyLFUPolicy(_SketchPolicy):
                 self.probation.push(d)
 
     def insert(self, e: _Entry, size: int) -> List[_Entry]:
-        e.bits = 0  # no pending hits
         self.sketch.increment(e.hash)
         e.queue = _WINDOW
         self.window.push(e)
@@ -796,7 +696,6 @@ class _WTinyLFUPolicy(_SketchPolicy):
             if size > self.count:
                 v = self.probation.last() or self.protected.last()
                 if v is None:
-                    self.sketch.flush()
                     evicted.append(c)
                     size -= 1
                     continue
@@ -804,7 +703,6 @@ class _WTinyLFUPolicy(_SketchPolicy):
                     (self.probation if v.queue == _PROBATION else self.protected).remove(v)
                     evicted.append(v)
                 else:
-                    self.sketch.flush()
                     evicted.append(c)
                     size -= 1
                     continue
@@ -813,13 +711,12 @@ class _WTinyLFUPolicy(_SketchPolicy):
         while size > self.count:  # the window may hold more than its share: from probation
             v = self.probation.last() or self.protected.last() or self.window.last()
             assert v is not None
-            self.remove(v)  # (its pending hits in)
+            self.remove(v)
             evicted.append(v)
             size -= 1
         return evicted
 
     def remove(self, e: _Entry) -> None:
-        self.sketch.flush()
         q = e.queue
         (self.window if q == _WINDOW else self.protected if q == _PROTECTED
          else self.probation).remove(e)
@@ -827,7 +724,7 @@ class _WTinyLFUPolicy(_SketchPolicy):
     def victim(self) -> _Entry:
         v = self.probation.last() or self.protected.last() or self.window.last()
         assert v is not None
-        self.remove(v)  # (its pending hits in)
+        self.remove(v)
         return v
 
     def order(self) -> Iterator[_Entry]:
@@ -852,10 +749,11 @@ class _TinyLFUPolicy(_WTinyLFUPolicy):
     def resize(self, count: int) -> None:
         """The sketch keeps its width (its counters survive), its reset period follows."""
         self.count = count
-        self.sketch.resize(count)
+        self.sketch.sample = 10 * max(count, 1)
 
     def access(self, h: int, hit: bool) -> None:
-        pass  # a read hit is counted by read (pending), a miss when its key is inserted
+        if hit:  # a miss is counted when its key is inserted
+            self.sketch.increment(h)
 
 
 _POLICY_CLASSES: Dict[str, Callable[[int], _Policy]] = {
@@ -1209,7 +1107,7 @@ class Cache(Generic[_K, _V]):
                 self._hits += 1
                 if self._access is not None:
                     self._access(h, True)
-                self._policy.read(e)
+                self._policy.hit(e)
                 value = e.value
         if expired:
             self._release_evicted(expired)
@@ -1430,7 +1328,6 @@ class Cache(Generic[_K, _V]):
         """Renumbers the live entries in ``order()`` (the compiled engine's new arena, number
         for number) into the empty lists ``fresh`` and rebuilds the table at their size."""
         arena, weights, expires, sprev, snext, moved = fresh
-        self._policy.flush()  # as the compiled engine, whose pending list holds entry numbers
         for e in self._policy.order():
             moved[e.number] = len(arena)
             arena.append(e)
@@ -1566,7 +1463,6 @@ class Cache(Generic[_K, _V]):
             if not isinstance(policy, _SketchPolicy):
                 return None
             sketch = policy.sketch
-            sketch.flush()  # the pending hits in
             return bytes(sketch.table), bytes(sketch.door), sketch.additions
 
     def _check(self) -> None:

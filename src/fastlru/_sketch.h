@@ -89,40 +89,6 @@ fastlru_sketch_record(uint64_t *table, uint8_t *door, uint64_t block_mask, uint6
     return fastlru_sketch_add(table, block_mask, s);
 }
 
-/* Records `k` (1..16) occurrences of the key at once, exactly as `k` calls of
- * fastlru_sketch_record in a row: the first sets the doorkeeper bit if unset, the others add one
- * to each counter below 15. Returns how many of the `k` changed anything (additions). A read
- * hit only counts its key's pending occurrences (W-TinyLFU's deferred increments); they are
- * recorded here, one cache line for all of them. */
-static inline int
-fastlru_sketch_record_n(uint64_t *table, uint8_t *door, uint64_t block_mask, uint64_t door_mask,
-                        uint64_t s, unsigned k)
-{
-    size_t d = FASTLRU_DOOR_SLOT(s, door_mask);
-    uint8_t bit = (uint8_t)(1u << (d & 7));
-    uint64_t *t;
-    uint32_t c;
-    unsigned i, least = 15, added = 0;
-    if (!(door[d >> 3] & bit)) {
-        door[d >> 3] |= bit;
-        added = 1;
-        if (--k == 0)
-            return 1;
-    }
-    t = table + FASTLRU_SKETCH_BLOCK(s, block_mask);
-    c = FASTLRU_SKETCH_BYTES(s);
-    for (i = 0; i < 4; i++) {
-        uint64_t *w = t + FASTLRU_SKETCH_WORD(0, c, i);
-        unsigned sh = FASTLRU_SKETCH_SHIFT(c, i);
-        unsigned v = (unsigned)(*w >> sh) & 15;
-        unsigned room = 15 - v;
-        if (v < least)
-            least = v;
-        *w += (uint64_t)(k < room ? k : room) << sh;
-    }
-    return (int)(added + (k < 15 - least ? k : 15 - least));
-}
-
 /* Halves every counter (the sketch's aging). */
 static inline void
 fastlru_sketch_halve(uint64_t *table, size_t nwords)
