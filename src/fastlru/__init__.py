@@ -7,7 +7,7 @@
 ['c', 'b']
 
 ``fastlru.Cache(count, policy=...)`` is a bounded mapping whose eviction policy is chosen by name
-(``fastlru.POLICIES``: ``"lru"``, ``"sieve"``, ``"s3fifo"``, ``"wtinylfu"``).
+(``fastlru.POLICIES``: ``"lru"``, ``"sieve"``, ``"s3fifo"``, ``"wtinylfu"``, ``"tinylfu"``).
 
 ``fastlru.lru_cache`` and ``fastlru.cache`` are drop-ins for ``functools``' decorators, on LRU.
 

@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
+from fastlru._common import POLICIES
+
 _T = TypeVar("_T")
 
 DICT = "dict"
@@ -154,7 +156,7 @@ _LOADERS: List[Tuple[str, Callable[[], Impl]]] = [
     (DICT, lambda: Impl(DICT, _make_dict, note="baseline, no eviction")),
     (FASTLRU, _fastlru),
     (FASTLRU_PY, _fastlru_py),
-    *[(cache_name(p), _cache(p)) for p in ("lru", "sieve", "s3fifo", "wtinylfu")],
+    *[(cache_name(p), _cache(p)) for p in POLICIES],  # every policy of fastlru.Cache
     (ODOO, _odoo),
     (ODOO_183, _odoo_183),
     (FUNCTOOLS, _functools),
