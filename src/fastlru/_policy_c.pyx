@@ -94,7 +94,8 @@ cdef extern from "_ft_read.h":
     void fastlru_ft_clear_hits(fastlru_ft*) noexcept
     int fastlru_ft_traverse(fastlru_ft*, visitproc, void*) noexcept
     void fastlru_ft_gc_clear(fastlru_ft*) noexcept
-    PyObject* fastlru_ft_index(fastlru_ft*) noexcept
+    PyObject* fastlru_ft_index(fastlru_ft*, int) noexcept
+    const int FT_STRIPES "FASTLRU_FT_STRIPES"
     Py_ssize_t fastlru_ft_pending(fastlru_ft*) noexcept
 
 
@@ -2088,10 +2089,10 @@ cdef class Cache:
             if self.table[i] != EMPTY:
                 n += 1
         assert n == self.size, "table and queues disagree"
-        index = <object>fastlru_ft_index(self.ft) if fastlru_ft_index(self.ft) != NULL else None
-        if index is not None and fastlru_ft_pending(self.ft) == 0:
-            for k, v in list(index.items()):  # free-threaded: the read index is in the arena
-                assert self.peek(k, _MISSING) is v, "read index and arena disagree"
+        for i in range(FT_STRIPES):  # free-threaded: each stripe's read index is in the arena
+            if fastlru_ft_index(self.ft, i) != NULL and fastlru_ft_pending(self.ft) == 0:
+                for k, v in list((<object>fastlru_ft_index(self.ft, i)).items()):
+                    assert self.peek(k, _MISSING) is v, "read index and arena disagree"
         if self.weighted:
             total = 0
             for i in range(self.fill):
