@@ -22,7 +22,9 @@ on a 2-vCPU VM: each read writes their shared reference counts, a line both core
 makes its own keys (equal to the cached ones, other objects, made in the thread), and the values
 are ``None``, immortal on 3.12+, whose reference count nobody writes (a hot value every thread
 reads bounces whatever the container: that cost is the value's, not the cache's). Each thread
-reads each of its keys once before the clock starts, as a long-lived thread would have.
+reads each of its keys once before the clock starts, as a long-lived thread would have. Its
+hits go through ``c.__getitem__``: on free-threaded 3.13 ``dict.get`` takes the dict's critical
+section (``dict.__getitem__`` does not), so ``dict`` read with ``get`` cannot scale at all.
 
 The clock runs from the first thread's start to the last one's end, each read in its thread.
 
@@ -141,6 +143,14 @@ def _get_loop(impl: Impl, c: Any, keys: Sequence[Any]) -> Callable[[], Any]:
     return functools.partial(loops.call_each, c.get, keys)  # a vectorcall, dict's as ours
 
 
+def _hit_loop(impl: Impl, c: Any, keys: Sequence[Any]) -> Callable[[], Any]:
+    """One thread's hits through ``c.__getitem__`` (``c.get`` for "methods"): on 3.13t
+    ``dict.get`` takes the dict's critical section, its ``__getitem__`` reads without a lock."""
+    if impl.kind == "mapping":
+        return functools.partial(loops.call_each, c.__getitem__, keys)
+    return _get_loop(impl, c, keys)
+
+
 def _get_or_set_loop(impl: Impl, c: Any, keys: Sequence[Any]) -> Callable[[], Any]:
     """One thread's get-or-set, through bound methods of its own."""
     if impl.kind == "function":
@@ -181,8 +191,8 @@ def _cases(workload: str, impl: Impl, sz: Sizes) -> Tuple[Dict[int, Prepare], in
             """In thread t: its own key objects, each read once, and its timed lookups."""
             c = filled[0]
             mine = [int(repr(k)) for k in keys]  # equal to the cached keys, made in this thread
-            _get_loop(impl, c, mine)()
-            return _get_loop(impl, c, [mine[i] for i in positions[t]])
+            _hit_loop(impl, c, mine)()
+            return _hit_loop(impl, c, [mine[i] for i in positions[t]])
 
         def get_hit_own(n: int) -> Prepare:
             def prepare() -> Callable[[], Optional[int]]:
