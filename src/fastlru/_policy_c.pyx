@@ -73,6 +73,32 @@ cdef extern from "_lru_sync.h":
     const uint64_t FIB "FASTLRU_FIB"
 
 
+cdef extern from "_ft_read.h":
+    # free-threaded builds only: lock-free SIEVE hits (see the header); no-ops under the GIL
+    ctypedef struct fastlru_ft:
+        pass
+    fastlru_ft* fastlru_ft_new() noexcept
+    void fastlru_ft_free(fastlru_ft*) noexcept
+    void fastlru_ft_enable(fastlru_ft*) noexcept
+    bint fastlru_ft_on(fastlru_ft*) noexcept
+    PyObject* fastlru_ft_get(fastlru_ft*, PyObject*) noexcept
+    object fastlru_ft_steal(PyObject*)  # takes over a new reference (never NULL)
+    bint fastlru_ft_indexable(PyObject*) noexcept
+    void fastlru_ft_record(fastlru_ft*, PyObject*) noexcept
+    void fastlru_ft_record_clear(fastlru_ft*) noexcept
+    bint fastlru_ft_lock(fastlru_ft*) noexcept
+    void fastlru_ft_unlock(fastlru_ft*) noexcept
+    void fastlru_ft_drain(fastlru_ft*, PyObject*) noexcept
+    void fastlru_ft_publish(fastlru_ft*, PyObject*, PyObject*) noexcept
+    uint64_t fastlru_ft_hits(fastlru_ft*) noexcept
+    void fastlru_ft_clear_hits(fastlru_ft*) noexcept
+    int fastlru_ft_traverse(fastlru_ft*, visitproc, void*) noexcept
+    void fastlru_ft_gc_clear(fastlru_ft*) noexcept
+    PyObject* fastlru_ft_index(fastlru_ft*, int) noexcept
+    const int FT_STRIPES "FASTLRU_FT_STRIPES"
+    Py_ssize_t fastlru_ft_pending(fastlru_ft*) noexcept
+
+
 ctypedef struct Entry:
     PyObject* key      # NULL when the entry is free
     PyObject* value
@@ -212,6 +238,7 @@ cdef class Cache:
     cdef int kind
     cdef size_t version
     cdef uint64_t hits, misses, evictions
+    cdef fastlru_ft* ft           # free-threaded builds: the read index (_ft_read.h), else NULL
     cdef object on_evict
     cdef object __weakref__
     cdef bint ready
@@ -273,6 +300,7 @@ cdef class Cache:
         self.tmask = (1 << MIN_TABLE_BITS) - 1
         self.shift = 64 - MIN_TABLE_BITS
         self._setup_policy(P_LRU, 1)  # before __init__: a valid Cache(1, policy="lru")
+        self.ft = fastlru_ft_new()
 
     def __init__(self, count, pairs=(), *, policy=DEFAULT_POLICY, on_evict=None,
                  maxweight=None, getsizeof=None, ttl=None, timer=_monotonic):
@@ -337,6 +365,8 @@ cdef class Cache:
                 self._ttl = ttl
                 self.oldest = EMPTY
             self._timer = timer
+            if kind == P_SIEVE and not self.timed:
+                fastlru_ft_enable(self.ft)  # hits write nothing: served from the read index
         fastlru_cs_end(&cs)
         if problem is not None:
             raise RuntimeError(problem)
@@ -344,6 +374,8 @@ cdef class Cache:
             self[key] = value
 
     def __dealloc__(self):
+        fastlru_ft_free(self.ft)
+        self.ft = NULL
         self._free_entries(self.entries, self.fill)
         self.entries = NULL
         PyMem_Free(self.queue)
@@ -745,6 +777,7 @@ cdef class Cache:
             o = self.hand if self.hand != EMPTY else self._last(Q_MAIN)
             while self.bits[o]:
                 self.bits[o] = 0
+                fastlru_ft_record(self.ft, self.entries[o].key)
                 t = self._toward_newer(o)
                 o = t if t != EMPTY else self._last(Q_MAIN)
             self.hand = self._toward_newer(o)
@@ -1105,6 +1138,8 @@ cdef class Cache:
     cdef void _detach(self, int32_t e, Dropped* dropped) noexcept:
         """Frees entry ``e``, already out of its queue; its references go to ``dropped``."""
         cdef Entry* ep = &self.entries[e]
+        if self.bits[e]:
+            fastlru_ft_record(self.ft, ep.key)
         self._table_remove(e)
         dropped.items[dropped.n] = ep.key
         dropped.items[dropped.n + 1] = ep.value
@@ -1248,11 +1283,16 @@ cdef class Cache:
 
     def __getitem__(self, key):
         # _get's body, raising KeyError (a call and a sentinel less on the hottest path, as LRU)
-        cdef Py_hash_t h = hash(key)
+        cdef PyObject* found = fastlru_ft_get(self.ft, <PyObject*>key)
+        cdef Py_hash_t h
         cdef fastlru_cs cs
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef object value
+        cdef PyObject* publish = NULL
+        if found != NULL:  # free-threaded, lock-free hit (before hash(): nothing shared written)
+            return fastlru_ft_steal(found)
+        h = hash(key)
         if self.timed:
             value = self._get_timed(key, h, _MISSING)
             if value is _MISSING:
@@ -1267,8 +1307,12 @@ cdef class Cache:
             raise KeyError(key)
         self._read_hit(h, <int32_t>e)
         value = <object>self.entries[e].value
+        if fastlru_ft_on(self.ft):
+            publish = self._ft_want(<int32_t>e, key)
         fastlru_cs_end(&cs)
         _xdecref(hold)
+        if publish != NULL:
+            self._ft_publish(<int32_t>e, publish, key)
         return value
 
     def get(self, key, default=None):
@@ -1294,11 +1338,16 @@ cdef class Cache:
 
     @cython.final
     cdef inline object _get(self, object key, object default):
-        cdef Py_hash_t h = hash(key)
+        cdef PyObject* found = fastlru_ft_get(self.ft, <PyObject*>key)
+        cdef Py_hash_t h
         cdef fastlru_cs cs
         cdef PyObject* hold = NULL
         cdef Py_ssize_t e
         cdef object value
+        cdef PyObject* publish = NULL
+        if found != NULL:  # free-threaded, lock-free hit: no write to the cache (_ft_read.h)
+            return fastlru_ft_steal(found)
+        h = hash(key)
         if self.timed:
             return self._get_timed(key, h, default)
         fastlru_cs_begin(&cs, self)
@@ -1309,8 +1358,12 @@ cdef class Cache:
         else:
             self._read_hit(h, <int32_t>e)
             value = <object>self.entries[e].value
+            if fastlru_ft_on(self.ft):
+                publish = self._ft_want(<int32_t>e, key)
         fastlru_cs_end(&cs)
         _xdecref(hold)
+        if publish != NULL:
+            self._ft_publish(<int32_t>e, publish, key)
         return value
 
     @cython.final
@@ -1341,6 +1394,37 @@ cdef class Cache:
         if expired.n:
             self._release(&expired, True)
         return value
+
+    @cython.final
+    cdef inline PyObject* _ft_want(self, int32_t e, object key) noexcept:
+        """Section held, hit on ``e`` by ``key``: the entry's key (a new reference) when the hit
+        may put it in the read index (free-threaded builds), else NULL."""
+        cdef PyObject* k = self.entries[e].key
+        if not (fastlru_ft_indexable(k) and fastlru_ft_indexable(<PyObject*>key)):
+            return NULL  # both exact built-ins: equal means equal for the index as for the arena
+        _incref(k)
+        return k
+
+    @cython.final
+    cdef void _ft_publish(self, int32_t e, PyObject* k, object key):
+        """Section not held (free-threaded builds): applies pending records, then puts ``key``
+        -> the value in this thread's read index if entry ``e`` still holds ``k`` (a reference
+        this call releases) with its visited bit set."""
+        cdef fastlru_cs cs
+        cdef PyObject* value = NULL
+        fastlru_ft_drain(self.ft, <PyObject*>self)
+        if fastlru_ft_lock(self.ft):
+            fastlru_cs_begin(&cs, self)
+            if e < self.fill and self.entries[e].key == k and self.bits[e]:
+                value = self.entries[e].value
+                _incref(value)
+            fastlru_cs_end(&cs)
+            if value == NULL:
+                fastlru_ft_unlock(self.ft)
+            else:
+                fastlru_ft_publish(self.ft, <PyObject*>key, value)  # releases the lock
+                _decref(value)
+        _decref(k)
 
     def peek(self, key, default=None):
         """The value of ``key`` without counting or recording a read, or ``default``."""
@@ -1440,6 +1524,8 @@ cdef class Cache:
             if keep:
                 result = <object>ep.value
             else:
+                if self.bits[e]:
+                    fastlru_ft_record(self.ft, ep.key)  # its value changes
                 if self.timed:
                     self._unstamp(<int32_t>e)
                     self._stamp(<int32_t>e, now + self._ttl)
@@ -1508,6 +1594,7 @@ cdef class Cache:
                 self._detach(out[i], &evicted)
                 self.evictions += 1
         fastlru_cs_end(&cs)
+        fastlru_ft_drain(self.ft, <PyObject*>self)
         _xdecref(hold)
         _xdecref(replaced)
         if evicted.n:
@@ -1542,6 +1629,7 @@ cdef class Cache:
             self._unfile(<int32_t>e)
             self._detach(<int32_t>e, &dropped)
         fastlru_cs_end(&cs)
+        fastlru_ft_drain(self.ft, <PyObject*>self)
         _xdecref(hold)
         if expired:
             self._release(&dropped, True)  # reclaimed and reported, not popped
@@ -1571,6 +1659,7 @@ cdef class Cache:
                 self._detach(self._victim(), &dropped)
         finally:
             fastlru_cs_end(&cs)
+        fastlru_ft_drain(self.ft, <PyObject*>self)
         self._release(&expired, True)
         if not dropped.n:
             raise KeyError("popitem(): Cache is empty")
@@ -1617,7 +1706,9 @@ cdef class Cache:
         self.free_head = EMPTY
         self.size = 0
         self.version += 1
+        fastlru_ft_record_clear(self.ft)
         fastlru_cs_end(&cs)
+        fastlru_ft_drain(self.ft, <PyObject*>self)
         self._free_entries(entries, fill)
         return 0
 
@@ -1675,6 +1766,7 @@ cdef class Cache:
         if self.fill // 2 > c and self.fill > 64:
             self._compact()  # as LRU's; out of memory it leaves the arena as it was
         fastlru_cs_end(&cs)
+        fastlru_ft_drain(self.ft, <PyObject*>self)
         self._release(&evicted, True)
 
     @count.deleter
@@ -1709,7 +1801,8 @@ cdef class Cache:
         cdef fastlru_cs cs
         self._expire_now()
         fastlru_cs_begin(&cs, self)
-        info = (self.hits, self.misses, self.evictions, self.size, self._count)
+        info = (self.hits + fastlru_ft_hits(self.ft), self.misses, self.evictions, self.size,
+                self._count)
         fastlru_cs_end(&cs)
         return _common.CacheInfo(*info)
 
@@ -1718,6 +1811,7 @@ cdef class Cache:
         cdef fastlru_cs cs
         fastlru_cs_begin(&cs, self)
         self.hits = self.misses = self.evictions = 0
+        fastlru_ft_clear_hits(self.ft)
         fastlru_cs_end(&cs)
 
     # -- views ----------------------------------------------------------------------------
@@ -1995,6 +2089,10 @@ cdef class Cache:
             if self.table[i] != EMPTY:
                 n += 1
         assert n == self.size, "table and queues disagree"
+        for i in range(FT_STRIPES):  # free-threaded: each stripe's read index is in the arena
+            if fastlru_ft_index(self.ft, i) != NULL and fastlru_ft_pending(self.ft) == 0:
+                for k, v in list((<object>fastlru_ft_index(self.ft, i)).items()):
+                    assert self.peek(k, _MISSING) is v, "read index and arena disagree"
         if self.weighted:
             total = 0
             for i in range(self.fill):
@@ -2065,6 +2163,9 @@ cdef int _cache_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
         r = _base_traverse(o, visit, arg)
         if r:
             return r
+    r = fastlru_ft_traverse(self.ft, visit, arg)
+    if r:
+        return r
     for i in range(self.fill):
         if self.entries[i].key != NULL:
             r = visit(self.entries[i].key, arg)
@@ -2082,6 +2183,7 @@ cdef int _cache_clear(PyObject* o) noexcept:
         self._clear()
     except BaseException:
         PyErr_WriteUnraisable(self)
+    fastlru_ft_gc_clear(self.ft)
     if _base_clear != NULL:
         return _base_clear(o)
     return 0

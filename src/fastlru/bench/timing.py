@@ -9,7 +9,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 _N = TypeVar("_N", bound=Hashable)  # a case's name
 
@@ -73,27 +73,44 @@ def interleaved(cases: Mapping[_N, Prepare], repeats: int, warmup: int = 1,
     return result
 
 
-def run_together(runs: Sequence[Callable[[], Any]]) -> int:
-    """Runs each callable in its own thread, released together; ns from the common release to
-    the last join (the scaling and threads workloads' timed pass). The first error is raised."""
-    barrier = threading.Barrier(len(runs) + 1)
+def run_together(makers: Sequence[Callable[[], Callable[[], Any]]]) -> int:
+    """Runs each maker in its own thread, then what it returned, all released together (the
+    scaling and threads workloads' timed pass); ns from the first start to the last end, each
+    read in its thread (a thread that a busy machine schedules late does not make the others
+    look faster). What a maker makes belongs to its thread (on a free-threaded build, objects
+    made by the thread that uses them). The first error is raised."""
+    barrier = threading.Barrier(len(makers))
     errors: List[BaseException] = []
+    spans: List[Tuple[int, int]] = []
 
-    def worker(run: Callable[[], Any]) -> None:
-        barrier.wait()
+    def worker(make: Callable[[], Callable[[], Any]]) -> None:
+        try:
+            run = make()
+        except BaseException as exc:  # noqa: BLE001 - raised in the timing thread below
+            errors.append(exc)
+            barrier.abort()
+            return
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return
+        start = time.perf_counter_ns()
         try:
             run()
         except BaseException as exc:  # noqa: BLE001 - raised in the timing thread below
             errors.append(exc)
+        spans.append((start, time.perf_counter_ns()))
 
-    threads = [threading.Thread(target=worker, args=(run,)) for run in runs]
+    threads = [threading.Thread(target=worker, args=(make,)) for make in makers]
     for t in threads:
         t.start()
-    barrier.wait()  # all started: time from the common release to the last join
-    start = time.perf_counter_ns()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter_ns() - start
     if errors:
         raise errors[0]
-    return elapsed
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def made(run: Callable[[], Any]) -> Callable[[], Callable[[], Any]]:
+    """A maker for ``run_together`` of a loop built in advance."""
+    return lambda: run

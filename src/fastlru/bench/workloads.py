@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import data, loops, memory
 from .impls import DICT, ODOO, Impl
-from .timing import Prepare, Samples, interleaved, run_together
+from .timing import Prepare, Samples, interleaved, made, run_together
 
 Tick = Callable[[str], None]  # progress: called with a short label
 
@@ -268,7 +268,7 @@ def _threaded_run(impl: Impl, c: Any, chunks: Sequence[Sequence[Any]]) -> int:
     else:
         lock = threading.Lock()
         runs = [functools.partial(loops.get_or_set_each_locked, c, chunk, lock) for chunk in chunks]
-    return run_together(runs)
+    return run_together([made(run) for run in runs])
 
 
 def threads(impls: List[Impl], sz: Sizes, tick: Tick) -> List[Dict[str, Any]]:

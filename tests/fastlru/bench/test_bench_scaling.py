@@ -17,19 +17,22 @@ def test_scaling_rows_table_and_target(tmp_path):
     result = json.loads(out.read_text())
     assert result["meta"]["free_threaded"] is scaling.free_threaded()
     rows = {(r["workload"], r["impl"]): r for r in result["rows"]}
-    for workload in ("scaling-get-hit", "scaling-zipf"):
+    for workload in ("scaling-get-hit", "scaling-get-hit-own", "scaling-zipf"):
         for impl in ("fastlru", "fastlru.Cache[sieve]", "functools.lru_cache"):
             row = rows[(workload, impl)]
             assert set(row["mops"]) == {"1", "2"} and all(v > 0 for v in row["mops"].values()), row
             assert abs(row["speedup"] - row["mops"]["2"] / row["mops"]["1"]) < 1e-9
-    assert {r["workload"] for r in result["rows"]} == {"scaling-control", "scaling-get-hit", "scaling-zipf"}
+    assert {r["workload"] for r in result["rows"]} == {"scaling-control", "scaling-get-hit",
+                                                      "scaling-get-hit-own", "scaling-zipf"}
     control = rows[("scaling-control", "no cache")]
     assert set(control["mops"]) == {"1", "2"} and control["speedup"] > 0
     assert "scaling — Mops/s of one shared cache" in proc.stdout
     assert "scaling get-hit: 2 threads >= 1.8x one thread" in proc.stdout  # --targets
     assert [t["target"] for t in result["targets"]] == [
         "scaling get-hit: 2 threads >= 1.8x one thread",
-        "scaling get-hit, fastlru.Cache[sieve]: 2 threads >= 1.8x one thread"]
+        "scaling get-hit, fastlru.Cache[sieve]: 2 threads >= 1.8x one thread",
+        "scaling get-hit-own: 2 threads >= 1.8x one thread",
+        "scaling get-hit-own, fastlru.Cache[sieve]: 2 threads >= 1.8x one thread"]
 
 
 def test_only_other_workloads_leaves_scaling_out(tmp_path):
