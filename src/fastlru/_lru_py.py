@@ -24,12 +24,12 @@ from array import array
 import collections.abc
 from collections.abc import Mapping, MutableMapping
 from types import GenericAlias
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, List,
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Hashable, Iterable, Iterator, List,
                     Optional, SupportsIndex, Tuple, TypeVar, Union, cast, overload)
 
-from ._common import (MAX_RESTARTS, CacheInfo, LRUType, check_count, check_maxweight,
-                      check_time, check_timer, check_ttl, check_weight, copy_of, iter_pairs,
-                      lru_repr, rebuild, reduce_lru)
+from ._common import (MAX_RESTARTS, LRUType, check_count, check_maxweight, check_timer, check_ttl,
+                      copy_of, iter_pairs, lru_repr, rebuild, reduce_lru)
+from ._engine_py import _EMPTY, _EMPTY_ROW, _FIB, _M64, _MIN_TABLE, _MISSING, _Engine, _is_plain
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -43,56 +43,12 @@ _T = TypeVar("_T")
 _Fresh = Tuple[List[Any], List[Any], List[int], List[bool], List[int], List[int], List[int],
                Dict[int, int]]
 
-_EMPTY = -1
-_M64 = (1 << 64) - 1
-_FIB = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads sequential hashes over the table
-_MIN_TABLE = 8
-# Exact types whose __eq__ runs no Python code: comparing them under the lock is safe.
-_PLAIN = frozenset({int, str, bytes, float, bool, type(None)})
-_MISSING: Any = object()
-
-
-def _is_plain(key: Any) -> bool:
-    t = type(key)
-    if t in _PLAIN:
-        return True
-    if t is tuple:
-        for item in key:
-            if type(item) not in _PLAIN:
-                return False
-        return True
-    return False
-
-
-class _Unraisable:
-    """Hands an exception to ``sys.unraisablehook`` the only way pure Python can: from __del__."""
-
-    __slots__ = ("exc",)
-    exc: Any  # the exception to report, None once reported
-
-    def __del__(self) -> None:
-        exc, self.exc = self.exc, None
-        try:
-            raise exc
-        finally:
-            del exc  # else the traceback's frames and the exception form a cycle
-
-
-def _report(exc: BaseException) -> None:
-    reporter = _Unraisable()
-    reporter.exc = exc
-    del exc
-    del reporter
-
-
-_EMPTY_ROW = array("q", [_EMPTY])
-
 
 def _new_table(size: int) -> array[int]:
     return _EMPTY_ROW * size  # an array is not tracked by the GC: safe to allocate under the lock
 
 
-class LRU(Generic[_K, _V]):
+class LRU(_Engine[_K, _V]):
     """A bounded mapping that forgets its least recently used entries.
 
     >>> cache = LRU(2)
@@ -390,19 +346,6 @@ class LRU(Generic[_K, _V]):
             self._detach(self._oldest, dropped)
             self._evictions += 1
 
-    def _now(self) -> Optional[float]:
-        """The timer's time (user code: called before the lock), or None without a ttl."""
-        return None if self._ttl is None else check_time(self._timer())
-
-    def _expire_now(self) -> None:
-        """Reclaims the expired entries (reported to on_evict), if the cache has a ttl."""
-        if self._ttl is not None:
-            now = self._now()
-            evicted: List[Any] = []
-            with self._lock:
-                self._expire(now, evicted)  # type: ignore[arg-type]  # a float: there is a ttl
-            self._release_evicted(evicted)
-
     def _detach(self, e: int, dropped: List[Any]) -> None:
         """Removes entry ``e``; its key and value go to ``dropped`` (released by the caller)."""
         self._unlink(e)
@@ -428,37 +371,7 @@ class LRU(Generic[_K, _V]):
             self._detach(self._prev[self._head], dropped)
             self._evictions += 1
 
-    # -- user callbacks (lock released) ---------------------------------------------------
-
-    def _weigh(self, value: _V) -> int:
-        if self._getsizeof is None:
-            return check_weight(1, self._maxweight)  # type: ignore[arg-type]  # weighed only with a maxweight
-        return check_weight(self._getsizeof(value), self._maxweight)  # type: ignore[arg-type]
-
-    def _release_evicted(self, evicted: List[Any]) -> None:
-        on_evict = self._on_evict
-        if on_evict is not None:
-            for i in range(0, len(evicted), 2):
-                try:
-                    on_evict(evicted[i], evicted[i + 1])
-                except BaseException as exc:  # noqa: BLE001 - reported, never raised mid-call
-                    _report(exc)
-        evicted.clear()
-
     # -- mapping --------------------------------------------------------------------------
-
-    def __getitem__(self, key: _K) -> _V:
-        value = self._lookup(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
-
-    @overload
-    def get(self, key: _K) -> Optional[_V]: ...
-    @overload
-    def get(self, key: _K, default: Union[_V, _T]) -> Union[_V, _T]: ...
-    def get(self, key: _K, default: object = None) -> object:
-        return self._lookup(key, default)
 
     def _lookup(self, key: _K, default: _T) -> Union[_V, _T]:
         """``get``: a hit is made most recent; an expired entry is a miss, reclaimed at once."""
@@ -503,9 +416,6 @@ class LRU(Generic[_K, _V]):
         with self._lock:
             e = self._find(key, h, plain)
             return e != _EMPTY and not self._expired(e, now)
-
-    def __setitem__(self, key: _K, value: _V) -> None:
-        self._store(key, value, False)
 
     @overload
     def setdefault(self: LRU[_K, Optional[_T]], key: _K, default: None = None) -> Optional[_T]: ...
@@ -606,9 +516,6 @@ class LRU(Generic[_K, _V]):
             self._weight += w
         self._version += 1
 
-    def __delitem__(self, key: _K) -> None:
-        self._pop(key, _MISSING)
-
     @overload
     def pop(self, key: _K, /) -> _V: ...
     @overload
@@ -705,10 +612,6 @@ class LRU(Generic[_K, _V]):
         for key, value in kwargs.items():
             self[key] = value  # type: ignore[index]  # keyword keys are str
 
-    def __len__(self) -> int:
-        self._expire_now()
-        return self._size
-
     # -- capacity -------------------------------------------------------------------------
 
     @property
@@ -772,33 +675,6 @@ class LRU(Generic[_K, _V]):
         while size <= 2 * n:  # under half full, as _insert
             size *= 2
         self._resize_table(size)
-
-    @property
-    def maxweight(self) -> Optional[int]:
-        return self._maxweight
-
-    @property
-    def weight(self) -> int:
-        self._expire_now()
-        return self._weight if self._weights is not None else self._size
-
-    @property
-    def ttl(self) -> Optional[float]:
-        return self._ttl
-
-    @property
-    def timer(self) -> Callable[[], float]:
-        return self._timer
-
-    def info(self) -> CacheInfo:
-        self._expire_now()
-        with self._lock:
-            return CacheInfo(self._hits, self._misses, self._evictions, self._size, self._count)
-
-    def clear_stats(self) -> None:
-        """Resets the hits, misses and evictions counters to zero."""
-        with self._lock:
-            self._hits = self._misses = self._evictions = 0
 
     # -- views ----------------------------------------------------------------------------
 

@@ -89,55 +89,30 @@ import collections
 import collections.abc
 from collections.abc import MutableMapping
 from types import GenericAlias
-from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Iterator, List, Optional,
-                    SupportsIndex, Tuple, TypeVar, Union, overload)
+from typing import (Any, Callable, Dict, Hashable, Iterable, Iterator, List, Optional, SupportsIndex,
+                    Tuple, TypeVar)
 
 from array import array
 from math import sqrt
 
-from ._common import (CacheInfo, CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES,
-                      cache_kwargs, cache_repr, check_count, check_maxweight, check_policy,
-                      check_time, check_timer, check_ttl, check_weight, copy_cache, iter_pairs,
-                      rebuild_cache, reduce_cache)
+from ._common import (CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES, cache_kwargs,
+                      cache_repr, check_count, check_maxweight, check_policy, check_timer,
+                      check_ttl, copy_cache, iter_pairs, rebuild_cache, reduce_cache)
+from ._engine_py import _EMPTY, _EMPTY_ROW, _FIB, _M64, _MIN_TABLE, _MISSING, _Engine, _is_plain
 
 __all__ = ["Cache", "POLICIES"]
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 _T = TypeVar("_T")
-_MISSING: Any = object()
-_PLAIN = frozenset({int, str, bytes, float, bool, type(None)})
-_M64 = (1 << 64) - 1
-_FIB = 0x9E3779B97F4A7C15
-_EMPTY = -1
-_MIN_TABLE = 8
 # A huge count must not allocate a huge sketch or ghost: the sketch at most 2**26 counters (32 MiB
 # in the compiled engine), the ghost at most 4M slots (then it forgets early).
 _MIN_SKETCH_WIDTH = 32  # one block of 128 counters
 _MAX_SKETCH_WIDTH = 1 << 24
 _MAX_GHOST_BUCKETS = 1 << 20
-_EMPTY_ROW = array("q", [_EMPTY])
 
 # queue an entry is in
 _FREE, _MAIN, _SMALL, _WINDOW, _PROBATION, _PROTECTED = range(6)
-
-
-def _is_plain(key: Any) -> bool:
-    t = type(key)
-    if t in _PLAIN:
-        return True
-    if t is tuple:
-        for item in key:
-            if type(item) not in _PLAIN:
-                return False
-        return True
-    return False
-
-
-def _report(exc: BaseException) -> None:
-    from ._lru_py import _report as report
-
-    report(exc)
 
 
 class _Entry:
@@ -766,7 +741,7 @@ _POLICY_CLASSES: Dict[str, Callable[[int], _Policy]] = {
 assert POLICIES == tuple(_POLICY_CLASSES)
 
 
-class Cache(Generic[_K, _V]):
+class Cache(_Engine[_K, _V]):
     """A bounded mapping whose eviction policy is chosen by name (see the module docstring).
 
     >>> cache = Cache(1000, policy="wtinylfu")
@@ -1037,53 +1012,12 @@ class Cache(Generic[_K, _V]):
             self._detach(e, dropped)
             self._evictions += 1
 
-    def _now(self) -> Optional[float]:
-        """The timer's time (user code: called before the lock), or None without a ttl."""
-        return None if self._ttl is None else check_time(self._timer())
-
-    def _expire_now(self) -> None:
-        """Reclaims the expired entries (reported to on_evict), if the cache has a ttl."""
-        if self._ttl is not None:
-            now = self._now()
-            evicted: List[Any] = []
-            with self._lock:
-                self._expire(now, evicted)  # type: ignore[arg-type]  # a float: there is a ttl
-            self._release_evicted(evicted)
-
     def _overweight(self, extra: int) -> bool:
         """True if the entries' weight plus ``extra`` is above maxweight (never overflows: as
         ``LRU._evict_until``)."""
         return self._weights is not None and self._weight - self._maxweight > -extra  # type: ignore[operator]
 
-    def _weigh(self, value: Any) -> int:
-        if self._getsizeof is None:
-            return check_weight(1, self._maxweight)  # type: ignore[arg-type]  # only with a maxweight
-        return check_weight(self._getsizeof(value), self._maxweight)  # type: ignore[arg-type]
-
-    def _release_evicted(self, evicted: List[Any]) -> None:
-        on_evict = self._on_evict
-        if on_evict is not None:
-            for i in range(0, len(evicted), 2):
-                try:
-                    on_evict(evicted[i], evicted[i + 1])
-                except BaseException as exc:  # noqa: BLE001 - reported, never raised mid-call
-                    _report(exc)
-        evicted.clear()
-
     # -- mapping --------------------------------------------------------------------------
-
-    def __getitem__(self, key: _K) -> _V:
-        value = self._lookup(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value  # type: ignore[no-any-return]
-
-    @overload
-    def get(self, key: _K) -> Optional[_V]: ...
-    @overload
-    def get(self, key: _K, default: Union[_V, _T]) -> Union[_V, _T]: ...
-    def get(self, key: _K, default: object = None) -> object:
-        return self._lookup(key, default)
 
     def _lookup(self, key: _K, default: Any) -> Any:
         """``get``: a hit is recorded by the policy; an expired entry is a miss, reclaimed."""
@@ -1129,9 +1063,6 @@ class Cache(Generic[_K, _V]):
         with self._lock:
             e = self._find(key, h, plain)
             return default if e is None or self._expired(e, now) else e.value
-
-    def __setitem__(self, key: _K, value: _V) -> None:
-        self._store(key, value, False)
 
     def setdefault(self, key: _K, default: Any = None) -> Any:
         return self._store(key, default, True)
@@ -1213,9 +1144,6 @@ class Cache(Generic[_K, _V]):
         self._release_evicted(evicted)
         return value
 
-    def __delitem__(self, key: _K) -> None:
-        self._pop(key, _MISSING)
-
     def pop(self, key: _K, default: object = _MISSING, /) -> Any:
         return self._pop(key, default)
 
@@ -1291,10 +1219,6 @@ class Cache(Generic[_K, _V]):
         for key, value in kwargs.items():
             self[key] = value  # type: ignore[index]
 
-    def __len__(self) -> int:
-        self._expire_now()
-        return self._size
-
     @property
     def count(self) -> int:
         return self._count
@@ -1369,33 +1293,6 @@ class Cache(Generic[_K, _V]):
     @property
     def policy(self) -> str:
         return self._policy.name
-
-    @property
-    def maxweight(self) -> Optional[int]:
-        return self._maxweight
-
-    @property
-    def weight(self) -> int:
-        """The total weight of the entries (their number without a maxweight)."""
-        self._expire_now()
-        return self._weight if self._weights is not None else self._size
-
-    @property
-    def ttl(self) -> Optional[float]:
-        return self._ttl
-
-    @property
-    def timer(self) -> Callable[[], float]:
-        return self._timer
-
-    def info(self) -> CacheInfo:
-        self._expire_now()
-        with self._lock:
-            return CacheInfo(self._hits, self._misses, self._evictions, self._size, self._count)
-
-    def clear_stats(self) -> None:
-        with self._lock:
-            self._hits = self._misses = self._evictions = 0
 
     # -- views ----------------------------------------------------------------------------
 
