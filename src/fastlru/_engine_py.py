@@ -13,7 +13,7 @@ from array import array
 from typing import (TYPE_CHECKING, Any, Callable, Generic, Hashable, List, Optional, SupportsIndex,
                     TypeVar, Union, overload)
 
-from ._common import CacheInfo, check_time, check_weight
+from ._common import CacheInfo, check_maxweight, check_time, check_weight
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
@@ -62,6 +62,22 @@ def _report(exc: BaseException) -> None:
     del reporter
 
 
+def _check_callbacks(on_evict: Optional[Callable[[Any, Any], object]],
+                     maxweight: Optional[SupportsIndex],
+                     getsizeof: Optional[Callable[[Any], SupportsIndex]]) -> Optional[int]:
+    """``__init__``'s checks of ``on_evict``, ``getsizeof`` and ``maxweight``, in that order;
+    returns ``maxweight`` as an int (or None)."""
+    if on_evict is not None and not callable(on_evict):
+        raise TypeError("on_evict must be callable")
+    if getsizeof is not None and not callable(getsizeof):
+        raise TypeError("getsizeof must be callable")
+    if maxweight is not None:
+        return check_maxweight(maxweight)
+    if getsizeof is not None:
+        raise TypeError("getsizeof needs maxweight")
+    return None
+
+
 class _Engine(Generic[_K, _V]):
     """The methods ``LRU`` and ``Cache`` (pure Python) share; the slots are the twins'."""
 
@@ -78,6 +94,9 @@ class _Engine(Generic[_K, _V]):
     _getsizeof: Optional[Callable[[Any], SupportsIndex]]
     _on_evict: Optional[Callable[[Any, Any], object]]
     _lock: threading.Lock
+    _table: array[int]
+    _mask: int
+    _shift: int
     _ttl: Optional[float]
     _timer: Callable[[], float]
 
@@ -86,6 +105,17 @@ class _Engine(Generic[_K, _V]):
         def _lookup(self, key: _K, default: Any) -> Any: ...
         def _store(self, key: _K, value: _V, keep: bool) -> Any: ...
         def _pop(self, key: _K, default: object) -> Any: ...
+
+    # -- hash table (lock held, no user code) ---------------------------------------------
+
+    def _table_insert(self, n: int, h: int) -> None:
+        """Records entry number ``n``, of hash ``h``, in the first free slot from its home."""
+        table = self._table
+        mask = self._mask
+        i = ((h & _M64) * _FIB & _M64) >> self._shift
+        while table[i] != _EMPTY:
+            i = (i + 1) & mask
+        table[i] = n
 
     # -- user callbacks (lock released) ---------------------------------------------------
 
@@ -137,6 +167,17 @@ class _Engine(Generic[_K, _V]):
 
     def __delitem__(self, key: _K) -> None:
         self._pop(key, _MISSING)
+
+    def _popped(self, key: _K, default: object, dropped: List[Any], expired: bool) -> Any:
+        """The end of ``_pop``, the lock released: ``dropped`` holds the removed key and value
+        (if any), which an ``expired`` entry hands to on_evict instead of returning."""
+        if expired:
+            self._release_evicted(dropped)  # reclaimed and reported, not popped
+        if not dropped:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return dropped[1]
 
     def __len__(self) -> int:
         self._expire_now()

@@ -27,9 +27,10 @@ from types import GenericAlias
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Hashable, Iterable, Iterator, List,
                     Optional, SupportsIndex, Tuple, TypeVar, Union, cast, overload)
 
-from ._common import (MAX_RESTARTS, LRUType, check_count, check_maxweight, check_timer, check_ttl,
+from ._common import (MAX_RESTARTS, LRUType, check_count, check_timer, check_ttl,
                       copy_of, iter_pairs, lru_repr, rebuild, reduce_lru)
-from ._engine_py import _EMPTY, _EMPTY_ROW, _FIB, _M64, _MIN_TABLE, _MISSING, _Engine, _is_plain
+from ._engine_py import (_EMPTY, _EMPTY_ROW, _FIB, _M64, _MIN_TABLE, _MISSING, _Engine,
+                         _check_callbacks, _is_plain)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -127,14 +128,7 @@ class LRU(_Engine[_K, _V]):
         count = check_count(count)
         ttl = check_ttl(ttl)
         timer = check_timer(timer)
-        if on_evict is not None and not callable(on_evict):
-            raise TypeError("on_evict must be callable")
-        if getsizeof is not None and not callable(getsizeof):
-            raise TypeError("getsizeof must be callable")
-        if maxweight is not None:
-            maxweight = check_maxweight(maxweight)
-        elif getsizeof is not None:
-            raise TypeError("getsizeof needs maxweight")
+        maxweight = _check_callbacks(on_evict, maxweight, getsizeof)
         if not self._ready and self._fill and not self._size:
             LRU.clear(self)  # used before __init__, now empty: start from a fresh arena
         weights: Optional[List[int]] = None if maxweight is None else []
@@ -228,14 +222,6 @@ class LRU(_Engine[_K, _V]):
                         if equal:
                             return e
                 i = (i + 1) & mask
-
-    def _table_insert(self, e: int, h: int) -> None:
-        table = self._table
-        mask = self._mask
-        i = ((h & _M64) * _FIB & _M64) >> self._shift
-        while table[i] != _EMPTY:
-            i = (i + 1) & mask
-        table[i] = e
 
     def _table_remove(self, e: int) -> None:
         table = self._table
@@ -536,13 +522,7 @@ class LRU(_Engine[_K, _V]):
                 if expired:
                     self._evictions += 1
                 self._detach(e, dropped)
-        if expired:
-            self._release_evicted(dropped)  # reclaimed and reported, not popped
-        if not dropped:
-            if default is _MISSING:
-                raise KeyError(key)
-            return default
-        return dropped[1]
+        return self._popped(key, default, dropped, expired)
 
     def popitem(self) -> Tuple[_K, _V]:
         """Removes and returns the least recent ``(key, value)``."""

@@ -96,9 +96,10 @@ from array import array
 from math import sqrt
 
 from ._common import (CacheType, DEFAULT_POLICY, LRUType, MAX_RESTARTS, POLICIES, cache_kwargs,
-                      cache_repr, check_count, check_maxweight, check_policy, check_timer,
+                      cache_repr, check_count, check_policy, check_timer,
                       check_ttl, copy_cache, iter_pairs, rebuild_cache, reduce_cache)
-from ._engine_py import _EMPTY, _EMPTY_ROW, _FIB, _M64, _MIN_TABLE, _MISSING, _Engine, _is_plain
+from ._engine_py import (_EMPTY, _EMPTY_ROW, _FIB, _M64, _MIN_TABLE, _MISSING, _Engine,
+                         _check_callbacks, _is_plain)
 
 __all__ = ["Cache", "POLICIES"]
 
@@ -814,14 +815,7 @@ class Cache(_Engine[_K, _V]):
         policy = check_policy(policy)
         ttl = check_ttl(ttl)
         timer = check_timer(timer)
-        if on_evict is not None and not callable(on_evict):
-            raise TypeError("on_evict must be callable")
-        if getsizeof is not None and not callable(getsizeof):
-            raise TypeError("getsizeof must be callable")
-        if maxweight is not None:
-            maxweight = check_maxweight(maxweight)
-        elif getsizeof is not None:
-            raise TypeError("getsizeof needs maxweight")
+        maxweight = _check_callbacks(on_evict, maxweight, getsizeof)
         weights: Optional[List[int]] = None if maxweight is None else [0] * len(self._arena)
         stamps = None if ttl is None else (
             [0.0] * len(self._arena), [0] * len(self._arena), [0] * len(self._arena))
@@ -903,14 +897,6 @@ class Cache(_Engine[_K, _V]):
         self._table = _EMPTY_ROW * _MIN_TABLE  # an array: not tracked by the GC
         self._mask = _MIN_TABLE - 1
         self._shift = 64 - (_MIN_TABLE.bit_length() - 1)
-
-    def _table_insert(self, n: int, h: int) -> None:
-        table = self._table
-        mask = self._mask
-        i = ((h & _M64) * _FIB & _M64) >> self._shift
-        while table[i] != _EMPTY:
-            i = (i + 1) & mask
-        table[i] = n
 
     def _table_remove(self, e: _Entry) -> None:
         table = self._table
@@ -1161,13 +1147,7 @@ class Cache(_Engine[_K, _V]):
                     self._evictions += 1
                 self._policy.remove(e)
                 self._detach(e, dropped)
-        if expired:
-            self._release_evicted(dropped)  # reclaimed and reported, not popped
-        if not dropped:
-            if default is _MISSING:
-                raise KeyError(key)
-            return default
-        return dropped[1]
+        return self._popped(key, default, dropped, expired)
 
     def popitem(self) -> Tuple[_K, _V]:
         """Removes and returns the entry the policy would evict next."""
